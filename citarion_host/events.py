@@ -1,0 +1,321 @@
+"""The event envelope and its JSON wire format.
+
+``Event`` mirrors the platform's TypeScript ``BaseEvent`` field for field; on the wire the names are
+camelCase (``correlationId``, ``causationId``) and ``timestamp`` is Unix milliseconds, so TypeScript
+services and the UI read our events as their own.
+
+Why msgspec and not pydantic for the envelope: building, encoding and decoding events is the hot
+path. Measured here, a msgspec Struct builds in ~0.1 us and encodes+decodes with validation in
+~1.2 us, against ~5.9 us and ~5 us for a pydantic v2 model (``docs/events.md``). Pydantic stays where
+its richer errors pay off and speed does not matter: configuration.
+
+An :class:`EventCatalog` knows the domains and which payload type goes with which topic; it builds
+events (:meth:`EventCatalog.make`) and turns wire bytes back into them (:meth:`EventCatalog.decode`).
+The module-level :data:`catalog` is the one the helpers use; plugins extend it at host start.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Mapping
+from typing import Any, Final, Literal
+
+import msgspec
+
+from .ids import new_id
+from .payloads import BUILTIN_PAYLOADS, Payload, PayloadError
+from .topics import PatternIndex, TopicError, split_topic
+
+__all__ = [
+    "DOMAINS",
+    "PRIORITIES",
+    "PRIORITY_RANK",
+    "Event",
+    "EventCatalog",
+    "InvalidEventError",
+    "Priority",
+    "catalog",
+    "decode_event",
+    "encode_event",
+    "make_event",
+]
+
+Priority = Literal["critical", "high", "normal", "low"]
+PRIORITIES: Final[tuple[Priority, ...]] = ("critical", "high", "normal", "low")
+#: Lower rank is more urgent; queues serve rank 0 first.
+PRIORITY_RANK: Final[dict[str, int]] = {name: rank for rank, name in enumerate(PRIORITIES)}
+
+#: The platform's event domains (the first topic token). Plugins may add more.
+DOMAINS: Final[frozenset[str]] = frozenset({"market", "trading", "risk", "analytics", "system"})
+
+
+class Event(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=True, frozen=True):
+    """One event. Immutable, so one instance can be handed to every subscriber.
+
+    Build events with :func:`make_event` (or the helpers in :mod:`citarion_host.api`), which derive
+    ``domain``/``entity``/``action`` from the topic, stamp ``id`` and ``timestamp`` and validate the
+    payload; the raw constructor does no checking.
+    """
+
+    id: str
+    topic: str
+    domain: str
+    entity: str
+    action: str
+    timestamp: int
+    source: str
+    priority: Priority
+    correlation_id: str | None = None
+    causation_id: str | None = None
+    metadata: dict[str, Any] = {}
+    payload: Any = None
+
+
+class _WireEvent(msgspec.Struct, kw_only=True, rename="camel"):
+    """The envelope as first decoded: the payload stays raw until the topic says what it is."""
+
+    id: str
+    topic: str
+    domain: str
+    entity: str
+    action: str
+    timestamp: int
+    source: str
+    priority: Priority
+    correlation_id: str | None = None
+    causation_id: str | None = None
+    metadata: dict[str, Any] = {}
+    payload: msgspec.Raw = msgspec.Raw(b"null")
+
+
+class InvalidEventError(ValueError):
+    """An event (or its wire bytes) is invalid. The message names the topic and the field."""
+
+    def __init__(self, topic: str | None, field: str, reason: str) -> None:
+        where = f"topic {topic!r}" if topic else "event"
+        super().__init__(f"{where}: field {field!r}: {reason}")
+        self.topic = topic
+        self.field = field
+        self.reason = reason
+
+
+_MSGSPEC_PATH = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")
+
+
+def _from_validation(topic: str | None, prefix: str, error: Exception) -> InvalidEventError:
+    """Turn a msgspec/payload error into one that names topic and field (``payload.confidence``)."""
+    message = str(error)
+    path = ""
+    found = _MSGSPEC_PATH.search(message)
+    if found:
+        path = found.group("path")
+        message = message[: found.start()]
+    if isinstance(error, PayloadError):
+        path, message = error.field, error.reason
+    elif isinstance(error.__cause__, PayloadError):
+        path, message = error.__cause__.field, error.__cause__.reason
+    else:
+        missing = re.search(r"missing required field `(?P<field>[^`]+)`", message)
+        if missing:
+            path = f"{path}.{missing.group('field')}" if path else missing.group("field")
+        inner = re.match(r"(?P<field>[A-Za-z_][\w]*): (?P<reason>.*)", message)
+        if inner and not path:
+            path, message = inner.group("field"), inner.group("reason")
+    field = f"{prefix}.{path}" if prefix and path else (prefix or path or "<root>")
+    return InvalidEventError(topic, field, message)
+
+
+class _TopicInfo:
+    """What a topic implies, computed once per distinct topic."""
+
+    __slots__ = ("action", "decoder", "domain", "entity", "payload_type")
+
+    def __init__(self, domain: str, entity: str, action: str, payload_type: type[Payload] | None) -> None:
+        self.domain = domain
+        self.entity = entity
+        self.action = action
+        self.payload_type = payload_type
+        self.decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(payload_type or Any)
+
+
+class EventCatalog:
+    """Domains and topic -> payload types; builds, encodes and decodes events.
+
+    The per-topic cache makes repeated topics cost one dict lookup; registering a payload type or a
+    domain clears it.
+    """
+
+    def __init__(self, domains: frozenset[str] = DOMAINS) -> None:
+        self._domains = set(domains)
+        self._types: PatternIndex[tuple[str, type[Payload]]] = PatternIndex()
+        self._topics: dict[str, _TopicInfo] = {}
+        self._encoder = msgspec.json.Encoder()
+        self._wire_decoder = msgspec.json.Decoder(_WireEvent)
+
+    @classmethod
+    def with_builtins(cls) -> EventCatalog:
+        """A catalog with the platform's domains and payload types."""
+        new = cls()
+        for pattern, payload_type in BUILTIN_PAYLOADS.items():
+            new.register_payload(pattern, payload_type)
+        return new
+
+    @property
+    def domains(self) -> frozenset[str]:
+        return frozenset(self._domains)
+
+    def add_domain(self, domain: str) -> None:
+        """Accept topics whose first token is ``domain``."""
+        split_topic(domain)
+        self._domains.add(domain)
+        self._topics.clear()
+
+    def register_payload(self, pattern: str, payload_type: type[Payload]) -> None:
+        """Topics matching ``pattern`` carry ``payload_type``. The most specific pattern wins."""
+        if not (isinstance(payload_type, type) and issubclass(payload_type, msgspec.Struct)):
+            raise TypeError(f"payload type for {pattern!r} must be a msgspec.Struct, got {payload_type!r}")
+        self._types.add(pattern, (pattern, payload_type))
+        self._topics.clear()
+
+    def payload_type(self, topic: str) -> type[Payload] | None:
+        """The payload type registered for ``topic``, or None (dict payload)."""
+        return self.info(topic).payload_type
+
+    def info(self, topic: str) -> _TopicInfo:
+        info = self._topics.get(topic)
+        if info is None:
+            info = self._topics[topic] = self._compute(topic)
+        return info
+
+    def _compute(self, topic: str) -> _TopicInfo:
+        try:
+            tokens = split_topic(topic)
+        except TopicError as exc:
+            raise InvalidEventError(topic, "topic", str(exc)) from None
+        if len(tokens) < 3:
+            raise InvalidEventError(topic, "topic", "needs at least <domain>.<entity>.<action>")
+        if tokens[0] not in self._domains:
+            known = ", ".join(sorted(self._domains))
+            raise InvalidEventError(topic, "domain", f"unknown domain {tokens[0]!r} (known: {known})")
+        candidates = self._types.match(topic)
+        payload_type = max(candidates, key=_specificity)[1] if candidates else None
+        return _TopicInfo(tokens[0], tokens[1], tokens[2], payload_type)
+
+    def make(
+        self,
+        topic: str,
+        payload: Any,
+        *,
+        source: str,
+        priority: Priority = "normal",
+        correlation_id: str | None = None,
+        causation_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> Event:
+        """Build a validated event: id, timestamp and domain/entity/action are filled in."""
+        info = self._topics.get(topic) or self.info(topic)
+        expected = info.payload_type
+        if expected is not None and type(payload) is not expected:
+            payload = self._coerce(topic, payload, expected)
+        if priority not in PRIORITY_RANK:
+            raise InvalidEventError(topic, "priority", f"must be one of {PRIORITIES}, got {priority!r}")
+        if not source:
+            raise InvalidEventError(topic, "source", "must name the emitting bot")
+        now_ms = time.time_ns() // 1_000_000
+        return Event(
+            id=new_id(now_ms),
+            topic=topic,
+            domain=info.domain,
+            entity=info.entity,
+            action=info.action,
+            timestamp=now_ms,
+            source=source,
+            priority=priority,
+            correlation_id=correlation_id,
+            causation_id=causation_id,
+            metadata={} if metadata is None else metadata,
+            payload=payload,
+        )
+
+    @staticmethod
+    def _coerce(topic: str, payload: Any, expected: type[Payload]) -> Payload:
+        if isinstance(payload, expected):
+            return payload
+        if isinstance(payload, Mapping):
+            try:
+                return msgspec.convert(payload, expected)
+            except (msgspec.ValidationError, PayloadError) as exc:
+                raise _from_validation(topic, "payload", exc) from None
+        raise InvalidEventError(
+            topic,
+            "payload",
+            f"expected {expected.__name__} (or a mapping of its fields), got {type(payload).__name__}",
+        )
+
+    def encode(self, event: Event) -> bytes:
+        """The event as JSON bytes (camelCase names)."""
+        return self._encoder.encode(event)
+
+    def decode(self, data: bytes | str) -> Event:
+        """Parse and validate wire bytes into an :class:`Event` with a typed payload.
+
+        Raises :class:`InvalidEventError` for anything wrong: not JSON, missing fields, an invalid
+        topic, an unknown domain, ``domain``/``entity``/``action`` contradicting the topic, or a
+        payload that fails its schema.
+        """
+        try:
+            wire = self._wire_decoder.decode(data)
+        except msgspec.DecodeError as exc:
+            raise _from_validation(_peek_topic(data), "", exc) from None
+        topic = wire.topic
+        info = self.info(topic)
+        for name, declared, derived in (
+            ("domain", wire.domain, info.domain),
+            ("entity", wire.entity, info.entity),
+            ("action", wire.action, info.action),
+        ):
+            if declared != derived:
+                raise InvalidEventError(topic, name, f"{declared!r} contradicts the topic ({derived!r})")
+        try:
+            payload = info.decoder.decode(wire.payload)
+        except (msgspec.DecodeError, PayloadError) as exc:
+            raise _from_validation(topic, "payload", exc) from None
+        return Event(
+            id=wire.id,
+            topic=topic,
+            domain=wire.domain,
+            entity=wire.entity,
+            action=wire.action,
+            timestamp=wire.timestamp,
+            source=wire.source,
+            priority=wire.priority,
+            correlation_id=wire.correlation_id,
+            causation_id=wire.causation_id,
+            metadata=wire.metadata,
+            payload=payload,
+        )
+
+
+def _specificity(entry: tuple[str, type[Payload]]) -> tuple[int, int]:
+    """Literal tokens beat wildcards; longer patterns beat shorter ones."""
+    tokens = entry[0].split(".")
+    return (sum(token not in ("*", ">") for token in tokens), len(tokens))
+
+
+_TOPIC_PEEK = re.compile(rb'"topic"\s*:\s*"([^"\\]{1,256})"')
+
+
+def _peek_topic(data: bytes | str) -> str | None:
+    """Best-effort topic of a message that failed to decode, so the error can still name it."""
+    raw = data.encode() if isinstance(data, str) else data
+    found = _TOPIC_PEEK.search(raw)
+    return found.group(1).decode(errors="replace") if found else None
+
+
+#: The catalog used by :func:`make_event`, the helpers and the buses unless given another.
+catalog: Final[EventCatalog] = EventCatalog.with_builtins()
+
+make_event = catalog.make
+encode_event = catalog.encode
+decode_event = catalog.decode

@@ -1,0 +1,57 @@
+"""Event ids: UUIDv7 strings (RFC 9562), unique across processes and sortable by creation time.
+
+Why not ``uuid.uuid4()``: it costs ~2.3 us per call and is not time-ordered. Here the 48-bit millisecond
+prefix and a fresh 62-bit random tail are formatted once per millisecond; each id only formats a 12-bit
+counter (RFC 9562 "fixed bit-length dedicated counter", method 1), so ids from one process are strictly
+increasing and ids from different processes differ in their random tail.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+__all__ = ["new_id"]
+
+_COUNTER_LIMIT = 0x1000  # 12 bits of rand_a used as a counter within one millisecond
+
+
+class _UUIDv7Generator:
+    __slots__ = ("_ms", "_prefix", "_seq", "_suffix")
+
+    def __init__(self) -> None:
+        self._ms = -1
+        self._seq = 0
+        self._prefix = ""
+        self._suffix = ""
+
+    def reset(self) -> None:
+        """Forget the state (after ``fork``, so a child never repeats its parent's tail)."""
+        self._ms = -1
+
+    def _roll(self, ms: int) -> None:
+        self._ms = ms
+        self._seq = 0
+        tail = int.from_bytes(os.urandom(8), "big") >> 2  # 62 random bits
+        self._prefix = f"{ms >> 16:08x}-{ms & 0xFFFF:04x}-7"
+        self._suffix = f"-{0x8000 | (tail >> 48):04x}-{tail & 0xFFFF_FFFF_FFFF:012x}"
+
+    def new(self, now_ms: int) -> str:
+        """An id for an event created at ``now_ms``; monotonic even if the clock steps back."""
+        if now_ms > self._ms:
+            self._roll(now_ms)
+        elif self._seq >= _COUNTER_LIMIT - 1:
+            self._roll(self._ms + 1)  # counter exhausted: borrow the next millisecond
+        else:
+            self._seq += 1
+        return f"{self._prefix}{self._seq:03x}{self._suffix}"
+
+
+_generator = _UUIDv7Generator()
+os.register_at_fork(after_in_child=_generator.reset)
+_new = _generator.new
+
+
+def new_id(now_ms: int | None = None) -> str:
+    """A new UUIDv7 string. ``now_ms`` lets the caller share one clock read with the event timestamp."""
+    return _new(time.time_ns() // 1_000_000 if now_ms is None else now_ms)
