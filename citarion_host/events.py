@@ -23,7 +23,7 @@ from typing import Any, Final, Literal
 
 import msgspec
 
-from .ids import new_id
+from .ids import id_at
 from .payloads import BUILTIN_PAYLOADS, Payload, PayloadError
 from .topics import PatternIndex, TopicError, split_topic
 
@@ -50,7 +50,7 @@ PRIORITY_RANK: Final[dict[str, int]] = {name: rank for rank, name in enumerate(P
 DOMAINS: Final[frozenset[str]] = frozenset({"market", "trading", "risk", "analytics", "system"})
 
 
-class Event(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=True, frozen=True):
+class Event(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=True, frozen=True, gc=False):
     """One event. Immutable, so one instance can be handed to every subscriber.
 
     Build events with :func:`make_event` (or the helpers in :mod:`citarion_host.api`), which derive
@@ -72,7 +72,7 @@ class Event(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=True, fr
     payload: Any = None
 
 
-class _WireEvent(msgspec.Struct, kw_only=True, rename="camel"):
+class _WireEvent(msgspec.Struct, kw_only=True, rename="camel", gc=False):
     """The envelope as first decoded: the payload stays raw until the topic says what it is."""
 
     id: str
@@ -217,14 +217,14 @@ class EventCatalog:
         info = self._topics.get(topic) or self.info(topic)
         expected = info.payload_type
         if expected is not None and type(payload) is not expected:
-            payload = self._coerce(topic, payload, expected)
+            payload = self.coerce(topic, payload, expected)
         if priority not in PRIORITY_RANK:
             raise InvalidEventError(topic, "priority", f"must be one of {PRIORITIES}, got {priority!r}")
         if not source:
             raise InvalidEventError(topic, "source", "must name the emitting bot")
         now_ms = time.time_ns() // 1_000_000
         return Event(
-            id=new_id(now_ms),
+            id=id_at(now_ms),
             topic=topic,
             domain=info.domain,
             entity=info.entity,
@@ -239,14 +239,15 @@ class EventCatalog:
         )
 
     @staticmethod
-    def _coerce(topic: str, payload: Any, expected: type[Payload]) -> Payload:
-        if isinstance(payload, expected):
-            return payload
-        if isinstance(payload, Mapping):
+    def coerce(topic: str, payload: Any, expected: type[Payload]) -> Payload:
+        """``payload`` as ``expected`` (from a mapping of wire names), or an error naming topic and field."""
+        if type(payload) is dict or isinstance(payload, Mapping):
             try:
                 return msgspec.convert(payload, expected)
             except (msgspec.ValidationError, PayloadError) as exc:
                 raise _from_validation(topic, "payload", exc) from None
+        if isinstance(payload, expected):
+            return payload
         raise InvalidEventError(
             topic,
             "payload",

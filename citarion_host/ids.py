@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import time
 
-__all__ = ["new_id"]
+__all__ = ["id_at", "new_id"]
 
 _COUNTER_LIMIT = 0x1000  # 12 bits of rand_a used as a counter within one millisecond
 
@@ -49,9 +49,10 @@ class _UUIDv7Generator:
 
 _generator = _UUIDv7Generator()
 os.register_at_fork(after_in_child=_generator.reset)
-_new = _generator.new
+#: ``id_at(now_ms)``: the bound method itself, for callers on the hot path that read the clock anyway.
+id_at = _generator.new
 
 
 def new_id(now_ms: int | None = None) -> str:
     """A new UUIDv7 string. ``now_ms`` lets the caller share one clock read with the event timestamp."""
-    return _new(time.time_ns() // 1_000_000 if now_ms is None else now_ms)
+    return id_at(time.time_ns() // 1_000_000 if now_ms is None else now_ms)

@@ -52,8 +52,11 @@ class PayloadError(ValueError):
         self.reason = reason
 
 
-class Payload(msgspec.Struct, kw_only=True, rename="camel", frozen=True):
+class Payload(msgspec.Struct, kw_only=True, rename="camel", frozen=True, gc=False):
     """Base of every typed payload."""
+
+
+_INF = math.inf
 
 
 def _positive(field: str, value: float | None) -> None:
@@ -76,7 +79,7 @@ def _non_empty(field: str, value: str) -> None:
         raise PayloadError(field, "must not be empty")
 
 
-class Signal(Payload):
+class Signal(Payload, frozen=True, gc=False):
     """A strategy's view on a symbol (``trading.signal.*``)."""
 
     symbol: str
@@ -89,6 +92,15 @@ class Signal(Payload):
     reason: str | None = None
 
     def __post_init__(self) -> None:
+        # One cheap expression on the hot path; the detailed checks only run to explain a failure.
+        if (
+            self.symbol
+            and 0.0 <= self.confidence <= 1.0
+            and (self.entry_price is None or 0.0 < self.entry_price < _INF)
+            and (self.stop_loss is None or 0.0 < self.stop_loss < _INF)
+            and (self.take_profit is None or 0.0 < self.take_profit < _INF)
+        ):
+            return
         _non_empty("symbol", self.symbol)
         if not 0.0 <= self.confidence <= 1.0:
             raise PayloadError("confidence", f"must be within 0..1, got {self.confidence!r}")
@@ -97,7 +109,7 @@ class Signal(Payload):
         _positive("takeProfit", self.take_profit)
 
 
-class Order(Payload):
+class Order(Payload, frozen=True, gc=False):
     """An order and its state (``trading.order.*``); ``botId`` is the bot instance that owns it."""
 
     order_id: str
@@ -115,6 +127,17 @@ class Order(Payload):
     reason: str | None = None
 
     def __post_init__(self) -> None:
+        if (
+            self.order_id
+            and self.symbol
+            and 0.0 < self.quantity < _INF
+            and (self.price is None or 0.0 < self.price < _INF)
+            and (self.price is not None or self.type in ("MARKET", "STOP"))
+            and 0.0 <= self.filled_quantity < _INF
+            and (self.average_price is None or 0.0 < self.average_price < _INF)
+            and 0.0 <= self.fee < _INF
+        ):
+            return
         _non_empty("orderId", self.order_id)
         _non_empty("symbol", self.symbol)
         _positive("quantity", self.quantity)
@@ -126,7 +149,7 @@ class Order(Payload):
         _non_negative("fee", self.fee)
 
 
-class Position(Payload):
+class Position(Payload, frozen=True, gc=False):
     """A bot's position in a symbol after a fill (``trading.position.*``). Quantity is signed."""
 
     bot_id: str
@@ -149,7 +172,7 @@ class Position(Payload):
         _finite("unrealizedPnl", self.unrealized_pnl)
 
 
-class Ticker(Payload):
+class Ticker(Payload, frozen=True, gc=False):
     """Best bid/ask and last price (``market.ticker.*``)."""
 
     symbol: str
@@ -160,6 +183,8 @@ class Ticker(Payload):
     volume: float = 0.0
 
     def __post_init__(self) -> None:
+        if 0.0 < self.bid <= self.ask < _INF and 0.0 < self.last < _INF:
+            return
         _positive("bid", self.bid)
         _positive("ask", self.ask)
         _positive("last", self.last)
@@ -167,7 +192,7 @@ class Ticker(Payload):
             raise PayloadError("ask", f"must be >= bid ({self.bid!r}), got {self.ask!r}")
 
 
-class Trade(Payload):
+class Trade(Payload, frozen=True, gc=False):
     """A public trade print (``market.trade.*``)."""
 
     symbol: str
@@ -182,7 +207,7 @@ class Trade(Payload):
         _positive("quantity", self.quantity)
 
 
-class Candle(Payload):
+class Candle(Payload, frozen=True, gc=False):
     """One OHLCV bar (``market.candle.*``); ``openTime`` is Unix ms."""
 
     symbol: str
@@ -196,6 +221,12 @@ class Candle(Payload):
     volume: float
 
     def __post_init__(self) -> None:
+        if (
+            0.0 < self.low <= min(self.open, self.close)
+            and max(self.open, self.close) <= self.high < _INF
+            and 0.0 <= self.volume < _INF
+        ):
+            return
         for name, value in (("open", self.open), ("high", self.high), ("low", self.low)):
             _positive(name, value)
         _positive("close", self.close)
@@ -204,7 +235,7 @@ class Candle(Payload):
             raise PayloadError("high", f"high/low must bound open/close, got {self}")
 
 
-class OrderBook(Payload):
+class OrderBook(Payload, frozen=True, gc=False):
     """Top of the order book (``market.orderbook.*``): ``[price, quantity]`` levels, best first."""
 
     symbol: str
@@ -217,7 +248,7 @@ class OrderBook(Payload):
             raise PayloadError("asks", "best ask is below best bid (crossed book)")
 
 
-class RiskAlert(Payload):
+class RiskAlert(Payload, frozen=True, gc=False):
     """A risk condition (``risk.alert.*``); ``key`` lets receivers de-duplicate repeats."""
 
     kind: str
@@ -233,7 +264,7 @@ class RiskAlert(Payload):
         _non_empty("kind", self.kind)
 
 
-class Decision(Payload):
+class Decision(Payload, frozen=True, gc=False):
     """LOGOS's consensus for a symbol (``analytics.decision.*``)."""
 
     symbol: str
@@ -249,7 +280,7 @@ class Decision(Payload):
                 raise PayloadError(name, f"must be within 0..1, got {value!r}")
 
 
-class BotLifecycle(Payload):
+class BotLifecycle(Payload, frozen=True, gc=False):
     """A bot instance changed state (``system.bot.started|stopped|failed|restarting``)."""
 
     bot_id: str
@@ -259,7 +290,7 @@ class BotLifecycle(Payload):
     restarts: int = 0
 
 
-class HandlerFailure(Payload):
+class HandlerFailure(Payload, frozen=True, gc=False):
     """A subscriber's handler raised (``system.handler.failed``); the bus kept running."""
 
     subscriber: str
@@ -270,7 +301,7 @@ class HandlerFailure(Payload):
     error: str
 
 
-class DeadLetter(Payload):
+class DeadLetter(Payload, frozen=True, gc=False):
     """An event that could not be processed (``system.deadletter.*``), kept with the reason.
 
     ``original`` is the message as received (text), so nothing is lost even when it was not JSON.
@@ -284,7 +315,7 @@ class DeadLetter(Payload):
     deliveries: int = 0
 
 
-class BusOverflow(Payload):
+class BusOverflow(Payload, frozen=True, gc=False):
     """A subscriber's queue was full and lower-priority events were dropped (``system.bus.overflow``)."""
 
     subscriber: str
@@ -294,7 +325,7 @@ class BusOverflow(Payload):
     queued: int
 
 
-class ConnectionStatus(Payload):
+class ConnectionStatus(Payload, frozen=True, gc=False):
     """The bus backend's connection changed (``system.connection.*``)."""
 
     backend: str

@@ -52,7 +52,7 @@ def split_topic(topic: str) -> tuple[str, ...]:
     """Split a concrete topic into tokens; wildcards are not allowed in a topic."""
     tokens = _tokens(topic, "topic")
     for token in tokens:
-        if token == SINGLE_WILDCARD or token == FULL_WILDCARD:
+        if token in (SINGLE_WILDCARD, FULL_WILDCARD):
             raise TopicError(f"topic {topic!r} contains wildcard {token!r}; only patterns may")
     return tuple(tokens)
 

@@ -1,0 +1,33 @@
+"""Event bus backends behind one interface; :func:`open_bus` picks one from settings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .base import BUS_SOURCE, Capabilities, EventBus
+from .config import BackendSettings, NatsSettings
+from .memory import MemoryBus
+from .subscription import Handler, Subscription
+
+__all__ = [
+    "BUS_SOURCE",
+    "BackendSettings",
+    "Capabilities",
+    "EventBus",
+    "Handler",
+    "MemoryBus",
+    "NatsSettings",
+    "Subscription",
+    "create_bus",
+]
+
+
+def create_bus(settings: BackendSettings | dict[str, Any] | None = None) -> EventBus:
+    """A not-yet-started bus for ``settings`` (default: in-memory). Use it with ``async with``."""
+    if not isinstance(settings, BackendSettings):
+        settings = BackendSettings.model_validate(settings or {})
+    if settings.type == "memory":
+        return MemoryBus(max_pending=settings.max_pending)
+    from .nats import NatsBus  # imported lazily: nats-py is only needed for this backend
+
+    return NatsBus(settings.nats, max_pending=settings.max_pending)

@@ -1,0 +1,62 @@
+"""Backend configuration models (the ``[backend]`` section of a host config).
+
+Pydantic, not msgspec: configuration is read once, and pydantic's error messages (with the key path)
+are what a user editing TOML needs. See ``docs/configuration.md`` for every key.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["BackendSettings", "NatsSettings", "NatsTlsSettings"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NatsTlsSettings(_Strict):
+    """TLS for the NATS connection; paths are passed to an ``ssl.SSLContext``."""
+
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    verify: bool = True
+
+
+class NatsSettings(_Strict):
+    """NATS JetStream backend options."""
+
+    servers: list[str] = Field(default_factory=lambda: ["nats://127.0.0.1:4222"], min_length=1)
+    stream: str = "citarion-events"
+    #: Subjects the stream stores; default: every known domain (``<domain>.>``).
+    subjects: list[str] | None = None
+    storage: Literal["file", "memory"] = "file"
+    replicas: int = Field(default=1, ge=1, le=5)
+    max_age_s: float = Field(default=0, ge=0, description="0 = keep forever")
+    max_bytes: int = Field(default=-1, ge=-1, description="-1 = unlimited")
+    duplicate_window_s: float = Field(default=120, gt=0)
+    user: str | None = None
+    password: str | None = None
+    token: str | None = None
+    creds_file: str | None = None
+    nkeys_seed: str | None = None
+    tls: NatsTlsSettings | None = None
+    connect_timeout_s: float = Field(default=2.0, gt=0)
+    reconnect_wait_s: float = Field(default=0.5, gt=0)
+    max_reconnect_attempts: int = Field(default=-1, ge=-1, description="-1 = forever")
+    ack_wait_s: float = Field(default=30.0, gt=0)
+    max_deliver: int = Field(default=5, ge=1)
+    nak_backoff_s: list[float] = Field(default_factory=lambda: [0.1, 0.5, 2.0, 5.0])
+    publish_timeout_s: float = Field(default=10.0, gt=0)
+
+
+class BackendSettings(_Strict):
+    """Which event bus to run on, and its options."""
+
+    type: Literal["memory", "nats"] = "memory"
+    #: Bound of each subscriber's backlog (see the overflow policy in docs/events.md).
+    max_pending: int = Field(default=10_000, ge=1)
+    nats: NatsSettings = Field(default_factory=NatsSettings)

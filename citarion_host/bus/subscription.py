@@ -1,0 +1,308 @@
+"""Local dispatch to one subscriber: ordering, priorities, bounded backlog, eager execution.
+
+Every backend hands incoming events to a :class:`Subscription` through :meth:`Subscription.deliver`,
+so ordering, priority overtaking, overflow and error isolation behave the same on every backend.
+
+Why eager execution: an ``asyncio.Queue`` hop per event caps a pipeline near 220,000 events/s and
+adds a scheduling round to the latency. Here, when the subscriber is idle, ``deliver`` starts the
+handler coroutine right away inside the publisher's call. Most handlers finish without suspending,
+so the event is handled with no task, no queue and no loop iteration. If the handler does suspend
+(awaits I/O), the rest of it continues in a task and later events wait in the backlog, so a slow
+handler never blocks the publisher. This is ``asyncio.eager_task_factory`` (Python 3.12) done by
+hand for 3.11.
+
+Delivery rules:
+
+* Events of one priority reach a subscriber in publish order.
+* Queued events are served by priority: a ``critical`` event overtakes queued lower-priority ones.
+* The backlog is bounded by ``max_pending``. When full, the oldest ``low`` event is dropped, then the
+  oldest ``normal`` one; a new ``low``/``normal`` event that would displace only more urgent ones is
+  dropped itself. ``critical`` and ``high`` events are never dropped: they are admitted past the
+  bound. Every drop is counted and reported (``system.bus.overflow``), never silent.
+* A handler that raises is isolated: the error is reported (``system.handler.failed``) and the
+  subscriber goes on with the next event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine, Generator
+from typing import Any
+
+from ..events import PRIORITY_RANK, Event
+
+__all__ = ["Handler", "Subscription"]
+
+Handler = Callable[[Event], Awaitable[Any]]
+_CoroutineHandler = Callable[[Event], Coroutine[Any, Any, Any]]
+ErrorCallback = Callable[["Subscription", Event, BaseException], None]
+OverflowCallback = Callable[["Subscription"], None]
+
+_YIELD_EVERY = 256  # backlog items handled before letting other tasks run
+
+
+def _as_coroutine_function(handler: Handler) -> _CoroutineHandler:
+    """Accept plain functions and callables returning awaitables, so the hot path sees coroutines."""
+    if inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
+        getattr(handler, "__call__", None)  # noqa: B004 - async callable objects
+    ):
+        return handler  # type: ignore[return-value]
+
+    async def adapter(event: Event) -> Any:
+        result = handler(event)
+        if inspect.isawaitable(result):
+            return await result
+        return result
+
+    return adapter
+
+
+class _Resume:
+    """Awaitable that finishes a coroutine already advanced to its first suspension point."""
+
+    __slots__ = ("_coro", "_waiting_on")
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], waiting_on: Any) -> None:
+        self._coro = coro
+        self._waiting_on = waiting_on
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        coro, waiting_on = self._coro, self._waiting_on
+        while True:
+            try:
+                yield waiting_on  # the running task waits on what the handler was waiting on
+            except BaseException as exc:  # cancellation thrown into the task: pass it on
+                try:
+                    waiting_on = coro.throw(exc)
+                except StopIteration as done:
+                    return done.value
+                continue
+            try:
+                waiting_on = coro.send(None)
+            except StopIteration as done:
+                return done.value
+
+
+class Subscription:
+    """One subscriber's handle: cancel it with :meth:`unsubscribe`; read its counters.
+
+    Backends create these; user code gets them from ``bus.subscribe``.
+    """
+
+    __slots__ = (
+        "_active",
+        "_backlog",
+        "_closed",
+        "_detach",
+        "_handler",
+        "_idle",
+        "_on_error",
+        "_on_overflow",
+        "_pending",
+        "_task",
+        "delivered",
+        "dropped",
+        "durable",
+        "failed",
+        "max_pending",
+        "name",
+        "overflow_admitted",
+        "pattern",
+        "queue",
+    )
+
+    def __init__(
+        self,
+        pattern: str,
+        handler: Handler,
+        *,
+        name: str,
+        queue: str | None = None,
+        durable: str | None = None,
+        max_pending: int = 10_000,
+        on_error: ErrorCallback,
+        on_overflow: OverflowCallback,
+    ) -> None:
+        if max_pending < 1:
+            raise ValueError(f"max_pending must be >= 1, got {max_pending}")
+        if not callable(handler):
+            raise TypeError(f"handler for {pattern!r} must be callable, got {handler!r}")
+        self.pattern = pattern
+        self.name = name
+        self.queue = queue
+        self.durable = durable
+        self.max_pending = max_pending
+        self.delivered = 0
+        self.failed = 0
+        self.dropped = [0, 0, 0, 0]  # by priority rank; only low/normal can ever be non-zero
+        self.overflow_admitted = 0
+        self._handler: _CoroutineHandler = _as_coroutine_function(handler)
+        self._on_error = on_error
+        self._on_overflow = on_overflow
+        self._backlog: tuple[deque[Event], ...] = (deque(), deque(), deque(), deque())
+        self._pending = 0
+        self._active = False
+        self._closed = False
+        self._task: asyncio.Task[None] | None = None
+        self._idle: asyncio.Event | None = None
+        self._detach: Callable[[Subscription], Awaitable[None]] | None = None
+
+    def __repr__(self) -> str:
+        queue = f" queue={self.queue!r}" if self.queue else ""
+        return f"<Subscription {self.name!r} {self.pattern!r}{queue} pending={self._pending}>"
+
+    @property
+    def pending(self) -> int:
+        """Events waiting in the backlog (not counting one being handled)."""
+        return self._pending
+
+    @property
+    def busy(self) -> bool:
+        return self._active
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # -- hot path ---------------------------------------------------------------------------------
+
+    def deliver(self, event: Event) -> None:
+        """Hand ``event`` to this subscriber. Never blocks, never raises."""
+        if self._active:
+            self._enqueue(event)
+            return
+        if self._closed:
+            return
+        self._active = True
+        try:
+            coro = self._handler(event)
+            waiting_on = coro.send(None)
+        except StopIteration:
+            self.delivered += 1
+        except Exception as exc:
+            self._report(event, exc)
+        else:  # the handler awaits something: finish it in a task, queue what comes meanwhile
+            self._task = asyncio.get_running_loop().create_task(self._finish(coro, waiting_on, event))
+            return
+        if self._pending:  # the handler published to itself: serve that in a task, not recursively
+            self._task = asyncio.get_running_loop().create_task(self._drain())
+        else:
+            self._active = False
+
+    def _enqueue(self, event: Event) -> None:
+        if self._closed:
+            return
+        rank = PRIORITY_RANK[event.priority]
+        if self._pending >= self.max_pending:
+            if rank <= 1:
+                self.overflow_admitted += 1
+            elif not self._make_room(rank):
+                self.dropped[rank] += 1
+                self._on_overflow(self)
+                return
+        self._backlog[rank].append(event)
+        self._pending += 1
+
+    def _make_room(self, rank: int) -> bool:
+        """Drop the oldest queued event of the least urgent class the new one may displace."""
+        for victim in (3, 2):
+            if victim >= rank and self._backlog[victim]:
+                self._backlog[victim].popleft()
+                self._pending -= 1
+                self.dropped[victim] += 1
+                self._on_overflow(self)
+                return True
+        return False
+
+    # -- the slow path: a task that finishes a suspended handler, then works off the backlog -------
+
+    async def _finish(self, coro: Coroutine[Any, Any, Any], waiting_on: Any, event: Event) -> None:
+        try:
+            await _Resume(coro, waiting_on)
+            self.delivered += 1
+        except asyncio.CancelledError:
+            self._settle()
+            raise
+        except Exception as exc:
+            self._report(event, exc)
+        await self._drain()
+
+    async def _drain(self) -> None:
+        backlog = self._backlog
+        handled = 0
+        try:
+            while self._pending:
+                for queue in backlog:  # most urgent first
+                    if queue:
+                        event = queue.popleft()
+                        break
+                self._pending -= 1
+                try:
+                    await self._handler(event)
+                    self.delivered += 1
+                except Exception as exc:
+                    self._report(event, exc)
+                handled += 1
+                if handled % _YIELD_EVERY == 0:
+                    await asyncio.sleep(0)
+        finally:
+            self._settle()
+
+    def _settle(self) -> None:
+        self._active = False
+        self._task = None
+        if self._idle is not None:
+            self._idle.set()
+
+    def _report(self, event: Event, exc: BaseException) -> None:
+        self.failed += 1
+        self._on_error(self, event, exc)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def wait_idle(self) -> None:
+        """Return once the backlog is empty and no handler is running."""
+        while self._active:
+            self._idle = self._idle or asyncio.Event()
+            self._idle.clear()
+            await self._idle.wait()
+
+    async def unsubscribe(self, *, drain: bool = True) -> None:
+        """Stop receiving; with ``drain``, let already-queued events be handled first.
+
+        Without ``drain`` queued events are discarded and counted in ``dropped``.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        if self._detach is not None:
+            await self._detach(self)
+        if drain:
+            await self.wait_idle()
+        else:
+            self.discard()
+
+    def discard(self) -> None:
+        """Drop the backlog and cancel a running handler (used on forced shutdown)."""
+        self._closed = True
+        for rank, queue in enumerate(self._backlog):
+            self.dropped[rank] += len(queue)
+            queue.clear()
+        self._pending = 0
+        if self._task is not None:
+            self._task.cancel()
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for logs, ``system.*`` reports and benchmarks."""
+        return {
+            "name": self.name,
+            "pattern": self.pattern,
+            "queue": self.queue,
+            "delivered": self.delivered,
+            "failed": self.failed,
+            "pending": self._pending,
+            "dropped": {"low": self.dropped[3], "normal": self.dropped[2]},
+            "overflow_admitted": self.overflow_admitted,
+        }

@@ -1,0 +1,65 @@
+"""The exceptions citarion-host raises, as one tree so callers can catch at the depth they need.
+
+::
+
+    CitarionError
+    ├── BusError
+    │   ├── BusClosedError          publish/subscribe on a closed bus
+    │   ├── PublishError            a backend could not store/send an event (message says why)
+    │   ├── NoRespondersError       a request found no subscriber
+    │   └── RequestTimeoutError     a request got no reply in time
+    ├── PublishNotAllowedError      a bot published outside its declared patterns
+    └── ConfigError                 invalid configuration (names file, bot id and key)
+
+Validation errors are ``ValueError`` subclasses defined next to what they validate:
+``topics.TopicError``, ``events.InvalidEventError``, ``payloads.PayloadError``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BusClosedError",
+    "BusError",
+    "CitarionError",
+    "ConfigError",
+    "NoRespondersError",
+    "PublishError",
+    "PublishNotAllowedError",
+    "RequestTimeoutError",
+]
+
+
+class CitarionError(Exception):
+    """Base of every citarion-host error."""
+
+
+class BusError(CitarionError):
+    """Something went wrong on the event bus."""
+
+
+class BusClosedError(BusError):
+    """The bus is closed (or closing) and accepts no more publishes or subscriptions."""
+
+
+class PublishError(BusError):
+    """An event could not be published; nothing was stored."""
+
+
+class NoRespondersError(BusError):
+    """A request was published but no subscriber could answer it."""
+
+
+class RequestTimeoutError(BusError, TimeoutError):
+    """A request got no reply within its timeout."""
+
+
+class PublishNotAllowedError(CitarionError):
+    """A bot tried to publish a topic outside its declared ``publish`` patterns; nothing was sent."""
+
+
+class ConfigError(CitarionError):
+    """The configuration is invalid. ``problems`` lists every finding (file, bot id, key, message)."""
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or [message]

@@ -1,0 +1,42 @@
+"""Shared fixtures: real nats-server processes on free loopback ports (never the shared :4222 one).
+
+Every fixture stops its servers in teardown whatever the test outcome (the ``with`` block closes them),
+and tests that use one of them get the ``nats`` marker, so ``-m "not nats"`` skips them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from citarion_host.natsserver import NatsCluster, NatsServer
+
+NATS_FIXTURES = frozenset({"nats_server", "shared_nats_server", "nats_cluster"})
+
+
+@pytest.fixture
+def nats_server() -> Iterator[NatsServer]:
+    """A fresh single JetStream node for this test (own ports, own temp store dir)."""
+    with NatsServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def shared_nats_server() -> Iterator[NatsServer]:
+    """One JetStream node for the whole session; tests must clean up the streams they create."""
+    with NatsServer() as server:
+        yield server
+
+
+@pytest.fixture
+def nats_cluster() -> Iterator[NatsCluster]:
+    """A fresh 3-node JetStream cluster with an elected meta leader."""
+    with NatsCluster(3) as cluster:
+        yield cluster
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if NATS_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.nats)

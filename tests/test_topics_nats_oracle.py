@@ -1,0 +1,204 @@
+"""Differential tests: ``topics.matches`` / ``PatternIndex.match`` against a real nats-server.
+
+The server is the oracle: each distinct pattern is subscribed once, each distinct subject published
+once (payload = subject), and the whole cross product (pattern x subject) is compared, without sleeps.
+
+Completeness uses a barrier, not ``nc.flush()``: after the data, a message on ``SENTINEL`` is published
+on the same connection and awaited on its own subscription. The server handles one connection's
+commands in order and writes its MSGs in order, and the client parses them in order, so when the
+sentinel arrives every earlier delivery is already queued. (``flush()`` is NOT enough with nats-py
+2.16: it writes its PING straight to the socket, ahead of PUBs still buffered for the flusher task,
+so the PONG can come back before the server has even seen them.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import nats
+from nats.aio.client import Client as NATS
+from nats.aio.subscription import Subscription
+
+from citarion_host.natsserver import NatsServer
+from citarion_host.topics import PatternIndex, TopicError, matches, split_pattern
+
+SEED = 20_260_601
+ALPHABET = ("a", "b", "c")
+WEIGHTS = (6, 3, 1)
+N_SUBJECTS = 300
+N_PATTERNS = 400
+
+
+def _subject(rng: random.Random) -> str:
+    return ".".join(rng.choices(ALPHABET, WEIGHTS, k=rng.randint(1, 6)))
+
+
+def _pattern(rng: random.Random, subjects: list[str]) -> str:
+    """Half derived from a subject (so long patterns match too), half fully random."""
+    if rng.random() < 0.5:
+        tokens = [t if rng.random() > 0.3 else "*" for t in rng.choice(subjects).split(".")]
+        if rng.random() < 0.3:
+            tokens = [*tokens[: rng.randint(0, len(tokens) - 1)], ">"]
+        return ".".join(tokens)
+    length = rng.randint(1, 6)
+    tokens = rng.choices((*ALPHABET, "*"), (5, 3, 1, 6), k=length)
+    if rng.random() < 0.25:
+        tokens[-1] = ">"
+    return ".".join(tokens)
+
+
+def _dataset() -> tuple[list[str], list[str]]:
+    rng = random.Random(SEED)
+    subjects: dict[str, None] = {}
+    while len(subjects) < N_SUBJECTS:
+        subjects[_subject(rng)] = None
+    subject_list = list(subjects)
+    patterns: dict[str, None] = {}
+    while len(patterns) < N_PATTERNS:
+        patterns[_pattern(rng, subject_list)] = None
+    return list(patterns), subject_list
+
+
+SENTINEL = "sync"  # not spelled over ALPHABET, so no generated subject equals it
+
+
+async def _drain(sub: Subscription) -> list[str]:
+    subjects = []
+    while sub.pending_msgs:
+        msg = await sub.next_msg(timeout=5)
+        assert msg.data == msg.subject.encode() or msg.subject == SENTINEL
+        subjects.append(msg.subject)
+    return subjects
+
+
+async def _barrier(nc: NATS, barrier: Subscription) -> None:
+    """Return once the server has handled, and we have received, everything published before."""
+    await nc.publish(SENTINEL, b"")
+    await barrier.next_msg(timeout=10)
+
+
+async def _server_deliveries(url: str, patterns: list[str], subjects: list[str]) -> dict[str, list[str]]:
+    """pattern -> subjects the server delivered to a subscription on it (in arrival order)."""
+    nc = await nats.connect(url, allow_reconnect=False)
+    try:
+        subs = {pattern: await nc.subscribe(pattern) for pattern in patterns}
+        barrier = await nc.subscribe(SENTINEL)
+        await _barrier(nc, barrier)  # every SUB is registered before the first PUB
+        for sub in subs.values():
+            await _drain(sub)  # '*' and '>' got the sentinel
+        for subject in subjects:
+            await nc.publish(subject, subject.encode())
+        await _barrier(nc, barrier)
+        received = {pattern: await _drain(sub) for pattern, sub in subs.items()}
+        await _barrier(nc, barrier)
+        late = {pattern: got for pattern, sub in subs.items() if set(got := await _drain(sub)) - {SENTINEL}}
+        assert not late, f"deliveries after the barrier: {late}"
+        return {pattern: [s for s in got if s != SENTINEL] for pattern, got in received.items()}
+    finally:
+        await nc.close()
+
+
+async def test_matches_agrees_with_nats_server(nats_server: NatsServer) -> None:
+    patterns, subjects = _dataset()
+    received = await _server_deliveries(nats_server.url, patterns, subjects)
+
+    duplicates = {p: got for p, got in received.items() if len(got) != len(set(got))}
+    assert not duplicates, f"server delivered a subject twice to one subscription: {duplicates}"
+    delivered = {pattern: set(got) for pattern, got in received.items()}
+    assert set().union(*delivered.values()) <= set(subjects)
+
+    pairs = [(p, s) for p in patterns for s in subjects]
+    disagreements = [
+        (p, s, f"matches={matches(p, s)}", f"server={s in delivered[p]}")
+        for p, s in pairs
+        if matches(p, s) is not (s in delivered[p])
+    ]
+    assert not disagreements, f"{len(disagreements)} disagreements, first 50:\n" + "\n".join(
+        map(str, disagreements[:50])
+    )
+
+    # The data set must exercise both outcomes, and long and wildcard patterns on both sides.
+    matching = [(p, s) for p, s in pairs if s in delivered[p]]
+    assert len(pairs) >= 5_000
+    assert 0.05 < len(matching) / len(pairs) < 0.95, len(matching) / len(pairs)
+    assert sum(len(p.split(".")) >= 5 for p, _ in matching) >= 100
+    assert sum(p.endswith(">") for p, _ in matching) >= 100
+    assert sum("*" in p.split(".") for p, _ in matching) >= 100
+    assert sum(p.endswith(">") and s not in delivered[p] for p, s in pairs) >= 100
+
+    index: PatternIndex[str] = PatternIndex(cache_limit=64)
+    for pattern in patterns:
+        index.add(pattern, pattern)
+    for _ in range(2):  # second pass: partly cached
+        for subject in subjects:
+            expected = tuple(p for p in patterns if subject in delivered[p])
+            assert index.match(subject) == expected, subject
+
+
+async def _raw_session(port: int, commands: list[str]) -> tuple[list[tuple[int, str]], list[str]]:
+    """Speak the raw protocol (no client-side subject checks); return (MSG (sid, subject)s, -ERR lines)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        await reader.readline()  # INFO
+        lines = ['CONNECT {"verbose":false,"pedantic":false}', *commands, "PING", ""]
+        writer.write("\r\n".join(lines).encode())
+        await writer.drain()
+        data = await asyncio.wait_for(reader.readuntil(b"PONG\r\n"), timeout=10)
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    msgs: list[tuple[int, str]] = []
+    errors: list[str] = []
+    replies = iter(data.decode().split("\r\n"))
+    for line in replies:
+        if line.startswith("MSG "):
+            _, subject, sid, _size = line.split(" ")
+            msgs.append((int(sid), subject))
+            next(replies)  # payload
+        elif line.startswith("-ERR"):
+            errors.append(line)
+    return msgs, errors
+
+
+CANDIDATES = [
+    *("a", "a.b", "*", ">", "a.*", "a.>", "*.*", "*.>", "a.*.>"),
+    *("a*", "*a", "a>", ">a", "**", ">>", "a.b*", "a.>b", "*.a*", "a*.>"),  # wildcard chars inside tokens
+    *("a..b", ".a", "a.", ".", "..", "a.>.b", ">.a", ">.>", "a.>.*"),  # invalid
+]
+EXOTIC_SUBJECTS = ["a", "b", "a.b", "a*", "*a", "a>", ">a", "**", ">>", "a.b*", "a.>b", "b.a*", "a*.x.y"]
+
+
+async def test_pattern_validity_agrees_with_nats_server(nats_server: NatsServer) -> None:
+    for candidate in CANDIDATES:
+        try:
+            split_pattern(candidate)
+            valid = True
+        except TopicError:
+            valid = False
+        _, errors = await _raw_session(nats_server.port, [f"SUB {candidate} 1"])
+        assert (not errors) is valid, (candidate, valid, errors)
+
+
+async def test_wildcard_characters_inside_tokens_are_literals_for_the_server(
+    nats_server: NatsServer,
+) -> None:
+    """``a*`` or ``>a`` are plain tokens for topics.py and nats-server alike (nats-py rejects them on
+    subscribe, which is why this test talks the raw protocol)."""
+    valid = [c for c in CANDIDATES if _is_valid_pattern(c)]
+    commands = [f"SUB {pattern} {sid}" for sid, pattern in enumerate(valid)]
+    commands += [f"PUB {subject} {len(subject)}\r\n{subject}" for subject in EXOTIC_SUBJECTS]
+    msgs, errors = await _raw_session(nats_server.port, commands)
+    assert errors == []
+    delivered = {(valid[sid], subject) for sid, subject in msgs}
+    assert len(delivered) == len(msgs)
+    expected = {(p, s) for p in valid for s in EXOTIC_SUBJECTS if matches(p, s)}
+    assert delivered == expected
+
+
+def _is_valid_pattern(text: str) -> bool:
+    try:
+        split_pattern(text)
+    except TopicError:
+        return False
+    return True
