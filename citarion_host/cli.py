@@ -63,20 +63,20 @@ def _bots(args: argparse.Namespace) -> int:
 
 
 async def _selfcheck_bus() -> dict[str, Any]:
-    """Publish through every main helper on the in-memory bus and check what arrives."""
+    """Publish through the main helpers, seed-style, on the in-memory bus; check what arrives."""
     from . import api
-    from .bus import MemoryBus
 
     received: list[str] = []
 
     async def note(event: Any) -> None:
         received.append(event.topic)
 
-    async with MemoryBus() as bus:
-        await api.subscribe_to_signals(note, bus=bus)
-        await api.subscribe_to_orders(note, bus=bus)
-        await api.subscribe_to_market(note, bus=bus)
-        await api.subscribe_to_risk_alerts(note, bus=bus)
+    bus = await api.manager.initialize({"type": "memory"})
+    try:
+        await api.subscribe_to_signals(note)
+        await api.subscribe_to_orders(note)
+        await api.subscribe_to_market(note)
+        await api.subscribe_to_risk_alerts(note)
         signal = {"symbol": "BTCUSDT", "exchange": "binance", "direction": "LONG", "confidence": 0.85}
         await api.publish_signal("GRD", {**signal, "entryPrice": 50000, "stopLoss": 48000})
         order = {
@@ -89,26 +89,18 @@ async def _selfcheck_bus() -> dict[str, Any]:
             "quantity": 0.01,
             "status": "FILLED",
         }
-        await api.publish_order("GRD", order, "filled", bus=bus)
+        await api.publish_order("GRD", order, "filled")
         ticker = {"symbol": "BTCUSDT", "exchange": "binance", "bid": 49999, "ask": 50001, "last": 50000}
-        await api.publish_ticker("LUM", ticker, bus=bus)
+        await api.publish_ticker("LUM", ticker)
         alert = {"kind": "drawdown", "severity": "critical", "message": "self-check"}
-        await api.publish_risk_alert("RSK", alert, bus=bus)
+        await api.publish_risk_alert("RSK", alert)
         return {"published": bus.published, "received": received, "ok": len(received) == 4}
+    finally:
+        await api.manager.shutdown()
 
 
 def _selfcheck(args: argparse.Namespace) -> int:
-    from . import api
-    from .bus import MemoryBus
-
-    async def run() -> dict[str, Any]:
-        api.manager._bus = MemoryBus()  # the helpers' default bus, for the seed-style calls
-        try:
-            return await _selfcheck_bus()
-        finally:
-            await api.manager.shutdown()
-
-    result = asyncio.run(run())
+    result = asyncio.run(_selfcheck_bus())
     _bots(argparse.Namespace(json=False))
     print()
     _print_json({"bus_selfcheck": result})

@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Mapping
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypeVar
 
 import msgspec
 
@@ -40,6 +40,8 @@ __all__ = [
     "encode_event",
     "make_event",
 ]
+
+P = TypeVar("P", bound=Payload)
 
 Priority = Literal["critical", "high", "normal", "low"]
 PRIORITIES: Final[tuple[Priority, ...]] = ("critical", "high", "normal", "low")
@@ -239,7 +241,7 @@ class EventCatalog:
         )
 
     @staticmethod
-    def coerce(topic: str, payload: Any, expected: type[Payload]) -> Payload:
+    def coerce(topic: str, payload: Any, expected: type[P]) -> P:
         """``payload`` as ``expected`` (from a mapping of wire names), or an error naming topic and field."""
         if type(payload) is dict or isinstance(payload, Mapping):
             try:

@@ -153,6 +153,7 @@ class NatsServer:
         """Launch the process; with ``wait`` block until it is ready (see ``wait_ready``)."""
         if self.running:
             raise NatsServerError(f"server {self.url} is already running (pid {self.pid})")
+        self.work_dir.mkdir(parents=True, exist_ok=True)  # also after close()
         with open(self._output_file, "ab") as output:
             self._process = subprocess.Popen(
                 self.args,
@@ -236,7 +237,11 @@ class NatsServer:
         return "\n".join(parts) or "(no log output)"
 
     def __enter__(self) -> Self:
-        return self.start() if not self.running else self
+        try:
+            return self.start() if not self.running else self
+        except BaseException:
+            self.close()  # __exit__ will not run; the error already carries the log tail
+            raise
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -298,11 +303,15 @@ class NatsCluster:
         return self
 
     def wait_ready(self, timeout: float | None = None) -> None:
+        """Every node healthy (``/healthz``), then all agree on one meta leader (``/jsz``)."""
         deadline = time.monotonic() + (self.startup_timeout if timeout is None else timeout)
         for server in self.servers:
             server.wait_ready(max(0.0, deadline - time.monotonic()))
         leaders: set[str | None] = set()
         while True:
+            for server in self.servers:
+                if not server.running:
+                    raise NatsServerError(f"cluster {self.name}: {server!r} died\n{server.log_tail()}")
             try:
                 leaders = {server.monitor("jsz").get("meta_cluster", {}).get("leader") for server in self}
             except (OSError, ValueError):
@@ -334,7 +343,11 @@ class NatsCluster:
         return len(self.servers)
 
     def __enter__(self) -> Self:
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None

@@ -163,11 +163,9 @@ def test_start_failure_reports_the_log_tail(nats_server: NatsServer) -> None:
     finally:
         clash.close()
     bad = NatsServer(extra_args=["--no-such-flag"])
-    try:
-        with pytest.raises(NatsServerError, match="no-such-flag"):
-            bad.start()
-    finally:
-        bad.close()
+    with pytest.raises(NatsServerError, match="no-such-flag"), bad:
+        pass
+    assert not bad.work_dir.exists(), "a failed `with` still removes the temp dir"
 
 
 async def test_cluster_replicates_a_stream(nats_cluster: NatsCluster) -> None:
@@ -202,3 +200,36 @@ def test_two_node_cluster_elects_a_meta_leader() -> None:
         assert cluster.meta_leader() in {"duo-n1", "duo-n2"}
     assert not any(server.running for server in cluster)
     assert not any(server.work_dir.exists() for server in cluster)
+
+
+async def test_shared_server_serves_the_session(shared_nats_server: NatsServer) -> None:
+    assert shared_nats_server.running and shared_nats_server.port != SHARED_PORT
+    nc = await nats.connect(shared_nats_server.url)
+    try:
+        js = nc.jetstream()
+        await js.add_stream(name="SHARED_SMOKE", subjects=["shared.smoke"])
+        try:
+            assert (await js.publish("shared.smoke", b"1")).seq == 1
+        finally:
+            await js.delete_stream("SHARED_SMOKE")  # the server outlives this test: leave it clean
+    finally:
+        await nc.close()
+
+
+async def test_cluster_node_crash_and_rejoin(nats_cluster: NatsCluster) -> None:
+    entry = nats_cluster.servers[0]
+    nc = await nats.connect(entry.url)  # never the node we crash: an in-flight publish would be lost
+    try:
+        js = nc.jetstream()
+        await js.add_stream(name="HA", subjects=["ha.>"], num_replicas=3)
+        await js.publish("ha.1", b"before")
+        info = await js.stream_info("HA")
+        assert info.cluster is not None
+        victim = next(s for s in nats_cluster if s.server_name != info.cluster.leader and s is not entry)
+        victim.kill()
+        await js.publish("ha.2", b"while down")  # 2 of 3 replicas are still a quorum
+        victim.restart()
+        await asyncio.to_thread(nats_cluster.wait_ready)
+        assert (await js.stream_info("HA")).state.messages == 2
+    finally:
+        await nc.close()

@@ -159,7 +159,7 @@ class EventBus(abc.ABC):
             name=name or f"sub-{next(self._names)}",
             queue=queue,
             durable=durable,
-            max_pending=max_pending or self.max_pending,
+            max_pending=self.max_pending if max_pending is None else max_pending,
             on_error=self._handler_failed,
             on_overflow=self._overflowed,
         )

@@ -184,12 +184,18 @@ class Subscription:
         except Exception as exc:
             self._report(event, exc)
         else:  # the handler awaits something: finish it in a task, queue what comes meanwhile
-            self._task = asyncio.get_running_loop().create_task(self._finish(coro, waiting_on, event))
+            self._start_task(self._finish(coro, waiting_on, event))
             return
         if self._pending:  # the handler published to itself: serve that in a task, not recursively
-            self._task = asyncio.get_running_loop().create_task(self._drain())
+            self._start_task(self._drain())
         else:
             self._active = False
+
+    def _start_task(self, work: Coroutine[Any, Any, None]) -> None:
+        # Settle in a done-callback, not in the coroutine: a task cancelled before its first step
+        # never runs its own ``finally``.
+        self._task = asyncio.get_running_loop().create_task(work)
+        self._task.add_done_callback(self._settle)
 
     def _enqueue(self, event: Event) -> None:
         if self._closed:
@@ -222,9 +228,6 @@ class Subscription:
         try:
             await _Resume(coro, waiting_on)
             self.delivered += 1
-        except asyncio.CancelledError:
-            self._settle()
-            raise
         except Exception as exc:
             self._report(event, exc)
         await self._drain()
@@ -232,27 +235,28 @@ class Subscription:
     async def _drain(self) -> None:
         backlog = self._backlog
         handled = 0
-        try:
-            while self._pending:
-                for queue in backlog:  # most urgent first
-                    if queue:
-                        event = queue.popleft()
-                        break
-                self._pending -= 1
-                try:
-                    await self._handler(event)
-                    self.delivered += 1
-                except Exception as exc:
-                    self._report(event, exc)
-                handled += 1
-                if handled % _YIELD_EVERY == 0:
-                    await asyncio.sleep(0)
-        finally:
-            self._settle()
+        while self._pending:
+            for queue in backlog:  # most urgent first
+                if queue:
+                    event = queue.popleft()
+                    break
+            self._pending -= 1
+            try:
+                await self._handler(event)
+                self.delivered += 1
+            except Exception as exc:
+                self._report(event, exc)
+            handled += 1
+            if handled % _YIELD_EVERY == 0:
+                await asyncio.sleep(0)
 
-    def _settle(self) -> None:
-        self._active = False
+    def _settle(self, _task: object = None) -> None:
         self._task = None
+        if self._pending and not self._closed:
+            # Events queued between the task's last step and this callback: keep their order.
+            self._start_task(self._drain())
+            return
+        self._active = False
         if self._idle is not None:
             self._idle.set()
 

@@ -1,0 +1,37 @@
+# Two commands do everything on a fresh machine (only Python >= 3.11 and pip needed):
+#   make demo   run the platform on the in-memory backend
+#   make test   lint, type-check and run the whole test suite (real nats-server included)
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: demo test lint bench bench-nats clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/citarion-host selfcheck
+
+lint: $(STAMP)
+	$(BIN)/ruff check citarion_host tests
+	$(BIN)/ruff format --check citarion_host tests
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/pytest
+
+bench: $(STAMP)
+	$(BIN)/citarion-host bench --backend memory
+
+bench-nats: $(STAMP)
+	$(BIN)/citarion-host bench --backend nats
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

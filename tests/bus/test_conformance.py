@@ -1,0 +1,244 @@
+"""The bus contract. Every backend in ``conftest.BACKENDS`` must pass all of it.
+
+Points: delivery and round trip, publish order, wildcards, queue groups, request/reply, handler
+isolation, priority overtaking, bounded backlog with reported overflow, dead-lettering of malformed
+input, unsubscribe, close with drain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from citarion_host.bus import EventBus
+from citarion_host.errors import BusClosedError, NoRespondersError, RequestTimeoutError
+from citarion_host.events import Event, encode_event, make_event
+from citarion_host.payloads import HandlerFailure, Signal
+
+from .conftest import Collector, eventually
+
+SIGNAL = {"symbol": "BTCUSDT", "exchange": "binance", "direction": "LONG", "confidence": 0.5}
+
+
+def signal(n: int = 0, topic: str = "trading.signal.generated", priority: str = "normal") -> Event:
+    return make_event(
+        topic,
+        {**SIGNAL, "entryPrice": 100.0 + n},
+        source="GRD",
+        priority=priority,  # type: ignore[arg-type]
+        metadata={"n": n},
+    )
+
+
+def numbers(events: list[Event]) -> list[int]:
+    return [event.metadata["n"] for event in events]
+
+
+async def test_delivers_the_same_event(bus: EventBus) -> None:
+    got = Collector()
+    await bus.subscribe("trading.signal.generated", got)
+    sent = signal(1)
+    await bus.publish(sent)
+    (received,) = await got.wait_for(1)
+    assert received == sent
+    assert isinstance(received.payload, Signal)
+    assert encode_event(received) == encode_event(sent)
+
+
+async def test_publish_order_is_kept_per_subscriber(bus: EventBus) -> None:
+    first, second = Collector(), Collector()
+    await bus.subscribe("trading.signal.*", first)
+    await bus.subscribe("trading.>", second)
+    await bus.publish_many(signal(n) for n in range(500))
+    assert numbers(await first.wait_for(500)) == list(range(500))
+    assert numbers(await second.wait_for(500)) == list(range(500))
+
+
+async def test_wildcards_follow_nats_rules(bus: EventBus) -> None:
+    topics = [
+        "trading.signal.generated",
+        "trading.signal.generated.binance",
+        "trading.note.filled",
+        "market.quote.updated.binance.BTCUSDT",
+        "market.quote.updated.kraken.ETHUSDT",
+    ]
+    patterns = {
+        "trading.signal.*": ["trading.signal.generated"],
+        "trading.signal.>": ["trading.signal.generated", "trading.signal.generated.binance"],
+        "trading.*.filled": ["trading.note.filled"],
+        "market.quote.updated.*.BTCUSDT": ["market.quote.updated.binance.BTCUSDT"],
+        "market.>": ["market.quote.updated.binance.BTCUSDT", "market.quote.updated.kraken.ETHUSDT"],
+        "*.*.*": ["trading.signal.generated", "trading.note.filled"],
+    }
+    collectors = {pattern: Collector(pattern) for pattern in patterns}
+    for pattern, collector in collectors.items():
+        await bus.subscribe(pattern, collector)
+    for topic in topics:  # "note" and "quote" carry plain dict payloads
+        await bus.publish(signal(0, topic) if ".signal." in topic else make_event(topic, {}, source="LUM"))
+    for pattern, expected in patterns.items():
+        await collectors[pattern].wait_for(len(expected))
+    for pattern, expected in patterns.items():
+        assert (await collectors[pattern].settle()) and collectors[pattern].topics == expected, pattern
+
+
+async def test_queue_group_delivers_each_event_to_one_member(bus: EventBus) -> None:
+    members = [Collector(f"member-{i}") for i in range(3)]
+    for member in members:
+        await bus.subscribe("trading.signal.>", member, queue="workers")
+    everyone = Collector()
+    await bus.subscribe("trading.signal.>", everyone)
+    await bus.publish_many(signal(n) for n in range(300))
+    await everyone.wait_for(300)
+    await eventually(lambda: sum(len(m.events) for m in members) >= 300, what="group deliveries")
+    await asyncio.gather(*(m.settle() for m in members))
+    delivered = sorted(n for m in members for n in numbers(m.events))
+    assert delivered == list(range(300)), "each event exactly once across the group"
+    assert sum(1 for m in members if m.events) >= 2, "the group shares the work"
+
+
+async def test_request_reply_carries_correlation(bus: EventBus) -> None:
+    async def responder(request: Event) -> None:
+        answer = make_event("analytics.quote.answered", {"echo": request.metadata["n"]}, source="ORA")
+        await bus.reply(request, answer)
+
+    await bus.subscribe("analytics.quote.requested", responder)
+    request = make_event("analytics.quote.requested", {"q": "BTC"}, source="GRD", metadata={"n": 7})
+    reply = await bus.request(request, timeout=5)
+    assert reply.payload == {"echo": 7}
+    assert reply.correlation_id == request.id
+    assert reply.causation_id == request.id
+
+
+async def test_request_errors_are_clear(bus: EventBus) -> None:
+    lonely = make_event("analytics.quote.requested", {"q": "BTC"}, source="GRD")
+    with pytest.raises(NoRespondersError, match=r"analytics\.quote\.requested"):
+        await bus.request(lonely, timeout=1)
+
+    async def silent(request: Event) -> None:
+        pass
+
+    await bus.subscribe("analytics.quote.requested", silent)
+    with pytest.raises(RequestTimeoutError, match=r"no reply within 0\.2s"):
+        await bus.request(lonely, timeout=0.2)
+
+
+async def test_failing_handler_is_isolated_and_reported(bus: EventBus) -> None:
+    failures, healthy = Collector(), Collector()
+    await bus.subscribe("system.handler.failed", failures)
+
+    async def broken(event: Event) -> None:
+        raise RuntimeError(f"boom {event.metadata['n']}")
+
+    await bus.subscribe("trading.signal.generated", broken, name="broken-bot")
+    await bus.subscribe("trading.signal.generated", healthy)
+    sent = [signal(n) for n in range(3)]
+    await bus.publish_many(sent)
+    assert numbers(await healthy.wait_for(3)) == [0, 1, 2]
+    reports = await failures.wait_for(3)
+    payloads = [report.payload for report in reports]
+    assert all(isinstance(p, HandlerFailure) for p in payloads)
+    assert [p.event_id for p in payloads] == [e.id for e in sent]
+    assert payloads[0].subscriber == "broken-bot"
+    assert payloads[0].error == "boom 0" and payloads[0].error_type == "RuntimeError"
+    assert all(r.priority == "high" for r in reports)
+    await bus.publish(signal(9))
+    assert numbers(await healthy.wait_for(4))[-1] == 9, "the bus keeps running"
+
+
+async def test_critical_overtakes_queued_lower_priority(bus: EventBus) -> None:
+    gate = asyncio.Event()
+    seen: list[str] = []
+
+    async def slow(event: Event) -> None:
+        seen.append(f"{event.metadata['n']}:{event.priority}")
+        await gate.wait()
+
+    subscription = await bus.subscribe("trading.signal.>", slow)
+    await bus.publish(signal(0))
+    await eventually(lambda: len(seen) == 1, what="first event in the handler")
+    for n, priority in enumerate(["low", "normal", "normal", "high", "critical", "low"], start=1):
+        await bus.publish(signal(n, priority=priority))
+    await eventually(lambda: subscription.pending == 6, what="backlog of 6")
+    gate.set()
+    await eventually(lambda: len(seen) == 7, what="all 7 handled")
+    assert seen == ["0:normal", "5:critical", "4:high", "2:normal", "3:normal", "1:low", "6:low"]
+
+
+async def test_overflow_drops_low_first_never_critical_and_reports(bus: EventBus) -> None:
+    gate = asyncio.Event()
+    seen: list[int] = []
+
+    async def slow(event: Event) -> None:
+        seen.append(event.metadata["n"])
+        await gate.wait()
+
+    reports = Collector()
+    await bus.subscribe("system.bus.overflow", reports)
+    subscription = await bus.subscribe("trading.signal.>", slow, max_pending=4, name="slowpoke")
+    await bus.publish(signal(0))
+    await eventually(lambda: seen == [0], what="first event in the handler")
+    plan = ["low", "low", "normal", "normal", "normal", "critical", "high", "low"]
+    for n, priority in enumerate(plan, start=1):
+        await bus.publish(signal(n, priority=priority))
+    await eventually(
+        lambda: subscription.pending + sum(subscription.dropped) >= len(plan), what="all 8 queued or dropped"
+    )
+    # Queue of 4: [1L,2L,3N,4N] -> 5N drops 1L -> 6C, 7H admitted past the bound -> 8L drops 2L.
+    assert subscription.dropped[3] == 2 and subscription.dropped[2] == 0
+    assert subscription.overflow_admitted == 2
+    report = (await reports.wait_for(1))[0].payload
+    assert report.subscriber == "slowpoke" and report.dropped_low >= 1
+    gate.set()
+    await eventually(lambda: len(seen) == 7, what="survivors handled")
+    assert seen == [0, 6, 7, 3, 4, 5, 8]
+
+
+async def test_malformed_input_is_dead_lettered_and_counted(bus: EventBus) -> None:
+    dead, good = Collector(), Collector()
+    await bus.subscribe("system.deadletter.>", dead)
+    await bus.subscribe("trading.signal.>", good)
+    bad_json = b"{not json"
+    bad_schema = encode_event(signal(1)).replace(b'"confidence":0.5', b'"confidence":7')
+    contradiction = encode_event(signal(2)).replace(b'"domain":"trading"', b'"domain":"market"')
+    for raw in (bad_json, bad_schema, contradiction):
+        assert await bus.publish_raw(raw) is None
+    assert await bus.publish_raw(encode_event(signal(3))) is not None
+    letters = await dead.wait_for(3)
+    assert [d.topic for d in letters] == ["system.deadletter.malformed"] * 3
+    assert letters[0].payload.original == "{not json"
+    assert "payload.confidence" in letters[1].payload.error
+    assert "'domain'" in letters[2].payload.error
+    assert numbers(await good.wait_for(1)) == [3]
+    assert bus.malformed == 3
+
+
+async def test_unsubscribe_stops_delivery_to_that_subscriber_only(bus: EventBus) -> None:
+    leaving, staying = Collector(), Collector()
+    subscription = await bus.subscribe("trading.signal.>", leaving)
+    await bus.subscribe("trading.signal.>", staying)
+    await bus.publish(signal(1))
+    await leaving.wait_for(1)
+    await subscription.unsubscribe()
+    assert subscription.closed and subscription not in bus.subscriptions
+    await bus.publish(signal(2))
+    assert numbers(await staying.wait_for(2)) == [1, 2]
+    assert numbers(await leaving.settle()) == [1]
+
+
+async def test_close_drains_backlog_then_refuses(bus: EventBus) -> None:
+    handled: list[int] = []
+
+    async def slow(event: Event) -> None:
+        await asyncio.sleep(0.001)
+        handled.append(event.metadata["n"])
+
+    subscription = await bus.subscribe("trading.signal.>", slow)
+    await bus.publish_many(signal(n) for n in range(50))
+    await eventually(lambda: subscription.pending + len(handled) >= 49, what="events in the backlog")
+    await bus.close(drain=True)
+    assert handled == list(range(50))
+    with pytest.raises(BusClosedError):
+        await bus.publish(signal(99))
+    with pytest.raises(BusClosedError):
+        await bus.subscribe("trading.>", slow)
