@@ -1,0 +1,112 @@
+"""What a bot is: a class with an async lifecycle that talks to the world only through its context.
+
+A bot never sees the bus. The host creates it with a :class:`BotContext` (publish within the bot's
+declared patterns, a logger, its identity) and its validated params, subscribes it to its declared
+patterns, and calls :meth:`Bot.handle` for each event. Keeping the bus out of reach is what lets the
+host enforce the wiring, restart a bot without touching the others, and swap backends under it.
+
+A minimal bot::
+
+    class Echo(Bot):
+        type_name = "echo"
+
+        class Params(BaseModel):
+            prefix: str = ">"
+
+        async def handle(self, event: Event) -> None:
+            await self.ctx.publish("analytics.echo.seen", {"text": f"{self.params.prefix} {event.topic}"})
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict
+
+from .events import Event, Priority
+
+__all__ = ["Bot", "BotContext", "NoParams"]
+
+
+class NoParams(BaseModel):
+    """Params of a bot that takes none (unknown keys are still an error)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@runtime_checkable
+class BotContext(Protocol):
+    """What the host gives a bot. Implemented by the host; a test double lives in ``testing``."""
+
+    @property
+    def bot_id(self) -> str:
+        """The instance id from the config (``[[bots]] id``)."""
+        ...
+
+    @property
+    def code(self) -> str:
+        """The registry code (``GRD``); used as the ``source`` of published events."""
+        ...
+
+    @property
+    def log(self) -> logging.LoggerAdapter[logging.Logger]:
+        """A logger whose records carry ``bot`` and ``code``."""
+        ...
+
+    async def publish(
+        self,
+        topic: str,
+        payload: Any,
+        *,
+        priority: Priority = "normal",
+        causation_id: str | None = None,
+        correlation_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> Event:
+        """Publish an event as this bot.
+
+        Raises :class:`~citarion_host.errors.PublishNotAllowedError` (and sends nothing) when
+        ``topic`` is outside the bot's declared ``publish`` patterns.
+        """
+        ...
+
+    async def request(self, topic: str, payload: Any, *, timeout: float = 5.0) -> Event:
+        """Publish a request and wait for its reply (see ``EventBus.request``)."""
+        ...
+
+    async def reply(self, request: Event, topic: str, payload: Any) -> Event:
+        """Answer ``request`` with an event on ``topic``."""
+        ...
+
+
+class Bot:
+    """Base class for bots. Override what you need; every method has a do-nothing default.
+
+    Class attributes:
+
+    * ``type_name`` — how configs refer to this bot type (``plugin = "grid"``).
+    * ``Params`` — a pydantic model validating the bot's ``[bots.params]`` table.
+    * ``description`` — one line for ``citarion-host bots``.
+    """
+
+    type_name: ClassVar[str] = ""
+    Params: ClassVar[type[BaseModel]] = NoParams
+    description: ClassVar[str] = ""
+
+    def __init__(self, ctx: BotContext, params: Any) -> None:
+        self.ctx = ctx
+        self.params = params
+
+    async def start(self) -> None:
+        """Called once before the first event. Start background work here (e.g. a data feed)."""
+
+    async def handle(self, event: Event) -> None:
+        """Called for each event matching the bot's ``subscribe`` patterns, in order."""
+
+    async def stop(self) -> None:
+        """Called on shutdown, removal or restart, after the bot's queued events are drained."""
+
+    def stats(self) -> dict[str, Any]:
+        """Figures for the run summary (signals, orders, PnL...). Default: none."""
+        return {}

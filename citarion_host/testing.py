@@ -1,0 +1,135 @@
+"""Helpers for testing bots without a host: a recording context and a harness.
+
+::
+
+    from citarion_host.testing import BotHarness
+
+    async def test_grid_buys_on_a_dip():
+        harness = BotHarness(GridBot, {"levels": 5}, publish=["trading.>"], code="GRD")
+        await harness.start()
+        await harness.feed("market.candle.closed", candle)
+        assert harness.published_topics() == ["trading.signal.generated"]
+
+The context enforces the declared publish patterns exactly like the host does, so a bot that passes
+its harness tests will not be refused at run time.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from .bot import Bot
+from .errors import PublishNotAllowedError
+from .events import Event, EventCatalog, Priority, catalog
+from .topics import PatternIndex
+
+__all__ = ["BotHarness", "RecordingContext"]
+
+
+class RecordingContext:
+    """A :class:`~citarion_host.bot.BotContext` that records what the bot publishes."""
+
+    def __init__(
+        self,
+        bot_id: str = "test-bot",
+        code: str = "TST",
+        publish: Iterable[str] = (">",),
+        catalog_: EventCatalog | None = None,
+    ) -> None:
+        self._bot_id = bot_id
+        self._code = code
+        self._allowed: PatternIndex[str] = PatternIndex()
+        for pattern in publish:
+            self._allowed.add(pattern, pattern)
+        self._catalog = catalog_ or catalog
+        self.published: list[Event] = []
+        self.refused: list[str] = []
+        self._log = logging.LoggerAdapter(logging.getLogger(f"citarion.bot.{bot_id}"), {"bot": bot_id})
+
+    @property
+    def bot_id(self) -> str:
+        return self._bot_id
+
+    @property
+    def code(self) -> str:
+        return self._code
+
+    @property
+    def log(self) -> logging.LoggerAdapter[logging.Logger]:
+        return self._log
+
+    async def publish(
+        self,
+        topic: str,
+        payload: Any,
+        *,
+        priority: Priority = "normal",
+        causation_id: str | None = None,
+        correlation_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> Event:
+        if not self._allowed.match(topic):
+            self.refused.append(topic)
+            raise PublishNotAllowedError(f"bot {self._bot_id!r} may not publish {topic!r}")
+        event = self._catalog.make(
+            topic,
+            payload,
+            source=self._code,
+            priority=priority,
+            causation_id=causation_id,
+            correlation_id=correlation_id,
+            metadata=metadata,
+        )
+        self.published.append(event)
+        return event
+
+    async def request(self, topic: str, payload: Any, *, timeout: float = 5.0) -> Event:
+        raise NotImplementedError("RecordingContext has no responders; test request() against a bus")
+
+    async def reply(self, request: Event, topic: str, payload: Any) -> Event:
+        return await self.publish(topic, payload, correlation_id=request.correlation_id or request.id)
+
+
+class BotHarness:
+    """Build a bot with validated params and a :class:`RecordingContext`; feed it events."""
+
+    def __init__(
+        self,
+        bot_type: type[Bot],
+        params: Mapping[str, Any] | None = None,
+        *,
+        bot_id: str = "test-bot",
+        code: str = "TST",
+        publish: Iterable[str] = (">",),
+    ) -> None:
+        self.ctx = RecordingContext(bot_id, code, publish)
+        self.bot = bot_type(self.ctx, bot_type.Params.model_validate(dict(params or {})))
+
+    async def start(self) -> None:
+        await self.bot.start()
+
+    async def stop(self) -> None:
+        await self.bot.stop()
+
+    async def feed(
+        self, topic: str, payload: Any, *, source: str = "TST", priority: Priority = "normal"
+    ) -> Event:
+        """Build an event like the bus would and hand it to the bot; returns the event."""
+        event = catalog.make(topic, payload, source=source, priority=priority)
+        await self.bot.handle(event)
+        return event
+
+    async def feed_event(self, event: Event) -> None:
+        await self.bot.handle(event)
+
+    @property
+    def published(self) -> list[Event]:
+        return self.ctx.published
+
+    def published_topics(self) -> list[str]:
+        return [event.topic for event in self.ctx.published]
+
+    def payloads(self, topic_prefix: str = "") -> list[Any]:
+        return [e.payload for e in self.ctx.published if e.topic.startswith(topic_prefix)]
