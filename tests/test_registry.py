@@ -210,7 +210,8 @@ def test_may_publish(registry: BotRegistry, code: str, pattern: str, allowed: bo
         ("LOG", "system.deadletter.>", False),
         ("EXC", "trading.order.submitted", True),
         ("EXC", "market.orderbook.updated", True),
-        ("EXC", "risk.alert.triggered", False),
+        ("EXC", "risk.block.set", True),  # the exchange enforces the risk guard's blocks
+        ("EXC", "system.bot.started", False),
         ("RSK", "trading.position.updated", True),
         ("RSK", "market.ticker.updated", True),
     ],
