@@ -1,0 +1,246 @@
+"""Finding plugins and the bot types they provide.
+
+Plugins come from the entry-point group ``citarion.bots`` (installed packages) and from
+``module:object`` paths named in the config (local development). Lessons from other plugin hosts
+applied here:
+
+* Entry points are loaded one by one, not with pluggy's ``load_setuptools_entrypoints``, which stops
+  at the first broken plugin and can leave it half-registered. A broken plugin is reported with its
+  real import error and the others still load.
+* An entry point seen twice (editable installs, symlinked site-packages) is loaded once.
+* ``module:object`` code is imported fresh when asked to (``reimport=True``): removing the module from
+  ``sys.modules`` and importing it again gives new class objects, so restarted bots run the new code.
+  ``importlib.reload`` is not used: it leaves old classes alive and breaks ``isinstance``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import importlib.util
+import inspect
+import logging
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pluggy
+
+from . import hookspecs
+from .bot import Bot
+from .errors import CitarionError
+from .events import EventCatalog
+from .registry import BotRegistry
+
+__all__ = ["ENTRY_POINT_GROUP", "PluginError", "PluginInfo", "Plugins", "get_plugin_manager"]
+
+ENTRY_POINT_GROUP = "citarion.bots"
+log = logging.getLogger("citarion_host.plugins")
+
+
+class PluginError(CitarionError):
+    """A plugin could not be found or loaded; the message carries the real cause."""
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    """One plugin as ``citarion-host bots`` reports it."""
+
+    name: str
+    source: str  # "entry point citarion.bots (dist 1.0)" or "path module:object"
+    bot_types: tuple[str, ...]
+    error: str | None = None
+    file: str | None = None
+
+
+def get_plugin_manager() -> pluggy.PluginManager:
+    """A fresh plugin manager with citarion's hook specs (no global one: each host has its own)."""
+    manager = pluggy.PluginManager(hookspecs.PROJECT)
+    manager.add_hookspecs(hookspecs)
+    return manager
+
+
+class Plugins:
+    """The host's plugins and the bot types they provide, by ``type_name``."""
+
+    def __init__(self, manager: pluggy.PluginManager | None = None) -> None:
+        self.manager = manager or get_plugin_manager()
+        self._infos: dict[str, PluginInfo] = {}
+        self._paths: dict[str, type[Bot]] = {}
+
+    @classmethod
+    def discover(cls, group: str = ENTRY_POINT_GROUP) -> Plugins:
+        """Plugins from every installed entry point of ``group``; broken ones are reported, not fatal."""
+        plugins = cls()
+        plugins.load_entry_points(group)
+        return plugins
+
+    # -- loading --------------------------------------------------------------------------------
+
+    def load_entry_points(self, group: str = ENTRY_POINT_GROUP) -> None:
+        seen: set[tuple[str, str]] = set()
+        for entry_point in importlib.metadata.entry_points(group=group):
+            key = (entry_point.name, entry_point.value)
+            if key in seen or entry_point.name in self._infos:
+                continue  # the same plugin found twice (editable install, symlinked site-packages)
+            seen.add(key)
+            dist = entry_point.dist
+            source = f"entry point {group}" + (f" ({dist.name} {dist.version})" if dist else "")
+            try:
+                plugin = entry_point.load()
+                self._register(plugin, entry_point.name, source)
+            except Exception as exc:
+                error = f"{type(exc).__name__}: {exc}"
+                log.error("plugin failed to load", extra={"plugin": entry_point.name, "error": error})
+                self._infos[entry_point.name] = PluginInfo(entry_point.name, source, (), error)
+
+    def register(self, plugin: object, name: str | None = None, source: str = "registered") -> None:
+        """Register a plugin object (a module or an object with ``@hookimpl`` functions)."""
+        self._register(plugin, name or str(getattr(plugin, "__name__", repr(plugin))), source)
+
+    def _register(self, plugin: object, name: str, source: str) -> None:
+        if inspect.isclass(plugin) and issubclass(plugin, Bot):
+            plugin = _SingleBotPlugin(plugin)  # an entry point may name a Bot class directly
+        if not self.manager.is_registered(plugin):
+            try:
+                self.manager.register(plugin, name=name)
+            except ValueError as exc:  # pluggy: name already registered
+                raise PluginError(f"plugin {name!r}: {exc}") from None
+        types = tuple(sorted(t.type_name for t in _bot_types_of(self.manager, plugin)))
+        file = getattr(plugin, "__file__", None) or getattr(inspect.getmodule(plugin), "__file__", None)
+        self._infos[name] = PluginInfo(name, source, types, None, file)
+
+    def load_path(self, spec: str, *, reimport: bool = False) -> type[Bot]:
+        """Resolve ``module:object`` to a Bot class (importing the module fresh if ``reimport``)."""
+        module_name, _, attribute = spec.partition(":")
+        if not module_name or not attribute:
+            raise PluginError(f"plugin {spec!r}: expected 'module:object'")
+        if not reimport and spec in self._paths:
+            return self._paths[spec]
+        if reimport:
+            _forget_module(module_name)
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as exc:
+            raise PluginError(
+                f"plugin {spec!r}: cannot import {module_name!r}: {type(exc).__name__}: {exc}"
+            ) from exc
+        target: Any = module
+        for part in attribute.split("."):
+            if not hasattr(target, part):
+                raise PluginError(f"plugin {spec!r}: module {module_name!r} has no attribute {attribute!r}")
+            target = getattr(target, part)
+        if not (inspect.isclass(target) and issubclass(target, Bot)):
+            raise PluginError(f"plugin {spec!r}: {attribute!r} is not a subclass of citarion_host.Bot")
+        self._register_module_hooks(module, spec)
+        self._paths[spec] = target
+        return target
+
+    def _register_module_hooks(self, module: ModuleType, spec: str) -> None:
+        """A module named by path may also carry hooks (payload types, rules): register them."""
+        has_hooks = any(
+            getattr(getattr(module, name, None), f"{hookspecs.PROJECT}_impl", None) for name in dir(module)
+        )
+        name = f"path:{module.__name__}"
+        old = self.manager.get_plugin(name)
+        if old is not None and old is not module:
+            self.manager.unregister(old)
+        if has_hooks and not self.manager.is_registered(module):
+            self.manager.register(module, name=name)
+        self._infos[name] = PluginInfo(name, f"path {spec}", (), None, getattr(module, "__file__", None))
+
+    # -- queries --------------------------------------------------------------------------------
+
+    def bot_types(self) -> dict[str, type[Bot]]:
+        """Every bot type provided by registered plugins, by ``type_name``."""
+        found: dict[str, type[Bot]] = {}
+        for batch in self.manager.hook.citarion_bot_types():
+            for bot_type in batch:
+                if not (inspect.isclass(bot_type) and issubclass(bot_type, Bot) and bot_type.type_name):
+                    raise PluginError(f"{bot_type!r}: a bot type must subclass Bot and set type_name")
+                found.setdefault(bot_type.type_name, bot_type)
+        return found
+
+    def resolve(self, plugin: str, *, reimport: bool = False) -> type[Bot]:
+        """The Bot class a config's ``plugin`` names: ``module:object``, a ``type_name``, or an
+        entry-point name whose plugin provides exactly one bot type."""
+        if ":" in plugin:
+            return self.load_path(plugin, reimport=reimport)
+        types = self.bot_types()
+        if plugin in types:
+            return types[plugin]
+        info = self._infos.get(plugin)
+        if info is not None and info.error:
+            raise PluginError(f"plugin {plugin!r} is installed but failed to load: {info.error}")
+        if info is not None and len(info.bot_types) == 1:
+            return types[info.bot_types[0]]
+        known = ", ".join(sorted(types)) or "none installed"
+        raise PluginError(f"unknown plugin {plugin!r} (known bot types: {known}; or use 'module:object')")
+
+    def infos(self) -> list[PluginInfo]:
+        return sorted(self._infos.values(), key=lambda info: info.name)
+
+    def failures(self) -> list[PluginInfo]:
+        return [info for info in self.infos() if info.error]
+
+    def source_files(self) -> list[Path]:
+        """Files of path-loaded plugins (what a development reloader watches)."""
+        return [Path(info.file) for info in self.infos() if info.file and info.source.startswith("path ")]
+
+    def path_specs_from(self, file: Path) -> list[str]:
+        """The ``module:object`` specs whose module lives in ``file``."""
+        resolved = file.resolve()
+        return [
+            spec
+            for spec, bot_type in self._paths.items()
+            if (source := inspect.getsourcefile(bot_type)) and Path(source).resolve() == resolved
+        ]
+
+    # -- applying what plugins contribute -------------------------------------------------------
+
+    def extend_catalog(self, catalog: EventCatalog) -> None:
+        for domains in self.manager.hook.citarion_domains():
+            for domain in domains:
+                if domain not in catalog.domains:
+                    catalog.add_domain(domain)
+        for mapping in self.manager.hook.citarion_payload_types():
+            for pattern, payload_type in mapping.items():
+                catalog.register_payload(pattern, payload_type)
+
+    def extend_registry(self, registry: BotRegistry) -> None:
+        self.manager.hook.citarion_registry(registry=registry)
+
+
+class _SingleBotPlugin:
+    """Adapter: an entry point that names one Bot class is a plugin providing that type."""
+
+    def __init__(self, bot_type: type[Bot]) -> None:
+        self.bot_type = bot_type
+        self.__name__ = f"{bot_type.__module__}.{bot_type.__qualname__}"
+
+    @hookspecs.hookimpl
+    def citarion_bot_types(self) -> list[type[Bot]]:
+        return [self.bot_type]
+
+
+def _bot_types_of(manager: pluggy.PluginManager, plugin: object) -> Iterable[type[Bot]]:
+    caller = manager.subset_hook_caller("citarion_bot_types", remove_plugins=[
+        p for p in manager.get_plugins() if p is not plugin
+    ])  # fmt: skip
+    for batch in caller():
+        yield from batch
+
+
+def _forget_module(name: str) -> None:
+    """Drop ``name`` (and its submodules) from ``sys.modules`` so the next import reads the source."""
+    for loaded in [m for m in sys.modules if m == name or m.startswith(name + ".")]:
+        source = getattr(sys.modules[loaded], "__file__", None)
+        del sys.modules[loaded]
+        if source and source.endswith(".py"):
+            # A source edited within the same second and to the same size would pass the .pyc
+            # freshness check (mtime in seconds + size): drop the cached bytecode.
+            Path(importlib.util.cache_from_source(source)).unlink(missing_ok=True)
+    importlib.invalidate_caches()
