@@ -107,6 +107,98 @@ def _selfcheck(args: argparse.Namespace) -> int:
     return 0 if result["ok"] else 1
 
 
+# -- check / config show / init ----------------------------------------------------------------------
+
+
+def _check(args: argparse.Namespace) -> int:
+    """Load the config, let the installed plugins extend the registry, report every finding."""
+    from .wiring import check_config, format_findings, has_errors
+
+    findings = check_config(args.config)
+    if args.json:
+        _print_json([finding.to_dict() for finding in findings])
+    else:
+        print(format_findings(findings))
+    return 1 if has_errors(findings) else 0
+
+
+_SECRETS = ("password", "token")
+
+
+def _config_show(args: argparse.Namespace) -> int:
+    """The effective config (files merged, environment applied) as TOML; secrets masked."""
+    import tomllib
+
+    import tomli_w
+
+    from .errors import ConfigError
+    from .settings import load_config
+
+    try:
+        loaded = load_config(args.config)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return 1
+    text = loaded.config.to_toml()
+    if not args.show_secrets:
+        data = tomllib.loads(text)
+        nats = data.get("backend", {}).get("nats", {})
+        for key in _SECRETS:
+            if key in nats:
+                nats[key] = "***"
+        text = tomli_w.dumps(data)
+    print(text, end="")
+    return 0
+
+
+def _starter_config(backend: str) -> dict[str, Any]:
+    """A small topology that passes ``check`` with no finding, using the bots in ``examples``."""
+    backend_table: dict[str, Any] = {"type": backend}
+    if backend == "nats":
+        backend_table["nats"] = {"servers": ["nats://127.0.0.1:4222"], "jetstream": True}
+    return {
+        "host": {"name": "citarion-host"},
+        "backend": backend_table,
+        "logging": {"level": "INFO", "format": "text"},
+        "bots": [
+            {
+                "id": "ticker-feed",
+                "code": "LUM",
+                "plugin": "citarion_host.examples:TickerFeed",
+                "publish": ["market.ticker.>"],
+                "params": {"symbols": ["BTCUSDT", "ETHUSDT"], "interval_s": 1.0},
+            },
+            {
+                "id": "ticker-logger",
+                "code": "ORA",
+                "plugin": "citarion_host.examples:TickerLogger",
+                "subscribe": ["market.ticker.>"],
+                "params": {"every": 10},
+            },
+        ],
+    }
+
+
+def _init(args: argparse.Namespace) -> int:
+    """Write a starter config; an existing file is kept unless ``--force``."""
+    from pathlib import Path
+
+    import tomli_w
+
+    path = Path(args.path)
+    if path.is_dir():
+        print(f"error: {path}: is a directory", file=sys.stderr)
+        return 1
+    if path.exists() and not args.force:
+        print(f"error: {path}: already exists (use --force to overwrite it)", file=sys.stderr)
+        return 1
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(tomli_w.dumps(_starter_config(args.backend)), encoding="utf-8")
+    print(f"wrote {path}; check it with: citarion-host check --config {path}")
+    return 0
+
+
 # -- parser -----------------------------------------------------------------------------------------
 
 
@@ -149,6 +241,45 @@ def build_parser() -> argparse.ArgumentParser:
         description="Print the bot registry, publish through every helper on the memory bus, report.",
     )
     selfcheck.set_defaults(func=_selfcheck)
+
+    check = commands.add_parser(
+        "check",
+        help="check a config's wiring against the registry and the installed plugins",
+        description="Load a config, resolve every bot's code, plugin and params, check its patterns"
+        " against the registry's rules and the topology (feeds, loops, queue groups). Prints every"
+        " finding; exits 1 if any is an error (warnings alone exit 0).",
+    )
+    check.add_argument("--config", required=True, help="the config file (TOML)")
+    check.add_argument("--json", action="store_true", help="print the findings as a JSON list")
+    check.set_defaults(func=_check)
+
+    config = commands.add_parser("config", help="inspect a config", description="Inspect a config.")
+    config_commands = config.add_subparsers(dest="config_command", metavar="COMMAND")
+
+    def config_help(_args: argparse.Namespace) -> int:
+        config.print_help()
+        return 2
+
+    config.set_defaults(func=config_help)
+    show = config_commands.add_parser(
+        "show",
+        help="print the effective config as TOML",
+        description="Print the config after includes and CITARION_* environment overrides, with every"
+        " default filled in. NATS password and token are masked unless --show-secrets.",
+    )
+    show.add_argument("--config", required=True, help="the config file (TOML)")
+    show.add_argument("--show-secrets", action="store_true", help="print passwords and tokens as they are")
+    show.set_defaults(func=_config_show)
+
+    init = commands.add_parser(
+        "init",
+        help="write a starter config",
+        description="Write a small valid config (a synthetic ticker feed and a logger) to PATH.",
+    )
+    init.add_argument("path", nargs="?", default="citarion.toml", help="where (default: citarion.toml)")
+    init.add_argument("--force", action="store_true", help="overwrite an existing file")
+    init.add_argument("--backend", choices=["memory", "nats"], default="memory", help="the event bus")
+    init.set_defaults(func=_init)
     return parser
 
 

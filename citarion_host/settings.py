@@ -12,6 +12,7 @@ documented in ``docs/configuration.md``.
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -167,7 +168,7 @@ def load_config(path: str | Path) -> LoadedConfig:
         raise ConfigError(f"{main}: no such config file" + (" (it is a directory)" if main.is_dir() else ""))
     files: list[Path] = []
     origins: list[Path] = []
-    data = _read_with_includes(main.resolve(), files, origins, stack=())
+    data = _read_with_includes(_absolute(main), files, origins, stack=())
     return parse_config(data, main, files=tuple(files), bot_origins=origins)
 
 
@@ -213,11 +214,17 @@ def _read_with_includes(
         raise ConfigError(f"{path}: include: must be a file name or a list of file names")
     merged: dict[str, Any] = {}
     for include in includes:
-        included = _read_with_includes((path.parent / include).resolve(), files, origins, (*stack, path))
+        included = _read_with_includes(_absolute(path.parent / include), files, origins, (*stack, path))
         merged = _merge(merged, included)
     own_bots = document.get("bots", [])
     origins.extend([path] * (len(own_bots) if isinstance(own_bots, list) else 0))
     return _merge(merged, document)
+
+
+def _absolute(path: Path) -> Path:
+    """Absolute and normalized, but symlinks kept: a reloader must watch the link's directory
+    (Kubernetes swaps ConfigMap symlinks), not the directory of today's target."""
+    return Path(os.path.abspath(path))
 
 
 def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = ["BackendSettings", "NatsSettings", "NatsTlsSettings"]
 
@@ -27,10 +27,13 @@ class NatsTlsSettings(_Strict):
 
 
 class NatsSettings(_Strict):
-    """NATS JetStream backend options."""
+    """NATS backend options (``[backend.nats]``); every key is described in ``docs/nats.md``."""
 
     servers: list[str] = Field(default_factory=lambda: ["nats://127.0.0.1:4222"], min_length=1)
-    stream: str = "citarion-events"
+    #: True: events are stored in a JetStream stream (persistent, durable, replayable). False: core
+    #: NATS only (at-most-once, nothing stored; durable/replay subscriptions are refused).
+    jetstream: bool = True
+    stream: str = Field(default="citarion-events", pattern=r"^[^.*>\s]+$")
     #: Subjects the stream stores; default: every known domain (``<domain>.>``).
     subjects: list[str] | None = None
     storage: Literal["file", "memory"] = "file"
@@ -38,19 +41,43 @@ class NatsSettings(_Strict):
     max_age_s: float = Field(default=0, ge=0, description="0 = keep forever")
     max_bytes: int = Field(default=-1, ge=-1, description="-1 = unlimited")
     duplicate_window_s: float = Field(default=120, gt=0)
+    #: Connection name shown in NATS monitoring; default: this machine's host name.
+    connection_name: str | None = None
     user: str | None = None
     password: str | None = None
     token: str | None = None
     creds_file: str | None = None
+    #: Path of an NKey seed file.
     nkeys_seed: str | None = None
     tls: NatsTlsSettings | None = None
     connect_timeout_s: float = Field(default=2.0, gt=0)
+    #: Reconnect backoff: the first retry of a server waits this long, doubling up to the maximum.
     reconnect_wait_s: float = Field(default=0.5, gt=0)
+    reconnect_wait_max_s: float = Field(default=5.0, gt=0)
     max_reconnect_attempts: int = Field(default=-1, ge=-1, description="-1 = forever")
     ack_wait_s: float = Field(default=30.0, gt=0)
     max_deliver: int = Field(default=5, ge=1)
-    nak_backoff_s: list[float] = Field(default_factory=lambda: [0.1, 0.5, 2.0, 5.0])
+    nak_backoff_s: list[float] = Field(default_factory=lambda: [0.1, 0.5, 2.0, 5.0], min_length=1)
+    #: Where a durable subscription starts the first time its name is seen (later: where it stopped).
+    durable_start: Literal["new", "all"] = "new"
+    #: A stream-backed subscription without a durable name is removed by the server after this long
+    #: without a subscriber (covers a host that dies without unsubscribing).
+    inactive_threshold_s: float = Field(default=300.0, gt=0)
+    #: A publish that is not stored within this time raises ``PublishError``.
     publish_timeout_s: float = Field(default=10.0, gt=0)
+    #: Resend (same ``Nats-Msg-Id``, so never stored twice) when no ack came within this time.
+    publish_ack_timeout_s: float = Field(default=2.0, gt=0)
+    #: Published-but-not-yet-acknowledged events per bus; publishers wait beyond it.
+    publish_max_in_flight: int = Field(default=4096, ge=1)
+    #: Timeout of JetStream API calls (stream/consumer management).
+    api_timeout_s: float = Field(default=5.0, gt=0)
+
+    @field_validator("nak_backoff_s")
+    @classmethod
+    def _non_negative(cls, value: list[float]) -> list[float]:
+        if any(delay < 0 for delay in value):
+            raise ValueError("delays must be >= 0")
+        return value
 
 
 class BackendSettings(_Strict):

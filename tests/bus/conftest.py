@@ -7,24 +7,50 @@ to add itself here to be held to the whole contract.
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator, Callable
 
+import nats
 import pytest
+from nats.js.errors import NotFoundError
 
-from citarion_host.bus import EventBus, MemoryBus
+from citarion_host.bus import EventBus, MemoryBus, NatsSettings
 from citarion_host.events import Event
+from citarion_host.natsserver import NatsServer
 
-BACKENDS = ["memory"]
+BACKENDS = ["memory", pytest.param("nats", marks=pytest.mark.nats)]
+_streams = itertools.count(1)
 
 
 @pytest.fixture(params=BACKENDS)
 async def bus(request: pytest.FixtureRequest) -> AsyncIterator[EventBus]:
     if request.param == "memory":
-        instance: EventBus = MemoryBus()
+        async with MemoryBus() as memory:
+            yield memory
+    elif request.param == "nats":
+        # A fresh stream per test on the session's server (a fresh server costs ~0.3 s per test).
+        from citarion_host.bus.nats import NatsBus
+
+        server: NatsServer = request.getfixturevalue("shared_nats_server")
+        settings = NatsSettings(servers=[server.url], stream=f"conformance-{next(_streams)}")
+        try:
+            async with NatsBus(settings) as instance:
+                yield instance
+        finally:
+            await delete_stream(server.url, settings.stream)
     else:  # pragma: no cover - backends added by their own issue
         raise AssertionError(request.param)
-    async with instance:
-        yield instance
+
+
+async def delete_stream(url: str, stream: str) -> None:
+    """Remove a test's stream so the next test can create one on the same subjects."""
+    nc = await nats.connect(url)
+    try:
+        await nc.jsm().delete_stream(stream)
+    except NotFoundError:
+        pass
+    finally:
+        await nc.close()
 
 
 class Collector:

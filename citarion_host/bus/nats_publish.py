@@ -1,0 +1,260 @@
+"""Publishing to JetStream: pipelined, acknowledged, deduplicated, and retried across connection faults.
+
+Why not ``js.publish`` per event: it is a request/response round trip, so a publisher that awaits each
+one is capped by latency (a few thousand events/s). Why not ``js.publish_async``: it costs a future, a
+NUID and an ``asyncio.wait_for`` per message. Here every message is sent with a reply subject under one
+inbox (``<inbox>.<n>``); the acks are matched by that token, and one waiter per *batch* is woken when
+the batch is fully stored. ``publish_many`` sends a whole batch before waiting, so it costs one round trip
+per batch instead of one per event, and the server stores the messages in the order they were written.
+
+Every message carries ``Nats-Msg-Id: <event id>``. That makes a resend safe: within the stream's
+duplicate window the server stores the first copy and acks the others as duplicates. Resends happen when
+no ack came within ``publish_ack_timeout_s``, after a reconnection (acks of messages in flight at the
+time of the fault are lost with the connection, the messages maybe too), and after "JetStream temporarily
+unavailable" answers. A batch that is not fully stored within ``publish_timeout_s`` raises
+:class:`~citarion_host.errors.PublishError`: a publish either returns (stored) or raises, never neither.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+from collections.abc import Sequence
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.errors import ConnectionClosedError, OutboundBufferLimitError
+from nats.errors import Error as NatsError
+
+from ..errors import PublishError
+
+__all__ = ["JetStreamPublisher", "Outgoing"]
+
+log = logging.getLogger("citarion_host.bus.nats")
+
+_ACK_PREFIX = b'{"stream"'
+_MSG_ID = "Nats-Msg-Id"
+_RETRY_DELAY_MAX_S = 1.0
+
+
+class Outgoing:
+    """One message to store: subject, bytes, dedup id, and its state while in flight."""
+
+    __slots__ = ("acked", "batch", "data", "headers", "msg_id", "subject", "token")
+
+    def __init__(self, subject: str, data: bytes, msg_id: str) -> None:
+        self.subject = subject
+        self.data = data
+        self.msg_id = msg_id
+        self.headers = {_MSG_ID: msg_id}
+        self.token: str | None = None
+        self.acked = False
+        self.batch: _Batch | None = None
+
+
+class _Batch:
+    """Messages one publish call waits for; woken once when all are stored, on error, or to resend."""
+
+    __slots__ = ("attempts", "deadline", "error", "items", "reason", "remaining", "retry_timer", "waiter")
+
+    def __init__(self, items: Sequence[Outgoing], deadline: float) -> None:
+        self.items = items
+        self.remaining = len(items)
+        self.deadline = deadline
+        self.error: PublishError | None = None
+        self.reason = "no acknowledgement yet"
+        self.attempts = 0
+        self.retry_timer: asyncio.TimerHandle | None = None
+        self.waiter: asyncio.Future[None] | None = None
+
+    def wake(self) -> None:
+        self.retry_timer = None
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+
+class JetStreamPublisher:
+    """Sends messages to the stream and waits for their acks; shared by every publisher of one bus."""
+
+    def __init__(
+        self,
+        nc: Client,
+        connected: asyncio.Event,
+        *,
+        timeout: float,
+        ack_timeout: float,
+        max_in_flight: int,
+    ) -> None:
+        self._nc = nc
+        self._connected = connected
+        self._timeout = timeout
+        self._ack_timeout = ack_timeout
+        self._max_in_flight = max_in_flight
+        self._pending: dict[str, Outgoing] = {}
+        self._batches: set[_Batch] = set()
+        self._tokens = itertools.count(1)
+        self._space = asyncio.Event()
+        self._prefix = ""
+        self.duplicates = 0
+        self.resent = 0
+
+    async def start(self) -> None:
+        """Subscribe to the ack inbox (once per connection; nats-py resubscribes it after reconnects)."""
+        self._prefix = self._nc.new_inbox() + "."
+        await self._nc.subscribe(self._prefix + "*", cb=self._on_ack, pending_msgs_limit=1_000_000)
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._pending)
+
+    async def publish(self, items: Sequence[Outgoing]) -> None:
+        """Store ``items`` in order; return when all are stored, or raise ``PublishError``."""
+        if not items:
+            return
+        loop = asyncio.get_running_loop()
+        batch = _Batch(items, loop.time() + self._timeout)
+        self._batches.add(batch)
+        try:
+            for item in items:
+                item.batch = batch
+                await self._send(item, batch)
+            await self._settle(batch)
+        finally:
+            self._batches.discard(batch)
+            self._forget(batch)
+
+    def reconnected(self) -> None:
+        """Acks of messages in flight when the connection dropped are lost: resend those now."""
+        for batch in list(self._batches):
+            batch.wake()
+
+    def fail_all(self, reason: str) -> None:
+        """The connection is gone for good: every waiting publisher raises."""
+        for batch in list(self._batches):
+            batch.error = PublishError(f"{reason}; {batch.remaining} event(s) not confirmed as stored")
+            batch.wake()
+        self._space.set()
+
+    # -- sending ----------------------------------------------------------------------------------
+
+    async def _send(self, item: Outgoing, batch: _Batch) -> None:
+        if len(self._pending) >= self._max_in_flight:
+            await self._wait(self._space, batch, "the in-flight window to free up")
+        if not self._connected.is_set():
+            await self._wait(self._connected, batch, "the connection to come back")
+        if batch.error is not None:
+            raise batch.error
+        token = str(next(self._tokens))
+        if item.token is not None:
+            self._pending.pop(item.token, None)
+        item.token = token
+        self._pending[token] = item
+        try:
+            await self._nc.publish(item.subject, item.data, reply=self._prefix + token, headers=item.headers)
+        except ConnectionClosedError as exc:
+            self._pending.pop(token, None)
+            raise PublishError(f"event {item.msg_id} on {item.subject!r}: NATS connection closed") from exc
+        except (OutboundBufferLimitError, NatsError, OSError) as exc:
+            # Not sent (e.g. disconnected between our check and the write): the next wake resends it.
+            self._pending.pop(token, None)
+            batch.reason = f"send failed: {exc!r}"
+
+    async def _wait(self, condition: asyncio.Event, batch: _Batch, what: str) -> None:
+        if condition is self._space:
+            condition.clear()
+        remaining = batch.deadline - asyncio.get_running_loop().time()
+        try:
+            async with asyncio.timeout(max(remaining, 0)):
+                await condition.wait()
+        except TimeoutError:
+            raise PublishError(
+                f"{batch.remaining} event(s) not stored: waited {self._timeout:g}s for {what}"
+            ) from None
+
+    async def _settle(self, batch: _Batch) -> None:
+        loop = asyncio.get_running_loop()
+        while batch.remaining:
+            if batch.error is not None:
+                raise batch.error
+            now = loop.time()
+            if now >= batch.deadline:
+                first = next(item for item in batch.items if not item.acked)
+                raise PublishError(
+                    f"{batch.remaining} event(s) not stored within {self._timeout:g}s "
+                    f"(first: {first.msg_id} on {first.subject!r}; last problem: {batch.reason})"
+                )
+            batch.waiter = loop.create_future()
+            timer = loop.call_later(min(self._ack_timeout, batch.deadline - now), batch.wake)
+            try:
+                await batch.waiter
+            finally:
+                timer.cancel()
+                batch.waiter = None
+            if batch.remaining and batch.error is None and loop.time() < batch.deadline:
+                await self._resend(batch)
+
+    async def _resend(self, batch: _Batch) -> None:
+        """Send the unacknowledged messages again; the dedup id makes this safe."""
+        unacked = [item for item in batch.items if not item.acked]
+        batch.attempts += 1
+        self.resent += len(unacked)
+        log.info(
+            "resending unacknowledged events",
+            extra={"count": len(unacked), "attempt": batch.attempts, "reason": batch.reason},
+        )
+        for item in unacked:
+            if not item.acked:
+                await self._send(item, batch)
+
+    def _forget(self, batch: _Batch) -> None:
+        if batch.retry_timer is not None:
+            batch.retry_timer.cancel()
+        for item in batch.items:
+            if item.token is not None and self._pending.get(item.token) is item:
+                del self._pending[item.token]
+        if len(self._pending) < self._max_in_flight:
+            self._space.set()
+
+    # -- acks ---------------------------------------------------------------------------------------
+
+    async def _on_ack(self, msg: Msg) -> None:
+        item = self._pending.pop(msg.subject[len(self._prefix) :], None)
+        if item is None or item.acked or item.batch is None:
+            return  # an ack for a message already confirmed (a resend's twin) or abandoned
+        batch = item.batch
+        if len(self._pending) < self._max_in_flight:
+            self._space.set()
+        data = msg.data
+        if data.startswith(_ACK_PREFIX) and b'"error"' not in data:
+            if b'"duplicate":true' in data:
+                self.duplicates += 1
+            item.acked = True
+            batch.remaining -= 1
+            if batch.remaining == 0:
+                batch.wake()
+            return
+        status = msg.headers.get("Status") if msg.headers else None
+        if status == "503" or not data:
+            self._retry_later(batch, "JetStream unavailable (no responders)")
+            return
+        try:
+            error = json.loads(data).get("error", {})
+        except ValueError:
+            error = {"description": data[:200].decode(errors="replace")}
+        if error.get("code") == 503:
+            self._retry_later(batch, f"JetStream unavailable: {error.get('description')}")
+            return
+        batch.error = PublishError(
+            f"event {item.msg_id} on {item.subject!r} rejected by JetStream: "
+            f"{error.get('description', error)} (code {error.get('code')}, err_code {error.get('err_code')})"
+        )
+        batch.wake()
+
+    def _retry_later(self, batch: _Batch, reason: str) -> None:
+        batch.reason = reason
+        if batch.retry_timer is None:
+            delay = min(0.05 * 2 ** min(batch.attempts, 5), _RETRY_DELAY_MAX_S)
+            batch.retry_timer = asyncio.get_running_loop().call_later(delay, batch.wake)

@@ -1,0 +1,261 @@
+"""JetStream stream and consumer management for the NATS backend.
+
+The stream is created when missing and updated when its configuration differs from the settings, but
+never deleted or purged: data only goes away through the limits the operator configured (``max_age_s``,
+``max_bytes``). A difference the server cannot apply in place (the storage type) is reported as a
+:class:`~citarion_host.errors.ConfigError` rather than "fixed" by recreating the stream.
+
+Consumers are push consumers with explicit acks. Why push and not pull: measured on the target machine,
+push (and ordered) consumers delivered 128-175k msg/s to a Python process while pull ``fetch()`` managed
+26-45k/s, because every fetch is a request/response round trip and a Python-side batch loop. With push,
+``max_ack_pending`` (set to the subscriber's backlog bound) gives the same flow control a pull batch would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import re
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from nats.errors import NoRespondersError as NatsNoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamManager, api
+from nats.js.errors import APIError, NotFoundError, ServiceUnavailableError
+
+from ..errors import ConfigError
+from .config import NatsSettings
+
+__all__ = [
+    "ConsumerPlan",
+    "consumer_config",
+    "deliver_subject",
+    "ensure_consumer",
+    "ensure_stream",
+    "retry_api",
+    "stream_config",
+    "validate_consumer_name",
+]
+
+log = logging.getLogger("citarion_host.bus.nats")
+
+T = TypeVar("T")
+
+#: Prefix of the deterministic deliver subjects of durable consumers (outside every event domain).
+DELIVER_PREFIX = "_CIT.deliver"
+_NAME = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+
+
+def validate_consumer_name(name: str, what: str = "durable name") -> str:
+    """Consumer names become subject tokens: letters, digits, ``-`` and ``_`` only."""
+    if not _NAME.match(name):
+        raise ValueError(f"{what} {name!r} may only contain letters, digits, '-' and '_' (1-128 chars)")
+    return name
+
+
+def deliver_subject(stream: str, durable: str) -> str:
+    """Same subject on every host, so queue-group members of one durable find each other."""
+    return f"{DELIVER_PREFIX}.{stream}.{durable}"
+
+
+# -- stream ---------------------------------------------------------------------------------------
+
+
+def stream_config(settings: NatsSettings, domains: Iterable[str]) -> api.StreamConfig:
+    """The stream the settings describe: by default every domain's subjects (``<domain>.>``)."""
+    subjects = settings.subjects or [f"{domain}.>" for domain in sorted(domains)]
+    return api.StreamConfig(
+        name=settings.stream,
+        description="CITARION events (citarion-host)",
+        subjects=list(subjects),
+        retention=api.RetentionPolicy.LIMITS,
+        storage=api.StorageType.FILE if settings.storage == "file" else api.StorageType.MEMORY,
+        num_replicas=settings.replicas,
+        max_age=settings.max_age_s,
+        max_bytes=settings.max_bytes,
+        duplicate_window=settings.duplicate_window_s,
+        discard=api.DiscardPolicy.OLD,
+    )
+
+
+def _differences(current: api.StreamConfig, wanted: api.StreamConfig) -> dict[str, tuple[Any, Any]]:
+    """Managed fields whose value differs: ``{field: (current, wanted)}``."""
+    found: dict[str, tuple[Any, Any]] = {}
+    if sorted(current.subjects or []) != sorted(wanted.subjects or []):
+        found["subjects"] = (current.subjects, wanted.subjects)
+    if _enum_value(current.storage) != _enum_value(wanted.storage):
+        found["storage"] = (_enum_value(current.storage), _enum_value(wanted.storage))
+    if (current.num_replicas or 1) != (wanted.num_replicas or 1):
+        found["num_replicas"] = (current.num_replicas, wanted.num_replicas)
+    for name in ("max_age", "duplicate_window"):
+        have, want = float(getattr(current, name) or 0), float(getattr(wanted, name) or 0)
+        if not math.isclose(have, want, rel_tol=1e-6, abs_tol=1e-6):
+            found[name] = (have, want)
+    if (current.max_bytes if current.max_bytes is not None else -1) != wanted.max_bytes:
+        found["max_bytes"] = (current.max_bytes, wanted.max_bytes)
+    return found
+
+
+def _enum_value(value: Any) -> Any:
+    return getattr(value, "value", value)
+
+
+async def ensure_stream(
+    jsm: JetStreamManager, settings: NatsSettings, domains: Iterable[str]
+) -> api.StreamInfo:
+    """Create the stream, or bring an existing one in line with ``settings`` (keeping its data)."""
+    wanted = stream_config(settings, domains)
+    try:
+        info = await retry_api(lambda: jsm.stream_info(settings.stream), settings.api_timeout_s * 3)
+    except NotFoundError:
+        try:
+            info = await retry_api(lambda: jsm.add_stream(wanted), settings.api_timeout_s * 3)
+        except APIError as exc:
+            raise ConfigError(f"cannot create JetStream stream {settings.stream!r}: {exc}") from exc
+        log.info(
+            "stream created",
+            extra={"stream": settings.stream, "subjects": wanted.subjects, "storage": settings.storage},
+        )
+        return info
+    differences = _differences(info.config, wanted)
+    if not differences:
+        return info
+    if "storage" in differences:
+        have, want = differences["storage"]
+        raise ConfigError(
+            f"JetStream stream {settings.stream!r} uses {have} storage but the settings ask for {want}; "
+            "the storage type cannot be changed in place and citarion-host never deletes a stream: "
+            "migrate it (e.g. `nats stream backup`/`restore`) or change `storage` back"
+        )
+    merged = info.config.evolve(**{name: getattr(wanted, name) for name in differences})
+    try:
+        info = await retry_api(lambda: jsm.update_stream(merged), settings.api_timeout_s * 3)
+    except APIError as exc:
+        raise ConfigError(
+            f"cannot update JetStream stream {settings.stream!r} ({differences}): {exc}"
+        ) from exc
+    log.info(
+        "stream updated",
+        extra={"stream": settings.stream, "changes": {k: list(v) for k, v in differences.items()}},
+    )
+    return info
+
+
+# -- consumers ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerPlan:
+    """What a stream-backed subscription asked for."""
+
+    pattern: str
+    durable: str | None
+    queue: str | None
+    start_sequence: int | None
+    start_time: datetime | None
+    max_ack_pending: int
+
+    @property
+    def positioned(self) -> bool:
+        return self.start_sequence is not None or self.start_time is not None
+
+
+def consumer_config(plan: ConsumerPlan, settings: NatsSettings, deliver: str) -> api.ConsumerConfig:
+    """Explicit-ack push consumer for ``plan``; redelivery is paced by our naks, not by the server."""
+    if plan.start_sequence is not None:
+        policy, start_seq, start_time = api.DeliverPolicy.BY_START_SEQUENCE, plan.start_sequence, None
+    elif plan.start_time is not None:
+        policy, start_seq, start_time = api.DeliverPolicy.BY_START_TIME, None, plan.start_time.astimezone(UTC)
+    elif plan.durable is None or settings.durable_start == "new":
+        policy, start_seq, start_time = api.DeliverPolicy.NEW, None, None
+    else:
+        policy, start_seq, start_time = api.DeliverPolicy.ALL, None, None
+    return api.ConsumerConfig(
+        durable_name=plan.durable,
+        description=f"citarion-host {plan.durable or 'replay'} on {plan.pattern}",
+        deliver_policy=policy,
+        opt_start_seq=start_seq,
+        opt_start_time=start_time,
+        ack_policy=api.AckPolicy.EXPLICIT,
+        ack_wait=settings.ack_wait_s,
+        # Unlimited on the server: the bus counts deliveries itself and dead-letters at max_deliver, so a
+        # host dying mid-way can never leave a message stuck "max deliveries reached" but not parked.
+        max_deliver=-1,
+        filter_subject=plan.pattern,
+        max_ack_pending=plan.max_ack_pending,
+        deliver_subject=deliver,
+        deliver_group=plan.queue,
+        inactive_threshold=None if plan.durable else settings.inactive_threshold_s,
+        replay_policy=api.ReplayPolicy.INSTANT,
+    )
+
+
+async def ensure_consumer(
+    jsm: JetStreamManager, stream: str, config: api.ConsumerConfig, timeout: float
+) -> api.ConsumerInfo:
+    """Create the consumer; for an existing durable, check it is compatible and apply changes."""
+    durable = config.durable_name
+    if durable is None:
+        return await retry_api(lambda: jsm.add_consumer(stream, config), timeout)
+    try:
+        info: api.ConsumerInfo = await retry_api(lambda: jsm.consumer_info(stream, durable), timeout)
+    except NotFoundError:
+        return await retry_api(lambda: jsm.add_consumer(stream, config), timeout)
+    current = info.config
+    if config.deliver_policy in (api.DeliverPolicy.BY_START_SEQUENCE, api.DeliverPolicy.BY_START_TIME):
+        raise ValueError(
+            f"durable {durable!r} already exists on stream {stream!r}: it resumes where it stopped; "
+            "delete the consumer to restart it from a sequence or a time"
+        )
+    if (current.deliver_group or None) != (config.deliver_group or None):
+        raise ValueError(
+            f"durable {durable!r} is shared with queue group {current.deliver_group!r}, "
+            f"not {config.deliver_group!r}: use the same queue name, or another durable name"
+        )
+    if config.deliver_group is None and info.push_bound:
+        raise ValueError(f"durable {durable!r} is already being consumed by another subscriber")
+    changed = (
+        current.filter_subject != config.filter_subject
+        or current.deliver_subject != config.deliver_subject
+        or not math.isclose(float(current.ack_wait or 0), float(config.ack_wait or 0))
+        or current.max_ack_pending != config.max_ack_pending
+    )
+    if not changed:
+        return info
+    update = current.evolve(
+        filter_subject=config.filter_subject,
+        deliver_subject=config.deliver_subject,
+        ack_wait=config.ack_wait,
+        max_ack_pending=config.max_ack_pending,
+    )
+    log.info("durable consumer updated", extra={"stream": stream, "durable": durable})
+    return await retry_api(lambda: jsm.add_consumer(stream, update), timeout)
+
+
+# -- retries ------------------------------------------------------------------------------------
+
+
+async def retry_api(call: Callable[[], Awaitable[T]], timeout: float) -> T:
+    """Run a JetStream API call, retrying while JetStream is temporarily unavailable.
+
+    Right after a (re)connection or in a cluster during a leader election the API answers "no
+    responders" or 503 for a moment; that is worth waiting for, an actual error (not found, bad
+    config) is not.
+    """
+    deadline = asyncio.get_running_loop().time() + timeout
+    delay = 0.02
+    while True:
+        try:
+            return await call()
+        except (NatsNoRespondersError, NatsTimeoutError, ServiceUnavailableError, TimeoutError):
+            if asyncio.get_running_loop().time() + delay > deadline:
+                raise
+        except APIError as exc:
+            if exc.code != 503 or asyncio.get_running_loop().time() + delay > deadline:
+                raise
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.5)

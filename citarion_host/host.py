@@ -1,0 +1,222 @@
+"""The host: builds the topology from a config, runs it, applies changes, shuts down cleanly.
+
+Order of operations, and why:
+
+* **start** — check the whole topology first (registry rules, plugins, params), and refuse to start
+  on any error, so a bad config never half-starts. Then open the bus and start each enabled bot.
+* **apply** (reload) — check the new config the same way; if it is invalid, raise and leave the
+  running topology untouched. Otherwise add new bots first, then rewire and restart changed ones,
+  and stop removed ones last (after draining their backlog): bots that did not change are never
+  touched and lose no event. A backend change stops everything and starts it on the new backend.
+* **stop** — stop intake first (bots that publish but subscribe to nothing: the data feeds), then
+  the others in reverse start order with their backlogs drained, then close the bus.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from .bus import EventBus, create_bus
+from .errors import ConfigError
+from .events import Event
+from .plugins import Plugins
+from .registry import BotRegistry, load_registry
+from .settings import BotConfig, HostConfig, LoadedConfig
+from .supervisor import BotRunner, State
+from .topics import overlaps
+from .topology import TopologyDiff, diff_topology
+from .wiring import check_topology, has_errors
+
+__all__ = ["Host"]
+
+log = logging.getLogger("citarion_host.host")
+
+
+class Host:
+    """Runs the bots of one configuration on one bus."""
+
+    def __init__(
+        self,
+        loaded: LoadedConfig,
+        *,
+        plugins: Plugins | None = None,
+        registry: BotRegistry | None = None,
+        bus: EventBus | None = None,
+    ) -> None:
+        self.loaded = loaded
+        self.plugins = plugins or Plugins.discover()
+        self.registry = registry or load_registry()
+        self.plugins.extend_registry(self.registry)
+        self.bus: EventBus = bus or create_bus(loaded.config.backend)
+        self.plugins.extend_catalog(self.bus.catalog)
+        self.runners: dict[str, BotRunner] = {}
+        self.finished = asyncio.Event()  # set when every ``stop_on`` publisher has reported
+        self._stop_on_seen: set[str] = set()
+        self._stop_on_expected = 0
+        self._started = False
+        self._apply_lock = asyncio.Lock()
+
+    @property
+    def config(self) -> HostConfig:
+        return self.loaded.config
+
+    # -- checks -----------------------------------------------------------------------------------
+
+    def check(self, loaded: LoadedConfig) -> list[Any]:
+        """Findings for ``loaded``; raises ConfigError listing them if any is an error."""
+        findings = check_topology(loaded, self.registry, self.plugins)
+        for finding in findings:
+            if finding.severity == "warning":
+                log.warning("wiring warning", extra={"finding": str(finding)})
+        if has_errors(findings):
+            errors = [str(f) for f in findings if f.severity == "error"]
+            raise ConfigError(f"{loaded.path}: {len(errors)} wiring errors", errors)
+        return findings
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.check(self.loaded)
+        await self.bus.start()
+        await self._watch_stop_on()
+        for bot in self.config.bots:
+            if bot.enabled:
+                await self._start_bot(bot)
+        self._started = True
+        self.plugins.manager.hook.citarion_host_started(host=self)
+        log.info("host started", extra={"bots": list(self.runners), "backend": self.bus.name})
+
+    async def _start_bot(self, config: BotConfig, *, reimport: bool = False) -> BotRunner:
+        bot_type = self.plugins.resolve(config.plugin, reimport=reimport)
+        runner = BotRunner(config, bot_type, self.bus, self.config.host, self._state_changed)
+        self.runners[config.id] = runner
+        await runner.start()
+        return runner
+
+    async def stop(self) -> None:
+        """Stop intake, drain, stop every bot, close the bus. Safe to call twice."""
+        if self.bus.closed:
+            return
+        self.plugins.manager.hook.citarion_host_stopping(host=self)
+        sources = [r for r in self.runners.values() if not r.config.subscribe]
+        others = [r for r in reversed(self.runners.values()) if r.config.subscribe]
+        for runner in [*sources, *others]:
+            await runner.stop(drain=True)
+        self.runners.clear()
+        await self.bus.close(drain=True, timeout=self.config.host.drain_timeout_s)
+        log.info("host stopped")
+
+    async def __aenter__(self) -> Host:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    # -- reload -----------------------------------------------------------------------------------
+
+    async def apply(self, loaded: LoadedConfig) -> TopologyDiff:
+        """Move to ``loaded``'s topology. Raises ConfigError (and changes nothing) if it is invalid."""
+        async with self._apply_lock:
+            self.check(loaded)
+            diff = diff_topology(self.config, loaded.config)
+            if diff.backend_changed:
+                await self._switch_backend(loaded)
+            else:
+                old_host = self.config.host
+                self.loaded = loaded
+                if diff.host_changed:
+                    for runner in self.runners.values():
+                        runner.settings = loaded.config.host
+                for bot in diff.added:
+                    await self._start_bot(bot)
+                for bot in diff.rewired:
+                    await self.runners[bot.id].wire(bot)
+                for bot in diff.restarted:
+                    await self._restart_changed(bot)
+                for bot_id in diff.removed:
+                    await self.runners.pop(bot_id).stop(drain=True)
+                if old_host.stop_on != loaded.config.host.stop_on:
+                    await self._watch_stop_on()
+                else:
+                    self._count_stop_on_publishers()
+            changes = diff.summary()
+            log.info("topology applied", extra={"diff": changes})
+            self.plugins.manager.hook.citarion_topology_applied(
+                host=self,
+                added=changes["added"],
+                removed=changes["removed"],
+                changed=[*changes["restarted"], *changes["rewired"]],  # type: ignore[misc]
+            )
+            return diff
+
+    async def _restart_changed(self, config: BotConfig) -> None:
+        runner = self.runners[config.id]
+        if runner.config.plugin != config.plugin or runner.config.code != config.code:
+            await runner.stop(drain=True)
+            await self._start_bot(config)
+            return
+        await runner.wire(config)
+        await runner.restart("definition changed")
+
+    async def _switch_backend(self, loaded: LoadedConfig) -> None:
+        await self.stop()
+        self.loaded = loaded
+        self.bus = create_bus(loaded.config.backend)
+        self.plugins.extend_catalog(self.bus.catalog)
+        await self.bus.start()
+        await self._watch_stop_on()
+        for bot in loaded.config.bots:
+            if bot.enabled:
+                await self._start_bot(bot)
+
+    async def reload_plugin_code(self, files: Iterable[Path]) -> list[str]:
+        """Restart, with freshly imported code, every bot built from a ``module:object`` in ``files``."""
+        specs = {spec for file in files for spec in self.plugins.path_specs_from(file)}
+        restarted = []
+        for runner in list(self.runners.values()):
+            if runner.config.plugin in specs:
+                runner.bot_type = self.plugins.resolve(runner.config.plugin, reimport=True)
+                await runner.restart("plugin code changed")
+                restarted.append(runner.config.id)
+        return restarted
+
+    # -- completion (``[host] stop_on``) ----------------------------------------------------------
+
+    async def _watch_stop_on(self) -> None:
+        topic = self.config.host.stop_on
+        self._stop_on_seen.clear()
+        if topic is None:
+            return
+        self._count_stop_on_publishers()
+        await self.bus.subscribe(topic, self._stop_on_event, name="host:stop_on")
+
+    def _count_stop_on_publishers(self) -> None:
+        topic = self.config.host.stop_on
+        self._stop_on_expected = sum(
+            1
+            for bot in self.config.bots
+            if bot.enabled and topic and any(overlaps(p, topic) for p in bot.publish)
+        )
+
+    async def _stop_on_event(self, event: Event) -> None:
+        payload = event.payload if isinstance(event.payload, dict) else {}
+        self._stop_on_seen.add(str(payload.get("feed", event.source)))
+        if len(self._stop_on_seen) >= max(self._stop_on_expected, 1):
+            self.finished.set()
+
+    # -- reporting --------------------------------------------------------------------------------
+
+    def _state_changed(self, runner: BotRunner, state: State, reason: str | None) -> None:
+        level = logging.WARNING if state in ("restarting", "failed") else logging.INFO
+        log.log(level, "bot %s", state, extra={"bot": runner.config.id, "reason": reason})
+        self.plugins.manager.hook.citarion_bot_state(
+            host=self, bot_id=runner.config.id, state=state, reason=reason
+        )
+
+    def stats(self) -> dict[str, Any]:
+        return {"bus": self.bus.stats(), "bots": {bot_id: r.stats() for bot_id, r in self.runners.items()}}

@@ -1,0 +1,377 @@
+"""One bot instance under supervision: its context, its subscriptions, its restarts.
+
+The host owns every subscription a bot has (handles, closed when the bot goes), so nothing leaks
+across reloads. A bot's ``handle`` failing is isolated: the failure is reported on
+``system.bot.error`` and counted; ``crash_threshold`` failures within ``crash_window_s`` (or a failing
+``start``) restart the bot with exponential backoff, and after ``max_restarts`` it is marked failed.
+While a bot restarts its subscriptions stay in place and events wait in their (bounded) backlogs, so
+nothing is lost by a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Coroutine
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from .bot import Bot
+from .bus import EventBus, Subscription
+from .errors import PublishNotAllowedError
+from .events import Event, Priority
+from .payloads import BotLifecycle
+from .settings import BotConfig, HostSettings
+from .topics import PatternIndex, overlaps
+
+__all__ = ["BotRunner", "HostBotContext"]
+
+log = logging.getLogger("citarion_host.supervisor")
+State = Literal["created", "starting", "running", "restarting", "stopped", "failed"]
+HOST_SOURCE = "HOST"
+
+
+class HostBotContext:
+    """The :class:`~citarion_host.bot.BotContext` the host gives a bot: publish within its patterns."""
+
+    def __init__(self, runner: BotRunner) -> None:
+        self._runner = runner
+        self._log = logging.LoggerAdapter(
+            logging.getLogger(f"citarion.bot.{runner.config.id}"),
+            {"bot": runner.config.id, "code": runner.config.code},
+        )
+
+    @property
+    def bot_id(self) -> str:
+        return self._runner.config.id
+
+    @property
+    def code(self) -> str:
+        return self._runner.config.code
+
+    @property
+    def log(self) -> logging.LoggerAdapter[logging.Logger]:
+        return self._log
+
+    async def publish(
+        self,
+        topic: str,
+        payload: Any,
+        *,
+        priority: Priority = "normal",
+        causation_id: str | None = None,
+        correlation_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> Event:
+        runner = self._runner
+        if not runner.allowed.match(topic):
+            runner.refused += 1
+            raise PublishNotAllowedError(
+                f"bot {runner.config.id!r} may not publish {topic!r}: declared publish patterns are "
+                f"{runner.config.publish or '[]'} (nothing was sent)"
+            )
+        event = runner.bus.catalog.make(
+            topic,
+            payload,
+            source=runner.config.code,
+            priority=priority,
+            causation_id=causation_id,
+            correlation_id=correlation_id,
+            metadata=metadata,
+        )
+        await runner.bus.publish(event)
+        runner.published[event.entity] = runner.published.get(event.entity, 0) + 1
+        return event
+
+    async def request(self, topic: str, payload: Any, *, timeout: float = 5.0) -> Event:
+        runner = self._runner
+        if not runner.allowed.match(topic):
+            runner.refused += 1
+            raise PublishNotAllowedError(f"bot {runner.config.id!r} may not publish {topic!r}")
+        event = runner.bus.catalog.make(topic, payload, source=runner.config.code)
+        return await runner.bus.request(event, timeout=timeout)
+
+    async def reply(self, request: Event, topic: str, payload: Any) -> Event:
+        runner = self._runner
+        event = runner.bus.catalog.make(topic, payload, source=runner.config.code)
+        await runner.bus.reply(request, event)
+        return event
+
+    def spawn(self, work: Coroutine[Any, Any, Any], name: str = "") -> asyncio.Task[Any]:
+        """Run background work (a data feed) under supervision: if it raises, the bot restarts."""
+        return self._runner.spawn(work, name)
+
+
+class BotRunner:
+    """Creates, starts, feeds, restarts and stops one bot instance."""
+
+    def __init__(
+        self,
+        config: BotConfig,
+        bot_type: type[Bot],
+        bus: EventBus,
+        settings: HostSettings,
+        on_state: Callable[[BotRunner, State, str | None], None],
+    ) -> None:
+        self.config = config
+        self.bot_type = bot_type
+        self.bus = bus
+        self.settings = settings
+        self.state: State = "created"
+        self.bot: Bot | None = None
+        self.restarts = 0
+        self.handled = 0
+        self.errors = 0
+        self.refused = 0
+        self.published: dict[str, int] = {}
+        self.allowed: PatternIndex[str] = PatternIndex()
+        self.subscriptions: dict[str, Subscription] = {}
+        self._on_state = on_state
+        self._ready = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._recent_failures: deque[float] = deque()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._restart_task: asyncio.Task[None] | None = None
+        self.context = HostBotContext(self)
+        self.set_publish(config.publish)
+
+    def __repr__(self) -> str:
+        return f"<BotRunner {self.config.id} {self.config.code} {self.state}>"
+
+    # -- wiring -----------------------------------------------------------------------------------
+
+    def set_publish(self, patterns: list[str]) -> None:
+        """Replace the publish allow-list in place (a config-only change, no restart)."""
+        allowed: PatternIndex[str] = PatternIndex()
+        for pattern in patterns:
+            allowed.add(pattern, pattern)
+        self.allowed = allowed
+
+    async def wire(self, config: BotConfig) -> None:
+        """Bring subscriptions in line with ``config``: keep unchanged ones, add new, then drop old.
+
+        Subscribing before unsubscribing means a pattern that moves between entries never misses.
+        """
+        self.config = config
+        self.set_publish(config.publish)
+        wanted = {_subscription_key(config, p): p for p in dict.fromkeys(config.subscribe)}
+        dedupe = _overlapping(config.subscribe)
+        for key, pattern in wanted.items():
+            if key not in self.subscriptions:
+                self.subscriptions[key] = await self.bus.subscribe(
+                    pattern,
+                    self._handler(dedupe),
+                    queue=config.queue,
+                    durable=f"{config.id}-{len(self.subscriptions)}" if config.durable else None,
+                    name=f"{config.id}:{pattern}",
+                    max_pending=config.max_pending,
+                )
+        for key in [k for k in self.subscriptions if k not in wanted]:
+            await self.subscriptions.pop(key).unsubscribe(drain=True)
+
+    def _handler(self, dedupe: bool) -> Callable[[Event], Coroutine[Any, Any, None]]:
+        recent: deque[str] = deque(maxlen=1024)
+        seen: set[str] = set()
+
+        async def handle(event: Event) -> None:
+            if dedupe:  # overlapping patterns would deliver one event twice: once is enough
+                if event.id in seen:
+                    return
+                if len(recent) == recent.maxlen:
+                    seen.discard(recent[0])
+                recent.append(event.id)
+                seen.add(event.id)
+            if not self._ready.is_set():
+                await self._ready.wait()
+            async with self._lock:
+                bot = self.bot
+                if bot is None or self.state != "running":
+                    return
+                try:
+                    await bot.handle(event)
+                    self.handled += 1
+                except Exception as exc:
+                    self._failed(event, exc)
+
+        return handle
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Create the bot, subscribe it, start it. A failing start schedules a restart."""
+        self._set_state("starting")
+        await self.wire(self.config)
+        try:
+            await self._create_and_start()
+        except Exception as exc:
+            log.exception("bot failed to start", extra={"bot": self.config.id})
+            self._schedule_restart(f"start failed: {type(exc).__name__}: {exc}")
+
+    async def _create_and_start(self) -> None:
+        params = self._params()
+        self.bot = self.bot_type(self.context, params)
+        await self.bot.start()
+        self._set_state("running")
+        self._ready.set()
+
+    def _params(self) -> BaseModel:
+        return self.bot_type.Params.model_validate(self.config.params)
+
+    async def stop(self, *, drain: bool = True) -> None:
+        """Stop intake, let queued events be handled (``drain``), then stop the bot."""
+        if self._restart_task is not None:
+            self._restart_task.cancel()
+            self._restart_task = None
+        running = self.state == "running"
+        if not running:
+            self._ready.set()  # handlers waiting for a restart return (they skip: not running)
+        for subscription in list(self.subscriptions.values()):
+            await subscription.unsubscribe(drain=drain and running)
+        self.subscriptions.clear()
+        await self._stop_bot()
+        if self.state != "failed":
+            self._set_state("stopped")
+
+    async def _stop_bot(self) -> None:
+        self._ready.clear()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        bot, self.bot = self.bot, None
+        if bot is not None:
+            try:
+                async with asyncio.timeout(self.settings.drain_timeout_s):
+                    await bot.stop()
+            except Exception:
+                log.exception("bot stop failed", extra={"bot": self.config.id})
+
+    async def restart(self, reason: str) -> None:
+        """Replace the bot instance (new code or params), keeping its subscriptions and backlog."""
+        self._set_state("restarting", reason)
+        await self._stop_bot()
+        try:
+            await self._create_and_start()
+        except Exception as exc:
+            self._schedule_restart(f"start failed: {type(exc).__name__}: {exc}")
+
+    def spawn(self, work: Coroutine[Any, Any, Any], name: str = "") -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(work, name=f"{self.config.id}:{name or 'task'}")
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled() or task.exception() is None:
+            return
+        exc = task.exception()
+        log.error("bot task failed", extra={"bot": self.config.id, "task": task.get_name()}, exc_info=exc)
+        self._schedule_restart(f"task {task.get_name()} failed: {type(exc).__name__}: {exc}")
+
+    # -- supervision ------------------------------------------------------------------------------
+
+    def _failed(self, event: Event, exc: Exception) -> None:
+        self.errors += 1
+        reason = f"{type(exc).__name__}: {exc}"
+        log.error("bot handler failed", extra={"bot": self.config.id, "event_id": event.id}, exc_info=exc)
+        self._report("system.bot.error", "error", reason, {"eventId": event.id, "topic": event.topic})
+        now = time.monotonic()
+        window = self._recent_failures
+        window.append(now)
+        while window and now - window[0] > self.settings.crash_window_s:
+            window.popleft()
+        if len(window) >= self.settings.crash_threshold:
+            window.clear()
+            self._schedule_restart(f"{self.settings.crash_threshold} failures: last {reason}")
+
+    def _schedule_restart(self, reason: str) -> None:
+        if self._restart_task is not None or self.state in ("stopped", "failed"):
+            return
+        if self.restarts >= self.settings.max_restarts:
+            self._give_up(reason)
+            return
+        delay = min(self.settings.restart_backoff_s * 2**self.restarts, self.settings.restart_backoff_max_s)
+        self.restarts += 1
+        self._ready.clear()
+        self._set_state("restarting", f"{reason}; restart {self.restarts} in {delay:g}s")
+        self._restart_task = asyncio.get_running_loop().create_task(self._restart_after(delay, reason))
+
+    async def _restart_after(self, delay: float, reason: str) -> None:
+        await asyncio.sleep(delay)
+        await self._stop_bot()
+        self._restart_task = None
+        try:
+            await self._create_and_start()
+        except Exception as exc:
+            log.exception("bot failed to restart", extra={"bot": self.config.id})
+            self._schedule_restart(f"start failed: {type(exc).__name__}: {exc}")
+
+    def _give_up(self, reason: str) -> None:
+        self._set_state("failed", f"gave up after {self.restarts} restarts: {reason}")
+        self._ready.set()  # let queued handlers return (they see state != running and skip)
+        for subscription in self.subscriptions.values():
+            subscription.discard()
+
+    def _set_state(self, state: State, reason: str | None = None) -> None:
+        self.state = state
+        self._on_state(self, state, reason)
+        topic = _STATE_TOPICS.get(state)
+        if topic is not None:
+            self._report(topic, state, reason)
+
+    def _report(
+        self, topic: str, state: str, reason: str | None, metadata: dict[str, Any] | None = None
+    ) -> None:
+        if self.bus.closed:
+            return
+        try:
+            event = self.bus.catalog.make(
+                topic,
+                BotLifecycle(
+                    bot_id=self.config.id,
+                    code=self.config.code,
+                    state=state,
+                    reason=reason,
+                    restarts=self.restarts,
+                ),
+                source=HOST_SOURCE,
+                priority="high",
+                metadata=metadata,
+            )
+            self.bus._spawn_publish(event)
+        except Exception:
+            log.exception("could not report bot state", extra={"bot": self.config.id})
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "id": self.config.id,
+            "code": self.config.code,
+            "state": self.state,
+            "handled": self.handled,
+            "errors": self.errors,
+            "restarts": self.restarts,
+            "refused": self.refused,
+            "published": dict(self.published),
+            **({"bot": self.bot.stats()} if self.bot is not None else {}),
+        }
+
+
+_STATE_TOPICS: dict[str, str] = {
+    "running": "system.bot.started",
+    "restarting": "system.bot.restarting",
+    "stopped": "system.bot.stopped",
+    "failed": "system.bot.failed",
+}
+
+
+def _subscription_key(config: BotConfig, pattern: str) -> str:
+    return f"{pattern}|{config.queue}|{config.durable}|{config.max_pending}"
+
+
+def _overlapping(patterns: list[str]) -> bool:
+    unique = list(dict.fromkeys(patterns))
+    return any(overlaps(a, b) for i, a in enumerate(unique) for b in unique[i + 1 :])

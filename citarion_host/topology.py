@@ -1,0 +1,78 @@
+"""What changes between two configurations, bot by bot: the plan a reload applies.
+
+The classification decides what a reload may leave running:
+
+* **added** / **removed** — new ids (or newly enabled) / ids gone (or disabled);
+* **restarted** — the bot's definition changed (``code``, ``plugin``, ``params``): a new instance;
+* **rewired** — only its wiring changed (``publish``, ``subscribe``, ``queue``, ``durable``,
+  ``max_pending``): subscriptions and the publish allow-list are updated in place, no restart;
+* **unchanged** — untouched: keeps running and loses no event.
+
+A backend change rewires everything (``backend_changed``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .settings import BotConfig, HostConfig
+
+__all__ = ["TopologyDiff", "diff_topology"]
+
+_DEFINITION = ("code", "plugin", "params")
+_WIRING = ("publish", "subscribe", "queue", "durable", "max_pending")
+
+
+@dataclass(frozen=True)
+class TopologyDiff:
+    added: tuple[BotConfig, ...] = ()
+    removed: tuple[str, ...] = ()
+    restarted: tuple[BotConfig, ...] = ()
+    rewired: tuple[BotConfig, ...] = ()
+    unchanged: tuple[str, ...] = ()
+    backend_changed: bool = False
+    host_changed: bool = False
+
+    @property
+    def empty(self) -> bool:
+        return not (self.added or self.removed or self.restarted or self.rewired or self.backend_changed)
+
+    def summary(self) -> dict[str, list[str] | bool]:
+        return {
+            "added": [b.id for b in self.added],
+            "removed": list(self.removed),
+            "restarted": [b.id for b in self.restarted],
+            "rewired": [b.id for b in self.rewired],
+            "unchanged": list(self.unchanged),
+            "backend_changed": self.backend_changed,
+        }
+
+
+def diff_topology(old: HostConfig, new: HostConfig) -> TopologyDiff:
+    """Compare enabled bots by id."""
+    before = {bot.id: bot for bot in old.bots if bot.enabled}
+    after = {bot.id: bot for bot in new.bots if bot.enabled}
+    added, restarted, rewired, unchanged = [], [], [], []
+    for bot_id, bot in after.items():
+        previous = before.get(bot_id)
+        if previous is None:
+            added.append(bot)
+        elif _differs(previous, bot, _DEFINITION):
+            restarted.append(bot)
+        elif _differs(previous, bot, _WIRING):
+            rewired.append(bot)
+        else:
+            unchanged.append(bot_id)
+    return TopologyDiff(
+        added=tuple(added),
+        removed=tuple(bot_id for bot_id in before if bot_id not in after),
+        restarted=tuple(restarted),
+        rewired=tuple(rewired),
+        unchanged=tuple(unchanged),
+        backend_changed=old.backend != new.backend,
+        host_changed=old.host != new.host,
+    )
+
+
+def _differs(first: BotConfig, second: BotConfig, fields: tuple[str, ...]) -> bool:
+    return any(getattr(first, name) != getattr(second, name) for name in fields)

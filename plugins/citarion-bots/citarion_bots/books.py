@@ -1,0 +1,200 @@
+"""Paper accounting: one bot's cash and positions, in Decimal cents, balanced by construction.
+
+Money is ``Decimal`` quantized to cents; quantities are ``Decimal`` on a 1e-8 lot grid. Each holding
+keeps its *signed cost basis* ``cost`` (quantity x average entry price, in cents) instead of the
+entry price, and every fill moves the same cent amounts on both sides of::
+
+    cash + sum(cost) == starting_cash + realized - fees                      (1)
+
+* opening/increasing (buy N of a long or sell N of a short): ``cash -= s*N``, ``cost += s*N``
+  (s = +1 for a buy, -1 for a sell);
+* reducing by c of |q| units at notional N_c: the closed basis is ``removed = cost * c / |q|`` (all
+  of ``cost`` when flat after), ``cash += sign(q) * N_c``, ``cost -= removed``,
+  ``realized += sign(q) * N_c - removed``;
+* the fee: ``cash -= fee``, ``fees += fee``.
+
+With ``market_value = round_cents(q * mark)`` and ``unrealized = market_value - cost``, (1) gives the
+identity the tests check for every bot, exactly (no tolerance)::
+
+    cash + sum(market_value) == starting_cash + realized + unrealized - fees
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any, Literal
+
+from .common import SeriesKey
+
+__all__ = ["CENT", "LOT", "Book", "Fill", "Holding", "cents", "dec", "lots", "quote"]
+
+CENT = Decimal("0.01")
+LOT = Decimal("0.00000001")
+ZERO = Decimal(0)
+Side = Literal["BUY", "SELL"]
+
+
+def dec(value: float | int | str | Decimal) -> Decimal:
+    """A float as the decimal it prints as (``0.1`` -> ``Decimal('0.1')``, not its binary expansion)."""
+    return value if isinstance(value, Decimal) else Decimal(repr(value) if isinstance(value, float) else value)
+
+
+def cents(value: Decimal) -> Decimal:
+    return value.quantize(CENT, rounding=ROUND_HALF_EVEN)
+
+
+def lots(value: Decimal) -> Decimal:
+    return value.quantize(LOT, rounding=ROUND_HALF_EVEN)
+
+
+@dataclass(slots=True)
+class Holding:
+    """One bot's position in one series. ``cost`` is the signed cost basis in cents."""
+
+    quantity: Decimal = ZERO
+    cost: Decimal = ZERO
+    realized: Decimal = ZERO
+    fees: Decimal = ZERO
+    mark: Decimal = ZERO
+
+    @property
+    def entry_price(self) -> Decimal:
+        """Average entry price (0 when flat)."""
+        return ZERO if not self.quantity else abs(self.cost / self.quantity)
+
+    @property
+    def market_value(self) -> Decimal:
+        return cents(self.quantity * self.mark)
+
+    @property
+    def unrealized(self) -> Decimal:
+        return self.market_value - self.cost
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    """What one execution did to the book."""
+
+    side: Side
+    quantity: Decimal
+    price: Decimal
+    notional: Decimal
+    fee: Decimal
+    realized: Decimal
+
+
+def quote(quantity: Decimal, price: Decimal, fee_bps: Decimal) -> tuple[Decimal, Decimal]:
+    """``(notional, fee)`` in cents for a fill of ``quantity`` at ``price``."""
+    notional = cents(quantity * price)
+    return notional, cents(notional * fee_bps / Decimal(10_000))
+
+
+@dataclass
+class Book:
+    """A bot's account: cash plus holdings per series."""
+
+    starting_cash: Decimal
+    cash: Decimal = ZERO
+    holdings: dict[SeriesKey, Holding] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.starting_cash = cents(self.starting_cash)
+        self.cash = self.starting_cash
+
+    def holding(self, key: SeriesKey) -> Holding:
+        found = self.holdings.get(key)
+        if found is None:
+            found = self.holdings[key] = Holding()
+        return found
+
+    def apply(self, key: SeriesKey, side: Side, quantity: Decimal, price: Decimal, fee: Decimal) -> Fill:
+        """Execute ``quantity`` (> 0) at ``price``; the caller has validated cash and limits."""
+        held = self.holding(key)
+        held.mark = price
+        notional = cents(quantity * price)
+        step = 1 if side == "BUY" else -1
+        realized = ZERO
+        q = held.quantity
+        if q == 0 or (q > 0) == (step > 0):
+            self._open(held, step, quantity, notional)
+        else:
+            closing = min(quantity, abs(q))
+            n_close = notional if closing == quantity else cents(notional * closing / quantity)
+            removed = held.cost if closing == abs(q) else cents(held.cost * closing / abs(q))
+            sign = 1 if q > 0 else -1
+            realized = sign * n_close - removed
+            self.cash += sign * n_close
+            held.cost -= removed
+            held.realized += realized
+            held.quantity = q + step * closing
+            if closing < quantity:
+                self._open(held, step, quantity - closing, notional - n_close)
+        self.cash -= fee
+        held.fees += fee
+        return Fill(side, quantity, price, notional, fee, realized)
+
+    def _open(self, held: Holding, step: int, quantity: Decimal, notional: Decimal) -> None:
+        self.cash -= step * notional
+        held.cost += step * notional
+        held.quantity += step * quantity
+
+    def mark(self, key: SeriesKey, price: Decimal) -> None:
+        if key in self.holdings:
+            self.holdings[key].mark = price
+
+    # -- totals ------------------------------------------------------------------------------------
+
+    @property
+    def realized(self) -> Decimal:
+        return sum((h.realized for h in self.holdings.values()), ZERO)
+
+    @property
+    def unrealized(self) -> Decimal:
+        return sum((h.unrealized for h in self.holdings.values()), ZERO)
+
+    @property
+    def fees(self) -> Decimal:
+        return sum((h.fees for h in self.holdings.values()), ZERO)
+
+    @property
+    def market_value(self) -> Decimal:
+        return sum((h.market_value for h in self.holdings.values()), ZERO)
+
+    @property
+    def equity(self) -> Decimal:
+        return self.cash + self.market_value
+
+    @property
+    def gross_exposure(self) -> Decimal:
+        return sum((abs(h.market_value) for h in self.holdings.values()), ZERO)
+
+    def imbalance(self) -> Decimal:
+        """Left side minus right side of the accounting identity: always exactly zero."""
+        return (self.cash + self.market_value) - (
+            self.starting_cash + self.realized + self.unrealized - self.fees
+        )
+
+    def snapshot(self) -> dict[str, Any]:
+        """The book as plain floats/strings for ``stats()`` and run summaries."""
+        return {
+            "startingCash": float(self.starting_cash),
+            "cash": float(self.cash),
+            "equity": float(self.equity),
+            "realizedPnl": float(self.realized),
+            "unrealizedPnl": float(self.unrealized),
+            "feesPaid": float(self.fees),
+            "grossExposure": float(self.gross_exposure),
+            "imbalance": float(self.imbalance()),
+            "positions": {
+                f"{exchange}:{symbol}": {
+                    "quantity": float(h.quantity),
+                    "entryPrice": float(h.entry_price),
+                    "markPrice": float(h.mark),
+                    "realizedPnl": float(h.realized),
+                    "unrealizedPnl": float(h.unrealized),
+                    "feesPaid": float(h.fees),
+                }
+                for (exchange, symbol), h in sorted(self.holdings.items())
+            },
+        }

@@ -1,0 +1,296 @@
+"""EXC, the paper exchange: fills the bots' orders against the feed's prices and keeps their books.
+
+Orders arrive on ``trading.order.submitted`` (``botId`` = the submitting bot, status NEW). MARKET
+orders fill at once at the series' last price moved against the taker by ``slippage_bps``; LIMIT
+orders fill at once when marketable (at the slipped last price, capped by the limit), otherwise
+rest until a later candle crosses the limit (at the limit, or at the open when the bar gapped
+through it). Every fill pays ``fee_bps`` of its notional. Accounting is :mod:`citarion_bots.books`
+(Decimal cents, balanced exactly).
+
+Rejections (``trading.order.rejected``, ``reason`` set): no ``botId``, not NEW, unsupported type,
+duplicate id, no price yet for the series, quantity below the 1e-8 lot, insufficient cash,
+insufficient position (spot; shorts only with ``allow_short``), or the bot is blocked by the risk
+guard (``risk.block.set`` / ``risk.block.cleared``, dict payloads with ``botId``). A blocked bot may
+still *reduce* its position when ``blocked_may_reduce``: a block exists to stop risk growing, and
+refusing the exit would trap the very exposure it is about.
+
+The exchange also hears its own ``trading.order.*`` reports back; it acts only on ``submitted`` and
+``cancel``, so they cannot loop.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+from citarion_host.bot import Bot
+from citarion_host.events import Event
+from citarion_host.hookspecs import hookimpl
+from citarion_host.payloads import Candle, Order, Position, Ticker
+from pydantic import Field
+
+from .books import Book, dec, lots, quote
+from .common import SeriesKey, StrictParams
+
+__all__ = ["PaperExchange", "PaperExchangeParams", "citarion_bot_types"]
+
+_PRICE_STEP = Decimal("0.00000001")
+
+
+class PaperExchangeParams(StrictParams):
+    starting_cash: float = Field(10_000.0, gt=0)
+    starting_cash_by_bot: dict[str, float] = {}
+    fee_bps: float = Field(10.0, ge=0, lt=10_000)
+    slippage_bps: float = Field(5.0, ge=0, lt=10_000)
+    allow_short: bool = False
+    blocked_may_reduce: bool = True
+    limit_ttl_bars: int = Field(0, ge=0)
+    mark_every_bars: int = Field(1, ge=0)
+
+
+@dataclass(slots=True)
+class _Resting:
+    order: Order
+    quantity: Decimal
+    placed_tick: int
+    cause: str
+
+
+class PaperExchange(Bot):
+    type_name = "paper-exchange"
+    description = "EXC: paper exchange; fills orders on feed prices with fees/slippage, keeps per-bot books"
+    Params = PaperExchangeParams
+    params: PaperExchangeParams
+
+    def __init__(self, ctx: Any, params: Any) -> None:
+        super().__init__(ctx, params)
+        self.prices: dict[SeriesKey, Decimal] = {}
+        self.ticks: Counter[SeriesKey] = Counter()
+        self._quoted: set[SeriesKey] = set()
+        self.resting: dict[SeriesKey, list[_Resting]] = {}
+        self.books: dict[str, Book] = {}
+        self.blocked: dict[str, str] = {}
+        self.counts: Counter[str] = Counter()
+        self._order_ids: set[tuple[str, str]] = set()
+        self._fee_bps = dec(self.params.fee_bps)
+        self._slip = dec(self.params.slippage_bps) / Decimal(10_000)
+
+    def book(self, bot_id: str) -> Book:
+        found = self.books.get(bot_id)
+        if found is None:
+            cash = self.params.starting_cash_by_bot.get(bot_id, self.params.starting_cash)
+            found = self.books[bot_id] = Book(dec(cash))
+        return found
+
+    # -- events ----------------------------------------------------------------------------------
+
+    async def handle(self, event: Event) -> None:
+        payload, topic = event.payload, event.topic
+        if isinstance(payload, Ticker):
+            key = (payload.exchange, payload.symbol)
+            if key not in self._quoted:
+                self._quoted.add(key)
+                self.ticks[key] += 1
+            self.mark_to_market(*key, payload.last)
+        elif isinstance(payload, Candle):
+            await self._on_candle(event, payload)
+        elif isinstance(payload, Order):
+            if topic == "trading.order.submitted":
+                await self._submit(event, payload)
+            elif topic == "trading.order.cancel":
+                await self._cancel(event, payload)
+        elif topic.startswith("risk.block.") and isinstance(payload, dict):
+            bot_id = payload.get("botId")
+            if isinstance(bot_id, str):
+                if topic == "risk.block.set":
+                    self.blocked[bot_id] = str(payload.get("reason") or "risk block")
+                elif topic == "risk.block.cleared":
+                    self.blocked.pop(bot_id, None)
+
+    async def _on_candle(self, event: Event, candle: Candle) -> None:
+        key = (candle.exchange, candle.symbol)
+        if key in self._quoted:
+            self._quoted.discard(key)  # this bar's ticker already advanced the clock
+        else:
+            self.ticks[key] += 1
+        now = self.ticks[key]
+        for resting in list(self.resting.get(key, ())):
+            order = resting.order
+            if resting.placed_tick >= now:
+                continue  # placed after this bar's prices were known: only later bars may fill it
+            limit = dec(order.price or 0)
+            if order.side == "BUY" and dec(candle.low) <= limit:
+                price = min(limit, dec(candle.open))
+            elif order.side == "SELL" and dec(candle.high) >= limit:
+                price = max(limit, dec(candle.open))
+            elif self.params.limit_ttl_bars and now - resting.placed_tick >= self.params.limit_ttl_bars:
+                self.resting[key].remove(resting)
+                self.counts["cancelled"] += 1
+                await self._report("trading.order.cancelled", order, resting.cause, status="CANCELLED", reason="expired")
+                continue
+            else:
+                continue
+            self.resting[key].remove(resting)
+            await self._execute(order, resting.quantity, price, resting.cause)
+        for position in self.mark_to_market(*key, candle.close):
+            if self.params.mark_every_bars and now % self.params.mark_every_bars == 0 and position.quantity:
+                await self.ctx.publish("trading.position.updated", position, priority="low", causation_id=event.id)
+
+    def mark_to_market(self, exchange: str, symbol: str, price: float) -> list[Position]:
+        """Set the series' last price and revalue every bot holding it; returns their positions."""
+        key, mark = (exchange, symbol), dec(price)
+        self.prices[key] = mark
+        positions = []
+        for bot_id, book in self.books.items():
+            if key in book.holdings:
+                book.mark(key, mark)
+                positions.append(self.position(bot_id, key))
+        return positions
+
+    def position(self, bot_id: str, key: SeriesKey) -> Position:
+        book = self.book(bot_id)
+        held = book.holding(key)
+        return Position(
+            bot_id=bot_id,
+            exchange=key[0],
+            symbol=key[1],
+            quantity=float(held.quantity),
+            entry_price=float(held.entry_price),
+            mark_price=float(held.mark),
+            realized_pnl=float(held.realized),
+            unrealized_pnl=float(held.unrealized),
+            fees_paid=float(held.fees),
+            cash=float(book.cash),
+        )
+
+    # -- orders ----------------------------------------------------------------------------------
+
+    async def _submit(self, event: Event, order: Order) -> None:
+        reason = self._invalid(order)
+        if reason is not None:
+            await self._reject(order, event.id, reason)
+            return
+        assert order.bot_id is not None
+        key, qty = (order.exchange, order.symbol), lots(dec(order.quantity))
+        self._order_ids.add((order.bot_id, order.order_id))
+        last = self.prices[key]
+        slipped = (last * (1 + self._slip) if order.side == "BUY" else last * (1 - self._slip)).quantize(_PRICE_STEP)
+        if order.type == "MARKET":
+            await self._execute(order, qty, slipped, event.id)
+            return
+        limit = dec(order.price or 0)
+        if order.side == "BUY" and last <= limit:
+            await self._execute(order, qty, min(limit, slipped), event.id)
+        elif order.side == "SELL" and last >= limit:
+            await self._execute(order, qty, max(limit, slipped), event.id)
+        elif (blocked := self._block(order, qty)) is not None:
+            await self._reject(order, event.id, blocked)
+        else:
+            self.resting.setdefault(key, []).append(_Resting(order, qty, self.ticks[key], event.id))
+            await self._report("trading.order.accepted", order, event.id, status="PENDING")
+
+    def _invalid(self, order: Order) -> str | None:
+        if not order.bot_id:
+            return "botId missing: the exchange keeps books per bot"
+        if order.status != "NEW":
+            return f"status must be NEW, got {order.status}"
+        if order.type not in ("MARKET", "LIMIT"):
+            return f"unsupported order type {order.type} (MARKET and LIMIT only)"
+        if (order.bot_id, order.order_id) in self._order_ids:
+            return f"duplicate orderId {order.order_id}"
+        if (order.exchange, order.symbol) not in self.prices:
+            return f"unknown symbol or no price yet for {order.exchange}:{order.symbol}"
+        if lots(dec(order.quantity)) <= 0:
+            return f"quantity {order.quantity} is below the lot size 1e-8"
+        return None
+
+    def _reduces(self, bot_id: str, key: SeriesKey, side: str, qty: Decimal) -> bool:
+        held = self.book(bot_id).holding(key).quantity
+        return (side == "SELL" and 0 < qty <= held) or (side == "BUY" and 0 < qty <= -held)
+
+    def _block(self, order: Order, qty: Decimal) -> str | None:
+        bot_id = order.bot_id or ""
+        if bot_id not in self.blocked:
+            return None
+        if self.params.blocked_may_reduce and self._reduces(bot_id, (order.exchange, order.symbol), order.side, qty):
+            return None
+        return f"bot blocked by risk guard: {self.blocked[bot_id]}"
+
+    def _refusal(self, order: Order, qty: Decimal, price: Decimal) -> str | None:
+        """Why this fill may not happen now (checked at execution, so resting orders re-check)."""
+        bot_id, key = order.bot_id or "", (order.exchange, order.symbol)
+        blocked = self._block(order, qty)
+        if blocked is not None:
+            return blocked
+        if self._reduces(bot_id, key, order.side, qty):
+            return None
+        book = self.book(bot_id)
+        held = book.holding(key).quantity
+        notional, fee = quote(qty, price, self._fee_bps)
+        if order.side == "BUY" and book.cash - notional - fee < 0:
+            return f"insufficient cash: need {notional + fee}, have {book.cash}"
+        if order.side == "SELL" and qty > max(held, Decimal(0)):
+            if not self.params.allow_short:
+                return f"insufficient position: selling {qty}, holding {held}"
+            short_value = (qty - max(held, Decimal(0))) * price
+            if short_value > book.equity:
+                return f"short limit: {short_value:.2f} would exceed equity {book.equity}"
+        return None
+
+    async def _execute(self, order: Order, qty: Decimal, price: Decimal, cause: str) -> None:
+        refusal = self._refusal(order, qty, price)
+        if refusal is not None:
+            await self._reject(order, cause, refusal)
+            return
+        assert order.bot_id is not None
+        key = (order.exchange, order.symbol)
+        _, fee = quote(qty, price, self._fee_bps)
+        fill = self.book(order.bot_id).apply(key, order.side, qty, price, fee)
+        self.counts["filled"] += 1
+        await self._report(
+            "trading.order.filled",
+            order,
+            cause,
+            status="FILLED",
+            filled_quantity=float(qty),
+            average_price=float(price),
+            fee=float(fill.fee),
+        )
+        await self.ctx.publish("trading.position.updated", self.position(order.bot_id, key), causation_id=cause)
+
+    async def _cancel(self, event: Event, order: Order) -> None:
+        key = (order.exchange, order.symbol)
+        for resting in self.resting.get(key, ()):
+            if resting.order.order_id == order.order_id and resting.order.bot_id == order.bot_id:
+                self.resting[key].remove(resting)
+                self.counts["cancelled"] += 1
+                await self._report("trading.order.cancelled", resting.order, event.id, status="CANCELLED")
+                return
+        await self._reject(order, event.id, f"cancel: no resting order {order.order_id}")
+
+    async def _reject(self, order: Order, cause: str, reason: str) -> None:
+        self.counts["rejected"] += 1
+        self.ctx.log.info("order rejected", extra={"order_id": order.order_id, "reason": reason})
+        await self._report("trading.order.rejected", order, cause, status="REJECTED", reason=reason, priority="high")
+
+    async def _report(self, topic: str, order: Order, cause: str, *, priority: Any = "normal", **changes: Any) -> None:
+        await self.ctx.publish(topic, msgspec.structs.replace(order, **changes), priority=priority, causation_id=cause)
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "filled": self.counts["filled"],
+            "rejected": self.counts["rejected"],
+            "cancelled": self.counts["cancelled"],
+            "resting": sum(len(v) for v in self.resting.values()),
+            "blocked": sorted(self.blocked),
+            "balanced": all(book.imbalance() == 0 for book in self.books.values()),
+            "books": {bot_id: book.snapshot() for bot_id, book in sorted(self.books.items())},
+        }
+
+
+@hookimpl
+def citarion_bot_types() -> list[type[Bot]]:
+    return [PaperExchange]

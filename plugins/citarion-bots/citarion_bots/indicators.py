@@ -1,0 +1,112 @@
+"""Pure indicator arithmetic: moving average, population sigma, Bollinger bands, Holt smoothing.
+
+No events, no state shared with a bot: each function takes numbers and returns numbers, so the tests
+check them against hand computations and ``statistics`` directly. ``math.fsum`` keeps the sums exact
+to the last bit, which is what makes "the bands equal a direct computation" a meaningful test.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = ["Bands", "Holt", "bollinger", "mean", "pstdev", "rms"]
+
+
+def mean(values: Sequence[float]) -> float:
+    """Arithmetic mean (the SMA when ``values`` is the window)."""
+    if not values:
+        raise ValueError("mean of an empty window")
+    return math.fsum(values) / len(values)
+
+
+def pstdev(values: Sequence[float]) -> float:
+    """Population standard deviation, two-pass: sqrt(sum((x - mean)^2) / n).
+
+    Population, not sample, sigma: Bollinger defined the bands over the window itself.
+    """
+    centre = mean(values)
+    return math.sqrt(math.fsum((x - centre) ** 2 for x in values) / len(values))
+
+
+def rms(values: Sequence[float]) -> float:
+    """Root mean square: the sigma of forecast errors whose expected value is zero."""
+    if not values:
+        raise ValueError("rms of an empty window")
+    return math.sqrt(math.fsum(x * x for x in values) / len(values))
+
+
+@dataclass(frozen=True, slots=True)
+class Bands:
+    """Bollinger bands over one window: ``middle`` = SMA, ``lower/upper`` = middle -/+ k * sigma."""
+
+    lower: float
+    middle: float
+    upper: float
+    sigma: float
+
+    def position(self, price: float) -> float:
+        """Where ``price`` sits in sigmas from the middle (the %b idea, centred)."""
+        return 0.0 if self.sigma == 0 else (price - self.middle) / self.sigma
+
+
+def bollinger(closes: Sequence[float], k: float) -> Bands:
+    """Bands over all of ``closes`` (pass exactly the window)."""
+    middle = mean(closes)
+    sigma = pstdev(closes)
+    return Bands(lower=middle - k * sigma, middle=middle, upper=middle + k * sigma, sigma=sigma)
+
+
+class Holt:
+    """Holt's linear (double exponential) smoothing, updated one observation at a time.
+
+    With level l, trend b, smoothing factors alpha and beta::
+
+        forecast  f_t     = l_{t-1} + b_{t-1}            (one step ahead)
+        error     e_t     = y_t - f_t
+        level     l_t     = alpha * y_t + (1 - alpha) * f_t
+        trend     b_t     = beta * (l_t - l_{t-1}) + (1 - beta) * b_{t-1}
+        h ahead   y^_t+h  = l_t + h * b_t
+
+    Initialisation: after y_0, l = y_0 and no trend yet; after y_1, l = y_1 and b = y_1 - y_0. The
+    recursion (and error recording) starts with y_2. The last ``window`` one-step errors give the
+    residual sigma (RMS), which sizes the confidence band.
+    """
+
+    def __init__(self, alpha: float, beta: float, window: int = 30) -> None:
+        if not (0.0 < alpha <= 1.0 and 0.0 < beta <= 1.0):
+            raise ValueError(f"alpha and beta must be in (0, 1], got {alpha}, {beta}")
+        self.alpha = alpha
+        self.beta = beta
+        self.level = 0.0
+        self.trend = 0.0
+        self.count = 0
+        self.errors: deque[float] = deque(maxlen=window)
+
+    def update(self, y: float) -> float | None:
+        """Take one observation; returns its one-step-ahead error (None during initialisation)."""
+        self.count += 1
+        if self.count == 1:
+            self.level = y
+            return None
+        if self.count == 2:
+            self.trend = y - self.level
+            self.level = y
+            return None
+        forecast = self.level + self.trend
+        error = y - forecast
+        previous = self.level
+        self.level = self.alpha * y + (1.0 - self.alpha) * forecast
+        self.trend = self.beta * (self.level - previous) + (1.0 - self.beta) * self.trend
+        self.errors.append(error)
+        return error
+
+    def forecast(self, horizon: int = 1) -> float:
+        """``l + h * b``: the forecast ``horizon`` steps after the last observation."""
+        return self.level + horizon * self.trend
+
+    def sigma(self) -> float:
+        """RMS of the recorded one-step errors (0 until there is one)."""
+        return rms(list(self.errors)) if self.errors else 0.0

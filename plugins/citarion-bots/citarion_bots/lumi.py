@@ -1,0 +1,196 @@
+"""LUM (Lumi), data integration: replays bars onto the bus as candles, tickers, trades and books.
+
+Two bot types share one replay loop: ``lumi-synthetic`` (the seeded generator) and ``lumi-csv`` (an
+OHLCV file). The replay runs as a background task started in :meth:`start` and cancelled in
+:meth:`stop`, so the host's event loop stays free while a feed plays.
+
+Per bar, the ticker goes out *before* the candle: a strategy reacting to the candle submits a market
+order, and the paper exchange must already know that bar's last price to fill it there rather than at
+the previous bar's. Time is the data's (bar open times), never the wall clock, so replays repeat
+exactly. When the data is exhausted the feed publishes ``market.feed.completed`` with
+``{"feed": <bot id>, "bars": <candles published>}``; the host ends a demo on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from citarion_host.bot import Bot
+from citarion_host.hookspecs import hookimpl
+from citarion_host.payloads import OrderBook, Trade
+from pydantic import Field
+
+from .common import StrictParams, candle_topic, interval_ms, orderbook_topic, ticker_topic, trade_topic
+from .csvfeed import SAMPLE_PATH, load_csv
+from .synthetic import Bar, SyntheticSpec, generate
+
+__all__ = ["LumiCsvBot", "LumiSyntheticBot", "citarion_bot_types"]
+
+FEED_COMPLETED = "market.feed.completed"
+
+
+class FeedParams(StrictParams):
+    """Replay options shared by both feeds."""
+
+    speed: float = Field(0.0, ge=0)
+    ticker_spread_bps: float = Field(2.0, ge=0)
+    emit_trades: bool = False
+    emit_orderbook: bool = False
+    orderbook_depth: int = Field(5, ge=1, le=50)
+    start_delay_s: float = Field(0.0, ge=0)
+
+
+class LumiSyntheticParams(FeedParams, SyntheticSpec):
+    """Replay options plus the generator spec (seed, symbols, exchanges, bars, pumps, ...)."""
+
+
+class LumiCsvParams(FeedParams):
+    path: str | None = None
+    interval: str = "1m"
+    symbols: list[str] = []
+    exchanges: list[str] = []
+
+
+class _FeedBot(Bot):
+    """The replay loop: publish each bar, pace it, announce the end."""
+
+    params: FeedParams
+
+    def __init__(self, ctx: Any, params: Any) -> None:
+        super().__init__(ctx, params)
+        self._task: asyncio.Task[None] | None = None
+        self.bars_published = 0
+        self.series: set[tuple[str, str]] = set()
+        self.first_time: int | None = None
+        self.last_time: int | None = None
+        self.completed = False
+
+    def bars(self) -> Iterable[Bar]:
+        raise NotImplementedError
+
+    def bar_interval(self) -> str:
+        raise NotImplementedError
+
+    async def start(self) -> None:
+        bars = self.bars()  # build (and for CSV, validate) before going async: errors surface at start
+        self._task = asyncio.get_running_loop().create_task(self._run(bars), name=f"feed:{self.ctx.bot_id}")
+
+    async def stop(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def wait(self) -> None:
+        """Until the replay has finished (tests and embedders)."""
+        if self._task is not None:
+            await self._task
+
+    async def _run(self, bars: Iterable[Bar]) -> None:
+        params = self.params
+        if params.start_delay_s:
+            await asyncio.sleep(params.start_delay_s)
+        try:
+            for bar in bars:
+                if params.speed and self.last_time is not None and bar.time > self.last_time:
+                    await asyncio.sleep((bar.time - self.last_time) / 1000 / params.speed)
+                await self.publish_bar(bar)
+                if not params.speed:
+                    await asyncio.sleep(0)  # let the bots downstream keep up, bar by bar
+            self.completed = True
+            await self.ctx.publish(FEED_COMPLETED, {"feed": self.ctx.bot_id, "bars": self.bars_published})
+            self.ctx.log.info("feed completed", extra={"bars": self.bars_published})
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self.ctx.log.exception("feed failed", extra={"bars": self.bars_published})
+            raise
+
+    async def publish_bar(self, bar: Bar) -> None:
+        params, key = self.params, (bar.exchange, bar.symbol)
+        ticker = bar.ticker(params.ticker_spread_bps)
+        await self.ctx.publish(ticker_topic(*key), ticker)
+        await self.ctx.publish(candle_topic(*key), bar.candle(self.bar_interval()))
+        if params.emit_trades:
+            side = "BUY" if bar.close >= bar.open else "SELL"
+            trade = Trade(
+                symbol=bar.symbol,
+                exchange=bar.exchange,
+                price=bar.close,
+                quantity=max(bar.volume, 1e-8),
+                side=side,
+                trade_id=f"{bar.exchange}-{bar.symbol}-{bar.time}",
+            )
+            await self.ctx.publish(trade_topic(*key), trade)
+        if params.emit_orderbook:
+            await self.ctx.publish(orderbook_topic(*key), self._book(bar, ticker.bid, ticker.ask))
+        self.bars_published += 1
+        self.series.add(key)
+        self.first_time = bar.time if self.first_time is None else self.first_time
+        self.last_time = bar.time
+
+    def _book(self, bar: Bar, bid: float, ask: float) -> OrderBook:
+        """A symmetric book around the quote: level i is i half-spreads further out."""
+        depth, step = self.params.orderbook_depth, max(ask - bid, bar.close * 1e-6)
+        size = max(bar.volume, 1e-8) / (10 * depth)
+        return OrderBook(
+            symbol=bar.symbol,
+            exchange=bar.exchange,
+            bids=[(bid - i * step, size * (i + 1)) for i in range(depth)],
+            asks=[(ask + i * step, size * (i + 1)) for i in range(depth)],
+        )
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "bars": self.bars_published,
+            "series": sorted(f"{e}:{s}" for e, s in self.series),
+            "firstTime": self.first_time,
+            "lastTime": self.last_time,
+            "completed": self.completed,
+        }
+
+
+class LumiSyntheticBot(_FeedBot):
+    """Seeded synthetic market: trends, ranges, two venues with small gaps, an injected pump."""
+
+    type_name = "lumi-synthetic"
+    description = "LUM: seeded synthetic OHLCV feed (regimes, venue gaps, injected pump-and-dump)"
+    Params = LumiSyntheticParams
+    params: LumiSyntheticParams
+
+    def bars(self) -> Iterable[Bar]:
+        spec = SyntheticSpec.model_validate(self.params.model_dump(include=set(SyntheticSpec.model_fields)))
+        return generate(spec)
+
+    def bar_interval(self) -> str:
+        return self.params.interval
+
+
+class LumiCsvBot(_FeedBot):
+    """Replays an OHLCV CSV file (the packaged sample when no path is given)."""
+
+    type_name = "lumi-csv"
+    description = "LUM: replays an OHLCV CSV file (timestamp,symbol,exchange,open,high,low,close,volume)"
+    Params = LumiCsvParams
+    params: LumiCsvParams
+
+    def bars(self) -> Sequence[Bar]:
+        interval_ms(self.params.interval)
+        bars = load_csv(self.params.path or SAMPLE_PATH)
+        symbols, exchanges = set(self.params.symbols), set(self.params.exchanges)
+        return [
+            bar
+            for bar in bars
+            if (not symbols or bar.symbol in symbols) and (not exchanges or bar.exchange in exchanges)
+        ]
+
+    def bar_interval(self) -> str:
+        return self.params.interval
+
+
+@hookimpl
+def citarion_bot_types() -> list[type[Bot]]:
+    return [LumiSyntheticBot, LumiCsvBot]

@@ -1,0 +1,217 @@
+"""What every strategy bot shares: series filtering, its own fills, risk stand-downs, publishing.
+
+A strategy subclass implements :meth:`StrategyBot.on_candle` (and optionally ``on_fill`` /
+``on_reject``) and calls :meth:`signal` and :meth:`order`. The base class:
+
+* routes ``market.candle.*`` of the configured symbols/exchanges to ``on_candle``;
+* follows the bot's own orders (``botId == ctx.bot_id``) through ``trading.order.filled`` /
+  ``rejected`` to keep an inventory per series, so a spot strategy never sells what it lacks, even
+  while a sell is still in flight (pending sells are reserved);
+* stands down: a ``risk.block.set`` for this bot stops new buys until ``risk.block.cleared``; a PND
+  ``risk.alert.triggered`` (kind ``pump_and_dump``) halts buys of that symbol for
+  ``alert_cooldown_bars`` bars of data time. Sells stay allowed: leaving risk is never blocked here;
+* stamps every signal's metadata with ``botId`` and ``dataTime`` (the candle's open time), which
+  LOGOS uses to age signals by data time and to tell two instances of one bot code apart.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter, defaultdict
+from typing import Any, Literal
+
+from citarion_host.bot import Bot
+from citarion_host.events import Event
+from citarion_host.payloads import Candle, Order, RiskAlert, Signal
+from pydantic import Field
+
+from .common import SeriesKey, StrictParams, interval_ms, round_qty
+
+__all__ = ["PUMP_ALERT_KIND", "StrategyBot", "StrategyParams", "TradingParams"]
+
+PUMP_ALERT_KIND = "pump_and_dump"
+
+
+class StrategyParams(StrictParams):
+    """Params every strategy has: which series it watches, how long a PND alert halts its buys."""
+
+    symbols: list[str] = []
+    exchanges: list[str] = []
+    alert_cooldown_bars: int = Field(20, ge=0)
+
+
+class TradingParams(StrategyParams):
+    """Params of strategies that manage their own book: whether to submit orders, and their size."""
+
+    trade: bool = True
+    order_quote: float = Field(100.0, gt=0)
+
+
+class StrategyBot(Bot):
+    """Base of the six operational strategies."""
+
+    params: StrategyParams
+
+    def __init__(self, ctx: Any, params: Any) -> None:
+        super().__init__(ctx, params)
+        self.inventory: defaultdict[SeriesKey, float] = defaultdict(float)
+        self.bars: Counter[SeriesKey] = Counter()
+        self.counts: Counter[str] = Counter()
+        self.blocked: str | None = None
+        self.now_ms = 0
+        self.bar_ms = 60_000
+        self._halted_until: dict[str, int] = {}
+        self._pending: dict[str, tuple[SeriesKey, str, float]] = {}
+        self._order_seq = itertools.count(1)
+
+    # -- dispatch ---------------------------------------------------------------------------------
+
+    async def handle(self, event: Event) -> None:
+        payload = event.payload
+        if isinstance(payload, Candle):
+            if self.wants(payload.exchange, payload.symbol):
+                key = (payload.exchange, payload.symbol)
+                self.bars[key] += 1
+                self.now_ms = max(self.now_ms, payload.open_time)
+                self.bar_ms = interval_ms(payload.interval)
+                await self.on_candle(event, payload)
+        elif isinstance(payload, Order):
+            if payload.bot_id == self.ctx.bot_id:
+                await self._own_order(event.topic, payload)
+        elif isinstance(payload, RiskAlert):
+            if payload.kind == PUMP_ALERT_KIND and payload.symbol:
+                until = self.now_ms + self.params.alert_cooldown_bars * self.bar_ms
+                self._halted_until[payload.symbol] = max(until, self._halted_until.get(payload.symbol, 0))
+                self.counts["alerts"] += 1
+        elif event.topic.startswith("risk.block.") and isinstance(payload, dict):
+            if payload.get("botId") == self.ctx.bot_id:
+                self.blocked = str(payload.get("reason", "risk block")) if event.topic == "risk.block.set" else None
+
+    def wants(self, exchange: str, symbol: str) -> bool:
+        p = self.params
+        return (not p.symbols or symbol in p.symbols) and (not p.exchanges or exchange in p.exchanges)
+
+    async def _own_order(self, topic: str, order: Order) -> None:
+        if topic == "trading.order.filled":
+            self._pending.pop(order.order_id, None)
+            key = (order.exchange, order.symbol)
+            step = order.filled_quantity if order.side == "BUY" else -order.filled_quantity
+            self.inventory[key] = round_qty(self.inventory[key] + step)
+            self.counts["fills"] += 1
+            await self.on_fill(order)
+        elif topic in ("trading.order.rejected", "trading.order.cancelled"):
+            self._pending.pop(order.order_id, None)
+            self.counts["rejections" if topic.endswith("rejected") else "cancels"] += 1
+            await self.on_reject(order)
+
+    # -- hooks for subclasses ---------------------------------------------------------------------
+
+    async def on_candle(self, event: Event, candle: Candle) -> None:
+        """One closed bar of a series this bot trades."""
+
+    async def on_fill(self, order: Order) -> None:
+        """One of this bot's orders filled (inventory already updated)."""
+
+    async def on_reject(self, order: Order) -> None:
+        """One of this bot's orders was rejected or cancelled."""
+
+    # -- helpers ----------------------------------------------------------------------------------
+
+    def halted(self, symbol: str) -> bool:
+        return self._halted_until.get(symbol, -1) >= self.now_ms
+
+    def available(self, key: SeriesKey) -> float:
+        """Inventory not already promised to an in-flight sell."""
+        reserved = sum(q for k, side, q in self._pending.values() if k == key and side == "SELL")
+        return round_qty(max(0.0, self.inventory[key] - reserved))
+
+    async def signal(
+        self,
+        event: Event,
+        candle: Candle,
+        direction: Literal["LONG", "SHORT"],
+        confidence: float,
+        *,
+        entry: float | None = None,
+        stop: float | None = None,
+        take: float | None = None,
+        reason: str | None = None,
+    ) -> Signal:
+        signal = Signal(
+            symbol=candle.symbol,
+            exchange=candle.exchange,
+            direction=direction,
+            confidence=round(min(1.0, max(0.0, confidence)), 4),
+            entry_price=entry if entry is None or entry > 0 else None,
+            stop_loss=stop if stop is None or stop > 0 else None,
+            take_profit=take if take is None or take > 0 else None,
+            reason=reason,
+        )
+        await self.ctx.publish(
+            "trading.signal.generated",
+            signal,
+            causation_id=event.id,
+            metadata={"botId": self.ctx.bot_id, "dataTime": candle.open_time},
+        )
+        self.counts["signals"] += 1
+        return signal
+
+    async def order(
+        self,
+        event: Event,
+        candle: Candle,
+        side: Literal["BUY", "SELL"],
+        quantity: float,
+        *,
+        price: float | None = None,
+        reason: str | None = None,
+    ) -> str | None:
+        """Submit a MARKET (or LIMIT with ``price``) order; returns its id, or None if held back.
+
+        Held back: trading disabled; a buy while blocked or while the symbol is halted; a sell with
+        nothing available (spot). A sell larger than the available inventory is cut down to it.
+        """
+        if not (isinstance(self.params, TradingParams) and self.params.trade):
+            return None
+        key = (candle.exchange, candle.symbol)
+        if side == "BUY" and (self.blocked is not None or self.halted(candle.symbol)):
+            self.counts["held_back"] += 1
+            return None
+        if side == "SELL":
+            quantity = min(quantity, self.available(key))
+        quantity = round_qty(quantity)
+        if quantity <= 0:
+            return None
+        order_id = f"{self.ctx.bot_id}-{next(self._order_seq)}"
+        order = Order(
+            order_id=order_id,
+            symbol=candle.symbol,
+            exchange=candle.exchange,
+            side=side,
+            type="MARKET" if price is None else "LIMIT",
+            quantity=quantity,
+            status="NEW",
+            price=price,
+            bot_id=self.ctx.bot_id,
+            reason=reason,
+        )
+        self._pending[order_id] = (key, side, quantity)
+        self.counts["orders"] += 1
+        await self.ctx.publish("trading.order.submitted", order, causation_id=event.id)
+        return order_id
+
+    @staticmethod
+    def buy_quantity(price: float, quote: float) -> float:
+        """Base quantity worth ``quote`` at ``price``, on the lot grid."""
+        return round_qty(quote / price)
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "signals": self.counts["signals"],
+            "orders": self.counts["orders"],
+            "fills": self.counts["fills"],
+            "rejections": self.counts["rejections"],
+            "heldBack": self.counts["held_back"],
+            "blocked": self.blocked,
+            "inventory": {f"{e}:{s}": q for (e, s), q in sorted(self.inventory.items()) if q},
+        }

@@ -1,0 +1,111 @@
+"""Small bots for host tests, referenced from test configs as ``tests.host_bots:<Name>``."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from citarion_host.bot import Bot
+from citarion_host.events import Event
+
+
+class _Params(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Numbers(Bot):
+    """Publishes ``{"n": 0..count-1}`` on ``topic`` from a supervised background task.
+
+    ``pace`` yields to the loop between events; ``gate`` (class-level, per test) lets a test hold
+    the stream until it is ready.
+    """
+
+    type_name = "test-numbers"
+    gate: ClassVar[asyncio.Event | None] = None
+    sent: ClassVar[int] = 0
+
+    class Params(_Params):
+        topic: str = "analytics.number.emitted"
+        count: int = Field(default=100, ge=0)
+        pace_s: float = 0.0
+        announce_done: str | None = None
+
+    params: Params
+
+    async def start(self) -> None:
+        self.ctx.spawn(self._run(), "numbers")  # type: ignore[attr-defined]
+
+    async def _run(self) -> None:
+        for n in range(self.params.count):
+            if Numbers.gate is not None:
+                await Numbers.gate.wait()
+            await self.ctx.publish(self.params.topic, {"n": n})
+            Numbers.sent = n + 1
+            await asyncio.sleep(self.params.pace_s)
+        if self.params.announce_done:
+            await self.ctx.publish(
+                self.params.announce_done, {"feed": self.ctx.bot_id, "bars": self.params.count}
+            )
+
+
+class Recorder(Bot):
+    """Keeps every event it gets, in a class-level dict by bot id (survives restarts)."""
+
+    type_name = "test-recorder"
+    seen: ClassVar[dict[str, list[Event]]] = {}
+    instances: ClassVar[dict[str, int]] = {}
+
+    class Params(_Params):
+        label: str = ""
+
+    def __init__(self, ctx: Any, params: Any) -> None:
+        super().__init__(ctx, params)
+        Recorder.instances[ctx.bot_id] = Recorder.instances.get(ctx.bot_id, 0) + 1
+        Recorder.seen.setdefault(ctx.bot_id, [])
+
+    async def handle(self, event: Event) -> None:
+        Recorder.seen[self.ctx.bot_id].append(event)
+
+    def stats(self) -> dict[str, Any]:
+        return {"seen": len(Recorder.seen[self.ctx.bot_id])}
+
+
+class Crasher(Bot):
+    """Raises on every event (``fail_on_start``: already in ``start``)."""
+
+    type_name = "test-crasher"
+    starts: ClassVar[int] = 0
+
+    class Params(_Params):
+        fail_on_start: bool = False
+
+    params: Params
+
+    async def start(self) -> None:
+        Crasher.starts += 1
+        if self.params.fail_on_start:
+            raise RuntimeError("cannot start")
+
+    async def handle(self, event: Event) -> None:
+        raise RuntimeError(f"crash on {event.topic}")
+
+
+class Trespasser(Bot):
+    """Tries to publish outside its declared patterns on every event."""
+
+    type_name = "test-trespasser"
+    refusals: ClassVar[list[str]] = []
+
+    class Params(_Params):
+        topic: str = "trading.order.submitted"
+
+    params: Params
+
+    async def handle(self, event: Event) -> None:
+        try:
+            await self.ctx.publish(self.params.topic, {"x": 1})
+        except Exception as exc:
+            Trespasser.refusals.append(str(exc))
+            raise

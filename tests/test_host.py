@@ -1,0 +1,189 @@
+"""The host on the memory backend: wiring, refusal, supervision, clean stop."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from citarion_host.bus.base import EventBus
+from citarion_host.errors import ConfigError
+from citarion_host.events import Event
+from citarion_host.host import Host
+from citarion_host.plugins import Plugins
+from citarion_host.settings import load_config
+from tests.bus.conftest import Collector, eventually
+from tests.host_bots import Crasher, Numbers, Recorder, Trespasser
+
+FAST_RESTARTS = """
+[host]
+restart_backoff_s = 0.01
+restart_backoff_max_s = 0.05
+max_restarts = 3
+crash_threshold = 2
+crash_window_s = 10
+"""
+
+
+@pytest.fixture(autouse=True)
+def _reset_test_bots() -> Iterator[None]:
+    Recorder.seen.clear()
+    Recorder.instances.clear()
+    Numbers.gate = None
+    Numbers.sent = 0
+    Crasher.starts = 0
+    Trespasser.refusals.clear()
+    yield
+
+
+def bot(
+    bot_id: str, plugin: str, code: str = "ORA", publish: str = "[]", subscribe: str = "[]", **params: Any
+) -> str:
+    lines = [
+        "[[bots]]",
+        f'id = "{bot_id}"',
+        f'code = "{code}"',
+        f'plugin = "tests.host_bots:{plugin}"',
+        f"publish = {publish}",
+        f"subscribe = {subscribe}",
+    ]
+    if params:
+        lines.append("[bots.params]")
+        lines += [
+            f"{key} = {value!r}".replace("'", '"').replace("True", "true").replace("False", "false")
+            for key, value in params.items()
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def write(tmp_path: Path, *parts: str, name: str = "host.toml") -> Path:
+    path = tmp_path / name
+    path.write_text("\n".join(parts))
+    return path
+
+
+async def start_host(path: Path) -> Host:
+    host = Host(load_config(path), plugins=Plugins())
+    await host.start()
+    return host
+
+
+async def test_bots_are_wired_and_numbers_arrive_in_order(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        bot("numbers", "Numbers", publish='["analytics.number.>"]', count=200),
+        bot("recorder", "Recorder", subscribe='["analytics.number.>"]'),
+    )
+    host = await start_host(path)
+    try:
+        await eventually(lambda: len(Recorder.seen.get("recorder", [])) == 200, what="200 numbers")
+        assert [e.payload["n"] for e in Recorder.seen["recorder"]] == list(range(200))
+        assert all(e.source == "ORA" for e in Recorder.seen["recorder"])
+        assert host.runners["numbers"].published == {"number": 200}
+    finally:
+        await host.stop()
+    assert host.bus.closed and host.runners == {}
+
+
+async def test_publish_outside_declared_patterns_is_refused_and_counted(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        FAST_RESTARTS.replace("crash_threshold = 2", "crash_threshold = 100"),
+        bot("numbers", "Numbers", publish='["analytics.number.>"]', count=3),
+        bot("tres", "Trespasser", publish='["analytics.>"]', subscribe='["analytics.number.>"]'),
+    )
+    orders = Collector()
+    host = Host(load_config(path), plugins=Plugins())
+    await host.bus.start()
+    await host.bus.subscribe("trading.>", orders)
+    await host.start()
+    try:
+        await eventually(lambda: len(Trespasser.refusals) == 3, what="3 refusals")
+        assert "bot 'tres' may not publish 'trading.order.submitted'" in Trespasser.refusals[0]
+        assert "nothing was sent" in Trespasser.refusals[0]
+        assert host.runners["tres"].refused == 3
+        assert host.runners["tres"].errors == 3, "reported as handler errors"
+        assert orders.events == []
+    finally:
+        await host.stop()
+
+
+async def test_crashing_bot_restarts_with_backoff_then_fails_others_unaffected(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        FAST_RESTARTS,
+        bot("numbers", "Numbers", publish='["analytics.number.>"]', count=40, pace_s=0.005),
+        bot("crasher", "Crasher", subscribe='["analytics.number.>"]'),
+        bot("recorder", "Recorder", subscribe='["analytics.number.>"]'),
+    )
+    lifecycle = Collector()
+    host = Host(load_config(path), plugins=Plugins())
+    await host.bus.start()
+    await host.bus.subscribe("system.bot.>", lifecycle)
+    await host.start()
+    try:
+        await eventually(lambda: host.runners["crasher"].state == "failed", timeout=10, what="crasher failed")
+        await eventually(lambda: len(Recorder.seen["recorder"]) == 40, timeout=10, what="all 40 numbers")
+        assert [e.payload["n"] for e in Recorder.seen["recorder"]] == list(range(40))
+        crasher_events = [e for e in lifecycle.events if e.payload.bot_id == "crasher"]
+        topics = [e.topic for e in crasher_events]
+        assert topics.count("system.bot.restarting") == 3
+        assert topics[-1] == "system.bot.failed"
+        assert "gave up after 3 restarts" in (crasher_events[-1].payload.reason or "")
+        assert Crasher.starts == 4  # first start + 3 restarts
+        delays = [e.payload.reason for e in crasher_events if e.topic == "system.bot.restarting"]
+        assert ["in 0.01s" in delays[0], "in 0.02s" in delays[1], "in 0.04s" in delays[2]] == [True] * 3
+        errors = [e for e in lifecycle.events if e.topic == "system.bot.error"]
+        assert errors and errors[0].metadata["topic"] == "analytics.number.emitted"
+        assert host.runners["recorder"].state == "running"
+    finally:
+        await host.stop()
+
+
+async def test_a_bot_failing_to_start_is_retried(tmp_path: Path) -> None:
+    path = write(
+        tmp_path, FAST_RESTARTS, bot("crasher", "Crasher", subscribe='["analytics.>"]', fail_on_start=True)
+    )
+    host = await start_host(path)
+    try:
+        await eventually(lambda: host.runners["crasher"].state == "failed", timeout=10, what="gave up")
+        assert Crasher.starts == 4
+    finally:
+        await host.stop()
+
+
+async def test_invalid_config_refuses_to_start(tmp_path: Path) -> None:
+    path = write(tmp_path, bot("x", "Recorder", code="GRD", subscribe='["system.>"]'))
+    host = Host(load_config(path), plugins=Plugins())
+    with pytest.raises(ConfigError) as caught:
+        await host.start()
+    assert any("bot 'x'" in problem and "subscribe[0]" in problem for problem in caught.value.problems)
+    assert not host.bus.closed and not host.runners
+
+
+async def test_stop_on_ends_the_run_when_every_feed_reported(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        '[host]\nstop_on = "analytics.feed.completed"\n',
+        bot("a", "Numbers", publish='["analytics.>"]', count=5, announce_done="analytics.feed.completed"),
+        bot("b", "Numbers", publish='["analytics.>"]', count=50, announce_done="analytics.feed.completed"),
+        bot("recorder", "Recorder", subscribe='["analytics.number.>"]'),
+    )
+    host = await start_host(path)
+    try:
+        async with asyncio.timeout(10):
+            await host.finished.wait()
+        assert len(Recorder.seen["recorder"]) == 55
+    finally:
+        await host.stop()
+
+
+def test_bus_is_the_only_way_out(tmp_path: Path) -> None:
+    """Bots get a context, never the bus (that is how the wiring can be enforced)."""
+    from citarion_host.supervisor import HostBotContext
+
+    assert not any(isinstance(v, EventBus) for v in vars(HostBotContext).values())
+    assert Event  # imported for type use in helpers
