@@ -54,6 +54,7 @@ class Host:
         self.bus: EventBus = bus or create_bus(loaded.config.backend)
         self.plugins.extend_catalog(self.bus.catalog)
         self.runners: dict[str, BotRunner] = {}
+        self.final_stats: dict[str, dict[str, Any]] = {}  # per bot, taken when the host stopped
         self.finished = asyncio.Event()  # set when every ``stop_on`` publisher has reported
         self._stop_on_seen: set[str] = set()
         self._stop_on_expected = 0
@@ -106,6 +107,7 @@ class Host:
         others = [r for r in reversed(self.runners.values()) if r.config.subscribe]
         for runner in [*sources, *others]:
             await runner.stop(drain=True)
+        self.final_stats = {bot_id: runner.final_stats for bot_id, runner in self.runners.items()}
         self.runners.clear()
         await self.bus.close(drain=True, timeout=self.config.host.drain_timeout_s)
         log.info("host stopped")

@@ -129,6 +129,7 @@ class BotRunner:
         self.published: dict[str, int] = {}
         self.allowed: PatternIndex[str] = PatternIndex()
         self.subscriptions: dict[str, Subscription] = {}
+        self.final_stats: dict[str, Any] = {}
         self._on_state = on_state
         self._ready = asyncio.Event()
         self._lock = asyncio.Lock()
@@ -231,6 +232,7 @@ class BotRunner:
         for subscription in list(self.subscriptions.values()):
             await subscription.unsubscribe(drain=drain and running)
         self.subscriptions.clear()
+        self.final_stats = self.stats()  # after the drain, while the bot (and its books) still exist
         await self._stop_bot()
         if self.state != "failed":
             self._set_state("stopped")

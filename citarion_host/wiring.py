@@ -204,8 +204,8 @@ def _topology(bots: Sequence[BotConfig]) -> list[tuple[int, str, str]]:
             first = groups.setdefault(bot.queue, [bot])[0]
             if set(bot.subscribe) != set(first.subscribe):
                 message = (
-                    f"queue group {bot.queue!r}: subscribe {bot.subscribe} differs from bot {first.id!r}'s"
-                    f" {first.subscribe}; members share the work only where their subscriptions match"
+                    f"queue group {bot.queue!r}: subscribe {bot.subscribe} differs from {first.subscribe} of"
+                    f" bot {first.id!r}; members share the work only where their subscriptions match"
                 )
                 warnings.append((index, "queue", message))
     return warnings

@@ -237,7 +237,16 @@ EXPECTED = [
         "publish[0]",
         ["'system.alert.>' overlaps the bot's own subscribe[0] 'system.>'"],
     ),
-    ("warning", "main.toml", "worker-2", "queue", ["queue group 'workers'", "differs from bot 'worker-1'"]),
+    (
+        "warning",
+        "main.toml",
+        "worker-2",
+        "queue",
+        [
+            "queue group 'workers'",
+            "subscribe ['market.ticker.>', 'trading.order.>'] differs from ['market.ticker.>'] of bot 'worker-1'",
+        ],
+    ),
     ("error", "bots.toml", "off", "params.levels", ["greater than or equal to 1"]),
 ]
 

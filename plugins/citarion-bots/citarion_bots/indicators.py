@@ -110,3 +110,15 @@ class Holt:
     def sigma(self) -> float:
         """RMS of the recorded one-step errors (0 until there is one)."""
         return rms(list(self.errors)) if self.errors else 0.0
+
+    def sigma_ahead(self, horizon: int) -> float:
+        """Sigma of the ``horizon``-step forecast error (Hyndman & Athanasopoulos, ETS(A,A,N))::
+
+            sigma_h^2 = sigma^2 * (1 + (h - 1) * (a^2 + a*B*h + B^2 * h * (2h - 1) / 6)),  B = alpha * beta
+
+        (B is the trend's smoothing in error-correction form). Uncertainty grows with the horizon
+        because the trend estimate's error compounds, which a flat sigma would ignore.
+        """
+        a, b, h = self.alpha, self.alpha * self.beta, horizon
+        factor = 1 + (h - 1) * (a * a + a * b * h + b * b * h * (2 * h - 1) / 6)
+        return self.sigma() * math.sqrt(factor)

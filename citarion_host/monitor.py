@@ -1,0 +1,185 @@
+"""Watching a run: throughput, per-bot figures, a JSON-lines record, the final summary.
+
+The monitor is an ordinary subscriber to ``>`` (it sees exactly what any bot could see), so the
+figures it prints are what went through the bus, not what bots claim. Per-bot figures come from
+the events themselves: signals and orders from each runner's publish counters, fills, PnL and
+alerts from the ``botId`` fields of orders, positions and risk alerts.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from .bus import EventBus, Subscription
+from .events import Event
+from .payloads import Order, Position, RiskAlert
+
+__all__ = ["BotFigures", "RunMonitor"]
+
+
+@dataclass
+class BotFigures:
+    signals: int = 0
+    orders: int = 0
+    fills: int = 0
+    rejections: int = 0
+    alerts: int = 0
+    realized_pnl: float = 0.0
+    unrealized_pnl: float = 0.0
+    fees: float = 0.0
+    positions: dict[str, Position] = field(default_factory=dict)
+
+    @property
+    def pnl(self) -> float:
+        return self.realized_pnl + self.unrealized_pnl
+
+
+class RunMonitor:
+    """Counts every event on the bus; optionally records them to a JSON-lines file."""
+
+    def __init__(self, bus: EventBus, record: Path | None = None) -> None:
+        self.bus = bus
+        self.record_path = record
+        self.events = 0
+        self.by_topic: Counter[str] = Counter()
+        self.bots: dict[str, BotFigures] = {}
+        self.started = time.perf_counter()
+        self.finished: float | None = None
+        self._file: TextIO | None = None
+        self._subscription: Subscription | None = None
+        self._last_report = (self.started, 0)
+
+    async def start(self) -> None:
+        if self.record_path is not None:
+            self.record_path.parent.mkdir(parents=True, exist_ok=True)
+            # Kept open for the whole run (closed in stop), so no context manager.
+            self._file = open(self.record_path, "w", encoding="utf-8", buffering=1 << 16)  # noqa: SIM115
+        self._subscription = await self.bus.subscribe(
+            ">", self._on_event, name="host:monitor", max_pending=1 << 20
+        )
+        self.started = time.perf_counter()
+        self._last_report = (self.started, 0)
+
+    async def stop(self) -> None:
+        self.finished = time.perf_counter()
+        if self._subscription is not None and not self._subscription.closed:
+            await self._subscription.unsubscribe(drain=True)
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    async def _on_event(self, event: Event) -> None:
+        self.events += 1
+        self.by_topic[f"{event.domain}.{event.entity}.{event.action}"] += 1
+        if self._file is not None:
+            self._file.write(self.bus.catalog.encode(event).decode())
+            self._file.write("\n")
+        payload = event.payload
+        if isinstance(payload, Order) and payload.bot_id:
+            figures = self._bot(payload.bot_id)
+            if event.action == "filled":
+                figures.fills += 1
+                figures.fees += payload.fee
+            elif event.action == "rejected":
+                figures.rejections += 1
+        elif isinstance(payload, Position):
+            figures = self._bot(payload.bot_id)
+            figures.positions[f"{payload.exchange}:{payload.symbol}"] = payload
+            figures.realized_pnl = sum(p.realized_pnl for p in figures.positions.values())
+            figures.unrealized_pnl = sum(p.unrealized_pnl for p in figures.positions.values())
+        elif isinstance(payload, RiskAlert) and payload.bot_id:
+            self._bot(payload.bot_id).alerts += 1
+
+    def _bot(self, bot_id: str) -> BotFigures:
+        figures = self.bots.get(bot_id)
+        if figures is None:
+            figures = self.bots[bot_id] = BotFigures()
+        return figures
+
+    def elapsed(self) -> float:
+        return (self.finished or time.perf_counter()) - self.started
+
+    def events_per_s(self) -> float:
+        elapsed = self.elapsed()
+        return self.events / elapsed if elapsed > 0 else 0.0
+
+    def progress_line(self) -> str:
+        """One line of live progress: rate since the last line, totals, PnL per bot."""
+        now = time.perf_counter()
+        last_time, last_count = self._last_report
+        rate = (self.events - last_count) / (now - last_time) if now > last_time else 0.0
+        self._last_report = (now, self.events)
+        signals = sum(n for t, n in self.by_topic.items() if t.startswith("trading.signal."))
+        fills = self.by_topic.get("trading.order.filled", 0)
+        pnl = " ".join(f"{bot}={fig.pnl:+.2f}" for bot, fig in sorted(self.bots.items()) if fig.positions)
+        return (
+            f"{self.events:>9,} events  {rate:>9,.0f}/s  signals={signals} fills={fills}  pnl: {pnl or '-'}"
+        )
+
+    def summary(self, runners: dict[str, Any]) -> dict[str, Any]:
+        """Per-bot table rows plus run totals (what the CLI prints and tests assert)."""
+        rows = []
+        for bot_id, stats in runners.items():
+            figures = self.bots.get(bot_id, BotFigures())
+            published = stats.get("published", {})
+            rows.append(
+                {
+                    "bot": bot_id,
+                    "code": stats.get("code"),
+                    "state": stats.get("state"),
+                    "handled": stats.get("handled", 0),
+                    "signals": published.get("signal", 0),
+                    "orders": published.get("order", 0),
+                    "fills": figures.fills,
+                    "pnl": round(figures.pnl, 2),
+                    "fees": round(figures.fees, 2),
+                    "alerts": figures.alerts + published.get("alert", 0),
+                    "errors": stats.get("errors", 0),
+                }
+            )
+        return {
+            "events": self.events,
+            "seconds": round(self.elapsed(), 3),
+            "events_per_s": round(self.events_per_s()),
+            "bots": rows,
+            "topics": dict(sorted(self.by_topic.items())),
+        }
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """The summary as a fixed-width table."""
+    columns = [
+        "bot",
+        "code",
+        "state",
+        "handled",
+        "signals",
+        "orders",
+        "fills",
+        "pnl",
+        "fees",
+        "alerts",
+        "errors",
+    ]
+    rows = [[_cell(row[c]) for c in columns] for row in summary["bots"]]
+    widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += [
+        "  ".join(v.rjust(w) if i > 2 else v.ljust(w) for i, (v, w) in enumerate(zip(r, widths, strict=True)))
+        for r in rows
+    ]
+    lines.append("")
+    events, seconds, rate = summary["events"], summary["seconds"], summary["events_per_s"]
+    lines.append(f"{events:,} events in {seconds:.2f}s = {rate:,} events/s through the bus")
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:+,.2f}"
+    return str(value)

@@ -1,0 +1,110 @@
+"""DCA (SCALE), dollar-cost averaging: buy a fixed quote amount on a fixed bar schedule.
+
+Per series, bars are counted from 1; a buy of ``order_quote`` is due on bars 1, 1 + every_bars,
+1 + 2 * every_bars, ... Averaging in on a schedule removes the timing decision; what is left to
+decide is how much:
+
+* dip: when the close is at least ``dip_pct`` below the mean of the previous ``dip_lookback``
+  closes, the scheduled amount is multiplied by ``dip_multiplier`` (buy more when it is cheap);
+* ``budget`` caps the total quote committed (refunded when an order is rejected);
+* ``take_profit_pct``: when the close reaches the average cost x (1 + take_profit_pct), sell the
+  whole accumulated position and start averaging again.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+from citarion_host.bot import Bot
+from citarion_host.events import Event
+from citarion_host.hookspecs import hookimpl
+from citarion_host.payloads import Candle, Order
+from pydantic import Field
+
+from .common import SeriesKey
+from .indicators import mean
+from .strategy import StrategyBot, TradingParams
+
+__all__ = ["DcaBot", "DcaParams", "citarion_bot_types"]
+
+
+class DcaParams(TradingParams):
+    every_bars: int = Field(10, ge=1)
+    dip_lookback: int = Field(20, ge=2)
+    dip_pct: float = Field(0.03, ge=0, lt=1)
+    dip_multiplier: float = Field(2.0, ge=1)
+    budget: float | None = Field(None, gt=0)
+    take_profit_pct: float | None = Field(None, gt=0)
+
+
+class DcaBot(StrategyBot):
+    type_name = "dca"
+    description = "DCA: buys a fixed quote amount every N bars, more on dips; optional take-profit"
+    Params = DcaParams
+    params: DcaParams
+
+    def __init__(self, ctx: Any, params: Any) -> None:
+        super().__init__(ctx, params)
+        self.closes: dict[SeriesKey, deque[float]] = {}
+        self.cost: dict[SeriesKey, float] = {}
+        self.committed = 0.0
+        self.buys: list[tuple[SeriesKey, int, float]] = []  # (series, bar number, quote amount)
+        self._amounts: dict[str, float] = {}
+
+    def average_cost(self, key: SeriesKey) -> float | None:
+        held = self.inventory[key]
+        return self.cost.get(key, 0.0) / held if held > 0 else None
+
+    async def on_candle(self, event: Event, candle: Candle) -> None:
+        key, close, p = (candle.exchange, candle.symbol), candle.close, self.params
+        closes = self.closes.setdefault(key, deque(maxlen=p.dip_lookback))
+        average = self.average_cost(key)
+        if p.take_profit_pct and average is not None and close >= average * (1 + p.take_profit_pct):
+            await self.signal(event, candle, "SHORT", 0.6, entry=close, reason="take profit on the averaged position")
+            await self.order(event, candle, "SELL", self.inventory[key], reason="dca take profit")
+        if (self.bars[key] - 1) % p.every_bars == 0:
+            dip = len(closes) == p.dip_lookback and close <= mean(closes) * (1 - p.dip_pct)
+            amount = p.order_quote * (p.dip_multiplier if dip else 1.0)
+            if p.budget is not None:
+                amount = min(amount, p.budget - self.committed)
+            if amount > 0:
+                await self._buy(event, candle, amount, dip)
+            else:
+                self.counts["budget_exhausted"] += 1
+        closes.append(close)
+
+    async def _buy(self, event: Event, candle: Candle, amount: float, dip: bool) -> None:
+        key, close, p = (candle.exchange, candle.symbol), candle.close, self.params
+        take = close * (1 + p.take_profit_pct) if p.take_profit_pct else None
+        reason = "scheduled buy on a dip" if dip else "scheduled buy"
+        await self.signal(event, candle, "LONG", 0.7 if dip else 0.5, entry=close, take=take, reason=reason)
+        self.buys.append((key, self.bars[key], amount))
+        self.committed += amount
+        order_id = await self.order(event, candle, "BUY", self.buy_quantity(close, amount), reason=reason)
+        if order_id is not None:
+            self._amounts[order_id] = amount
+        elif p.trade:
+            self.committed -= amount
+
+    async def on_fill(self, order: Order) -> None:
+        key = (order.exchange, order.symbol)
+        self._amounts.pop(order.order_id, None)
+        price = order.average_price or 0.0
+        if order.side == "BUY":
+            self.cost[key] = self.cost.get(key, 0.0) + order.filled_quantity * price
+        else:
+            before = self.inventory[key] + order.filled_quantity
+            share = self.inventory[key] / before if before > 0 else 0.0
+            self.cost[key] = self.cost.get(key, 0.0) * share
+
+    async def on_reject(self, order: Order) -> None:
+        self.committed -= self._amounts.pop(order.order_id, 0.0)
+
+    def stats(self) -> dict[str, Any]:
+        return {**super().stats(), "buys": len(self.buys), "committed": round(self.committed, 2)}
+
+
+@hookimpl
+def citarion_bot_types() -> list[type[Bot]]:
+    return [DcaBot]

@@ -1,0 +1,91 @@
+"""FCS (Vision), forecasting: Holt's double exponential smoothing with a residual-sigma band.
+
+Per series, :class:`~citarion_bots.indicators.Holt` smooths the closes (level and trend, factors
+``alpha`` and ``beta``) and forecasts ``horizon`` bars ahead: f = level + horizon * trend. The band
+is ``band_z`` times the h-step forecast sigma (from the RMS of the last ``residual_window``
+one-step errors, widened for the horizon, see ``Holt.sigma_ahead``). With deviation d = f - close:
+
+* d > band: the model expects a rise beyond noise -> LONG (target f, stop close - band);
+* d < -band: SHORT (target f, stop close + band);
+* otherwise no view.
+
+A signal fires when the view changes (none -> LONG, LONG -> SHORT...), after ``warmup`` bars.
+Confidence = 0.5 + 0.5 * min(1, (|d| - band) / band). Vision forecasts; by default it leaves the
+trading to LOGOS (``trade = false``), but it can act on its own signals.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from citarion_host.bot import Bot
+from citarion_host.events import Event
+from citarion_host.hookspecs import hookimpl
+from citarion_host.payloads import Candle
+from pydantic import Field
+
+from .common import SeriesKey
+from .indicators import Holt
+from .strategy import StrategyBot, TradingParams
+
+__all__ = ["ForecastBot", "ForecastParams", "citarion_bot_types"]
+
+View = Literal["LONG", "SHORT"] | None
+
+
+class ForecastParams(TradingParams):
+    trade: bool = False
+    alpha: float = Field(0.3, gt=0, le=1)
+    beta: float = Field(0.1, gt=0, le=1)
+    horizon: int = Field(5, ge=1)
+    band_z: float = Field(2.0, gt=0)
+    residual_window: int = Field(30, ge=2)
+    warmup: int = Field(20, ge=3)
+
+
+class ForecastBot(StrategyBot):
+    type_name = "forecast"
+    description = "FCS: Holt double exponential smoothing forecast; signals when it leaves the sigma band"
+    Params = ForecastParams
+    params: ForecastParams
+
+    def __init__(self, ctx: Any, params: Any) -> None:
+        super().__init__(ctx, params)
+        self.models: dict[SeriesKey, Holt] = {}
+        self.views: dict[SeriesKey, View] = {}
+        self.last: dict[SeriesKey, tuple[float, float]] = {}  # (forecast, band) after the last bar
+
+    async def on_candle(self, event: Event, candle: Candle) -> None:
+        key, close, p = (candle.exchange, candle.symbol), candle.close, self.params
+        model = self.models.get(key)
+        if model is None:
+            model = self.models[key] = Holt(p.alpha, p.beta, p.residual_window)
+        model.update(close)
+        if model.count < p.warmup or not model.errors:
+            return
+        forecast = model.forecast(p.horizon)
+        band = p.band_z * model.sigma_ahead(p.horizon)
+        self.last[key] = (forecast, band)
+        deviation = forecast - close
+        view: View = None
+        if band > 0 and deviation > band:
+            view = "LONG"
+        elif band > 0 and deviation < -band:
+            view = "SHORT"
+        previous = self.views.get(key)
+        self.views[key] = view
+        if view is None or view == previous:
+            return
+        confidence = 0.5 + 0.5 * min(1.0, (abs(deviation) - band) / band)
+        reason = f"Holt {p.horizon}-bar forecast {forecast:.6g} vs close {close:.6g} (band +/-{band:.3g})"
+        stop = close - band if view == "LONG" else close + band
+        await self.signal(event, candle, view, confidence, entry=close, stop=stop, take=forecast, reason=reason)
+        if view == "LONG":
+            await self.order(event, candle, "BUY", self.buy_quantity(close, p.order_quote), reason=reason)
+        elif self.available(key) > 0:
+            await self.order(event, candle, "SELL", self.available(key), reason=reason)
+
+
+@hookimpl
+def citarion_bot_types() -> list[type[Bot]]:
+    return [ForecastBot]

@@ -1,0 +1,150 @@
+"""PND (Argus), pump-and-dump detection: a volume spike together with a fast price rise.
+
+Against a rolling baseline of the previous ``baseline_bars`` bars (the current bar excluded, so a
+spike cannot dilute its own baseline), the current bar is a pump when both hold:
+
+    volume ratio   v / mean(v_baseline)                       >= volume_mult
+    price rise     c / c[-price_window] - 1                   >= max(rise_pct, return_z * sigma_r * sqrt(price_window))
+
+where sigma_r is the population sigma of the baseline's one-bar returns. The second term scales
+the threshold to the symbol's own volatility, so a naturally wild symbol needs a larger move; the
+``rise_pct`` floor keeps a near-flat symbol from alarming on a tiny one. Requiring the volume spike
+too is what separates a pump from an ordinary trend leg.
+
+On a detection Argus publishes ``risk.alert.triggered`` (RiskAlert kind ``pump_and_dump``, severity
+critical, key ``pump_and_dump:<exchange>:<symbol>``) with priority critical, so strategies stand
+down on the symbol, and a SHORT signal ("avoid / expect the dump", target the pre-pump price). It
+then keeps quiet on that series for ``cooldown_bars``. Argus never trades: it is a detector.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from citarion_host.bot import Bot
+from citarion_host.events import Event
+from citarion_host.hookspecs import hookimpl
+from citarion_host.payloads import Candle, RiskAlert
+from pydantic import Field
+
+from .common import SeriesKey
+from .indicators import mean, pstdev
+from .strategy import PUMP_ALERT_KIND, StrategyBot, StrategyParams
+
+__all__ = ["PumpBot", "PumpParams", "PumpReading", "citarion_bot_types", "read_pump"]
+
+
+class PumpParams(StrategyParams):
+    baseline_bars: int = Field(30, ge=5)
+    volume_mult: float = Field(4.0, gt=1)
+    price_window: int = Field(3, ge=1)
+    rise_pct: float = Field(0.05, gt=0)
+    return_z: float = Field(4.0, ge=0)
+    cooldown_bars: int = Field(30, ge=0)
+
+
+@dataclass(frozen=True, slots=True)
+class PumpReading:
+    volume_ratio: float
+    rise: float
+    threshold: float
+    reference: float
+
+    def is_pump(self, volume_mult: float) -> bool:
+        return self.volume_ratio >= volume_mult and self.rise >= self.threshold
+
+
+def read_pump(
+    closes: Sequence[float], volumes: Sequence[float], close: float, volume: float, params: PumpParams
+) -> PumpReading | None:
+    """The current bar against the baseline (previous closes and volumes); None until warmed up."""
+    if len(volumes) < params.baseline_bars or len(closes) < max(params.baseline_bars, params.price_window) + 1:
+        return None
+    base = list(closes)[-(params.baseline_bars + 1) :]
+    returns = [b / a - 1 for a, b in zip(base, base[1:], strict=False)]
+    reference = closes[-params.price_window]
+    base_volume = mean(volumes)
+    threshold = max(params.rise_pct, params.return_z * pstdev(returns) * math.sqrt(params.price_window))
+    ratio = volume / base_volume if base_volume > 0 else math.inf
+    return PumpReading(volume_ratio=ratio, rise=close / reference - 1, threshold=threshold, reference=reference)
+
+
+class PumpBot(StrategyBot):
+    type_name = "pump-dump"
+    description = "PND: pump-and-dump detector; volume spike + fast rise -> critical risk alert + SHORT signal"
+    Params = PumpParams
+    params: PumpParams
+
+    def __init__(self, ctx: Any, params: Any) -> None:
+        super().__init__(ctx, params)
+        self.closes: dict[SeriesKey, deque[float]] = {}
+        self.volumes: dict[SeriesKey, deque[float]] = {}
+        self.quiet_until: dict[SeriesKey, int] = {}
+        self.detections: list[tuple[SeriesKey, int, int]] = []  # (series, bar number, open time)
+
+    async def on_candle(self, event: Event, candle: Candle) -> None:
+        key, p = (candle.exchange, candle.symbol), self.params
+        closes = self.closes.setdefault(key, deque(maxlen=max(p.baseline_bars, p.price_window) + 1))
+        volumes = self.volumes.setdefault(key, deque(maxlen=p.baseline_bars))
+        reading = read_pump(closes, volumes, candle.close, candle.volume, p)
+        closes.append(candle.close)
+        volumes.append(candle.volume)
+        bar = self.bars[key]
+        if reading is None or not reading.is_pump(p.volume_mult) or bar < self.quiet_until.get(key, 0):
+            return
+        self.quiet_until[key] = bar + p.cooldown_bars + 1
+        self.detections.append((key, bar, candle.open_time))
+        await self._report(event, candle, reading)
+
+    async def _report(self, event: Event, candle: Candle, reading: PumpReading) -> None:
+        p, where = self.params, f"{candle.exchange}:{candle.symbol}"
+        message = (
+            f"pump on {where}: {reading.rise:+.1%} in {p.price_window} bars "
+            f"on {reading.volume_ratio:.1f}x baseline volume"
+        )
+        alert = RiskAlert(
+            kind=PUMP_ALERT_KIND,
+            severity="critical",
+            message=message,
+            symbol=candle.symbol,
+            value=round(reading.rise, 6),
+            limit=round(reading.threshold, 6),
+            key=f"{PUMP_ALERT_KIND}:{where}",
+        )
+        await self.ctx.publish(
+            "risk.alert.triggered",
+            alert,
+            priority="critical",
+            causation_id=event.id,
+            metadata={"botId": self.ctx.bot_id, "dataTime": candle.open_time, "exchange": candle.exchange},
+        )
+        self.counts["alerts_raised"] += 1
+        strength = 0.25 * min(1.0, reading.rise / reading.threshold - 1) + 0.25 * min(
+            1.0, reading.volume_ratio / p.volume_mult - 1
+        )
+        await self.signal(
+            event,
+            candle,
+            "SHORT",
+            0.5 + strength,
+            entry=candle.close,
+            stop=candle.close * (1 + reading.rise),
+            take=reading.reference,
+            reason=message + ": avoid, expect the dump",
+        )
+        self.ctx.log.warning("pump detected", extra={"series": where, "rise": reading.rise})
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            **super().stats(),
+            "detections": [{"series": f"{e}:{s}", "bar": bar, "time": t} for (e, s), bar, t in self.detections],
+        }
+
+
+@hookimpl
+def citarion_bot_types() -> list[type[Bot]]:
+    return [PumpBot]

@@ -1,0 +1,175 @@
+"""RNG (EDGE), range trading: buy near support, sell near resistance, stand aside when it breaks.
+
+Range detection over the previous ``lookback`` bars (the current bar is what gets judged against it):
+
+    support S = min(low)     resistance R = max(high)     width W = R - S
+    a range exists when  min_width_pct <= W / S <= max_width_pct  and both edges were tested: at
+    least ``min_touches`` bars with low <= S + zone * W and as many with high >= R - zone * W
+    (zone = ``entry_zone``).
+
+Then, for the current close c:
+
+* c > R * (1 + break_pct) or c < S * (1 - break_pct): the range broke. No signal (a range view is
+  void outside the range); on a downside break held inventory is sold as a stop-out;
+* c <= S + zone * W: near support -> LONG (stop under S, target R), buy ``order_quote``;
+* c >= R - zone * W: near resistance -> SHORT (stop over R, target S), sell what is held.
+
+A signal fires when the close enters an edge zone, not on every bar it stays there.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from citarion_host.bot import Bot
+from citarion_host.events import Event
+from citarion_host.hookspecs import hookimpl
+from citarion_host.payloads import Candle
+from pydantic import Field, model_validator
+
+from .common import SeriesKey
+from .strategy import StrategyBot, TradingParams
+
+__all__ = ["Range", "RangeBot", "RangeParams", "citarion_bot_types", "detect_range"]
+
+Zone = Literal["support", "middle", "resistance", "broken", "none"]
+
+
+class RangeParams(TradingParams):
+    lookback: int = Field(30, ge=3)
+    min_width_pct: float = Field(0.004, ge=0)
+    max_width_pct: float = Field(0.04, gt=0)
+    entry_zone: float = Field(0.2, gt=0, lt=0.5)
+    break_pct: float = Field(0.002, ge=0, lt=1)
+    min_touches: int = Field(2, ge=1)
+
+    @model_validator(mode="after")
+    def _widths(self) -> RangeParams:
+        if self.min_width_pct > self.max_width_pct:
+            raise ValueError("min_width_pct must be <= max_width_pct")
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class Range:
+    support: float
+    resistance: float
+
+    @property
+    def width(self) -> float:
+        return self.resistance - self.support
+
+
+def detect_range(
+    highs: Sequence[float],
+    lows: Sequence[float],
+    *,
+    min_width_pct: float,
+    max_width_pct: float,
+    zone: float,
+    min_touches: int,
+) -> Range | None:
+    """The trading range of these bars, or None when they do not form one (see the module doc)."""
+    if not highs or len(highs) != len(lows):
+        return None
+    support, resistance = min(lows), max(highs)
+    width = resistance - support
+    if not min_width_pct <= width / support <= max_width_pct:
+        return None
+    near_support = sum(1 for low in lows if low <= support + zone * width)
+    near_resistance = sum(1 for high in highs if high >= resistance - zone * width)
+    if near_support < min_touches or near_resistance < min_touches:
+        return None
+    return Range(support, resistance)
+
+
+class RangeBot(StrategyBot):
+    type_name = "range"
+    description = "RNG: range trading; buys near support, sells near resistance, silent on breakouts"
+    Params = RangeParams
+    params: RangeParams
+
+    def __init__(self, ctx: Any, params: Any) -> None:
+        super().__init__(ctx, params)
+        self.highs: dict[SeriesKey, deque[float]] = {}
+        self.lows: dict[SeriesKey, deque[float]] = {}
+        self.ranges: dict[SeriesKey, Range | None] = {}
+        self.zones: dict[SeriesKey, Zone] = {}
+
+    async def on_candle(self, event: Event, candle: Candle) -> None:
+        key, close, p = (candle.exchange, candle.symbol), candle.close, self.params
+        highs = self.highs.setdefault(key, deque(maxlen=p.lookback))
+        lows = self.lows.setdefault(key, deque(maxlen=p.lookback))
+        found = None
+        if len(highs) == p.lookback:
+            found = detect_range(
+                highs,
+                lows,
+                min_width_pct=p.min_width_pct,
+                max_width_pct=p.max_width_pct,
+                zone=p.entry_zone,
+                min_touches=p.min_touches,
+            )
+        self.ranges[key] = found
+        highs.append(candle.high)
+        lows.append(candle.low)
+        zone = self._zone(found, close)
+        previous = self.zones.get(key, "none")
+        self.zones[key] = zone
+        if found is None or zone == previous:
+            return
+        if zone == "broken":
+            self.counts["breaks"] += 1
+            if close < found.support and self.available(key) > 0:
+                await self.order(event, candle, "SELL", self.available(key), reason="range broke down: stop-out")
+        elif zone == "support":
+            await self.signal(
+                event,
+                candle,
+                "LONG",
+                self._confidence(found, close),
+                entry=close,
+                stop=found.support * (1 - p.break_pct),
+                take=found.resistance,
+                reason=f"near support {found.support:g} of range {found.support:g}-{found.resistance:g}",
+            )
+            await self.order(event, candle, "BUY", self.buy_quantity(close, p.order_quote), reason="range support")
+        elif zone == "resistance":
+            await self.signal(
+                event,
+                candle,
+                "SHORT",
+                self._confidence(found, close),
+                entry=close,
+                stop=found.resistance * (1 + p.break_pct),
+                take=found.support,
+                reason=f"near resistance {found.resistance:g} of range {found.support:g}-{found.resistance:g}",
+            )
+            if self.available(key) > 0:
+                await self.order(event, candle, "SELL", self.available(key), reason="range resistance")
+
+    def _zone(self, found: Range | None, close: float) -> Zone:
+        if found is None:
+            return "none"
+        p, w = self.params, found.width
+        if close > found.resistance * (1 + p.break_pct) or close < found.support * (1 - p.break_pct):
+            return "broken"
+        if close <= found.support + p.entry_zone * w:
+            return "support"
+        if close >= found.resistance - p.entry_zone * w:
+            return "resistance"
+        return "middle"
+
+    def _confidence(self, found: Range, close: float) -> float:
+        """0.5 at the inner edge of the entry zone, up to 0.9 at the support/resistance itself."""
+        p, w = self.params, found.width
+        distance = min(abs(close - found.support), abs(found.resistance - close)) / (p.entry_zone * w)
+        return 0.5 + 0.4 * max(0.0, 1.0 - distance)
+
+
+@hookimpl
+def citarion_bot_types() -> list[type[Bot]]:
+    return [RangeBot]
