@@ -40,11 +40,7 @@ from citarion_host.wiring import (
     format_findings,
     has_errors,
 )
-
-try:  # the brute-force oracle; the module name depends on whether tests/ is a package
-    from tests.test_topics import SETTINGS, _matched, patterns
-except ImportError:
-    from test_topics import SETTINGS, _matched, patterns  # type: ignore[no-redef]
+from tests.test_topics import SETTINGS, _matched, patterns  # the brute-force oracle
 
 BOTS_MODULE = "wiring_test_bots"
 BROKEN_MODULE = "wiring_test_broken"

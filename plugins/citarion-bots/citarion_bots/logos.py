@@ -1,0 +1,249 @@
+"""LOG (LOGOS), meta-analyst and autonomous trader: strategy signals in, consensus and orders out.
+
+Per series it keeps the latest signal of each source (``metadata.botId`` when the strategy set it,
+else the event's ``source`` code) and combines the live ones with :func:`consensus.consensus`,
+weighting each by its source's hit rate. Time is data time: a signal is stamped with its
+``metadata.dataTime`` (else the series' last candle time) and expires once the series' candles are
+more than ``window_bars`` bars past it. Its own signals (source LOG / its own bot id) are ignored;
+sources whose bot stopped or failed (``system.bot.*``) are dropped.
+
+Hit rate: every signal is judged ``hit_horizon_bars`` bars after its time: a hit when the close then
+is beyond the signal's reference price (entry price, else the close when it arrived) in its
+direction.
+
+Each time the live set changes (a signal arrives, one expires) LOGOS publishes
+``analytics.decision.made``. As the trader, it acts on a decision that has at least ``min_sources``
+sources, ``confidence >= trade_confidence`` and ``agreement >= trade_agreement``, at most once per
+``trade_cooldown_bars``: LONG buys min(max_position_notional - position notional, cash x
+cash_fraction) when that is at least ``min_order_notional``; SHORT sells its whole position (spot).
+It announces each trade as its own ``trading.signal.generated``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from citarion_host.bot import Bot
+from citarion_host.events import Event
+from citarion_host.hookspecs import hookimpl
+from citarion_host.payloads import BotLifecycle, Candle, Decision, Order, Position, Signal
+from pydantic import Field
+
+from .common import SeriesKey, StrictParams, interval_ms, round_qty
+from .consensus import Consensus, HitRate, Vote, consensus
+
+__all__ = ["LogosBot", "LogosParams", "citarion_bot_types"]
+
+
+class LogosParams(StrictParams):
+    symbols: list[str] = []
+    exchanges: list[str] = []
+    window_bars: int = Field(5, ge=1)
+    hit_horizon_bars: int = Field(5, ge=1)
+    hit_memory: int = Field(50, ge=1)
+    min_sources: int = Field(2, ge=1)
+    trade: bool = True
+    trade_confidence: float = Field(0.4, ge=0, le=1)
+    trade_agreement: float = Field(0.75, ge=0.5, le=1)
+    trade_cooldown_bars: int = Field(5, ge=0)
+    starting_cash: float = Field(10_000.0, gt=0)
+    max_position_notional: float = Field(2_000.0, gt=0)
+    cash_fraction: float = Field(0.25, gt=0, le=1)
+    min_order_notional: float = Field(10.0, ge=0)
+
+
+@dataclass(slots=True)
+class _Series:
+    time: int = 0
+    close: float = 0.0
+    bar_ms: int = 60_000
+    votes: dict[str, Vote] = field(default_factory=dict)
+    pending: list[tuple[Vote, int]] = field(default_factory=list)  # (vote, due time)
+    last_trade: int | None = None
+
+
+class LogosBot(Bot):
+    type_name = "logos"
+    description = "LOG: LOGOS; weighted signal consensus per symbol, decisions and autonomous orders"
+    Params = LogosParams
+    params: LogosParams
+
+    def __init__(self, ctx: Any, params: Any) -> None:
+        super().__init__(ctx, params)
+        self.series: dict[SeriesKey, _Series] = {}
+        self.hits = HitRate(self.params.hit_memory)
+        self.cash = self.params.starting_cash
+        self.position: dict[SeriesKey, float] = {}
+        self.counts: Counter[str] = Counter()
+        self.last_decision: dict[SeriesKey, Consensus] = {}
+        self._order_seq = itertools.count(1)
+
+    def _series(self, key: SeriesKey) -> _Series:
+        found = self.series.get(key)
+        if found is None:
+            found = self.series[key] = _Series()
+        return found
+
+    def wants(self, exchange: str, symbol: str) -> bool:
+        p = self.params
+        return (not p.symbols or symbol in p.symbols) and (not p.exchanges or exchange in p.exchanges)
+
+    async def handle(self, event: Event) -> None:
+        payload = event.payload
+        if isinstance(payload, Candle):
+            if self.wants(payload.exchange, payload.symbol):
+                await self._on_candle(event, payload)
+        elif isinstance(payload, Signal):
+            own = event.source == self.ctx.code or event.metadata.get("botId") == self.ctx.bot_id
+            if not own and self.wants(payload.exchange, payload.symbol):
+                await self._on_signal(event, payload)
+        elif isinstance(payload, Order) and payload.bot_id == self.ctx.bot_id:
+            if event.topic == "trading.order.filled":
+                key = (payload.exchange, payload.symbol)
+                step = payload.filled_quantity if payload.side == "BUY" else -payload.filled_quantity
+                self.position[key] = round_qty(self.position.get(key, 0.0) + step)
+                self.counts["fills"] += 1
+            elif event.topic == "trading.order.rejected":
+                self.counts["rejections"] += 1
+        elif isinstance(payload, Position) and payload.bot_id == self.ctx.bot_id:
+            if payload.cash is not None:
+                self.cash = payload.cash
+        elif isinstance(payload, BotLifecycle) and payload.state in ("stopped", "failed"):
+            await self._drop_source({payload.bot_id, payload.code}, event)
+
+    async def _on_candle(self, event: Event, candle: Candle) -> None:
+        key = (candle.exchange, candle.symbol)
+        series = self._series(key)
+        series.time, series.close = max(series.time, candle.open_time), candle.close
+        series.bar_ms = interval_ms(candle.interval)
+        still: list[tuple[Vote, int]] = []
+        for vote, due in series.pending:
+            if series.time < due:
+                still.append((vote, due))
+            elif vote.reference is not None:
+                moved = candle.close - vote.reference
+                self.hits.record(vote.source, moved > 0 if vote.direction == "LONG" else moved < 0)
+        series.pending = still
+        window = self.params.window_bars * series.bar_ms
+        expired = [s for s, vote in series.votes.items() if series.time - vote.time > window]
+        for source in expired:
+            del series.votes[source]
+        if expired:
+            self.counts["expired"] += len(expired)
+            await self._decide(event, key)
+
+    async def _on_signal(self, event: Event, signal: Signal) -> None:
+        key = (signal.exchange, signal.symbol)
+        series = self._series(key)
+        data_time = event.metadata.get("dataTime")
+        time = data_time if isinstance(data_time, int) else series.time
+        if series.time - time > self.params.window_bars * series.bar_ms:
+            self.counts["stale"] += 1
+            return
+        source = str(event.metadata.get("botId") or event.source)
+        reference = signal.entry_price or series.close or None
+        vote = Vote(source, signal.direction, signal.confidence, time, reference)
+        series.votes[source] = vote
+        series.pending.append((vote, time + self.params.hit_horizon_bars * series.bar_ms))
+        self.counts["signals"] += 1
+        await self._decide(event, key)
+
+    async def _drop_source(self, names: set[str], event: Event) -> None:
+        for key, series in self.series.items():
+            gone = [s for s in series.votes if s in names]
+            for source in gone:
+                del series.votes[source]
+            if gone:
+                await self._decide(event, key)
+
+    async def _decide(self, event: Event, key: SeriesKey) -> Consensus:
+        series = self.series[key]
+        votes = list(series.votes.values())
+        result = consensus(votes, {v.source: self.hits.rate(v.source) for v in votes})
+        self.last_decision[key] = result
+        decision = Decision(
+            symbol=key[1],
+            exchange=key[0],
+            direction=result.direction,
+            confidence=round(result.confidence, 6),
+            agreement=round(result.agreement, 6),
+            sources=result.sources,
+        )
+        hit_rates = {v.source: round(self.hits.rate(v.source), 4) for v in votes}
+        await self.ctx.publish(
+            "analytics.decision.made",
+            decision,
+            causation_id=event.id,
+            metadata={"dataTime": series.time, "votes": len(votes), "hitRates": hit_rates},
+        )
+        self.counts["decisions"] += 1
+        await self._maybe_trade(event, key, result)
+        return result
+
+    async def _maybe_trade(self, event: Event, key: SeriesKey, result: Consensus) -> None:
+        p, series = self.params, self.series[key]
+        if not p.trade or result.direction == "NEUTRAL" or result.count < p.min_sources or series.close <= 0:
+            return
+        if result.confidence < p.trade_confidence or result.agreement < p.trade_agreement:
+            return
+        if series.last_trade is not None and series.time - series.last_trade < p.trade_cooldown_bars * series.bar_ms:
+            return
+        held = self.position.get(key, 0.0)
+        side: Literal["BUY", "SELL"]
+        if result.direction == "LONG":
+            amount = min(p.max_position_notional - held * series.close, self.cash * p.cash_fraction)
+            if amount < max(p.min_order_notional, 1e-9):
+                return
+            side, quantity = "BUY", round_qty(amount / series.close)
+        else:
+            if held <= 0:
+                return
+            side, quantity = "SELL", held
+        if quantity <= 0:
+            return
+        series.last_trade = series.time
+        reason = f"consensus of {result.count} sources: {result.direction} conf {result.confidence:.2f} agr {result.agreement:.2f}"
+        signal = Signal(
+            symbol=key[1],
+            exchange=key[0],
+            direction=result.direction,
+            confidence=round(result.confidence, 4),
+            entry_price=series.close,
+            reason=reason,
+        )
+        meta = {"botId": self.ctx.bot_id, "dataTime": series.time}
+        await self.ctx.publish("trading.signal.generated", signal, causation_id=event.id, metadata=meta)
+        order = Order(
+            order_id=f"{self.ctx.bot_id}-{next(self._order_seq)}",
+            symbol=key[1],
+            exchange=key[0],
+            side=side,
+            type="MARKET",
+            quantity=quantity,
+            status="NEW",
+            bot_id=self.ctx.bot_id,
+            reason=reason,
+        )
+        await self.ctx.publish("trading.order.submitted", order, causation_id=event.id)
+        self.counts["orders"] += 1
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "signalsIn": self.counts["signals"],
+            "stale": self.counts["stale"],
+            "expired": self.counts["expired"],
+            "decisions": self.counts["decisions"],
+            "orders": self.counts["orders"],
+            "fills": self.counts["fills"],
+            "rejections": self.counts["rejections"],
+            "hitRates": self.hits.rates(),
+            "positions": {f"{e}:{s}": q for (e, s), q in sorted(self.position.items()) if q},
+        }
+
+
+@hookimpl
+def citarion_bot_types() -> list[type[Bot]]:
+    return [LogosBot]

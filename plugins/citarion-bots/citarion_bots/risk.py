@@ -1,0 +1,214 @@
+"""RSK, the risk guard: watches each bot's account and blocks the bot when it breaks a limit.
+
+It rebuilds every bot's equity independently of the exchange, from what is on the bus: the latest
+``trading.position.updated`` per (bot, series) gives quantity and cash, candles give fresher marks::
+
+    equity = cash + sum(quantity x mark)        gross exposure = sum(|quantity x mark|)
+    drawdown = (peak equity - equity) / peak equity
+
+Limits, checked on every position update and every candle of a held series:
+
+* ``drawdown``: drawdown >= ``max_drawdown``;
+* ``exposure``: gross exposure > ``max_gross_exposure`` (quote currency; off when unset);
+* ``loss_streak``: ``max_loss_streak`` consecutive position updates that realized a loss (a
+  realized profit resets the streak).
+
+A breach publishes ``risk.alert.triggered`` (RiskAlert, severity critical, priority critical, key
+``<kind>:<botId>`` so receivers can de-duplicate) and ``risk.block.set`` ``{"botId", "kind",
+"reason", "key"}``; the exchange then refuses the bot's risk-increasing orders. One block per bot at
+a time. It is cleared (``risk.block.cleared`` plus a ``risk.alert.resolved`` info alert):
+
+* drawdown: after ``cooldown_bars`` bars (the peak is re-based to the current equity, so the next
+  block needs a fresh loss) or as soon as the drawdown is back under half the limit;
+* exposure: as soon as the exposure is back within the limit;
+* loss streak: after ``cooldown_bars`` bars (the streak restarts from zero).
+
+Bars are counted on data time: each candle with a later open time than any before advances the
+guard's clock by one.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from citarion_host.bot import Bot
+from citarion_host.events import Event
+from citarion_host.hookspecs import hookimpl
+from citarion_host.payloads import Candle, Order, Position, RiskAlert
+from pydantic import Field
+
+from .common import SeriesKey, StrictParams
+
+__all__ = ["RiskGuard", "RiskGuardParams", "citarion_bot_types"]
+
+
+class RiskGuardParams(StrictParams):
+    max_drawdown: float = Field(0.10, gt=0, lt=1)
+    max_gross_exposure: float | None = Field(None, gt=0)
+    max_loss_streak: int | None = Field(5, ge=1)
+    cooldown_bars: int = Field(30, ge=1)
+    bots: list[str] = []
+
+
+@dataclass(slots=True)
+class _Block:
+    kind: str
+    since: int
+    reason: str
+
+
+@dataclass(slots=True)
+class _Account:
+    cash: float = 0.0
+    quantities: dict[SeriesKey, float] = field(default_factory=dict)
+    realized: dict[SeriesKey, float] = field(default_factory=dict)
+    peak: float | None = None
+    streak: int = 0
+    fills: int = 0
+    block: _Block | None = None
+    alerts: int = 0
+
+
+class RiskGuard(Bot):
+    type_name = "risk-guard"
+    description = "RSK: risk guard; drawdown / exposure / loss-streak limits -> critical alert + bot block"
+    Params = RiskGuardParams
+    params: RiskGuardParams
+
+    def __init__(self, ctx: Any, params: Any) -> None:
+        super().__init__(ctx, params)
+        self.accounts: dict[str, _Account] = {}
+        self.marks: dict[SeriesKey, float] = {}
+        self.clock = 0
+        self.now = -1
+        self.counts: Counter[str] = Counter()
+
+    def watches(self, bot_id: str) -> bool:
+        return not self.params.bots or bot_id in self.params.bots
+
+    def equity(self, account: _Account) -> float:
+        return account.cash + sum(q * self.marks.get(k, 0.0) for k, q in account.quantities.items())
+
+    def exposure(self, account: _Account) -> float:
+        return sum(abs(q * self.marks.get(k, 0.0)) for k, q in account.quantities.items())
+
+    async def handle(self, event: Event) -> None:
+        payload = event.payload
+        if isinstance(payload, Candle):
+            key = (payload.exchange, payload.symbol)
+            self.marks[key] = payload.close
+            if payload.open_time > self.now:
+                self.now = payload.open_time
+                self.clock += 1
+            for bot_id, account in self.accounts.items():
+                if key in account.quantities:
+                    await self._check(event, bot_id, account)
+                elif account.block is not None:
+                    await self._maybe_clear(event, bot_id, account)
+        elif isinstance(payload, Position) and self.watches(payload.bot_id):
+            account = self.accounts.setdefault(payload.bot_id, _Account())
+            key = (payload.exchange, payload.symbol)
+            if payload.cash is not None:
+                account.cash = payload.cash
+            account.quantities[key] = payload.quantity
+            self.marks.setdefault(key, payload.mark_price)
+            realized = payload.realized_pnl - account.realized.get(key, 0.0)
+            account.realized[key] = payload.realized_pnl
+            if realized < -0.005:
+                account.streak += 1
+            elif realized > 0.005:
+                account.streak = 0
+            await self._check(event, payload.bot_id, account)
+        elif isinstance(payload, Order) and event.topic == "trading.order.filled" and payload.bot_id:
+            if payload.bot_id in self.accounts:
+                self.accounts[payload.bot_id].fills += 1
+
+    async def _check(self, event: Event, bot_id: str, account: _Account) -> None:
+        equity = self.equity(account)
+        account.peak = equity if account.peak is None else max(account.peak, equity)
+        if account.block is not None:
+            await self._maybe_clear(event, bot_id, account)
+            return
+        p = self.params
+        drawdown = (account.peak - equity) / account.peak if account.peak > 0 else 0.0
+        exposure = self.exposure(account)
+        if drawdown >= p.max_drawdown:
+            await self._breach(event, bot_id, account, "drawdown", drawdown, p.max_drawdown,
+                               f"drawdown {drawdown:.1%} from peak equity {account.peak:.2f} (limit {p.max_drawdown:.1%})")
+        elif p.max_gross_exposure is not None and exposure > p.max_gross_exposure:
+            await self._breach(event, bot_id, account, "exposure", exposure, p.max_gross_exposure,
+                               f"gross exposure {exposure:.2f} over limit {p.max_gross_exposure:.2f}")
+        elif p.max_loss_streak is not None and account.streak >= p.max_loss_streak:
+            await self._breach(event, bot_id, account, "loss_streak", float(account.streak), float(p.max_loss_streak),
+                               f"{account.streak} losing exits in a row (limit {p.max_loss_streak})")
+
+    async def _breach(
+        self, event: Event, bot_id: str, account: _Account, kind: str, value: float, limit: float, message: str
+    ) -> None:
+        key = f"{kind}:{bot_id}"
+        account.block = _Block(kind, self.clock, message)
+        account.alerts += 1
+        self.counts[kind] += 1
+        alert = RiskAlert(
+            kind=kind, severity="critical", message=f"{bot_id}: {message}", bot_id=bot_id,
+            value=round(value, 6), limit=limit, key=key,
+        )
+        meta = {"dataTime": self.now}
+        await self.ctx.publish("risk.alert.triggered", alert, priority="critical", causation_id=event.id, metadata=meta)
+        block = {"botId": bot_id, "kind": kind, "reason": message, "key": key}
+        await self.ctx.publish("risk.block.set", block, priority="critical", causation_id=event.id, metadata=meta)
+        self.ctx.log.warning("bot blocked: %s: %s", bot_id, message)
+
+    async def _maybe_clear(self, event: Event, bot_id: str, account: _Account) -> None:
+        block, p = account.block, self.params
+        if block is None:
+            return
+        equity = self.equity(account)
+        waited = self.clock - block.since >= p.cooldown_bars
+        if block.kind == "drawdown":
+            peak = account.peak or 0.0
+            recovered = peak > 0 and (peak - equity) / peak < p.max_drawdown / 2
+            if not (waited or recovered):
+                return
+            account.peak = equity
+        elif block.kind == "exposure":
+            if p.max_gross_exposure is not None and self.exposure(account) > p.max_gross_exposure:
+                return
+        elif not waited:
+            return
+        else:
+            account.streak = 0
+        account.block = None
+        key = f"{block.kind}:{bot_id}"
+        meta = {"dataTime": self.now}
+        cleared = {"botId": bot_id, "kind": block.kind, "reason": f"cleared: {block.reason}", "key": key}
+        await self.ctx.publish("risk.block.cleared", cleared, priority="high", causation_id=event.id, metadata=meta)
+        resolved = RiskAlert(
+            kind=block.kind, severity="info", message=f"{bot_id}: {block.kind} block cleared", bot_id=bot_id, key=key
+        )
+        await self.ctx.publish("risk.alert.resolved", resolved, priority="high", causation_id=event.id, metadata=meta)
+        self.counts["cleared"] += 1
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "clock": self.clock,
+            "alerts": dict(sorted(self.counts.items())),
+            "accounts": {
+                bot_id: {
+                    "equity": round(self.equity(a), 2),
+                    "peak": round(a.peak or 0.0, 2),
+                    "exposure": round(self.exposure(a), 2),
+                    "lossStreak": a.streak,
+                    "fills": a.fills,
+                    "blocked": a.block.kind if a.block else None,
+                }
+                for bot_id, a in sorted(self.accounts.items())
+            },
+        }
+
+
+@hookimpl
+def citarion_bot_types() -> list[type[Bot]]:
+    return [RiskGuard]
