@@ -14,6 +14,7 @@ import time
 __all__ = ["id_at", "new_id"]
 
 _COUNTER_LIMIT = 0x1000  # 12 bits of rand_a used as a counter within one millisecond
+_HEX3 = tuple(f"{value:03x}" for value in range(_COUNTER_LIMIT))  # a lookup beats a format spec
 
 
 class _UUIDv7Generator:
@@ -44,7 +45,7 @@ class _UUIDv7Generator:
             self._roll(self._ms + 1)  # counter exhausted: borrow the next millisecond
         else:
             self._seq += 1
-        return f"{self._prefix}{self._seq:03x}{self._suffix}"
+        return self._prefix + _HEX3[self._seq] + self._suffix
 
 
 _generator = _UUIDv7Generator()

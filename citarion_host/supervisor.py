@@ -11,6 +11,7 @@ nothing is lost by a restart.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections import deque
@@ -166,7 +167,7 @@ class BotRunner:
                     pattern,
                     self._handler(dedupe),
                     queue=config.queue,
-                    durable=f"{config.id}-{len(self.subscriptions)}" if config.durable else None,
+                    durable=_durable_name(config, pattern) if config.durable else None,
                     name=f"{config.id}:{pattern}",
                     max_pending=config.max_pending,
                 )
@@ -372,6 +373,12 @@ _STATE_TOPICS: dict[str, str] = {
 
 def _subscription_key(config: BotConfig, pattern: str) -> str:
     return f"{pattern}|{config.queue}|{config.durable}|{config.max_pending}"
+
+
+def _durable_name(config: BotConfig, pattern: str) -> str:
+    """Stable across restarts and reloads (NATS resumes by this name); shared by a queue group."""
+    digest = hashlib.sha1(pattern.encode(), usedforsecurity=False).hexdigest()[:10]
+    return f"{config.queue or config.id}-{digest}"
 
 
 def _overlapping(patterns: list[str]) -> bool:
