@@ -9,20 +9,21 @@ STAMP  := $(VENV)/.installed-stamp
 
 .PHONY: demo test lint bench bench-nats clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml plugins/citarion-bots/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test]' -e plugins/citarion-bots
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/citarion-host selfcheck
+	$(BIN)/citarion-host --config configs/dev.toml
 
 lint: $(STAMP)
-	$(BIN)/ruff check citarion_host tests
-	$(BIN)/ruff format --check citarion_host tests
+	$(BIN)/ruff check citarion_host plugins tests
+	$(BIN)/ruff format --check citarion_host plugins tests
 	$(BIN)/mypy
+	$(BIN)/mypy --strict plugins/citarion-bots/citarion_bots
 
 test: lint
 	$(BIN)/pytest

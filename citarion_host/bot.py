@@ -19,7 +19,9 @@ A minimal bot::
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Coroutine
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
@@ -77,6 +79,11 @@ class BotContext(Protocol):
 
     async def reply(self, request: Event, topic: str, payload: Any) -> Event:
         """Answer ``request`` with an event on ``topic``."""
+        ...
+
+    def spawn(self, work: Coroutine[Any, Any, Any], name: str = "") -> asyncio.Task[Any]:
+        """Run background work (a data feed) under supervision: if it raises, the bot restarts;
+        it is cancelled when the bot stops."""
         ...
 
 

@@ -199,6 +199,91 @@ def _init(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- replay -----------------------------------------------------------------------------------------
+
+
+def _replay(args: argparse.Namespace) -> int:
+    """Print the stored events matching ``--topic`` between ``--since`` and ``--until``."""
+    import contextlib
+    from datetime import UTC, datetime
+
+    import msgspec
+
+    from .bus.config import NatsSettings
+    from .errors import BusError
+    from .events import encode_event
+    from .replay import parse_time, replay
+
+    try:
+        now = datetime.now(UTC)
+        since = parse_time(args.since, now) if args.since else None
+        until = parse_time(args.until, now) if args.until else None
+        settings = NatsSettings(servers=args.servers, stream=args.stream)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+    async def run() -> int:
+        count = 0
+        async with contextlib.aclosing(replay(settings, args.topic, since, until)) as events:
+            async for event in events:
+                count += 1
+                if args.json:
+                    sys.stdout.write(encode_event(event).decode() + "\n")
+                    continue
+                stamp = datetime.fromtimestamp(event.timestamp / 1000, UTC).isoformat(timespec="milliseconds")
+                payload = json.dumps(msgspec.to_builtins(event.payload), separators=(",", ":"))
+                print(f"{stamp} {event.topic} {event.source} {event.priority} {event.id} {payload}")
+        if not args.json:
+            print(f"{count} event(s)", file=sys.stderr)
+        return 0
+
+    try:
+        return asyncio.run(run())
+    except (BusError, OSError, TimeoutError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+# -- run ------------------------------------------------------------------------------------------
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Run the host until SIGINT/SIGTERM or until ``[host] stop_on`` completes; print the summary."""
+    from pathlib import Path
+
+    from .app import run_host
+    from .errors import CitarionError, ConfigError
+    from .settings import load_config
+
+    if not args.config:
+        print("error: run needs --config FILE (try: citarion-host init dev.toml)", file=sys.stderr)
+        return 2
+    try:
+        loaded = load_config(args.config)
+    except ConfigError as exc:
+        _print_problems(exc)
+        return 1
+    logging_settings = loaded.config.logging
+    configure_logging(args.log_level or logging_settings.level, args.log_format or logging_settings.format)
+    summary_json = Path(args.summary_json) if getattr(args, "summary_json", None) else None
+    try:
+        asyncio.run(run_host(loaded, reload=args.reload, summary_json=summary_json))
+    except ConfigError as exc:
+        _print_problems(exc)
+        return 1
+    except CitarionError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _print_problems(exc: Exception) -> None:
+    problems = getattr(exc, "problems", None) or [str(exc)]
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+
+
 # -- parser -----------------------------------------------------------------------------------------
 
 
@@ -208,9 +293,22 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run CITARION trading bots as plugins wired over an event bus.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("--log-level", default="WARNING", help="logging level (default: WARNING)")
-    parser.add_argument("--log-format", choices=["text", "json"], default="text", help="log line format")
+    parser.add_argument(
+        "--log-level", default=None, help="logging level (default: the config's, else WARNING)"
+    )
+    parser.add_argument("--log-format", choices=["text", "json"], default=None, help="log line format")
+    _add_run_arguments(parser)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = commands.add_parser(
+        "run",
+        help="run the bots of a config (the default command)",
+        description="Start every enabled bot of --config on its backend and run until SIGINT/SIGTERM or"
+        " until every [host] stop_on publisher has reported; then drain, stop and print the summary."
+        " `citarion-host --config F` is the same as `citarion-host run --config F`.",
+    )
+    _add_run_arguments(run)
+    run.set_defaults(func=_run)
 
     bench = commands.add_parser(
         "bench",
@@ -280,17 +378,49 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--force", action="store_true", help="overwrite an existing file")
     init.add_argument("--backend", choices=["memory", "nats"], default="memory", help="the event bus")
     init.set_defaults(func=_init)
+
+    replay_ = commands.add_parser(
+        "replay",
+        help="print or export stored events (NATS JetStream)",
+        description="Read the events stored in the JetStream stream that match --topic, from --since"
+        " (default: the beginning) to --until (default: now), oldest first.",
+    )
+    replay_.add_argument("--topic", default=">", help="topic pattern, NATS wildcards (default: >)")
+    replay_.add_argument("--since", help="start: a duration before now (15m, 2h, 1d) or an ISO time")
+    replay_.add_argument("--until", help="end: a duration before now or an ISO time (default: now)")
+    replay_.add_argument("--json", action="store_true", help="one event per line, as its wire JSON")
+    replay_.add_argument("--servers", nargs="+", default=["nats://127.0.0.1:4222"], help="NATS server URLs")
+    replay_.add_argument("--stream", default="citarion-events", help="JetStream stream name")
+    replay_.set_defaults(func=_replay)
     return parser
+
+
+def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default=argparse.SUPPRESS, help="the config file (TOML) to run")
+    reload = parser.add_mutually_exclusive_group()
+    reload.add_argument(
+        "--reload",
+        dest="reload",
+        action="store_true",
+        default=None,
+        help="watch the config and apply changes",
+    )
+    reload.add_argument("--no-reload", dest="reload", action="store_false", help="ignore [host] reload")
+    parser.add_argument("--summary-json", default=None, help="also write the run summary to this JSON file")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    configure_logging(args.log_level, args.log_format)
+    configure_logging(args.log_level or "WARNING", args.log_format or "text")
     func: Command | None = getattr(args, "func", None)
     if func is None:
+        if getattr(args, "config", None):
+            return _run(args)  # `citarion-host --config F` runs
         parser.print_help()
         return 2
+    if func is _run and not hasattr(args, "config"):
+        args.config = None
     return func(args)
 
 

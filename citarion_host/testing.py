@@ -16,8 +16,9 @@ its harness tests will not be refused at run time.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Coroutine, Iterable, Mapping
 from typing import Any
 
 from .bot import Bot
@@ -46,6 +47,8 @@ class RecordingContext:
         self._catalog = catalog_ or catalog
         self.published: list[Event] = []
         self.refused: list[str] = []
+        self.tasks: list[asyncio.Task[Any]] = []
+        self.task_errors: list[BaseException] = []
         self._log = logging.LoggerAdapter(logging.getLogger(f"citarion.bot.{bot_id}"), {"bot": bot_id})
 
     @property
@@ -90,6 +93,17 @@ class RecordingContext:
 
     async def reply(self, request: Event, topic: str, payload: Any) -> Event:
         return await self.publish(topic, payload, correlation_id=request.correlation_id or request.id)
+
+    def spawn(self, work: Coroutine[Any, Any, Any], name: str = "") -> asyncio.Task[Any]:
+        """Run ``work`` as a task; its failure is kept in ``task_errors`` (the host would restart)."""
+        task = asyncio.get_running_loop().create_task(work, name=name or None)
+        self.tasks.append(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self.task_errors.append(task.exception())  # type: ignore[arg-type]
 
 
 class BotHarness:

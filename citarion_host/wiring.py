@@ -117,7 +117,9 @@ def check_topology(loaded: LoadedConfig, registry: BotRegistry, plugins: Plugins
         else:
             for key, message in _rights(registry, bot):
                 add(index, "error", key, message)
-        bot_type = resolved.setdefault(bot.plugin, _resolve(plugins, bot.plugin))
+        if bot.plugin not in resolved:
+            resolved[bot.plugin] = _resolve(plugins, bot.plugin)
+        bot_type = resolved[bot.plugin]
         if isinstance(bot_type, str):
             add(index, "error", "plugin", bot_type)
         else:

@@ -229,7 +229,7 @@ class JetStreamPublisher:
             self._space.set()
         data = msg.data
         if data.startswith(_ACK_PREFIX) and b'"error"' not in data:
-            if b'"duplicate":true' in data:
+            if data.endswith(b"true}") and b'"duplicate"' in data:  # '"duplicate": true' (server's spacing)
                 self.duplicates += 1
             item.acked = True
             batch.remaining -= 1

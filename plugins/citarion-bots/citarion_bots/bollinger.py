@@ -23,11 +23,12 @@ from __future__ import annotations
 from collections import deque
 from typing import Any, Literal
 
+from pydantic import Field
+
 from citarion_host.bot import Bot
 from citarion_host.events import Event
 from citarion_host.hookspecs import hookimpl
 from citarion_host.payloads import Candle
-from pydantic import Field
 
 from .common import SeriesKey
 from .indicators import Bands, bollinger
@@ -39,8 +40,8 @@ Zone = Literal["below", "inside", "above"]
 
 
 class BollingerParams(TradingParams):
-    period: int = Field(20, ge=2)
-    k: float = Field(2.0, gt=0)
+    period: int = Field(default=20, ge=2)
+    k: float = Field(default=2.0, gt=0)
     mode: Literal["reversion", "breakout"] = "reversion"
     exit_at_middle: bool = True
 
@@ -87,7 +88,14 @@ class BollingerBot(StrategyBot):
             stop = bands.middle
         reason = f"close {zone} the {p.period}-bar bands ({p.mode}, z={bands.position(close):+.2f})"
         await self.signal(
-            event, candle, "LONG" if long else "SHORT", confidence, entry=close, stop=stop, take=take, reason=reason
+            event,
+            candle,
+            "LONG" if long else "SHORT",
+            confidence,
+            entry=close,
+            stop=stop,
+            take=take,
+            reason=reason,
         )
         key = (candle.exchange, candle.symbol)
         if long:

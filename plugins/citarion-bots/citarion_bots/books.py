@@ -37,7 +37,9 @@ Side = Literal["BUY", "SELL"]
 
 def dec(value: float | int | str | Decimal) -> Decimal:
     """A float as the decimal it prints as (``0.1`` -> ``Decimal('0.1')``, not its binary expansion)."""
-    return value if isinstance(value, Decimal) else Decimal(repr(value) if isinstance(value, float) else value)
+    return (
+        value if isinstance(value, Decimal) else Decimal(repr(value) if isinstance(value, float) else value)
+    )
 
 
 def cents(value: Decimal) -> Decimal:

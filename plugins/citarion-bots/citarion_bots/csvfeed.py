@@ -79,8 +79,12 @@ def _bar(row: dict[str, str]) -> Bar:
     symbol, exchange = row["symbol"].strip(), row["exchange"].strip()
     for name, value in (("symbol", symbol), ("exchange", exchange)):
         if not _TOKEN.match(value):
-            raise ValueError(f"{name} {value!r} must be letters, digits, '_' or '-' (it becomes a topic token)")
-    o, h, low, c, v = (_number(name, row[name].strip()) for name in ("open", "high", "low", "close", "volume"))
+            raise ValueError(
+                f"{name} {value!r} must be letters, digits, '_' or '-' (it becomes a topic token)"
+            )
+    o, h, low, c, v = (
+        _number(name, row[name].strip()) for name in ("open", "high", "low", "close", "volume")
+    )
     if min(o, h, low, c) <= 0:
         raise ValueError("prices must be > 0")
     if v < 0:
@@ -93,7 +97,11 @@ def _bar(row: dict[str, str]) -> Bar:
 def parse_csv(text: str, source: str = "<csv>") -> list[Bar]:
     """Parse CSV text into bars sorted by time; raises :class:`CsvFormatError` at the first bad line."""
     lines = text.splitlines()
-    rows = [(n, line) for n, line in enumerate(lines, start=1) if line.strip() and not line.lstrip().startswith("#")]
+    rows = [
+        (n, line)
+        for n, line in enumerate(lines, start=1)
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
     if not rows:
         raise CsvFormatError(source, 1, f"empty file: expected the header {','.join(COLUMNS)}")
     header_line, header = rows[0]
@@ -117,7 +125,9 @@ def parse_csv(text: str, source: str = "<csv>") -> list[Bar]:
         key = (bar.exchange, bar.symbol)
         if key in last and bar.time <= last[key]:
             raise CsvFormatError(
-                source, number, f"timestamp {bar.time} of {bar.exchange}:{bar.symbol} is not after {last[key]}"
+                source,
+                number,
+                f"timestamp {bar.time} of {bar.exchange}:{bar.symbol} is not after {last[key]}",
             )
         last[key] = bar.time
         bars.append(bar)
@@ -141,7 +151,18 @@ def format_csv(bars: Iterable[Bar]) -> str:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(COLUMNS)
     for b in bars:
-        writer.writerow([b.time, b.symbol, b.exchange, repr(b.open), repr(b.high), repr(b.low), repr(b.close), repr(b.volume)])
+        writer.writerow(
+            [
+                b.time,
+                b.symbol,
+                b.exchange,
+                repr(b.open),
+                repr(b.high),
+                repr(b.low),
+                repr(b.close),
+                repr(b.volume),
+            ]
+        )
     return out.getvalue()
 
 

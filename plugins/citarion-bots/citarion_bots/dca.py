@@ -7,6 +7,8 @@ decide is how much:
 * dip: when the close is at least ``dip_pct`` below the mean of the previous ``dip_lookback``
   closes, the scheduled amount is multiplied by ``dip_multiplier`` (buy more when it is cheap);
 * ``budget`` caps the total quote committed (refunded when an order is rejected);
+* an instalment due while the bot may not buy (risk block, pump halt) is skipped, signal included:
+  for DCA the signal *is* the scheduled buy, so there is no separate view to publish;
 * ``take_profit_pct``: when the close reaches the average cost x (1 + take_profit_pct), sell the
   whole accumulated position and start averaging again.
 """
@@ -16,11 +18,12 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
+from pydantic import Field
+
 from citarion_host.bot import Bot
 from citarion_host.events import Event
 from citarion_host.hookspecs import hookimpl
 from citarion_host.payloads import Candle, Order
-from pydantic import Field
 
 from .common import SeriesKey
 from .indicators import mean
@@ -30,12 +33,12 @@ __all__ = ["DcaBot", "DcaParams", "citarion_bot_types"]
 
 
 class DcaParams(TradingParams):
-    every_bars: int = Field(10, ge=1)
-    dip_lookback: int = Field(20, ge=2)
-    dip_pct: float = Field(0.03, ge=0, lt=1)
-    dip_multiplier: float = Field(2.0, ge=1)
-    budget: float | None = Field(None, gt=0)
-    take_profit_pct: float | None = Field(None, gt=0)
+    every_bars: int = Field(default=10, ge=1)
+    dip_lookback: int = Field(default=20, ge=2)
+    dip_pct: float = Field(default=0.03, ge=0, lt=1)
+    dip_multiplier: float = Field(default=2.0, ge=1)
+    budget: float | None = Field(default=None, gt=0)
+    take_profit_pct: float | None = Field(default=None, gt=0)
 
 
 class DcaBot(StrategyBot):
@@ -61,17 +64,21 @@ class DcaBot(StrategyBot):
         closes = self.closes.setdefault(key, deque(maxlen=p.dip_lookback))
         average = self.average_cost(key)
         if p.take_profit_pct and average is not None and close >= average * (1 + p.take_profit_pct):
-            await self.signal(event, candle, "SHORT", 0.6, entry=close, reason="take profit on the averaged position")
+            await self.signal(
+                event, candle, "SHORT", 0.6, entry=close, reason="take profit on the averaged position"
+            )
             await self.order(event, candle, "SELL", self.inventory[key], reason="dca take profit")
         if (self.bars[key] - 1) % p.every_bars == 0:
             dip = len(closes) == p.dip_lookback and close <= mean(closes) * (1 - p.dip_pct)
             amount = p.order_quote * (p.dip_multiplier if dip else 1.0)
             if p.budget is not None:
                 amount = min(amount, p.budget - self.committed)
-            if amount > 0:
-                await self._buy(event, candle, amount, dip)
-            else:
+            if amount <= 0:
                 self.counts["budget_exhausted"] += 1
+            elif p.trade and not self.risk.may_buy(candle.symbol):
+                self.counts["held_back"] += 1  # blocked or halted: a skipped instalment, not a view to share
+            else:
+                await self._buy(event, candle, amount, dip)
         closes.append(close)
 
     async def _buy(self, event: Event, candle: Candle, amount: float, dip: bool) -> None:

@@ -26,11 +26,12 @@ from decimal import Decimal
 from typing import Any
 
 import msgspec
+from pydantic import Field
+
 from citarion_host.bot import Bot
 from citarion_host.events import Event
 from citarion_host.hookspecs import hookimpl
 from citarion_host.payloads import Candle, Order, Position, Ticker
-from pydantic import Field
 
 from .books import Book, dec, lots, quote
 from .common import SeriesKey, StrictParams
@@ -41,14 +42,14 @@ _PRICE_STEP = Decimal("0.00000001")
 
 
 class PaperExchangeParams(StrictParams):
-    starting_cash: float = Field(10_000.0, gt=0)
+    starting_cash: float = Field(default=10_000.0, gt=0)
     starting_cash_by_bot: dict[str, float] = {}
-    fee_bps: float = Field(10.0, ge=0, lt=10_000)
-    slippage_bps: float = Field(5.0, ge=0, lt=10_000)
+    fee_bps: float = Field(default=10.0, ge=0, lt=10_000)
+    slippage_bps: float = Field(default=5.0, ge=0, lt=10_000)
     allow_short: bool = False
     blocked_may_reduce: bool = True
-    limit_ttl_bars: int = Field(0, ge=0)
-    mark_every_bars: int = Field(1, ge=0)
+    limit_ttl_bars: int = Field(default=0, ge=0)
+    mark_every_bars: int = Field(default=1, ge=0)
 
 
 @dataclass(slots=True)
@@ -68,6 +69,8 @@ class PaperExchange(Bot):
     def __init__(self, ctx: Any, params: Any) -> None:
         super().__init__(ctx, params)
         self.prices: dict[SeriesKey, Decimal] = {}
+        # a bar clock per series: advanced by a bar's first quote (its ticker), or by its candle when
+        # no ticker came, so a resting limit is only matched against bars that began after it
         self.ticks: Counter[SeriesKey] = Counter()
         self._quoted: set[SeriesKey] = set()
         self.resting: dict[SeriesKey, list[_Resting]] = {}
@@ -129,7 +132,9 @@ class PaperExchange(Bot):
             elif self.params.limit_ttl_bars and now - resting.placed_tick >= self.params.limit_ttl_bars:
                 self.resting[key].remove(resting)
                 self.counts["cancelled"] += 1
-                await self._report("trading.order.cancelled", order, resting.cause, status="CANCELLED", reason="expired")
+                await self._report(
+                    "trading.order.cancelled", order, resting.cause, status="CANCELLED", reason="expired"
+                )
                 continue
             else:
                 continue
@@ -137,7 +142,9 @@ class PaperExchange(Bot):
             await self._execute(order, resting.quantity, price, resting.cause)
         for position in self.mark_to_market(*key, candle.close):
             if self.params.mark_every_bars and now % self.params.mark_every_bars == 0 and position.quantity:
-                await self.ctx.publish("trading.position.updated", position, priority="low", causation_id=event.id)
+                await self.ctx.publish(
+                    "trading.position.updated", position, priority="low", causation_id=event.id
+                )
 
     def mark_to_market(self, exchange: str, symbol: str, price: float) -> list[Position]:
         """Set the series' last price and revalue every bot holding it; returns their positions."""
@@ -177,7 +184,9 @@ class PaperExchange(Bot):
         key, qty = (order.exchange, order.symbol), lots(dec(order.quantity))
         self._order_ids.add((order.bot_id, order.order_id))
         last = self.prices[key]
-        slipped = (last * (1 + self._slip) if order.side == "BUY" else last * (1 - self._slip)).quantize(_PRICE_STEP)
+        slipped = (last * (1 + self._slip) if order.side == "BUY" else last * (1 - self._slip)).quantize(
+            _PRICE_STEP
+        )
         if order.type == "MARKET":
             await self._execute(order, qty, slipped, event.id)
             return
@@ -186,8 +195,8 @@ class PaperExchange(Bot):
             await self._execute(order, qty, min(limit, slipped), event.id)
         elif order.side == "SELL" and last >= limit:
             await self._execute(order, qty, max(limit, slipped), event.id)
-        elif (blocked := self._block(order, qty)) is not None:
-            await self._reject(order, event.id, blocked)
+        elif (refusal := self._refusal(order, qty, limit)) is not None:
+            await self._reject(order, event.id, refusal)  # checked again when it fills: cash is not reserved
         else:
             self.resting.setdefault(key, []).append(_Resting(order, qty, self.ticks[key], event.id))
             await self._report("trading.order.accepted", order, event.id, status="PENDING")
@@ -215,7 +224,9 @@ class PaperExchange(Bot):
         bot_id = order.bot_id or ""
         if bot_id not in self.blocked:
             return None
-        if self.params.blocked_may_reduce and self._reduces(bot_id, (order.exchange, order.symbol), order.side, qty):
+        if self.params.blocked_may_reduce and self._reduces(
+            bot_id, (order.exchange, order.symbol), order.side, qty
+        ):
             return None
         return f"bot blocked by risk guard: {self.blocked[bot_id]}"
 
@@ -235,9 +246,9 @@ class PaperExchange(Bot):
         if order.side == "SELL" and qty > max(held, Decimal(0)):
             if not self.params.allow_short:
                 return f"insufficient position: selling {qty}, holding {held}"
-            short_value = (qty - max(held, Decimal(0))) * price
+            short_value = (qty - held) * price  # the whole short after this fill
             if short_value > book.equity:
-                return f"short limit: {short_value:.2f} would exceed equity {book.equity}"
+                return f"short limit: a {short_value:.2f} short would exceed equity {book.equity}"
         return None
 
     async def _execute(self, order: Order, qty: Decimal, price: Decimal, cause: str) -> None:
@@ -259,7 +270,9 @@ class PaperExchange(Bot):
             average_price=float(price),
             fee=float(fill.fee),
         )
-        await self.ctx.publish("trading.position.updated", self.position(order.bot_id, key), causation_id=cause)
+        await self.ctx.publish(
+            "trading.position.updated", self.position(order.bot_id, key), causation_id=cause
+        )
 
     async def _cancel(self, event: Event, order: Order) -> None:
         key = (order.exchange, order.symbol)
@@ -274,10 +287,16 @@ class PaperExchange(Bot):
     async def _reject(self, order: Order, cause: str, reason: str) -> None:
         self.counts["rejected"] += 1
         self.ctx.log.info("order rejected", extra={"order_id": order.order_id, "reason": reason})
-        await self._report("trading.order.rejected", order, cause, status="REJECTED", reason=reason, priority="high")
+        await self._report(
+            "trading.order.rejected", order, cause, status="REJECTED", reason=reason, priority="high"
+        )
 
-    async def _report(self, topic: str, order: Order, cause: str, *, priority: Any = "normal", **changes: Any) -> None:
-        await self.ctx.publish(topic, msgspec.structs.replace(order, **changes), priority=priority, causation_id=cause)
+    async def _report(
+        self, topic: str, order: Order, cause: str, *, priority: Any = "normal", **changes: Any
+    ) -> None:
+        await self.ctx.publish(
+            topic, msgspec.structs.replace(order, **changes), priority=priority, causation_id=cause
+        )
 
     def stats(self) -> dict[str, Any]:
         return {

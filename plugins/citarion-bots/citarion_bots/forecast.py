@@ -18,11 +18,12 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from pydantic import Field
+
 from citarion_host.bot import Bot
 from citarion_host.events import Event
 from citarion_host.hookspecs import hookimpl
 from citarion_host.payloads import Candle
-from pydantic import Field
 
 from .common import SeriesKey
 from .indicators import Holt
@@ -35,12 +36,12 @@ View = Literal["LONG", "SHORT"] | None
 
 class ForecastParams(TradingParams):
     trade: bool = False
-    alpha: float = Field(0.3, gt=0, le=1)
-    beta: float = Field(0.1, gt=0, le=1)
-    horizon: int = Field(5, ge=1)
-    band_z: float = Field(2.0, gt=0)
-    residual_window: int = Field(30, ge=2)
-    warmup: int = Field(20, ge=3)
+    alpha: float = Field(default=0.5, gt=0, le=1)
+    beta: float = Field(default=0.3, gt=0, le=1)
+    horizon: int = Field(default=5, ge=1)
+    band_z: float = Field(default=2.0, gt=0)
+    residual_window: int = Field(default=30, ge=2)
+    warmup: int = Field(default=20, ge=3)
 
 
 class ForecastBot(StrategyBot):
@@ -79,7 +80,9 @@ class ForecastBot(StrategyBot):
         confidence = 0.5 + 0.5 * min(1.0, (abs(deviation) - band) / band)
         reason = f"Holt {p.horizon}-bar forecast {forecast:.6g} vs close {close:.6g} (band +/-{band:.3g})"
         stop = close - band if view == "LONG" else close + band
-        await self.signal(event, candle, view, confidence, entry=close, stop=stop, take=forecast, reason=reason)
+        await self.signal(
+            event, candle, view, confidence, entry=close, stop=stop, take=forecast, reason=reason
+        )
         if view == "LONG":
             await self.order(event, candle, "BUY", self.buy_quantity(close, p.order_quote), reason=reason)
         elif self.available(key) > 0:

@@ -18,11 +18,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import Field, model_validator
+
 from citarion_host.bot import Bot
 from citarion_host.events import Event
 from citarion_host.hookspecs import hookimpl
 from citarion_host.payloads import Candle, Order
-from pydantic import Field, model_validator
 
 from .common import SeriesKey
 from .strategy import StrategyBot, TradingParams
@@ -31,9 +32,9 @@ __all__ = ["GridBot", "GridParams", "citarion_bot_types", "crossed_levels", "gri
 
 
 class GridParams(TradingParams):
-    levels: int = Field(5, ge=1, le=200)
-    spacing_pct: float = Field(0.01, gt=0, lt=1)
-    reference: float | None = Field(None, gt=0)
+    levels: int = Field(default=5, ge=1, le=200)
+    spacing_pct: float = Field(default=0.01, gt=0, lt=1)
+    reference: float | None = Field(default=None, gt=0)
     recenter: bool = True
 
     @model_validator(mode="after")
@@ -113,7 +114,9 @@ class GridBot(StrategyBot):
         if order_id is not None:
             self._lot_orders[order_id] = ((candle.exchange, candle.symbol), lot, "BUY")
 
-    async def _sell(self, event: Event, candle: Candle, grid: _Grid, levels: dict[int, float], k: int) -> None:
+    async def _sell(
+        self, event: Event, candle: Candle, grid: _Grid, levels: dict[int, float], k: int
+    ) -> None:
         below = [i for i, (level, _) in enumerate(grid.lots) if level < k]
         if not below:
             return

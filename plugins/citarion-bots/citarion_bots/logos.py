@@ -16,7 +16,9 @@ Each time the live set changes (a signal arrives, one expires) LOGOS publishes
 sources, ``confidence >= trade_confidence`` and ``agreement >= trade_agreement``, at most once per
 ``trade_cooldown_bars``: LONG buys min(max_position_notional - position notional, cash x
 cash_fraction) when that is at least ``min_order_notional``; SHORT sells its whole position (spot).
-It announces each trade as its own ``trading.signal.generated``.
+It announces each trade as its own ``trading.signal.generated``. Like the strategies it stands
+down (:class:`~citarion_bots.standdown.StandDown`): no buys while the risk guard blocks it or for
+``alert_cooldown_bars`` after a pump alert on the symbol.
 """
 
 from __future__ import annotations
@@ -26,14 +28,16 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from pydantic import Field
+
 from citarion_host.bot import Bot
 from citarion_host.events import Event
 from citarion_host.hookspecs import hookimpl
 from citarion_host.payloads import BotLifecycle, Candle, Decision, Order, Position, Signal
-from pydantic import Field
 
 from .common import SeriesKey, StrictParams, interval_ms, round_qty
 from .consensus import Consensus, HitRate, Vote, consensus
+from .standdown import StandDown
 
 __all__ = ["LogosBot", "LogosParams", "citarion_bot_types"]
 
@@ -41,18 +45,19 @@ __all__ = ["LogosBot", "LogosParams", "citarion_bot_types"]
 class LogosParams(StrictParams):
     symbols: list[str] = []
     exchanges: list[str] = []
-    window_bars: int = Field(5, ge=1)
-    hit_horizon_bars: int = Field(5, ge=1)
-    hit_memory: int = Field(50, ge=1)
-    min_sources: int = Field(2, ge=1)
+    window_bars: int = Field(default=5, ge=1)
+    hit_horizon_bars: int = Field(default=5, ge=1)
+    hit_memory: int = Field(default=50, ge=1)
+    min_sources: int = Field(default=2, ge=1)
     trade: bool = True
-    trade_confidence: float = Field(0.4, ge=0, le=1)
-    trade_agreement: float = Field(0.75, ge=0.5, le=1)
-    trade_cooldown_bars: int = Field(5, ge=0)
-    starting_cash: float = Field(10_000.0, gt=0)
-    max_position_notional: float = Field(2_000.0, gt=0)
-    cash_fraction: float = Field(0.25, gt=0, le=1)
-    min_order_notional: float = Field(10.0, ge=0)
+    trade_confidence: float = Field(default=0.4, ge=0, le=1)
+    trade_agreement: float = Field(default=0.75, ge=0.5, le=1)
+    trade_cooldown_bars: int = Field(default=5, ge=0)
+    starting_cash: float = Field(default=10_000.0, gt=0)
+    max_position_notional: float = Field(default=2_000.0, gt=0)
+    cash_fraction: float = Field(default=0.25, gt=0, le=1)
+    min_order_notional: float = Field(default=10.0, ge=0)
+    alert_cooldown_bars: int = Field(default=20, ge=0)
 
 
 @dataclass(slots=True)
@@ -80,6 +85,7 @@ class LogosBot(Bot):
         self.counts: Counter[str] = Counter()
         self.last_decision: dict[SeriesKey, Consensus] = {}
         self._order_seq = itertools.count(1)
+        self.risk = StandDown(ctx.bot_id, self.params.alert_cooldown_bars)
 
     def _series(self, key: SeriesKey) -> _Series:
         found = self.series.get(key)
@@ -111,14 +117,18 @@ class LogosBot(Bot):
         elif isinstance(payload, Position) and payload.bot_id == self.ctx.bot_id:
             if payload.cash is not None:
                 self.cash = payload.cash
-        elif isinstance(payload, BotLifecycle) and payload.state in ("stopped", "failed"):
-            await self._drop_source({payload.bot_id, payload.code}, event)
+        elif isinstance(payload, BotLifecycle):
+            if payload.state in ("stopped", "failed"):
+                await self._drop_source({payload.bot_id, payload.code}, event)
+        else:
+            self.risk.observe(event)
 
     async def _on_candle(self, event: Event, candle: Candle) -> None:
         key = (candle.exchange, candle.symbol)
         series = self._series(key)
         series.time, series.close = max(series.time, candle.open_time), candle.close
         series.bar_ms = interval_ms(candle.interval)
+        self.risk.clock(candle.open_time, candle.interval)
         still: list[tuple[Vote, int]] = []
         for vote, due in series.pending:
             if series.time < due:
@@ -189,11 +199,17 @@ class LogosBot(Bot):
             return
         if result.confidence < p.trade_confidence or result.agreement < p.trade_agreement:
             return
-        if series.last_trade is not None and series.time - series.last_trade < p.trade_cooldown_bars * series.bar_ms:
+        if (
+            series.last_trade is not None
+            and series.time - series.last_trade < p.trade_cooldown_bars * series.bar_ms
+        ):
             return
         held = self.position.get(key, 0.0)
         side: Literal["BUY", "SELL"]
         if result.direction == "LONG":
+            if not self.risk.may_buy(key[1]):
+                self.counts["held_back"] += 1
+                return
             amount = min(p.max_position_notional - held * series.close, self.cash * p.cash_fraction)
             if amount < max(p.min_order_notional, 1e-9):
                 return
@@ -205,7 +221,10 @@ class LogosBot(Bot):
         if quantity <= 0:
             return
         series.last_trade = series.time
-        reason = f"consensus of {result.count} sources: {result.direction} conf {result.confidence:.2f} agr {result.agreement:.2f}"
+        reason = (
+            f"consensus of {result.count} sources: {result.direction}"
+            f" confidence {result.confidence:.2f}, agreement {result.agreement:.2f}"
+        )
         signal = Signal(
             symbol=key[1],
             exchange=key[0],
@@ -239,6 +258,8 @@ class LogosBot(Bot):
             "orders": self.counts["orders"],
             "fills": self.counts["fills"],
             "rejections": self.counts["rejections"],
+            "heldBack": self.counts["held_back"],
+            "blocked": self.risk.blocked,
             "hitRates": self.hits.rates(),
             "positions": {f"{e}:{s}": q for (e, s), q in sorted(self.position.items()) if q},
         }

@@ -1,8 +1,9 @@
 """LUM (Lumi), data integration: replays bars onto the bus as candles, tickers, trades and books.
 
 Two bot types share one replay loop: ``lumi-synthetic`` (the seeded generator) and ``lumi-csv`` (an
-OHLCV file). The replay runs as a background task started in :meth:`start` and cancelled in
-:meth:`stop`, so the host's event loop stays free while a feed plays.
+OHLCV file). The replay runs as a background task started in :meth:`start` (under the host's
+supervision, ``ctx.spawn``) and cancelled in :meth:`stop`, so the host's event
+loop stays free while a feed plays.
 
 Per bar, the ticker goes out *before* the candle: a strategy reacting to the candle submits a market
 order, and the paper exchange must already know that bar's last price to fill it there rather than at
@@ -16,12 +17,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field
 
 from citarion_host.bot import Bot
 from citarion_host.hookspecs import hookimpl
 from citarion_host.payloads import OrderBook, Trade
-from pydantic import Field
 
 from .common import StrictParams, candle_topic, interval_ms, orderbook_topic, ticker_topic, trade_topic
 from .csvfeed import SAMPLE_PATH, load_csv
@@ -35,12 +37,12 @@ FEED_COMPLETED = "market.feed.completed"
 class FeedParams(StrictParams):
     """Replay options shared by both feeds."""
 
-    speed: float = Field(0.0, ge=0)
-    ticker_spread_bps: float = Field(2.0, ge=0)
+    speed: float = Field(default=0.0, ge=0)
+    ticker_spread_bps: float = Field(default=2.0, ge=0)
     emit_trades: bool = False
     emit_orderbook: bool = False
-    orderbook_depth: int = Field(5, ge=1, le=50)
-    start_delay_s: float = Field(0.0, ge=0)
+    orderbook_depth: int = Field(default=5, ge=1, le=50)
+    start_delay_s: float = Field(default=0.0, ge=0)
 
 
 class LumiSyntheticParams(FeedParams, SyntheticSpec):
@@ -61,7 +63,7 @@ class _FeedBot(Bot):
 
     def __init__(self, ctx: Any, params: Any) -> None:
         super().__init__(ctx, params)
-        self._task: asyncio.Task[None] | None = None
+        self._task: asyncio.Task[Any] | None = None
         self.bars_published = 0
         self.series: set[tuple[str, str]] = set()
         self.first_time: int | None = None
@@ -76,7 +78,7 @@ class _FeedBot(Bot):
 
     async def start(self) -> None:
         bars = self.bars()  # build (and for CSV, validate) before going async: errors surface at start
-        self._task = asyncio.get_running_loop().create_task(self._run(bars), name=f"feed:{self.ctx.bot_id}")
+        self._task = self.ctx.spawn(self._run(bars), "feed")
 
     async def stop(self) -> None:
         if self._task is not None and not self._task.done():
@@ -115,7 +117,7 @@ class _FeedBot(Bot):
         await self.ctx.publish(ticker_topic(*key), ticker)
         await self.ctx.publish(candle_topic(*key), bar.candle(self.bar_interval()))
         if params.emit_trades:
-            side = "BUY" if bar.close >= bar.open else "SELL"
+            side: Literal["BUY", "SELL"] = "BUY" if bar.close >= bar.open else "SELL"
             trade = Trade(
                 symbol=bar.symbol,
                 exchange=bar.exchange,

@@ -3,8 +3,8 @@
 Against a rolling baseline of the previous ``baseline_bars`` bars (the current bar excluded, so a
 spike cannot dilute its own baseline), the current bar is a pump when both hold:
 
-    volume ratio   v / mean(v_baseline)                       >= volume_mult
-    price rise     c / c[-price_window] - 1                   >= max(rise_pct, return_z * sigma_r * sqrt(price_window))
+    volume ratio   v / mean(v_baseline)      >= volume_mult
+    price rise     c / c[-price_window] - 1  >= max(rise_pct, return_z * sigma_r * sqrt(price_window))
 
 where sigma_r is the population sigma of the baseline's one-bar returns. The second term scales
 the threshold to the symbol's own volatility, so a naturally wild symbol needs a larger move; the
@@ -19,32 +19,35 @@ then keeps quiet on that series for ``cooldown_bars``. Argus never trades: it is
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import Field
+
 from citarion_host.bot import Bot
 from citarion_host.events import Event
 from citarion_host.hookspecs import hookimpl
 from citarion_host.payloads import Candle, RiskAlert
-from pydantic import Field
 
 from .common import SeriesKey
 from .indicators import mean, pstdev
-from .strategy import PUMP_ALERT_KIND, StrategyBot, StrategyParams
+from .standdown import PUMP_ALERT_KIND
+from .strategy import StrategyBot, StrategyParams
 
 __all__ = ["PumpBot", "PumpParams", "PumpReading", "citarion_bot_types", "read_pump"]
 
 
 class PumpParams(StrategyParams):
-    baseline_bars: int = Field(30, ge=5)
-    volume_mult: float = Field(4.0, gt=1)
-    price_window: int = Field(3, ge=1)
-    rise_pct: float = Field(0.05, gt=0)
-    return_z: float = Field(4.0, ge=0)
-    cooldown_bars: int = Field(30, ge=0)
+    baseline_bars: int = Field(default=30, ge=5)
+    volume_mult: float = Field(default=4.0, gt=1)
+    price_window: int = Field(default=3, ge=1)
+    rise_pct: float = Field(default=0.05, gt=0)
+    return_z: float = Field(default=4.0, ge=0)
+    cooldown_bars: int = Field(default=30, ge=0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,20 +65,27 @@ def read_pump(
     closes: Sequence[float], volumes: Sequence[float], close: float, volume: float, params: PumpParams
 ) -> PumpReading | None:
     """The current bar against the baseline (previous closes and volumes); None until warmed up."""
-    if len(volumes) < params.baseline_bars or len(closes) < max(params.baseline_bars, params.price_window) + 1:
+    if (
+        len(volumes) < params.baseline_bars
+        or len(closes) < max(params.baseline_bars, params.price_window) + 1
+    ):
         return None
     base = list(closes)[-(params.baseline_bars + 1) :]
-    returns = [b / a - 1 for a, b in zip(base, base[1:], strict=False)]
+    returns = [b / a - 1 for a, b in itertools.pairwise(base)]
     reference = closes[-params.price_window]
     base_volume = mean(volumes)
     threshold = max(params.rise_pct, params.return_z * pstdev(returns) * math.sqrt(params.price_window))
     ratio = volume / base_volume if base_volume > 0 else math.inf
-    return PumpReading(volume_ratio=ratio, rise=close / reference - 1, threshold=threshold, reference=reference)
+    return PumpReading(
+        volume_ratio=ratio, rise=close / reference - 1, threshold=threshold, reference=reference
+    )
 
 
 class PumpBot(StrategyBot):
     type_name = "pump-dump"
-    description = "PND: pump-and-dump detector; volume spike + fast rise -> critical risk alert + SHORT signal"
+    description = (
+        "PND: pump-and-dump detector; volume spike + fast rise -> critical risk alert + SHORT signal"
+    )
     Params = PumpParams
     params: PumpParams
 
@@ -141,7 +151,9 @@ class PumpBot(StrategyBot):
     def stats(self) -> dict[str, Any]:
         return {
             **super().stats(),
-            "detections": [{"series": f"{e}:{s}", "bar": bar, "time": t} for (e, s), bar, t in self.detections],
+            "detections": [
+                {"series": f"{e}:{s}", "bar": bar, "time": t} for (e, s), bar, t in self.detections
+            ],
         }
 
 

@@ -24,11 +24,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from pydantic import Field, model_validator
+
 from citarion_host.bot import Bot
 from citarion_host.events import Event
 from citarion_host.hookspecs import hookimpl
 from citarion_host.payloads import Candle
-from pydantic import Field, model_validator
 
 from .common import SeriesKey
 from .strategy import StrategyBot, TradingParams
@@ -39,12 +40,12 @@ Zone = Literal["support", "middle", "resistance", "broken", "none"]
 
 
 class RangeParams(TradingParams):
-    lookback: int = Field(30, ge=3)
-    min_width_pct: float = Field(0.004, ge=0)
-    max_width_pct: float = Field(0.04, gt=0)
-    entry_zone: float = Field(0.2, gt=0, lt=0.5)
-    break_pct: float = Field(0.002, ge=0, lt=1)
-    min_touches: int = Field(2, ge=1)
+    lookback: int = Field(default=30, ge=3)
+    min_width_pct: float = Field(default=0.004, ge=0)
+    max_width_pct: float = Field(default=0.04, gt=0)
+    entry_zone: float = Field(default=0.2, gt=0, lt=0.5)
+    break_pct: float = Field(default=0.002, ge=0, lt=1)
+    min_touches: int = Field(default=2, ge=1)
 
     @model_validator(mode="after")
     def _widths(self) -> RangeParams:
@@ -124,7 +125,9 @@ class RangeBot(StrategyBot):
         if zone == "broken":
             self.counts["breaks"] += 1
             if close < found.support and self.available(key) > 0:
-                await self.order(event, candle, "SELL", self.available(key), reason="range broke down: stop-out")
+                await self.order(
+                    event, candle, "SELL", self.available(key), reason="range broke down: stop-out"
+                )
         elif zone == "support":
             await self.signal(
                 event,
@@ -134,9 +137,11 @@ class RangeBot(StrategyBot):
                 entry=close,
                 stop=found.support * (1 - p.break_pct),
                 take=found.resistance,
-                reason=f"near support {found.support:g} of range {found.support:g}-{found.resistance:g}",
+                reason=f"near support of range {found.support:g}-{found.resistance:g}",
             )
-            await self.order(event, candle, "BUY", self.buy_quantity(close, p.order_quote), reason="range support")
+            await self.order(
+                event, candle, "BUY", self.buy_quantity(close, p.order_quote), reason="range support"
+            )
         elif zone == "resistance":
             await self.signal(
                 event,
@@ -146,7 +151,7 @@ class RangeBot(StrategyBot):
                 entry=close,
                 stop=found.resistance * (1 + p.break_pct),
                 take=found.support,
-                reason=f"near resistance {found.resistance:g} of range {found.support:g}-{found.resistance:g}",
+                reason=f"near resistance of range {found.support:g}-{found.resistance:g}",
             )
             if self.available(key) > 0:
                 await self.order(event, candle, "SELL", self.available(key), reason="range resistance")

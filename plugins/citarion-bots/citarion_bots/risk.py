@@ -19,8 +19,10 @@ A breach publishes ``risk.alert.triggered`` (RiskAlert, severity critical, prior
 a time. It is cleared (``risk.block.cleared`` plus a ``risk.alert.resolved`` info alert):
 
 * drawdown: after ``cooldown_bars`` bars (the peak is re-based to the current equity, so the next
-  block needs a fresh loss) or as soon as the drawdown is back under half the limit;
-* exposure: as soon as the exposure is back within the limit;
+  block needs a fresh loss) or as soon as the drawdown is back under ``drawdown_clear_ratio`` x
+  the limit;
+* exposure: as soon as the exposure is back under ``exposure_clear_ratio`` x the limit (the margin
+  keeps a position hovering at the limit from flapping blocked/unblocked with every tick);
 * loss streak: after ``cooldown_bars`` bars (the streak restarts from zero).
 
 Bars are counted on data time: each candle with a later open time than any before advances the
@@ -33,11 +35,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import Field
+
 from citarion_host.bot import Bot
 from citarion_host.events import Event
 from citarion_host.hookspecs import hookimpl
 from citarion_host.payloads import Candle, Order, Position, RiskAlert
-from pydantic import Field
 
 from .common import SeriesKey, StrictParams
 
@@ -45,10 +48,12 @@ __all__ = ["RiskGuard", "RiskGuardParams", "citarion_bot_types"]
 
 
 class RiskGuardParams(StrictParams):
-    max_drawdown: float = Field(0.10, gt=0, lt=1)
-    max_gross_exposure: float | None = Field(None, gt=0)
-    max_loss_streak: int | None = Field(5, ge=1)
-    cooldown_bars: int = Field(30, ge=1)
+    max_drawdown: float = Field(default=0.10, gt=0, lt=1)
+    max_gross_exposure: float | None = Field(default=None, gt=0)
+    max_loss_streak: int | None = Field(default=5, ge=1)
+    cooldown_bars: int = Field(default=30, ge=1)
+    exposure_clear_ratio: float = Field(default=0.9, gt=0, le=1)
+    drawdown_clear_ratio: float = Field(default=0.5, ge=0, lt=1)
     bots: list[str] = []
 
 
@@ -121,9 +126,12 @@ class RiskGuard(Bot):
             elif realized > 0.005:
                 account.streak = 0
             await self._check(event, payload.bot_id, account)
-        elif isinstance(payload, Order) and event.topic == "trading.order.filled" and payload.bot_id:
-            if payload.bot_id in self.accounts:
-                self.accounts[payload.bot_id].fills += 1
+        elif (
+            isinstance(payload, Order)
+            and event.topic == "trading.order.filled"
+            and payload.bot_id in self.accounts
+        ):
+            self.accounts[payload.bot_id or ""].fills += 1
 
     async def _check(self, event: Event, bot_id: str, account: _Account) -> None:
         equity = self.equity(account)
@@ -135,30 +143,67 @@ class RiskGuard(Bot):
         drawdown = (account.peak - equity) / account.peak if account.peak > 0 else 0.0
         exposure = self.exposure(account)
         if drawdown >= p.max_drawdown:
-            await self._breach(event, bot_id, account, "drawdown", drawdown, p.max_drawdown,
-                               f"drawdown {drawdown:.1%} from peak equity {account.peak:.2f} (limit {p.max_drawdown:.1%})")
+            await self._breach(
+                event,
+                bot_id,
+                account,
+                "drawdown",
+                drawdown,
+                p.max_drawdown,
+                f"drawdown {drawdown:.1%} from peak equity {account.peak:.2f} (limit {p.max_drawdown:.1%})",
+            )
         elif p.max_gross_exposure is not None and exposure > p.max_gross_exposure:
-            await self._breach(event, bot_id, account, "exposure", exposure, p.max_gross_exposure,
-                               f"gross exposure {exposure:.2f} over limit {p.max_gross_exposure:.2f}")
+            await self._breach(
+                event,
+                bot_id,
+                account,
+                "exposure",
+                exposure,
+                p.max_gross_exposure,
+                f"gross exposure {exposure:.2f} over limit {p.max_gross_exposure:.2f}",
+            )
         elif p.max_loss_streak is not None and account.streak >= p.max_loss_streak:
-            await self._breach(event, bot_id, account, "loss_streak", float(account.streak), float(p.max_loss_streak),
-                               f"{account.streak} losing exits in a row (limit {p.max_loss_streak})")
+            await self._breach(
+                event,
+                bot_id,
+                account,
+                "loss_streak",
+                float(account.streak),
+                float(p.max_loss_streak),
+                f"{account.streak} losing exits in a row (limit {p.max_loss_streak})",
+            )
 
     async def _breach(
-        self, event: Event, bot_id: str, account: _Account, kind: str, value: float, limit: float, message: str
+        self,
+        event: Event,
+        bot_id: str,
+        account: _Account,
+        kind: str,
+        value: float,
+        limit: float,
+        message: str,
     ) -> None:
         key = f"{kind}:{bot_id}"
         account.block = _Block(kind, self.clock, message)
         account.alerts += 1
         self.counts[kind] += 1
         alert = RiskAlert(
-            kind=kind, severity="critical", message=f"{bot_id}: {message}", bot_id=bot_id,
-            value=round(value, 6), limit=limit, key=key,
+            kind=kind,
+            severity="critical",
+            message=f"{bot_id}: {message}",
+            bot_id=bot_id,
+            value=round(value, 6),
+            limit=limit,
+            key=key,
         )
         meta = {"dataTime": self.now}
-        await self.ctx.publish("risk.alert.triggered", alert, priority="critical", causation_id=event.id, metadata=meta)
+        await self.ctx.publish(
+            "risk.alert.triggered", alert, priority="critical", causation_id=event.id, metadata=meta
+        )
         block = {"botId": bot_id, "kind": kind, "reason": message, "key": key}
-        await self.ctx.publish("risk.block.set", block, priority="critical", causation_id=event.id, metadata=meta)
+        await self.ctx.publish(
+            "risk.block.set", block, priority="critical", causation_id=event.id, metadata=meta
+        )
         self.ctx.log.warning("bot blocked: %s: %s", bot_id, message)
 
     async def _maybe_clear(self, event: Event, bot_id: str, account: _Account) -> None:
@@ -169,12 +214,13 @@ class RiskGuard(Bot):
         waited = self.clock - block.since >= p.cooldown_bars
         if block.kind == "drawdown":
             peak = account.peak or 0.0
-            recovered = peak > 0 and (peak - equity) / peak < p.max_drawdown / 2
+            recovered = peak > 0 and (peak - equity) / peak < p.max_drawdown * p.drawdown_clear_ratio
             if not (waited or recovered):
                 return
             account.peak = equity
         elif block.kind == "exposure":
-            if p.max_gross_exposure is not None and self.exposure(account) > p.max_gross_exposure:
+            limit = p.max_gross_exposure
+            if limit is not None and self.exposure(account) > limit * p.exposure_clear_ratio:
                 return
         elif not waited:
             return
@@ -184,11 +230,19 @@ class RiskGuard(Bot):
         key = f"{block.kind}:{bot_id}"
         meta = {"dataTime": self.now}
         cleared = {"botId": bot_id, "kind": block.kind, "reason": f"cleared: {block.reason}", "key": key}
-        await self.ctx.publish("risk.block.cleared", cleared, priority="high", causation_id=event.id, metadata=meta)
-        resolved = RiskAlert(
-            kind=block.kind, severity="info", message=f"{bot_id}: {block.kind} block cleared", bot_id=bot_id, key=key
+        await self.ctx.publish(
+            "risk.block.cleared", cleared, priority="high", causation_id=event.id, metadata=meta
         )
-        await self.ctx.publish("risk.alert.resolved", resolved, priority="high", causation_id=event.id, metadata=meta)
+        resolved = RiskAlert(
+            kind=block.kind,
+            severity="info",
+            message=f"{bot_id}: {block.kind} block cleared",
+            bot_id=bot_id,
+            key=key,
+        )
+        await self.ctx.publish(
+            "risk.alert.resolved", resolved, priority="high", causation_id=event.id, metadata=meta
+        )
         self.counts["cleared"] += 1
 
     def stats(self) -> dict[str, Any]:

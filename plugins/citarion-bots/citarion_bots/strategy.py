@@ -7,9 +7,9 @@ A strategy subclass implements :meth:`StrategyBot.on_candle` (and optionally ``o
 * follows the bot's own orders (``botId == ctx.bot_id``) through ``trading.order.filled`` /
   ``rejected`` to keep an inventory per series, so a spot strategy never sells what it lacks, even
   while a sell is still in flight (pending sells are reserved);
-* stands down: a ``risk.block.set`` for this bot stops new buys until ``risk.block.cleared``; a PND
-  ``risk.alert.triggered`` (kind ``pump_and_dump``) halts buys of that symbol for
-  ``alert_cooldown_bars`` bars of data time. Sells stay allowed: leaving risk is never blocked here;
+* stands down (:class:`~citarion_bots.standdown.StandDown`): no new buys while the risk guard
+  blocks this bot, nor of a symbol for ``alert_cooldown_bars`` bars after a PND pump alert on it.
+  Sells stay allowed: leaving risk is never blocked here;
 * stamps every signal's metadata with ``botId`` and ``dataTime`` (the candle's open time), which
   LOGOS uses to age signals by data time and to tell two instances of one bot code apart.
 """
@@ -20,31 +20,32 @@ import itertools
 from collections import Counter, defaultdict
 from typing import Any, Literal
 
-from citarion_host.bot import Bot
-from citarion_host.events import Event
-from citarion_host.payloads import Candle, Order, RiskAlert, Signal
 from pydantic import Field
 
-from .common import SeriesKey, StrictParams, interval_ms, round_qty
+from citarion_host.bot import Bot
+from citarion_host.events import Event
+from citarion_host.payloads import Candle, Order, Signal
 
-__all__ = ["PUMP_ALERT_KIND", "StrategyBot", "StrategyParams", "TradingParams"]
+from .common import SeriesKey, StrictParams, round_qty
+from .standdown import StandDown
 
-PUMP_ALERT_KIND = "pump_and_dump"
+__all__ = ["StrategyBot", "StrategyParams", "TradingParams"]
 
 
 class StrategyParams(StrictParams):
-    """Params every strategy has: which series it watches, how long a PND alert halts its buys."""
+    """Params every strategy has: which series it watches (empty: all)."""
 
     symbols: list[str] = []
     exchanges: list[str] = []
-    alert_cooldown_bars: int = Field(20, ge=0)
 
 
 class TradingParams(StrategyParams):
-    """Params of strategies that manage their own book: whether to submit orders, and their size."""
+    """Params of strategies that manage their own book: whether to submit orders, their size, and
+    how long a PND pump alert halts their buys of the symbol."""
 
     trade: bool = True
-    order_quote: float = Field(100.0, gt=0)
+    order_quote: float = Field(default=100.0, gt=0)
+    alert_cooldown_bars: int = Field(default=20, ge=0)
 
 
 class StrategyBot(Bot):
@@ -57,10 +58,8 @@ class StrategyBot(Bot):
         self.inventory: defaultdict[SeriesKey, float] = defaultdict(float)
         self.bars: Counter[SeriesKey] = Counter()
         self.counts: Counter[str] = Counter()
-        self.blocked: str | None = None
-        self.now_ms = 0
-        self.bar_ms = 60_000
-        self._halted_until: dict[str, int] = {}
+        halt = self.params.alert_cooldown_bars if isinstance(self.params, TradingParams) else 0
+        self.risk = StandDown(ctx.bot_id, halt)
         self._pending: dict[str, tuple[SeriesKey, str, float]] = {}
         self._order_seq = itertools.count(1)
 
@@ -72,20 +71,13 @@ class StrategyBot(Bot):
             if self.wants(payload.exchange, payload.symbol):
                 key = (payload.exchange, payload.symbol)
                 self.bars[key] += 1
-                self.now_ms = max(self.now_ms, payload.open_time)
-                self.bar_ms = interval_ms(payload.interval)
+                self.risk.clock(payload.open_time, payload.interval)
                 await self.on_candle(event, payload)
         elif isinstance(payload, Order):
             if payload.bot_id == self.ctx.bot_id:
                 await self._own_order(event.topic, payload)
-        elif isinstance(payload, RiskAlert):
-            if payload.kind == PUMP_ALERT_KIND and payload.symbol:
-                until = self.now_ms + self.params.alert_cooldown_bars * self.bar_ms
-                self._halted_until[payload.symbol] = max(until, self._halted_until.get(payload.symbol, 0))
-                self.counts["alerts"] += 1
-        elif event.topic.startswith("risk.block.") and isinstance(payload, dict):
-            if payload.get("botId") == self.ctx.bot_id:
-                self.blocked = str(payload.get("reason", "risk block")) if event.topic == "risk.block.set" else None
+        else:
+            self.risk.observe(event)
 
     def wants(self, exchange: str, symbol: str) -> bool:
         p = self.params
@@ -116,9 +108,6 @@ class StrategyBot(Bot):
         """One of this bot's orders was rejected or cancelled."""
 
     # -- helpers ----------------------------------------------------------------------------------
-
-    def halted(self, symbol: str) -> bool:
-        return self._halted_until.get(symbol, -1) >= self.now_ms
 
     def available(self, key: SeriesKey) -> float:
         """Inventory not already promised to an in-flight sell."""
@@ -174,7 +163,7 @@ class StrategyBot(Bot):
         if not (isinstance(self.params, TradingParams) and self.params.trade):
             return None
         key = (candle.exchange, candle.symbol)
-        if side == "BUY" and (self.blocked is not None or self.halted(candle.symbol)):
+        if side == "BUY" and not self.risk.may_buy(candle.symbol):
             self.counts["held_back"] += 1
             return None
         if side == "SELL":
@@ -212,6 +201,6 @@ class StrategyBot(Bot):
             "fills": self.counts["fills"],
             "rejections": self.counts["rejections"],
             "heldBack": self.counts["held_back"],
-            "blocked": self.blocked,
+            "blocked": self.risk.blocked,
             "inventory": {f"{e}:{s}": q for (e, s), q in sorted(self.inventory.items()) if q},
         }

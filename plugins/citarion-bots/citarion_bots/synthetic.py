@@ -25,8 +25,9 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from citarion_host.payloads import Candle, Ticker
 from pydantic import Field, model_validator
+
+from citarion_host.payloads import Candle, Ticker
 
 from .common import StrictParams, interval_ms
 
@@ -77,10 +78,10 @@ class PumpSpec(StrictParams):
 
     symbol: str
     start_bar: int = Field(ge=0)
-    rise_bars: int = Field(4, ge=1)
-    rise_pct: float = Field(0.30, gt=0)
-    dump_bars: int = Field(4, ge=1)
-    volume_mult: float = Field(8.0, ge=1)
+    rise_bars: int = Field(default=4, ge=1)
+    rise_pct: float = Field(default=0.30, gt=0)
+    dump_bars: int = Field(default=4, ge=1)
+    volume_mult: float = Field(default=8.0, ge=1)
 
 
 class SyntheticSpec(StrictParams):
@@ -89,19 +90,19 @@ class SyntheticSpec(StrictParams):
     seed: int = 7
     symbols: list[str] = Field(default_factory=lambda: ["BTCUSDT", "ETHUSDT", "SOLUSDT"], min_length=1)
     exchanges: list[str] = Field(default_factory=lambda: ["binance", "bybit"], min_length=1)
-    bars: int = Field(500, ge=1)
+    bars: int = Field(default=500, ge=1)
     interval: str = "1m"
-    start_time: int = Field(1_700_000_000_000, ge=0)
+    start_time: int = Field(default=1_700_000_000_000, ge=0)
     base_prices: dict[str, float] = Field(
         default_factory=lambda: {"BTCUSDT": 50_000.0, "ETHUSDT": 3_000.0, "SOLUSDT": 100.0}
     )
-    default_price: float = Field(100.0, gt=0)
-    volatility: float = Field(0.002, ge=0, lt=0.5)
-    trend: float = Field(0.0008, ge=0, lt=0.5)
-    reversion: float = Field(0.15, ge=0, le=1)
-    regime_bars: int = Field(60, ge=1)
-    base_volume: float = Field(1_000.0, gt=0)
-    gap_bps: float = Field(8.0, ge=0, lt=1_000)
+    default_price: float = Field(default=100.0, gt=0)
+    volatility: float = Field(default=0.002, ge=0, lt=0.5)
+    trend: float = Field(default=0.0008, ge=0, lt=0.5)
+    reversion: float = Field(default=0.15, ge=0, le=1)
+    regime_bars: int = Field(default=60, ge=1)
+    base_volume: float = Field(default=1_000.0, gt=0)
+    gap_bps: float = Field(default=8.0, ge=0, lt=1_000)
     pumps: list[PumpSpec] = Field(default_factory=lambda: [PumpSpec(symbol="SOLUSDT", start_bar=300)])
 
     @model_validator(mode="after")
@@ -139,7 +140,9 @@ class _Path:
             self.left = max(1, round(spec.regime_bars * rng.uniform(0.5, 1.5)))
             self.anchor = self.x
         self.left -= 1
-        drift = {"up": spec.trend, "down": -spec.trend}.get(self.kind, -spec.reversion * (self.x - self.anchor))
+        drift = {"up": spec.trend, "down": -spec.trend}.get(
+            self.kind, -spec.reversion * (self.x - self.anchor)
+        )
         r = drift + spec.volatility * rng.gauss(0.0, 1.0)
         volume_mult = 1.0
         for pump in self.pumps:

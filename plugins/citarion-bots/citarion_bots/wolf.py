@@ -33,12 +33,13 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Literal
 
+from pydantic import Field
+
 from citarion_host.bot import Bot
 from citarion_host.events import Event
 from citarion_host.hookspecs import hookimpl
 from citarion_host.payloads import BotLifecycle, DeadLetter, HandlerFailure, Order, RiskAlert
 from citarion_host.topics import matches
-from pydantic import Field
 
 from .common import StrictParams
 
@@ -52,6 +53,7 @@ DEFAULT_PATTERNS = [
     "risk.block.>",
     "trading.order.rejected",
     "system.bot.failed",
+    "system.bot.error",
     "system.handler.failed",
     "system.deadletter.>",
 ]
@@ -60,14 +62,14 @@ DEFAULT_PATTERNS = [
 class WolfParams(StrictParams):
     patterns: list[str] = Field(default_factory=lambda: list(DEFAULT_PATTERNS))
     min_severity: Severity = "info"
-    dedup_window_s: float = Field(60.0, ge=0)
+    dedup_window_s: float = Field(default=60.0, ge=0)
     console: Literal["log", "stdout", "off"] = "log"
     jsonl_path: str | None = None
     webhook_url: str | None = None
-    webhook_timeout_s: float = Field(5.0, gt=0)
-    webhook_retries: int = Field(3, ge=0)
-    webhook_backoff_s: float = Field(0.5, ge=0)
-    drain_timeout_s: float = Field(10.0, ge=0)
+    webhook_timeout_s: float = Field(default=5.0, gt=0)
+    webhook_retries: int = Field(default=3, ge=0)
+    webhook_backoff_s: float = Field(default=0.5, ge=0)
+    drain_timeout_s: float = Field(default=10.0, ge=0)
 
 
 def alert_record(event: Event) -> dict[str, Any]:
@@ -79,10 +81,12 @@ def alert_record(event: Event) -> dict[str, Any]:
         key = p.key or f"{p.kind}:{p.bot_id or ''}:{p.symbol or ''}"
     elif isinstance(p, Order):
         severity, kind, bot_id, symbol = "warning", "order_rejected", p.bot_id, p.symbol
-        message = f"order {p.order_id} ({p.side} {p.quantity:g} {p.exchange}:{p.symbol}) of {p.bot_id} rejected: {p.reason}"
+        order = f"{p.order_id} ({p.side} {p.quantity:g} {p.exchange}:{p.symbol})"
+        message = f"order {order} of {p.bot_id} rejected: {p.reason}"
         key = f"order_rejected:{p.bot_id}:{p.reason}"
     elif isinstance(p, BotLifecycle):
-        severity, kind, bot_id = "critical", f"bot_{p.state}", p.bot_id
+        severity = "critical" if p.state == "failed" else "warning"
+        kind, bot_id = f"bot_{p.state}", p.bot_id
         message = f"bot {p.bot_id} ({p.code}) {p.state}: {p.reason or 'no reason given'}"
         key = f"bot_{p.state}:{p.bot_id}"
     elif isinstance(p, HandlerFailure):
@@ -98,7 +102,7 @@ def alert_record(event: Event) -> dict[str, Any]:
         bot_id = body.get("botId") if isinstance(body.get("botId"), str) else None
         cleared = event.topic.endswith(".cleared")
         severity = "info" if cleared else "warning"
-        kind = event.topic.split(".", 2)[-1].replace(".", "_")
+        kind = event.topic.split(".", 1)[1].replace(".", "_")  # risk.block.set -> block_set
         message = f"{event.topic}: " + str(body.get("reason") or body.get("message") or body or "")
         key = f"{kind}:{bot_id or body.get('key') or ''}"
     return {
@@ -127,14 +131,14 @@ class WolfBot(Bot):
         self.last_sent: dict[str, int] = {}
         self.counts: Counter[str] = Counter()
         self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self._worker: asyncio.Task[None] | None = None
+        self._worker: asyncio.Task[Any] | None = None
 
     async def start(self) -> None:
         self._ensure_worker()
 
     def _ensure_worker(self) -> None:
         if self.params.webhook_url and self._worker is None:
-            self._worker = asyncio.get_running_loop().create_task(self._webhook_worker(), name="wolf-webhook")
+            self._worker = self.ctx.spawn(self._webhook_worker(), "webhook")
 
     async def stop(self) -> None:
         if self._worker is None:
@@ -169,7 +173,13 @@ class WolfBot(Bot):
         line = json.dumps(record, sort_keys=True, default=str)
         channels = []
         if self.params.console == "log":
-            self.ctx.log.log(_LEVEL[record["severity"]], "ALERT %s [%s] %s", record["severity"], record["kind"], record["message"])
+            self.ctx.log.log(
+                _LEVEL[record["severity"]],
+                "ALERT %s [%s] %s",
+                record["severity"],
+                record["kind"],
+                record["message"],
+            )
             channels.append("console")
         elif self.params.console == "stdout":
             sys.stdout.write(line + "\n")
@@ -204,7 +214,9 @@ class WolfBot(Bot):
                 return True
             except (OSError, ValueError) as exc:
                 self.counts["webhook_errors"] += 1
-                self.ctx.log.warning("webhook attempt %d/%d failed: %s", attempt + 1, p.webhook_retries + 1, exc)
+                self.ctx.log.warning(
+                    "webhook attempt %d/%d failed: %s", attempt + 1, p.webhook_retries + 1, exc
+                )
                 if attempt < p.webhook_retries:
                     await asyncio.sleep(p.webhook_backoff_s * 2**attempt)
         self.ctx.log.error("webhook gave up on alert %s", record["key"])
@@ -228,7 +240,10 @@ class WolfBot(Bot):
 def _post(url: str, body: bytes, timeout: float) -> int:
     """One blocking POST (runs in a worker thread). HTTP >= 400 raises, so it is retried."""
     request = urllib.request.Request(
-        url, data=body, method="POST", headers={"Content-Type": "application/json", "User-Agent": "citarion-wolf"}
+        url,
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/json", "User-Agent": "citarion-wolf"},
     )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:

@@ -1,0 +1,496 @@
+"""The NATS backend beyond the common contract: stream management, dedup, durable consumers, acks and
+dead letters, replay, request/reply across connections, TypeScript interoperability, faults, clusters.
+
+Every test runs against real nats-server processes started by the fixtures (never the shared :4222).
+Most share the session's server with a stream of their own (``stream`` fixture, deleted afterwards);
+the ones that kill servers get their own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+
+import msgspec
+import nats
+import pytest
+from nats.js import api
+
+from citarion_host.bus import NatsSettings, create_bus
+from citarion_host.bus.nats import NatsBus
+from citarion_host.errors import ConfigError, NoRespondersError, PublishError, RequestTimeoutError
+from citarion_host.events import Event, encode_event, make_event
+from citarion_host.natsserver import NatsCluster, NatsServer
+from citarion_host.payloads import ConnectionStatus, DeadLetter, Signal
+from citarion_host.replay import replay
+
+from .conftest import Collector, delete_stream, eventually
+
+pytestmark = pytest.mark.nats
+
+SIGNAL = {"symbol": "BTCUSDT", "exchange": "binance", "direction": "LONG", "confidence": 0.5}
+_names = itertools.count(1)
+
+
+def signal(n: int, topic: str = "trading.signal.generated") -> Event:
+    return make_event(topic, {**SIGNAL, "entryPrice": 100.0 + n}, source="GRD", metadata={"n": n})
+
+
+def numbers(events: list[Event]) -> list[int]:
+    return [event.metadata["n"] for event in events]
+
+
+@pytest.fixture
+def stream(shared_nats_server: NatsServer) -> Iterator[NatsSettings]:
+    """Settings for a stream of this test's own on the session's server; the stream is deleted after."""
+    settings = NatsSettings(
+        servers=[shared_nats_server.url],
+        stream=f"test-{next(_names)}",
+        nak_backoff_s=[0.01],
+        max_deliver=3,
+    )
+    yield settings
+    asyncio.run(delete_stream(shared_nats_server.url, settings.stream))
+
+
+@pytest.fixture
+async def bus(stream: NatsSettings) -> AsyncIterator[NatsBus]:
+    async with NatsBus(stream) as instance:
+        yield instance
+
+
+async def stream_info(settings: NatsSettings) -> api.StreamInfo:
+    nc = await nats.connect(settings.servers)
+    try:
+        return await nc.jsm().stream_info(settings.stream)
+    finally:
+        await nc.close()
+
+
+# -- stream management ----------------------------------------------------------------------------
+
+
+async def test_stream_is_created_from_the_settings(stream: NatsSettings) -> None:
+    settings = stream.model_copy(update={"max_age_s": 3600.0, "duplicate_window_s": 30.0})
+    async with NatsBus(settings) as bus:
+        assert bus.capabilities.persistent and bus.capabilities.replay and bus.capabilities.durable
+        info = await stream_info(settings)
+    assert sorted(info.config.subjects or []) == [f"{d}.>" for d in sorted(bus.catalog.domains)]
+    assert info.config.storage == api.StorageType.FILE
+    assert info.config.max_age == pytest.approx(3600.0)
+    assert info.config.duplicate_window == pytest.approx(30.0)
+
+
+async def test_stream_config_drift_is_updated_and_the_data_kept(stream: NatsSettings) -> None:
+    async with NatsBus(stream) as bus:
+        await bus.publish_many(signal(n) for n in range(10))
+    changed = stream.model_copy(update={"max_age_s": 7200.0, "subjects": ["trading.>", "system.>"]})
+    async with NatsBus(changed):
+        info = await stream_info(stream)
+    assert info.config.max_age == pytest.approx(7200.0)
+    assert sorted(info.config.subjects or []) == ["system.>", "trading.>"]
+    assert info.state.messages == 10, "updating the stream must never drop data"
+
+
+async def test_storage_type_change_is_refused_not_recreated(stream: NatsSettings) -> None:
+    async with NatsBus(stream) as bus:
+        await bus.publish(signal(1))
+    with pytest.raises(ConfigError, match=r"file storage but the settings ask for memory"):
+        await NatsBus(stream.model_copy(update={"storage": "memory"})).start()
+    assert (await stream_info(stream)).state.messages == 1
+
+
+async def test_republishing_an_event_stores_it_once(bus: NatsBus, stream: NatsSettings) -> None:
+    got = Collector()
+    await bus.subscribe("trading.>", got, durable="dedup")
+    event = signal(1)
+    await bus.publish(event)
+    await bus.publish(event)  # a retry by the caller: same id, same Nats-Msg-Id
+    await bus.publish_many([event, signal(2)])
+    assert numbers(await got.wait_for(2)) == [1, 2]
+    assert numbers(await got.settle(0.2)) == [1, 2]
+    assert (await stream_info(stream)).state.messages == 2
+    assert bus.stats()["nats"]["duplicates"] == 2
+
+
+async def test_publish_many_keeps_order_in_the_stream(bus: NatsBus, stream: NatsSettings) -> None:
+    got = Collector()
+    await bus.subscribe("trading.>", got, start_sequence=1)
+    await bus.publish_many(
+        signal(n, "trading.signal.generated" if n % 2 else "trading.note.added") for n in range(2000)
+    )
+    assert numbers(await got.wait_for(2000)) == list(range(2000))
+
+
+# -- durable consumers ------------------------------------------------------------------------------
+
+
+async def test_durable_subscriber_resumes_exactly_where_it_stopped(stream: NatsSettings) -> None:
+    first_run = Collector()
+    async with NatsBus(stream) as publisher:
+        subscriber = NatsBus(stream)
+        await subscriber.start()
+        await subscriber.subscribe("trading.signal.>", first_run, durable="resume")
+        sent = [signal(n) for n in range(1500)]
+
+        async def publish_in_chunks() -> None:
+            for start in range(0, 500, 50):
+                await publisher.publish_many(sent[start : start + 50])
+
+        publishing = asyncio.create_task(publish_in_chunks())
+        await first_run.wait_for(100)
+        await subscriber.close()  # mid-stream: the publisher is still going
+        await publishing
+        await publisher.publish_many(sent[500:])  # 1,000 more from another bus instance, nobody listening
+    handled_before = numbers(first_run.events)
+    assert 100 <= len(handled_before) < 500
+    second_run = Collector()
+    async with NatsBus(stream) as restarted:
+        await restarted.subscribe("trading.signal.>", second_run, durable="resume")
+        missed = [n for n in range(1500) if n not in set(handled_before)]
+        assert numbers(await second_run.wait_for(len(missed), timeout=20)) == missed
+        assert numbers(await second_run.settle(0.3)) == missed, "every missed event exactly once"
+
+
+async def test_queue_group_members_share_one_durable(stream: NatsSettings) -> None:
+    members = [Collector(f"member-{i}") for i in range(2)]
+    async with NatsBus(stream) as host_a, NatsBus(stream) as host_b:
+        await host_a.subscribe("trading.>", members[0], queue="workers", durable="workers")
+        await host_b.subscribe("trading.>", members[1], queue="workers", durable="workers")
+        await host_a.publish_many(signal(n) for n in range(300))
+        await eventually(lambda: sum(len(m.events) for m in members) >= 300, what="300 group deliveries")
+        await asyncio.gather(*(m.settle(0.2) for m in members))
+        assert sorted(n for m in members for n in numbers(m.events)) == list(range(300))
+        assert all(m.events for m in members), "both hosts take part"
+        await host_b.close()  # one member leaves: the other gets everything
+        await host_a.publish_many(signal(n) for n in range(300, 400))
+        await eventually(
+            lambda: sum(len(m.events) for m in members) >= 400, what="the remaining member takes over"
+        )
+    assert sorted(n for m in members for n in numbers(m.events)) == list(range(400))
+
+
+async def test_durable_names_and_positions_are_checked(bus: NatsBus) -> None:
+    async def handler(event: Event) -> None:
+        pass
+
+    with pytest.raises(ValueError, match=r"durable name 'a\.b' may only contain"):
+        await bus.subscribe("trading.>", handler, durable="a.b")
+    with pytest.raises(ValueError, match=r"needs a durable name"):
+        await bus.subscribe("trading.>", handler, queue="q", start_sequence=1)
+    with pytest.raises(ValueError, match=r"timezone-aware"):
+        await bus.subscribe("trading.>", handler, start_time=datetime(2024, 1, 1))
+    await bus.subscribe("trading.>", handler, durable="once")
+    with pytest.raises(ValueError, match=r"already being consumed"):
+        await bus.subscribe("trading.>", handler, durable="once")
+
+
+# -- acks, naks, dead letters -----------------------------------------------------------------------
+
+
+async def test_poisoned_messages_are_dead_lettered_and_the_consumer_goes_on(
+    bus: NatsBus, stream: NatsSettings
+) -> None:
+    dead, good = Collector(), Collector()
+    await bus.subscribe("system.deadletter.>", dead)
+    await bus.subscribe("trading.signal.>", good, durable="poisoned")
+    bad_schema = encode_event(signal(1)).replace(b'"confidence":0.5', b'"confidence":7')
+    nc = await nats.connect(stream.servers)
+    try:
+        js = nc.jetstream()
+        await js.publish("trading.signal.generated", b"\xff not json")
+        await js.publish("trading.signal.generated", bad_schema)
+    finally:
+        await nc.close()
+    await bus.publish_many([signal(2), signal(3)])
+    assert numbers(await good.wait_for(2)) == [2, 3]
+    letters = await dead.wait_for(2)
+    assert [letter.topic for letter in letters] == ["system.deadletter.malformed"] * 2
+    assert all(isinstance(letter.payload, DeadLetter) for letter in letters)
+    assert letters[0].payload.subject == "trading.signal.generated"
+    assert letters[0].payload.original.endswith(" not json")
+    assert "payload.confidence" in letters[1].payload.error
+    assert bus.malformed == 2
+    for _ in range(100):  # the terms travel asynchronously; poll the consumer's state
+        info = await consumer_info(stream, "poisoned")
+        if info.num_ack_pending == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert info.num_ack_pending == 0 and info.num_redelivered == 0, "poison is terminated, not retried"
+
+
+async def test_always_failing_handler_dead_letters_after_max_deliver(bus: NatsBus) -> None:
+    dead, failures = Collector(), Collector()
+    await bus.subscribe("system.deadletter.failed", dead)
+    await bus.subscribe("system.handler.failed", failures)
+    attempts: dict[int, int] = {}
+
+    async def picky(event: Event) -> None:
+        n = event.metadata["n"]
+        attempts[n] = attempts.get(n, 0) + 1
+        if n == 3 or (n == 5 and attempts[n] == 1):  # 3 always fails, 5 fails once
+            raise RuntimeError(f"cannot handle {n}")
+
+    await bus.subscribe("trading.signal.>", picky, durable="picky", name="picky-bot")
+    sent = [signal(n) for n in range(10)]
+    await bus.publish_many(sent)
+    (letter,) = await dead.wait_for(1)
+    await eventually(lambda: set(attempts) == set(range(10)) and attempts[5] == 2, what="all handled")
+    assert attempts[3] == 3, "max_deliver = 3 deliveries, then parked"
+    assert isinstance(letter.payload, DeadLetter)
+    assert letter.payload.event_id == sent[3].id and letter.payload.deliveries == 3
+    assert letter.payload.error == "RuntimeError: cannot handle 3"
+    assert msgspec.json.decode(letter.payload.original)["id"] == sent[3].id
+    assert all(attempts[n] == 1 for n in range(10) if n not in (3, 5)), "others flow meanwhile"
+    assert len(await failures.wait_for(4)) == 4, "every failed delivery is reported"
+    assert len(await dead.settle(0.3)) == 1
+
+
+async def consumer_info(settings: NatsSettings, name: str) -> api.ConsumerInfo:
+    nc = await nats.connect(settings.servers)
+    try:
+        info: api.ConsumerInfo = await nc.jsm().consumer_info(settings.stream, name)
+        return info
+    finally:
+        await nc.close()
+
+
+# -- replay ---------------------------------------------------------------------------------------
+
+
+async def test_subscribe_from_a_sequence_or_a_time(bus: NatsBus, stream: NatsSettings) -> None:
+    await bus.publish_many(signal(n) for n in range(5))
+    middle = datetime.now(UTC)
+    await asyncio.sleep(0.01)  # the stream's clock must move past ``middle``
+    await bus.publish_many(signal(n) for n in range(5, 10))
+    from_sequence, from_time, from_both = Collector(), Collector(), Collector()
+    await bus.subscribe("trading.>", from_sequence, start_sequence=4)
+    await bus.subscribe("trading.>", from_time, start_time=middle)
+    await bus.subscribe("trading.>", from_both, start_sequence=9, durable="late-joiner")
+    await bus.publish(signal(10))
+    assert numbers(await from_sequence.wait_for(8)) == list(range(3, 11))
+    assert numbers(await from_time.wait_for(6)) == list(range(5, 11))
+    assert numbers(await from_both.wait_for(3)) == [8, 9, 10]
+
+
+async def test_replay_yields_a_window_of_stored_events(bus: NatsBus, stream: NatsSettings) -> None:
+    await bus.publish_many(signal(n) for n in range(5))
+    await bus.publish(make_event("market.quote.updated", {"bid": 1}, source="LUM", metadata={"n": -1}))
+    await asyncio.sleep(0.01)
+    middle = datetime.now(UTC)
+    await asyncio.sleep(0.01)
+    await bus.publish_many(signal(n) for n in range(5, 8))
+    assert numbers([e async for e in replay(stream, "trading.>")]) == list(range(8))
+    assert numbers([e async for e in replay(stream, "trading.>", since=middle)]) == [5, 6, 7]
+    assert numbers([e async for e in replay(stream, ">", until=middle)]) == [0, 1, 2, 3, 4, -1]
+    assert numbers([e async for e in replay(stream, "trading.>", start_sequence=7)]) == [5, 6, 7]
+    assert [e async for e in replay(stream, "risk.>")] == []
+    replayed = [e async for e in replay(stream, "market.>")]
+    assert [e.topic for e in replayed] == ["market.quote.updated"]
+
+
+# -- request / reply ------------------------------------------------------------------------------
+
+
+async def test_request_reply_between_two_hosts(stream: NatsSettings) -> None:
+    async with NatsBus(stream) as requester, NatsBus(stream) as responder:
+
+        async def answer(request: Event) -> None:
+            response = make_event("analytics.quote.answered", {"q": request.payload["q"]}, source="ORA")
+            await responder.reply(request, response)
+
+        await responder.subscribe("analytics.quote.requested", answer, durable="quotes")
+        request = make_event("analytics.quote.requested", {"q": "BTC"}, source="GRD")
+        reply = await requester.request(request, timeout=5)
+        assert reply.payload == {"q": "BTC"} and reply.correlation_id == request.id
+        with pytest.raises(NoRespondersError, match=r"risk\.limit\.requested"):
+            await requester.request(make_event("risk.limit.requested", {}, source="GRD"), timeout=2)
+
+
+async def test_a_raw_nats_responder_can_answer_through_reply_to(bus: NatsBus, stream: NatsSettings) -> None:
+    """What a TypeScript service does: read ``metadata.replyTo``, publish a JSON event there."""
+    nc = await nats.connect(stream.servers)
+    try:
+
+        async def typescript_like(msg: nats.aio.msg.Msg) -> None:
+            request = json.loads(msg.data)
+            response = make_event("analytics.quote.answered", {"ok": True}, source="TS")
+            wire = json.loads(encode_event(response))
+            wire["correlationId"] = request["correlationId"]
+            await nc.publish(request["metadata"]["replyTo"], json.dumps(wire).encode())
+
+        async def here(msg: nats.aio.msg.Msg) -> None:  # answers "is anybody there?" probes
+            await msg.respond(b"")
+
+        await nc.subscribe("analytics.quote.requested", cb=typescript_like)
+        await nc.subscribe("_CIT.responders.analytics.quote.requested", cb=here)
+        await nc.flush()
+        request = make_event("analytics.quote.requested", {"q": "ETH"}, source="GRD")
+        reply = await bus.request(request, timeout=5)
+        assert reply.payload == {"ok": True} and reply.source == "TS"
+    finally:
+        await nc.close()
+
+
+async def test_request_times_out_with_a_clear_error(bus: NatsBus) -> None:
+    async def silent(event: Event) -> None:
+        pass
+
+    await bus.subscribe("analytics.quote.requested", silent, durable="silent")
+    with pytest.raises(RequestTimeoutError, match=r"no reply within 0\.3s"):
+        await bus.request(make_event("analytics.quote.requested", {}, source="GRD"), timeout=0.3)
+
+
+# -- interoperability -----------------------------------------------------------------------------
+
+
+async def test_typescript_services_see_camel_case_json_and_we_read_theirs(
+    bus: NatsBus, stream: NatsSettings
+) -> None:
+    got = Collector()
+    await bus.subscribe("trading.signal.generated", got)
+    nc = await nats.connect(stream.servers)
+    try:
+        raw = await nc.subscribe("trading.signal.generated")
+        await nc.flush()  # the server has our interest before the bus publishes
+        sent = make_event(
+            "trading.signal.generated",
+            {**SIGNAL, "entryPrice": 50000.0, "stopLoss": 48000.0},
+            source="GRD",
+            correlation_id="corr-1",
+        )
+        await bus.publish(sent)
+        wire = json.loads((await raw.next_msg(timeout=5)).data)
+        assert wire["correlationId"] == "corr-1" and wire["payload"]["entryPrice"] == 50000.0
+        assert wire["payload"]["stopLoss"] == 48000.0 and "entry_price" not in wire["payload"]
+        assert {"id", "topic", "domain", "entity", "action", "timestamp", "source", "priority"} <= set(wire)
+        assert wire["timestamp"] == sent.timestamp  # Unix milliseconds, as in BaseEvent
+        from_typescript = {
+            "id": "ts-1",
+            "topic": "trading.signal.generated",
+            "domain": "trading",
+            "entity": "signal",
+            "action": "generated",
+            "timestamp": 1_700_000_000_000,
+            "source": "TSB",
+            "priority": "high",
+            "payload": {"symbol": "ETHUSDT", "exchange": "kraken", "direction": "SHORT", "confidence": 0.9},
+        }
+        await nc.jetstream().publish("trading.signal.generated", json.dumps(from_typescript).encode())
+    finally:
+        await nc.close()
+    received = (await got.wait_for(2))[1]
+    assert received.id == "ts-1" and isinstance(received.payload, Signal)
+    assert received.payload.direction == "SHORT" and received.priority == "high"
+
+
+# -- modes and factory --------------------------------------------------------------------------
+
+
+async def test_core_mode_stores_nothing_and_refuses_durables(shared_nats_server: NatsServer) -> None:
+    settings = NatsSettings(servers=[shared_nats_server.url], jetstream=False, stream="never-created")
+    bus = create_bus({"type": "nats", "nats": settings.model_dump()})
+    assert isinstance(bus, NatsBus)
+    async with bus:
+        assert not bus.capabilities.persistent and bus.capabilities.cross_process
+        got = Collector()
+        await bus.subscribe("trading.>", got)
+        await bus.publish_many(signal(n) for n in range(100))
+        assert numbers(await got.wait_for(100)) == list(range(100))
+        with pytest.raises(ValueError, match="jetstream"):
+            await bus.subscribe("trading.>", got, durable="nope")
+    nc = await nats.connect(settings.servers)
+    try:
+        names = [info.config.name for info in await nc.jsm().streams_info()]
+    finally:
+        await nc.close()
+    assert "never-created" not in names
+
+
+async def test_publish_fails_clearly_when_the_server_is_gone(nats_server: NatsServer) -> None:
+    settings = NatsSettings(servers=[nats_server.url], publish_timeout_s=0.5, reconnect_wait_s=0.05)
+    async with NatsBus(settings) as bus:
+        await bus.publish(signal(1))
+        nats_server.stop()
+        with pytest.raises(PublishError, match=r"not stored|connection"):
+            await bus.publish(signal(2))
+        assert not bus.closed, "the bus survives and would go on after a reconnection"
+
+
+# -- faults and clusters ---------------------------------------------------------------------------
+
+
+async def test_kill_9_during_a_publish_stream_loses_no_acknowledged_event(nats_server: NatsServer) -> None:
+    settings = NatsSettings(
+        servers=[nats_server.url],
+        ack_wait_s=2.0,
+        reconnect_wait_s=0.05,
+        reconnect_wait_max_s=0.2,
+        publish_timeout_s=15.0,
+    )
+    stored: list[str] = []
+    refused: list[PublishError] = []
+    received: set[str] = set()
+    status = Collector()
+
+    async def consume(event: Event) -> None:
+        received.add(event.id)
+
+    async with NatsBus(settings) as publisher, NatsBus(settings) as subscriber:
+        await subscriber.subscribe("trading.>", consume, durable="survivor")
+        await subscriber.subscribe("system.connection.>", status)
+
+        async def steady() -> None:
+            for n in range(3000):
+                event = signal(n)
+                try:
+                    await publisher.publish(event)
+                    stored.append(event.id)
+                except PublishError as exc:
+                    refused.append(exc)
+
+        publishing = asyncio.create_task(steady())
+        await eventually(lambda: len(stored) >= 500, timeout=20, what="500 stored before the crash")
+        await asyncio.to_thread(nats_server.kill)
+        await asyncio.sleep(0.3)  # an outage, with publishes piling up
+        await asyncio.to_thread(nats_server.restart)
+        await asyncio.wait_for(publishing, timeout=60)
+        assert len(stored) + len(refused) == 3000
+        assert len(stored) > 500
+        await eventually(lambda: received >= set(stored), timeout=30, what="every stored event delivered")
+        states = await status.wait_for(2, timeout=10)
+        assert {e.payload.state for e in states} >= {"disconnected", "reconnected"}
+        assert all(isinstance(e.payload, ConnectionStatus) for e in states)
+        assert not publisher.closed and not subscriber.closed
+        await publisher.publish(signal(9999))  # and the bus goes on
+
+
+@pytest.mark.slow
+async def test_three_node_cluster_with_replicas_survives_a_node_loss(nats_cluster: NatsCluster) -> None:
+    settings = NatsSettings(
+        servers=nats_cluster.urls, replicas=3, reconnect_wait_s=0.05, publish_timeout_s=30
+    )
+    got = Collector()
+    async with NatsBus(settings) as bus:
+        info = await bus_stream_info(bus)
+        assert info.config.num_replicas == 3 and info.cluster is not None
+        await bus.subscribe("trading.>", got, durable="replicated")
+        await bus.publish_many(signal(n) for n in range(200))
+        await got.wait_for(200, timeout=20)
+        victim = next(server for server in nats_cluster if server.url != _connected(bus))
+        await asyncio.to_thread(victim.kill)
+        await bus.publish_many(signal(n) for n in range(200, 400))
+        await got.wait_for(400, timeout=30)
+    assert sorted(set(numbers(got.events))) == list(range(400))
+
+
+async def bus_stream_info(bus: NatsBus) -> api.StreamInfo:
+    assert bus.stream_info is not None
+    return bus.stream_info
+
+
+def _connected(bus: NatsBus) -> str | None:
+    return bus.stats()["nats"]["server"]
