@@ -60,6 +60,7 @@ class Host:
         self._stop_on_expected = 0
         self._started = False
         self._apply_lock = asyncio.Lock()
+        self._checked: LoadedConfig | None = None
 
     @property
     def config(self) -> HostConfig:
@@ -70,18 +71,20 @@ class Host:
     def check(self, loaded: LoadedConfig) -> list[Any]:
         """Findings for ``loaded``; raises ConfigError listing them if any is an error."""
         findings = check_topology(loaded, self.registry, self.plugins)
+        self._checked = loaded
         for finding in findings:
             if finding.severity == "warning":
                 log.warning("wiring warning", extra={"finding": str(finding)})
         if has_errors(findings):
-            errors = [str(f) for f in findings if f.severity == "error"]
+            errors = [str(f).removeprefix("error: ") for f in findings if f.severity == "error"]
             raise ConfigError(f"{loaded.path}: {len(errors)} wiring errors", errors)
         return findings
 
     # -- lifecycle --------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self.check(self.loaded)
+        if self._checked is not self.loaded:  # run_host checks before opening anything
+            self.check(self.loaded)
         await self.bus.start()
         await self._watch_stop_on()
         for bot in self.config.bots:

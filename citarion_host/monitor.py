@@ -139,6 +139,7 @@ class RunMonitor:
                     "fees": round(figures.fees, 2),
                     "alerts": figures.alerts + published.get("alert", 0),
                     "errors": stats.get("errors", 0),
+                    "stats": stats.get("bot", {}),
                 }
             )
         return {

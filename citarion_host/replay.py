@@ -21,7 +21,7 @@ from nats.js import api
 from nats.js.errors import NotFoundError
 
 from .bus.config import NatsSettings
-from .bus.nats import auth_options
+from .bus.nats_connect import auth_options
 from .errors import BusError
 from .events import Event, EventCatalog, InvalidEventError, catalog
 from .topics import split_pattern

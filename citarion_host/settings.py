@@ -17,10 +17,10 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import tomli_w
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from .bus.config import BackendSettings
@@ -38,6 +38,18 @@ __all__ = [
 ]
 
 _BOT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+
+def _pattern(value: str) -> str:
+    try:
+        split_pattern(value)
+    except TopicError as exc:
+        raise ValueError(str(exc)) from None
+    return value
+
+
+#: A topic pattern, checked item by item so an error names its index (``publish[1]``).
+Pattern = Annotated[str, AfterValidator(_pattern)]
 
 
 class _Strict(BaseModel):
@@ -85,8 +97,8 @@ class BotConfig(_Strict):
     id: str
     code: str
     plugin: str
-    publish: list[str] = Field(default_factory=list)
-    subscribe: list[str] = Field(default_factory=list)
+    publish: list[Pattern] = Field(default_factory=list)
+    subscribe: list[Pattern] = Field(default_factory=list)
     queue: str | None = None
     durable: bool = False
     enabled: bool = True
@@ -98,16 +110,6 @@ class BotConfig(_Strict):
     def _id(cls, value: str) -> str:
         if not _BOT_ID.match(value):
             raise ValueError("must be 1-64 letters, digits, '_' or '-', starting with a letter or digit")
-        return value
-
-    @field_validator("publish", "subscribe")
-    @classmethod
-    def _patterns(cls, value: list[str]) -> list[str]:
-        for pattern in value:
-            try:
-                split_pattern(pattern)
-            except TopicError as exc:
-                raise ValueError(str(exc)) from None
         return value
 
 
@@ -153,6 +155,7 @@ class LoadedConfig:
     path: Path
     files: tuple[Path, ...]  # every file read, the main one first: what a reloader watches
     bot_files: dict[str, Path] = field(default_factory=dict)  # bot id -> file that declared it
+    bot_origins: tuple[Path, ...] = ()  # file of bots[i], in order (duplicate ids too)
 
     def file_of(self, bot_id: str | None) -> Path:
         return self.bot_files.get(bot_id or "", self.path)
@@ -187,10 +190,9 @@ def parse_config(
     except ValidationError as exc:
         problems = [_describe(error, path, raw_bots, origins) for error in exc.errors()]
         raise ConfigError(f"{path}: invalid configuration ({len(problems)} problems)", problems) from None
-    bot_files = {
-        bot.id: origins[index] if index < len(origins) else path for index, bot in enumerate(config.bots)
-    }
-    return LoadedConfig(config, path, files or (path,), bot_files)
+    per_entry = tuple(origins[i] if i < len(origins) else path for i in range(len(config.bots)))
+    bot_files = {bot.id: per_entry[index] for index, bot in reversed(list(enumerate(config.bots)))}
+    return LoadedConfig(config, path, files or (path,), bot_files, per_entry)
 
 
 def _read_with_includes(
@@ -252,7 +254,7 @@ def _describe(error: Any, path: Path, raw_bots: Any, origins: list[Path]) -> str
         file = origins[index] if index < len(origins) else path
         loc = loc[2:]
     key = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc).lstrip(".")
-    message = error["msg"]
+    message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         message = "unknown key (see docs/configuration.md)"
     parts = [str(file), subject, key or "<root>", message]

@@ -25,7 +25,7 @@ from .bot import Bot
 from .errors import ConfigError
 from .plugins import PluginError, Plugins
 from .registry import BotRegistry, RegistryError, load_registry
-from .settings import BotConfig, LoadedConfig, _read_with_includes, load_config
+from .settings import BotConfig, LoadedConfig, load_config
 from .topics import overlaps
 
 __all__ = [
@@ -214,19 +214,10 @@ def _topology(bots: Sequence[BotConfig]) -> list[tuple[int, str, str]]:
 
 
 def _bot_files(loaded: LoadedConfig) -> list[str]:
-    """The file of each ``bots[i]``, for display.
-
-    ``LoadedConfig.bot_files`` maps an id to one file, which is wrong for the second of two bots with
-    the same id: the one finding that needs it most. So the per-entry origins are recomputed by
-    reading the files again in the loader's order; if that does not line up (the environment replaced
-    ``bots``, or a file changed since), the id mapping is used.
-    """
+    """The file of each ``bots[i]``, for display (per entry, so both of two duplicate ids are right;
+    if the environment replaced ``bots``, the id mapping is all there is)."""
     bots = loaded.config.bots
-    origins: list[Path] = []
-    try:
-        _read_with_includes(loaded.path.resolve(), [], origins, stack=())
-    except (ConfigError, OSError):
-        origins = []
+    origins = list(loaded.bot_origins)
     if len(origins) != len(bots):
         origins = [loaded.file_of(bot.id) for bot in bots]
     return [_display(loaded, origin) for origin in origins]

@@ -400,7 +400,7 @@ def test_a_config_that_does_not_load_is_reported_line_by_line(
     data = json.loads(capsys.readouterr().out)
     assert {(d["bot_id"], d["key"]) for d in data} >= {
         (None, "host.nmae"),
-        ("a", "publish"),
+        ("a", "publish[0]"),
         (None, "bots[1].id"),
     }
 

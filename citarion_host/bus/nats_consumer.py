@@ -18,7 +18,6 @@ nak-ing, so the failure is reported on ``system.handler.failed`` as on every bac
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
@@ -35,6 +34,7 @@ from nats.js.errors import NotFoundError
 from ..events import Event, EventCatalog, InvalidEventError
 from .config import NatsSettings
 from .nats_codec import SubjectDecoder
+from .nats_dispatch import spawn, subscribe_direct
 from .nats_stream import ConsumerPlan, consumer_config, deliver_subject, ensure_consumer, retry_api
 from .subscription import Handler, Subscription
 
@@ -45,75 +45,8 @@ __all__ = ["AckingHandler", "CoreFeed", "Feed", "StreamFeed"]
 
 log = logging.getLogger("citarion_host.bus.nats")
 
-#: Messages nats-py may hold for one subscription before calling it a slow consumer. Our own
-#: ``Subscription`` bounds the real backlog; this only has to absorb bursts between two loop turns.
-_NATS_PENDING_MSGS = 1_000_000
-_NATS_PENDING_BYTES = 512 * 1024 * 1024
 #: How long a durable stays paused after its subscriber left (the next one resumes it at once).
 _PAUSE_S = 60.0
-
-
-class _DirectDispatch:
-    """Stands in for a nats-py subscription's pending queue, so the reader hands messages straight to us.
-
-    Why: with a callback, nats-py puts every message in an ``asyncio.Queue`` and a per-subscription
-    task takes it out and awaits the callback: a queue hop, a coroutine and a task switch per message.
-    Our ``Subscription.deliver`` never blocks (a handler that has to wait continues in its own task), so
-    it can run inside nats-py's read loop; measured, this is most of the difference between 70k and
-    100k typed events/s on core NATS. ``_process_msg`` only calls ``put_nowait`` (and, with no
-    subscription task, nothing else reads the queue), so the stand-in is small; it must never raise,
-    because an exception there would end nats-py's read loop.
-    """
-
-    __slots__ = ("_dispatch", "_sub")
-
-    def __init__(self, sub: NatsSubscription, dispatch: Callable[[Msg], None]) -> None:
-        self._sub = sub
-        self._dispatch = dispatch
-
-    def put_nowait(self, msg: Msg) -> None:
-        self._sub._pending_size -= len(msg.data)
-        try:
-            self._dispatch(msg)
-        except Exception:  # pragma: no cover - dispatchers catch their own errors
-            log.exception("dispatching a NATS message failed", extra={"subject": msg.subject})
-
-    def qsize(self) -> int:
-        return 0
-
-    def empty(self) -> bool:
-        return True
-
-    def task_done(self) -> None:
-        pass
-
-    async def join(self) -> None:
-        pass
-
-
-async def subscribe_direct(
-    nc: Client, subject: str, queue: str | None, dispatch: Callable[[Msg], None]
-) -> NatsSubscription:
-    """``nc.subscribe`` whose messages go to ``dispatch(msg)`` synchronously (see ``_DirectDispatch``).
-
-    If this nats-py version lacks the expected internals, the regular callback path is kept.
-    """
-
-    async def callback(msg: Msg) -> None:
-        dispatch(msg)
-
-    sub = await nc.subscribe(
-        subject,
-        queue=queue or "",
-        cb=callback,
-        pending_msgs_limit=_NATS_PENDING_MSGS,
-        pending_bytes_limit=_NATS_PENDING_BYTES,
-    )
-    task = getattr(sub, "_wait_for_msgs_task", None)
-    if isinstance(getattr(sub, "_pending_queue", None), asyncio.Queue) and isinstance(task, asyncio.Task):
-        sub._pending_queue = _DirectDispatch(sub, dispatch)  # type: ignore[assignment]
-        task.cancel()
-    return sub
 
 
 class AckingHandler:
@@ -391,13 +324,3 @@ class StreamFeed(Feed):
         self._acker.inflight.clear()
         for msg in leftovers:
             await _settle(msg.nak(), "nak", None)
-
-
-_background: set[asyncio.Task[None]] = set()
-
-
-def spawn(coro: Coroutine[Any, Any, None]) -> None:
-    """Run ``coro`` in a task that is kept alive until done (the dispatchers are synchronous)."""
-    task = asyncio.get_running_loop().create_task(coro)
-    _background.add(task)
-    task.add_done_callback(_background.discard)
