@@ -45,20 +45,32 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _bots(args: argparse.Namespace) -> int:
+    """The registry (19 bots, host services) and the installed plugins with where they come from."""
+    from dataclasses import asdict
+
+    from .plugins import Plugins
     from .registry import load_registry
 
     registry = load_registry()
+    plugins = Plugins.discover() if getattr(args, "plugins", True) else Plugins()
+    plugins.extend_registry(registry)
     if args.json:
-        _print_json(registry.to_dict())
+        _print_json({**registry.to_dict(), "plugins": [asdict(info) for info in plugins.infos()]})
         return 0
     for category in registry.categories:
-        bots = registry.by_category(category.id)
-        if not bots:
+        entries = registry.by_category(category.id)
+        if not entries:
             continue
         print(f"{category.name} ({category.id})")
-        for bot in bots:
+        for bot in entries:
             period = f"  [{bot.holding_period}]" if bot.holding_period else ""
             print(f"  {bot.code:4} {bot.name:12} {bot.description}{period}")
+    infos = plugins.infos()
+    print(f"\nInstalled plugins ({len(infos)})")
+    for info in infos:
+        provides = ", ".join(info.bot_types) or "-"
+        status = f"BROKEN: {info.error}" if info.error else f"bot types: {provides}"
+        print(f"  {info.name:12} {status}  [{info.source}]")
     return 0
 
 
@@ -101,7 +113,7 @@ async def _selfcheck_bus() -> dict[str, Any]:
 
 def _selfcheck(args: argparse.Namespace) -> int:
     result = asyncio.run(_selfcheck_bus())
-    _bots(argparse.Namespace(json=False))
+    _bots(argparse.Namespace(json=False, plugins=False))
     print()
     _print_json({"bus_selfcheck": result})
     return 0 if result["ok"] else 1
