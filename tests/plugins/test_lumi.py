@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 
 import pytest
@@ -68,14 +67,11 @@ async def test_real_time_speed_paces_by_data_time_and_stop_cancels() -> None:
     harness = BotHarness(
         LumiSyntheticBot, {**SMALL, "bars": 100, "speed": 60}, code="LUM", publish=["market.>"]
     )
-    started = time.perf_counter()
     await harness.start()
     await asyncio.sleep(0.2)
     await harness.stop()
-    elapsed = time.perf_counter() - started
     assert len(harness.payloads("market.candle")) == 4
     assert "market.feed.completed" not in harness.published_topics()
-    assert elapsed < 0.9
 
 
 async def test_csv_feed_replays_the_packaged_sample_with_filters() -> None:
