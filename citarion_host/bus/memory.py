@@ -68,13 +68,7 @@ class MemoryBus(EventBus):
     async def publish(self, event: Event) -> None:
         if self._closed:
             self._check_open()
-        # _dispatch inlined: this is the hot path
-        route = self._routes.get(event.topic) or self._route(event.topic)
-        self.published += 1
-        for subscriber in route.subscribers:
-            subscriber.deliver(event)
-        for group in route.groups:
-            group.pick().deliver(event)
+        self._dispatch(event)
 
     def _dispatch(self, event: Event) -> None:
         route = self._routes.get(event.topic) or self._route(event.topic)
