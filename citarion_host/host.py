@@ -87,19 +87,30 @@ class Host:
             self.check(self.loaded)
         await self.bus.start()
         await self._watch_stop_on()
-        for bot in self.config.bots:
-            if bot.enabled:
-                await self._start_bot(bot)
+        await self._start_bots([bot for bot in self.config.bots if bot.enabled])
         self._started = True
         self.plugins.manager.hook.citarion_host_started(host=self)
         log.info("host started", extra={"bots": list(self.runners), "backend": self.bus.name})
 
-    async def _start_bot(self, config: BotConfig, *, reimport: bool = False) -> BotRunner:
-        bot_type = self.plugins.resolve(config.plugin, reimport=reimport)
-        runner = BotRunner(config, bot_type, self.bus, self.config.host, self._state_changed)
-        self.runners[config.id] = runner
+    async def _start_bot(self, config: BotConfig) -> BotRunner:
+        runner = self._runner(config)
         await runner.start()
         return runner
+
+    def _runner(self, config: BotConfig) -> BotRunner:
+        bot_type = self.plugins.resolve(config.plugin)
+        runner = BotRunner(config, bot_type, self.bus, self.config.host, self._state_changed)
+        self.runners[config.id] = runner
+        return runner
+
+    async def _start_bots(self, bots: list[BotConfig]) -> None:
+        """Subscribe every bot first, then start them: no bot's first events can be missed by
+        another bot that merely comes later in the config (on NATS a late consumer would miss them)."""
+        runners = [self._runner(bot) for bot in bots]
+        for runner in runners:
+            await runner.wire(runner.config)
+        for runner in runners:
+            await runner.start(wired=True)
 
     async def stop(self) -> None:
         """Stop intake, drain, stop every bot, close the bus. Safe to call twice."""
@@ -137,8 +148,7 @@ class Host:
                 if diff.host_changed:
                     for runner in self.runners.values():
                         runner.settings = loaded.config.host
-                for bot in diff.added:
-                    await self._start_bot(bot)
+                await self._start_bots(list(diff.added))
                 for bot in diff.rewired:
                     await self.runners[bot.id].wire(bot)
                 for bot in diff.restarted:
@@ -175,9 +185,7 @@ class Host:
         self.plugins.extend_catalog(self.bus.catalog)
         await self.bus.start()
         await self._watch_stop_on()
-        for bot in loaded.config.bots:
-            if bot.enabled:
-                await self._start_bot(bot)
+        await self._start_bots([bot for bot in loaded.config.bots if bot.enabled])
 
     async def reload_plugin_code(self, files: Iterable[Path]) -> list[str]:
         """Restart, with freshly imported code, every bot built from a ``module:object`` in ``files``."""

@@ -202,10 +202,15 @@ class BotRunner:
 
     # -- lifecycle --------------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Create the bot, subscribe it, start it. A failing start schedules a restart."""
+    async def start(self, *, wired: bool = False) -> None:
+        """Subscribe the bot (unless ``wired`` already), create it, start it.
+
+        A failing start schedules a restart. Events arriving before the bot runs wait in its
+        subscriptions' backlogs.
+        """
         self._set_state("starting")
-        await self.wire(self.config)
+        if not wired:
+            await self.wire(self.config)
         try:
             await self._create_and_start()
         except Exception as exc:

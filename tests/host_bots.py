@@ -109,3 +109,25 @@ class Trespasser(Bot):
         except Exception as exc:
             Trespasser.refusals.append(str(exc))
             raise
+
+
+class FileRecorder(Bot):
+    """Appends each event's ``n`` to a file, flushed per event (for tests that run the host in a
+    subprocess and must see exactly what was handled before it exited)."""
+
+    type_name = "test-file-recorder"
+
+    class Params(_Params):
+        path: str
+
+    params: Params
+
+    async def start(self) -> None:
+        self._file = open(self.params.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in stop
+
+    async def handle(self, event: Event) -> None:
+        self._file.write(f"{event.payload['n']}\n")
+        self._file.flush()
+
+    async def stop(self) -> None:
+        self._file.close()
