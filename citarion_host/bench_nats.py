@@ -26,6 +26,7 @@ from contextlib import ExitStack
 from typing import Any
 
 import nats
+from nats.errors import Error as NatsError
 from nats.js import api
 
 from .bench import _SIGNAL, latency_summary
@@ -37,8 +38,9 @@ from .natsserver import NatsServer
 __all__ = ["run_nats_bench"]
 
 _SUBJECT = "trading.signal.generated"
+_BENCH_SUBJECTS = "trading.signal.>"  # the bench stream stores only what the bench publishes
 _ROUNDS = 3
-_LATENCY_EVENTS = 2_000
+_LATENCY_EVENTS = 2_000  # at most; a small run (a smoke test) sends count // 10
 _TARGETS = {
     "core": {"events_per_s": 100_000, "ratio_events_per_s": 0.70, "latency_p50_ratio_max": 1.2},
     "jetstream": {"events_per_s": 40_000, "ratio_events_per_s": 0.80},
@@ -126,7 +128,7 @@ async def _paced(publish: Callable[[], Awaitable[Any]], counter: _Counter, count
     return latency_summary(sent, counter.stamps)
 
 
-async def _core_latency_bus(url: str) -> dict[str, float]:
+async def _core_latency_bus(url: str, events: int) -> dict[str, float]:
     async with NatsBus(NatsSettings(servers=[url], jetstream=False)) as bus:
         counter = _Counter(1)
 
@@ -135,12 +137,10 @@ async def _core_latency_bus(url: str) -> dict[str, float]:
 
         await bus.subscribe("trading.signal.>", handler)
         await bus.nc.flush()
-        return await _paced(
-            lambda: bus.publish(make_event(_SUBJECT, _SIGNAL, source="GRD")), counter, _LATENCY_EVENTS
-        )
+        return await _paced(lambda: bus.publish(make_event(_SUBJECT, _SIGNAL, source="GRD")), counter, events)
 
 
-async def _core_latency_raw(url: str) -> dict[str, float]:
+async def _core_latency_raw(url: str, events: int) -> dict[str, float]:
     nc = await nats.connect(url)
     try:
         data = encode_event(make_event(_SUBJECT, _SIGNAL, source="GRD"))
@@ -151,7 +151,7 @@ async def _core_latency_raw(url: str) -> dict[str, float]:
 
         await nc.subscribe("trading.signal.>", cb=callback)
         await nc.flush()
-        return await _paced(lambda: nc.publish(_SUBJECT, data), counter, _LATENCY_EVENTS)
+        return await _paced(lambda: nc.publish(_SUBJECT, data), counter, events)
     finally:
         await nc.close()
 
@@ -160,7 +160,7 @@ async def _core_latency_raw(url: str) -> dict[str, float]:
 
 
 async def _js_bus(url: str, count: int, stream: str, durable: str) -> dict[str, Any]:
-    settings = NatsSettings(servers=[url], stream=stream, storage="file")
+    settings = NatsSettings(servers=[url], stream=stream, subjects=[_BENCH_SUBJECTS], storage="file")
     async with NatsBus(settings) as bus:
         counter = _Counter(count)
 
@@ -236,16 +236,20 @@ def _median(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 async def _core(url: str, count: int) -> dict[str, Any]:
-    await _core_bus(url, min(count, 5_000))  # warm-up: caches, allocator, JIT-free but still
+    await _core_bus(url, min(count, 5_000))  # warm-up: caches, allocator, the connection
     figures = await _interleaved(
         lambda i: lambda: _core_bus(url, count), lambda i: lambda: _core_raw(url, count)
     )
-    latency_raw = [await _core_latency_raw(url), await _core_latency_raw(url)]
-    latency_bus = [await _core_latency_bus(url), await _core_latency_bus(url)]
+    paced = min(_LATENCY_EVENTS, max(count // 10, 1))
+    latency_raw: list[dict[str, float]] = []
+    latency_bus: list[dict[str, float]] = []
+    for _ in range(2):  # interleaved too
+        latency_raw.append(await _core_latency_raw(url, paced))
+        latency_bus.append(await _core_latency_bus(url, paced))
     raw_p50 = statistics.median(r["latency_p50_us"] for r in latency_raw)
     bus_p50 = statistics.median(r["latency_p50_us"] for r in latency_bus)
     figures["latency_one_at_a_time"] = {
-        "events": _LATENCY_EVENTS,
+        "events": paced,
         "bus": latency_bus[-1],
         "raw_nats_py": latency_raw[-1],
         "bus_p50_us": bus_p50,
@@ -258,11 +262,20 @@ async def _core(url: str, count: int) -> dict[str, Any]:
 
 async def _jetstream(url: str, count: int) -> dict[str, Any]:
     stream = "bench-events"
-    await _js_bus(url, min(count, 2_000), stream, "warmup")
-    figures = await _interleaved(
-        lambda i: lambda: _js_bus(url, count, stream, f"bus-{i}"),
-        lambda i: lambda: _js_raw(url, count, stream, f"raw-{i}"),
-    )
+    try:
+        await _js_bus(url, min(count, 2_000), stream, "warmup")
+        figures = await _interleaved(
+            lambda i: lambda: _js_bus(url, count, stream, f"bus-{i}"),
+            lambda i: lambda: _js_raw(url, count, stream, f"raw-{i}"),
+        )
+    finally:
+        nc = await nats.connect(url)
+        try:
+            await nc.jsm().delete_stream(stream)
+        except NatsError:
+            pass
+        finally:
+            await nc.close()
     figures["targets"] = _TARGETS["jetstream"]
     return figures
 
@@ -272,7 +285,9 @@ async def run_nats_bench(
 ) -> dict[str, Any]:
     """Run the NATS benchmarks; start a private nats-server unless ``servers`` is given.
 
-    Against given servers the JetStream mode creates (and leaves) a stream named ``bench-events``.
+    Given servers should be a dedicated test server: the benchmark publishes ``trading.signal.generated``
+    events, and in JetStream mode creates (then deletes) a stream ``bench-events`` on ``trading.signal.>``,
+    which fails if another stream already stores those subjects.
     """
     with ExitStack() as stack:
         url = servers[0] if servers else stack.enter_context(NatsServer()).url

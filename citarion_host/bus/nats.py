@@ -172,9 +172,9 @@ class NatsBus(EventBus):
             return
         self.connection_state = "connected"
         log.warning("reconnected to NATS", extra={"server": server_url(self.nc)})
-        self._send_gate.set()
         if self._publisher is not None:
             self._publisher.reconnected()
+        self._send_gate.set()
         for feed in list(self._feeds.values()):
             self._spawn(feed.recover())
         self._emit_internal(
@@ -287,8 +287,11 @@ class NatsBus(EventBus):
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("background bus task failed", exc_info=task.exception())
+        error = None if task.cancelled() else task.exception()
+        if isinstance(error, BusError):  # e.g. a report that could not be stored: say why, no trace
+            log.warning("background publish failed", extra={"error": str(error)})
+        elif error is not None:
+            log.error("background bus task failed", exc_info=error)
 
     # -- subscribe --------------------------------------------------------------------------------
 

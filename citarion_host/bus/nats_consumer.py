@@ -110,7 +110,10 @@ async def _settle(action: Awaitable[None], what: str, event: Event | None) -> No
     try:
         await action
     except NatsError as exc:
-        log.warning(f"could not {what} a message", extra={"event_id": event and event.id, "error": repr(exc)})
+        log.warning(
+            "could not settle a message",
+            extra={"action": what, "event_id": event and event.id, "error": repr(exc)},
+        )
 
 
 class Feed:

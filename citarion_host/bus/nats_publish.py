@@ -55,9 +55,22 @@ class Outgoing:
 
 
 class _Batch:
-    """Messages one publish call waits for; woken once when all are stored, on error, or to resend."""
+    """Messages one publish call waits for; woken when all are stored, on error, or to resend.
 
-    __slots__ = ("attempts", "deadline", "error", "items", "reason", "remaining", "retry_timer", "waiter")
+    ``expired``: the ack timeout passed, so messages still in flight are presumed lost too.
+    """
+
+    __slots__ = (
+        "attempts",
+        "deadline",
+        "error",
+        "expired",
+        "items",
+        "reason",
+        "remaining",
+        "retry_timer",
+        "waiter",
+    )
 
     def __init__(self, items: Sequence[Outgoing], deadline: float) -> None:
         self.items = items
@@ -66,6 +79,7 @@ class _Batch:
         self.error: PublishError | None = None
         self.reason = "no acknowledgement yet"
         self.attempts = 0
+        self.expired = False
         self.retry_timer: asyncio.TimerHandle | None = None
         self.waiter: asyncio.Future[None] | None = None
 
@@ -74,6 +88,10 @@ class _Batch:
         waiter = self.waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+
+    def expire(self) -> None:
+        self.expired = True
+        self.wake()
 
 
 class JetStreamPublisher:
@@ -127,7 +145,12 @@ class JetStreamPublisher:
             self._forget(batch)
 
     def reconnected(self) -> None:
-        """Acks of messages in flight when the connection dropped are lost: resend those now."""
+        """Acks of messages in flight when the connection dropped are lost: resend those now.
+
+        Forgetting them also frees the in-flight window, which a publisher may be waiting on.
+        """
+        self._pending.clear()
+        self._space.set()
         for batch in list(self._batches):
             batch.wake()
 
@@ -186,26 +209,42 @@ class JetStreamPublisher:
                     f"{batch.remaining} event(s) not stored within {self._timeout:g}s "
                     f"(first: {first.msg_id} on {first.subject!r}; last problem: {batch.reason})"
                 )
+            if self._unsent(batch, everything=False):  # lost to a reconnection while we were sending
+                await self._resend(batch, everything=False)
+                continue
             batch.waiter = loop.create_future()
-            timer = loop.call_later(min(self._ack_timeout, batch.deadline - now), batch.wake)
+            timer = loop.call_later(min(self._ack_timeout, batch.deadline - now), batch.expire)
             try:
                 await batch.waiter
             finally:
                 timer.cancel()
                 batch.waiter = None
             if batch.remaining and batch.error is None and loop.time() < batch.deadline:
-                await self._resend(batch)
+                everything, batch.expired = batch.expired, False
+                await self._resend(batch, everything=everything)
 
-    async def _resend(self, batch: _Batch) -> None:
+    def _unsent(self, batch: _Batch, *, everything: bool) -> list[Outgoing]:
+        """Unacknowledged messages to send again: those not in flight (their ack can no longer come:
+        reconnection, "unavailable" answer), or after the ack timeout all of them."""
+        pending = self._pending
+        return [
+            item
+            for item in batch.items
+            if not item.acked and (everything or item.token is None or pending.get(item.token) is not item)
+        ]
+
+    async def _resend(self, batch: _Batch, *, everything: bool) -> None:
         """Send the unacknowledged messages again; the dedup id makes this safe."""
-        unacked = [item for item in batch.items if not item.acked]
+        unsent = self._unsent(batch, everything=everything)
+        if not unsent:
+            return
         batch.attempts += 1
-        self.resent += len(unacked)
+        self.resent += len(unsent)
         log.info(
             "resending unacknowledged events",
-            extra={"count": len(unacked), "attempt": batch.attempts, "reason": batch.reason},
+            extra={"count": len(unsent), "attempt": batch.attempts, "reason": batch.reason},
         )
-        for item in unacked:
+        for item in unsent:
             if not item.acked:
                 await self._send(item, batch)
 

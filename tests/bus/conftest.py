@@ -18,7 +18,11 @@ from citarion_host.bus import EventBus, MemoryBus, NatsSettings
 from citarion_host.events import Event
 from citarion_host.natsserver import NatsServer
 
-BACKENDS = ["memory", pytest.param("nats", marks=pytest.mark.nats)]
+BACKENDS = [
+    "memory",
+    pytest.param("nats", marks=pytest.mark.nats),  # JetStream: every event stored
+    pytest.param("nats-core", marks=pytest.mark.nats),  # core NATS only
+]
 _streams = itertools.count(1)
 
 
@@ -27,12 +31,16 @@ async def bus(request: pytest.FixtureRequest) -> AsyncIterator[EventBus]:
     if request.param == "memory":
         async with MemoryBus() as memory:
             yield memory
-    elif request.param == "nats":
+    elif request.param in ("nats", "nats-core"):
         # A fresh stream per test on the session's server (a fresh server costs ~0.3 s per test).
         from citarion_host.bus.nats import NatsBus
 
         server: NatsServer = request.getfixturevalue("shared_nats_server")
-        settings = NatsSettings(servers=[server.url], stream=f"conformance-{next(_streams)}")
+        settings = NatsSettings(
+            servers=[server.url],
+            stream=f"conformance-{next(_streams)}",
+            jetstream=request.param == "nats",
+        )
         try:
             async with NatsBus(settings) as instance:
                 yield instance

@@ -19,11 +19,12 @@ import nats
 import pytest
 from nats.js import api
 
+from citarion_host.bench_nats import run_nats_bench
 from citarion_host.bus import NatsSettings, create_bus
 from citarion_host.bus.nats import NatsBus
-from citarion_host.errors import ConfigError, NoRespondersError, PublishError, RequestTimeoutError
+from citarion_host.errors import BusError, ConfigError, NoRespondersError, PublishError, RequestTimeoutError
 from citarion_host.events import Event, encode_event, make_event
-from citarion_host.natsserver import NatsCluster, NatsServer
+from citarion_host.natsserver import NatsCluster, NatsServer, free_ports
 from citarion_host.payloads import ConnectionStatus, DeadLetter, Signal
 from citarion_host.replay import replay
 
@@ -410,6 +411,16 @@ async def test_core_mode_stores_nothing_and_refuses_durables(shared_nats_server:
     assert "never-created" not in names
 
 
+async def test_starting_without_a_reachable_server_fails_clearly() -> None:
+    (port,) = free_ports(1)
+    settings = NatsSettings(
+        servers=[f"nats://127.0.0.1:{port}"], connect_timeout_s=0.2, reconnect_wait_s=0.05
+    )
+    async with asyncio.timeout(5):
+        with pytest.raises(BusError, match=rf"cannot connect to NATS at nats://127\.0\.0\.1:{port}"):
+            await NatsBus(settings).start()
+
+
 async def test_publish_fails_clearly_when_the_server_is_gone(nats_server: NatsServer) -> None:
     settings = NatsSettings(servers=[nats_server.url], publish_timeout_s=0.5, reconnect_wait_s=0.05)
     async with NatsBus(settings) as bus:
@@ -418,6 +429,39 @@ async def test_publish_fails_clearly_when_the_server_is_gone(nats_server: NatsSe
         with pytest.raises(PublishError, match=r"not stored|connection"):
             await bus.publish(signal(2))
         assert not bus.closed, "the bus survives and would go on after a reconnection"
+
+
+async def test_a_topic_outside_the_stream_is_refused_at_once(stream: NatsSettings) -> None:
+    narrow = stream.model_copy(update={"subjects": ["trading.>"]})
+    async with NatsBus(narrow) as bus:
+        with pytest.raises(PublishError, match=r"topic 'market\.quote\.updated' is not stored by stream"):
+            await bus.publish(make_event("market.quote.updated", {}, source="LUM"))
+        await bus.publish(signal(1))
+
+
+async def test_giving_up_on_the_connection_is_reported_and_publishes_fail_fast(
+    nats_server: NatsServer,
+) -> None:
+    settings = NatsSettings(
+        servers=[nats_server.url],
+        max_reconnect_attempts=1,
+        reconnect_wait_s=0.05,
+        reconnect_wait_max_s=0.05,
+        connect_timeout_s=0.2,
+        publish_timeout_s=30,
+    )
+    async with NatsBus(settings) as bus:
+        status = Collector()
+        await bus.subscribe("system.connection.>", status)
+        await asyncio.to_thread(nats_server.stop)
+        await eventually(
+            lambda: any(e.payload.state == "closed" for e in status.events), timeout=10, what="closed report"
+        )
+        closed = next(e for e in status.events if e.payload.state == "closed")
+        assert closed.priority == "critical" and bus.stats()["nats"]["connection"] == "closed"
+        async with asyncio.timeout(2):  # not after publish_timeout_s: the connection is gone for good
+            with pytest.raises(PublishError, match="closed"):
+                await bus.publish(signal(1))
 
 
 # -- faults and clusters ---------------------------------------------------------------------------
@@ -443,7 +487,7 @@ async def test_kill_9_during_a_publish_stream_loses_no_acknowledged_event(nats_s
         await subscriber.subscribe("trading.>", consume, durable="survivor")
         await subscriber.subscribe("system.connection.>", status)
 
-        async def steady() -> None:
+        async def steady() -> None:  # one at a time
             for n in range(3000):
                 event = signal(n)
                 try:
@@ -452,14 +496,23 @@ async def test_kill_9_during_a_publish_stream_loses_no_acknowledged_event(nats_s
                 except PublishError as exc:
                     refused.append(exc)
 
-        publishing = asyncio.create_task(steady())
-        await eventually(lambda: len(stored) >= 500, timeout=20, what="500 stored before the crash")
+        async def batches() -> None:  # and pipelined batches, concurrently
+            for start in range(10_000, 30_000, 500):
+                chunk = [signal(n) for n in range(start, start + 500)]
+                try:
+                    await publisher.publish_many(chunk)
+                    stored.extend(event.id for event in chunk)
+                except PublishError as exc:
+                    refused.append(exc)
+
+        publishing = asyncio.gather(steady(), batches())
+        await eventually(lambda: len(stored) >= 2000, timeout=20, what="events stored before the crash")
         await asyncio.to_thread(nats_server.kill)
         await asyncio.sleep(0.3)  # an outage, with publishes piling up
         await asyncio.to_thread(nats_server.restart)
         await asyncio.wait_for(publishing, timeout=60)
-        assert len(stored) + len(refused) == 3000
-        assert len(stored) > 500
+        assert refused == [], "the outage is shorter than publish_timeout_s: every publish succeeds"
+        assert len(stored) == 3000 + 20_000
         await eventually(lambda: received >= set(stored), timeout=30, what="every stored event delivered")
         states = await status.wait_for(2, timeout=10)
         assert {e.payload.state for e in states} >= {"disconnected", "reconnected"}
@@ -469,28 +522,47 @@ async def test_kill_9_during_a_publish_stream_loses_no_acknowledged_event(nats_s
 
 
 @pytest.mark.slow
-async def test_three_node_cluster_with_replicas_survives_a_node_loss(nats_cluster: NatsCluster) -> None:
+async def test_three_node_cluster_with_replicas_survives_losing_the_stream_leader(
+    nats_cluster: NatsCluster,
+) -> None:
     settings = NatsSettings(
         servers=nats_cluster.urls, replicas=3, reconnect_wait_s=0.05, publish_timeout_s=30
     )
     got = Collector()
     async with NatsBus(settings) as bus:
-        info = await bus_stream_info(bus)
-        assert info.config.num_replicas == 3 and info.cluster is not None
+        assert bus.stream_info is not None and bus.stream_info.config.num_replicas == 3
         await bus.subscribe("trading.>", got, durable="replicated")
         await bus.publish_many(signal(n) for n in range(200))
         await got.wait_for(200, timeout=20)
-        victim = next(server for server in nats_cluster if server.url != _connected(bus))
+        nc = await nats.connect(settings.servers)
+        try:
+            cluster = (await nc.jsm().stream_info(settings.stream)).cluster
+        finally:
+            await nc.close()
+        assert cluster is not None and len(cluster.replicas or []) == 2
+        # The stream's leader, unless we are connected to it (then any other node): either way the
+        # stream must go on with 2 of 3 replicas, through a leader election if it lost its leader.
+        leader = next(server for server in nats_cluster if server.server_name == cluster.leader)
+        victim = leader if leader.url != _connected(bus) else nats_cluster.servers[0]
+        if victim.url == _connected(bus):
+            victim = nats_cluster.servers[1]
         await asyncio.to_thread(victim.kill)
         await bus.publish_many(signal(n) for n in range(200, 400))
         await got.wait_for(400, timeout=30)
     assert sorted(set(numbers(got.events))) == list(range(400))
 
 
-async def bus_stream_info(bus: NatsBus) -> api.StreamInfo:
-    assert bus.stream_info is not None
-    return bus.stream_info
-
-
 def _connected(bus: NatsBus) -> str | None:
     return bus.stats()["nats"]["server"]
+
+
+@pytest.mark.slow
+async def test_the_benchmark_reports_bus_and_baseline_figures() -> None:
+    """A smoke run on a private server: the figures are there (their values are for humans)."""
+    result = await run_nats_bench(count=2_000, mode="both")
+    for mode in ("core", "jetstream"):
+        figures = result[mode]
+        assert figures["bus"]["events"] == 2_000 and figures["bus"]["events_per_s"] > 0
+        assert figures["raw_nats_py"]["events_per_s"] > 0 and figures["ratio_events_per_s"] > 0
+        assert {"latency_p50_us", "latency_p99_us"} <= set(figures["bus"])
+    assert result["core"]["latency_one_at_a_time"]["ratio_p50"] > 0
