@@ -221,8 +221,7 @@ def _replay(args: argparse.Namespace) -> int:
 
     import msgspec
 
-    from .bus.config import NatsSettings
-    from .errors import BusError
+    from .errors import BusError, ConfigError
     from .events import encode_event
     from .replay import parse_time, replay
 
@@ -230,7 +229,10 @@ def _replay(args: argparse.Namespace) -> int:
         now = datetime.now(UTC)
         since = parse_time(args.since, now) if args.since else None
         until = parse_time(args.until, now) if args.until else None
-        settings = NatsSettings(servers=args.servers, stream=args.stream)
+        settings = _replay_settings(args)
+    except ConfigError as exc:
+        _print_problems(exc)
+        return 1
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -255,6 +257,21 @@ def _replay(args: argparse.Namespace) -> int:
     except (BusError, OSError, TimeoutError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+
+
+def _replay_settings(args: argparse.Namespace) -> Any:
+    """NATS settings from ``--config`` (its ``[backend.nats]``, credentials included), overridden by
+    ``--servers``/``--stream`` when given; without a config, those flags or their defaults."""
+    from .bus.config import NatsSettings
+    from .settings import load_config
+
+    overrides = {
+        key: value for key, value in (("servers", args.servers), ("stream", args.stream)) if value is not None
+    }
+    if getattr(args, "config", None):
+        base = load_config(args.config).config.backend.nats
+        return base.model_copy(update=overrides)
+    return NatsSettings(**overrides)
 
 
 # -- run ------------------------------------------------------------------------------------------
@@ -401,8 +418,15 @@ def build_parser() -> argparse.ArgumentParser:
     replay_.add_argument("--since", help="start: a duration before now (15m, 2h, 1d) or an ISO time")
     replay_.add_argument("--until", help="end: a duration before now or an ISO time (default: now)")
     replay_.add_argument("--json", action="store_true", help="one event per line, as its wire JSON")
-    replay_.add_argument("--servers", nargs="+", default=["nats://127.0.0.1:4222"], help="NATS server URLs")
-    replay_.add_argument("--stream", default="citarion-events", help="JetStream stream name")
+    replay_.add_argument(
+        "--config", help="read [backend.nats] (servers, stream, credentials) from this config"
+    )
+    replay_.add_argument(
+        "--servers", nargs="+", default=None, help="NATS server URLs (default: the config's, else localhost)"
+    )
+    replay_.add_argument(
+        "--stream", default=None, help="JetStream stream (default: the config's, else citarion-events)"
+    )
     replay_.set_defaults(func=_replay)
     return parser
 

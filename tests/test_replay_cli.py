@@ -7,6 +7,7 @@ import itertools
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import nats
 import pytest
@@ -112,3 +113,20 @@ def test_parse_time_reads_durations_and_iso_times() -> None:
     assert parse_time("2024-05-01T10:00:00") == datetime(2024, 5, 1, 10, tzinfo=UTC)
     with pytest.raises(ValueError, match="not a time"):
         parse_time("soon")
+
+
+def test_config_gives_servers_and_stream_as_in_the_issue(
+    stored: tuple[NatsSettings, list[Event]], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """``citarion-host replay --config F --topic 'trading.>' --since 15m --json``."""
+    settings, events = stored
+    config = tmp_path / "prod.toml"
+    config.write_text(
+        f'[backend]\ntype = "nats"\n[backend.nats]\nservers = {json.dumps(settings.servers)}\n'
+        f'stream = "{settings.stream}"\n'
+    )
+    assert main(["replay", "--config", str(config), "--topic", "trading.>", "--since", "15m", "--json"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [encode_event(e).decode() for e in events if e.topic.startswith("trading.")]
+    assert main(["replay", "--config", str(tmp_path / "missing.toml")]) == 1
+    assert "missing.toml: no such config file" in capsys.readouterr().err
