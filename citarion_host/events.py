@@ -19,9 +19,10 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Mapping
-from typing import Any, Final, Literal, TypeVar
+from typing import Any, Final, Generic, Literal
 
 import msgspec
+from typing_extensions import TypeVar
 
 from .ids import id_at
 from .payloads import BUILTIN_PAYLOADS, Payload, PayloadError
@@ -52,12 +53,19 @@ PRIORITY_RANK: Final[dict[str, int]] = {name: rank for rank, name in enumerate(P
 DOMAINS: Final[frozenset[str]] = frozenset({"market", "trading", "risk", "analytics", "system"})
 
 
-class Event(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=True, frozen=True, gc=False):
+#: The payload type; defaults to Any, so a bare ``Event`` annotation means "any payload".
+PayloadT = TypeVar("PayloadT", default=Any)
+
+
+class Event(
+    msgspec.Struct, Generic[PayloadT], kw_only=True, rename="camel", omit_defaults=True, frozen=True, gc=False
+):
     """One event. Immutable, so one instance can be handed to every subscriber.
 
     Build events with :func:`make_event` (or the helpers in :mod:`citarion_host.api`), which derive
     ``domain``/``entity``/``action`` from the topic, stamp ``id`` and ``timestamp`` and validate the
-    payload; the raw constructor does no checking.
+    payload; the raw constructor does no checking. Generic in the payload so that msgspec decodes
+    ``Event[Signal]`` in one pass, straight into this class.
     """
 
     id: str
@@ -71,24 +79,7 @@ class Event(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=True, fr
     correlation_id: str | None = None
     causation_id: str | None = None
     metadata: dict[str, Any] = {}
-    payload: Any = None
-
-
-class _WireEvent(msgspec.Struct, kw_only=True, rename="camel", gc=False):
-    """The envelope as first decoded: the payload stays raw until the topic says what it is."""
-
-    id: str
-    topic: str
-    domain: str
-    entity: str
-    action: str
-    timestamp: int
-    source: str
-    priority: Priority
-    correlation_id: str | None = None
-    causation_id: str | None = None
-    metadata: dict[str, Any] = {}
-    payload: msgspec.Raw = msgspec.Raw(b"null")
+    payload: PayloadT
 
 
 class InvalidEventError(ValueError):
@@ -115,8 +106,9 @@ def _from_validation(topic: str | None, prefix: str, error: Exception) -> Invali
         message = message[: found.start()]
     if isinstance(error, PayloadError):
         path, message = error.field, error.reason
-    elif isinstance(error.__cause__, PayloadError):
-        path, message = error.__cause__.field, error.__cause__.reason
+    elif isinstance(error.__cause__, PayloadError):  # raised in __post_init__ while decoding at ``path``
+        cause = error.__cause__
+        path, message = (f"{path}.{cause.field}" if path else cause.field), cause.reason
     else:
         missing = re.search(r"missing required field `(?P<field>[^`]+)`", message)
         if missing:
@@ -138,7 +130,8 @@ class _TopicInfo:
         self.entity = entity
         self.action = action
         self.payload_type = payload_type
-        self.decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(payload_type or Any)
+        generic: Any = Event  # parametrized at run time: Event[Signal], Event[Any]...
+        self.decoder: msgspec.json.Decoder[Event] = msgspec.json.Decoder(generic[payload_type or Any])
 
 
 class EventCatalog:
@@ -153,7 +146,7 @@ class EventCatalog:
         self._types: PatternIndex[tuple[str, type[Payload]]] = PatternIndex()
         self._topics: dict[str, _TopicInfo] = {}
         self._encoder = msgspec.json.Encoder()
-        self._wire_decoder = msgspec.json.Decoder(_WireEvent)
+        self._topic_decoder = msgspec.json.Decoder(_TopicOnly)
 
     @classmethod
     def with_builtins(cls) -> EventCatalog:
@@ -260,44 +253,39 @@ class EventCatalog:
         """The event as JSON bytes (camelCase names)."""
         return self._encoder.encode(event)
 
-    def decode(self, data: bytes | str) -> Event:
+    def decode(self, data: bytes | str, topic: str | None = None) -> Event[Any]:
         """Parse and validate wire bytes into an :class:`Event` with a typed payload.
 
-        Raises :class:`InvalidEventError` for anything wrong: not JSON, missing fields, an invalid
-        topic, an unknown domain, ``domain``/``entity``/``action`` contradicting the topic, or a
-        payload that fails its schema.
+        ``topic``: where the message arrived (a NATS subject), which the event's own ``topic`` must
+        match; without it the topic is read from the message first. Raises
+        :class:`InvalidEventError` for anything wrong: not JSON, missing fields, an invalid topic, an
+        unknown domain, ``domain``/``entity``/``action`` contradicting the topic, a payload that fails
+        its schema.
         """
+        if topic is None:
+            try:
+                topic = self._topic_decoder.decode(data).topic
+            except msgspec.DecodeError as exc:
+                raise _from_validation(_peek_topic(data), "", exc) from None
+        info = self._topics.get(topic) or self.info(topic)
         try:
-            wire = self._wire_decoder.decode(data)
-        except msgspec.DecodeError as exc:
-            raise _from_validation(_peek_topic(data), "", exc) from None
-        topic = wire.topic
-        info = self.info(topic)
-        for name, declared, derived in (
-            ("domain", wire.domain, info.domain),
-            ("entity", wire.entity, info.entity),
-            ("action", wire.action, info.action),
-        ):
-            if declared != derived:
-                raise InvalidEventError(topic, name, f"{declared!r} contradicts the topic ({derived!r})")
-        try:
-            payload = info.decoder.decode(wire.payload)
+            event = info.decoder.decode(data)
         except (msgspec.DecodeError, PayloadError) as exc:
-            raise _from_validation(topic, "payload", exc) from None
-        return Event(
-            id=wire.id,
-            topic=topic,
-            domain=wire.domain,
-            entity=wire.entity,
-            action=wire.action,
-            timestamp=wire.timestamp,
-            source=wire.source,
-            priority=wire.priority,
-            correlation_id=wire.correlation_id,
-            causation_id=wire.causation_id,
-            metadata=wire.metadata,
-            payload=payload,
-        )
+            raise _from_validation(topic, "", exc) from None
+        if event.topic != topic:
+            raise InvalidEventError(topic, "topic", f"{event.topic!r} arrived on {topic!r}")
+        if event.domain != info.domain or event.entity != info.entity or event.action != info.action:
+            for name, derived in (("domain", info.domain), ("entity", info.entity), ("action", info.action)):
+                declared = getattr(event, name)
+                if declared != derived:
+                    raise InvalidEventError(topic, name, f"{declared!r} contradicts the topic ({derived!r})")
+        return event
+
+
+class _TopicOnly(msgspec.Struct):
+    """Just enough of an event to learn its topic (msgspec skips the rest without building it)."""
+
+    topic: str
 
 
 def _specificity(entry: tuple[str, type[Payload]]) -> tuple[int, int]:

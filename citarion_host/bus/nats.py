@@ -18,7 +18,7 @@ priority overtaking, bounded backlog, error isolation) are the same as on every 
 
 The parts: ``nats_connect`` (options, reconnect backoff), ``nats_stream`` (stream and consumer
 management), ``nats_publish`` (acknowledged, pipelined publishing), ``nats_consumer`` (feeding
-subscriptions, acks), ``nats_codec`` (one-pass decoding), ``nats_request`` (request/reply).
+subscriptions, acks), ``nats_request`` (request/reply).
 """
 
 from __future__ import annotations

@@ -33,7 +33,6 @@ from nats.js.errors import NotFoundError
 
 from ..events import Event, EventCatalog, InvalidEventError
 from .config import NatsSettings
-from .nats_codec import SubjectDecoder
 from .nats_dispatch import spawn, subscribe_direct
 from .nats_stream import ConsumerPlan, consumer_config, deliver_subject, ensure_consumer, retry_api
 from .subscription import Handler, Subscription
@@ -160,7 +159,7 @@ class CoreFeed(Feed):
     ) -> None:
         self._nc = nc
         self.subscription = subscription
-        self._decode = SubjectDecoder(catalog).decode
+        self._decode = catalog.decode
         self._domains = catalog.domains
         self._on_malformed = on_malformed
 
@@ -174,7 +173,7 @@ class CoreFeed(Feed):
         if self.stopping:
             return
         try:
-            event = self._decode(msg.subject, msg.data)
+            event = self._decode(msg.data, msg.subject)  # the subject is the topic it must carry
         except InvalidEventError as exc:
             spawn(self._on_malformed(msg.subject, msg.data, exc, None))
             return
@@ -206,7 +205,7 @@ class StreamFeed(Feed):
         self.subscription = subscription
         self.plan = plan
         self._acker = acker
-        self._decode = SubjectDecoder(catalog).decode
+        self._decode = catalog.decode
         self._on_malformed = on_malformed
         self.consumer: str | None = None
         self.last_stream_seq = 0
@@ -240,7 +239,7 @@ class StreamFeed(Feed):
         if self.plan.durable is None:
             self.last_stream_seq = max(self.last_stream_seq, msg.metadata.sequence.stream)
         try:
-            event = self._decode(msg.subject, msg.data)
+            event = self._decode(msg.data, msg.subject)  # the subject is the topic it must carry
         except InvalidEventError as exc:
             spawn(self._on_malformed(msg.subject, msg.data, exc, msg))
             return
