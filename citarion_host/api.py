@@ -109,17 +109,9 @@ async def publish_signal(
     causation_id: str | None = None,
 ) -> Event:
     """Publish ``trading.signal.<action>`` (default ``generated``)."""
-    # Built inline rather than through _publish: this is the benchmarked hot path.
-    event = make_event(
-        f"trading.signal.{action}",
-        payload,
-        source=source,
-        priority=priority,
-        correlation_id=correlation_id,
-        causation_id=causation_id,
+    return await _publish(
+        f"trading.signal.{action}", source, payload, priority, bus, correlation_id, causation_id
     )
-    await (bus or manager.bus).publish(event)
-    return event
 
 
 async def publish_order(
