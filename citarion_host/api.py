@@ -31,6 +31,7 @@ __all__ = [
     "publish_signal",
     "publish_ticker",
     "publish_trade",
+    "selfcheck",
     "subscribe_to_market",
     "subscribe_to_orders",
     "subscribe_to_positions",
@@ -235,3 +236,38 @@ async def subscribe_to_system(
 ) -> Subscription:
     """Every ``system.*`` event: bot lifecycle, handler failures, dead letters, overflow."""
     return await _subscribe("system.>", handler, bus, **options)
+
+
+async def selfcheck() -> dict[str, Any]:
+    """Publish through the main helpers, seed-style, on the in-memory bus; check what arrives."""
+    received: list[str] = []
+
+    async def note(event: Any) -> None:
+        received.append(event.topic)
+
+    bus = await manager.initialize({"type": "memory"})
+    try:
+        await subscribe_to_signals(note)
+        await subscribe_to_orders(note)
+        await subscribe_to_market(note)
+        await subscribe_to_risk_alerts(note)
+        signal = {"symbol": "BTCUSDT", "exchange": "binance", "direction": "LONG", "confidence": 0.85}
+        await publish_signal("GRD", {**signal, "entryPrice": 50000, "stopLoss": 48000})
+        order = {
+            "orderId": "12345",
+            "symbol": "BTCUSDT",
+            "exchange": "binance",
+            "side": "BUY",
+            "type": "LIMIT",
+            "price": 50000,
+            "quantity": 0.01,
+            "status": "FILLED",
+        }
+        await publish_order("GRD", order, "filled")
+        ticker = {"symbol": "BTCUSDT", "exchange": "binance", "bid": 49999, "ask": 50001, "last": 50000}
+        await publish_ticker("LUM", ticker)
+        alert = {"kind": "drawdown", "severity": "critical", "message": "self-check"}
+        await publish_risk_alert("RSK", alert)
+        return {"published": bus.published, "received": received, "ok": len(received) == 4}
+    finally:
+        await manager.shutdown()

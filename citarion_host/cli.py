@@ -74,45 +74,10 @@ def _bots(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _selfcheck_bus() -> dict[str, Any]:
-    """Publish through the main helpers, seed-style, on the in-memory bus; check what arrives."""
-    from . import api
-
-    received: list[str] = []
-
-    async def note(event: Any) -> None:
-        received.append(event.topic)
-
-    bus = await api.manager.initialize({"type": "memory"})
-    try:
-        await api.subscribe_to_signals(note)
-        await api.subscribe_to_orders(note)
-        await api.subscribe_to_market(note)
-        await api.subscribe_to_risk_alerts(note)
-        signal = {"symbol": "BTCUSDT", "exchange": "binance", "direction": "LONG", "confidence": 0.85}
-        await api.publish_signal("GRD", {**signal, "entryPrice": 50000, "stopLoss": 48000})
-        order = {
-            "orderId": "12345",
-            "symbol": "BTCUSDT",
-            "exchange": "binance",
-            "side": "BUY",
-            "type": "LIMIT",
-            "price": 50000,
-            "quantity": 0.01,
-            "status": "FILLED",
-        }
-        await api.publish_order("GRD", order, "filled")
-        ticker = {"symbol": "BTCUSDT", "exchange": "binance", "bid": 49999, "ask": 50001, "last": 50000}
-        await api.publish_ticker("LUM", ticker)
-        alert = {"kind": "drawdown", "severity": "critical", "message": "self-check"}
-        await api.publish_risk_alert("RSK", alert)
-        return {"published": bus.published, "received": received, "ok": len(received) == 4}
-    finally:
-        await api.manager.shutdown()
-
-
 def _selfcheck(args: argparse.Namespace) -> int:
-    result = asyncio.run(_selfcheck_bus())
+    from .api import selfcheck
+
+    result = asyncio.run(selfcheck())
     _bots(argparse.Namespace(json=False, plugins=False))
     print()
     _print_json({"bus_selfcheck": result})
@@ -164,39 +129,13 @@ def _config_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _starter_config(backend: str) -> dict[str, Any]:
-    """A small topology that passes ``check`` with no finding, using the bots in ``examples``."""
-    backend_table: dict[str, Any] = {"type": backend}
-    if backend == "nats":
-        backend_table["nats"] = {"servers": ["nats://127.0.0.1:4222"], "jetstream": True}
-    return {
-        "host": {"name": "citarion-host"},
-        "backend": backend_table,
-        "logging": {"level": "INFO", "format": "text"},
-        "bots": [
-            {
-                "id": "ticker-feed",
-                "code": "LUM",
-                "plugin": "citarion_host.examples:TickerFeed",
-                "publish": ["market.ticker.>"],
-                "params": {"symbols": ["BTCUSDT", "ETHUSDT"], "interval_s": 1.0},
-            },
-            {
-                "id": "ticker-logger",
-                "code": "ORA",
-                "plugin": "citarion_host.examples:TickerLogger",
-                "subscribe": ["market.ticker.>"],
-                "params": {"every": 10},
-            },
-        ],
-    }
-
-
 def _init(args: argparse.Namespace) -> int:
     """Write a starter config; an existing file is kept unless ``--force``."""
     from pathlib import Path
 
     import tomli_w
+
+    from .examples import starter_config
 
     path = Path(args.path)
     if path.is_dir():
@@ -206,7 +145,7 @@ def _init(args: argparse.Namespace) -> int:
         print(f"error: {path}: already exists (use --force to overwrite it)", file=sys.stderr)
         return 1
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(tomli_w.dumps(_starter_config(args.backend)), encoding="utf-8")
+    path.write_text(tomli_w.dumps(starter_config(args.backend)), encoding="utf-8")
     print(f"wrote {path}; check it with: citarion-host check --config {path}")
     return 0
 
@@ -216,14 +155,10 @@ def _init(args: argparse.Namespace) -> int:
 
 def _replay(args: argparse.Namespace) -> int:
     """Print the stored events matching ``--topic`` between ``--since`` and ``--until``."""
-    import contextlib
     from datetime import UTC, datetime
 
-    import msgspec
-
     from .errors import BusError, ConfigError
-    from .events import encode_event
-    from .replay import parse_time, replay
+    from .replay import parse_time, print_events, replay
 
     try:
         now = datetime.now(UTC)
@@ -238,16 +173,7 @@ def _replay(args: argparse.Namespace) -> int:
         return 2
 
     async def run() -> int:
-        count = 0
-        async with contextlib.aclosing(replay(settings, args.topic, since, until)) as events:
-            async for event in events:
-                count += 1
-                if args.json:
-                    sys.stdout.write(encode_event(event).decode() + "\n")
-                    continue
-                stamp = datetime.fromtimestamp(event.timestamp / 1000, UTC).isoformat(timespec="milliseconds")
-                payload = json.dumps(msgspec.to_builtins(event.payload), separators=(",", ":"))
-                print(f"{stamp} {event.topic} {event.source} {event.priority} {event.id} {payload}")
+        count = await print_events(replay(settings, args.topic, since, until), as_json=args.json)
         if not args.json:
             print(f"{count} event(s)", file=sys.stderr)
         return 0

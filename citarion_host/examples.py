@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from .bot import Bot
 from .events import Event
 
-__all__ = ["TickerFeed", "TickerLogger"]
+__all__ = ["TickerFeed", "TickerLogger", "starter_config"]
 
 
 class TickerFeed(Bot):
@@ -107,3 +107,31 @@ class TickerLogger(Bot):
 
     def stats(self) -> dict[str, Any]:
         return {"events_received": self.received}
+
+
+def starter_config(backend: str) -> dict[str, Any]:
+    """A small topology that passes ``check`` with no finding, using the bots above (``init``)."""
+    backend_table: dict[str, Any] = {"type": backend}
+    if backend == "nats":
+        backend_table["nats"] = {"servers": ["nats://127.0.0.1:4222"], "jetstream": True}
+    return {
+        "host": {"name": "citarion-host"},
+        "backend": backend_table,
+        "logging": {"level": "INFO", "format": "text"},
+        "bots": [
+            {
+                "id": "ticker-feed",
+                "code": "LUM",
+                "plugin": "citarion_host.examples:TickerFeed",
+                "publish": ["market.ticker.>"],
+                "params": {"symbols": ["BTCUSDT", "ETHUSDT"], "interval_s": 1.0},
+            },
+            {
+                "id": "ticker-logger",
+                "code": "ORA",
+                "plugin": "citarion_host.examples:TickerLogger",
+                "subscribe": ["market.ticker.>"],
+                "params": {"every": 10},
+            },
+        ],
+    }
