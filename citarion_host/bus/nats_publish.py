@@ -29,6 +29,7 @@ from nats.errors import ConnectionClosedError, OutboundBufferLimitError
 from nats.errors import Error as NatsError
 
 from ..errors import PublishError
+from .nats_dispatch import subscribe_direct
 
 __all__ = ["JetStreamPublisher", "Outgoing"]
 
@@ -122,7 +123,8 @@ class JetStreamPublisher:
     async def start(self) -> None:
         """Subscribe to the ack inbox (once per connection; nats-py resubscribes it after reconnects)."""
         self._prefix = self._nc.new_inbox() + "."
-        await self._nc.subscribe(self._prefix + "*", cb=self._on_ack, pending_msgs_limit=1_000_000)
+        # Acks are handled right in nats-py's reader (no queue hop, no task switch per ack).
+        await subscribe_direct(self._nc, self._prefix + "*", None, self._on_ack)
 
     @property
     def in_flight(self) -> int:
@@ -259,7 +261,7 @@ class JetStreamPublisher:
 
     # -- acks ---------------------------------------------------------------------------------------
 
-    async def _on_ack(self, msg: Msg) -> None:
+    def _on_ack(self, msg: Msg) -> None:
         item = self._pending.pop(msg.subject[len(self._prefix) :], None)
         if item is None or item.acked or item.batch is None:
             return  # an ack for a message already confirmed (a resend's twin) or abandoned
