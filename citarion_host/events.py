@@ -212,7 +212,13 @@ class EventCatalog:
         info = self._topics.get(topic) or self.info(topic)
         expected = info.payload_type
         if expected is not None and type(payload) is not expected:
-            payload = self.coerce(topic, payload, expected)
+            if type(payload) is dict:  # the common case, without the general path's checks
+                try:
+                    payload = _convert(payload, expected)
+                except (msgspec.ValidationError, PayloadError) as exc:
+                    raise _from_validation(topic, "payload", exc) from None
+            else:
+                payload = self.coerce(topic, payload, expected)
         if priority not in PRIORITY_RANK:
             raise InvalidEventError(topic, "priority", f"must be one of {PRIORITIES}, got {priority!r}")
         if not source:
@@ -286,6 +292,9 @@ class _TopicOnly(msgspec.Struct):
     """Just enough of an event to learn its topic (msgspec skips the rest without building it)."""
 
     topic: str
+
+
+_convert = msgspec.convert
 
 
 def _specificity(entry: tuple[str, type[Payload]]) -> tuple[int, int]:
