@@ -21,20 +21,47 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterable
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
+from .errors import PublishNotAllowedError
 from .events import Event, Priority
+from .topics import PatternIndex
 
-__all__ = ["Bot", "BotContext", "NoParams"]
+__all__ = ["Bot", "BotContext", "NoParams", "PublishGuard"]
 
 
 class NoParams(BaseModel):
     """Params of a bot that takes none (unknown keys are still an error)."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+class PublishGuard:
+    """A bot's declared ``publish`` patterns, and the refusal of any topic outside them.
+
+    The host's context and the test harness both use it, so a bot is refused in its tests exactly as
+    it would be at run time, with the same message.
+    """
+
+    __slots__ = ("_allowed", "bot_id", "patterns")
+
+    def __init__(self, bot_id: str, patterns: Iterable[str]) -> None:
+        self.bot_id = bot_id
+        self.patterns = tuple(patterns)
+        self._allowed: PatternIndex[str] = PatternIndex()
+        for pattern in self.patterns:
+            self._allowed.add(pattern, pattern)
+
+    def check(self, topic: str) -> None:
+        """Return if ``topic`` may be published; raise :class:`PublishNotAllowedError` otherwise."""
+        if not self._allowed.match(topic):
+            raise PublishNotAllowedError(
+                f"bot {self.bot_id!r} may not publish {topic!r}: declared publish patterns are "
+                f"{list(self.patterns)} (nothing was sent)"
+            )
 
 
 @runtime_checkable

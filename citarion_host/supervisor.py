@@ -20,13 +20,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from .bot import Bot
+from .bot import Bot, PublishGuard
 from .bus import EventBus, Subscription
 from .errors import PublishNotAllowedError
 from .events import Event, Priority
 from .payloads import BotLifecycle
 from .settings import BotConfig, HostSettings
-from .topics import PatternIndex, overlaps
+from .topics import overlaps
 
 __all__ = ["BotRunner", "HostBotContext"]
 
@@ -68,12 +68,7 @@ class HostBotContext:
         metadata: dict[str, Any] | None = None,
     ) -> Event:
         runner = self._runner
-        if not runner.allowed.match(topic):
-            runner.refused += 1
-            raise PublishNotAllowedError(
-                f"bot {runner.config.id!r} may not publish {topic!r}: declared publish patterns are "
-                f"{runner.config.publish or '[]'} (nothing was sent)"
-            )
+        runner.check_publish(topic)
         event = runner.bus.catalog.make(
             topic,
             payload,
@@ -89,9 +84,7 @@ class HostBotContext:
 
     async def request(self, topic: str, payload: Any, *, timeout: float = 5.0) -> Event:
         runner = self._runner
-        if not runner.allowed.match(topic):
-            runner.refused += 1
-            raise PublishNotAllowedError(f"bot {runner.config.id!r} may not publish {topic!r}")
+        runner.check_publish(topic)
         event = runner.bus.catalog.make(topic, payload, source=runner.config.code)
         return await runner.bus.request(event, timeout=timeout)
 
@@ -128,7 +121,6 @@ class BotRunner:
         self.errors = 0
         self.refused = 0
         self.published: dict[str, int] = {}
-        self.allowed: PatternIndex[str] = PatternIndex()
         self.subscriptions: dict[str, Subscription] = {}
         self.final_stats: dict[str, Any] = {}
         self._on_state = on_state
@@ -147,10 +139,15 @@ class BotRunner:
 
     def set_publish(self, patterns: list[str]) -> None:
         """Replace the publish allow-list in place (a config-only change, no restart)."""
-        allowed: PatternIndex[str] = PatternIndex()
-        for pattern in patterns:
-            allowed.add(pattern, pattern)
-        self.allowed = allowed
+        self.guard = PublishGuard(self.config.id, patterns)
+
+    def check_publish(self, topic: str) -> None:
+        """Refuse (and count) a topic outside the declared publish patterns."""
+        try:
+            self.guard.check(topic)
+        except PublishNotAllowedError:
+            self.refused += 1
+            raise
 
     async def wire(self, config: BotConfig) -> None:
         """Bring subscriptions in line with ``config``: keep unchanged ones, add new, then drop old.

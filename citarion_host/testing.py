@@ -21,10 +21,9 @@ import logging
 from collections.abc import Coroutine, Iterable, Mapping
 from typing import Any
 
-from .bot import Bot
+from .bot import Bot, PublishGuard
 from .errors import PublishNotAllowedError
 from .events import Event, EventCatalog, Priority, catalog
-from .topics import PatternIndex
 
 __all__ = ["BotHarness", "RecordingContext"]
 
@@ -41,9 +40,7 @@ class RecordingContext:
     ) -> None:
         self._bot_id = bot_id
         self._code = code
-        self._allowed: PatternIndex[str] = PatternIndex()
-        for pattern in publish:
-            self._allowed.add(pattern, pattern)
+        self._guard = PublishGuard(bot_id, publish)
         self._catalog = catalog_ or catalog
         self.published: list[Event] = []
         self.refused: list[str] = []
@@ -73,9 +70,11 @@ class RecordingContext:
         correlation_id: str | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> Event:
-        if not self._allowed.match(topic):
+        try:
+            self._guard.check(topic)
+        except PublishNotAllowedError:
             self.refused.append(topic)
-            raise PublishNotAllowedError(f"bot {self._bot_id!r} may not publish {topic!r}")
+            raise
         event = self._catalog.make(
             topic,
             payload,
