@@ -158,13 +158,15 @@ class BotRunner:
         self.set_publish(config.publish)
         wanted = {_subscription_key(config, p): p for p in dict.fromkeys(config.subscribe)}
         dedupe = _overlapping(config.subscribe)
+        durable = config.durable and self.bus.capabilities.durable
         for key, pattern in wanted.items():
             if key not in self.subscriptions:
                 self.subscriptions[key] = await self.bus.subscribe(
                     pattern,
                     self._handler(dedupe),
                     queue=config.queue,
-                    durable=_durable_name(config, pattern) if config.durable else None,
+                    # ``durable`` means nothing without stored events (docs/configuration.md)
+                    durable=_durable_name(config, pattern) if durable else None,
                     name=f"{config.id}:{pattern}",
                     max_pending=config.max_pending,
                 )

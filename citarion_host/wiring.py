@@ -128,6 +128,12 @@ def check_topology(loaded: LoadedConfig, registry: BotRegistry, plugins: Plugins
 
     for index, key, message in _topology(bots):
         add(index, "warning", key, message)
+    backend = loaded.config.backend
+    if backend.type == "nats" and not backend.nats.jetstream:
+        for index, bot in enumerate(bots):
+            if bot.enabled and bot.durable:
+                why = "backend.nats.jetstream is false, nothing is stored: the bot gets live events only"
+                add(index, "warning", "durable", f"durable has no effect: {why}")
 
     # main file first, then the includes in reading order; within a file, bot order, then key order
     rank = {name: position for position, name in enumerate(_display(loaded, f) for f in loaded.files)}

@@ -6,6 +6,7 @@ and tests that use one of them get the ``nats`` marker, so ``-m "not nats"`` ski
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import pytest
@@ -13,6 +14,19 @@ import pytest
 from citarion_host.natsserver import NatsCluster, NatsServer
 
 NATS_FIXTURES = frozenset({"nats_server", "shared_nats_server", "nats_cluster"})
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """A test that runs the CLI configures logging on its captured stderr, which pytest then closes:
+    take that handler away again, so later tests do not log into a closed file."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        if handler not in handlers and getattr(handler, "_citarion", False):  # see logs.configure_logging
+            root.removeHandler(handler)
+    root.setLevel(level)
 
 
 @pytest.fixture

@@ -88,6 +88,21 @@ async def test_bots_are_wired_and_numbers_arrive_in_order(tmp_path: Path) -> Non
     assert host.bus.closed and host.runners == {}
 
 
+async def test_durable_bots_run_on_a_bus_without_the_capability(tmp_path: Path) -> None:
+    """The memory bus refuses ``durable``; the host leaves it out there (live events only)."""
+    path = write(
+        tmp_path,
+        bot("numbers", "Numbers", publish='["analytics.number.>"]', count=20),
+        bot("recorder", "Recorder", subscribe='["analytics.number.>"]') + "durable = true\n",
+    )
+    host = await start_host(path)
+    try:
+        await eventually(lambda: len(Recorder.seen.get("recorder", [])) == 20, what="20 numbers")
+        assert all(sub.durable is None for sub in host.bus.subscriptions)
+    finally:
+        await host.stop()
+
+
 async def test_publish_outside_declared_patterns_is_refused_and_counted(tmp_path: Path) -> None:
     path = write(
         tmp_path,

@@ -346,6 +346,26 @@ def test_warnings_alone_exit_zero(bot_modules: Path, capsys: pytest.CaptureFixtu
     ]
 
 
+def test_durable_on_core_nats_is_a_warning_and_on_memory_nothing(bot_modules: Path) -> None:
+    path = bot_modules / "durable.toml"
+    bot = f'[[bots]]\nid = "d"\ncode = "ORA"\nplugin = "{LISTENER}"\ndurable = true\n'
+    core = '[backend]\ntype = "nats"\n[backend.nats]\njetstream = false\n'
+    path.write_text(core + bot)
+    findings = check_topology(load_config(path), load_registry(), Plugins())
+    assert [(f.severity, f.bot_id, f.key, f.message) for f in findings] == [
+        (
+            "warning",
+            "d",
+            "durable",
+            "durable has no effect: backend.nats.jetstream is false, nothing is stored: "
+            "the bot gets live events only",
+        )
+    ]
+    for backend in ("", '[backend]\ntype = "nats"\n'):  # memory (documented no-op) and JetStream
+        path.write_text(backend + bot)
+        assert check_topology(load_config(path), load_registry(), Plugins()) == []
+
+
 def test_files_are_shown_as_the_user_wrote_the_config_path(
     bot_modules: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

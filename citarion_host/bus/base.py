@@ -21,6 +21,7 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
 
@@ -144,15 +145,24 @@ class EventBus(abc.ABC):
         durable: str | None = None,
         name: str | None = None,
         max_pending: int | None = None,
+        start_sequence: int | None = None,
+        start_time: datetime | None = None,
     ) -> Subscription:
         """Call ``handler(event)`` for every event whose topic matches ``pattern``.
 
         ``queue``: subscribers sharing a queue name split the events (one member gets each).
-        ``durable``: on a persistent backend, resume from where this name stopped.
         ``name``: shown in stats and error reports (defaults to a generated one).
         ``max_pending``: backlog bound for this subscriber (default: the bus's).
+        ``durable`` (backends with the ``durable`` capability): resume from where this name stopped.
+        ``start_sequence`` / ``start_time`` (``replay`` capability): first the stored events from that
+        position on, then live ones.
+
+        A backend without a capability refuses its arguments with ``ValueError`` instead of quietly
+        delivering something else (the host leaves ``durable`` out on such backends: see
+        ``docs/configuration.md``).
         """
         self._check_open()
+        self._check_capabilities(durable, start_sequence, start_time)
         subscription = Subscription(
             pattern,
             handler,
@@ -167,6 +177,20 @@ class EventBus(abc.ABC):
         subscription._detach = self._release
         self._subscriptions.add(subscription)
         return subscription
+
+    def _check_capabilities(
+        self, durable: str | None, start_sequence: int | None, start_time: datetime | None
+    ) -> None:
+        if durable is not None and not self.capabilities.durable:
+            raise ValueError(
+                f"durable subscriptions need a backend with the 'durable' capability; "
+                f"{self.name or type(self).__name__} has none ({self.capabilities})"
+            )
+        if (start_sequence is not None or start_time is not None) and not self.capabilities.replay:
+            raise ValueError(
+                f"start_sequence/start_time need a backend with the 'replay' capability; "
+                f"{self.name or type(self).__name__} has none ({self.capabilities})"
+            )
 
     async def _release(self, subscription: Subscription) -> None:
         self._subscriptions.discard(subscription)

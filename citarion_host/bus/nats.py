@@ -37,15 +37,16 @@ from nats.js import JetStreamManager, api
 from ..errors import BusError, PublishError
 from ..events import Event, EventCatalog
 from ..payloads import ConnectionStatus
-from ..topics import matches, split_pattern
+from ..topics import TopicError, matches, split_pattern
 from .base import BUS_SOURCE, Capabilities, EventBus
 from .config import NatsSettings
-from .nats_connect import connection_options, server_url
+from .nats_connect import close_connection, connection_options, server_url, sync_with_server
 from .nats_consumer import AckingHandler, CoreFeed, Feed, StreamFeed
 from .nats_dispatch import MalformedReporter
 from .nats_publish import JetStreamPublisher, Outgoing
 from .nats_request import RESPONDERS_PREFIX, Requests
 from .nats_stream import ConsumerPlan, ensure_stream, validate_consumer_name
+from .nats_wire import Wire
 from .subscription import Handler, Subscription
 
 __all__ = ["RESPONDERS_PREFIX", "NatsBus"]
@@ -83,6 +84,7 @@ class NatsBus(EventBus):
         self._jsm: JetStreamManager | None = None
         self._publisher: JetStreamPublisher | None = None
         self._requests = Requests(self.nc, self.catalog)
+        self._wire = Wire(self.nc, lean=False)  # the lean path, if possible, once connected
         #: Set while sending makes sense: connected, or closed for good (sends then fail at once).
         self._send_gate = asyncio.Event()
         self._feeds: dict[Subscription, Feed] = {}
@@ -111,6 +113,7 @@ class NatsBus(EventBus):
             await self.nc.close()
             raise BusError(f"cannot connect to NATS at {', '.join(settings.servers)}: {exc!r}") from exc
         self.connection_state = "connected"
+        self._wire = Wire.for_client(self.nc, lean=settings.lean_wire)
         self._send_gate.set()
         log.info("connected to NATS", extra={"server": server_url(self.nc), "jetstream": self.jetstream})
         try:
@@ -146,12 +149,12 @@ class NatsBus(EventBus):
             task.cancel()
         if self._publisher is not None:
             self._publisher.fail_all("the bus is closed")
-        if not self.nc.is_closed:
+        if self.nc.is_connected:
             try:
-                await self.nc.flush(timeout=2)  # the last acks and naks
+                await sync_with_server(self.nc, timeout=2)  # the last acks and naks
             except (NatsError, TimeoutError) as exc:
                 log.debug("final flush failed", extra={"error": repr(exc)})
-            await self.nc.close()
+        await close_connection(self.nc)
         self.connection_state = "closed"
 
     async def _on_disconnected(self) -> None:
@@ -215,10 +218,10 @@ class NatsBus(EventBus):
             if not self._stored_topics.get(event.topic):
                 self._check_stored(event.topic)
             await self._publisher.publish((Outgoing(event.topic, data, event.id),))
-        elif self._send_gate.is_set():  # core: the hot path of the core benchmark, one call deep
+        elif self._send_gate.is_set():  # core: the hot path of the core benchmark, straight to the wire
             try:
-                await self.nc.publish(event.topic, data)
-            except NatsError as exc:
+                await self._wire.publish(event.topic, data)
+            except (NatsError, TopicError) as exc:
                 raise PublishError(f"publish on {event.topic!r} failed: {exc!r}") from exc
         else:
             await self._core_publish(event.topic, data)
@@ -263,8 +266,8 @@ class NatsBus(EventBus):
                     f"publish on {subject!r}: not connected to NATS for {self.settings.publish_timeout_s:g}s"
                 ) from None
         try:
-            await self.nc.publish(subject, data)
-        except NatsError as exc:
+            await self._wire.publish(subject, data)
+        except (NatsError, TopicError) as exc:
             raise PublishError(f"publish on {subject!r} failed: {exc!r}") from exc
 
     async def store(self, event: Event, msg_id: str) -> None:
@@ -355,7 +358,7 @@ class NatsBus(EventBus):
         planned = _plan.get()
         feed: Feed
         if planned is None:
-            feed = CoreFeed(self.nc, self.catalog, subscription, self._malformed)
+            feed = CoreFeed(self._wire, self.catalog, subscription, self._malformed)
         else:
             assert self._jsm is not None, "stream-backed subscriptions exist in JetStream mode only"
             plan, acker = planned
@@ -365,9 +368,16 @@ class NatsBus(EventBus):
         await feed.start()
         self._feeds[subscription] = feed
         await self._requests.add_responder(subscription.pattern)
-        # A round trip: once subscribe() returns, the server has our interest, so events (and
-        # requests) published from any other connection from then on reach this subscriber.
-        await self.nc.flush(timeout=max(1, int(self.settings.api_timeout_s)))
+        # Once subscribe() returns, the server has our interest, so events (and requests)
+        # published from any other connection from then on reach this subscriber.
+        try:
+            await sync_with_server(self.nc, self.settings.api_timeout_s)
+        except TimeoutError:
+            await self._detach(subscription)
+            raise BusError(
+                f"subscribing to {subscription.pattern!r}: the server did not confirm it within "
+                f"{self.settings.api_timeout_s:g}s ({self.connection_state})"
+            ) from None
 
     async def _detach(self, subscription: Subscription) -> None:
         feed = self._feeds.pop(subscription, None)

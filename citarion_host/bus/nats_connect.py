@@ -6,6 +6,8 @@ policy are read from the settings in one place.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import random
 import socket
 import ssl
@@ -13,10 +15,20 @@ from collections.abc import Callable
 from typing import Any
 
 from nats.aio.client import Client, Server
+from nats.aio.msg import Msg
 
 from .config import NatsSettings
 
-__all__ = ["auth_options", "backoff", "connection_options", "server_url"]
+__all__ = [
+    "auth_options",
+    "backoff",
+    "close_connection",
+    "connection_options",
+    "server_url",
+    "sync_with_server",
+]
+
+log = logging.getLogger("citarion_host.bus.nats")
 
 
 def auth_options(settings: NatsSettings) -> dict[str, Any]:
@@ -80,3 +92,54 @@ def server_url(nc: Client) -> str | None:
     """``nats://host:port`` of the server the client is connected to, if any."""
     url = nc.connected_url
     return f"{url.scheme}://{url.hostname}:{url.port}" if url is not None else None
+
+
+async def sync_with_server(nc: Client, timeout: float) -> None:
+    """Return once the server has processed everything ``nc`` sent before this call.
+
+    Why not ``nc.flush()``: nats-py 2.16 writes its ``PING`` straight to the socket while earlier
+    commands (a ``SUB``, an ack) may still wait in its pending buffer for the flusher task, so the
+    ``PONG`` can come back before the server has seen them. Across connections that showed up as a
+    subscriber that "was not there yet" about once in a few hundred subscriptions. A message to
+    ourselves goes through the same buffer as everything before it, so its arrival proves the
+    server got all of it.
+    Raises ``TimeoutError`` if it does not come back within ``timeout`` seconds.
+    """
+    arrived: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def on_message(msg: Msg) -> None:
+        if not arrived.done():
+            arrived.set_result(None)
+
+    inbox = nc.new_inbox()
+    sub = await nc.subscribe(inbox, cb=on_message)
+    try:
+        await nc.publish(inbox, b"")
+        async with asyncio.timeout(timeout):
+            await arrived
+    finally:
+        await sub.unsubscribe()
+
+
+async def close_connection(nc: Client) -> None:
+    """Close ``nc`` even when the server is gone, saying what could not be sent.
+
+    nats-py's ``close()`` writes what is left in its buffer (publishes and acks issued while
+    reconnecting) and, if the socket is already dead, raises half way: its subscription tasks
+    and transport stay open. Nothing buffered can reach a server we are leaving, so it is dropped
+    here first, loudly: core events in it are lost; unacknowledged JetStream events are redelivered.
+    """
+    if nc.is_closed:
+        return
+    pending = getattr(nc, "_pending_data_size", 0)
+    if not nc.is_connected and pending:
+        log.warning(
+            "closing while disconnected: buffered commands not sent",
+            extra={"bytes": pending, "status": nc._status},
+        )
+        nc._pending = []
+        nc._pending_data_size = 0
+    try:
+        await nc.close()
+    except OSError as exc:  # the socket died between the check above and nats-py's last write
+        log.warning("closing the NATS connection failed", extra={"error": repr(exc)})

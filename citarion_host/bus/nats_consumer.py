@@ -35,6 +35,7 @@ from ..events import Event, EventCatalog, InvalidEventError
 from .config import NatsSettings
 from .nats_dispatch import spawn, subscribe_direct
 from .nats_stream import ConsumerPlan, consumer_config, deliver_subject, ensure_consumer, retry_api
+from .nats_wire import Wire
 from .subscription import Handler, Subscription
 
 if TYPE_CHECKING:
@@ -134,9 +135,12 @@ class Feed:
         if self._nats_sub is not None:
             sub, self._nats_sub = self._nats_sub, None
             try:
-                await sub.unsubscribe()
+                await self._unsubscribe(sub)
             except NatsError as exc:
                 log.debug("unsubscribe failed", extra={"error": repr(exc)})
+
+    async def _unsubscribe(self, sub: NatsSubscription) -> None:
+        await sub.unsubscribe()
 
     async def recover(self) -> None:
         """Called after a reconnection (default: nothing; nats-py resubscribes core subscriptions)."""
@@ -151,13 +155,13 @@ class CoreFeed(Feed):
     A pattern starting with a wildcard (``>``, ``*.signal.*``) also matches subjects that are not events
     (inboxes, JetStream acks and API calls of every client on the account). Those are skipped by their
     first token before any decoding; the pattern stays one NATS subscription so the server's order is
-    kept across topics.
+    kept across topics. Messages come through the bus's :class:`~.nats_wire.Wire` as subject and data.
     """
 
     def __init__(
-        self, nc: Client, catalog: EventCatalog, subscription: Subscription, on_malformed: MalformedCallback
+        self, wire: Wire, catalog: EventCatalog, subscription: Subscription, on_malformed: MalformedCallback
     ) -> None:
-        self._nc = nc
+        self._wire = wire
         self.subscription = subscription
         self._decode = catalog.decode
         self._domains = catalog.domains
@@ -166,23 +170,25 @@ class CoreFeed(Feed):
     async def start(self) -> None:
         pattern = self.subscription.pattern
         wild_first = pattern.split(".", 1)[0] in ("*", ">")
-        dispatch = self._on_any if wild_first else self._on_msg
-        self._nats_sub = await subscribe_direct(self._nc, pattern, self.subscription.queue, dispatch)
+        on_message = self._on_any if wild_first else self._on_message
+        self._nats_sub = await self._wire.subscribe(pattern, self.subscription.queue, on_message)
 
-    def _on_msg(self, msg: Msg) -> None:
+    async def _unsubscribe(self, sub: NatsSubscription) -> None:
+        await self._wire.unsubscribe(sub)  # drops the lean route too
+
+    def _on_message(self, subject: str, data: bytes) -> None:
         if self.stopping:
             return
         try:
-            event = self._decode(msg.data, msg.subject)  # the subject is the topic it must carry
+            event = self._decode(data, subject)  # the subject is the topic it must carry
         except InvalidEventError as exc:
-            spawn(self._on_malformed(msg.subject, msg.data, exc, None))
+            spawn(self._on_malformed(subject, data, exc, None))
             return
         self.subscription.deliver(event)
 
-    def _on_any(self, msg: Msg) -> None:
-        subject = msg.subject
+    def _on_any(self, subject: str, data: bytes) -> None:
         if subject[: subject.find(".")] in self._domains:
-            self._on_msg(msg)
+            self._on_message(subject, data)
 
 
 class StreamFeed(Feed):

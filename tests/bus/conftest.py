@@ -22,6 +22,7 @@ BACKENDS = [
     "memory",
     pytest.param("nats", marks=pytest.mark.nats),  # JetStream: every event stored
     pytest.param("nats-core", marks=pytest.mark.nats),  # core NATS only
+    pytest.param("nats-core-public", marks=pytest.mark.nats),  # core, nats-py's public API (lean_wire off)
 ]
 _streams = itertools.count(1)
 
@@ -31,7 +32,7 @@ async def bus(request: pytest.FixtureRequest) -> AsyncIterator[EventBus]:
     if request.param == "memory":
         async with MemoryBus() as memory:
             yield memory
-    elif request.param in ("nats", "nats-core"):
+    elif request.param in ("nats", "nats-core", "nats-core-public"):
         # A fresh stream per test on the session's server (a fresh server costs ~0.3 s per test).
         from citarion_host.bus.nats import NatsBus
 
@@ -40,6 +41,7 @@ async def bus(request: pytest.FixtureRequest) -> AsyncIterator[EventBus]:
             servers=[server.url],
             stream=f"conformance-{next(_streams)}",
             jetstream=request.param == "nats",
+            lean_wire=request.param != "nats-core-public",
         )
         try:
             async with NatsBus(settings) as instance:
@@ -100,3 +102,13 @@ async def eventually(condition: Callable[[], bool], timeout: float = 5.0, what: 
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         await asyncio.sleep(0.002)
+
+
+def sibling(bus: EventBus) -> EventBus:
+    """Another bus of the same backend and settings: to the backend, another host."""
+    if isinstance(bus, MemoryBus):
+        return MemoryBus()
+    from citarion_host.bus.nats import NatsBus
+
+    assert isinstance(bus, NatsBus), f"no sibling for {type(bus).__name__}: add it here"
+    return NatsBus(bus.settings)

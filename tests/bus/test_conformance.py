@@ -2,12 +2,14 @@
 
 Points: delivery and round trip, publish order, wildcards, queue groups, request/reply, handler
 isolation, priority overtaking, bounded backlog with reported overflow, dead-lettering of malformed
-input, unsubscribe, close with drain.
+input, unsubscribe, close with drain. Then the declared capabilities (``EventBus.capabilities``): each
+is either honoured or its arguments are refused, never quietly replaced by something else.
 """
 
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
 import pytest
 
@@ -16,7 +18,7 @@ from citarion_host.errors import BusClosedError, NoRespondersError, RequestTimeo
 from citarion_host.events import Event, encode_event, make_event
 from citarion_host.payloads import HandlerFailure, Signal
 
-from .conftest import Collector, eventually
+from .conftest import Collector, eventually, sibling
 
 SIGNAL = {"symbol": "BTCUSDT", "exchange": "binance", "direction": "LONG", "confidence": 0.5}
 
@@ -242,3 +244,72 @@ async def test_close_drains_backlog_then_refuses(bus: EventBus) -> None:
         await bus.publish(signal(99))
     with pytest.raises(BusClosedError):
         await bus.subscribe("trading.>", slow)
+
+
+# -- capabilities ---------------------------------------------------------------------------------
+
+
+async def test_durable_subscriptions_resume_where_they_stopped_or_are_refused(bus: EventBus) -> None:
+    if not bus.capabilities.durable:
+        with pytest.raises(ValueError, match="durable"):
+            await bus.subscribe("trading.signal.>", Collector(), durable="conformance")
+        return
+    first = Collector()
+    subscription = await bus.subscribe("trading.signal.>", first, durable="conformance")
+    await bus.publish(signal(1))
+    assert numbers(await first.wait_for(1)) == [1]
+    await subscription.unsubscribe()
+    for n in (2, 3):
+        await bus.publish(signal(n))
+    resumed = Collector()
+    await bus.subscribe("trading.signal.>", resumed, durable="conformance")
+    assert numbers(await resumed.wait_for(2)) == [2, 3]
+    assert numbers(await resumed.settle()) == [2, 3]
+
+
+async def test_replay_from_a_sequence_or_a_time_or_refused(bus: EventBus) -> None:
+    if not bus.capabilities.replay:
+        with pytest.raises(ValueError, match="jetstream|replay"):
+            await bus.subscribe("trading.signal.>", Collector(), start_sequence=1)
+        with pytest.raises(ValueError, match="jetstream|replay"):
+            await bus.subscribe("trading.signal.>", Collector(), start_time=datetime.now(UTC))
+        return
+    await bus.publish(signal(0))
+    await asyncio.sleep(0.05)
+    between = datetime.now(UTC)
+    await asyncio.sleep(0.05)
+    await bus.publish(signal(1))
+    from_start, from_time = Collector(), Collector()
+    await bus.subscribe("trading.signal.>", from_start, start_sequence=1)
+    await bus.subscribe("trading.signal.>", from_time, start_time=between)
+    await bus.publish(signal(2))
+    assert numbers(await from_start.wait_for(3)) == [0, 1, 2]
+    assert numbers(await from_time.wait_for(2)) == [1, 2]
+
+
+async def test_events_outlive_their_publisher_only_when_persistent(bus: EventBus) -> None:
+    async with sibling(bus) as other:
+        await other.publish(signal(1))  # nobody is subscribed yet
+    later = Collector()
+    if bus.capabilities.persistent:
+        assert bus.capabilities.replay, "a persistent backend must let subscribers read what it kept"
+        await bus.subscribe("trading.signal.>", later, start_sequence=1)
+        assert numbers(await later.wait_for(1)) == [1]
+    else:
+        await bus.subscribe("trading.signal.>", later)
+        await bus.publish(signal(2))
+        assert numbers(await later.wait_for(1)) == [2]
+        assert numbers(await later.settle()) == [2]
+
+
+async def test_other_hosts_see_the_events_only_when_cross_process(bus: EventBus) -> None:
+    async with sibling(bus) as other:
+        theirs, ours = Collector(), Collector()
+        await other.subscribe("trading.signal.>", theirs)
+        await bus.subscribe("trading.signal.>", ours)
+        await bus.publish(signal(1))
+        assert numbers(await ours.wait_for(1)) == [1]
+        expected = [1] if bus.capabilities.cross_process else []
+        if expected:
+            await theirs.wait_for(1)
+        assert numbers(await theirs.settle()) == expected

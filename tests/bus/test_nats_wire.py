@@ -1,0 +1,145 @@
+"""The lean core path (``bus/nats_wire.py``): in use with this nats-py, same behaviour as the public API.
+
+The conformance suite runs on core NATS both ways (``nats-core`` and ``nats-core-public``); these tests
+cover what is particular to the lean path: the internals check, nats-py's stats, subjects it refuses,
+payloads over the server's limit, headers and replies on received messages, a full pending buffer,
+and routes removed on unsubscribe.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import nats
+import pytest
+from nats.aio.client import Client
+
+from citarion_host.bus import NatsSettings
+from citarion_host.bus.nats import NatsBus
+from citarion_host.bus.nats_connect import sync_with_server
+from citarion_host.bus.nats_wire import Wire
+from citarion_host.errors import PublishError
+from citarion_host.events import Event, encode_event, make_event
+from citarion_host.natsserver import NatsServer
+
+from .conftest import Collector
+
+pytestmark = pytest.mark.nats
+
+SIGNAL = {"symbol": "BTCUSDT", "exchange": "binance", "direction": "LONG", "confidence": 0.5}
+
+
+def signal(n: int, **metadata: Any) -> Event:
+    return make_event("trading.signal.generated", SIGNAL, source="GRD", metadata={"n": n, **metadata})
+
+
+def numbers(events: list[Event]) -> list[int]:
+    return [event.metadata["n"] for event in events]
+
+
+@pytest.fixture
+async def bus(shared_nats_server: NatsServer) -> AsyncIterator[NatsBus]:
+    async with NatsBus(NatsSettings(servers=[shared_nats_server.url], jetstream=False)) as instance:
+        yield instance
+
+
+async def test_the_lean_path_is_used_and_keeps_nats_py_stats(bus: NatsBus) -> None:
+    """If a nats-py upgrade changes the internals, this fails (the bus would quietly be slower)."""
+    assert bus._wire.lean
+    collector = Collector()
+    await bus.subscribe("trading.signal.>", collector)
+    before = dict(bus.nc.stats)
+    for n in range(100):
+        await bus.publish(signal(n))
+    assert numbers(await collector.wait_for(100)) == list(range(100))
+    assert bus.nc.stats["out_msgs"] - before["out_msgs"] == 100
+    assert bus.nc.stats["in_msgs"] - before["in_msgs"] == 100
+    size = len(encode_event(collector.events[0]))
+    assert bus.nc.stats["in_bytes"] - before["in_bytes"] == pytest.approx(100 * size, rel=0.05)
+
+
+async def test_a_client_without_the_expected_internals_gets_the_public_api(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class OtherClient(Client):
+        async def _process_msg(self, sid: int, subject: bytes, *rest: Any) -> None:  # type: ignore[override]
+            pass
+
+    with caplog.at_level(logging.WARNING, logger="citarion_host.bus.nats"):
+        wire = Wire.for_client(OtherClient())
+    assert not wire.lean
+    assert "nats-py internals differ" in caplog.text
+    assert "_process_msg(sid, subject, reply, data, headers)" in str(caplog.records[-1].__dict__["missing"])
+    assert Wire.for_client(Client()).lean
+    assert not Wire.for_client(Client(), lean=False).lean
+
+
+async def test_lean_wire_off_uses_the_public_api(shared_nats_server: NatsServer) -> None:
+    settings = NatsSettings(servers=[shared_nats_server.url], jetstream=False, lean_wire=False)
+    async with NatsBus(settings) as bus:
+        assert not bus._wire.lean
+        assert "_process_msg" not in vars(bus.nc)
+
+
+async def test_a_topic_that_is_not_a_subject_is_refused_and_the_connection_lives(bus: NatsBus) -> None:
+    collector = Collector()
+    await bus.subscribe("trading.signal.>", collector)
+    for topic in ("trading.signal.two words", "trading.signal.*", "trading..generated"):
+        bad = Event(
+            id="x", topic=topic, domain="trading", entity="signal", action="x", timestamp=1, source="GRD",
+            priority="normal", payload=SIGNAL,
+        )  # fmt: skip
+        with pytest.raises(PublishError, match="publish on .* failed"):
+            await bus.publish(bad)
+    await bus.publish(signal(1))
+    assert numbers(await collector.wait_for(1)) == [1]
+    assert bus.nc.is_connected
+
+
+async def test_a_payload_over_the_server_limit_fails_clearly(bus: NatsBus) -> None:
+    collector = Collector()
+    await bus.subscribe("trading.signal.>", collector)
+    huge = signal(1, blob="x" * (bus.nc.max_payload + 1))
+    with pytest.raises(PublishError, match="MaxPayloadError|payload"):
+        await bus.publish(huge)
+    await bus.publish(signal(2))
+    assert numbers(await collector.wait_for(1)) == [2]
+
+
+async def test_messages_with_headers_and_replies_reach_core_subscribers(
+    bus: NatsBus, shared_nats_server: NatsServer
+) -> None:
+    collector = Collector()
+    await bus.subscribe("trading.signal.>", collector)
+    other = await nats.connect(shared_nats_server.url)
+    try:
+        await other.publish("trading.signal.generated", encode_event(signal(1)), headers={"Nats-Msg-Id": "a"})
+        await other.publish("trading.signal.generated", encode_event(signal(2)), reply="somewhere.else")
+        await other.publish("trading.signal.generated", encode_event(signal(3)))
+        await sync_with_server(other, timeout=5)
+    finally:
+        await other.close()
+    assert numbers(await collector.wait_for(3)) == [1, 2, 3]
+
+
+async def test_a_full_pending_buffer_waits_for_the_flusher_and_loses_nothing(bus: NatsBus) -> None:
+    """~6 MB published without yielding to the loop: over nats-py's 2 MB pending limit, in order."""
+    collector = Collector()
+    await bus.subscribe("trading.signal.>", collector)
+    padding = "p" * 2_000
+    await bus.publish_many(signal(n, padding=padding) for n in range(3_000))
+    assert numbers(await collector.wait_for(3_000, timeout=20)) == list(range(3_000))
+
+
+async def test_unsubscribing_removes_the_route(bus: NatsBus) -> None:
+    leaving, staying = Collector(), Collector()
+    subscription = await bus.subscribe("trading.signal.>", leaving)
+    await bus.subscribe("trading.>", staying)
+    assert len(bus._wire._routes) == 2
+    await subscription.unsubscribe()
+    assert len(bus._wire._routes) == 1
+    await bus.publish(signal(1))
+    assert numbers(await staying.wait_for(1)) == [1]
+    assert await leaving.settle() == []
