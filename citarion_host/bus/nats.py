@@ -93,6 +93,11 @@ class NatsBus(EventBus):
         self._malformed = MalformedReporter(self)
         self._encode = self.catalog.encode
 
+    @property
+    def wire(self) -> Wire:
+        """How this bus sends and receives on its connection (the lean path once connected, if possible)."""
+        return self._wire
+
     # -- connection -------------------------------------------------------------------------------
 
     async def _start(self) -> None:
@@ -123,6 +128,7 @@ class NatsBus(EventBus):
                 self.stream_info = await ensure_stream(self._jsm, settings, self.catalog.domains)
                 self._publisher = JetStreamPublisher(
                     self.nc,
+                    self._wire,
                     self._send_gate,
                     timeout=settings.publish_timeout_s,
                     ack_timeout=settings.publish_ack_timeout_s,
@@ -363,7 +369,7 @@ class NatsBus(EventBus):
             assert self._jsm is not None, "stream-backed subscriptions exist in JetStream mode only"
             plan, acker = planned
             feed = StreamFeed(
-                self.nc, self._jsm, self.settings, self.catalog, subscription, plan, acker, self._malformed
+                self._wire, self._jsm, self.settings, self.catalog, subscription, plan, acker, self._malformed
             )
         await feed.start()
         self._feeds[subscription] = feed

@@ -24,7 +24,6 @@ from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription as NatsSubscription
 from nats.errors import Error as NatsError
@@ -33,7 +32,7 @@ from nats.js.errors import NotFoundError
 
 from ..events import Event, EventCatalog, InvalidEventError
 from .config import NatsSettings
-from .nats_dispatch import spawn, subscribe_direct
+from .nats_dispatch import spawn
 from .nats_stream import ConsumerPlan, consumer_config, deliver_subject, ensure_consumer, retry_api
 from .nats_wire import Wire
 from .subscription import Handler, Subscription
@@ -76,7 +75,7 @@ class AckingHandler:
             raise  # Subscription reports it (system.handler.failed) and goes on
         # A cancelled handler (forced shutdown) is neither acked nor naked: redelivered after ack_wait.
         if msg is not None:
-            await _settle(msg.ack(), "ack", event)
+            await _settle(self._bus.wire.ack(msg), "ack", event)
         return result
 
     async def _failed(self, msg: Msg, event: Event, exc: Exception) -> None:
@@ -196,7 +195,7 @@ class StreamFeed(Feed):
 
     def __init__(
         self,
-        nc: Client,
+        wire: Wire,
         jsm: JetStreamManager,
         settings: NatsSettings,
         catalog: EventCatalog,
@@ -205,7 +204,7 @@ class StreamFeed(Feed):
         acker: AckingHandler,
         on_malformed: MalformedCallback,
     ) -> None:
-        self._nc = nc
+        self._wire = wire
         self._jsm = jsm
         self._settings = settings
         self.subscription = subscription
@@ -219,7 +218,7 @@ class StreamFeed(Feed):
         if plan.durable is not None:
             self._deliver = deliver_subject(settings.stream, plan.durable)
         else:
-            self._deliver = nc.new_inbox()
+            self._deliver = wire.nc.new_inbox()
         self._config = consumer_config(plan, settings, self._deliver)
 
     async def start(self) -> None:
@@ -230,7 +229,7 @@ class StreamFeed(Feed):
         if info.paused:  # paused by the previous subscriber's quiesce(): we take over
             await self._jsm.resume_consumer(self._settings.stream, info.name)
         # Subscribe after the consumer exists: a push consumer only pushes while someone listens.
-        self._nats_sub = await subscribe_direct(self._nc, self._deliver, self.plan.queue, self._on_msg)
+        self._nats_sub = await self._wire.subscribe_msgs(self._deliver, self.plan.queue, self._on_msg)
         log.info(
             "stream consumer attached",
             extra={"consumer": self.consumer, "pattern": self.plan.pattern, "queue": self.plan.queue},
@@ -305,6 +304,7 @@ class StreamFeed(Feed):
         await self.quiesce()
         sub, self._nats_sub = self._nats_sub, None
         if sub is not None:
+            self._wire.forget(sub)  # what still arrives takes nats-py's path to _on_msg
             try:
                 await sub.drain()  # type: ignore[no-untyped-call]
             except (NatsError, TimeoutError) as exc:

@@ -25,31 +25,29 @@ from collections.abc import Sequence
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.errors import ConnectionClosedError, OutboundBufferLimitError
+from nats.errors import ConnectionClosedError, MaxPayloadError, OutboundBufferLimitError
 from nats.errors import Error as NatsError
 
 from ..errors import PublishError
-from .nats_dispatch import subscribe_direct
+from .nats_wire import Wire
 
 __all__ = ["JetStreamPublisher", "Outgoing"]
 
 log = logging.getLogger("citarion_host.bus.nats")
 
 _ACK_PREFIX = b'{"stream"'
-_MSG_ID = "Nats-Msg-Id"
 _RETRY_DELAY_MAX_S = 1.0
 
 
 class Outgoing:
     """One message to store: subject, bytes, dedup id, and its state while in flight."""
 
-    __slots__ = ("acked", "batch", "data", "headers", "msg_id", "subject", "token")
+    __slots__ = ("acked", "batch", "data", "msg_id", "subject", "token")
 
     def __init__(self, subject: str, data: bytes, msg_id: str) -> None:
         self.subject = subject
         self.data = data
         self.msg_id = msg_id
-        self.headers = {_MSG_ID: msg_id}
         self.token: str | None = None
         self.acked = False
         self.batch: _Batch | None = None
@@ -101,6 +99,7 @@ class JetStreamPublisher:
     def __init__(
         self,
         nc: Client,
+        wire: Wire,
         connected: asyncio.Event,
         *,
         timeout: float,
@@ -108,6 +107,7 @@ class JetStreamPublisher:
         max_in_flight: int,
     ) -> None:
         self._nc = nc
+        self._wire = wire
         self._connected = connected
         self._timeout = timeout
         self._ack_timeout = ack_timeout
@@ -124,7 +124,7 @@ class JetStreamPublisher:
         """Subscribe to the ack inbox (once per connection; nats-py resubscribes it after reconnects)."""
         self._prefix = self._nc.new_inbox() + "."
         # Acks are handled right in nats-py's reader (no queue hop, no task switch per ack).
-        await subscribe_direct(self._nc, self._prefix + "*", None, self._on_ack)
+        await self._wire.subscribe_msgs(self._prefix + "*", None, self._on_ack)
 
     @property
     def in_flight(self) -> int:
@@ -178,10 +178,16 @@ class JetStreamPublisher:
         item.token = token
         self._pending[token] = item
         try:
-            await self._nc.publish(item.subject, item.data, reply=self._prefix + token, headers=item.headers)
+            await self._wire.publish_stored(item.subject, item.data, self._prefix + token, item.msg_id)
         except ConnectionClosedError as exc:
             self._pending.pop(token, None)
             raise PublishError(f"event {item.msg_id} on {item.subject!r}: NATS connection closed") from exc
+        except MaxPayloadError as exc:  # resending would not help
+            self._pending.pop(token, None)
+            raise PublishError(
+                f"event {item.msg_id} on {item.subject!r}: {len(item.data)} bytes, over the server's "
+                f"max_payload of {self._nc.max_payload} bytes"
+            ) from exc
         except (OutboundBufferLimitError, NatsError, OSError) as exc:
             # Not sent (e.g. disconnected between our check and the write): the next wake resends it.
             self._pending.pop(token, None)

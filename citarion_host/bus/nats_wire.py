@@ -19,6 +19,15 @@ the flusher, as ``nc.publish`` does), the flusher kick, ``nc.stats``. What it le
 only) and per-subscription pending counters (our ``Subscription`` bounds the backlog). Anything not
 connected, or a payload over the server's limit, goes through ``nc.publish`` for its errors and its
 reconnect buffering.
+
+JetStream has the same three costs per event, twice: the stored publish (``HPUB`` with its
+``Nats-Msg-Id``), its ack coming back, the delivery, and our ack of it. So the wire also sends stored
+publishes and acks, and hands stream deliveries and publish acks over as a ``Msg`` built directly,
+without parsing headers: event messages carry only ``Nats-Msg-Id``, which nobody reads on delivery
+(the event id is in the body). A status message (headers and no body: "no responders", flow control)
+takes nats-py's own path, headers parsed. Measured in one run (4 interleaved rounds of the JetStream
+benchmark, 100,000 events each, medians): public API 30,783 ev/s, lean 39,520 (+28 %); raw nats-py
+``publish_async`` + push consumer 26,241.
 """
 
 from __future__ import annotations
@@ -31,16 +40,20 @@ from typing import Any
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription as NatsSubscription
+from nats.errors import MaxPayloadError
 
 from ..topics import split_topic
 from .nats_dispatch import subscribe_direct
 
-__all__ = ["OnMessage", "Wire"]
+__all__ = ["OnMessage", "OnMsg", "Wire"]
 
 log = logging.getLogger("citarion_host.bus.nats")
 
 #: ``on_message(subject, data)``: synchronous, must not raise (see ``nats_dispatch``).
 OnMessage = Callable[[str, bytes], None]
+#: ``on_msg(msg)``: the same for subscriptions that need the reply subject (JetStream); on the lean
+#: path ``msg.headers`` is None unless the message is a status message.
+OnMsg = Callable[[Msg], None]
 
 _CONNECTED = Client.CONNECTED
 _CLIENT_ATTRIBUTES = (
@@ -54,8 +67,10 @@ _CLIENT_ATTRIBUTES = (
     "_subs",
     "stats",
 )
+_MSG_FIELDS = {"_client", "subject", "reply", "data", "headers", "_sid", "_ackd"}
 _PROCESS_MSG_PARAMETERS = ["self", "sid", "subject", "reply", "data", "headers"]
 _SUBJECT_CACHE = 65_536
+_MSG_ID = "Nats-Msg-Id"
 
 
 class Wire:
@@ -65,13 +80,26 @@ class Wire:
         self._nc = nc
         self.lean = lean
         self._routes: dict[int, OnMessage] = {}
+        self._msg_routes: dict[int, OnMsg] = {}
         self._subjects: dict[str, bytes] = {}  # topic -> its validated bytes
         #: ``await publish(subject, data)``: send on core NATS; errors are nats-py's.
         self.publish: Callable[[str, bytes], Awaitable[None]] = self._publish_public
+        #: ``await publish_stored(subject, data, reply, msg_id)``: a JetStream publish whose ack goes
+        #: to ``reply``, deduplicated by ``msg_id`` (``Nats-Msg-Id``).
+        self.publish_stored: Callable[[str, bytes, str, str], Awaitable[None]] = self._publish_stored_public
+        #: ``await ack(msg)``: acknowledge a JetStream delivery.
+        self.ack: Callable[[Msg], Awaitable[None]] = _ack_public
         if lean:
             self._original_process_msg = nc._process_msg
             nc._process_msg = self._process_msg  # type: ignore[method-assign]
             self.publish = self._publish_lean
+            self.publish_stored = self._publish_stored_lean
+            self.ack = self._ack_lean
+
+    @property
+    def nc(self) -> Client:
+        """The nats-py client this wire sends on."""
+        return self._nc
 
     @classmethod
     def for_client(cls, nc: Client, *, lean: bool = True) -> Wire:
@@ -96,7 +124,37 @@ class Wire:
             await nc.publish(subject, data)  # reconnect buffering, closed/draining and size errors
             return
         encoded = self._subjects.get(subject) or self._remember(subject)
-        command = b"PUB %b %d\r\n%b\r\n" % (encoded, size, data)
+        await self._send(b"PUB %b %d\r\n%b\r\n" % (encoded, size, data), size)
+
+    async def _publish_stored_public(self, subject: str, data: bytes, reply: str, msg_id: str) -> None:
+        await self._nc.publish(subject, data, reply=reply, headers={_MSG_ID: msg_id})
+
+    async def _publish_stored_lean(self, subject: str, data: bytes, reply: str, msg_id: str) -> None:
+        nc = self._nc
+        headers = b"NATS/1.0\r\nNats-Msg-Id: %b\r\n\r\n" % msg_id.encode()
+        size = len(data)
+        if nc._status != _CONNECTED:
+            await self._publish_stored_public(subject, data, reply, msg_id)
+            return
+        if size + len(headers) > nc._max_payload:  # the server counts headers too, and would disconnect
+            raise MaxPayloadError
+        encoded = self._subjects.get(subject) or self._remember(subject)
+        await self._send(
+            b"HPUB %b %b %d %d\r\n%b%b\r\n"
+            % (encoded, reply.encode(), len(headers), len(headers) + size, headers, data),
+            size,
+        )
+
+    async def _ack_lean(self, msg: Msg) -> None:
+        if self._nc._status != _CONNECTED or not msg.reply or msg._ackd:
+            await msg.ack()  # nats-py's errors: not a JetStream message, acked twice, not connected
+            return
+        await self._send(b"PUB %b 0\r\n\r\n" % msg.reply.encode(), 0)
+        msg._ackd = True
+
+    async def _send(self, command: bytes, size: int) -> None:
+        """Queue ``command`` in nats-py's pending buffer, as ``nc.publish`` would."""
+        nc = self._nc
         nc._pending.append(command)
         nc._pending_data_size += len(command)
         stats = nc.stats
@@ -129,23 +187,51 @@ class Wire:
             self._routes[sid] = on_message
         return sub
 
+    async def subscribe_msgs(self, subject: str, queue: str | None, on_msg: OnMsg) -> NatsSubscription:
+        """A subscription whose messages go to ``on_msg(msg)`` synchronously (see ``OnMsg``)."""
+        sub = await subscribe_direct(self._nc, subject, queue, on_msg)
+        sid = getattr(sub, "_id", None)
+        if self.lean and isinstance(sid, int):
+            self._msg_routes[sid] = on_msg
+        return sub
+
+    def forget(self, sub: NatsSubscription) -> None:
+        """Drop the route of a subscription that is going away (before ``drain`` or ``unsubscribe``)."""
+        sid = getattr(sub, "_id", -1)
+        self._routes.pop(sid, None)
+        self._msg_routes.pop(sid, None)
+
     async def unsubscribe(self, sub: NatsSubscription) -> None:
-        self._routes.pop(getattr(sub, "_id", -1), None)
+        self.forget(sub)
         await sub.unsubscribe()
 
     async def _process_msg(self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: Any) -> None:
         """Stands in for ``Client._process_msg``: routed subscriptions get subject and data, no ``Msg``."""
         on_message = self._routes.get(sid)
-        if on_message is None:
+        if on_message is not None:
+            stats = self._nc.stats
+            stats["in_msgs"] += 1
+            stats["in_bytes"] += len(data)
+            try:
+                on_message(subject.decode(), data)
+            except Exception:  # pragma: no cover - must never end nats-py's read loop
+                log.exception("dispatching a NATS message failed", extra={"subject": subject})
+            return
+        on_msg = self._msg_routes.get(sid)
+        if on_msg is None or (headers and not data):  # not ours, or a status message
             await self._original_process_msg(sid, subject, reply, data, headers)
             return
         stats = self._nc.stats
         stats["in_msgs"] += 1
         stats["in_bytes"] += len(data)
         try:
-            on_message(subject.decode(), data)
+            on_msg(Msg(self._nc, subject.decode(), reply.decode(), data, None, _sid=sid))
         except Exception:  # pragma: no cover - must never end nats-py's read loop
             log.exception("dispatching a NATS message failed", extra={"subject": subject})
+
+
+async def _ack_public(msg: Msg) -> None:
+    await msg.ack()
 
 
 def _missing_internals(nc: Client) -> list[str]:
@@ -159,4 +245,7 @@ def _missing_internals(nc: Client) -> list[str]:
         missing.append("_process_msg(sid, subject, reply, data, headers)")
     if not isinstance(getattr(nc, "_pending", None), list):
         missing.append("_pending: list")
+    fields = set(getattr(Msg, "__dataclass_fields__", ()))
+    if not fields >= _MSG_FIELDS:
+        missing.append(f"Msg fields {sorted(_MSG_FIELDS - fields)}")
     return missing

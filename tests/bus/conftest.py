@@ -21,6 +21,7 @@ from citarion_host.natsserver import NatsServer
 BACKENDS = [
     "memory",
     pytest.param("nats", marks=pytest.mark.nats),  # JetStream: every event stored
+    pytest.param("nats-public", marks=pytest.mark.nats),  # JetStream, nats-py's public API (lean_wire off)
     pytest.param("nats-core", marks=pytest.mark.nats),  # core NATS only
     pytest.param("nats-core-public", marks=pytest.mark.nats),  # core, nats-py's public API (lean_wire off)
 ]
@@ -32,7 +33,7 @@ async def bus(request: pytest.FixtureRequest) -> AsyncIterator[EventBus]:
     if request.param == "memory":
         async with MemoryBus() as memory:
             yield memory
-    elif request.param in ("nats", "nats-core", "nats-core-public"):
+    elif request.param in ("nats", "nats-public", "nats-core", "nats-core-public"):
         # A fresh stream per test on the session's server (a fresh server costs ~0.3 s per test).
         from citarion_host.bus.nats import NatsBus
 
@@ -40,8 +41,8 @@ async def bus(request: pytest.FixtureRequest) -> AsyncIterator[EventBus]:
         settings = NatsSettings(
             servers=[server.url],
             stream=f"conformance-{next(_streams)}",
-            jetstream=request.param == "nats",
-            lean_wire=request.param != "nats-core-public",
+            jetstream=request.param in ("nats", "nats-public"),
+            lean_wire=not request.param.endswith("-public"),
         )
         try:
             async with NatsBus(settings) as instance:

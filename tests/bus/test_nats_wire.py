@@ -1,9 +1,10 @@
-"""The lean core path (``bus/nats_wire.py``): in use with this nats-py, same behaviour as the public API.
+"""The lean path (``bus/nats_wire.py``): in use with this nats-py, same behaviour as the public API.
 
-The conformance suite runs on core NATS both ways (``nats-core`` and ``nats-core-public``); these tests
-cover what is particular to the lean path: the internals check, nats-py's stats, subjects it refuses,
-payloads over the server's limit, headers and replies on received messages, a full pending buffer,
-and routes removed on unsubscribe.
+The conformance suite runs on core NATS and on JetStream both ways (``nats``/``nats-public``,
+``nats-core``/``nats-core-public``); these tests cover what is particular to the lean path: the
+internals check, nats-py's stats, subjects it refuses, payloads over the server's limit, headers and
+replies on received messages, a full pending buffer, routes removed on unsubscribe, and for
+JetStream: stored publishes with their dedup header, acks, and status messages.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from citarion_host.errors import PublishError
 from citarion_host.events import Event, encode_event, make_event
 from citarion_host.natsserver import NatsServer
 
-from .conftest import Collector
+from .conftest import Collector, delete_stream
 
 pytestmark = pytest.mark.nats
 
@@ -143,3 +144,94 @@ async def test_unsubscribing_removes_the_route(bus: NatsBus) -> None:
     await bus.publish(signal(1))
     assert numbers(await staying.wait_for(1)) == [1]
     assert await leaving.settle() == []
+
+
+# -- JetStream ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def js_bus(shared_nats_server: NatsServer) -> AsyncIterator[NatsBus]:
+    settings = NatsSettings(servers=[shared_nats_server.url], stream="wire-js", publish_timeout_s=30)
+    try:
+        async with NatsBus(settings) as instance:
+            yield instance
+    finally:
+        await delete_stream(shared_nats_server.url, settings.stream)
+
+
+async def test_jetstream_publishes_and_acks_take_the_lean_path(js_bus: NatsBus) -> None:
+    """Stored with their dedup id, delivered, acked: and nats-py's ``publish`` never called for it."""
+    assert js_bus.wire.lean
+    public_calls: list[str] = []
+    original = js_bus.nc.publish
+
+    async def counting(subject: str, *args: Any, **kwargs: Any) -> None:
+        public_calls.append(subject)
+        await original(subject, *args, **kwargs)
+
+    js_bus.nc.publish = counting  # type: ignore[method-assign]
+    collector = Collector()
+    await js_bus.subscribe("trading.signal.>", collector, durable="wire-durable")
+    before = dict(js_bus.nc.stats)
+    events = [signal(n) for n in range(200)]
+    await js_bus.publish_many(events)
+    assert numbers(await collector.wait_for(200)) == list(range(200))
+    jsm = js_bus.nc.jsm()
+    for _ in range(100):  # our acks reach the server: nothing left waiting for one
+        if (await jsm.consumer_info("wire-js", "wire-durable")).num_ack_pending == 0:
+            break
+        await sync_with_server(js_bus.nc, timeout=5)
+    assert (await jsm.consumer_info("wire-js", "wire-durable")).num_ack_pending == 0
+    assert any(subject.startswith("$JS.API.") for subject in public_calls), "the spy sees API calls"
+    assert [subject for subject in public_calls if subject.startswith(("$JS.ACK.", "trading."))] == []
+    stats = js_bus.nc.stats
+    assert stats["out_msgs"] - before["out_msgs"] >= 400  # 200 publishes and 200 acks
+    assert stats["in_msgs"] - before["in_msgs"] >= 400  # 200 publish acks and 200 deliveries
+    stored = await jsm.get_msg("wire-js", 7)
+    assert stored.headers == {"Nats-Msg-Id": events[6].id}
+    await js_bus.publish(events[6])  # the same event again: deduplicated by that header
+    assert (await jsm.stream_info("wire-js")).state.messages == 200
+    assert js_bus.stats()["nats"]["duplicates"] == 1
+
+
+async def test_a_stored_publish_over_the_limit_fails_at_once(js_bus: NatsBus) -> None:
+    """The server counts the dedup header too; over the limit it would drop the connection."""
+    limit = js_bus.nc.max_payload
+    with pytest.raises(PublishError, match="max_payload"):  # at once, not after publish_timeout_s (30 s)
+        await js_bus.publish(signal(1, blob="x" * limit))
+    with pytest.raises(PublishError, match="max_payload"):  # the body fits, the body + header does not
+        await js_bus.publish(signal(1, blob="x" * (limit - len(encode_event(signal(1))) - 30)))
+    assert js_bus.nc.is_connected
+    collector = Collector()
+    await js_bus.subscribe("trading.signal.>", collector)
+    await js_bus.publish(signal(2))
+    assert numbers(await collector.wait_for(1)) == [2]
+
+
+async def test_message_routes_get_body_and_reply_and_status_messages_get_their_headers(
+    js_bus: NatsBus, shared_nats_server: NatsServer
+) -> None:
+    received: list[Any] = []
+    inbox = js_bus.nc.new_inbox()
+    await js_bus.wire.subscribe_msgs(inbox + ".*", None, received.append)
+    other = await nats.connect(shared_nats_server.url)
+    try:
+        await other.publish(inbox + ".1", b"body", reply="the.reply", headers={"Nats-Msg-Id": "m1"})
+        await sync_with_server(other, timeout=5)
+    finally:
+        await other.close()
+    # a request nobody listens to: the server answers "no responders" (503), headers and no body
+    await js_bus.nc.publish("nobody.listens.here", b"?", reply=inbox + ".2")
+    await sync_with_server(js_bus.nc, timeout=5)
+    for _ in range(100):
+        if len(received) == 2:
+            break
+        await sync_with_server(js_bus.nc, timeout=5)
+    first, status = sorted(received, key=lambda msg: msg.subject)
+    assert (first.subject, first.reply, first.data, first.headers) == (
+        inbox + ".1",
+        "the.reply",
+        b"body",
+        None,
+    )
+    assert status.data == b"" and status.headers is not None and status.headers.get("Status") == "503"
