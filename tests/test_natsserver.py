@@ -180,8 +180,17 @@ async def test_cluster_replicates_a_stream(nats_cluster: NatsCluster) -> None:
         js = nc.jetstream()
         info = await js.add_stream(name="REPL", subjects=["repl.>"], num_replicas=3)
         assert info.config.num_replicas == 3
-        ack = await js.publish("repl.one", b"x")
-        assert ack.seq == 1
+        # A new replicated stream answers once its leader is elected and its interest has reached
+        # the node we talk to: on a loaded machine that can trail add_stream() a little.
+        for _ in range(100):
+            try:
+                ack = await js.publish("repl.one", b"x", headers={"Nats-Msg-Id": "one"}, timeout=2)
+                break
+            except (nats.errors.NoRespondersError, nats.js.errors.NoStreamResponseError):
+                await asyncio.sleep(0.1)
+        else:
+            pytest.fail("the replicated stream never answered a publish")
+        assert ack.seq == 1  # retried with the same id: stored once
         info = await js.stream_info("REPL")
         assert info.cluster is not None and info.cluster.leader in names
         assert len(info.cluster.replicas or []) == 2
