@@ -42,6 +42,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription as NatsSubscription
 from nats.errors import MaxPayloadError
 
+from ..errors import PublishError
 from ..topics import split_topic
 from .nats_dispatch import subscribe_direct
 
@@ -127,9 +128,11 @@ class Wire:
         await self._send(b"PUB %b %d\r\n%b\r\n" % (encoded, size, data), size)
 
     async def _publish_stored_public(self, subject: str, data: bytes, reply: str, msg_id: str) -> None:
+        _check_msg_id(msg_id)
         await self._nc.publish(subject, data, reply=reply, headers={_MSG_ID: msg_id})
 
     async def _publish_stored_lean(self, subject: str, data: bytes, reply: str, msg_id: str) -> None:
+        _check_msg_id(msg_id)
         nc = self._nc
         headers = b"NATS/1.0\r\nNats-Msg-Id: %b\r\n\r\n" % msg_id.encode()
         size = len(data)
@@ -228,6 +231,12 @@ class Wire:
             on_msg(Msg(self._nc, subject.decode(), reply.decode(), data, None, _sid=sid))
         except Exception:  # pragma: no cover - must never end nats-py's read loop
             log.exception("dispatching a NATS message failed", extra={"subject": subject})
+
+
+def _check_msg_id(msg_id: str) -> None:
+    """An event id becomes a header line: a line break in it would end the header (or the command)."""
+    if "\r" in msg_id or "\n" in msg_id:
+        raise PublishError(f"event id {msg_id!r} cannot be stored: ids must not contain line breaks")
 
 
 async def _ack_public(msg: Msg) -> None:

@@ -13,6 +13,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+import msgspec
 import nats
 import pytest
 from nats.aio.client import Client
@@ -206,6 +207,18 @@ async def test_a_stored_publish_over_the_limit_fails_at_once(js_bus: NatsBus) ->
     await js_bus.subscribe("trading.signal.>", collector)
     await js_bus.publish(signal(2))
     assert numbers(await collector.wait_for(1)) == [2]
+
+
+async def test_an_event_id_with_a_line_break_is_refused_not_sent(js_bus: NatsBus) -> None:
+    """The id becomes the ``Nats-Msg-Id`` header line; a line break would inject protocol."""
+    collector = Collector()
+    await js_bus.subscribe("trading.signal.>", collector)
+    bad = msgspec.structs.replace(signal(1), id="x\r\nPUB trading.signal.generated 2\r\n{}")
+    with pytest.raises(PublishError, match="line breaks"):
+        await js_bus.publish(bad)
+    await js_bus.publish(signal(2))
+    assert numbers(await collector.wait_for(1)) == [2]
+    assert js_bus.nc.is_connected and await collector.settle() == collector.events[:1]
 
 
 async def test_message_routes_get_body_and_reply_and_status_messages_get_their_headers(
