@@ -82,7 +82,6 @@ async def _core_bus(url: str, count: int) -> dict[str, Any]:
             counter.note()
 
         await bus.subscribe("trading.signal.>", handler)
-        await bus.nc.flush()
         sent: list[int] = []
         mark, stamp, build, publish = sent.append, time.perf_counter_ns, make_event, bus.publish
         start = time.perf_counter()
@@ -136,7 +135,6 @@ async def _core_latency_bus(url: str, events: int) -> dict[str, float]:
             counter.note()
 
         await bus.subscribe("trading.signal.>", handler)
-        await bus.nc.flush()
         return await _paced(lambda: bus.publish(make_event(_SUBJECT, _SIGNAL, source="GRD")), counter, events)
 
 
