@@ -8,8 +8,10 @@ Like httpx's transports, a backend is a small class used as an async context man
 
 What is common lives here, so backends only move bytes: reporting a failing handler on
 ``system.handler.failed``, reporting overflow on ``system.bus.overflow``, dead-lettering malformed
-input on ``system.deadletter.malformed``, and building replies. Local delivery (ordering, priorities,
-bounded backlog) is :class:`~citarion_host.bus.subscription.Subscription`'s job.
+input on ``system.deadletter.malformed``, building replies, and the index of local subscriptions by
+pattern. Local delivery (ordering, priorities, bounded backlog) is
+:class:`~citarion_host.bus.subscription.Subscription`'s job; the deterministic mode's ordering is
+:class:`~citarion_host.bus.sequencer.Sequencer`'s.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -30,6 +32,8 @@ import msgspec
 from ..errors import BusClosedError
 from ..events import Event, EventCatalog, InvalidEventError, catalog
 from ..payloads import BusOverflow, DeadLetter, HandlerFailure
+from ..topics import PatternIndex, split_pattern
+from .sequencer import Sequencer
 from .subscription import Handler, Subscription
 
 __all__ = ["BUS_SOURCE", "Capabilities", "EventBus"]
@@ -62,7 +66,14 @@ class EventBus(abc.ABC):
     name: str = ""
     capabilities: Capabilities = Capabilities()
 
-    def __init__(self, *, catalog_: EventCatalog | None = None, max_pending: int = 10_000) -> None:
+    def __init__(
+        self,
+        *,
+        catalog_: EventCatalog | None = None,
+        max_pending: int = 10_000,
+        deterministic: bool = False,
+        stall_timeout: float = 30.0,
+    ) -> None:
         self.catalog = catalog_ or catalog
         self.max_pending = max_pending
         self.published = 0
@@ -72,7 +83,20 @@ class EventBus(abc.ABC):
         self._started = False
         self._names = itertools.count(1)
         self._subscriptions: set[Subscription] = set()
+        #: Every local subscription under each of its patterns (routes, the sequencer's expectations).
+        self._index: PatternIndex[Subscription] = PatternIndex()
         self._overflow_reported: dict[Subscription, float] = {}
+        #: Deterministic mode (see ``bus/sequencer.py``): None when handlers run concurrently.
+        self.sequencer: Sequencer | None = None
+        if deterministic:
+            self.sequencer = Sequencer(
+                expected=self.local_subscribers, stall_timeout=stall_timeout, on_stall=self._stalled
+            )
+
+    @property
+    def deterministic(self) -> bool:
+        """True when handlers run one at a time in publish order (``bus/sequencer.py``)."""
+        return self.sequencer is not None
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -95,15 +119,20 @@ class EventBus(abc.ABC):
         """Stop accepting publishes; with ``drain`` let every subscriber finish its backlog first."""
         if self._closed:
             return
-        self._closed = True
         subscriptions = list(self._subscriptions)
         if drain:
             try:
                 async with asyncio.timeout(timeout):
+                    if self.sequencer is not None:
+                        await self.sequencer.settle()  # before closing: handlers may still publish
+                    self._closed = True
                     for subscription in subscriptions:
                         await subscription.wait_idle()
             except TimeoutError:
                 log.warning("bus close: drain timed out after %.1fs; discarding backlogs", timeout)
+        self._closed = True
+        if self.sequencer is not None:
+            self.sequencer.cancel()
         for subscription in subscriptions:
             subscription.discard()
         await self._close()
@@ -138,7 +167,7 @@ class EventBus(abc.ABC):
 
     async def subscribe(
         self,
-        pattern: str,
+        pattern: str | Sequence[str],
         handler: Handler,
         *,
         queue: str | None = None,
@@ -147,40 +176,108 @@ class EventBus(abc.ABC):
         max_pending: int | None = None,
         start_sequence: int | None = None,
         start_time: datetime | None = None,
+        stored: bool = False,
     ) -> Subscription:
         """Call ``handler(event)`` for every event whose topic matches ``pattern``.
 
+        ``pattern`` may be a list: one subscription, one inbox, for every event matching any of them,
+        in one order (publish order on the memory bus, arrival order on NATS: see docs/events.md); an
+        event matching several of them is delivered once.
         ``queue``: subscribers sharing a queue name split the events (one member gets each).
         ``name``: shown in stats and error reports (defaults to a generated one).
         ``max_pending``: backlog bound for this subscriber (default: the bus's).
         ``durable`` (backends with the ``durable`` capability): resume from where this name stopped.
         ``start_sequence`` / ``start_time`` (``replay`` capability): first the stored events from that
         position on, then live ones.
+        ``stored`` (``persistent`` capability): read the events from the store, in its order and
+        acknowledged, rather than live as they are sent (JetStream: a consumer, not a core
+        subscription); from now on unless ``durable`` or a start position says otherwise.
 
         A backend without a capability refuses its arguments with ``ValueError`` instead of quietly
         delivering something else (the host leaves ``durable`` out on such backends: see
         ``docs/configuration.md``).
         """
         self._check_open()
-        self._check_capabilities(durable, start_sequence, start_time)
+        patterns = self.patterns_of(pattern)
+        self._check_capabilities(durable, start_sequence, start_time, stored)
+        return await self._add_subscription(
+            patterns, handler, queue=queue, durable=durable, name=name, max_pending=max_pending
+        )
+
+    @staticmethod
+    def patterns_of(pattern: str | Sequence[str]) -> tuple[str, ...]:
+        """``pattern`` as a checked, duplicate-free tuple (``TopicError`` names a bad one)."""
+        patterns = tuple(dict.fromkeys([pattern] if isinstance(pattern, str) else pattern))
+        if not patterns:
+            raise ValueError("subscribe needs at least one pattern")
+        for each in patterns:
+            split_pattern(each)
+        return patterns
+
+    async def _add_subscription(
+        self,
+        patterns: tuple[str, ...],
+        handler: Handler,
+        *,
+        queue: str | None,
+        durable: str | None,
+        name: str | None,
+        max_pending: int | None,
+        **backend_options: Any,
+    ) -> Subscription:
+        """Create the subscription, let the backend feed it (``_attach``), register it."""
+        seq = next(self._names)
         subscription = Subscription(
-            pattern,
+            patterns,
             handler,
-            name=name or f"sub-{next(self._names)}",
+            name=name or f"sub-{seq}",
+            seq=seq,
             queue=queue,
             durable=durable,
             max_pending=self.max_pending if max_pending is None else max_pending,
             on_error=self._handler_failed,
             on_overflow=self._overflowed,
+            sequencer=self.sequencer,
         )
-        await self._attach(subscription)
+        await self._attach(subscription, **backend_options)
         subscription._detach = self._release
         self._subscriptions.add(subscription)
+        for each in patterns:
+            self._index.add(each, subscription)
+        self._routes_changed()
         return subscription
 
+    async def repattern(self, subscription: Subscription, pattern: str | Sequence[str]) -> None:
+        """Change what ``subscription`` listens to, in place: same inbox, nothing lost or doubled.
+
+        Events matching both the old and the new patterns keep flowing; the host uses this when a
+        reload changes only a bot's ``subscribe`` list.
+        """
+        patterns = self.patterns_of(pattern)
+        old = subscription.patterns
+        if patterns == old or subscription.closed:
+            return
+        await self._repattern(subscription, patterns)
+        for each in old:
+            self._index.remove(each, subscription)
+        subscription.patterns = patterns
+        subscription.pattern = " | ".join(patterns)
+        for each in patterns:
+            self._index.add(each, subscription)
+        self._routes_changed()
+
+    def local_subscribers(self, event: Event) -> list[Subscription]:
+        """This bus's subscriptions whose patterns match ``event``'s topic, each once."""
+        return list(dict.fromkeys(self._index.match(event.topic)))
+
     def _check_capabilities(
-        self, durable: str | None, start_sequence: int | None, start_time: datetime | None
+        self, durable: str | None, start_sequence: int | None, start_time: datetime | None, stored: bool
     ) -> None:
+        if stored and not self.capabilities.persistent:
+            raise ValueError(
+                f"stored subscriptions need a backend with the 'persistent' capability; "
+                f"{self.name or type(self).__name__} has none ({self.capabilities})"
+            )
         if durable is not None and not self.capabilities.durable:
             raise ValueError(
                 f"durable subscriptions need a backend with the 'durable' capability; "
@@ -193,8 +290,14 @@ class EventBus(abc.ABC):
             )
 
     async def _release(self, subscription: Subscription) -> None:
-        self._subscriptions.discard(subscription)
+        if subscription in self._subscriptions:
+            self._subscriptions.discard(subscription)
+            for each in subscription.patterns:
+                self._index.remove(each, subscription)
+            self._routes_changed()
         self._overflow_reported.pop(subscription, None)
+        if self.sequencer is not None:
+            self.sequencer.forget(subscription)
         await self._detach(subscription)
 
     @property
@@ -224,7 +327,38 @@ class EventBus(abc.ABC):
             causation_id=response.causation_id or request.id,
         )
 
+    # -- quiescence ---------------------------------------------------------------------------------
+
+    async def settle(self) -> None:
+        """Return once everything published so far has been handled by every local subscriber.
+
+        Deterministic mode: the sequencer has nothing left (every announced event delivered, as the
+        transport proves by delivering it, and handled). Otherwise: every subscription is idle, after
+        the backend has made sure what it sent has arrived (``_sync``). Cost: see docs/events.md.
+        """
+        while True:
+            await self._sync()
+            if self.sequencer is not None:
+                await self.sequencer.settle()
+            busy = [s for s in self._subscriptions if s.busy]
+            for subscription in busy:
+                await subscription.wait_idle()
+            if not busy and (self.sequencer is None or self.sequencer.pending == 0):
+                return
+
     # -- what backends implement --------------------------------------------------------------------
+
+    async def _sync(self) -> None:  # noqa: B027 - optional hook, not abstract
+        """Make sure what this bus published has reached its local subscribers (memory: it has)."""
+
+    def _routes_changed(self) -> None:  # noqa: B027 - optional hook, not abstract
+        """The set of local subscriptions (or their patterns) changed: drop cached routes."""
+
+    async def _repattern(  # noqa: B027 - optional hook, not abstract
+        self, subscription: Subscription, patterns: tuple[str, ...]
+    ) -> None:
+        """Feed ``subscription`` from ``patterns`` instead of its current ones (default: nothing to do,
+        the shared index is updated by :meth:`repattern`)."""
 
     async def _start(self) -> None:  # noqa: B027 - optional hook, not abstract
         """Connect to the transport (default: nothing to do)."""
@@ -233,8 +367,11 @@ class EventBus(abc.ABC):
         """Release the transport (default: nothing to do)."""
 
     @abc.abstractmethod
-    async def _attach(self, subscription: Subscription) -> None:
-        """Start feeding ``subscription`` (call ``subscription.deliver(event)`` per event)."""
+    async def _attach(self, subscription: Subscription, **options: Any) -> None:
+        """Start feeding ``subscription`` (call ``subscription.deliver(event)`` per event).
+
+        ``options``: what the backend's own ``subscribe`` passed to ``_add_subscription``.
+        """
 
     @abc.abstractmethod
     async def _detach(self, subscription: Subscription) -> None:
@@ -286,6 +423,18 @@ class EventBus(abc.ABC):
                 error_type=type(exc).__name__,
                 error=str(exc),
             ),
+        )
+
+    def _stalled(self, event: Event, missing: list[Subscription]) -> None:
+        """The sequencer gave up waiting for deliveries (see ``bus/sequencer.py``): say so."""
+        self._emit_internal(
+            "system.bus.stalled",
+            {
+                "eventId": event.id,
+                "topic": event.topic,
+                "missing": [s.name for s in missing],
+                "timeoutS": self.sequencer.stall_timeout if self.sequencer else None,
+            },
         )
 
     def _overflowed(self, subscription: Subscription) -> None:
@@ -340,9 +489,15 @@ class EventBus(abc.ABC):
         """Bus-wide counters plus each subscription's."""
         return {
             "backend": self.name,
+            "deterministic": self.deterministic,
             "published": self.published,
             "malformed": self.malformed,
             "handler_failures": self.handler_failures,
+            **(
+                {"sequenced": self.sequencer.handled, "stalls": self.sequencer.stalls}
+                if self.sequencer is not None
+                else {}
+            ),
             "subscriptions": [s.stats() for s in sorted(self._subscriptions, key=lambda s: s.name)],
         }
 

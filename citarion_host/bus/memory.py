@@ -3,7 +3,11 @@
 The hot path is ``publish``: one dict lookup for the topic's route (cached per topic, rebuilt only
 when subscriptions change), then ``Subscription.deliver`` for each plain subscriber and for one
 member of each queue group. Nothing is copied or serialized: every subscriber gets the same
-immutable :class:`~citarion_host.events.Event`.
+immutable :class:`~citarion_host.events.Event`. A subscription with several patterns appears once in
+a route however many of its patterns match, so it gets the event once, in publish order.
+
+In deterministic mode the route goes to the sequencer instead (``bus/sequencer.py``), which runs
+the handlers one at a time in publish order.
 """
 
 from __future__ import annotations
@@ -16,13 +20,15 @@ import msgspec
 
 from ..errors import NoRespondersError, RequestTimeoutError
 from ..events import Event, EventCatalog
-from ..topics import PatternIndex
 from .base import Capabilities, EventBus
 from .subscription import Subscription
 
 __all__ = ["MemoryBus"]
 
 log = logging.getLogger("citarion_host.bus.memory")
+
+#: ``metadata.replyTo`` of a request on the memory bus (replies are matched by correlation id).
+_REPLY_TO = "memory"
 
 
 class _Group:
@@ -58,9 +64,20 @@ class MemoryBus(EventBus):
     name = "memory"
     capabilities = Capabilities()
 
-    def __init__(self, *, catalog_: EventCatalog | None = None, max_pending: int = 10_000) -> None:
-        super().__init__(catalog_=catalog_, max_pending=max_pending)
-        self._index: PatternIndex[Subscription] = PatternIndex(cache_limit=1)
+    def __init__(
+        self,
+        *,
+        catalog_: EventCatalog | None = None,
+        max_pending: int = 10_000,
+        deterministic: bool = False,
+        stall_timeout: float = 30.0,
+    ) -> None:
+        super().__init__(
+            catalog_=catalog_,
+            max_pending=max_pending,
+            deterministic=deterministic,
+            stall_timeout=stall_timeout,
+        )
         self._routes: dict[str, _Route] = {}
         self._waiting: dict[str, asyncio.Future[Event]] = {}
         self.unrouted = 0
@@ -73,6 +90,10 @@ class MemoryBus(EventBus):
     def _dispatch(self, event: Event) -> None:
         route = self._routes.get(event.topic) or self._route(event.topic)
         self.published += 1
+        if self.sequencer is not None and "replyTo" not in event.metadata:
+            members = [group.pick() for group in route.groups]
+            self.sequencer.push(event, [*route.subscribers, *members] if members else route.subscribers)
+            return
         for subscriber in route.subscribers:
             subscriber.deliver(event)
         for group in route.groups:
@@ -81,7 +102,8 @@ class MemoryBus(EventBus):
     def _route(self, topic: str) -> _Route:
         plain: list[Subscription] = []
         queued: dict[str, list[Subscription]] = {}
-        for subscription in self._index.match(topic):
+        # Each subscription once (several of its patterns may match), in creation order.
+        for subscription in sorted(dict.fromkeys(self._index.match(topic)), key=_creation):
             if subscription.queue is None:
                 plain.append(subscription)
             else:
@@ -97,19 +119,23 @@ class MemoryBus(EventBus):
     def _spawn_publish(self, event: Event) -> None:
         self._dispatch(event)  # in memory, publishing never waits: no task needed
 
-    async def _attach(self, subscription: Subscription) -> None:
-        self._index.add(subscription.pattern, subscription)
-        self._routes.clear()
+    async def _attach(self, subscription: Subscription, **options: object) -> None:
+        """Nothing to do: the shared index (``EventBus._index``) is the memory bus's routing table."""
 
     async def _detach(self, subscription: Subscription) -> None:
-        self._index.remove(subscription.pattern, subscription)
+        """Nothing to do: ``EventBus._release`` took it out of the index."""
+
+    def _routes_changed(self) -> None:
         self._routes.clear()
 
     async def request(self, event: Event, *, timeout: float = 5.0) -> Event:
         self._check_open()
         correlation_id = event.correlation_id or event.id
-        if event.correlation_id is None:
-            event = _with_correlation(event, correlation_id)
+        # ``replyTo`` marks a request, as on NATS: responders see the same event, and the
+        # deterministic mode's sequencer lets it through at once (its requester is waiting).
+        event = msgspec.structs.replace(
+            event, correlation_id=correlation_id, metadata={**event.metadata, "replyTo": _REPLY_TO}
+        )
         route = self._routes.get(event.topic) or self._route(event.topic)
         if not route.subscribers and not route.groups:
             raise NoRespondersError(f"request {event.id} on {event.topic!r}: no subscriber")
@@ -143,5 +169,5 @@ class MemoryBus(EventBus):
         self._waiting.clear()
 
 
-def _with_correlation(event: Event, correlation_id: str) -> Event:
-    return msgspec.structs.replace(event, correlation_id=correlation_id)
+def _creation(subscription: Subscription) -> int:
+    return subscription.seq

@@ -24,9 +24,8 @@ subscriptions, acks), ``nats_request`` (request/reply).
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
-from collections.abc import Coroutine, Iterable
+from collections.abc import Coroutine, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -37,7 +36,7 @@ from nats.js import JetStreamManager, api
 from ..errors import BusError, PublishError
 from ..events import Event, EventCatalog
 from ..payloads import ConnectionStatus
-from ..topics import TopicError, matches, split_pattern
+from ..topics import TopicError, matches
 from .base import BUS_SOURCE, Capabilities, EventBus
 from .config import NatsSettings
 from .nats_connect import close_connection, connection_options, server_url, sync_with_server
@@ -47,17 +46,12 @@ from .nats_publish import JetStreamPublisher, Outgoing
 from .nats_request import RESPONDERS_PREFIX, Requests
 from .nats_stream import ConsumerPlan, ensure_stream, validate_consumer_name
 from .nats_wire import Wire
+from .sequencer import Sequencer
 from .subscription import Handler, Subscription
 
 __all__ = ["RESPONDERS_PREFIX", "NatsBus"]
 
 log = logging.getLogger("citarion_host.bus.nats")
-
-#: Hands a stream-backed subscription's plan from ``subscribe`` to ``_attach`` (base ``subscribe`` runs in
-#: between and knows nothing about streams); a context variable, so concurrent subscribes never mix.
-_plan: contextvars.ContextVar[tuple[ConsumerPlan, AckingHandler] | None] = contextvars.ContextVar(
-    "nats_plan", default=None
-)
 
 
 class NatsBus(EventBus):
@@ -72,8 +66,15 @@ class NatsBus(EventBus):
         *,
         catalog_: EventCatalog | None = None,
         max_pending: int = 10_000,
+        deterministic: bool = False,
+        stall_timeout: float = 30.0,
     ) -> None:
-        super().__init__(catalog_=catalog_, max_pending=max_pending)
+        super().__init__(
+            catalog_=catalog_,
+            max_pending=max_pending,
+            deterministic=deterministic,
+            stall_timeout=stall_timeout,
+        )
         self.settings = settings or NatsSettings()
         self.jetstream = self.settings.jetstream
         if not self.jetstream:
@@ -207,9 +208,8 @@ class NatsBus(EventBus):
             source=BUS_SOURCE,
             priority="critical",
         )
-        for subscription in list(self._subscriptions):
-            if matches(subscription.pattern, event.topic):
-                subscription.deliver(event)
+        for subscription in self.local_subscribers(event):
+            subscription.deliver(event)
 
     async def _on_error(self, error: Exception) -> None:
         log.debug("NATS client error", extra={"error": repr(error)})
@@ -220,10 +220,17 @@ class NatsBus(EventBus):
         if self._closed:
             self._check_open()
         data = self._encode(event)
+        if self._publisher is not None and not self._stored_topics.get(event.topic):
+            self._check_stored(event.topic)
+        if self.sequencer is not None:
+            await self._sequenced(self._send(event, data, event.id), (event,))
+        else:
+            await self._send(event, data, event.id)
+        self.published += 1
+
+    async def _send(self, event: Event, data: bytes, msg_id: str) -> None:
         if self._publisher is not None:
-            if not self._stored_topics.get(event.topic):
-                self._check_stored(event.topic)
-            await self._publisher.publish((Outgoing(event.topic, data, event.id),))
+            await self._publisher.publish((Outgoing(event.topic, data, msg_id),))
         elif self._send_gate.is_set():  # core: the hot path of the core benchmark, straight to the wire
             try:
                 await self._wire.publish(event.topic, data)
@@ -231,22 +238,35 @@ class NatsBus(EventBus):
                 raise PublishError(f"publish on {event.topic!r} failed: {exc!r}") from exc
         else:
             await self._core_publish(event.topic, data)
-        self.published += 1
+
+    def _sequenced(
+        self, sending: Coroutine[Any, Any, None], events: Sequence[Event]
+    ) -> Coroutine[Any, Any, None]:
+        """Deterministic mode: announce ``events`` to the sequencer now (their place in the publish
+        order), and return the send, which withdraws them if it fails."""
+        sequencer = self.sequencer
+        assert sequencer is not None
+        for event in events:
+            sequencer.expect(event, self.local_subscribers(event))
+        return _withdrawn_on_failure(sending, sequencer, events)
 
     async def publish_many(self, events: Iterable[Event]) -> None:
         """Pipelined: one round trip for the whole batch; stored in the order given."""
         self._check_open()
         encode = self._encode
         if self._publisher is not None:
-            items = [Outgoing(event.topic, encode(event), event.id) for event in events]
+            batch = list(events)
+            items = [Outgoing(event.topic, encode(event), event.id) for event in batch]
             for topic in {item.subject for item in items}:
                 self._check_stored(topic)
-            await self._publisher.publish(items)
+            if self.sequencer is not None:
+                await self._sequenced(self._publisher.publish(items), batch)
+            else:
+                await self._publisher.publish(items)
             self.published += len(items)
             return
         for event in events:
-            await self._core_publish(event.topic, encode(event))
-            self.published += 1
+            await self.publish(event)
 
     def _check_stored(self, topic: str) -> None:
         """Refuse at once a topic the stream does not store (instead of timing out on its ack)."""
@@ -279,14 +299,19 @@ class NatsBus(EventBus):
     async def store(self, event: Event, msg_id: str) -> None:
         """Publish with a chosen dedup id (JetStream) so several reporters store one copy."""
         data = self._encode(event)
-        if self._publisher is not None:
-            await self._publisher.publish((Outgoing(event.topic, data, msg_id),))
+        if self.sequencer is not None:
+            await self._sequenced(self._send(event, data, msg_id), (event,))
         else:
-            await self._core_publish(event.topic, data)
+            await self._send(event, data, msg_id)
         self.published += 1
 
     def _spawn_publish(self, event: Event) -> None:
-        self._spawn(self.publish(event))
+        if self.sequencer is None:
+            self._spawn(self.publish(event))
+            return
+        # Announced now, so the event keeps its place in the publish order; sent in the background.
+        self._spawn(self._sequenced(self._send(event, self._encode(event), event.id), (event,)))
+        self.published += 1
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         """A background task the bus cancels when it closes; failures are logged."""
@@ -306,7 +331,7 @@ class NatsBus(EventBus):
 
     async def subscribe(
         self,
-        pattern: str,
+        pattern: str | Sequence[str],
         handler: Handler,
         *,
         queue: str | None = None,
@@ -315,24 +340,34 @@ class NatsBus(EventBus):
         max_pending: int | None = None,
         start_sequence: int | None = None,
         start_time: datetime | None = None,
+        stored: bool = False,
     ) -> Subscription:
         """As :meth:`EventBus.subscribe`, plus stream positions (JetStream mode only).
 
-        ``durable``: a JetStream durable consumer of that name; it resumes where it stopped, also after a
-        restart of this host. With ``queue``, every member (on any host) shares the one consumer.
-        ``start_sequence`` / ``start_time``: deliver stored events from that stream sequence number or
-        time on, then live ones. With ``durable``, only when the consumer is first created.
+        Plain subscriptions are core NATS subscriptions, one per pattern, feeding one inbox: events
+        arrive live, in the order the server sends them (an event matching several patterns once).
+        ``stored``, ``durable`` or a start position read the stream instead, through one JetStream
+        consumer with all the patterns as its filter subjects: stream order, acknowledged.
+        ``durable``: the consumer has that name and resumes where it stopped, also after a restart of
+        this host; with ``queue``, every member (on any host) shares it. ``start_sequence`` /
+        ``start_time``: deliver stored events from that stream sequence number or time on, then live
+        ones (with ``durable``, only when the consumer is first created).
         """
-        split_pattern(pattern)
+        self._check_open()
+        patterns = self.patterns_of(pattern)
         positioned = start_sequence is not None or start_time is not None
         if start_sequence is not None and start_sequence < 1:
             raise ValueError(f"start_sequence must be >= 1, got {start_sequence}")
         if start_time is not None and start_time.tzinfo is None:
             raise ValueError("start_time must be timezone-aware (e.g. datetime.now(UTC))")
-        if not (durable or positioned):
-            return await super().subscribe(pattern, handler, queue=queue, name=name, max_pending=max_pending)
+        if not (durable or positioned or stored):
+            return await self._add_subscription(
+                patterns, handler, queue=queue, durable=None, name=name, max_pending=max_pending
+            )
         if not self.jetstream:
-            raise ValueError("durable and positioned subscriptions need NatsSettings.jetstream = true")
+            raise ValueError(
+                "stored, durable and positioned subscriptions need NatsSettings.jetstream = true"
+            )
         if durable is not None:
             validate_consumer_name(durable)
             if queue is None and any(
@@ -340,9 +375,9 @@ class NatsBus(EventBus):
             ):  # the server's push_bound flag lags behind a new subscription: check ours first
                 raise ValueError(f"durable {durable!r} is already being consumed by another subscriber")
         elif queue is not None:
-            raise ValueError("a queue group reading from a stream position needs a durable name to share")
+            raise ValueError("a queue group reading from the stream needs a durable name to share")
         plan = ConsumerPlan(
-            pattern=pattern,
+            patterns=patterns,
             durable=durable,
             queue=queue,
             start_sequence=start_sequence,
@@ -352,16 +387,18 @@ class NatsBus(EventBus):
             max_ack_pending=max_pending or self.max_pending,
         )
         acker = AckingHandler(self, handler)
-        token = _plan.set((plan, acker))
-        try:
-            return await super().subscribe(
-                pattern, acker, queue=queue, durable=durable, name=name, max_pending=max_pending
-            )
-        finally:
-            _plan.reset(token)
+        return await self._add_subscription(
+            patterns,
+            acker,
+            queue=queue,
+            durable=durable,
+            name=name,
+            max_pending=max_pending,
+            plan=(plan, acker),
+        )
 
-    async def _attach(self, subscription: Subscription) -> None:
-        planned = _plan.get()
+    async def _attach(self, subscription: Subscription, **options: Any) -> None:
+        planned: tuple[ConsumerPlan, AckingHandler] | None = options.get("plan")
         feed: Feed
         if planned is None:
             feed = CoreFeed(self._wire, self.catalog, subscription, self._malformed)
@@ -373,23 +410,51 @@ class NatsBus(EventBus):
             )
         await feed.start()
         self._feeds[subscription] = feed
-        await self._requests.add_responder(subscription.pattern)
+        for each in subscription.patterns:
+            await self._requests.add_responder(each)
         # Once subscribe() returns, the server has our interest, so events (and requests)
         # published from any other connection from then on reach this subscriber.
+        await self._confirm(subscription, f"subscribing to {subscription.pattern!r}")
+
+    async def _confirm(self, subscription: Subscription, what: str) -> None:
         try:
             await sync_with_server(self.nc, self.settings.api_timeout_s)
         except TimeoutError:
             await self._detach(subscription)
             raise BusError(
-                f"subscribing to {subscription.pattern!r}: the server did not confirm it within "
+                f"{what}: the server did not confirm it within "
                 f"{self.settings.api_timeout_s:g}s ({self.connection_state})"
             ) from None
+
+    async def _repattern(self, subscription: Subscription, patterns: tuple[str, ...]) -> None:
+        feed = self._feeds.get(subscription)
+        if feed is None:
+            return
+        old = subscription.patterns
+        for each in patterns:
+            if each not in old:
+                await self._requests.add_responder(each)
+        await feed.repattern(patterns, lambda: self._confirm(subscription, f"resubscribing to {patterns}"))
+        for each in old:
+            if each not in patterns:
+                await self._requests.remove_responder(each)
 
     async def _detach(self, subscription: Subscription) -> None:
         feed = self._feeds.pop(subscription, None)
         if feed is not None:
             await feed.stop()
-            await self._requests.remove_responder(subscription.pattern)
+            for each in subscription.patterns:
+                await self._requests.remove_responder(each)
+
+    async def _sync(self) -> None:
+        """Settle without the sequencer: our publishes acknowledged, core deliveries received (a
+        ping through the same connection), every stream consumer caught up (its server-side state)."""
+        if self._publisher is not None:
+            await self._publisher.flush()
+        if self.nc.is_connected:
+            await sync_with_server(self.nc, self.settings.api_timeout_s)
+        for feed in list(self._feeds.values()):
+            await feed.caught_up()
 
     # -- request / reply --------------------------------------------------------------------------
 
@@ -417,3 +482,14 @@ class NatsBus(EventBus):
             "reconnects": self.nc.stats.get("reconnects", 0),
         }
         return stats
+
+
+async def _withdrawn_on_failure(
+    sending: Coroutine[Any, Any, None], sequencer: Sequencer, events: Sequence[Event]
+) -> None:
+    try:
+        await sending
+    except BaseException:
+        for event in events:
+            sequencer.withdraw(event)
+        raise

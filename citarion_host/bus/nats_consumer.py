@@ -2,12 +2,14 @@
 
 Two kinds of feed:
 
-* :class:`CoreFeed`, for plain subscriptions (no durable name, no start position): a core NATS
-  subscription on the pattern (with the queue group, if any). Events arrive as they are published, like
-  on the memory bus: at most once, from the moment of subscribing, nothing to acknowledge.
-* :class:`StreamFeed`, for durable and positioned subscriptions: a JetStream push consumer with explicit
-  acks. The subscription's handler is wrapped in an :class:`AckingHandler`, which learns the outcome of
-  each delivery and acks, naks (with backoff) or dead-letters the message.
+* :class:`CoreFeed`, for plain subscriptions (no durable name, no start position): one core NATS
+  subscription per pattern (with the queue group, if any), all feeding the one ``Subscription``. Events
+  arrive as they are published, like on the memory bus: at most once, from the moment of subscribing,
+  nothing to acknowledge, in the order the server sends them to this connection.
+* :class:`StreamFeed`, for stored, durable and positioned subscriptions: one JetStream push consumer
+  with explicit acks and every pattern as a filter subject, so events come in stream order. The
+  subscription's handler is wrapped in an :class:`AckingHandler`, which learns the outcome of each
+  delivery and acks, naks (with backoff) or dead-letters the message.
 
 Why wrap the handler instead of adding a completion callback to ``Subscription``: the wrapper is the
 only place where the outcome is known anyway (it is the coroutine that ran the handler), and it keeps
@@ -18,6 +20,9 @@ nak-ing, so the failure is reported on ``system.handler.failed`` as on every bac
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import dataclasses
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
@@ -31,6 +36,7 @@ from nats.js import JetStreamManager, api
 from nats.js.errors import NotFoundError
 
 from ..events import Event, EventCatalog, InvalidEventError
+from ..topics import matches, overlaps
 from .config import NatsSettings
 from .nats_dispatch import spawn
 from .nats_stream import ConsumerPlan, consumer_config, deliver_subject, ensure_consumer, retry_api
@@ -46,6 +52,8 @@ log = logging.getLogger("citarion_host.bus.nats")
 
 #: How long a durable stays paused after its subscriber left (the next one resumes it at once).
 _PAUSE_S = 60.0
+#: ``caught_up`` asks the server again after this long without a delivery (acks may free room).
+_CATCH_UP_POLL_S = 0.05
 
 
 class AckingHandler:
@@ -144,17 +152,31 @@ class Feed:
     async def recover(self) -> None:
         """Called after a reconnection (default: nothing; nats-py resubscribes core subscriptions)."""
 
+    async def repattern(self, patterns: tuple[str, ...], confirm: Callable[[], Awaitable[None]]) -> None:
+        """Listen to ``patterns`` instead, losing and doubling nothing (``confirm`` syncs with the server)."""
+        raise NotImplementedError
+
+    async def caught_up(self) -> None:
+        """Return once the server has nothing more for this feed (default: a ping did that already)."""
+
 
 MalformedCallback = Callable[[str, bytes, InvalidEventError, "Msg | None"], Coroutine[Any, Any, None]]
 
 
 class CoreFeed(Feed):
-    """Core NATS subscription on the pattern: live events, at most once.
+    """Core NATS subscriptions, one per pattern, feeding one subscription: live events, at most once.
+
+    The server sends an event once per matching subscription of this connection, so an event matching
+    two patterns would arrive twice. Each event is therefore delivered only by the first pattern of the
+    list that matches its subject (its *owner*); a pattern that overlaps no earlier one owns everything
+    it receives, so only overlapping patterns pay for the check, and no ids are remembered. Queue
+    subscriptions need none of that: the server picks one member per queue name across all patterns
+    (checked against nats-server in the tests).
 
     A pattern starting with a wildcard (``>``, ``*.signal.*``) also matches subjects that are not events
     (inboxes, JetStream acks and API calls of every client on the account). Those are skipped by their
-    first token before any decoding; the pattern stays one NATS subscription so the server's order is
-    kept across topics. Messages come through the bus's :class:`~.nats_wire.Wire` as subject and data.
+    first token before any decoding. Messages come through the bus's :class:`~.nats_wire.Wire` as
+    subject and data.
     """
 
     def __init__(
@@ -165,15 +187,65 @@ class CoreFeed(Feed):
         self._decode = catalog.decode
         self._domains = catalog.domains
         self._on_malformed = on_malformed
+        self._subs: dict[str, NatsSubscription] = {}
+        #: For each pattern that may deliver: the earlier patterns overlapping it (an event one of them
+        #: matches is theirs to deliver). A pattern missing here delivers nothing (being removed).
+        self._earlier: dict[str, tuple[str, ...]] = {}
 
     async def start(self) -> None:
-        pattern = self.subscription.pattern
+        self._update(self.subscription.patterns)
+        for pattern in self.subscription.patterns:
+            self._subs[pattern] = await self._subscribe(pattern)
+
+    async def _subscribe(self, pattern: str) -> NatsSubscription:
         wild_first = pattern.split(".", 1)[0] in ("*", ">")
-        on_message = self._on_any if wild_first else self._on_message
-        self._nats_sub = await self._wire.subscribe(pattern, self.subscription.queue, on_message)
+        domains = self._domains
+        deliver = self._on_message
+        shared = self.subscription.queue is None  # queue members: the server delivers once already
+        earlier_of = self._earlier
+
+        def on_message(subject: str, data: bytes) -> None:
+            if wild_first and subject[: subject.find(".")] not in domains:
+                return
+            if shared:
+                earlier = earlier_of.get(pattern)
+                if earlier is None or (earlier and any(matches(p, subject) for p in earlier)):
+                    return
+            deliver(subject, data)
+
+        return await self._wire.subscribe(pattern, self.subscription.queue, on_message)
+
+    async def stop(self) -> None:
+        self.stopping = True
+        subs, self._subs = list(self._subs.values()), {}
+        for sub in subs:
+            await self._unsubscribe(sub)
 
     async def _unsubscribe(self, sub: NatsSubscription) -> None:
-        await self._wire.unsubscribe(sub)  # drops the lean route too
+        try:
+            await self._wire.unsubscribe(sub)  # drops the lean route too
+        except NatsError as exc:
+            log.debug("unsubscribe failed", extra={"error": repr(exc)})
+
+    async def repattern(self, patterns: tuple[str, ...], confirm: Callable[[], Awaitable[None]]) -> None:
+        """Subscribe the new patterns, confirm with the server, then hand ownership over and unsubscribe
+        the old ones. Until the confirmation an event may have been routed to the old subscriptions
+        only, so they keep ownership; after it, every event reaches every matching subscription."""
+        old = tuple(self._subs)
+        added = tuple(p for p in patterns if p not in self._subs)
+        self._update(old + added)  # the new ones deliver only what no old one covers
+        for pattern in added:
+            self._subs[pattern] = await self._subscribe(pattern)
+        await confirm()
+        self._update(patterns)
+        for pattern in [p for p in old if p not in patterns]:
+            await self._unsubscribe(self._subs.pop(pattern))
+
+    def _update(self, owners: tuple[str, ...]) -> None:
+        """Change ownership in place: the dispatchers read this dict."""
+        earlier = {p: tuple(q for q in owners[:i] if overlaps(q, p)) for i, p in enumerate(owners)}
+        self._earlier.clear()
+        self._earlier.update(earlier)
 
     def _on_message(self, subject: str, data: bytes) -> None:
         if self.stopping:
@@ -184,10 +256,6 @@ class CoreFeed(Feed):
             spawn(self._on_malformed(subject, data, exc, None))
             return
         self.subscription.deliver(event)
-
-    def _on_any(self, subject: str, data: bytes) -> None:
-        if subject[: subject.find(".")] in self._domains:
-            self._on_message(subject, data)
 
 
 class StreamFeed(Feed):
@@ -213,7 +281,8 @@ class StreamFeed(Feed):
         self._decode = catalog.decode
         self._on_malformed = on_malformed
         self.consumer: str | None = None
-        self.last_stream_seq = 0
+        self._last: Msg | None = None  # the latest delivery: its reply subject holds the stream sequence
+        self._arrival = asyncio.Event()
         self._returned: list[Msg] = []
         if plan.durable is not None:
             self._deliver = deliver_subject(settings.stream, plan.durable)
@@ -232,8 +301,13 @@ class StreamFeed(Feed):
         self._nats_sub = await self._wire.subscribe_msgs(self._deliver, self.plan.queue, self._on_msg)
         log.info(
             "stream consumer attached",
-            extra={"consumer": self.consumer, "pattern": self.plan.pattern, "queue": self.plan.queue},
+            extra={"consumer": self.consumer, "patterns": self.plan.patterns, "queue": self.plan.queue},
         )
+
+    @property
+    def last_stream_seq(self) -> int:
+        """Stream sequence of the latest event this feed received (0: none yet)."""
+        return self._last.metadata.sequence.stream if self._last is not None else 0
 
     def _on_msg(self, msg: Msg) -> None:
         if not msg.reply:  # a status message (heartbeat, flow control): none are enabled, ignore
@@ -241,8 +315,8 @@ class StreamFeed(Feed):
         if self.stopping:  # given back (naked) by stop(), for another member or the next run
             self._returned.append(msg)
             return
-        if self.plan.durable is None:
-            self.last_stream_seq = max(self.last_stream_seq, msg.metadata.sequence.stream)
+        self._last = msg
+        self._arrival.set()
         try:
             event = self._decode(msg.data, msg.subject)  # the subject is the topic it must carry
         except InvalidEventError as exc:
@@ -273,6 +347,40 @@ class StreamFeed(Feed):
         info = await retry_api(lambda: self._jsm.add_consumer(self._settings.stream, config), timeout)
         self.consumer = info.name
         log.warning("stream consumer recreated after reconnect", extra={"consumer": self.consumer})
+
+    async def repattern(self, patterns: tuple[str, ...], confirm: Callable[[], Awaitable[None]]) -> None:
+        """Update the consumer's filter subjects in place: it goes on from where it is, so nothing is
+        delivered twice or skipped; events already delivered under the old filters are still handled."""
+        if self.consumer is None:
+            return
+        plan = dataclasses.replace(self.plan, patterns=patterns)
+        config = consumer_config(plan, self._settings, self._deliver)
+        current = await self._jsm.consumer_info(self._settings.stream, self.consumer)
+        update = current.config.evolve(
+            name=self.consumer,  # an ephemeral's config may not carry its server-given name: update, not add
+            filter_subject=config.filter_subject,
+            filter_subjects=config.filter_subjects,
+            description=config.description,
+        )
+        await retry_api(
+            lambda: self._jsm.add_consumer(self._settings.stream, update), self._settings.api_timeout_s
+        )
+        self.plan, self._config = plan, config
+        await confirm()
+
+    async def caught_up(self) -> None:
+        """Return once the server has delivered to us everything of the stream this consumer matches,
+        as its own state says (nothing pending, its delivered sequence received here)."""
+        while self.consumer is not None and not self.stopping:
+            info = await self._jsm.consumer_info(self._settings.stream, self.consumer)
+            delivered = (info.delivered.stream_seq if info.delivered else 0) or 0
+            # A queue member shares the consumer: what went to the others never arrives here.
+            if not info.num_pending and (self.plan.queue is not None or delivered <= self.last_stream_seq):
+                return
+            self._arrival.clear()
+            with contextlib.suppress(TimeoutError):  # on its way, or held back until acks free room
+                async with asyncio.timeout(_CATCH_UP_POLL_S):
+                    await self._arrival.wait()
 
     async def quiesce(self) -> None:
         """Stop the server pushing to a durable that is going away, before we stop listening.

@@ -116,6 +116,8 @@ class JetStreamPublisher:
         self._batches: set[_Batch] = set()
         self._tokens = itertools.count(1)
         self._space = asyncio.Event()
+        self._drained = asyncio.Event()  # set while no publish is waiting for acks
+        self._drained.set()
         self._prefix = ""
         self.duplicates = 0
         self.resent = 0
@@ -137,6 +139,7 @@ class JetStreamPublisher:
         loop = asyncio.get_running_loop()
         batch = _Batch(items, loop.time() + self._timeout)
         self._batches.add(batch)
+        self._drained.clear()
         try:
             for item in items:
                 item.batch = batch
@@ -145,6 +148,13 @@ class JetStreamPublisher:
         finally:
             self._batches.discard(batch)
             self._forget(batch)
+            if not self._batches:
+                self._drained.set()
+
+    async def flush(self) -> None:
+        """Return once every publish under way has been confirmed as stored (or has failed)."""
+        while not self._drained.is_set():
+            await self._drained.wait()
 
     def reconnected(self) -> None:
         """Acks of messages in flight when the connection dropped are lost: resend those now.

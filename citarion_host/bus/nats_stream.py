@@ -28,6 +28,7 @@ from nats.js import JetStreamManager, api
 from nats.js.errors import APIError, NotFoundError, ServiceUnavailableError
 
 from ..errors import ConfigError
+from ..topics import contains
 from .config import NatsSettings
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "deliver_subject",
     "ensure_consumer",
     "ensure_stream",
+    "reduce_filters",
     "retry_api",
     "stream_config",
     "validate_consumer_name",
@@ -152,7 +154,7 @@ async def ensure_stream(
 class ConsumerPlan:
     """What a stream-backed subscription asked for."""
 
-    pattern: str
+    patterns: tuple[str, ...]
     durable: str | None
     queue: str | None
     start_sequence: int | None
@@ -164,8 +166,30 @@ class ConsumerPlan:
         return self.start_sequence is not None or self.start_time is not None
 
 
+def reduce_filters(patterns: Iterable[str]) -> list[str]:
+    """The patterns without those another one contains: the same events, and what the server accepts.
+
+    nats-server refuses filter subjects where one contains another ("consumer subject filters cannot
+    overlap"); partial overlaps (``a.*.c`` and ``a.b.*``) are accepted and delivered once.
+    """
+    unique = list(dict.fromkeys(patterns))  # two different patterns never contain each other
+    return [p for p in unique if not any(q != p and contains(q, p) for q in unique)]
+
+
+def _filters(patterns: Iterable[str]) -> dict[str, Any]:
+    """``filter_subject`` for one pattern (what older servers understand), ``filter_subjects`` else."""
+    reduced = reduce_filters(patterns)
+    if len(reduced) == 1:
+        return {"filter_subject": reduced[0], "filter_subjects": None}
+    return {"filter_subject": None, "filter_subjects": reduced}
+
+
 def consumer_config(plan: ConsumerPlan, settings: NatsSettings, deliver: str) -> api.ConsumerConfig:
-    """Explicit-ack push consumer for ``plan``; redelivery is paced by our naks, not by the server."""
+    """Explicit-ack push consumer for ``plan``; redelivery is paced by our naks, not by the server.
+
+    All the subscription's patterns are the consumer's filter subjects: one consumer, so its events
+    come in stream order whichever pattern they match, each once.
+    """
     if plan.start_sequence is not None:
         policy, start_seq, start_time = api.DeliverPolicy.BY_START_SEQUENCE, plan.start_sequence, None
     elif plan.start_time is not None:
@@ -176,7 +200,7 @@ def consumer_config(plan: ConsumerPlan, settings: NatsSettings, deliver: str) ->
         policy, start_seq, start_time = api.DeliverPolicy.ALL, None, None
     return api.ConsumerConfig(
         durable_name=plan.durable,
-        description=f"citarion-host {plan.durable or 'replay'} on {plan.pattern}",
+        description=f"citarion-host {plan.durable or 'stored'} on {' | '.join(plan.patterns)}",
         deliver_policy=policy,
         opt_start_seq=start_seq,
         opt_start_time=start_time,
@@ -185,7 +209,7 @@ def consumer_config(plan: ConsumerPlan, settings: NatsSettings, deliver: str) ->
         # Unlimited on the server: the bus counts deliveries itself and dead-letters at max_deliver, so a
         # host dying mid-way can never leave a message stuck "max deliveries reached" but not parked.
         max_deliver=-1,
-        filter_subject=plan.pattern,
+        **_filters(plan.patterns),
         max_ack_pending=plan.max_ack_pending,
         deliver_subject=deliver,
         deliver_group=plan.queue,
@@ -220,6 +244,7 @@ async def ensure_consumer(
         raise ValueError(f"durable {durable!r} is already being consumed by another subscriber")
     changed = (
         current.filter_subject != config.filter_subject
+        or sorted(current.filter_subjects or []) != sorted(config.filter_subjects or [])
         or current.deliver_subject != config.deliver_subject
         or not math.isclose(float(current.ack_wait or 0), float(config.ack_wait or 0))
         or current.max_ack_pending != config.max_ack_pending
@@ -228,6 +253,7 @@ async def ensure_consumer(
         return info
     update = current.evolve(
         filter_subject=config.filter_subject,
+        filter_subjects=config.filter_subjects,
         deliver_subject=config.deliver_subject,
         ack_wait=config.ack_wait,
         max_ack_pending=config.max_ack_pending,

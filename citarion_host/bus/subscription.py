@@ -21,17 +21,26 @@ Delivery rules:
   bound. Every drop is counted and reported (``system.bus.overflow``), never silent.
 * A handler that raises is isolated: the error is reported (``system.handler.failed``) and the
   subscriber goes on with the next event.
+* One subscription may cover several patterns: it is still one inbox, so events matching any of them
+  arrive in one order (an event matching two of them is delivered once; backends see to that).
+
+In deterministic mode (:mod:`~citarion_host.bus.sequencer`) ``deliver`` hands the event to the bus's
+sequencer instead, which runs handlers one at a time in publish order through :meth:`Subscription.run`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Generator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..events import PRIORITY_RANK, Event
+
+if TYPE_CHECKING:  # the sequencer is handed in at run time; typing only
+    from .sequencer import Sequencer
 
 __all__ = ["Handler", "Subscription"]
 
@@ -110,26 +119,39 @@ class Subscription:
         "name",
         "overflow_admitted",
         "pattern",
+        "patterns",
         "queue",
+        "seq",
+        "sequencer",
     )
 
     def __init__(
         self,
-        pattern: str,
+        patterns: tuple[str, ...],
         handler: Handler,
         *,
         name: str,
+        seq: int = 0,
         queue: str | None = None,
         durable: str | None = None,
         max_pending: int = 10_000,
         on_error: ErrorCallback,
         on_overflow: OverflowCallback,
+        sequencer: Sequencer | None = None,
     ) -> None:
         if max_pending < 1:
             raise ValueError(f"max_pending must be >= 1, got {max_pending}")
+        if not patterns:
+            raise ValueError("a subscription needs at least one pattern")
         if not callable(handler):
-            raise TypeError(f"handler for {pattern!r} must be callable, got {handler!r}")
-        self.pattern = pattern
+            raise TypeError(f"handler for {patterns!r} must be callable, got {handler!r}")
+        self.patterns = patterns
+        #: The patterns as one string, for reports and logs (``a.b.* | c.>``).
+        self.pattern = " | ".join(patterns)
+        #: Creation order on its bus; the deterministic mode hands an event to its subscribers in it.
+        self.seq = seq
+        #: Set in deterministic mode: arrivals go to it instead of running the handler here.
+        self.sequencer = sequencer
         self.name = name
         self.queue = queue
         self.durable = durable
@@ -170,31 +192,61 @@ class Subscription:
 
     def deliver(self, event: Event) -> None:
         """Hand ``event`` to this subscriber. Never blocks, never raises."""
+        if self.sequencer is not None and "replyTo" not in event.metadata:
+            self.sequencer.arrived(self, event)  # requests stay eager: their requester is waiting
+            return
         if self._active:
             self._enqueue(event)
             return
         if self._closed:
             return
         self._active = True
+        # The first step runs in a copy of the publisher's context, as a task would: a handler that
+        # sets a context variable (the host's lineage) and then suspends must not leave it set in the
+        # publisher's context.
+        context = contextvars.copy_context()
         try:
             coro = self._handler(event)
-            waiting_on = coro.send(None)
+            waiting_on = context.run(coro.send, None)
         except StopIteration:
             self.delivered += 1
         except Exception as exc:
             self._report(event, exc)
         else:  # the handler awaits something: finish it in a task, queue what comes meanwhile
-            self._start_task(self._finish(coro, waiting_on, event))
+            self._start_task(self._finish(coro, waiting_on, event), context)
             return
         if self._pending:  # the handler published to itself: serve that in a task, not recursively
             self._start_task(self._drain())
         else:
             self._active = False
 
-    def _start_task(self, work: Coroutine[Any, Any, None]) -> None:
+    async def run(self, event: Event) -> None:
+        """Handle ``event`` now and return when done (the deterministic mode's sequencer calls this).
+
+        Same counters and error isolation as :meth:`deliver`; no backlog, since the sequencer hands
+        events over one at a time. Requests that arrived meanwhile (they stay eager) are served after.
+        """
+        if self._closed:
+            return
+        self._active = True
+        try:
+            await self._handler(event)
+            self.delivered += 1
+        except Exception as exc:
+            self._report(event, exc)
+        if self._pending:
+            self._start_task(self._drain())
+        else:
+            self._active = False
+            if self._idle is not None:
+                self._idle.set()
+
+    def _start_task(
+        self, work: Coroutine[Any, Any, None], context: contextvars.Context | None = None
+    ) -> None:
         # Settle in a done-callback, not in the coroutine: a task cancelled before its first step
         # never runs its own ``finally``.
-        self._task = asyncio.get_running_loop().create_task(work)
+        self._task = asyncio.get_running_loop().create_task(work, context=context)
         self._task.add_done_callback(self._settle)
 
     def _enqueue(self, event: Event) -> None:
@@ -303,6 +355,7 @@ class Subscription:
         return {
             "name": self.name,
             "pattern": self.pattern,
+            "patterns": list(self.patterns),
             "queue": self.queue,
             "delivered": self.delivered,
             "failed": self.failed,

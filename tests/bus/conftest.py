@@ -113,3 +113,26 @@ def sibling(bus: EventBus) -> EventBus:
 
     assert isinstance(bus, NatsBus), f"no sibling for {type(bus).__name__}: add it here"
     return NatsBus(bus.settings)
+
+
+@pytest.fixture(params=BACKENDS)
+async def det_bus(request: pytest.FixtureRequest) -> AsyncIterator[EventBus]:
+    """The same backends in deterministic mode (``bus/sequencer.py``)."""
+    if request.param == "memory":
+        async with MemoryBus(deterministic=True) as memory:
+            yield memory
+        return
+    from citarion_host.bus.nats import NatsBus
+
+    server: NatsServer = request.getfixturevalue("shared_nats_server")
+    settings = NatsSettings(
+        servers=[server.url],
+        stream=f"conformance-{next(_streams)}",
+        jetstream=request.param in ("nats", "nats-public"),
+        lean_wire=not request.param.endswith("-public"),
+    )
+    try:
+        async with NatsBus(settings, deterministic=True) as instance:
+            yield instance
+    finally:
+        await delete_stream(server.url, settings.stream)

@@ -313,3 +313,203 @@ async def test_other_hosts_see_the_events_only_when_cross_process(bus: EventBus)
         if expected:
             await theirs.wait_for(1)
         assert numbers(await theirs.settle()) == expected
+
+
+# -- one ordered inbox per subscriber (several patterns, one subscription) ---------------------------
+
+
+def inbox_kinds(bus: EventBus) -> list[dict[str, bool]]:
+    """The ways a subscriber can read: live (every backend), and from the store where there is one."""
+    return [{}, {"stored": True}] if bus.capabilities.persistent else [{}]
+
+
+def mixed(n: int) -> Event:
+    """Events on three topics in turn: a ticker, an order and a signal, numbered in publish order."""
+    if n % 3 == 0:
+        return make_event(
+            "market.ticker.binance.BTCUSDT",
+            {"symbol": "BTCUSDT", "exchange": "binance", "bid": 1.0, "ask": 2.0, "last": 1.5},
+            source="LUM",
+            metadata={"n": n},
+        )
+    if n % 3 == 1:
+        order = {
+            "orderId": f"o-{n}",
+            "symbol": "BTCUSDT",
+            "exchange": "binance",
+            "side": "BUY",
+            "type": "MARKET",
+            "quantity": 1.0,
+            "status": "NEW",
+        }
+        return make_event("trading.order.submitted", order, source="GRD", metadata={"n": n})
+    return signal(n)
+
+
+async def test_several_patterns_are_one_inbox_in_publish_order(bus: EventBus) -> None:
+    for options in inbox_kinds(bus):
+        got = Collector()
+        sub = await bus.subscribe(
+            ["market.ticker.>", "trading.order.*", "trading.signal.generated"], got, **options
+        )
+        await bus.publish_many(mixed(n) for n in range(300))
+        assert numbers(await got.wait_for(300)) == list(range(300)), options
+        assert sub.patterns == ("market.ticker.>", "trading.order.*", "trading.signal.generated")
+        await sub.unsubscribe()
+
+
+async def test_an_event_matching_several_patterns_is_delivered_once(bus: EventBus) -> None:
+    for options in inbox_kinds(bus):
+        got, reference = Collector(), Collector()
+        # nested (trading.> contains trading.signal.*) and partly overlapping (*.signal.generated)
+        patterns = ["trading.signal.*", "trading.>", "*.signal.generated", "market.>"]
+        sub = await bus.subscribe(patterns, got, **options)
+        ref = await bus.subscribe(">", reference)
+        await bus.publish_many(mixed(n) for n in range(90))
+        await reference.wait_for(90)
+        await got.wait_for(90)
+        assert numbers(await got.settle()) == list(range(90)), options
+        await sub.unsubscribe()
+        await ref.unsubscribe()
+
+
+async def test_critical_overtakes_on_a_several_pattern_inbox(bus: EventBus) -> None:
+    gate = asyncio.Event()
+    seen: list[str] = []
+
+    async def slow(event: Event) -> None:
+        seen.append(f"{event.metadata['n']}:{event.priority}")
+        await gate.wait()
+
+    sub = await bus.subscribe(["trading.signal.>", "risk.>"], slow)
+    await bus.publish(signal(0))
+    await eventually(lambda: len(seen) == 1, what="first event in the handler")
+    await bus.publish(signal(1, priority="low"))
+    alert = {"botId": "x", "kind": "drawdown", "severity": "critical", "message": "stop"}
+    await bus.publish(
+        make_event("risk.alert.raised", alert, source="RSK", priority="critical", metadata={"n": 2})
+    )
+    await bus.publish(signal(3))
+    await eventually(lambda: sub.pending == 3, what="backlog of 3")
+    gate.set()
+    await eventually(lambda: len(seen) == 4, what="all 4 handled")
+    assert seen == ["0:normal", "2:critical", "3:normal", "1:low"]
+
+
+async def test_a_queue_group_over_several_patterns_splits_without_loss(bus: EventBus) -> None:
+    members = [Collector(f"member-{i}") for i in range(3)]
+    for member in members:
+        await bus.subscribe(
+            ["market.ticker.>", "trading.order.*", "trading.signal.>"], member, queue="workers"
+        )
+    everyone = Collector()
+    await bus.subscribe(">", everyone)
+    await bus.publish_many(mixed(n) for n in range(300))
+    await everyone.wait_for(300)
+    await eventually(lambda: sum(len(m.events) for m in members) >= 300, what="group deliveries")
+    await asyncio.gather(*(m.settle() for m in members))
+    delivered = sorted(n for m in members for n in numbers(m.events))
+    assert delivered == list(range(300)), "each event exactly once across the group"
+    assert sum(1 for m in members if m.events) >= 2, "the group shares the work"
+
+
+async def test_repattern_changes_an_inbox_without_losing_or_doubling(bus: EventBus) -> None:
+    for options in inbox_kinds(bus):
+        got = Collector()
+        sub = await bus.subscribe(["trading.signal.*", "market.ticker.>"], got, **options)
+        await bus.publish_many(mixed(n) for n in range(30))  # 0..29: tickers and signals wanted
+        await bus.repattern(sub, ["trading.>", "market.ticker.>"])  # orders too, signals still
+        await bus.publish_many(mixed(n) for n in range(30, 60))  # everything wanted
+        expected = [n for n in range(30) if n % 3 != 1] + list(range(30, 60))
+        await got.wait_for(len(expected))
+        assert numbers(await got.settle()) == expected, options
+        assert sub.patterns == ("trading.>", "market.ticker.>")
+        await sub.unsubscribe()
+
+
+# -- deterministic mode: one handler at a time, in publish order, on every backend --------------------
+
+
+async def test_deterministic_mode_orders_reactions_by_subscriber_not_by_timing(det_bus: EventBus) -> None:
+    """Two subscribers react to each event; the second one's reaction is the quicker to publish. The
+    third sees each event's whole cascade before the next event, the reactions in the order the
+    reactors were created, every time, on every backend."""
+    record: list[str] = []
+
+    async def first(event: Event) -> None:
+        await asyncio.sleep(0.002)  # slower: concurrent delivery would let the second overtake
+        await det_bus.publish(signal(event.metadata["n"], topic="trading.signal.first"))
+
+    async def second(event: Event) -> None:
+        await det_bus.publish(signal(event.metadata["n"], topic="trading.signal.second"))
+
+    async def observer(event: Event) -> None:
+        record.append(f"{event.topic.rsplit('.', 1)[1]}{event.metadata['n']}")
+
+    await det_bus.subscribe("trading.signal.tick", first)
+    await det_bus.subscribe("trading.signal.tick", second)
+    await det_bus.subscribe("trading.signal.*", observer)
+    for n in range(3):
+        await det_bus.publish(signal(n, topic="trading.signal.tick"))
+    await det_bus.settle()
+    assert record == [
+        "tick0",
+        "first0",
+        "second0",
+        "tick1",
+        "first1",
+        "second1",
+        "tick2",
+        "first2",
+        "second2",
+    ]
+
+
+async def test_settle_returns_when_everything_published_is_handled(det_bus: EventBus) -> None:
+    handled: list[int] = []
+
+    async def chain(event: Event) -> None:
+        n = event.metadata["n"]
+        handled.append(n)
+        if n < 20:
+            await det_bus.publish(signal(n + 1))
+
+    await det_bus.subscribe("trading.signal.generated", chain)
+    await det_bus.publish(signal(0))
+    await det_bus.settle()
+    assert handled == list(range(21)), "settle waited for the whole causal chain"
+    assert det_bus.stats()["deterministic"] is True
+
+
+async def test_free_running_settle_waits_for_every_subscriber(bus: EventBus) -> None:
+    done: list[int] = []
+
+    async def slow(event: Event) -> None:
+        await asyncio.sleep(0.001)
+        done.append(event.metadata["n"])
+
+    await bus.subscribe(
+        ["trading.signal.*", "market.>"], slow, **({"stored": True} if bus.capabilities.persistent else {})
+    )
+    await bus.publish_many(signal(n) for n in range(20))
+    await bus.settle()
+    assert done == list(range(20))
+
+
+async def test_requests_are_answered_inside_a_deterministic_handler(det_bus: EventBus) -> None:
+    answers: list[str] = []
+
+    async def responder(event: Event) -> None:
+        await det_bus.reply(event, make_event("analytics.answer.given", {"text": "42"}, source="ORA"))
+
+    async def asker(event: Event) -> None:
+        reply = await det_bus.request(
+            make_event("analytics.question.asked", {"q": "?"}, source="GRD"), timeout=5
+        )
+        answers.append(reply.payload["text"])
+
+    await det_bus.subscribe("analytics.question.*", responder)
+    await det_bus.subscribe("trading.signal.generated", asker)
+    await det_bus.publish(signal(0))
+    await det_bus.settle()
+    assert answers == ["42"]

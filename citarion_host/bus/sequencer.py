@@ -1,0 +1,207 @@
+"""Deterministic mode: every event handled everywhere, one handler at a time, in a fixed order.
+
+Why: with concurrent delivery, the order in which two bots' reactions to the same event reach a third
+bot depends on scheduling (on NATS, on which JetStream consumer the server served first), so a paper
+run's figures could change from run to run and between backends. The sequencer makes the order a
+function of the program alone. Each event is handed to its subscribers in their creation order, each
+handler finishing before the next starts, and events are taken in this order:
+
+1. events published by the handlers the sequencer runs (*internal*: the consequences of what is being
+   handled), in the order they were published;
+2. only when there are none, the next event published from outside them (*external*: a data feed, the
+   host's own reports, a test), in the order those were published.
+
+So an external event's whole cascade is handled before the next external event, whenever the feed
+happened to publish it (on NATS a feed's publish waits for the store's ack, so it interleaves with
+the handlers in time, never in order). The transport only has to deliver; when each delivery arrives
+does not matter.
+
+How it knows an event is complete: the bus announces each event when it is published with the local
+subscriptions that will receive it (:meth:`Sequencer.expect`), and each arrival is reported
+(:meth:`Sequencer.arrived`, from ``Subscription.deliver``). On the memory bus both happen in the same
+call; on NATS the arrival is the server's proof of delivery (a core message, or a JetStream consumer's
+delivery). An event is handled once every expected subscriber has it. An event this bus did not publish
+(another process, a redelivery) is sequenced when it first arrives, after what is already waiting.
+
+What it cannot do: make another process's publishes deterministic, or know which member of a NATS
+queue group the server picks (queue members are never waited for, only handled on arrival). A delivery
+that never comes (a server that lost it) would hold everything: after ``stall_timeout`` the sequencer
+goes on without it, counts it in ``stalls`` and calls ``on_stall`` (the bus reports it on
+``system.bus.stalled``) — a safety valve, never how correct runs are ordered.
+
+Requests (events with ``metadata.replyTo``) bypass the sequencer: their requester is waiting inside a
+handler the sequencer runs, so queueing them would deadlock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
+
+from ..events import Event
+
+if TYPE_CHECKING:
+    from .subscription import Subscription
+
+__all__ = ["Sequencer"]
+
+log = logging.getLogger("citarion_host.bus.sequencer")
+
+#: The sequencer whose handler is running in this context (its publishes are internal).
+_running: contextvars.ContextVar[Sequencer | None] = contextvars.ContextVar("sequencer", default=None)
+
+
+class _Entry:
+    __slots__ = ("arrived", "event", "waiting")
+
+    def __init__(self, event: Event, waiting: set[Subscription], arrived: list[Subscription]) -> None:
+        self.event = event
+        self.waiting = waiting  # expected subscribers whose delivery has not arrived yet
+        self.arrived = arrived  # subscribers holding the event, to be run in creation order
+
+
+class Sequencer:
+    """Runs a bus's handlers one at a time, in publish order (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        expected: Callable[[Event], Iterable[Subscription]],
+        stall_timeout: float = 30.0,
+        on_stall: Callable[[Event, list[Subscription]], None] | None = None,
+    ) -> None:
+        self._expected = expected
+        self.stall_timeout = stall_timeout
+        self._on_stall = on_stall
+        self._internal: deque[_Entry] = deque()
+        self._external: deque[_Entry] = deque()
+        self._head: _Entry | None = None  # the entry being waited for or handled
+        self._by_id: dict[str, _Entry] = {}
+        self._progress = asyncio.Event()  # set when the head may have become complete
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._task: asyncio.Task[None] | None = None
+        self.handled = 0
+        self.stalls = 0
+
+    @property
+    def pending(self) -> int:
+        """Events announced or arrived and not yet handled everywhere."""
+        return len(self._internal) + len(self._external) + (self._head is not None)
+
+    # -- what the bus reports ------------------------------------------------------------------------
+
+    def expect(self, event: Event, subscribers: Iterable[Subscription]) -> None:
+        """``event`` is being published; these local subscribers will receive it."""
+        if "replyTo" in event.metadata:  # a request: delivered at once, never sequenced
+            return
+        waiting = {s for s in subscribers if s.queue is None and not s.closed}
+        if waiting:  # nobody local to wait for: a queue member's delivery is sequenced on arrival
+            entry = _Entry(event, waiting, [])
+            self._by_id[event.id] = entry
+            self._append(entry)
+
+    def withdraw(self, event: Event) -> None:
+        """The publish of ``event`` failed: its deliveries will never come."""
+        entry = self._by_id.get(event.id)
+        if entry is not None:
+            entry.waiting.clear()
+            self._progress.set()
+
+    def push(self, event: Event, subscribers: Iterable[Subscription]) -> None:
+        """``event`` was published and already delivered to ``subscribers`` (the memory bus)."""
+        self._append(_Entry(event, set(), list(subscribers)))
+
+    def arrived(self, subscription: Subscription, event: Event) -> None:
+        """``subscription`` received ``event`` (called from ``Subscription.deliver``)."""
+        entry = self._by_id.get(event.id)
+        if entry is None or subscription in entry.arrived:  # another process's event, or a redelivery
+            waiting = {s for s in self._expected(event) if s is not subscription and s.queue is None}
+            entry = _Entry(event, waiting, [subscription])
+            self._by_id[event.id] = entry
+            self._append(entry)
+            return
+        entry.waiting.discard(subscription)
+        entry.arrived.append(subscription)
+        if not entry.waiting and entry is self._head:
+            self._progress.set()
+
+    def forget(self, subscription: Subscription) -> None:
+        """``subscription`` is going away: never wait for it again."""
+        for entry in (*self._internal, *self._external, *([self._head] if self._head else [])):
+            entry.waiting.discard(subscription)
+        self._progress.set()
+
+    # -- running ----------------------------------------------------------------------------------------
+
+    def _append(self, entry: _Entry) -> None:
+        (self._internal if _running.get() is self else self._external).append(entry)
+        if self._task is None:
+            self._idle.clear()
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="sequencer")
+
+    async def _run(self) -> None:
+        _running.set(self)  # this task's context: what its handlers publish is internal
+        internal, external, by_id = self._internal, self._external, self._by_id
+        try:
+            while internal or external:
+                entry = self._head = internal.popleft() if internal else external.popleft()
+                if entry.waiting:
+                    await self._wait_for(entry)
+                if by_id.get(entry.event.id) is entry:
+                    del by_id[entry.event.id]
+                arrived = entry.arrived
+                if len(arrived) > 1:
+                    arrived.sort(key=_creation)
+                for subscription in arrived:
+                    await subscription.run(entry.event)
+                self._head = None
+                self.handled += 1
+        finally:
+            self._task = None
+            self._head = None
+            if internal or external:  # cancelled (bus closing) with work left: nobody runs it any more
+                log.warning("sequencer stopped with events left", extra={"pending": self.pending})
+            self._idle.set()
+
+    async def _wait_for(self, entry: _Entry) -> None:
+        deadline = asyncio.get_running_loop().time() + self.stall_timeout
+        while entry.waiting:
+            self._progress.clear()
+            remaining = deadline - asyncio.get_running_loop().time()
+            try:
+                async with asyncio.timeout(max(remaining, 0.0)):
+                    await self._progress.wait()
+            except TimeoutError:
+                missing = sorted(entry.waiting, key=_creation)
+                entry.waiting.clear()
+                self.stalls += 1
+                log.error(
+                    "deterministic delivery stalled: going on without some deliveries",
+                    extra={
+                        "event_id": entry.event.id,
+                        "topic": entry.event.topic,
+                        "missing": [s.name for s in missing],
+                        "timeout_s": self.stall_timeout,
+                    },
+                )
+                if self._on_stall is not None:
+                    self._on_stall(entry.event, missing)
+
+    async def settle(self) -> None:
+        """Return once every event announced so far has been handled by every subscriber."""
+        while not self._idle.is_set():
+            await self._idle.wait()
+
+    def cancel(self) -> None:
+        """Stop running handlers (the bus is closing without a drain)."""
+        if self._task is not None:
+            self._task.cancel()
+
+
+def _creation(subscription: Subscription) -> int:
+    return subscription.seq
