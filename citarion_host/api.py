@@ -48,10 +48,16 @@ class EventBusManager:
         self._bus: EventBus | None = None
 
     async def initialize(self, settings: BackendSettings | Mapping[str, Any] | None = None) -> EventBus:
-        """Open the bus described by ``settings`` (``{"type": "memory"}`` by default)."""
+        """Open the bus described by ``settings`` (``{"type": "memory"}`` by default).
+
+        Unlike a host, this bus delivers concurrently unless ``settings`` ask for ``deterministic``: the
+        helpers serve live pub/sub, where a handler runs as soon as its event is published.
+        """
         if self._bus is not None and not self._bus.closed:
             raise BusError("the event bus is already initialized; call shutdown() first")
-        bus = create_bus(settings if isinstance(settings, BackendSettings) else dict(settings or {}))
+        if not isinstance(settings, BackendSettings):
+            settings = {"deterministic": False, **(settings or {})}
+        bus = create_bus(settings)
         await bus.start()
         self._bus = bus
         return bus

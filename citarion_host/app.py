@@ -43,9 +43,9 @@ async def run_host(
     host.check(loaded)  # refuse before opening anything
     stop = stop or asyncio.Event()
     record = Path(settings.record) if settings.record else None
-    monitor = RunMonitor(host.bus, record)
-    await host.bus.start()
-    await monitor.start()  # before the bots, so the record misses nothing
+    monitor = RunMonitor(record)
+    host.observe(monitor)  # attached to the bus before the bots start, so the record misses nothing
+    monitor.open()
     if handle_signals:
         _install_signal_handlers(stop)
     tasks: list[asyncio.Task[Any]] = []
@@ -67,7 +67,7 @@ async def run_host(
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(task, 5)
         await host.stop()
-        await monitor.stop()
+        monitor.close()
         if handle_signals:
             _remove_signal_handlers()
     summary = monitor.summary(host.final_stats)

@@ -95,6 +95,9 @@ class BotContext(Protocol):
     ) -> Event:
         """Publish an event as this bot.
 
+        While the bot handles an event E, what it publishes carries ``causationId = E.id``,
+        E's ``correlationId`` and E's ``metadata.dataTime`` unless given here (``lineage``).
+
         Raises :class:`~citarion_host.errors.PublishNotAllowedError` (and sends nothing) when
         ``topic`` is outside the bot's declared ``publish`` patterns.
         """
@@ -111,6 +114,12 @@ class BotContext(Protocol):
     def spawn(self, work: Coroutine[Any, Any, Any], name: str = "") -> asyncio.Task[Any]:
         """Run background work (a data feed) under supervision: if it raises, the bot restarts;
         it is cancelled when the bot stops."""
+        ...
+
+    async def settle(self) -> None:
+        """Wait until everything published so far has been handled everywhere, in deterministic mode
+        (``[backend] deterministic``); otherwise let the other tasks run once. A replayed feed calls
+        it between bars, so the next bar starts from a quiescent platform. Never from ``handle``."""
         ...
 
 

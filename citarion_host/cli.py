@@ -354,7 +354,38 @@ def build_parser() -> argparse.ArgumentParser:
         "--stream", default=None, help="JetStream stream (default: the config's, else citarion-events)"
     )
     replay_.set_defaults(func=_replay)
+
+    explain = commands.add_parser(
+        "explain",
+        help="print an event's chain of causes back to the market event that started it",
+        description="Follow causationId from EVENT_ID back to its first cause, one line per hop"
+        " (topic, source, time, data time, key fields), reading a run's record or the JetStream stream.",
+    )
+    explain.add_argument("event_id", metavar="EVENT_ID", help="the id of the event to explain (e.g. a fill)")
+    source = explain.add_mutually_exclusive_group(required=True)
+    source.add_argument("--record", help="a run's JSON-lines record ([host] record)")
+    source.add_argument("--config", help="read the stream of this config's [backend.nats]")
+    explain.add_argument("--since", help="with --config: read from this long ago (15m, 2h) or an ISO time")
+    explain.set_defaults(func=_explain, servers=None, stream=None)
     return parser
+
+
+def _explain(args: argparse.Namespace) -> int:
+    """Print the causes of EVENT_ID (see citarion_host/explain.py)."""
+    from .errors import ConfigError
+    from .explain import explain_command
+    from .replay import parse_time
+
+    try:
+        settings = _replay_settings(args) if args.config else None
+        since = parse_time(args.since) if args.since else None
+    except ConfigError as exc:
+        _print_problems(exc)
+        return 1
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return explain_command(args.event_id, record=args.record, settings=settings, since=since)
 
 
 def _add_run_arguments(parser: argparse.ArgumentParser) -> None:

@@ -8,8 +8,13 @@ Order of operations, and why:
   running topology untouched. Otherwise add new bots first, then rewire and restart changed ones,
   and stop removed ones last (after draining their backlog): bots that did not change are never
   touched and lose no event. A backend change stops everything and starts it on the new backend.
-* **stop** — stop intake first (bots that publish but subscribe to nothing: the data feeds), then
-  the others in reverse start order with their backlogs drained, then close the bus.
+* **stop** — stop intake first (bots that publish but subscribe to nothing: the data feeds), let
+  the bus settle (everything published is handled), then stop the others in reverse start order with
+  their backlogs drained, then close the bus.
+
+The host owns the bus it opened. Whatever watches the bus (the run monitor, the dashboard) registers
+as an *observer* (:meth:`Host.observe`) and is handed the current bus: attached before any bot starts,
+detached after the last one stopped, and moved along when a reload switches the backend.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import asyncio
 import logging
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from .bus import EventBus, create_bus
 from .errors import ConfigError
@@ -31,9 +36,21 @@ from .topics import overlaps
 from .topology import TopologyDiff, diff_topology
 from .wiring import check_topology, has_errors
 
-__all__ = ["Host"]
+__all__ = ["BusObserver", "Host"]
 
 log = logging.getLogger("citarion_host.host")
+
+
+class BusObserver(Protocol):
+    """Something that watches the host's bus and must follow it (see :meth:`Host.observe`)."""
+
+    async def attach(self, bus: EventBus) -> None:
+        """Start watching ``bus`` (subscribe); called before any bot starts on it."""
+        ...
+
+    async def detach(self) -> None:
+        """Stop watching the current bus (drain, unsubscribe); called before it closes."""
+        ...
 
 
 class Host:
@@ -54,6 +71,7 @@ class Host:
         self.bus: EventBus = bus or create_bus(loaded.config.backend)
         self.plugins.extend_catalog(self.bus.catalog)
         self.runners: dict[str, BotRunner] = {}
+        self.observers: list[BusObserver] = []
         self.final_stats: dict[str, dict[str, Any]] = {}  # per bot, taken when the host stopped
         self.finished = asyncio.Event()  # set when every ``stop_on`` publisher has reported
         self._stop_on_seen: set[str] = set()
@@ -82,10 +100,16 @@ class Host:
 
     # -- lifecycle --------------------------------------------------------------------------------
 
+    def observe(self, observer: BusObserver) -> None:
+        """Hand ``observer`` the host's bus from :meth:`start` on, and every bus after a backend switch."""
+        self.observers.append(observer)
+
     async def start(self) -> None:
         if self._checked is not self.loaded:  # run_host checks before opening anything
             self.check(self.loaded)
         await self.bus.start()
+        for observer in self.observers:
+            await observer.attach(self.bus)
         await self._watch_stop_on()
         await self._start_bots([bot for bot in self.config.bots if bot.enabled])
         self._started = True
@@ -103,28 +127,51 @@ class Host:
         self.runners[config.id] = runner
         return runner
 
-    async def _start_bots(self, bots: list[BotConfig]) -> None:
+    async def _start_bots(self, bots: list[BotConfig], previous: dict[str, BotRunner] | None = None) -> None:
         """Subscribe every bot first, then start them: no bot's first events can be missed by
-        another bot that merely comes later in the config (on NATS a late consumer would miss them)."""
+        another bot that merely comes later in the config (on NATS a late consumer would miss them).
+        ``previous``: runners of the same ids whose counters carry over (a backend switch)."""
         runners = [self._runner(bot) for bot in bots]
+        for runner in runners:
+            if previous and runner.config.id in previous:
+                runner.carry_over(previous[runner.config.id])
         for runner in runners:
             await runner.wire(runner.config)
         for runner in runners:
             await runner.start(wired=True)
 
     async def stop(self) -> None:
-        """Stop intake, drain, stop every bot, close the bus. Safe to call twice."""
+        """Stop intake, settle, stop every bot, detach the observers, close the bus. Safe to call twice."""
         if self.bus.closed:
             return
         self.plugins.manager.hook.citarion_host_stopping(host=self)
-        sources = [r for r in self.runners.values() if not r.config.subscribe]
-        others = [r for r in reversed(self.runners.values()) if r.config.subscribe]
-        for runner in [*sources, *others]:
-            await runner.stop(drain=True)
-        self.final_stats = {bot_id: runner.final_stats for bot_id, runner in self.runners.items()}
-        self.runners.clear()
+        await self._stop_bots()
+        for observer in self.observers:
+            await observer.detach()
         await self.bus.close(drain=True, timeout=self.config.host.drain_timeout_s)
         log.info("host stopped")
+
+    async def _stop_bots(self) -> None:
+        """Feeds first, then the others in reverse start order, the bus settling after each: a bot's
+        last events (and the host's report that it stopped) are handled by the bots still running, the
+        same way on every run and every backend, before the next one stops."""
+        sources = [r for r in self.runners.values() if not r.config.subscribe]
+        others = [r for r in reversed(self.runners.values()) if r.config.subscribe]
+        for runner in sources:
+            await runner.stop(drain=True)
+        await self._settle("the feeds stopped")
+        for runner in others:
+            await runner.stop(drain=True)
+            await self._settle(f"bot {runner.config.id!r} stopped")
+        self.final_stats = {bot_id: runner.final_stats for bot_id, runner in self.runners.items()}
+        self.runners.clear()
+
+    async def _settle(self, after: str) -> None:
+        try:
+            async with asyncio.timeout(self.config.host.drain_timeout_s):
+                await self.bus.settle()
+        except TimeoutError:
+            log.warning("stop: the bus did not settle in time", extra={"after": after, "bus": self.bus.name})
 
     async def __aenter__(self) -> Host:
         await self.start()
@@ -179,13 +226,21 @@ class Host:
         await runner.restart("definition changed")
 
     async def _switch_backend(self, loaded: LoadedConfig) -> None:
+        """Stop every bot, move the observers to a new bus, start the bots there.
+
+        The bots restart (their state is theirs to keep: see docs/reload.md), but their counters carry
+        over, so a run's summary covers both buses.
+        """
+        previous = dict(self.runners)
         await self.stop()
         self.loaded = loaded
         self.bus = create_bus(loaded.config.backend)
         self.plugins.extend_catalog(self.bus.catalog)
         await self.bus.start()
+        for observer in self.observers:
+            await observer.attach(self.bus)
         await self._watch_stop_on()
-        await self._start_bots([bot for bot in loaded.config.bots if bot.enabled])
+        await self._start_bots([bot for bot in loaded.config.bots if bot.enabled], previous)
 
     async def reload_plugin_code(self, files: Iterable[Path]) -> list[str]:
         """Restart, with freshly imported code, every bot built from a ``module:object`` in ``files``."""

@@ -4,12 +4,17 @@ The monitor is an ordinary subscriber to ``>`` (it sees exactly what any bot cou
 figures it prints are what went through the bus, not what bots claim. Per-bot figures come from
 the events themselves: signals and orders from each runner's publish counters, fills, PnL and
 alerts from the ``botId`` fields of orders, positions and risk alerts.
+
+It is a host observer (``Host.observe``): the host attaches it to its bus before any bot starts and
+moves it to the new bus when a reload switches the backend, so the record and the figures cover the
+whole run. The record file stays open from :meth:`RunMonitor.open` to :meth:`RunMonitor.close`.
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -41,8 +46,8 @@ class BotFigures:
 class RunMonitor:
     """Counts every event on the bus; optionally records them to a JSON-lines file."""
 
-    def __init__(self, bus: EventBus, record: Path | None = None) -> None:
-        self.bus = bus
+    def __init__(self, record: Path | None = None) -> None:
+        self.bus: EventBus | None = None
         self.record_path = record
         self.events = 0
         self.by_topic: Counter[str] = Counter()
@@ -51,23 +56,35 @@ class RunMonitor:
         self.finished: float | None = None
         self._file: TextIO | None = None
         self._subscription: Subscription | None = None
+        self._encode: Callable[[Event], bytes] = lambda event: b""
         self._last_report = (self.started, 0)
 
-    async def start(self) -> None:
+    def open(self) -> None:
+        """Start the clock and the record file (before the host starts)."""
         if self.record_path is not None:
             self.record_path.parent.mkdir(parents=True, exist_ok=True)
-            # Kept open for the whole run (closed in stop), so no context manager.
+            # Kept open for the whole run (closed in close), so no context manager.
             self._file = open(self.record_path, "w", encoding="utf-8", buffering=1 << 16)  # noqa: SIM115
-        self._subscription = await self.bus.subscribe(
-            ">", self._on_event, name="host:monitor", max_pending=1 << 20
-        )
         self.started = time.perf_counter()
         self._last_report = (self.started, 0)
 
-    async def stop(self) -> None:
+    async def attach(self, bus: EventBus) -> None:
+        """Watch ``bus`` (the host calls this before its bots start on it)."""
+        self.bus = bus
+        self._encode = bus.catalog.encode
+        self._subscription = await bus.subscribe(
+            ">", self._on_event, name="host:monitor", max_pending=1 << 20
+        )
+
+    async def detach(self) -> None:
+        """Stop watching the current bus, after what it still holds for us (the host's stop)."""
+        subscription, self._subscription = self._subscription, None
+        if subscription is not None and not subscription.closed:
+            await subscription.unsubscribe(drain=True)
+
+    def close(self) -> None:
+        """Stop the clock, close the record."""
         self.finished = time.perf_counter()
-        if self._subscription is not None and not self._subscription.closed:
-            await self._subscription.unsubscribe(drain=True)
         if self._file is not None:
             self._file.close()
             self._file = None
@@ -76,7 +93,7 @@ class RunMonitor:
         self.events += 1
         self.by_topic[f"{event.domain}.{event.entity}.{event.action}"] += 1
         if self._file is not None:
-            self._file.write(self.bus.catalog.encode(event).decode())
+            self._file.write(self._encode(event).decode())
             self._file.write("\n")
         payload = event.payload
         if isinstance(payload, Order) and payload.bot_id:

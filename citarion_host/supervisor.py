@@ -1,17 +1,20 @@
-"""One bot instance under supervision: its context, its subscriptions, its restarts.
+"""One bot instance under supervision: its context, its subscription, its restarts.
 
-The host owns every subscription a bot has (handles, closed when the bot goes), so nothing leaks
-across reloads. A bot's ``handle`` failing is isolated: the failure is reported on
-``system.bot.error`` and counted; ``crash_threshold`` failures within ``crash_window_s`` (or a failing
-``start``) restart the bot with exponential backoff, and after ``max_restarts`` it is marked failed.
-While a bot restarts its subscriptions stay in place and events wait in their (bounded) backlogs, so
-nothing is lost by a restart.
+Each bot has exactly one subscription, over all its ``subscribe`` patterns: one inbox, so it sees
+events in one order (publish order on memory, stream order on JetStream) and handles one at a time.
+The host owns it (closed when the bot goes), so nothing leaks across reloads. A bot's ``handle``
+failing is isolated: the failure is reported on ``system.bot.error`` and counted; ``crash_threshold``
+failures within ``crash_window_s`` (or a failing ``start``) restart the bot with exponential backoff,
+and after ``max_restarts`` it is marked failed. While a bot restarts its subscription stays in place
+and events wait in its (bounded) backlog, so nothing is lost by a restart.
+
+Around each ``handle`` call the runner marks the event as the one being handled (``lineage``), so
+what the bot publishes carries it as its cause without the bot saying so.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 from collections import deque
@@ -24,11 +27,11 @@ from .bot import Bot, PublishGuard
 from .bus import EventBus, Subscription
 from .errors import PublishNotAllowedError
 from .events import Event, Priority
+from .lineage import handling, stamp
 from .payloads import BotLifecycle
 from .settings import BotConfig, HostSettings
-from .topics import overlaps
 
-__all__ = ["BotRunner", "HostBotContext"]
+__all__ = ["BotRunner", "HostBotContext", "durable_name"]
 
 log = logging.getLogger("citarion_host.supervisor")
 State = Literal["created", "starting", "running", "restarting", "stopped", "failed"]
@@ -69,6 +72,7 @@ class HostBotContext:
     ) -> Event:
         runner = self._runner
         runner.check_publish(topic)
+        causation_id, correlation_id, metadata = stamp(causation_id, correlation_id, metadata)
         event = runner.bus.catalog.make(
             topic,
             payload,
@@ -98,6 +102,15 @@ class HostBotContext:
         """Run background work (a data feed) under supervision: if it raises, the bot restarts."""
         return self._runner.spawn(work, name)
 
+    async def settle(self) -> None:
+        """Deterministic mode: wait until everything published so far is handled everywhere (a
+        replayed feed calls this between bars). Otherwise: let the other tasks run once."""
+        bus = self._runner.bus
+        if bus.deterministic:
+            await bus.settle()
+        else:
+            await asyncio.sleep(0)
+
 
 class BotRunner:
     """Creates, starts, feeds, restarts and stops one bot instance."""
@@ -121,11 +134,10 @@ class BotRunner:
         self.errors = 0
         self.refused = 0
         self.published: dict[str, int] = {}
-        self.subscriptions: dict[str, Subscription] = {}
+        self.subscription: Subscription | None = None
         self.final_stats: dict[str, Any] = {}
         self._on_state = on_state
         self._ready = asyncio.Event()
-        self._lock = asyncio.Lock()
         self._recent_failures: deque[float] = deque()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._restart_task: asyncio.Task[None] | None = None
@@ -134,6 +146,12 @@ class BotRunner:
 
     def __repr__(self) -> str:
         return f"<BotRunner {self.config.id} {self.config.code} {self.state}>"
+
+    def carry_over(self, previous: BotRunner) -> None:
+        """Continue the counters of the runner this one replaces (a backend switch)."""
+        self.handled, self.errors, self.refused = previous.handled, previous.errors, previous.refused
+        self.restarts = previous.restarts
+        self.published = dict(previous.published)
 
     # -- wiring -----------------------------------------------------------------------------------
 
@@ -150,54 +168,53 @@ class BotRunner:
             raise
 
     async def wire(self, config: BotConfig) -> None:
-        """Bring subscriptions in line with ``config``: keep unchanged ones, add new, then drop old.
+        """Bring the bot's one subscription in line with ``config``.
 
-        Subscribing before unsubscribing means a pattern that moves between entries never misses.
+        A change of patterns only is applied in place (``EventBus.repattern``: same inbox, nothing
+        lost or doubled). A change of queue, durability or backlog bound needs a new subscription:
+        the old one is drained and closed first, so no event is handled twice (a durable consumer
+        resumes where the old one stopped; on a live subscription events published in between are
+        missed, as for any resubscription).
         """
-        self.config = config
+        old, self.config = self.config, config
         self.set_publish(config.publish)
-        wanted = {_subscription_key(config, p): p for p in dict.fromkeys(config.subscribe)}
-        dedupe = _overlapping(config.subscribe)
-        durable = config.durable and self.bus.capabilities.durable
-        for key, pattern in wanted.items():
-            if key not in self.subscriptions:
-                self.subscriptions[key] = await self.bus.subscribe(
-                    pattern,
-                    self._handler(dedupe),
-                    queue=config.queue,
-                    # ``durable`` means nothing without stored events (docs/configuration.md)
-                    durable=_durable_name(config, pattern) if durable else None,
-                    name=f"{config.id}:{pattern}",
-                    max_pending=config.max_pending,
-                )
-        for key in [k for k in self.subscriptions if k not in wanted]:
-            await self.subscriptions.pop(key).unsubscribe(drain=True)
+        patterns = list(dict.fromkeys(config.subscribe))
+        current = self.subscription
+        if current is not None and not current.closed:
+            if _delivery(old) == _delivery(config) and patterns:
+                await self.bus.repattern(current, patterns)
+                return
+            self.subscription = None
+            await current.unsubscribe(drain=True)
+        if not patterns:
+            return
+        capabilities = self.bus.capabilities
+        self.subscription = await self.bus.subscribe(
+            patterns,
+            self._handle,
+            queue=config.queue,
+            # ``durable`` means nothing without stored events (docs/configuration.md)
+            durable=durable_name(config) if config.durable and capabilities.durable else None,
+            # On a persistent bus a bot reads the store: stream order across every publisher. A queue
+            # group's members would have to share a named consumer: without `durable` they share a
+            # live (core) queue subscription instead.
+            stored=capabilities.persistent and (config.durable or config.queue is None),
+            name=config.id,
+            max_pending=config.max_pending,
+        )
 
-    def _handler(self, dedupe: bool) -> Callable[[Event], Coroutine[Any, Any, None]]:
-        recent: deque[str] = deque(maxlen=1024)
-        seen: set[str] = set()
-
-        async def handle(event: Event) -> None:
-            if dedupe:  # overlapping patterns would deliver one event twice: once is enough
-                if event.id in seen:
-                    return
-                if len(recent) == recent.maxlen:
-                    seen.discard(recent[0])
-                recent.append(event.id)
-                seen.add(event.id)
-            if not self._ready.is_set():
-                await self._ready.wait()
-            async with self._lock:
-                bot = self.bot
-                if bot is None or self.state != "running":
-                    return
-                try:
-                    await bot.handle(event)
-                    self.handled += 1
-                except Exception as exc:
-                    self._failed(event, exc)
-
-        return handle
+    async def _handle(self, event: Event) -> None:
+        if not self._ready.is_set():
+            await self._ready.wait()
+        bot = self.bot
+        if bot is None or self.state != "running":
+            return
+        try:
+            with handling(event):
+                await bot.handle(event)
+            self.handled += 1
+        except Exception as exc:
+            self._failed(event, exc)
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -234,9 +251,9 @@ class BotRunner:
         running = self.state == "running"
         if not running:
             self._ready.set()  # handlers waiting for a restart return (they skip: not running)
-        for subscription in list(self.subscriptions.values()):
+        subscription, self.subscription = self.subscription, None
+        if subscription is not None:
             await subscription.unsubscribe(drain=drain and running)
-        self.subscriptions.clear()
         self.final_stats = self.stats()  # after the drain, while the bot (and its books) still exist
         await self._stop_bot()
         if self.state != "failed":
@@ -320,8 +337,8 @@ class BotRunner:
     def _give_up(self, reason: str) -> None:
         self._set_state("failed", f"gave up after {self.restarts} restarts: {reason}")
         self._ready.set()  # let queued handlers return (they see state != running and skip)
-        for subscription in self.subscriptions.values():
-            subscription.discard()
+        if self.subscription is not None:
+            self.subscription.discard()
 
     def _set_state(self, state: State, reason: str | None = None) -> None:
         self.state = state
@@ -375,16 +392,12 @@ _STATE_TOPICS: dict[str, str] = {
 }
 
 
-def _subscription_key(config: BotConfig, pattern: str) -> str:
-    return f"{pattern}|{config.queue}|{config.durable}|{config.max_pending}"
+def _delivery(config: BotConfig) -> tuple[str | None, bool, int | None]:
+    """What a subscription is made with besides its patterns."""
+    return config.queue, config.durable, config.max_pending
 
 
-def _durable_name(config: BotConfig, pattern: str) -> str:
-    """Stable across restarts and reloads (NATS resumes by this name); shared by a queue group."""
-    digest = hashlib.sha1(pattern.encode(), usedforsecurity=False).hexdigest()[:10]
-    return f"{config.queue or config.id}-{digest}"
-
-
-def _overlapping(patterns: list[str]) -> bool:
-    unique = list(dict.fromkeys(patterns))
-    return any(overlaps(a, b) for i, a in enumerate(unique) for b in unique[i + 1 :])
+def durable_name(config: BotConfig) -> str:
+    """The bot's durable consumer: stable across restarts and reloads (NATS resumes by this name),
+    shared by a queue group. One per bot, whatever its patterns (they are its filter subjects)."""
+    return config.queue or config.id

@@ -24,6 +24,7 @@ from typing import Any
 from .bot import Bot, PublishGuard
 from .errors import PublishNotAllowedError
 from .events import Event, EventCatalog, Priority, catalog
+from .lineage import handling, stamp
 
 __all__ = ["BotHarness", "RecordingContext"]
 
@@ -75,6 +76,7 @@ class RecordingContext:
         except PublishNotAllowedError:
             self.refused.append(topic)
             raise
+        causation_id, correlation_id, metadata = stamp(causation_id, correlation_id, metadata)
         event = self._catalog.make(
             topic,
             payload,
@@ -104,6 +106,10 @@ class RecordingContext:
         if not task.cancelled() and task.exception() is not None:
             self.task_errors.append(task.exception())  # type: ignore[arg-type]
 
+    async def settle(self) -> None:
+        """Nothing is delivered anywhere here: let the other tasks run once."""
+        await asyncio.sleep(0)
+
 
 class BotHarness:
     """Build a bot with validated params and a :class:`RecordingContext`; feed it events."""
@@ -127,15 +133,23 @@ class BotHarness:
         await self.bot.stop()
 
     async def feed(
-        self, topic: str, payload: Any, *, source: str = "TST", priority: Priority = "normal"
+        self,
+        topic: str,
+        payload: Any,
+        *,
+        source: str = "TST",
+        priority: Priority = "normal",
+        metadata: dict[str, Any] | None = None,
     ) -> Event:
-        """Build an event like the bus would and hand it to the bot; returns the event."""
-        event = catalog.make(topic, payload, source=source, priority=priority)
-        await self.bot.handle(event)
+        """Build an event like the bus would and hand it to the bot (as the one being handled, like
+        the host does: what the bot publishes carries its lineage); returns the event."""
+        event = catalog.make(topic, payload, source=source, priority=priority, metadata=metadata)
+        await self.feed_event(event)
         return event
 
     async def feed_event(self, event: Event) -> None:
-        await self.bot.handle(event)
+        with handling(event):
+            await self.bot.handle(event)
 
     @property
     def published(self) -> list[Event]:

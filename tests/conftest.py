@@ -13,7 +13,7 @@ import pytest
 
 from citarion_host.natsserver import NatsCluster, NatsServer
 
-NATS_FIXTURES = frozenset({"nats_server", "shared_nats_server", "nats_cluster"})
+NATS_FIXTURES = frozenset({"nats_server", "shared_nats_server", "nats_cluster", "jetstream_runs"})
 
 
 @pytest.fixture(autouse=True)

@@ -26,8 +26,13 @@ def create_bus(settings: BackendSettings | dict[str, Any] | None = None) -> Even
     """A not-yet-started bus for ``settings`` (default: in-memory). Use it with ``async with``."""
     if not isinstance(settings, BackendSettings):
         settings = BackendSettings.model_validate(settings or {})
+    options: dict[str, Any] = {
+        "max_pending": settings.max_pending,
+        "deterministic": settings.deterministic,
+        "stall_timeout": settings.stall_timeout_s,
+    }
     if settings.type == "memory":
-        return MemoryBus(max_pending=settings.max_pending)
+        return MemoryBus(**options)
     from .nats import NatsBus  # imported lazily: nats-py is only needed for this backend
 
-    return NatsBus(settings.nats, max_pending=settings.max_pending)
+    return NatsBus(settings.nats, **options)

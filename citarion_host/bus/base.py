@@ -89,9 +89,7 @@ class EventBus(abc.ABC):
         #: Deterministic mode (see ``bus/sequencer.py``): None when handlers run concurrently.
         self.sequencer: Sequencer | None = None
         if deterministic:
-            self.sequencer = Sequencer(
-                expected=self.local_subscribers, stall_timeout=stall_timeout, on_stall=self._stalled
-            )
+            self.sequencer = Sequencer(stall_timeout=stall_timeout, on_stall=self._stalled)
 
     @property
     def deterministic(self) -> bool:
@@ -332,21 +330,29 @@ class EventBus(abc.ABC):
     async def settle(self) -> None:
         """Return once everything published so far has been handled by every local subscriber.
 
-        Deterministic mode: the sequencer has nothing left (every announced event delivered, as the
-        transport proves by delivering it, and handled). Otherwise: every subscription is idle, after
-        the backend has made sure what it sent has arrived (``_sync``). Cost: see docs/events.md.
+        Deterministic mode: every publish is confirmed (``_flush``) and the sequencer has nothing left:
+        every announced event delivered, as the transport proves by delivering it, and handled. No
+        question to the server is needed, so it costs no round trip of its own. Otherwise: every
+        subscription is idle, after the backend has made sure what it sent has arrived (``_sync``: on
+        NATS a ping and a look at each stream consumer's state). Cost: see docs/events.md.
         """
+        sequencer = self.sequencer
         while True:
-            await self._sync()
-            if self.sequencer is not None:
-                await self.sequencer.settle()
+            if sequencer is not None:
+                await self._flush()
+                await sequencer.settle()
+            else:
+                await self._sync()
             busy = [s for s in self._subscriptions if s.busy]
             for subscription in busy:
                 await subscription.wait_idle()
-            if not busy and (self.sequencer is None or self.sequencer.pending == 0):
+            if not busy and (sequencer is None or sequencer.pending == 0):
                 return
 
     # -- what backends implement --------------------------------------------------------------------
+
+    async def _flush(self) -> None:  # noqa: B027 - optional hook, not abstract
+        """Wait until every publish under way is confirmed by the transport (memory: nothing waits)."""
 
     async def _sync(self) -> None:  # noqa: B027 - optional hook, not abstract
         """Make sure what this bus published has reached its local subscribers (memory: it has)."""

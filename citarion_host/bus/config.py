@@ -89,4 +89,9 @@ class BackendSettings(_Strict):
     type: Literal["memory", "nats"] = "memory"
     #: Bound of each subscriber's backlog (see the overflow policy in docs/events.md).
     max_pending: int = Field(default=10_000, ge=1)
+    #: Handlers one at a time in a fixed order, so the same inputs give the same run on every backend
+    #: (``bus/sequencer.py``, docs/events.md); false: concurrent delivery (live feeds, slow I/O bots).
+    deterministic: bool = True
+    #: Deterministic mode: how long the sequencer waits for a delivery before going on without it.
+    stall_timeout_s: float = Field(default=30.0, gt=0)
     nats: NatsSettings = Field(default_factory=NatsSettings)

@@ -85,6 +85,8 @@ class MemoryBus(EventBus):
     async def publish(self, event: Event) -> None:
         if self._closed:
             self._check_open()
+        if self.sequencer is not None:
+            await self.sequencer.admit()
         self._dispatch(event)
 
     def _dispatch(self, event: Event) -> None:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -223,7 +223,8 @@ class NatsBus(EventBus):
         if self._publisher is not None and not self._stored_topics.get(event.topic):
             self._check_stored(event.topic)
         if self.sequencer is not None:
-            await self._sequenced(self._send(event, data, event.id), (event,))
+            await self.sequencer.admit()
+            await self._sequenced(lambda: self._send(event, data, event.id), (event,))
         else:
             await self._send(event, data, event.id)
         self.published += 1
@@ -240,7 +241,7 @@ class NatsBus(EventBus):
             await self._core_publish(event.topic, data)
 
     def _sequenced(
-        self, sending: Coroutine[Any, Any, None], events: Sequence[Event]
+        self, sending: Callable[[], Awaitable[None]], events: Sequence[Event]
     ) -> Coroutine[Any, Any, None]:
         """Deterministic mode: announce ``events`` to the sequencer now (their place in the publish
         order), and return the send, which withdraws them if it fails."""
@@ -260,7 +261,8 @@ class NatsBus(EventBus):
             for topic in {item.subject for item in items}:
                 self._check_stored(topic)
             if self.sequencer is not None:
-                await self._sequenced(self._publisher.publish(items), batch)
+                publisher = self._publisher
+                await self._sequenced(lambda: publisher.publish(items), batch)
             else:
                 await self._publisher.publish(items)
             self.published += len(items)
@@ -300,7 +302,7 @@ class NatsBus(EventBus):
         """Publish with a chosen dedup id (JetStream) so several reporters store one copy."""
         data = self._encode(event)
         if self.sequencer is not None:
-            await self._sequenced(self._send(event, data, msg_id), (event,))
+            await self._sequenced(lambda: self._send(event, data, msg_id), (event,))
         else:
             await self._send(event, data, msg_id)
         self.published += 1
@@ -310,7 +312,8 @@ class NatsBus(EventBus):
             self._spawn(self.publish(event))
             return
         # Announced now, so the event keeps its place in the publish order; sent in the background.
-        self._spawn(self._sequenced(self._send(event, self._encode(event), event.id), (event,)))
+        data = self._encode(event)
+        self._spawn(self._sequenced(lambda: self._send(event, data, event.id), (event,)))
         self.published += 1
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
@@ -446,11 +449,14 @@ class NatsBus(EventBus):
             for each in subscription.patterns:
                 await self._requests.remove_responder(each)
 
+    async def _flush(self) -> None:
+        if self._publisher is not None:
+            await self._publisher.flush()
+
     async def _sync(self) -> None:
         """Settle without the sequencer: our publishes acknowledged, core deliveries received (a
         ping through the same connection), every stream consumer caught up (its server-side state)."""
-        if self._publisher is not None:
-            await self._publisher.flush()
+        await self._flush()
         if self.nc.is_connected:
             await sync_with_server(self.nc, self.settings.api_timeout_s)
         for feed in list(self._feeds.values()):
@@ -485,10 +491,10 @@ class NatsBus(EventBus):
 
 
 async def _withdrawn_on_failure(
-    sending: Coroutine[Any, Any, None], sequencer: Sequencer, events: Sequence[Event]
+    sending: Callable[[], Awaitable[None]], sequencer: Sequencer, events: Sequence[Event]
 ) -> None:
     try:
-        await sending
+        await sending()
     except BaseException:
         for event in events:
             sequencer.withdraw(event)

@@ -59,9 +59,11 @@ _CATCH_UP_POLL_S = 0.05
 class AckingHandler:
     """The handler of a stream-backed subscription: run it, then ack; on failure nak or dead-letter.
 
-    The feed registers each decoded event's message in ``inflight`` just before delivering it; the
-    wrapper takes it back out when the handler runs. Events with no message (a ``system.connection``
-    report delivered locally) are just handled.
+    The feed registers each delivery's message in ``inflight`` under the event's id just before handing
+    the event over; the wrapper takes it back out when the handler runs. By id, not by object: in
+    deterministic mode the sequencer may hand over an equal event decoded by another feed. A
+    redelivery replaces the message of the same event (acking either settles it). Events with no
+    message (a ``system.connection`` report delivered locally) are just handled.
     """
 
     __slots__ = ("_bus", "_handler", "inflight")
@@ -69,10 +71,10 @@ class AckingHandler:
     def __init__(self, bus: NatsBus, handler: Handler) -> None:
         self._bus = bus
         self._handler = handler
-        self.inflight: dict[int, Msg] = {}
+        self.inflight: dict[str, Msg] = {}
 
     async def __call__(self, event: Event) -> Any:
-        msg = self.inflight.pop(id(event), None)
+        msg = self.inflight.pop(event.id, None)
         try:
             result = self._handler(event)
             if inspect.isawaitable(result):
@@ -198,22 +200,45 @@ class CoreFeed(Feed):
             self._subs[pattern] = await self._subscribe(pattern)
 
     async def _subscribe(self, pattern: str) -> NatsSubscription:
-        wild_first = pattern.split(".", 1)[0] in ("*", ">")
-        domains = self._domains
-        deliver = self._on_message
-        shared = self.subscription.queue is None  # queue members: the server delivers once already
-        earlier_of = self._earlier
+        queue = self.subscription.queue
+        if pattern.split(".", 1)[0] in ("*", ">"):
+            return await self._wire.subscribe_msgs(pattern, queue, self._wild_dispatcher(pattern))
+        return await self._wire.subscribe(pattern, queue, self._dispatcher(pattern))
+
+    def _owned(self, pattern: str, subject: str) -> bool:
+        """Whether ``pattern``'s subscription delivers an event on ``subject`` (see the class doc)."""
+        if self.subscription.queue is not None:
+            return True  # queue members: the server delivers each event once already
+        earlier = self._earlier.get(pattern)
+        return earlier is not None and not (earlier and any(matches(p, subject) for p in earlier))
+
+    def _dispatcher(self, pattern: str) -> Callable[[str, bytes], None]:
+        deliver, owned = self._on_message, self._owned
 
         def on_message(subject: str, data: bytes) -> None:
-            if wild_first and subject[: subject.find(".")] not in domains:
-                return
-            if shared:
-                earlier = earlier_of.get(pattern)
-                if earlier is None or (earlier and any(matches(p, subject) for p in earlier)):
-                    return
-            deliver(subject, data)
+            if owned(pattern, subject):
+                deliver(subject, data)
 
-        return await self._wire.subscribe(pattern, self.subscription.queue, on_message)
+        return on_message
+
+    def _wild_dispatcher(self, pattern: str) -> Callable[[Msg], None]:
+        """For a pattern whose first token is a wildcard: it also matches subjects that are not events.
+
+        Inboxes, JetStream API calls and acks are skipped by their first token. JetStream consumer
+        deliveries are skipped by their reply subject: the server routes them by the consumer's
+        deliver subject (which ``>`` matches) but shows the event's own subject, so without the check
+        a ``>`` subscriber would get every event a second time per stream consumer on the account.
+        """
+        domains, deliver, owned = self._domains, self._on_message, self._owned
+
+        def on_msg(msg: Msg) -> None:
+            subject = msg.subject
+            if subject[: subject.find(".")] not in domains or msg.reply.startswith("$JS.ACK."):
+                return
+            if owned(pattern, subject):
+                deliver(subject, msg.data)
+
+        return on_msg
 
     async def stop(self) -> None:
         self.stopping = True
@@ -322,7 +347,7 @@ class StreamFeed(Feed):
         except InvalidEventError as exc:
             spawn(self._on_malformed(msg.subject, msg.data, exc, msg))
             return
-        self._acker.inflight[id(event)] = msg
+        self._acker.inflight[event.id] = msg
         self.subscription.deliver(event)
 
     async def recover(self) -> None:
@@ -371,7 +396,14 @@ class StreamFeed(Feed):
     async def caught_up(self) -> None:
         """Return once the server has delivered to us everything of the stream this consumer matches,
         as its own state says (nothing pending, its delivered sequence received here)."""
+        deadline = asyncio.get_running_loop().time() + self._settings.api_timeout_s
         while self.consumer is not None and not self.stopping:
+            if asyncio.get_running_loop().time() > deadline:
+                log.warning(
+                    "stream consumer not caught up in time; going on",
+                    extra={"consumer": self.consumer, "timeout_s": self._settings.api_timeout_s},
+                )
+                return
             info = await self._jsm.consumer_info(self._settings.stream, self.consumer)
             delivered = (info.delivered.stream_seq if info.delivered else 0) or 0
             # A queue member shares the consumer: what went to the others never arrives here.

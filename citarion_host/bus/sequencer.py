@@ -29,6 +29,11 @@ that never comes (a server that lost it) would hold everything: after ``stall_ti
 goes on without it, counts it in ``stalls`` and calls ``on_stall`` (the bus reports it on
 ``system.bus.stalled``) — a safety valve, never how correct runs are ordered.
 
+Backpressure: an external publisher waits (:meth:`Sequencer.admit`) while ``external_limit`` external
+events wait to be handled. Beyond keeping memory bounded, this matters on JetStream: a consumer stops
+pushing at ``max_ack_pending`` unacknowledged events, and events are acknowledged when handled, so a
+feed far ahead of the handlers could starve the delivery the sequencer waits for.
+
 Requests (events with ``metadata.replyTo``) bypass the sequencer: their requester is waiting inside a
 handler the sequencer runs, so queueing them would deadlock.
 """
@@ -70,12 +75,13 @@ class Sequencer:
     def __init__(
         self,
         *,
-        expected: Callable[[Event], Iterable[Subscription]],
         stall_timeout: float = 30.0,
         on_stall: Callable[[Event, list[Subscription]], None] | None = None,
+        external_limit: int = 1000,
     ) -> None:
-        self._expected = expected
         self.stall_timeout = stall_timeout
+        self.external_limit = external_limit
+        self._space = asyncio.Event()
         self._on_stall = on_stall
         self._internal: deque[_Entry] = deque()
         self._external: deque[_Entry] = deque()
@@ -94,6 +100,13 @@ class Sequencer:
         return len(self._internal) + len(self._external) + (self._head is not None)
 
     # -- what the bus reports ------------------------------------------------------------------------
+
+    async def admit(self) -> None:
+        """Wait, if the caller is an external publisher, until fewer than ``external_limit`` events from
+        outside the handlers wait to be handled."""
+        while len(self._external) >= self.external_limit and _running.get() is not self:
+            self._space.clear()
+            await self._space.wait()
 
     def expect(self, event: Event, subscribers: Iterable[Subscription]) -> None:
         """``event`` is being published; these local subscribers will receive it."""
@@ -119,9 +132,8 @@ class Sequencer:
     def arrived(self, subscription: Subscription, event: Event) -> None:
         """``subscription`` received ``event`` (called from ``Subscription.deliver``)."""
         entry = self._by_id.get(event.id)
-        if entry is None or subscription in entry.arrived:  # another process's event, or a redelivery
-            waiting = {s for s in self._expected(event) if s is not subscription and s.queue is None}
-            entry = _Entry(event, waiting, [subscription])
+        if entry is None or subscription in entry.arrived:  # not announced here, or a redelivery
+            entry = _Entry(event, set(), [subscription])
             self._by_id[event.id] = entry
             self._append(entry)
             return
@@ -149,7 +161,11 @@ class Sequencer:
         internal, external, by_id = self._internal, self._external, self._by_id
         try:
             while internal or external:
-                entry = self._head = internal.popleft() if internal else external.popleft()
+                if internal:
+                    entry = self._head = internal.popleft()
+                else:
+                    entry = self._head = external.popleft()
+                    self._space.set()
                 if entry.waiting:
                     await self._wait_for(entry)
                 if by_id.get(entry.event.id) is entry:
@@ -194,6 +210,11 @@ class Sequencer:
 
     async def settle(self) -> None:
         """Return once every event announced so far has been handled by every subscriber."""
+        if _running.get() is self:
+            raise RuntimeError(
+                "settle() from inside a handler would wait for itself: the sequencer runs one "
+                "handler at a time (call it from a feed task, not from handle())"
+            )
         while not self._idle.is_set():
             await self._idle.wait()
 

@@ -234,6 +234,9 @@ class Subscription:
             self.delivered += 1
         except Exception as exc:
             self._report(event, exc)
+        except BaseException:  # cancelled (the bus closes without a drain): not busy any more
+            self._active = False
+            raise
         if self._pending:
             self._start_task(self._drain())
         else:

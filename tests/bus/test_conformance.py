@@ -513,3 +513,15 @@ async def test_requests_are_answered_inside_a_deterministic_handler(det_bus: Eve
     await det_bus.publish(signal(0))
     await det_bus.settle()
     assert answers == ["42"]
+
+
+async def test_a_catch_all_subscriber_sees_each_event_once_beside_stream_readers(bus: EventBus) -> None:
+    """On NATS a stream consumer's deliveries are routed by its deliver subject, which ``>`` matches,
+    but carry the event's own subject: a catch-all subscriber must not take them for new events."""
+    everything, reader = Collector(), Collector()
+    await bus.subscribe(">", everything)
+    await bus.subscribe("trading.>", reader, **({"stored": True} if bus.capabilities.persistent else {}))
+    await bus.publish_many(signal(n) for n in range(50))
+    await reader.wait_for(50)
+    await everything.wait_for(50)
+    assert numbers(await everything.settle()) == list(range(50))

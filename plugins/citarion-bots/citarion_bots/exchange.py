@@ -1,14 +1,23 @@
 """EXC, the paper exchange: fills the bots' orders against the feed's prices and keeps their books.
 
-Orders arrive on ``trading.order.submitted`` (``botId`` = the submitting bot, status NEW). MARKET
-orders fill at once at the series' last price moved against the taker by ``slippage_bps``; LIMIT
-orders fill at once when marketable (at the slipped last price, capped by the limit), otherwise
-rest until a later candle crosses the limit (at the limit, or at the open when the bar gapped
-through it). Every fill pays ``fee_bps`` of its notional. Accounting is :mod:`citarion_bots.books`
-(Decimal cents, balanced exactly).
+Orders arrive on ``trading.order.submitted`` (``botId`` = the submitting bot, status NEW).
+
+The reference price of an order is the close of its *decision bar*: the bar of the order's series whose
+open time is the order's ``metadata.dataTime`` (or the last bar before it, for a series on another
+clock). The data time comes with the order's lineage (the candle a strategy reacted to, the signal
+LOGOS acted on), so a fill never depends on how far the exchange has got in the feed: if it has not
+seen that bar yet it holds the order until it has, and if it has moved on it still uses that bar's
+close (kept for ``price_history_bars`` bars). An order without a data time uses the series' last price.
+
+MARKET orders fill at once at the reference price moved against the taker by ``slippage_bps``;
+LIMIT orders fill at once when marketable at the reference price (at the slipped price, capped by the
+limit), otherwise rest until a later bar crosses the limit (at the limit, or at the open when the bar
+gapped through it). Every fill pays ``fee_bps`` of its notional. Accounting is
+:mod:`citarion_bots.books` (Decimal cents, balanced exactly).
 
 Rejections (``trading.order.rejected``, ``reason`` set): no ``botId``, not NEW, unsupported type,
-duplicate id, no price yet for the series, quantity below the 1e-8 lot, insufficient cash,
+duplicate id, no price yet for the series, a decision bar older than the price history, quantity
+below the 1e-8 lot, insufficient cash,
 insufficient position (spot; shorts only with ``allow_short``), or the bot is blocked by the risk
 guard (``risk.block.set`` / ``risk.block.cleared``, dict payloads with ``botId``). A blocked bot may
 still *reduce* its position when ``blocked_may_reduce``: a block exists to stop risk growing, and
@@ -31,6 +40,7 @@ from pydantic import Field
 from citarion_host.bot import Bot
 from citarion_host.events import Event
 from citarion_host.hookspecs import hookimpl
+from citarion_host.lineage import DATA_TIME
 from citarion_host.payloads import Candle, Order, Position, Ticker
 
 from .books import Book, dec, lots, quote
@@ -50,6 +60,7 @@ class PaperExchangeParams(StrictParams):
     blocked_may_reduce: bool = True
     limit_ttl_bars: int = Field(default=0, ge=0)
     mark_every_bars: int = Field(default=1, ge=0)
+    price_history_bars: int = Field(default=1000, ge=1)
 
 
 @dataclass(slots=True)
@@ -58,6 +69,22 @@ class _Resting:
     quantity: Decimal
     placed_tick: int
     cause: str
+
+
+@dataclass(slots=True)
+class _History:
+    """A series' recent bars: data time -> (close, bar clock), oldest first."""
+
+    bars: dict[int, tuple[Decimal, int]]
+    last_time: int
+
+    def at(self, data_time: int) -> tuple[Decimal, int] | None:
+        """The bar at ``data_time``, or the last one before it (a series on another clock)."""
+        found = self.bars.get(data_time)
+        if found is not None:
+            return found
+        earlier = [t for t in self.bars if t <= data_time]
+        return self.bars[max(earlier)] if earlier else None
 
 
 class PaperExchange(Bot):
@@ -74,6 +101,9 @@ class PaperExchange(Bot):
         self.ticks: Counter[SeriesKey] = Counter()
         self._quoted: set[SeriesKey] = set()
         self.resting: dict[SeriesKey, list[_Resting]] = {}
+        self.history: dict[SeriesKey, _History] = {}
+        # orders whose decision bar the feed has not reached yet: (data time, event, order)
+        self.held: dict[SeriesKey, list[tuple[int, Event, Order]]] = {}
         self.books: dict[str, Book] = {}
         self.blocked: dict[str, str] = {}
         self.counts: Counter[str] = Counter()
@@ -98,6 +128,9 @@ class PaperExchange(Bot):
                 self._quoted.add(key)
                 self.ticks[key] += 1
             self.mark_to_market(*key, payload.last)
+            data_time = event.metadata.get(DATA_TIME)
+            if isinstance(data_time, int):
+                await self._bar_seen(key, data_time, dec(payload.last))
         elif isinstance(payload, Candle):
             await self._on_candle(event, payload)
         elif isinstance(payload, Order):
@@ -113,12 +146,29 @@ class PaperExchange(Bot):
                 elif topic == "risk.block.cleared":
                     self.blocked.pop(bot_id, None)
 
+    async def _bar_seen(self, key: SeriesKey, data_time: int, close: Decimal) -> None:
+        """Record a bar's close by its data time; fill the orders that were waiting for it."""
+        history = self.history.get(key)
+        if history is None:
+            history = self.history[key] = _History({}, data_time)
+        history.bars[data_time] = (close, self.ticks[key])
+        history.last_time = max(history.last_time, data_time)
+        while len(history.bars) > self.params.price_history_bars:
+            del history.bars[next(iter(history.bars))]
+        waiting = self.held.get(key)
+        if waiting:
+            ready = [item for item in waiting if item[0] <= history.last_time]
+            self.held[key] = [item for item in waiting if item[0] > history.last_time]
+            for _, held_event, order in ready:
+                await self._submit(held_event, order)
+
     async def _on_candle(self, event: Event, candle: Candle) -> None:
         key = (candle.exchange, candle.symbol)
         if key in self._quoted:
             self._quoted.discard(key)  # this bar's ticker already advanced the clock
         else:
             self.ticks[key] += 1
+            await self._bar_seen(key, candle.open_time, dec(candle.close))
         now = self.ticks[key]
         for resting in list(self.resting.get(key, ())):
             order = resting.order
@@ -182,8 +232,16 @@ class PaperExchange(Bot):
             return
         assert order.bot_id is not None
         key, qty = (order.exchange, order.symbol), lots(dec(order.quantity))
+        reference = self.reference(key, event.metadata.get(DATA_TIME))
+        if reference is None:  # the decision bar is still to come: wait for it
+            self.held.setdefault(key, []).append((event.metadata[DATA_TIME], event, order))
+            self.counts["held"] += 1
+            return
+        if isinstance(reference, str):
+            await self._reject(order, event.id, reference)
+            return
+        last, placed_tick = reference
         self._order_ids.add((order.bot_id, order.order_id))
-        last = self.prices[key]
         slipped = (last * (1 + self._slip) if order.side == "BUY" else last * (1 - self._slip)).quantize(
             _PRICE_STEP
         )
@@ -198,8 +256,24 @@ class PaperExchange(Bot):
         elif (refusal := self._refusal(order, qty, limit)) is not None:
             await self._reject(order, event.id, refusal)  # checked again when it fills: cash is not reserved
         else:
-            self.resting.setdefault(key, []).append(_Resting(order, qty, self.ticks[key], event.id))
+            self.resting.setdefault(key, []).append(_Resting(order, qty, placed_tick, event.id))
             await self._report("trading.order.accepted", order, event.id, status="PENDING")
+
+    def reference(self, key: SeriesKey, data_time: Any) -> tuple[Decimal, int] | str | None:
+        """The price an order decided at ``data_time`` trades at, with the bar clock of that bar.
+
+        None: that bar has not been seen yet (hold the order). A string: why there is none.
+        """
+        if not isinstance(data_time, int):
+            return self.prices[key], self.ticks[key]
+        history = self.history.get(key)
+        if history is None or history.last_time < data_time:
+            return None
+        found = history.at(data_time)
+        if found is None:
+            kept = self.params.price_history_bars
+            return f"decision bar {data_time} is older than the price history ({kept} bars)"
+        return found
 
     def _invalid(self, order: Order) -> str | None:
         if not order.bot_id:
@@ -304,6 +378,7 @@ class PaperExchange(Bot):
             "rejected": self.counts["rejected"],
             "cancelled": self.counts["cancelled"],
             "resting": sum(len(v) for v in self.resting.values()),
+            "heldForBar": sum(len(v) for v in self.held.values()),
             "blocked": sorted(self.blocked),
             "balanced": all(book.imbalance() == 0 for book in self.books.values()),
             "books": {bot_id: book.snapshot() for bot_id, book in sorted(self.books.items())},

@@ -246,7 +246,8 @@ class LogosBot(Bot):
             bot_id=self.ctx.bot_id,
             reason=reason,
         )
-        await self.ctx.publish("trading.order.submitted", order, causation_id=event.id)
+        # The decision bar is the series' latest: the exchange fills at its close (docs/bots.md).
+        await self.ctx.publish("trading.order.submitted", order, causation_id=event.id, metadata=meta)
         self.counts["orders"] += 1
 
     def stats(self) -> dict[str, Any]:

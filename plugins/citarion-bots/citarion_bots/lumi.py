@@ -5,11 +5,18 @@ OHLCV file). The replay runs as a background task started in :meth:`start` (unde
 supervision, ``ctx.spawn``) and cancelled in :meth:`stop`, so the host's event
 loop stays free while a feed plays.
 
-Per bar, the ticker goes out *before* the candle: a strategy reacting to the candle submits a market
-order, and the paper exchange must already know that bar's last price to fill it there rather than at
-the previous bar's. Time is the data's (bar open times), never the wall clock, so replays repeat
-exactly. When the data is exhausted the feed publishes ``market.feed.completed`` with
-``{"feed": <bot id>, "bars": <candles published>}``; the host ends a demo on it.
+Per bar, the ticker goes out *before* the candle, and every event of a bar carries the bar's open time
+as ``metadata.dataTime``: the decisions made on it inherit that data time through their lineage, and
+the paper exchange fills them at that bar's close. Time is the data's (bar open times), never the wall
+clock, so replays repeat exactly.
+
+Pacing: with ``speed = 0`` the feed replays as fast as the platform goes, and before each new bar time
+it calls ``ctx.settle()``: in deterministic mode (``[backend] deterministic``, the default) that waits
+until everything the previous bars caused has been handled, so a run is the same on every backend.
+With ``speed > 0`` bars are spaced by their data time divided by ``speed`` and the feed never waits for
+the platform (a live feed does not either). When the data is exhausted the feed settles once more and
+publishes ``market.feed.completed`` with ``{"feed": <bot id>, "bars": <candles published>}``; the host
+ends a demo on it.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from pydantic import Field
 
 from citarion_host.bot import Bot
 from citarion_host.hookspecs import hookimpl
+from citarion_host.lineage import DATA_TIME
 from citarion_host.payloads import OrderBook, Trade
 
 from .common import StrictParams, candle_topic, interval_ms, orderbook_topic, ticker_topic, trade_topic
@@ -97,11 +105,14 @@ class _FeedBot(Bot):
             await asyncio.sleep(params.start_delay_s)
         try:
             for bar in bars:
-                if params.speed and self.last_time is not None and bar.time > self.last_time:
-                    await asyncio.sleep((bar.time - self.last_time) / 1000 / params.speed)
+                if self.last_time is not None and bar.time > self.last_time:  # a new bar time
+                    if params.speed:
+                        await asyncio.sleep((bar.time - self.last_time) / 1000 / params.speed)
+                    else:
+                        await self.ctx.settle()  # the platform is done with the previous bars
                 await self.publish_bar(bar)
-                if not params.speed:
-                    await asyncio.sleep(0)  # let the bots downstream keep up, bar by bar
+            if not params.speed:
+                await self.ctx.settle()
             self.completed = True
             await self.ctx.publish(FEED_COMPLETED, {"feed": self.ctx.bot_id, "bars": self.bars_published})
             self.ctx.log.info("feed completed", extra={"bars": self.bars_published})
@@ -114,8 +125,9 @@ class _FeedBot(Bot):
     async def publish_bar(self, bar: Bar) -> None:
         params, key = self.params, (bar.exchange, bar.symbol)
         ticker = bar.ticker(params.ticker_spread_bps)
-        await self.ctx.publish(ticker_topic(*key), ticker)
-        await self.ctx.publish(candle_topic(*key), bar.candle(self.bar_interval()))
+        meta = {DATA_TIME: bar.time}
+        await self.ctx.publish(ticker_topic(*key), ticker, metadata=meta)
+        await self.ctx.publish(candle_topic(*key), bar.candle(self.bar_interval()), metadata=meta)
         if params.emit_trades:
             side: Literal["BUY", "SELL"] = "BUY" if bar.close >= bar.open else "SELL"
             trade = Trade(
@@ -126,9 +138,10 @@ class _FeedBot(Bot):
                 side=side,
                 trade_id=f"{bar.exchange}-{bar.symbol}-{bar.time}",
             )
-            await self.ctx.publish(trade_topic(*key), trade)
+            await self.ctx.publish(trade_topic(*key), trade, metadata=meta)
         if params.emit_orderbook:
-            await self.ctx.publish(orderbook_topic(*key), self._book(bar, ticker.bid, ticker.ask))
+            book = self._book(bar, ticker.bid, ticker.ask)
+            await self.ctx.publish(orderbook_topic(*key), book, metadata=meta)
         self.bars_published += 1
         self.series.add(key)
         self.first_time = bar.time if self.first_time is None else self.first_time

@@ -1,0 +1,64 @@
+"""Automatic lineage: what a bot publishes while handling an event carries that event as its cause.
+
+The host sets the event being handled in a context variable around each call of ``Bot.handle``
+(:func:`handling`); :func:`stamp` fills ``causationId``, ``correlationId`` and the data time of what the
+bot publishes from it, unless the bot set them itself. A context variable, because it follows the
+handler into everything it awaits and into tasks it spawns (asyncio copies the context into a new
+task), and never leaks into another handler: each delivery runs in its own copy of the context.
+
+What travels:
+
+* ``causationId`` = the handled event's id (the chain ``explain`` follows back to the market event);
+* ``correlationId`` = the handled event's, when it has one (a conversation, a request);
+* ``metadata.dataTime`` = the handled event's, when it has one: the data time of the bar a decision
+  was made on goes with the signal, the order and the fill it leads to, so the paper exchange can fill
+  at that bar's price (``docs/bots.md``).
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from .events import Event
+
+__all__ = ["DATA_TIME", "current_event", "handling", "stamp"]
+
+#: The metadata key of an event's data time (Unix ms of the bar it belongs to).
+DATA_TIME = "dataTime"
+
+_current: contextvars.ContextVar[Event | None] = contextvars.ContextVar("citarion_event", default=None)
+
+
+def current_event() -> Event | None:
+    """The event the calling code is handling (None outside a handler)."""
+    return _current.get()
+
+
+@contextmanager
+def handling(event: Event) -> Iterator[None]:
+    """Mark ``event`` as the one being handled for the duration of the block."""
+    token = _current.set(event)
+    try:
+        yield
+    finally:
+        _current.reset(token)
+
+
+def stamp(
+    causation_id: str | None, correlation_id: str | None, metadata: dict[str, Any] | None
+) -> tuple[str | None, str | None, dict[str, Any] | None]:
+    """The lineage fields of a new event: what the publisher gave, completed from the handled event."""
+    cause = _current.get()
+    if cause is None:
+        return causation_id, correlation_id, metadata
+    if causation_id is None:
+        causation_id = cause.id
+    if correlation_id is None:
+        correlation_id = cause.correlation_id
+    data_time = cause.metadata.get(DATA_TIME)
+    if data_time is not None and (metadata is None or DATA_TIME not in metadata):
+        metadata = {**metadata, DATA_TIME: data_time} if metadata else {DATA_TIME: data_time}
+    return causation_id, correlation_id, metadata
