@@ -20,14 +20,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import tomli_w
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, ConfigDict, Field
 
+from citarion_host.bench_fleet import fleet_config
 from citarion_host.bot import Bot
 from citarion_host.cli import main
 from citarion_host.errors import ConfigError
 from citarion_host.hookspecs import hookimpl
+from citarion_host.host import Host
 from citarion_host.plugins import Plugins
 from citarion_host.registry import BotInfo, BotRegistry, Category, load_registry
 from citarion_host.settings import BotConfig, load_config, parse_config
@@ -838,3 +841,29 @@ def test_the_incremental_check_notices_registry_and_plugin_changes(bot_modules: 
     plugins.load_path(GRID, reimport=True)  # a new GridBot class, as a plugin-code reload makes
     assert [f for f in wiring.check(loaded) if f.severity == "error"] == []
     assert wiring.check(loaded) == check_topology(loaded, registry, plugins)
+
+
+async def test_host_reload_is_checked_incrementally_and_refused_with_findings(tmp_path: Path) -> None:
+    """The host keeps one WiringCheck: a reload breaking one bot of a fleet is refused with that
+    bot's findings as objects, the running topology stays, and the next valid reload applies."""
+    path = tmp_path / "fleet.toml"
+    path.write_text(tomli_w.dumps(fleet_config(40)))
+    host = Host(load_config(path), plugins=Plugins())
+    await host.start()
+    try:
+        broken = fleet_config(40)
+        broken["bots"][5]["publish"] = ["risk.alert.x"]
+        path.write_text(tomli_w.dumps(broken))
+        with pytest.raises(ConfigError) as refused:
+            await host.apply(load_config(path))
+        assert [(f.severity, f.bot_id, f.key) for f in refused.value.findings] == [
+            ("error", "b4", "publish[0]")
+        ]
+        assert "1 wiring errors" in str(refused.value)
+        assert host.runners["b4"].config.publish == ["trading.order.b4"]
+        path.write_text(tomli_w.dumps(fleet_config(40, rewired=4)))
+        diff = await host.apply(load_config(path))
+        assert [bot.id for bot in diff.rewired] == ["b4"]
+        assert host.check(host.loaded) == check_topology(host.loaded, host.registry, host.plugins) == []
+    finally:
+        await host.stop()
