@@ -53,6 +53,7 @@ from .events import (
     encode_event,
     make_event,
 )
+from .findings import Finding
 from .payloads import (
     BotLifecycle,
     BusOverflow,
@@ -98,6 +99,7 @@ __all__ = [
     "EventBus",
     "EventBusManager",
     "EventCatalog",
+    "Finding",
     "Handler",
     "HandlerFailure",
     "InvalidEventError",

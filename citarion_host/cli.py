@@ -31,6 +31,11 @@ def _print_json(data: Any) -> None:
 def _bench(args: argparse.Namespace) -> int:
     from . import bench
 
+    if args.case == "fleet":
+        from . import bench_fleet
+
+        _print_json(bench_fleet.run(args.bots))
+        return 0
     if args.backend == "memory":
         result = bench.run(bench.run_memory_bench(count=args.events, fanout_count=args.fanout_events))
     else:
@@ -282,6 +287,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="NATS: server URLs to use; default: start a private nats-server for the run",
     )
+    bench.add_argument(
+        "--case", choices=["fleet"], default=None, help="fleet: check, start and reload --bots idle bots"
+    )
+    bench.add_argument("--bots", type=int, default=1_000, help="fleet: how many bots (3 patterns each)")
     bench.set_defaults(func=_bench)
 
     bots = commands.add_parser("bots", help="list the bot registry", description="List the known bots.")

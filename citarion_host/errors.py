@@ -17,6 +17,10 @@ Validation errors are ``ValueError`` subclasses defined next to what they valida
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+from .findings import Finding
+
 __all__ = [
     "BusClosedError",
     "BusError",
@@ -58,8 +62,28 @@ class PublishNotAllowedError(CitarionError):
 
 
 class ConfigError(CitarionError):
-    """The configuration is invalid. ``problems`` lists every finding (file, bot id, key, message)."""
+    """The configuration is invalid. ``findings`` holds every problem as a structured
+    :class:`~citarion_host.findings.Finding` (file, bot id, key, message); ``problems`` is the same
+    as text, one line each. ``str()`` is the one-line summary given as ``message``.
 
-    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+    ``problems`` may also be plain strings (a problem that belongs to no file or key, such as a
+    server refusing a stream's settings): each becomes a finding with only a message.
+    """
+
+    def __init__(self, message: str, problems: Iterable[Finding | str] | None = None) -> None:
         super().__init__(message)
-        self.problems = problems or [message]
+        found = tuple(_as_finding(problem) for problem in problems or ())
+        self.findings: tuple[Finding, ...] = found or (_as_finding(message),)
+
+    @classmethod
+    def of(cls, finding: Finding) -> ConfigError:
+        """An error made of one finding, whose text is also the message."""
+        return cls(finding.text, [finding])
+
+    @property
+    def problems(self) -> list[str]:
+        return [finding.text for finding in self.findings]
+
+
+def _as_finding(problem: Finding | str) -> Finding:
+    return problem if isinstance(problem, Finding) else Finding("error", "", None, "", problem)

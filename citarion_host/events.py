@@ -26,7 +26,7 @@ from typing_extensions import TypeVar
 
 from .ids import id_at
 from .payloads import BUILTIN_PAYLOADS, Payload, PayloadError
-from .topics import PatternIndex, TopicError, split_topic
+from .topics import PatternIndex, TopicError, quoted, split_topic
 
 __all__ = [
     "DOMAINS",
@@ -86,7 +86,7 @@ class InvalidEventError(ValueError):
     """An event (or its wire bytes) is invalid. The message names the topic and the field."""
 
     def __init__(self, topic: str | None, field: str, reason: str) -> None:
-        where = f"topic {topic!r}" if topic else "event"
+        where = f"topic {quoted(topic)}" if topic else "event"
         super().__init__(f"{where}: field {field!r}: {reason}")
         self.topic = topic
         self.field = field

@@ -34,7 +34,7 @@ from .settings import BotConfig, HostConfig, LoadedConfig
 from .supervisor import BotRunner, State
 from .topics import overlaps
 from .topology import TopologyDiff, diff_topology
-from .wiring import check_topology, has_errors
+from .wiring import Finding, WiringCheck, has_errors
 
 __all__ = ["BusObserver", "Host"]
 
@@ -86,15 +86,23 @@ class Host:
 
     # -- checks -----------------------------------------------------------------------------------
 
-    def check(self, loaded: LoadedConfig) -> list[Any]:
-        """Findings for ``loaded``; raises ConfigError listing them if any is an error."""
-        findings = check_topology(loaded, self.registry, self.plugins)
+    _wiring: WiringCheck | None = None  # made by the first check; later checks reuse its answers
+
+    def check(self, loaded: LoadedConfig) -> list[Finding]:
+        """Findings for ``loaded``; raises ConfigError carrying the error findings if any.
+
+        The check remembers its answers (:class:`~citarion_host.wiring.WiringCheck`): a reload that
+        changes one bot re-checks that bot and what its patterns overlap, not the whole fleet.
+        """
+        if self._wiring is None:
+            self._wiring = WiringCheck(self.registry, self.plugins)
+        findings = self._wiring.check(loaded)
         self._checked = loaded
         for finding in findings:
             if finding.severity == "warning":
                 log.warning("wiring warning", extra={"finding": str(finding)})
         if has_errors(findings):
-            errors = [str(f).removeprefix("error: ") for f in findings if f.severity == "error"]
+            errors = [f for f in findings if f.severity == "error"]
             raise ConfigError(f"{loaded.path}: {len(errors)} wiring errors", errors)
         return findings
 

@@ -6,8 +6,9 @@ cannot say which file a bad key came from. Here the files are read with ``tomlli
 handed to a pydantic-settings model whose only other source is the environment, which wins:
 ``CITARION_BACKEND__TYPE=nats`` sets ``[backend] type``.
 
-Every error names the file, the bot id (for ``[[bots]]`` entries) and the key path. Every key is
-documented in ``docs/configuration.md``.
+Every error is a :class:`~citarion_host.findings.Finding` naming the file, the bot id (for
+``[[bots]]`` entries) and the key path; :class:`~citarion_host.errors.ConfigError` carries them as
+objects to whoever prints them. Every key is documented in ``docs/configuration.md``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from .bus.config import BackendSettings
 from .errors import ConfigError
+from .findings import Finding
 from .topics import TopicError, split_pattern, split_topic
 
 __all__ = [
@@ -34,6 +36,7 @@ __all__ = [
     "LoadedConfig",
     "LoggingSettings",
     "load_config",
+    "load_for_check",
     "parse_config",
 ]
 
@@ -167,12 +170,42 @@ def load_config(path: str | Path) -> LoadedConfig:
     Raises :class:`~citarion_host.errors.ConfigError` listing every problem found.
     """
     main = Path(path)
-    if not main.is_file():
-        raise ConfigError(f"{main}: no such config file" + (" (it is a directory)" if main.is_dir() else ""))
     files: list[Path] = []
     origins: list[Path] = []
-    data = _read_with_includes(_absolute(main), files, origins, stack=())
+    data = _read(main, files, origins)
     return parse_config(data, main, files=tuple(files), bot_origins=origins)
+
+
+def load_for_check(path: str | Path) -> tuple[LoadedConfig | None, list[Finding]]:
+    """What ``check`` needs: the loader's findings, and as much of the config as could be loaded.
+
+    A config that loads comes back with no findings. One that does not still has its files read:
+    the ``[[bots]]`` entries whose id, code and plugin are valid come back (see :func:`_salvage`),
+    so that the wiring check can report every other mistake of the file instead of hiding them
+    behind the first malformed pattern. None when the files cannot even be read or parsed.
+    """
+    main = Path(path)
+    files: list[Path] = []
+    origins: list[Path] = []
+    try:
+        data = _read(main, files, origins)
+    except ConfigError as exc:
+        return None, list(exc.findings)
+    try:
+        return parse_config(data, main, files=tuple(files), bot_origins=origins), []
+    except ConfigError as exc:
+        return _salvage(data, main, tuple(files), origins), list(exc.findings)
+
+
+def _read(main: Path, files: list[Path], origins: list[Path]) -> dict[str, Any]:
+    if not main.is_file():
+        message = "no such config file" + (" (it is a directory)" if main.is_dir() else "")
+        raise _error(main, message)
+    return _read_with_includes(_absolute(main), files, origins, stack=())
+
+
+def _error(file: Path, message: str, key: str = "") -> ConfigError:
+    return ConfigError.of(Finding("error", str(file), None, key, message))
 
 
 def parse_config(
@@ -200,20 +233,23 @@ def _read_with_includes(
 ) -> dict[str, Any]:
     if path in stack:
         chain = " -> ".join(str(p) for p in (*stack, path))
-        raise ConfigError(f"{stack[-1]}: include cycle: {chain}")
+        raise _error(stack[-1], f"include cycle: {chain}")
     if not path.is_file():
-        where = f"{stack[-1]}: include" if stack else ""
-        raise ConfigError(f"{where} {path}: no such config file".strip())
+        raise (
+            _error(stack[-1], f"include {path}: no such config file")
+            if stack
+            else _error(path, "no such config file")
+        )
     try:
         document = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+        raise _error(path, f"invalid TOML: {exc}") from None
     files.append(path)
     includes = document.pop("include", [])
     if isinstance(includes, str):
         includes = [includes]
     if not isinstance(includes, list) or not all(isinstance(i, str) for i in includes):
-        raise ConfigError(f"{path}: include: must be a file name or a list of file names")
+        raise _error(path, "must be a file name or a list of file names", key="include")
     merged: dict[str, Any] = {}
     for include in includes:
         included = _read_with_includes(_absolute(path.parent / include), files, origins, (*stack, path))
@@ -242,23 +278,65 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def _describe(error: Any, path: Path, raw_bots: Any, origins: list[Path]) -> str:
-    """``file: bot 'id': key.path: message`` for one pydantic error."""
+def _describe(error: Any, path: Path, raw_bots: Any, origins: list[Path]) -> Finding:
+    """One pydantic error as a finding: the file that declared the entry, the bot id (or, for an
+    entry without a usable id, a key starting with ``bots[i].``), the key path and the message."""
     loc = list(error["loc"])
-    file, subject = path, ""
+    file, bot_id, prefix = path, None, ""
     if len(loc) >= 2 and loc[0] == "bots" and isinstance(loc[1], int):
         index = loc[1]
         bot = raw_bots[index] if isinstance(raw_bots, list) and index < len(raw_bots) else {}
-        bot_id = bot.get("id") if isinstance(bot, dict) else None
-        subject = f"bot {bot_id!r}" if bot_id else f"bots[{index}]"
+        raw_id = bot.get("id") if isinstance(bot, dict) else None
+        if isinstance(raw_id, str) and raw_id:
+            bot_id = raw_id
+        else:
+            prefix = f"bots[{index}]."
         file = origins[index] if index < len(origins) else path
         loc = loc[2:]
     key = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc).lstrip(".")
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         message = "unknown key (see docs/configuration.md)"
-    parts = [str(file), subject, key or "<root>", message]
-    return ": ".join(part for part in parts if part)
+    return Finding("error", str(file), bot_id, prefix + (key or "<root>"), message)
+
+
+def _salvage(data: dict[str, Any], path: Path, files: tuple[Path, ...], origins: list[Path]) -> LoadedConfig:
+    """The checkable part of a config that does not load: its ``[[bots]]`` entries, each with its
+    invalid keys left out (defaults instead) and its pattern lists as written, malformed items
+    included so that positions (``publish[2]``) stay those of the file; the wiring check skips
+    what does not parse (the loader has reported it). An entry whose id, code or plugin is invalid
+    is left out: its findings could not name the bot. Every other section takes its defaults."""
+    raw_bots = data.get("bots")
+    bots: list[BotConfig] = []
+    kept: list[Path] = []
+    for index, raw in enumerate(raw_bots if isinstance(raw_bots, list) else []):
+        bot = _salvage_bot(raw)
+        if bot is not None:
+            bots.append(bot)
+            kept.append(origins[index] if index < len(origins) else path)
+    bot_files = {bot.id: kept[index] for index, bot in reversed(list(enumerate(bots)))}
+    return LoadedConfig(HostConfig.model_construct(bots=bots), path, files or (path,), bot_files, tuple(kept))
+
+
+_IDENTITY = frozenset({"id", "code", "plugin"})
+_PATTERNS = ("publish", "subscribe")
+
+
+def _salvage_bot(raw: object) -> BotConfig | None:
+    if not isinstance(raw, dict):
+        return None
+    try:
+        return BotConfig.model_validate(raw)
+    except ValidationError as exc:
+        invalid = {error["loc"][0] for error in exc.errors() if error["loc"]}
+    if invalid & _IDENTITY:
+        return None
+    try:
+        bot = BotConfig.model_validate({key: value for key, value in raw.items() if key not in invalid})
+    except ValidationError:
+        return None
+    as_written = {key: raw[key] for key in _PATTERNS if key in invalid and isinstance(raw[key], list)}
+    return bot.model_copy(update=as_written)
 
 
 def _drop_none(value: Any) -> Any:

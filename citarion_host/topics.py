@@ -7,21 +7,34 @@ or more trailing tokens.
 This module is pure and synchronous so that the same rules serve the hot path (the subscription
 index), the wiring checks (containment, overlap) and the NATS backend, and so that it can be tested
 against a real ``nats-server`` as the oracle.
+
+Limits (``docs/limits.md``): a topic or pattern is at most :data:`MAX_TOPIC_BYTES` bytes (UTF-8) and
+:data:`MAX_TOPIC_TOKENS` tokens. nats-server itself accepts far longer subjects, up to its
+``max_control_line`` (4,096 bytes by default, for the whole ``PUB``/``HPUB`` line, reply subject
+included), and closes the connection for good past it: a host whose bots still look "running"
+while nothing flows. The caps are the NATS documentation's own recommendation (fewer than 256
+characters, at most 16 tokens), far below that line, and are checked here, in the one function every
+topic passes through, so the config loader, ``check``, the catalog and the bus refuse the same text
+with the same message.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from itertools import islice
 from typing import Generic, TypeVar
 
 __all__ = [
     "FULL_WILDCARD",
+    "MAX_TOPIC_BYTES",
+    "MAX_TOPIC_TOKENS",
     "SINGLE_WILDCARD",
     "PatternIndex",
     "TopicError",
     "contains",
     "matches",
     "overlaps",
+    "quoted",
     "split_pattern",
     "split_topic",
 ]
@@ -29,6 +42,12 @@ __all__ = [
 SINGLE_WILDCARD = "*"
 FULL_WILDCARD = ">"
 _FORBIDDEN = frozenset(" \t\r\n\f\v")
+
+#: The longest topic or pattern, in UTF-8 bytes (NATS docs: "less than 256 characters").
+MAX_TOPIC_BYTES = 255
+#: The most tokens in a topic or pattern (NATS docs: "a maximum of 16 tokens").
+MAX_TOPIC_TOKENS = 16
+_SHOWN = 60  # characters of an over-long text quoted in an error: one readable line, not 4 KB
 
 T = TypeVar("T")
 
@@ -39,10 +58,22 @@ class TopicError(ValueError):
 
 def _tokens(text: str, kind: str) -> list[str]:
     if not isinstance(text, str) or not text:
-        raise TopicError(f"{kind} must be a non-empty string, got {text!r}")
+        raise TopicError(f"{kind} must be a non-empty string, got {quoted(text)}")
+    if len(text) > MAX_TOPIC_BYTES // 4:  # shorter texts cannot exceed the limit, even in 4-byte UTF-8
+        size = len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+        if size > MAX_TOPIC_BYTES:
+            raise TopicError(
+                f"{kind} {text[:_SHOWN]!r}... is {size} bytes long, over the limit of {MAX_TOPIC_BYTES}"
+                " (see docs/limits.md)"
+            )
     if not _FORBIDDEN.isdisjoint(text):
         raise TopicError(f"{kind} {text!r} contains whitespace")
     tokens = text.split(".")
+    if len(tokens) > MAX_TOPIC_TOKENS:
+        raise TopicError(
+            f"{kind} {text!r} has {len(tokens)} tokens, over the limit of {MAX_TOPIC_TOKENS}"
+            " (see docs/limits.md)"
+        )
     if "" in tokens:
         raise TopicError(f"{kind} {text!r} has an empty token (leading, trailing or double dot)")
     if "*" in text or ">" in text:
@@ -55,6 +86,16 @@ def _tokens(text: str, kind: str) -> list[str]:
                     " (wildcards must be whole tokens)"
                 )
     return tokens
+
+
+def quoted(text: object) -> str:
+    """``repr(text)`` for an error message, cut to its first characters when long (saying how long
+    the text was): a 4 KB topic in a config or on the wire must still give one readable line."""
+    shown = repr(text)
+    if len(shown) <= _SHOWN:
+        return shown
+    size = f"{len(text)} characters" if isinstance(text, str) else type(text).__name__
+    return f"{shown[:_SHOWN]}... ({size})"
 
 
 def split_topic(topic: str) -> tuple[str, ...]:
@@ -238,6 +279,56 @@ class PatternIndex(Generic[T]):
             child = node.children.get(key)
             if child is not None:
                 self._collect(child, tokens, position + 1, found)
+
+    def overlapping(self, pattern: str) -> tuple[T, ...]:
+        """Items whose pattern overlaps ``pattern`` (at least one topic matches both), in insertion
+        order. Not cached: this serves the wiring check and reloads, not the delivery path."""
+        found: list[tuple[int, T]] = []
+        self._overlap(self._root, split_pattern(pattern), 0, found, first=False)
+        found.sort(key=_order)
+        return tuple(item for _, item in found)
+
+    def overlaps_any(self, pattern: str) -> bool:
+        """True if any registered pattern overlaps ``pattern``; stops at the first one found."""
+        return self._overlap(self._root, split_pattern(pattern), 0, [], first=True)
+
+    def _overlap(
+        self, node: _Node[T], tokens: tuple[str, ...], position: int, found: list[tuple[int, T]], first: bool
+    ) -> bool:
+        """Add the entries at or below ``node`` (reached by ``tokens[:position]``) whose pattern
+        overlaps ``tokens``; with ``first``, stop once one is found. Returns whether any was.
+
+        Only branches that can overlap are walked: a literal token follows its own branch and the
+        ``*`` branch, a ``*`` follows every branch, a ``>`` takes every pattern below (all longer than
+        ``position``). A pattern's own ``>`` (``node.full``) overlaps whatever has a token here.
+        """
+        if position == len(tokens):
+            found.extend(node.here)
+            return bool(found)
+        found.extend(node.full)
+        token = tokens[position]
+        if token == FULL_WILDCARD:
+            below = self._entries_below(node)
+            found.extend(islice(below, 1) if first else below)
+            return bool(found)
+        if token == SINGLE_WILDCARD:
+            children: Iterable[_Node[T]] = node.children.values()
+        else:
+            children = [c for c in (node.children.get(token), node.children.get(SINGLE_WILDCARD)) if c]
+        for child in children:
+            if first and found:
+                break
+            self._overlap(child, tokens, position + 1, found, first)
+        return bool(found)
+
+    @staticmethod
+    def _entries_below(node: _Node[T]) -> Iterator[tuple[int, T]]:
+        stack = list(node.children.values())
+        while stack:
+            child = stack.pop()
+            yield from child.here
+            yield from child.full
+            stack.extend(child.children.values())
 
     def items(self) -> Iterable[T]:
         """Every registered item (any order); for introspection and shutdown, not the hot path."""

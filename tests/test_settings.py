@@ -133,8 +133,8 @@ def test_bad_pattern_names_bot_and_key(tmp_path: Path) -> None:
 def test_bad_bot_id(tmp_path: Path, bot_id: str) -> None:
     path = _write(tmp_path / "c.toml", BOT.format(id=bot_id))
     [problem] = _problems(path)
-    subject = f"bot {bot_id!r}" if bot_id else "bots[0]"
-    assert problem.startswith(f"{path}: {subject}: id: ")
+    key = f"bot {bot_id!r}: id" if bot_id else "bots[0].id"  # an entry without an id: its index
+    assert problem.startswith(f"{path}: {key}: ")
     assert "must be 1-64 letters, digits, '_' or '-', starting with a letter or digit" in problem
 
 
@@ -142,8 +142,8 @@ def test_missing_required_bot_keys(tmp_path: Path) -> None:
     path = _write(tmp_path / "c.toml", '[[bots]]\ncode = "GRD"\n[[bots]]\nid = "x"\n')
     assert sorted(_problems(path)) == sorted(
         [
-            f"{path}: bots[0]: id: Field required",
-            f"{path}: bots[0]: plugin: Field required",
+            f"{path}: bots[0].id: Field required",
+            f"{path}: bots[0].plugin: Field required",
             f"{path}: bot 'x': code: Field required",
             f"{path}: bot 'x': plugin: Field required",
         ]

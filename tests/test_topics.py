@@ -17,15 +17,24 @@ The reference matcher ``_ref_match`` is written independently (recursively) of `
 from __future__ import annotations
 
 import itertools
+import re
+from collections.abc import Callable
 from functools import cache
+from pathlib import Path
 from typing import cast
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from citarion_host.bus import MemoryBus
+from citarion_host.errors import ConfigError
+from citarion_host.events import Event, EventCatalog, InvalidEventError
+from citarion_host.settings import load_config
 from citarion_host.topics import (
     FULL_WILDCARD,
+    MAX_TOPIC_BYTES,
+    MAX_TOPIC_TOKENS,
     SINGLE_WILDCARD,
     PatternIndex,
     TopicError,
@@ -431,6 +440,100 @@ def test_index_agrees_with_linear_scan(
     for topic in topics + topics:  # the second pass is served from the cache
         expected = tuple(item for pattern, item in live if matches(pattern, topic))
         assert index.match(topic) == expected, topic
+
+
+@SETTINGS
+@given(
+    st.lists(patterns(), max_size=25),
+    st.lists(st.integers(min_value=0, max_value=24), max_size=10),
+    st.lists(patterns(), min_size=1, max_size=10),
+)
+def test_index_overlap_queries_agree_with_pairwise_overlaps(
+    registered: list[str], removals: list[int], questions: list[str]
+) -> None:
+    """``overlapping``/``overlaps_any`` (one trie walk) give what comparing every registered pattern
+    with :func:`overlaps` gives (itself proven against brute force above), after removals too."""
+    index: PatternIndex[Item] = PatternIndex()
+    live = [(pattern, Item(f"i{n}")) for n, pattern in enumerate(registered)]
+    for pattern, item in live:
+        index.add(pattern, item)
+    for position in removals:
+        if position < len(live):
+            pattern, item = live.pop(position)
+            assert index.remove(pattern, item)
+    for question in questions:
+        expected = tuple(item for pattern, item in live if overlaps(pattern, question))
+        assert index.overlapping(question) == expected, question
+        assert index.overlaps_any(question) is bool(expected), question
+
+
+def test_index_overlap_queries_by_example() -> None:
+    index: PatternIndex[str] = PatternIndex()
+    for pattern in ("a.b.c", "a.*.d", "a.>", "x.y", "*.y", ">"):
+        index.add(pattern, pattern)
+    assert index.overlapping("a.b.c") == ("a.b.c", "a.>", ">")
+    assert index.overlapping("a.*.*") == ("a.b.c", "a.*.d", "a.>", ">")
+    assert index.overlapping("a.>") == ("a.b.c", "a.*.d", "a.>", "*.y", ">")  # a.y
+    assert index.overlapping("q.y") == ("*.y", ">")
+    assert index.overlapping("a") == (">",)  # 'a.>' needs a second token
+    index.remove(">", ">")
+    assert not index.overlaps_any("a") and index.overlaps_any("x.q.>") is False
+    with pytest.raises(TopicError):
+        index.overlapping("a.>.b")
+
+
+# --- limits (docs/limits.md) ------------------------------------------------------------------------
+
+
+def test_limits_are_those_documented() -> None:
+    text = (Path(__file__).resolve().parents[1] / "docs" / "limits.md").read_text()
+    assert (MAX_TOPIC_BYTES, MAX_TOPIC_TOKENS) == (255, 16)
+    assert f"| {MAX_TOPIC_BYTES} bytes (UTF-8) |" in text and f"| {MAX_TOPIC_TOKENS} tokens |" in text
+
+
+@pytest.mark.parametrize("split", [split_topic, split_pattern])
+def test_topic_length_and_token_count_are_capped(split: Callable[[str], tuple[str, ...]]) -> None:
+    at_length = ".".join(["x" * 63] * 4)  # 4 * 63 + 3 dots = 255 bytes
+    assert len(at_length) == MAX_TOPIC_BYTES and len(split(at_length)) == 4
+    assert len(split(".".join(["a"] * MAX_TOPIC_TOKENS))) == MAX_TOPIC_TOKENS
+    assert split("é" * 127) == ("é" * 127,)  # 254 bytes: the limit counts UTF-8 bytes, not characters
+    for over, reason in [
+        (at_length + "x", "is 256 bytes long, over the limit of 255 (see docs/limits.md)"),
+        ("é" * 128, "is 256 bytes long, over the limit of 255"),
+        ("a" * 4096, "is 4096 bytes long"),
+        (
+            ".".join(["a"] * (MAX_TOPIC_TOKENS + 1)),
+            "has 17 tokens, over the limit of 16 (see docs/limits.md)",
+        ),
+    ]:
+        with pytest.raises(TopicError) as caught:
+            split(over)
+        message = str(caught.value)
+        assert reason in message
+        assert len(message) < 200 and "\n" not in message, "one readable line, not the whole text"
+
+
+async def test_bus_catalog_and_config_refuse_an_over_long_topic_alike(tmp_path: Path) -> None:
+    """Issue 10: a ~4 KB subject passed every check, then nats-server closed the connection. Every
+    entry point refuses it now, each with the same one-line reason."""
+    long_topic = "market.ticker." + "x" * 4096
+    reason = "is 4110 bytes long, over the limit of 255 (see docs/limits.md)"
+    with pytest.raises(InvalidEventError) as caught:
+        EventCatalog.with_builtins().make(long_topic, {}, source="LUM")
+    assert reason in str(caught.value) and len(str(caught.value)) < 300
+    async with MemoryBus() as bus:
+        with pytest.raises(TopicError, match=re.escape(reason)):
+            await bus.subscribe(long_topic, _ignore)
+    config = tmp_path / "long.toml"
+    config.write_text(f'[host]\nstop_on = "{long_topic}"\n')
+    with pytest.raises(ConfigError) as refused:
+        load_config(config)
+    [finding] = refused.value.findings
+    assert (finding.key, reason in finding.message) == ("host.stop_on", True)
+
+
+async def _ignore(event: Event) -> None:
+    pass
 
 
 def test_wildcard_constants() -> None:

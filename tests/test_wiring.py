@@ -17,26 +17,31 @@ import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from hypothesis import given
+import tomli_w
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, ConfigDict, Field
 
+from citarion_host.bench_fleet import fleet_config
 from citarion_host.bot import Bot
 from citarion_host.cli import main
 from citarion_host.errors import ConfigError
 from citarion_host.hookspecs import hookimpl
+from citarion_host.host import Host
 from citarion_host.plugins import Plugins
 from citarion_host.registry import BotInfo, BotRegistry, Category, load_registry
-from citarion_host.settings import load_config, parse_config
+from citarion_host.settings import BotConfig, load_config, parse_config
 from citarion_host.topics import overlaps
 from citarion_host.wiring import (
     HOST_PUBLISHES,
     Finding,
+    WiringCheck,
+    _key_order,  # the report's key order, to sort the oracle's output
     check_config,
     check_topology,
-    findings_from_config_error,
     format_findings,
     has_errors,
 )
@@ -287,7 +292,9 @@ def test_cli_check_json(bot_modules: Path, capsys: pytest.CaptureFixture[str]) -
     assert main(["check", "--config", str(_write_messy(bot_modules)), "--json"]) == 1
     data = json.loads(capsys.readouterr().out)
     assert [(d["severity"], d["bot_id"], d["key"]) for d in data] == [(s, b, k) for s, _, b, k, _ in EXPECTED]
-    assert set(data[0]) == {"severity", "file", "bot_id", "key", "message"}
+    assert set(data[0]) == {"severity", "file", "bot_id", "key", "message", "suggestion"}
+    typo = next(d for d in data if d["bot_id"] == "typo")
+    assert (typo["key"], typo["suggestion"]) == ("code", "GRD")
 
 
 CLEAN = f"""
@@ -411,11 +418,13 @@ def test_a_config_that_does_not_load_is_reported_line_by_line(
         load_config(path)
     assert main(["check", "--config", str(path)]) == 1
     lines = capsys.readouterr().out.splitlines()
-    # printed as the loader wrote them; an entry without an id gets a key path instead (bots[1].id)
-    assert lines[:-1] == [
-        f"error: {problem.replace(': bots[1]: ', ': bots[1].')}" for problem in raised.value.problems
-    ]
-    assert lines[-1] == f"{len(raised.value.problems)} errors, 0 warnings"
+    # printed as the loader wrote them; an entry without an id gets a key path instead (bots[1].id);
+    # then what the wiring check found in the entries that loaded ('a', with its valid keys)
+    loader = [f"error: {problem}" for problem in raised.value.problems]
+    assert f"error: {path}: bots[1].id: Field required" in loader
+    assert lines[: len(loader)] == loader
+    assert [line.split(": ")[2:4] for line in lines[len(loader) : -1]] == [["bot 'a'", "plugin"]]
+    assert lines[-1] == f"{len(loader) + 1} errors, 0 warnings"
     assert main(["check", "--config", str(path), "--json"]) == 1
     data = json.loads(capsys.readouterr().out)
     assert {(d["bot_id"], d["key"]) for d in data} >= {
@@ -423,6 +432,70 @@ def test_a_config_that_does_not_load_is_reported_line_by_line(
         ("a", "publish[0]"),
         (None, "bots[1].id"),
     }
+
+
+MALFORMED = f"""
+[[bots]]
+id = "grid-1"
+code = "GRD"
+plugin = "{GRID}"
+publish = ["trading.>.x", "risk.alert.>"]
+subscribe = ["market.ticker.{"x" * 300}", "market.ticker.>"]
+params = {{ levels = 0 }}
+max_pending = 0
+
+[[bots]]
+id = "typo"
+code = "GDR"
+plugin = "{LISTENER}"
+subscribe = ["{".".join(["a"] * 17)}"]
+
+[[bots]]
+id = "grid-1"
+code = "GRD"
+plugin = "no-such-plugin"
+
+[[bots]]
+code = "GRD"
+plugin = "{LISTENER}"
+publish = ["risk.>"]
+"""
+
+
+def test_a_malformed_pattern_hides_no_other_mistake(
+    bot_modules: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 10: ``check`` stopped at the file's malformed patterns; now every entry that loads is
+    checked too: rights, codes, plugins, params and duplicate ids, next to the malformed patterns."""
+    path = bot_modules / "malformed.toml"
+    path.write_text(MALFORMED)
+    findings = check_config(path, Plugins())
+    got = [(f.bot_id, f.key) for f in findings]
+    assert got == [
+        # the loader: what does not parse or fit its type (over-long and too many tokens included)
+        ("grid-1", "publish[0]"),
+        ("grid-1", "subscribe[0]"),
+        ("grid-1", "max_pending"),
+        ("typo", "subscribe[0]"),
+        (None, "bots[3].id"),
+        # the wiring check of the entries that loaded, in file order (the one without an id is out)
+        ("grid-1", "publish[1]"),
+        ("grid-1", "params.levels"),
+        ("typo", "code"),
+        ("grid-1", "id"),
+        ("grid-1", "plugin"),
+    ]
+    assert all(f.severity == "error" for f in findings)
+    messages = dict(zip(got, (f.message for f in findings), strict=True))
+    assert "'>' must be the last token" in messages["grid-1", "publish[0]"]
+    assert "bytes long, over the limit of 255" in messages["grid-1", "subscribe[0]"]
+    assert "has 17 tokens, over the limit of 16" in messages["typo", "subscribe[0]"]
+    assert "'risk.alert.>' is not within what GRD" in messages["grid-1", "publish[1]"]
+    assert main(["check", "--config", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert out.endswith("10 errors, 0 warnings\n")
+    [long_line] = [line for line in out.splitlines() if "over the limit of 255" in line]
+    assert "x" * 61 not in long_line  # an over-long pattern is quoted by its start, not echoed whole
 
 
 @pytest.mark.parametrize("name", ["missing.toml", "."])
@@ -434,31 +507,55 @@ def test_missing_config_fails_loudly_with_the_path(
     assert capsys.readouterr().out.startswith(f"error: {path}: no such config file")
 
 
-def test_config_error_problems_become_findings() -> None:
-    error = ConfigError(
-        "x",
-        [
-            "/c/dev.toml: bot 'grid-1': params: unknown key (see docs/configuration.md)",
-            "/c/dev.toml: bots[2]: id: Field required",
-            "/c/dev.toml: backend.type: Input should be 'memory' or 'nats'",
-            "/c/dev.toml: invalid TOML: Expected '=' (at line 3, column 5)",
-            "/c/dev.toml: include /c/nope.toml: no such config file",
-            "/c: no such config file (it is a directory)",
-        ],
-    )
-    findings = findings_from_config_error(error)
-    assert [(f.file, f.bot_id, f.key) for f in findings] == [
-        ("/c/dev.toml", "grid-1", "params"),
-        ("/c/dev.toml", None, "bots[2].id"),
-        ("/c/dev.toml", None, "backend.type"),
-        ("/c/dev.toml", None, ""),
-        ("/c/dev.toml", None, ""),
-        ("", None, ""),
-    ]
-    for finding, problem in zip(
-        findings[:1] + findings[2:], error.problems[:1] + error.problems[2:], strict=True
-    ):
-        assert str(finding) == f"error: {problem}"  # printed exactly as the loader wrote it
+@pytest.mark.parametrize(
+    ("files", "expected"),
+    [
+        (
+            {"dev.toml": '[[bots]]\nid = "grid-1"\ncode = "GRD"\nplugin = "p"\nparams = 3\n'},
+            [("dev.toml", "grid-1", "params", "Input should be a valid dictionary")],
+        ),
+        (
+            {"dev.toml": '[[bots]]\ncode = "GRD"\nplugin = "p"\n'},
+            [("dev.toml", None, "bots[0].id", "Field required")],
+        ),
+        (
+            {"dev.toml": '[backend]\ntype = "kafka"\n'},
+            [("dev.toml", None, "backend.type", "Input should be 'memory' or 'nats'")],
+        ),
+        ({"dev.toml": "[backend\n"}, [("dev.toml", None, "", "invalid TOML: ")]),
+        (
+            {"dev.toml": 'include = "nope.toml"\n'},
+            [("dev.toml", None, "", "include {dir}/nope.toml: no such")],
+        ),
+        ({"dev.toml": "include = [1]\n"}, [("dev.toml", None, "include", "must be a file name or a list")]),
+        ({}, [("dev.toml", None, "", "no such config file")]),
+    ],
+)
+def test_the_loader_hands_structured_findings_to_the_cli(
+    tmp_path: Path,
+    files: dict[str, str],
+    expected: list[tuple[str, str | None, str, str]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """File, bot id and key travel as fields from the loader to ``check --json``; the text output
+    prints the same findings, and ConfigError carries them too (its str() stays one line)."""
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    path = tmp_path / "dev.toml"
+    want = [(str(tmp_path / f), bot, key, m.format(dir=tmp_path)) for f, bot, key, m in expected]
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+    got = [(f.file, f.bot_id, f.key, f.message) for f in raised.value.findings]
+    assert [g[:3] for g in got] == [w[:3] for w in want]
+    assert all(g[3].startswith(w[3]) for g, w in zip(got, want, strict=True)), got
+    assert "\n" not in str(raised.value)
+    assert raised.value.problems == [finding.text for finding in raised.value.findings]
+    assert main(["check", "--config", str(path), "--json"]) == 1
+    data = json.loads(capsys.readouterr().out)
+    assert [(d["file"], d["bot_id"], d["key"], d["message"]) for d in data][: len(got)] == got
+    assert main(["check", "--config", str(path)]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[: len(got)] == [str(finding) for finding in raised.value.findings]
 
 
 # --- plugins found by type name, and plugins extending the registry --------------------------------
@@ -544,6 +641,7 @@ def test_finding_text_and_dict() -> None:
         "bot_id": "grid-1",
         "key": "publish[0]",
         "message": "'risk.>' is not within ...",
+        "suggestion": None,
     }
     assert str(Finding("warning", "a.toml", None, "", "m")) == "warning: a.toml: m"
 
@@ -623,3 +721,149 @@ def test_feed_warnings_iff_no_common_topic(published: str, subscribed: str) -> N
     expected = [] if connected else [("pub", "publish[0]")] + ([] if host_fed else [("sub", "subscribe[0]")])
     assert [(f.bot_id, f.key) for f in findings] == expected, (published, subscribed)
     assert all(f.severity == "warning" for f in findings)
+
+
+# --- scale: the indexed, incremental check gives the brute force's findings ------------------------
+
+
+def _brute_force_warnings(bots: list[BotConfig]) -> list[tuple[str, str, str]]:
+    """The topology warnings as the check computed them before it was indexed: every pattern
+    compared with every pattern (quadratic; kept here as the oracle). ``(bot id, key, message)``
+    in report order (bot order, then key order, stable)."""
+    enabled = [(index, bot) for index, bot in enumerate(bots) if bot.enabled]
+    published = [*(p for _, bot in enabled for p in bot.publish), *HOST_PUBLISHES]
+    subscribed = [p for _, bot in enabled for p in bot.subscribe]
+    warnings: list[tuple[int, str, str]] = []
+    for index, bot in enabled:
+        for position, pattern in enumerate(bot.subscribe):
+            if not any(overlaps(pattern, p) for p in published):
+                why = "no enabled bot publishes a matching topic, nor does the host"
+                warnings.append((index, f"subscribe[{position}]", f"nothing can feed {pattern!r}: {why}"))
+        for position, pattern in enumerate(bot.publish):
+            if not any(overlaps(pattern, s) for s in subscribed):
+                why = "no enabled bot subscribes a matching topic"
+                warnings.append((index, f"publish[{position}]", f"nobody receives {pattern!r}: {why}"))
+            for other, subscription in enumerate(bot.subscribe):
+                if overlaps(pattern, subscription):
+                    message = (
+                        f"{pattern!r} overlaps the bot's own subscribe[{other}] {subscription!r}:"
+                        " it receives its own events (skip them by source, or narrow a pattern)"
+                    )
+                    warnings.append((index, f"publish[{position}]", message))
+    groups: dict[str, list[BotConfig]] = {}
+    for index, bot in enabled:
+        if bot.queue is not None:
+            first = groups.setdefault(bot.queue, [bot])[0]
+            if set(bot.subscribe) != set(first.subscribe):
+                message = (
+                    f"queue group {bot.queue!r}: subscribe {bot.subscribe} differs from"
+                    f" {first.subscribe} of bot {first.id!r}; members share the work only where"
+                    " their subscriptions match"
+                )
+                warnings.append((index, "queue", message))
+    warnings.sort(key=lambda warning: (warning[0], _key_order(warning[1])))
+    return [(bots[index].id, key, message) for index, key, message in warnings]
+
+
+_TOKENS = ("system", "bot", "a")  # 'system' and 'bot' reach the host's own system.bot.> and co.
+
+
+@st.composite
+def _bot_entries(draw: st.DrawFn, index: int) -> dict[str, Any]:
+    pattern_lists = st.lists(patterns(_TOKENS), max_size=3)
+    return {
+        "id": draw(st.sampled_from([f"b{index}", f"b{index}", "dup"])),  # duplicate ids now and then
+        "code": "PRP",
+        "plugin": "p",
+        "enabled": draw(st.booleans()) or draw(st.booleans()),
+        "publish": draw(pattern_lists),
+        "subscribe": draw(pattern_lists),
+        "queue": draw(st.sampled_from([None, None, "q1", "q2"])),
+    }
+
+
+@st.composite
+def _fleets(draw: st.DrawFn) -> list[dict[str, Any]]:
+    size = draw(st.integers(min_value=0, max_value=8))
+    return [draw(_bot_entries(index)) for index in range(size)]
+
+
+@st.composite
+def _edits(draw: st.DrawFn, fleet: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A reload: one bot changed (patterns, enabled, queue), added or removed."""
+    fleet = [dict(entry) for entry in fleet]
+    kind = draw(st.sampled_from(["change", "change", "add", "remove"]))
+    if kind == "add" or not fleet:
+        fleet.insert(draw(st.integers(0, len(fleet))), draw(_bot_entries(len(fleet) + 10)))
+    elif kind == "remove":
+        del fleet[draw(st.integers(0, len(fleet) - 1))]
+    else:
+        position = draw(st.integers(0, len(fleet) - 1))
+        changed = draw(_bot_entries(position))
+        key = draw(st.sampled_from(["publish", "subscribe", "enabled", "queue"]))
+        fleet[position] = {**fleet[position], key: changed[key]}
+    return fleet
+
+
+_FLEET_REGISTRY = _prop_registry((">",), (">",))
+
+
+@settings(SETTINGS, max_examples=250)  # each example checks up to four configs, twice
+@given(st.data())
+def test_indexed_incremental_check_equals_brute_force(data: st.DataObject) -> None:
+    """Issue 12: the check no longer compares every pattern pair and re-checks only what a reload
+    changes. On random fleets and random one-bot reloads, its warnings are the quadratic check's,
+    and the incremental check (one WiringCheck across reloads, as the host uses it) returns exactly
+    what a fresh check returns."""
+    fleet = data.draw(_fleets())
+    incremental = WiringCheck(_FLEET_REGISTRY, _PROP_PLUGINS)
+    for _ in range(data.draw(st.integers(min_value=1, max_value=4))):
+        loaded = parse_config({"bots": fleet}, Path("fleet.toml"))
+        fresh = check_topology(loaded, _FLEET_REGISTRY, _PROP_PLUGINS)
+        assert incremental.check(loaded) == fresh
+        warnings = [(f.bot_id, f.key, f.message) for f in fresh if f.severity == "warning"]
+        assert warnings == _brute_force_warnings(loaded.config.bots)
+        fleet = data.draw(_edits(fleet))
+
+
+def test_the_incremental_check_notices_registry_and_plugin_changes(bot_modules: Path) -> None:
+    """Remembered per-bot answers are dropped when the registry entry or the bot class changes,
+    not only when the config entry does."""
+    path = bot_modules / "one.toml"
+    path.write_text(f'[[bots]]\nid = "g"\ncode = "GRD"\nplugin = "{GRID}"\npublish = ["risk.alert.x"]\n')
+    registry, plugins = load_registry(), Plugins()
+    wiring = WiringCheck(registry, plugins)
+    loaded = load_config(path)
+    assert [f.key for f in wiring.check(loaded) if f.severity == "error"] == ["publish[0]", "params.levels"]
+    registry.extend_rules(bot="GRD", publish=["risk.alert.>"])  # a new registry entry for GRD
+    assert [f.key for f in wiring.check(loaded) if f.severity == "error"] == ["params.levels"]
+    (bot_modules / "modules" / f"{BOTS_MODULE}.py").write_text(BOTS_SOURCE.replace("Field(ge=1)", "1"))
+    plugins.load_path(GRID, reimport=True)  # a new GridBot class, as a plugin-code reload makes
+    assert [f for f in wiring.check(loaded) if f.severity == "error"] == []
+    assert wiring.check(loaded) == check_topology(loaded, registry, plugins)
+
+
+async def test_host_reload_is_checked_incrementally_and_refused_with_findings(tmp_path: Path) -> None:
+    """The host keeps one WiringCheck: a reload breaking one bot of a fleet is refused with that
+    bot's findings as objects, the running topology stays, and the next valid reload applies."""
+    path = tmp_path / "fleet.toml"
+    path.write_text(tomli_w.dumps(fleet_config(40)))
+    host = Host(load_config(path), plugins=Plugins())
+    await host.start()
+    try:
+        broken = fleet_config(40)
+        broken["bots"][5]["publish"] = ["risk.alert.x"]
+        path.write_text(tomli_w.dumps(broken))
+        with pytest.raises(ConfigError) as refused:
+            await host.apply(load_config(path))
+        assert [(f.severity, f.bot_id, f.key) for f in refused.value.findings] == [
+            ("error", "b4", "publish[0]")
+        ]
+        assert "1 wiring errors" in str(refused.value)
+        assert host.runners["b4"].config.publish == ["trading.order.b4"]
+        path.write_text(tomli_w.dumps(fleet_config(40, rewired=4)))
+        diff = await host.apply(load_config(path))
+        assert [bot.id for bot in diff.rewired] == ["b4"]
+        assert host.check(host.loaded) == check_topology(host.loaded, host.registry, host.plugins) == []
+    finally:
+        await host.stop()
