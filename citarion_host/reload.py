@@ -149,6 +149,11 @@ class ConfigReloader:
             log.error(f"{what}, keeping the running topology", extra={"problem": problem})
         return ReloadResult("rejected", errors=problems)
 
+    def up_to_date(self) -> bool:
+        """True when every watched config file holds what the last reload round read (applied or
+        rejected): nothing is waiting to be reloaded."""
+        return all(self._hashes.get(p) == _digest(p) for p in self._config_files())
+
     @staticmethod
     def _changed(hashes: dict[Path, str], files: list[Path]) -> list[Path]:
         changed = []

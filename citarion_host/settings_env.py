@@ -129,8 +129,12 @@ def _parse(text: str, annotation: Any) -> tuple[Any, str | None]:
     if kind == "scalar":
         return text, None
     stripped = text.strip()
-    if stripped.startswith(("[", "{")) or kind == "table":
-        expected = "a JSON object" if kind == "table" else "a JSON list or comma-separated values"
+    if stripped.startswith(("[", "{")) or kind in ("table", "list of tables"):
+        expected = {
+            "table": "a JSON object",
+            "list of tables": "a JSON list of objects",
+            "list": "a JSON list or comma-separated values",
+        }[kind]
         try:
             value = json.loads(stripped)
         except RecursionError:
@@ -140,18 +144,29 @@ def _parse(text: str, annotation: Any) -> tuple[Any, str | None]:
         if kind == "table" and not isinstance(value, dict):
             return None, f"expected {expected}, got {type(value).__name__}"
         return value, None
-    return [item.strip() for item in text.split(",")], None
+    items = [item.strip() for item in text.split(",")]
+    if not all(items):
+        return None, "an empty item in a comma-separated list"
+    return items, None
 
 
 def _kind(annotation: Any) -> str:
-    """``"table"`` (a model or dict), ``"list"`` or ``"scalar"``, ignoring ``| None``."""
+    """``"table"`` (a model or dict), ``"list of tables"``, ``"list"`` or ``"scalar"``, ignoring
+    ``| None``."""
     for candidate in _candidates(annotation):
         origin = typing.get_origin(candidate) or candidate
-        if isinstance(origin, type) and (issubclass(origin, BaseModel) or issubclass(origin, dict)):
+        if _is_table(origin):
             return "table"
         if origin in (list, tuple, set, frozenset):
-            return "list"
+            items = typing.get_args(candidate)
+            return (
+                "list of tables" if items and _is_table(typing.get_origin(items[0]) or items[0]) else "list"
+            )
     return "scalar"
+
+
+def _is_table(origin: Any) -> bool:
+    return isinstance(origin, type) and (issubclass(origin, BaseModel) or issubclass(origin, dict))
 
 
 def _candidates(annotation: Any) -> list[Any]:

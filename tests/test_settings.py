@@ -244,9 +244,7 @@ def test_a_file_included_twice_is_refused_naming_both_includers(tmp_path: Path) 
     a = _write(tmp_path / "a.toml", 'include = "common.toml"\n')
     path = _write(tmp_path / "main.toml", 'include = ["a.toml", "common.toml"]\n')
     # read once, not twice: the bot would be declared twice, and a diamond of includes read 2^n times
-    assert _problems(path) == [
-        f"{path}: include {common}: already included by {a} (include each file once)"
-    ]
+    assert _problems(path) == [f"{path}: include {common}: already included by {a} (include each file once)"]
 
 
 # --- config show ---------------------------------------------------------------------------------
