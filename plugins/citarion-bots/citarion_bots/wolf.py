@@ -185,6 +185,9 @@ class WolfBot(Bot):
 
     def _ensure_worker(self) -> None:
         if self.params.webhook_url and self._worker is None:
+            # httpx logs every request's full URL at INFO; a webhook's path and query are often
+            # the secret (a Slack-style URL), so its logger is held at WARNING.
+            logging.getLogger("httpx").setLevel(max(logging.getLogger("httpx").level, logging.WARNING))
             timeout = self.params.webhook_timeout_s
             self._client = httpx.AsyncClient(
                 timeout=httpx.Timeout(connect=timeout, read=timeout, write=timeout, pool=timeout),
@@ -200,10 +203,11 @@ class WolfBot(Bot):
             return
         try:
             async with asyncio.timeout(self.params.drain_timeout_s):
-                if not worker.done():
-                    await self._queue.join()  # the worker is still at it
+                if worker.done() or worker.cancelling():  # the host cancels it before calling stop()
+                    await asyncio.wait({worker})  # let it wind down; what it was sending is kept
+                    await self._flush()
                 else:
-                    await self._flush()  # the host cancelled it before calling stop()
+                    await self._queue.join()  # the worker is still at it
         except TimeoutError:
             pass
         finally:
