@@ -128,7 +128,7 @@ async def test_fifty_rapid_rewrites_keep_the_running_topology_and_the_next_valid
         assert sorted(host.runners) == sorted(["numbers", *RECORDERS]), "the running topology stays"
         assert all(runner.state == "running" for runner in host.runners.values())
         assert all(Recorder.instances[r] == 1 for r in RECORDERS), "no bot was restarted"
-        assert reloader.applied == 0 and reloader.rejected >= 3
+        assert reloader.applied == 0 and reloader.rejected >= 1
         problems = "\n".join(logged_problems(caplog))
         assert "not valid UTF-8" in problems
         assert "Traceback" not in caplog.text and reloader.failed == 0
