@@ -2,6 +2,11 @@
 
 Each subcommand is one small function taking the parsed arguments and returning an exit code, so
 the commands are testable without a subprocess (``main([...])``).
+
+Bad input never ends in a traceback: every argument is checked by its ``type=`` function (one
+``citarion-host <command>: error: ...`` line, exit 2), config problems print one ``error:`` line
+each (exit 1), and anything unexpected still prints one line (exit 1; ``--log-level DEBUG`` logs
+the traceback). Credentials in URLs are masked in everything printed (``redact.py``).
 """
 
 from __future__ import annotations
@@ -9,16 +14,90 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
+import re
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from pathlib import Path
+from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 from . import __version__
 from .logs import configure_logging
+from .redact import mask_config, mask_text
 
 __all__ = ["main"]
 
 Command = Callable[[argparse.Namespace], int]
+
+log = logging.getLogger("citarion_host.cli")
+
+
+def _error(message: str) -> None:
+    """One ``error:`` line on stderr, credentials masked."""
+    print(f"error: {mask_text(' '.join(str(message).split()))}", file=sys.stderr)
+
+
+# -- argument types: each refuses a bad value with one line (argparse adds the argument's name) --
+
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_NATS_SCHEMES = ("nats", "tls", "ws", "wss")
+_STREAM = re.compile(r"^[^.*>\s]+$")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _log_level(text: str) -> str:
+    if text.upper() not in _LOG_LEVELS:
+        raise argparse.ArgumentTypeError(f"{text!r} is not one of {', '.join(_LOG_LEVELS)} (any case)")
+    return text.upper()
+
+
+def _nats_url(text: str) -> str:
+    """``nats://host:port`` (also ``tls://``, ``ws://``, ``wss://``, or plain ``host:port``)."""
+    try:
+        parts = urlsplit(text if "://" in text else f"nats://{text}")
+        port = parts.port
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a server URL: {mask_text(text)!r} ({exc})") from None
+    if parts.scheme not in _NATS_SCHEMES or not parts.hostname or parts.path not in ("", "/"):
+        schemes = ", ".join(f"{scheme}://" for scheme in _NATS_SCHEMES)
+        raise argparse.ArgumentTypeError(
+            f"not a NATS server URL: {mask_text(text)!r} (expected {schemes} host[:port])"
+        )
+    if port == 0:
+        raise argparse.ArgumentTypeError(f"port 0 in {mask_text(text)!r}")
+    return text
+
+
+def _pattern(text: str) -> str:
+    from .topics import TopicError, split_pattern
+
+    try:
+        split_pattern(text)
+    except TopicError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _stream(text: str) -> str:
+    if not _STREAM.match(text):
+        raise argparse.ArgumentTypeError(f"{text!r}: a stream name has no '.', '*', '>' or whitespace")
+    return text
+
+
+def _path(text: str) -> str:
+    if not text or "\x00" in text:
+        raise argparse.ArgumentTypeError("not a file name" + (" (NUL character)" if text else " (empty)"))
+    return text
 
 
 def _print_json(data: Any) -> None:
@@ -104,11 +183,9 @@ def _check(args: argparse.Namespace) -> int:
     return 1 if has_errors(findings) else 0
 
 
-_SECRETS = ("password", "token")
-
-
 def _config_show(args: argparse.Namespace) -> int:
-    """The effective config (files merged, environment applied) as TOML; secrets masked."""
+    """The effective config (files merged, environment applied) as TOML; secrets masked: values of
+    secret-looking keys (``password``, ``token``...) and the credentials of every URL."""
     import tomllib
 
     import tomli_w
@@ -119,25 +196,17 @@ def _config_show(args: argparse.Namespace) -> int:
     try:
         loaded = load_config(args.config)
     except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"error: {problem}", file=sys.stderr)
+        _print_problems(exc)
         return 1
     text = loaded.config.to_toml()
     if not args.show_secrets:
-        data = tomllib.loads(text)
-        nats = data.get("backend", {}).get("nats", {})
-        for key in _SECRETS:
-            if key in nats:
-                nats[key] = "***"
-        text = tomli_w.dumps(data)
+        text = tomli_w.dumps(mask_config(tomllib.loads(text)))
     print(text, end="")
     return 0
 
 
 def _init(args: argparse.Namespace) -> int:
     """Write a starter config; an existing file is kept unless ``--force``."""
-    from pathlib import Path
-
     import tomli_w
 
     from .examples import starter_config
@@ -149,8 +218,12 @@ def _init(args: argparse.Namespace) -> int:
     if path.exists() and not args.force:
         print(f"error: {path}: already exists (use --force to overwrite it)", file=sys.stderr)
         return 1
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(tomli_w.dumps(starter_config(args.backend)), encoding="utf-8")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(tomli_w.dumps(starter_config(args.backend)), encoding="utf-8")
+    except OSError as exc:
+        _error(f"{path}: cannot write: {exc.strerror or exc}")
+        return 1
     print(f"wrote {path}; check it with: citarion-host check --config {path}")
     return 0
 
@@ -174,7 +247,7 @@ def _replay(args: argparse.Namespace) -> int:
         _print_problems(exc)
         return 1
     except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _error(str(exc))
         return 2
 
     async def run() -> int:
@@ -186,7 +259,7 @@ def _replay(args: argparse.Namespace) -> int:
     try:
         return asyncio.run(run())
     except (BusError, OSError, TimeoutError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _error(str(exc) or type(exc).__name__)
         return 1
 
 
@@ -210,30 +283,31 @@ def _replay_settings(args: argparse.Namespace) -> Any:
 
 def _run(args: argparse.Namespace) -> int:
     """Run the host until SIGINT/SIGTERM or until ``[host] stop_on`` completes; print the summary."""
-    from pathlib import Path
-
     from .app import run_host
     from .errors import CitarionError, ConfigError
     from .settings import load_config
 
     if not args.config:
-        print("error: run needs --config FILE (try: citarion-host init dev.toml)", file=sys.stderr)
+        _error("run needs --config FILE (try: citarion-host init dev.toml)")
         return 2
     try:
         loaded = load_config(args.config)
     except ConfigError as exc:
         _print_problems(exc)
         return 1
+    summary_json = Path(args.summary_json) if getattr(args, "summary_json", None) else None
+    if summary_json is not None and not summary_json.parent.is_dir():
+        _error(f"--summary-json {summary_json}: no such directory {summary_json.parent}")
+        return 2
     logging_settings = loaded.config.logging
     configure_logging(args.log_level or logging_settings.level, args.log_format or logging_settings.format)
-    summary_json = Path(args.summary_json) if getattr(args, "summary_json", None) else None
     try:
         asyncio.run(run_host(loaded, reload=args.reload, summary_json=summary_json))
     except ConfigError as exc:
         _print_problems(exc)
         return 1
-    except CitarionError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (CitarionError, OSError) as exc:
+        _error(str(exc) or type(exc).__name__)
         return 1
     return 0
 
@@ -241,20 +315,30 @@ def _run(args: argparse.Namespace) -> int:
 def _print_problems(exc: Exception) -> None:
     problems = getattr(exc, "problems", None) or [str(exc)]
     for problem in problems:
-        print(f"error: {problem}", file=sys.stderr)
+        _error(str(problem))
 
 
 # -- parser -----------------------------------------------------------------------------------------
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (``citarion-host bench: error: ...``), exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {mask_text(message)} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="citarion-host",
         description="Run CITARION trading bots as plugins wired over an event bus.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument(
-        "--log-level", default=None, help="logging level (default: the config's, else WARNING)"
+        "--log-level",
+        type=_log_level,
+        default=None,
+        help="logging level: DEBUG, INFO, WARNING, ERROR (default: the config's, else WARNING)",
     )
     parser.add_argument("--log-format", choices=["text", "json"], default=None, help="log line format")
     _add_run_arguments(parser)
@@ -276,13 +360,18 @@ def build_parser() -> argparse.ArgumentParser:
         description="Publish typed events through the bus and print JSON figures with a baseline.",
     )
     bench.add_argument("--backend", choices=["memory", "nats"], default="memory")
-    bench.add_argument("--events", type=int, default=200_000, help="events in the one-to-one case")
-    bench.add_argument("--fanout-events", type=int, default=50_000, help="events in the fan-out case")
+    bench.add_argument(
+        "--events", type=_positive_int, default=200_000, help="events in the one-to-one case (>= 1)"
+    )
+    bench.add_argument(
+        "--fanout-events", type=_positive_int, default=50_000, help="events in the fan-out case (>= 1)"
+    )
     bench.add_argument(
         "--mode", choices=["core", "jetstream", "both"], default="both", help="NATS: which path to measure"
     )
     bench.add_argument(
         "--servers",
+        type=_nats_url,
         nargs="*",
         default=None,
         help="NATS: server URLs to use; default: start a private nats-server for the run",
@@ -311,7 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
         " against the registry's rules and the topology (feeds, loops, queue groups). Prints every"
         " finding; exits 1 if any is an error (warnings alone exit 0).",
     )
-    check.add_argument("--config", required=True, help="the config file (TOML)")
+    check.add_argument("--config", required=True, type=_path, help="the config file (TOML)")
     check.add_argument("--json", action="store_true", help="print the findings as a JSON list")
     check.set_defaults(func=_check)
 
@@ -327,10 +416,12 @@ def build_parser() -> argparse.ArgumentParser:
         "show",
         help="print the effective config as TOML",
         description="Print the config after includes and CITARION_* environment overrides, with every"
-        " default filled in. NATS password and token are masked unless --show-secrets.",
+        " default filled in. Passwords, tokens and credentials inside URLs are masked unless --show-secrets.",
     )
-    show.add_argument("--config", required=True, help="the config file (TOML)")
-    show.add_argument("--show-secrets", action="store_true", help="print passwords and tokens as they are")
+    show.add_argument("--config", required=True, type=_path, help="the config file (TOML)")
+    show.add_argument(
+        "--show-secrets", action="store_true", help="print passwords, tokens and URL credentials as they are"
+    )
     show.set_defaults(func=_config_show)
 
     init = commands.add_parser(
@@ -338,7 +429,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="write a starter config",
         description="Write a small valid config (a synthetic ticker feed and a logger) to PATH.",
     )
-    init.add_argument("path", nargs="?", default="citarion.toml", help="where (default: citarion.toml)")
+    init.add_argument(
+        "path", nargs="?", type=_path, default="citarion.toml", help="where (default: citarion.toml)"
+    )
     init.add_argument("--force", action="store_true", help="overwrite an existing file")
     init.add_argument("--backend", choices=["memory", "nats"], default="memory", help="the event bus")
     init.set_defaults(func=_init)
@@ -349,18 +442,27 @@ def build_parser() -> argparse.ArgumentParser:
         description="Read the events stored in the JetStream stream that match --topic, from --since"
         " (default: the beginning) to --until (default: now), oldest first.",
     )
-    replay_.add_argument("--topic", default=">", help="topic pattern, NATS wildcards (default: >)")
+    replay_.add_argument(
+        "--topic", type=_pattern, default=">", help="topic pattern, NATS wildcards (default: >)"
+    )
     replay_.add_argument("--since", help="start: a duration before now (15m, 2h, 1d) or an ISO time")
     replay_.add_argument("--until", help="end: a duration before now or an ISO time (default: now)")
     replay_.add_argument("--json", action="store_true", help="one event per line, as its wire JSON")
     replay_.add_argument(
-        "--config", help="read [backend.nats] (servers, stream, credentials) from this config"
+        "--config", type=_path, help="read [backend.nats] (servers, stream, credentials) from this config"
     )
     replay_.add_argument(
-        "--servers", nargs="+", default=None, help="NATS server URLs (default: the config's, else localhost)"
+        "--servers",
+        type=_nats_url,
+        nargs="+",
+        default=None,
+        help="NATS server URLs (default: the config's, else localhost)",
     )
     replay_.add_argument(
-        "--stream", default=None, help="JetStream stream (default: the config's, else citarion-events)"
+        "--stream",
+        type=_stream,
+        default=None,
+        help="JetStream stream (default: the config's, else citarion-events)",
     )
     replay_.set_defaults(func=_replay)
 
@@ -398,7 +500,9 @@ def _explain(args: argparse.Namespace) -> int:
 
 
 def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default=argparse.SUPPRESS, help="the config file (TOML) to run")
+    parser.add_argument(
+        "--config", type=_path, default=argparse.SUPPRESS, help="the config file (TOML) to run"
+    )
     reload = parser.add_mutually_exclusive_group()
     reload.add_argument(
         "--reload",
@@ -408,7 +512,9 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
         help="watch the config and apply changes",
     )
     reload.add_argument("--no-reload", dest="reload", action="store_false", help="ignore [host] reload")
-    parser.add_argument("--summary-json", default=None, help="also write the run summary to this JSON file")
+    parser.add_argument(
+        "--summary-json", type=_path, default=None, help="also write the run summary to this JSON file"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -417,13 +523,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(args.log_level or "WARNING", args.log_format or "text")
     func: Command | None = getattr(args, "func", None)
     if func is None:
-        if getattr(args, "config", None):
-            return _run(args)  # `citarion-host --config F` runs
-        parser.print_help()
-        return 2
+        if not getattr(args, "config", None):
+            parser.print_help()
+            return 2
+        func = _run  # `citarion-host --config F` runs
     if func is _run and not hasattr(args, "config"):
         args.config = None
-    return func(args)
+    try:
+        return func(args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # a bug, or input no check foresaw: one line, the traceback in the log
+        log.debug("unexpected error", exc_info=True)
+        _error(f"unexpected {type(exc).__name__}: {exc} (run with --log-level DEBUG for the traceback)")
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -65,7 +65,9 @@ class Host:
         bus: EventBus | None = None,
     ) -> None:
         self.loaded = loaded
-        self.plugins = plugins or Plugins.discover()
+        self.plugins = plugins or Plugins.discover(
+            import_timeout_s=loaded.config.host.plugin_import_timeout_s
+        )
         self.registry = registry or load_registry()
         self.plugins.extend_registry(self.registry)
         self.bus: EventBus = bus or create_bus(loaded.config.backend)

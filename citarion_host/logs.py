@@ -2,6 +2,9 @@
 
 Fields passed with ``extra={...}`` become top-level keys, so logs can be filtered by ``bot``,
 ``topic``, ``event_id``... without parsing messages.
+
+Credentials inside URLs are masked in every formatted line (``redact.mask_text``), whatever logged
+them: a server URL with a password in an error, a field, a library's message or a traceback.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ import logging
 import sys
 import time
 from typing import Any, Literal, TextIO
+
+from .redact import mask_text
 
 __all__ = ["JsonFormatter", "TextFormatter", "configure_logging"]
 
@@ -34,7 +39,7 @@ class JsonFormatter(logging.Formatter):
         }
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        return mask_text(json.dumps(entry, default=str))
 
 
 class TextFormatter(logging.Formatter):
@@ -48,7 +53,7 @@ class TextFormatter(logging.Formatter):
             line = f"{line} {extra}"
         if record.exc_info:
             line = f"{line}\n{self.formatException(record.exc_info)}"
-        return line
+        return mask_text(line)
 
 
 def configure_logging(

@@ -11,18 +11,25 @@ applied here:
 * ``module:object`` code is imported fresh when asked to (``reimport=True``): removing the module from
   ``sys.modules`` and importing it again gives new class objects, so restarted bots run the new code.
   ``importlib.reload`` is not used: it leaves old classes alive and breaks ``isinstance``.
+* Imports run under a timeout (``import_timeout_s``, ``[host] plugin_import_timeout_s``): a module
+  that never finishes importing (a network call, a lock, an endless loop at module level) would
+  otherwise freeze the host, or a reload, for good. See :class:`_Importer`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import importlib
 import importlib.metadata
 import importlib.util
 import inspect
 import logging
 import sys
-from collections.abc import Iterable
-from dataclasses import dataclass
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -38,6 +45,8 @@ from .registry import BotRegistry
 __all__ = ["ENTRY_POINT_GROUP", "PluginError", "PluginInfo", "Plugins", "get_plugin_manager"]
 
 ENTRY_POINT_GROUP = "citarion.bots"
+#: Default of ``[host] plugin_import_timeout_s``.
+IMPORT_TIMEOUT_S = 10.0
 log = logging.getLogger("citarion_host.plugins")
 
 
@@ -63,18 +72,87 @@ def get_plugin_manager() -> pluggy.PluginManager:
     return manager
 
 
+@dataclass
+class _Import:
+    """One import running in its worker thread."""
+
+    started: float
+    future: concurrent.futures.Future[Any] = field(default_factory=concurrent.futures.Future)
+
+
+class _Importer:
+    """Runs imports in daemon threads; callers wait at most the timeout.
+
+    Why a thread: an import cannot be interrupted, so the only way not to hang with it is not to
+    wait for it. A timed-out import is left running (a daemon thread does not keep the process
+    alive); asking again for the same module while it runs waits for *that* import (what is left of
+    its timeout) instead of starting a second one, which would block on the module's import lock.
+    """
+
+    def __init__(self) -> None:
+        self._running: dict[str, _Import] = {}
+
+    def _job(self, key: str, load: Callable[[], Any]) -> _Import:
+        job = self._running.get(key)
+        if job is not None and not job.future.done():
+            return job  # still running from an earlier attempt
+        job = self._running[key] = _Import(time.monotonic())
+
+        def work() -> None:
+            try:
+                job.future.set_result(load())
+            except BaseException as exc:  # SystemExit at import too: it must not end the host
+                job.future.set_exception(exc)
+
+        threading.Thread(target=work, name=f"citarion-import {key}", daemon=True).start()
+        return job
+
+    def run(self, key: str, load: Callable[[], Any], timeout: float) -> Any:
+        """``load()`` (an import) in a worker thread; raises ``TimeoutError`` after ``timeout``."""
+        job = self._job(key, load)
+        try:
+            result = job.future.result(timeout=max(job.started + timeout - time.monotonic(), 0))
+        except concurrent.futures.TimeoutError:
+            raise TimeoutError(_hung(key, timeout)) from None
+        self._running.pop(key, None)
+        return result
+
+    async def run_async(self, key: str, load: Callable[[], Any], timeout: float) -> Any:
+        """The same, waiting without blocking the event loop."""
+        job = self._job(key, load)
+        remaining = max(job.started + timeout - time.monotonic(), 0)
+        try:
+            result = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(job.future)), remaining)
+        except TimeoutError:
+            raise TimeoutError(_hung(key, timeout)) from None
+        self._running.pop(key, None)
+        return result
+
+
+def _hung(key: str, timeout: float) -> str:
+    return f"import of {key!r} did not finish within {timeout:g}s (plugin_import_timeout_s)"
+
+
 class Plugins:
     """The host's plugins and the bot types they provide, by ``type_name``."""
 
-    def __init__(self, manager: pluggy.PluginManager | None = None) -> None:
+    def __init__(
+        self, manager: pluggy.PluginManager | None = None, *, import_timeout_s: float = IMPORT_TIMEOUT_S
+    ) -> None:
         self.manager = manager or get_plugin_manager()
+        #: How long an import may take before the plugin is reported broken (``[host]
+        #: plugin_import_timeout_s``); the host sets it from its config.
+        self.import_timeout_s = import_timeout_s
         self._infos: dict[str, PluginInfo] = {}
         self._paths: dict[str, type[Bot]] = {}
+        self._importer = _Importer()
 
     @classmethod
-    def discover(cls, group: str = ENTRY_POINT_GROUP) -> Plugins:
+    def discover(
+        cls, group: str = ENTRY_POINT_GROUP, *, import_timeout_s: float = IMPORT_TIMEOUT_S
+    ) -> Plugins:
         """Plugins from every installed entry point of ``group``; broken ones are reported, not fatal."""
-        plugins = cls()
+        plugins = cls(import_timeout_s=import_timeout_s)
         plugins.load_entry_points(group)
         return plugins
 
@@ -90,9 +168,9 @@ class Plugins:
             dist = entry_point.dist
             source = f"entry point {group}" + (f" ({dist.name} {dist.version})" if dist else "")
             try:
-                plugin = entry_point.load()
+                plugin = self._importer.run(entry_point.module, entry_point.load, self.import_timeout_s)
                 self._register(plugin, entry_point.name, source)
-            except Exception as exc:
+            except BaseException as exc:  # an import's SystemExit included: the others still load
                 error = f"{type(exc).__name__}: {exc}"
                 log.error("plugin failed to load", extra={"plugin": entry_point.name, "error": error})
                 self._infos[entry_point.name] = PluginInfo(entry_point.name, source, (), error)
@@ -123,8 +201,8 @@ class Plugins:
         if reimport:
             _forget_module(module_name)
         try:
-            module = importlib.import_module(module_name)
-        except Exception as exc:
+            module = self._importer.run(module_name, _importer_of(module_name), self.import_timeout_s)
+        except BaseException as exc:  # SystemExit or KeyboardInterrupt raised by a module's code too
             raise PluginError(
                 f"plugin {spec!r}: cannot import {module_name!r}: {type(exc).__name__}: {exc}"
             ) from exc
@@ -138,6 +216,21 @@ class Plugins:
         self._register_module_hooks(module, spec)
         self._paths[spec] = target
         return target
+
+    async def preload(self, specs: Iterable[str]) -> None:
+        """Import the modules of ``module:object`` specs without blocking the event loop, so that
+        the synchronous check that follows finds them imported (or their import still running, and
+        fails at once instead of blocking the loop for the whole timeout). Failures are left for
+        that check to report."""
+        for module_name in dict.fromkeys(s.partition(":")[0] for s in specs if ":" in s):
+            if module_name and module_name not in sys.modules:
+                load = _importer_of(module_name)
+                try:
+                    await self._importer.run_async(module_name, load, self.import_timeout_s)
+                except asyncio.CancelledError:
+                    raise
+                except BaseException as exc:  # whatever the module raised: the check reports it
+                    log.debug("plugin preload failed", extra={"module": module_name, "error": repr(exc)})
 
     def _register_module_hooks(self, module: ModuleType, spec: str) -> None:
         """A module named by path may also carry hooks (payload types, rules): register them."""
@@ -232,6 +325,10 @@ def _bot_types_of(manager: pluggy.PluginManager, plugin: object) -> Iterable[typ
     ])  # fmt: skip
     for batch in caller():
         yield from batch
+
+
+def _importer_of(module_name: str) -> Callable[[], ModuleType]:
+    return lambda: importlib.import_module(module_name)
 
 
 def _forget_module(name: str) -> None:

@@ -20,15 +20,16 @@ from datetime import UTC, datetime, timedelta
 from typing import TextIO
 
 import msgspec
-import nats
+from nats.aio.client import Client
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import api
 from nats.js.errors import NotFoundError
 
 from .bus.config import NatsSettings
-from .bus.nats_connect import auth_options
+from .bus.nats_connect import connect
 from .errors import BusError
 from .events import Event, EventCatalog, InvalidEventError, catalog, encode_event
+from .redact import mask_text
 from .topics import split_pattern
 
 __all__ = ["parse_time", "replay"]
@@ -76,21 +77,15 @@ async def replay(
         raise ValueError("give since or start_sequence, not both")
     since, until = _aware(since), _aware(until)
     decode = (catalog_ or catalog).decode
-    nc = await nats.connect(
-        settings.servers,
-        name="citarion-host replay",
-        connect_timeout=settings.connect_timeout_s,
-        allow_reconnect=False,
-        **auth_options(settings),
-    )
+    nc = Client()
+    await connect(nc, settings, name="citarion-host replay", allow_reconnect=False)
     try:
         js = nc.jetstream(timeout=settings.api_timeout_s)
         try:
             info = await js.stream_info(settings.stream)
         except NotFoundError:
-            raise BusError(
-                f"no JetStream stream {settings.stream!r} on {', '.join(settings.servers)}"
-            ) from None
+            servers = mask_text(", ".join(settings.servers))
+            raise BusError(f"no JetStream stream {settings.stream!r} on {servers}") from None
         if info.state.messages == 0:
             return
         if start_sequence is not None:

@@ -2,31 +2,33 @@
 
 Why the loader reads TOML itself instead of pydantic-settings' TOML source: that source silently
 skips a missing file (a mistyped ``--config`` would run an empty host), cannot follow includes, and
-cannot say which file a bad key came from. Here the files are read with ``tomllib``, merged, and
-handed to a pydantic-settings model whose only other source is the environment, which wins:
-``CITARION_BACKEND__TYPE=nats`` sets ``[backend] type``.
+cannot say which file a bad key came from. The files are read by :mod:`.settings_files` (limits,
+UTF-8, includes), the environment by :mod:`.settings_env` (which wins: ``CITARION_BACKEND__TYPE=nats``
+sets ``[backend] type``), and the merged data is validated by the pydantic models below.
 
-Every error is a :class:`~citarion_host.findings.Finding` naming the file, the bot id (for
-``[[bots]]`` entries) and the key path; :class:`~citarion_host.errors.ConfigError` carries them as
-objects to whoever prints them. Every key is documented in ``docs/configuration.md``.
+Every error is a :class:`~citarion_host.findings.Finding` naming the file (or the environment
+variable), the bot id (for ``[[bots]]`` entries) and the key path, one line each;
+:class:`~citarion_host.errors.ConfigError` carries them as objects to whoever prints them. Every key is
+documented in ``docs/configuration.md``.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import tomli_w
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from .bus.config import BackendSettings
 from .errors import ConfigError
 from .findings import Finding
+from .settings_env import read_environment
+from .settings_files import MAX_DEPTH, ReadFiles, nesting_depth, read_with_includes
 from .topics import TopicError, split_pattern, split_topic
 
 __all__ = [
@@ -56,7 +58,8 @@ Pattern = Annotated[str, AfterValidator(_pattern)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # inf/nan are no valid timeout, share or bound: refuse them instead of waiting forever
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class HostSettings(_Strict):
@@ -75,6 +78,9 @@ class HostSettings(_Strict):
     max_restarts: int = Field(default=5, ge=0)
     crash_threshold: int = Field(default=5, ge=1)
     crash_window_s: float = Field(default=10.0, gt=0)
+    reload_debounce_s: float = Field(default=0.2, gt=0, le=60)
+    reload_max_removed_share: float = Field(default=0.5, ge=0, le=1)
+    plugin_import_timeout_s: float = Field(default=10.0, gt=0)
 
     @field_validator("stop_on")
     @classmethod
@@ -116,28 +122,16 @@ class BotConfig(_Strict):
         return value
 
 
-class HostConfig(BaseSettings):
-    """The whole configuration. Environment variables ``CITARION_<SECTION>__<KEY>`` override files."""
+class HostConfig(BaseModel):
+    """The whole configuration, validated. :func:`load_config` builds it from the files and the
+    ``CITARION_*`` environment; constructed directly it is exactly what it is given."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="CITARION_", env_nested_delimiter="__", extra="forbid", frozen=True
-    )
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     host: HostSettings = Field(default_factory=HostSettings)
     backend: BackendSettings = Field(default_factory=BackendSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     bots: list[BotConfig] = Field(default_factory=list)
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (env_settings, init_settings)  # the environment overrides the files
 
     def bot(self, bot_id: str) -> BotConfig:
         for bot in self.bots:
@@ -164,16 +158,15 @@ class LoadedConfig:
         return self.bot_files.get(bot_id or "", self.path)
 
 
-def load_config(path: str | Path) -> LoadedConfig:
-    """Read, merge and validate a config file and its includes.
+def load_config(path: str | Path, *, environ: Mapping[str, str] | None = None) -> LoadedConfig:
+    """Read, merge and validate a config file and its includes, then the ``CITARION_*`` overrides
+    of ``environ`` (default: ``os.environ``).
 
-    Raises :class:`~citarion_host.errors.ConfigError` listing every problem found.
+    Raises :class:`~citarion_host.errors.ConfigError` listing every problem found, one line each.
     """
     main = Path(path)
-    files: list[Path] = []
-    origins: list[Path] = []
-    data = _read(main, files, origins)
-    return parse_config(data, main, files=tuple(files), bot_origins=origins)
+    data, read = _read(main)
+    return parse_config(data, main, files=tuple(read.files), bot_origins=read.origins, environ=environ)
 
 
 def load_for_check(path: str | Path) -> tuple[LoadedConfig | None, list[Finding]]:
@@ -185,27 +178,25 @@ def load_for_check(path: str | Path) -> tuple[LoadedConfig | None, list[Finding]
     behind the first malformed pattern. None when the files cannot even be read or parsed.
     """
     main = Path(path)
-    files: list[Path] = []
-    origins: list[Path] = []
     try:
-        data = _read(main, files, origins)
+        data, read = _read(main)
     except ConfigError as exc:
         return None, list(exc.findings)
+    files, origins = tuple(read.files), list(read.origins)
     try:
-        return parse_config(data, main, files=tuple(files), bot_origins=origins), []
+        return parse_config(data, main, files=files, bot_origins=origins), []
     except ConfigError as exc:
-        return _salvage(data, main, tuple(files), origins), list(exc.findings)
+        return _salvage(data, main, files, origins), list(exc.findings)
 
 
-def _read(main: Path, files: list[Path], origins: list[Path]) -> dict[str, Any]:
-    if not main.is_file():
-        message = "no such config file" + (" (it is a directory)" if main.is_dir() else "")
-        raise _error(main, message)
-    return _read_with_includes(_absolute(main), files, origins, stack=())
-
-
-def _error(file: Path, message: str, key: str = "") -> ConfigError:
-    return ConfigError.of(Finding("error", str(file), None, key, message))
+def _read(main: Path) -> tuple[dict[str, Any], ReadFiles]:
+    try:
+        is_dir = main.is_dir()
+    except (OSError, ValueError):
+        is_dir = False
+    if is_dir:
+        raise ConfigError.of(Finding("error", str(main), None, "", "no such config file (it is a directory)"))
+    return read_with_includes(main)
 
 
 def parse_config(
@@ -214,73 +205,55 @@ def parse_config(
     *,
     files: tuple[Path, ...] = (),
     bot_origins: list[Path] | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> LoadedConfig:
-    """Validate already-parsed TOML data (``bot_origins[i]`` is the file of ``bots[i]``)."""
-    origins = bot_origins or []
-    raw_bots = data.get("bots", [])
+    """Validate already-parsed TOML data (``bot_origins[i]`` is the file of ``bots[i]``), with the
+    ``CITARION_*`` overrides of ``environ`` (default: ``os.environ``) applied on top."""
+    env = read_environment(HostConfig, os.environ if environ is None else environ)
+    problems: list[Finding] = list(env.problems)
+    if nesting_depth(env.data) > MAX_DEPTH:
+        problems.append(
+            Finding("error", "environment", None, "", f"nested too deeply (more than {MAX_DEPTH} levels)")
+        )
+        env.data.clear()
+    origins = [] if "bots" in env.data else list(bot_origins or [])
+    merged = _overlay(data, env.data)
+    raw_bots = merged.get("bots", [])
+    config: HostConfig | None = None
     try:
-        config = HostConfig(**data)
+        config = HostConfig.model_validate(merged)
     except ValidationError as exc:
-        problems = [_describe(error, path, raw_bots, origins) for error in exc.errors()]
-        raise ConfigError(f"{path}: invalid configuration ({len(problems)} problems)", problems) from None
+        for error in exc.errors():
+            variable = env.variable_for(tuple(error["loc"]))
+            problems.append(_describe(error, path, raw_bots, origins, variable))
+    if config is None or problems:
+        raise ConfigError(f"{path}: invalid configuration ({len(problems)} problems)", problems)
     per_entry = tuple(origins[i] if i < len(origins) else path for i in range(len(config.bots)))
     bot_files = {bot.id: per_entry[index] for index, bot in reversed(list(enumerate(config.bots)))}
     return LoadedConfig(config, path, files or (path,), bot_files, per_entry)
 
 
-def _read_with_includes(
-    path: Path, files: list[Path], origins: list[Path], stack: tuple[Path, ...]
-) -> dict[str, Any]:
-    if path in stack:
-        chain = " -> ".join(str(p) for p in (*stack, path))
-        raise _error(stack[-1], f"include cycle: {chain}")
-    if not path.is_file():
-        raise (
-            _error(stack[-1], f"include {path}: no such config file")
-            if stack
-            else _error(path, "no such config file")
-        )
-    try:
-        document = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise _error(path, f"invalid TOML: {exc}") from None
-    files.append(path)
-    includes = document.pop("include", [])
-    if isinstance(includes, str):
-        includes = [includes]
-    if not isinstance(includes, list) or not all(isinstance(i, str) for i in includes):
-        raise _error(path, "must be a file name or a list of file names", key="include")
-    merged: dict[str, Any] = {}
-    for include in includes:
-        included = _read_with_includes(_absolute(path.parent / include), files, origins, (*stack, path))
-        merged = _merge(merged, included)
-    own_bots = document.get("bots", [])
-    origins.extend([path] * (len(own_bots) if isinstance(own_bots, list) else 0))
-    return _merge(merged, document)
-
-
-def _absolute(path: Path) -> Path:
-    """Absolute and normalized, but symlinks kept: a reloader must watch the link's directory
-    (Kubernetes swaps ConfigMap symlinks), not the directory of today's target."""
-    return Path(os.path.abspath(path))
-
-
-def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """Tables merge key by key (the including file wins); ``bots`` lists are concatenated."""
-    result = dict(base)
-    for key, value in override.items():
-        if key == "bots" and isinstance(value, list) and isinstance(result.get(key), list):
-            result[key] = [*result[key], *value]
-        elif isinstance(value, dict) and isinstance(result.get(key), dict):
-            result[key] = _merge(result[key], value)
+def _overlay(files: dict[str, Any], env: dict[str, Any]) -> dict[str, Any]:
+    """The environment over the files: tables merge key by key; anything else (``bots`` too) is
+    replaced."""
+    result = dict(files)
+    for key, value in env.items():
+        if isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = _overlay(result[key], value)
         else:
             result[key] = value
     return result
 
 
-def _describe(error: Any, path: Path, raw_bots: Any, origins: list[Path]) -> Finding:
+_MAX_SHOWN = 200  # characters of a key, bot id or message shown in one problem line
+
+
+def _describe(
+    error: Any, path: Path, raw_bots: Any, origins: list[Path], variable: str | None = None
+) -> Finding:
     """One pydantic error as a finding: the file that declared the entry, the bot id (or, for an
-    entry without a usable id, a key starting with ``bots[i].``), the key path and the message."""
+    entry without a usable id, a key starting with ``bots[i].``), the key path and the message
+    (``(from VARIABLE)`` appended when the value came from the environment)."""
     loc = list(error["loc"])
     file, bot_id, prefix = path, None, ""
     if len(loc) >= 2 and loc[0] == "bots" and isinstance(loc[1], int):
@@ -288,7 +261,7 @@ def _describe(error: Any, path: Path, raw_bots: Any, origins: list[Path]) -> Fin
         bot = raw_bots[index] if isinstance(raw_bots, list) and index < len(raw_bots) else {}
         raw_id = bot.get("id") if isinstance(bot, dict) else None
         if isinstance(raw_id, str) and raw_id:
-            bot_id = raw_id
+            bot_id = _short(raw_id)
         else:
             prefix = f"bots[{index}]."
         file = origins[index] if index < len(origins) else path
@@ -297,7 +270,9 @@ def _describe(error: Any, path: Path, raw_bots: Any, origins: list[Path]) -> Fin
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         message = "unknown key (see docs/configuration.md)"
-    return Finding("error", str(file), bot_id, prefix + (key or "<root>"), message)
+    if variable is not None:
+        message = f"{message} (from {variable})"
+    return Finding("error", str(file), bot_id, _short(prefix + key) or "<root>", _short(message))
 
 
 def _salvage(data: dict[str, Any], path: Path, files: tuple[Path, ...], origins: list[Path]) -> LoadedConfig:
@@ -337,6 +312,12 @@ def _salvage_bot(raw: object) -> BotConfig | None:
         return None
     as_written = {key: raw[key] for key in _PATTERNS if key in invalid and isinstance(raw[key], list)}
     return bot.model_copy(update=as_written)
+
+
+def _short(text: str) -> str:
+    """One line, at most ``_MAX_SHOWN`` characters: a hostile key or value must not flood a log."""
+    text = " ".join(text.split()) if "\n" in text or "\r" in text else text
+    return text if len(text) <= _MAX_SHOWN else text[: _MAX_SHOWN - 3] + "..."
 
 
 def _drop_none(value: Any) -> Any:

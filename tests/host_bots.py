@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -131,3 +132,13 @@ class FileRecorder(Bot):
 
     async def stop(self) -> None:
         self._file.close()
+
+
+#: Released by tests that make a plugin module hang at import (``import_hangs`` below), so the
+#: import thread left behind ends with the test.
+IMPORT_GATE = threading.Event()
+
+
+def import_hangs(seconds: float = 30.0) -> None:
+    """Called at module level by a test plugin: blocks its import until IMPORT_GATE is set."""
+    IMPORT_GATE.wait(seconds)

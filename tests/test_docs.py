@@ -57,3 +57,26 @@ def test_every_config_key_is_documented(key: str) -> None:
     leaf = key.rsplit(".", 1)[-1].removesuffix("[]")
     spelled = [f"`{leaf}`", f"`{key}`", f"[{key}]", f"[[{key}]]"]
     assert any(form in text for form in spelled), key
+
+
+def test_the_loader_limits_are_documented() -> None:
+    from citarion_host.settings_files import MAX_DEPTH, MAX_FILE_BYTES, MAX_INCLUDE_DEPTH
+
+    limits = (DOCS / "configuration.md").read_text().split("## Limits", 1)[1].split("\n## ", 1)[0]
+    assert f"| {MAX_FILE_BYTES // 1024 // 1024} MiB |" in limits
+    assert f"| {MAX_DEPTH} levels |" in limits
+    assert f"| {MAX_INCLUDE_DEPTH} files |" in limits
+
+
+def test_the_reload_refusals_and_the_trust_model_are_documented() -> None:
+    reload = (DOCS / "reload.md").read_text()
+    for key in ("reload_debounce_s", "reload_max_removed_share", "plugin_import_timeout_s"):
+        assert f"`{key}`" in reload or "reload_debounce_s`" in reload, key
+    security = (DOCS / "security.md").read_text()
+    for topic in (
+        "## Trust model",
+        "citarion-host check` imports and runs plugin code",
+        "## Secrets",
+        "## Wolf",
+    ):
+        assert topic in security, topic

@@ -239,12 +239,12 @@ def test_include_paths_are_relative_to_the_including_file(
     assert [bot.id for bot in load_config("configs/dev.toml").config.bots] == ["b"]
 
 
-def test_a_file_included_twice_is_read_twice(tmp_path: Path) -> None:
-    _write(tmp_path / "common.toml", BOT.format(id="c"))
-    _write(tmp_path / "a.toml", 'include = "common.toml"\n')
+def test_a_file_included_twice_is_refused_naming_both_includers(tmp_path: Path) -> None:
+    common = _write(tmp_path / "common.toml", BOT.format(id="c"))
+    a = _write(tmp_path / "a.toml", 'include = "common.toml"\n')
     path = _write(tmp_path / "main.toml", 'include = ["a.toml", "common.toml"]\n')
-    # not a cycle (no file includes itself), so the bot is declared twice: `check` reports the duplicate
-    assert [bot.id for bot in load_config(path).config.bots] == ["c", "c"]
+    # read once, not twice: the bot would be declared twice, and a diamond of includes read 2^n times
+    assert _problems(path) == [f"{path}: include {common}: already included by {a} (include each file once)"]
 
 
 # --- config show ---------------------------------------------------------------------------------

@@ -39,7 +39,7 @@ from ..payloads import ConnectionStatus
 from ..topics import TopicError, matches
 from .base import BUS_SOURCE, Capabilities, EventBus
 from .config import NatsSettings
-from .nats_connect import close_connection, connection_options, server_url, sync_with_server
+from .nats_connect import close_connection, connect, server_url, sync_with_server
 from .nats_consumer import AckingHandler, CoreFeed, Feed, StreamFeed
 from .nats_dispatch import MalformedReporter
 from .nats_publish import JetStreamPublisher, Outgoing
@@ -103,21 +103,16 @@ class NatsBus(EventBus):
 
     async def _start(self) -> None:
         settings = self.settings
-        options = connection_options(
+        # Bounded (nats-py retries a first connection forever), failing fast on refused credentials,
+        # with one BusError naming the servers (credentials masked) and the cause.
+        await connect(
+            self.nc,
             settings,
             disconnected_cb=self._on_disconnected,
             reconnected_cb=self._on_reconnected,
             closed_cb=self._on_closed,
             error_cb=self._on_error,
         )
-        # nats-py retries the first connection forever with max_reconnect_attempts = -1: bound it.
-        budget = settings.connect_timeout_s * len(settings.servers) + settings.reconnect_wait_s * 2 + 1.0
-        try:
-            async with asyncio.timeout(budget):
-                await self.nc.connect(**options)
-        except (TimeoutError, OSError, NatsError) as exc:
-            await self.nc.close()
-            raise BusError(f"cannot connect to NATS at {', '.join(settings.servers)}: {exc!r}") from exc
         self.connection_state = "connected"
         self._wire = Wire.for_client(self.nc, lean=settings.lean_wire)
         self._send_gate.set()

@@ -1,12 +1,17 @@
 """Connection options for nats-py from :class:`~citarion_host.bus.config.NatsSettings`.
 
 Shared by the bus and by :func:`citarion_host.replay.replay`, so credentials, TLS and the reconnect
-policy are read from the settings in one place.
+policy are read from the settings in one place, and so is the first connection (:func:`connect`):
+bounded in time, and failing with one line that names the servers (credentials masked) and the
+cause. nats-py alone retries a refused connection for about two minutes, reports a wrong password
+as a bare ``TimeoutError`` once a caller's timeout hits, and logs each failed attempt with a
+traceback.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import socket
@@ -16,14 +21,20 @@ from typing import Any
 
 from nats.aio.client import Client, Server
 from nats.aio.msg import Msg
+from nats.errors import AuthorizationError
 
+from ..errors import BusError
+from ..redact import mask_text
 from .config import NatsSettings
 
 __all__ = [
     "auth_options",
     "backoff",
     "close_connection",
+    "connect",
+    "connect_budget",
     "connection_options",
+    "describe_connect_error",
     "server_url",
     "sync_with_server",
 ]
@@ -58,6 +69,71 @@ def connection_options(settings: NatsSettings, **callbacks: Any) -> dict[str, An
         **auth_options(settings),
         **callbacks,
     }
+
+
+def connect_budget(settings: NatsSettings) -> float:
+    """How long a first connection may take: one connect timeout per server, two reconnect waits
+    and a second of slack. Beyond it the servers are taken as unreachable."""
+    return settings.connect_timeout_s * len(settings.servers) + settings.reconnect_wait_s * 2 + 1.0
+
+
+async def connect(nc: Client, settings: NatsSettings, **options: Any) -> None:
+    """Connect ``nc`` (``options`` as for :func:`connection_options`) within :func:`connect_budget`.
+
+    Fails fast when a server refuses the credentials (nats-py would retry them until the budget is
+    spent). On failure ``nc`` is closed and :class:`~citarion_host.errors.BusError` says which
+    servers (credentials masked) and why: the last attempt's error, not the timeout.
+    """
+    budget = connect_budget(settings)
+    refused = asyncio.Event()
+    connecting = True
+    user_error_cb = options.pop("error_cb", None)
+
+    async def on_error(error: Exception) -> None:
+        if connecting and _is_auth_error(error):
+            refused.set()
+        if user_error_cb is not None:
+            await user_error_cb(error)
+        else:
+            log.debug("NATS connection error", extra={"error": mask_text(repr(error))})
+
+    attempt = asyncio.ensure_future(nc.connect(**connection_options(settings, error_cb=on_error, **options)))
+    gave_up = asyncio.ensure_future(refused.wait())
+    try:
+        done, _ = await asyncio.wait({attempt, gave_up}, timeout=budget, return_when=asyncio.FIRST_COMPLETED)
+        if attempt in done:
+            attempt.result()  # raises what nats-py raised
+            return
+        attempt.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await attempt
+        raise TimeoutError(f"no connection within {budget:g}s")
+    except Exception as exc:  # any failure to connect, from socket errors to a malformed URL
+        cause = nc.last_error or exc
+        with contextlib.suppress(Exception):
+            await nc.close()
+        raise BusError(describe_connect_error(settings.servers, cause, budget)) from None
+    finally:
+        connecting = False
+        gave_up.cancel()
+
+
+def describe_connect_error(servers: list[str], cause: BaseException, budget: float) -> str:
+    """``cannot connect to NATS at <servers, masked>: <why>``, one line."""
+    where = mask_text(", ".join(servers))
+    if _is_auth_error(cause):
+        why = "authorization violation: the server refused the credentials (user/password, token,"
+        why += " creds_file or nkeys_seed)"
+    elif isinstance(cause, TimeoutError):
+        why = f"no answer within {budget:g}s (is a NATS server listening there?)"
+    else:
+        why = f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__
+    return mask_text(" ".join(f"cannot connect to NATS at {where}: {why}".split()))
+
+
+def _is_auth_error(error: BaseException) -> bool:
+    text = str(error).lower()
+    return isinstance(error, AuthorizationError) or "authorization violation" in text
 
 
 def backoff(settings: NatsSettings) -> Callable[[list[Server], dict[str, Any]], tuple[Server | None, float]]:

@@ -11,9 +11,25 @@ Channels, each optional:
 * console: the bot's logger (``console = "log"``, level by severity) or stdout lines;
 * ``jsonl_path``: one JSON object per line, appended (an audit trail a script can read back);
 * ``webhook_url``: HTTP POST of the JSON record, by a background worker so a slow or failing
-  endpoint never delays the other channels. Failures (connection errors, HTTP >= 400) are retried
-  ``webhook_retries`` times with exponential backoff (``webhook_backoff_s`` x 2^attempt). The POST
-  uses stdlib ``urllib`` in a worker thread (``asyncio.to_thread``).
+  endpoint never delays the other channels. Failures (connection errors, timeouts, HTTP >= 400, a
+  refused redirect) are retried ``webhook_retries`` times with exponential backoff
+  (``webhook_backoff_s`` x 2^attempt).
+
+The webhook goes through httpx (async, no thread per request) with rules a URL from a config must
+not be able to bend (docs/security.md):
+
+* ``http://`` and ``https://`` only, checked with the params (``file://``, ``ftp://``... are config
+  errors), and again for every redirect;
+* explicit timeouts: connect, read, write and pool each ``webhook_timeout_s``, and the whole attempt
+  too (a server trickling bytes cannot hold it);
+* redirects are not followed blindly: only 307/308 (which keep the POST and its body) to the same
+  host, at most ``_MAX_REDIRECTS``, never from https down to http. A 302 to an internal address
+  is a failed attempt, not a request to that address;
+* logs name the endpoint by its origin (``https://hooks.example.com``) only: user info, path and
+  query of a webhook URL are often the secret;
+* at ``stop()`` the alerts still queued are sent within ``drain_timeout_s``; those that could not
+  be are counted (``webhookDropped``) and logged, never dropped silently. The host cancels a bot's
+  background tasks before calling ``stop()``, so ``stop()`` delivers what is left itself.
 
 After an alert's channels are done WLF publishes ``system.alert.delivered`` (dict: key, kind,
 severity, message, eventId, channels, failed). It reads ``system.>`` too, so it skips events whose
@@ -27,18 +43,18 @@ import contextlib
 import json
 import logging
 import sys
-import urllib.error
-import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+import httpx
+from pydantic import Field, field_validator
 
 from citarion_host.bot import Bot
 from citarion_host.events import Event
 from citarion_host.hookspecs import hookimpl
 from citarion_host.payloads import BotLifecycle, DeadLetter, HandlerFailure, Order, RiskAlert
+from citarion_host.redact import mask_text, url_origin
 from citarion_host.topics import matches
 
 from .common import StrictParams
@@ -57,6 +73,13 @@ DEFAULT_PATTERNS = [
     "system.handler.failed",
     "system.deadletter.>",
 ]
+_SCHEMES = ("http", "https")
+#: Same-host 307/308 redirects followed per attempt.
+_MAX_REDIRECTS = 3
+
+
+class WebhookError(Exception):
+    """One webhook attempt failed for a reason of ours (status, redirect); retried like the others."""
 
 
 class WolfParams(StrictParams):
@@ -69,7 +92,29 @@ class WolfParams(StrictParams):
     webhook_timeout_s: float = Field(default=5.0, gt=0)
     webhook_retries: int = Field(default=3, ge=0)
     webhook_backoff_s: float = Field(default=0.5, ge=0)
-    drain_timeout_s: float = Field(default=10.0, ge=0)
+    #: Below the host's default drain_timeout_s (10 s), which bounds the whole stop(): the count of
+    #: dropped alerts must be taken before the host gives up on the bot.
+    drain_timeout_s: float = Field(default=5.0, ge=0)
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _http_only(cls, url: str | None) -> str | None:
+        if url is not None:
+            try:
+                parsed = httpx.URL(url)
+            except (httpx.InvalidURL, TypeError, ValueError):
+                raise ValueError("not a valid URL") from None
+            _check_url(parsed)
+        return url
+
+
+def _check_url(url: httpx.URL) -> None:
+    """Raise ValueError unless ``url`` is http(s) with a host (the message never shows the URL)."""
+    if url.scheme not in _SCHEMES:
+        given = f"{url.scheme}://" if url.scheme else "a path"
+        raise ValueError(f"must be an http:// or https:// URL, not {given}")
+    if not url.host:
+        raise ValueError("must name a host")
 
 
 def alert_record(event: Event) -> dict[str, Any]:
@@ -132,24 +177,71 @@ class WolfBot(Bot):
         self.counts: Counter[str] = Counter()
         self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._worker: asyncio.Task[Any] | None = None
+        self._current: dict[str, Any] | None = None  # the item being sent (re-sent at stop if cut)
+        self._client: httpx.AsyncClient | None = None
 
     async def start(self) -> None:
         self._ensure_worker()
 
     def _ensure_worker(self) -> None:
         if self.params.webhook_url and self._worker is None:
+            # httpx logs every request's full URL at INFO; a webhook's path and query are often
+            # the secret (a Slack-style URL), so its logger is held at WARNING.
+            logging.getLogger("httpx").setLevel(max(logging.getLogger("httpx").level, logging.WARNING))
+            timeout = self.params.webhook_timeout_s
+            self._client = httpx.AsyncClient(
+                timeout=httpx.Timeout(connect=timeout, read=timeout, write=timeout, pool=timeout),
+                follow_redirects=False,  # decided per response in _post, see the module docstring
+                headers={"Content-Type": "application/json", "User-Agent": "citarion-wolf"},
+            )
             self._worker = self.ctx.spawn(self._webhook_worker(), "webhook")
 
     async def stop(self) -> None:
-        if self._worker is None:
+        """Deliver what is queued within ``drain_timeout_s``; count and log what could not be."""
+        worker, self._worker = self._worker, None
+        if worker is None:
             return
-        with contextlib.suppress(TimeoutError):
+        try:
             async with asyncio.timeout(self.params.drain_timeout_s):
-                await self._queue.join()
-        self._worker.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._worker
-        self._worker = None
+                if worker.done() or worker.cancelling():  # the host cancels it before calling stop()
+                    await asyncio.wait({worker})  # let it wind down; what it was sending is kept
+                    await self._flush()
+                else:
+                    await self._queue.join()  # the worker is still at it
+        except TimeoutError:
+            pass
+        finally:
+            worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await worker
+            self._count_dropped()
+            if self._client is not None:
+                client, self._client = self._client, None
+                with contextlib.suppress(Exception):
+                    await client.aclose()
+
+    async def _flush(self) -> None:
+        while self._current is not None or not self._queue.empty():
+            if self._current is None:
+                self._current = self._queue.get_nowait()
+                self._queue.task_done()
+            await self._send(self._current)
+            self._current = None
+
+    def _count_dropped(self) -> None:
+        dropped = self._queue.qsize() + (self._current is not None)
+        self._current = None
+        while not self._queue.empty():
+            self._queue.get_nowait()
+            self._queue.task_done()
+        if dropped:
+            self.counts["webhook_dropped"] += dropped
+            self.ctx.log.warning(
+                "webhook: %d alert(s) not delivered within drain_timeout_s=%gs at stop: dropped",
+                dropped,
+                self.params.drain_timeout_s,
+                extra={"endpoint": url_origin(self.params.webhook_url or ""), "dropped": dropped},
+            )
 
     async def handle(self, event: Event) -> None:
         if event.source == self.ctx.code or not any(matches(p, event.topic) for p in self.params.patterns):
@@ -194,33 +286,73 @@ class WolfBot(Bot):
 
     async def _webhook_worker(self) -> None:
         while True:
-            item = await self._queue.get()
+            self._current = await self._queue.get()
             try:
-                ok = await self._post_with_retry(item["record"])
-                channels = item["channels"] + (["webhook"] if ok else [])
-                await self._delivered(item["record"], channels, [] if ok else ["webhook"])
-            except Exception:
-                self.ctx.log.exception("webhook delivery crashed")
-            finally:
+                await self._send(self._current)
+            except asyncio.CancelledError:
                 self._queue.task_done()
+                raise  # cancelled mid-send: _current stays, and stop() sends it again
+            self._current = None
+            self._queue.task_done()
+
+    async def _send(self, item: dict[str, Any]) -> None:
+        try:
+            ok = await self._post_with_retry(item["record"])
+            channels = item["channels"] + (["webhook"] if ok else [])
+            await self._delivered(item["record"], channels, [] if ok else ["webhook"])
+        except Exception as exc:  # one line, no traceback: it could carry the URL
+            self.ctx.log.error("webhook delivery failed: %s", _describe(exc, self.params.webhook_url or ""))
 
     async def _post_with_retry(self, record: dict[str, Any]) -> bool:
         url, p = self.params.webhook_url or "", self.params
+        endpoint = url_origin(url)
         body = json.dumps(record, sort_keys=True, default=str).encode()
         for attempt in range(p.webhook_retries + 1):
             try:
-                await asyncio.to_thread(_post, url, body, p.webhook_timeout_s)
+                async with asyncio.timeout(p.webhook_timeout_s):  # the whole attempt, redirects included
+                    await self._post(url, body)
                 self.counts["webhook_ok"] += 1
                 return True
-            except (OSError, ValueError) as exc:
+            except (httpx.HTTPError, WebhookError, TimeoutError, OSError, ValueError) as exc:
                 self.counts["webhook_errors"] += 1
                 self.ctx.log.warning(
-                    "webhook attempt %d/%d failed: %s", attempt + 1, p.webhook_retries + 1, exc
+                    "webhook attempt %d/%d to %s failed: %s",
+                    attempt + 1,
+                    p.webhook_retries + 1,
+                    endpoint,
+                    _describe(exc, url),
                 )
                 if attempt < p.webhook_retries:
                     await asyncio.sleep(p.webhook_backoff_s * 2**attempt)
-        self.ctx.log.error("webhook gave up on alert %s", record["key"])
+        self.ctx.log.error("webhook to %s gave up on alert %s", endpoint, record["key"])
         return False
+
+    async def _post(self, url: str, body: bytes) -> None:
+        """One POST, following at most ``_MAX_REDIRECTS`` same-host 307/308 redirects."""
+        if self._client is None:
+            raise WebhookError("the bot is stopped")
+        target = httpx.URL(url)
+        for _ in range(_MAX_REDIRECTS + 1):
+            response = await self._client.post(target, content=body)
+            await response.aclose()
+            if not response.is_redirect:
+                if response.status_code >= 400:
+                    raise WebhookError(f"HTTP {response.status_code} {response.reason_phrase}")
+                return
+            location = response.headers.get("location", "")
+            if response.status_code not in (307, 308) or not location:
+                raise WebhookError(
+                    f"HTTP {response.status_code} redirect not followed (only same-host 307/308 are)"
+                )
+            next_url = target.join(location)
+            _check_url(next_url)
+            if next_url.host != target.host or (target.scheme == "https" and next_url.scheme != "https"):
+                raise WebhookError(
+                    f"HTTP {response.status_code} redirect to {url_origin(str(next_url))} refused"
+                    " (another host, or https to http)"
+                )
+            target = next_url
+        raise WebhookError(f"more than {_MAX_REDIRECTS} redirects")
 
     async def _delivered(self, record: dict[str, Any], channels: list[str], failed: list[str]) -> None:
         self.counts["delivered"] += 1
@@ -234,24 +366,17 @@ class WolfBot(Bot):
             "suppressed": self.counts["suppressed"],
             "webhookOk": self.counts["webhook_ok"],
             "webhookErrors": self.counts["webhook_errors"],
+            "webhookDropped": self.counts["webhook_dropped"],
         }
 
 
-def _post(url: str, body: bytes, timeout: float) -> int:
-    """One blocking POST (runs in a worker thread). HTTP >= 400 raises, so it is retried."""
-    request = urllib.request.Request(
-        url,
-        data=body,
-        method="POST",
-        headers={"Content-Type": "application/json", "User-Agent": "citarion-wolf"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            status: int = response.status
-            return status
-    except urllib.error.HTTPError as exc:
-        exc.close()  # release the error response's socket now, not at garbage collection
-        raise OSError(f"HTTP {exc.code} {exc.reason}") from None
+def _describe(error: BaseException, url: str) -> str:
+    """``Type: message`` in one line, the webhook URL replaced by its origin, credentials masked."""
+    text = str(error) or type(error).__name__
+    if url:
+        text = text.replace(url, url_origin(url))
+    text = " ".join(mask_text(text).split())
+    return f"{type(error).__name__}: {text}" if not isinstance(error, WebhookError) else text
 
 
 @hookimpl
