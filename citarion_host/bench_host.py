@@ -10,7 +10,6 @@ context, as a data feed does. When the host's publish path changes, these figure
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from .bench import SIGNAL, TOPIC, BenchError, Figures, paced, throughput
+from .bench import SIGNAL, TOPIC, BenchError, Figures, Stopwatch, paced
 from .bot import Bot
 from .host import Host
 from .plugins import Plugins
@@ -49,10 +48,10 @@ class BenchPublisher(Bot):
 
     async def _burst(self, count: int) -> Figures:
         publish, topic = self.ctx.publish, self.params.topic
-        start = time.perf_counter()
+        watch = Stopwatch()
         for _ in range(count):
             await publish(topic, SIGNAL)
-        return throughput(count, time.perf_counter() - start)
+        return watch.figures(count)
 
     async def paced(self, count: int, rate: float) -> Figures:
         """Publish ``count`` events at ``rate``/s from a spawned task, stamping each send in ``sent``."""

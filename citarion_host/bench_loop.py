@@ -55,6 +55,7 @@ async def _one_loop(
         await drop_stream(url, stream)
     return {
         "core_events_per_s": core["events_per_s"],
+        "core_cpu_us": core["cpu_us_per_event"],
         "core_bus_p50_us": bus_p50,
         "core_raw_p50_us": raw_p50,
         "demo_memory_events_per_s": memory["events_per_s"],

@@ -13,9 +13,8 @@
 from __future__ import annotations
 
 import itertools
-import time
 
-from .bench import SIGNAL, TOPIC, Counter, Figures, Table, median_figures, ratio, rounds, throughput
+from .bench import SIGNAL, TOPIC, Counter, Figures, Stopwatch, Table, median_figures, ratio, rounds
 from .bench_host import bench_host
 from .bus import MemoryBus
 from .events import Event, make_event
@@ -46,10 +45,10 @@ async def _direct(count: int) -> Figures:
         received += 1
 
     build = make_event
-    start = time.perf_counter()
+    watch = Stopwatch()
     for _ in range(count):
         await handler(build(TOPIC, SIGNAL, source="GRD"))
-    return throughput(count, time.perf_counter() - start)
+    return watch.figures(count)
 
 
 async def _bus(count: int) -> Figures:
@@ -61,11 +60,11 @@ async def _bus(count: int) -> Figures:
 
         await bus.subscribe("trading.signal.>", handler)
         build, publish = make_event, bus.publish
-        start = time.perf_counter()
+        watch = Stopwatch()
         for _ in range(count):
             await publish(build(TOPIC, SIGNAL, source="GRD"))
         await counter.wait("memory bus one-to-one")
-        return throughput(count, time.perf_counter() - start)
+        return watch.figures(count)
 
 
 async def _bot(count: int) -> Figures:
@@ -76,10 +75,10 @@ async def _bot(count: int) -> Figures:
             counter.note()
 
         await host.bus.subscribe("trading.signal.>", handler)
-        start = time.perf_counter()
+        watch = Stopwatch()
         await bot.burst(count)
         await counter.wait("memory bot one-to-one")
-        return throughput(count, time.perf_counter() - start)
+        return watch.figures(count)
 
 
 async def _fan_direct(count: int) -> Figures:
@@ -91,12 +90,12 @@ async def _fan_direct(count: int) -> Figures:
 
     handlers = [handler] * len(_FAN_PATTERNS)
     build, topic = make_event, f"{TOPIC}.fixed"
-    start = time.perf_counter()
+    watch = Stopwatch()
     for _ in range(count):
         event = build(topic, SIGNAL, source="GRD")
         for call in handlers:
             await call(event)
-    return _fan_figures(count, time.perf_counter() - start)
+    return _fan_figures(count, watch)
 
 
 async def _fan_bus(count: int, *, fresh: bool, serial: itertools.count[int]) -> Figures:
@@ -117,15 +116,16 @@ async def _fan_bus(count: int, *, fresh: bool, serial: itertools.count[int]) -> 
         # shared by every round.
         topics = [f"{TOPIC}.t{next(serial)}" for _ in range(count)] if fresh else [f"{TOPIC}.fixed"] * count
         build, publish = make_event, bus.publish
-        start = time.perf_counter()
+        watch = Stopwatch()
         for topic in topics:
             await publish(build(topic, SIGNAL, source="GRD"))
         await counter.wait("memory bus fan-out")
-        return _fan_figures(count, time.perf_counter() - start)
+        return _fan_figures(count, watch)
 
 
-def _fan_figures(count: int, seconds: float) -> Figures:
-    return {**throughput(count, seconds), "deliveries_per_s": count * len(_FAN_PATTERNS) / seconds}
+def _fan_figures(count: int, watch: Stopwatch) -> Figures:
+    figures = watch.figures(count)
+    return {**figures, "deliveries_per_s": figures["events_per_s"] * len(_FAN_PATTERNS)}
 
 
 async def run_memory(count: int = 200_000, fanout_count: int = 50_000, rounds_: int = 3) -> list[Table]:
@@ -143,7 +143,7 @@ async def run_memory(count: int = 200_000, fanout_count: int = 50_000, rounds_: 
         "memory: one-to-one, typed events built on both sides",
         "make_event + handler: awaited directly (baseline) / through the memory bus / from a bot's"
         " ctx.publish (real host)",
-        ["events_per_s", "us_per_event", "spread_pct"],
+        ["events_per_s", "us_per_event", "cpu_us_per_event", "spread_pct"],
         [{"name": name, **median_figures(results)} for name, results in one.items()],
     )
     bus_rate = one_table.row("bus.publish -> subscriber")["events_per_s"]
@@ -170,7 +170,7 @@ async def run_memory(count: int = 200_000, fanout_count: int = 50_000, rounds_: 
         f" {len(_FAN_PATTERNS) + _NOISE} patterns",
         "one make_event per event, then each of the 10 handlers: awaited directly / through the bus on"
         " one topic (cached route) / on a new topic per event (route looked up every time)",
-        ["events_per_s", "deliveries_per_s", "us_per_event", "spread_pct"],
+        ["events_per_s", "deliveries_per_s", "us_per_event", "cpu_us_per_event", "spread_pct"],
         [{"name": name, **median_figures(results)} for name, results in fan.items()],
     )
     repeated = fan_table.row("bus, repeated topic")["events_per_s"]

@@ -43,11 +43,11 @@ from .bench import (
     BenchError,
     Counter,
     Figures,
+    Stopwatch,
     Table,
     median_figures,
     ratio,
     rounds,
-    throughput,
 )
 from .bench_host import bench_host
 from .bus import MemoryBus
@@ -170,11 +170,11 @@ def _noting(counter: Counter) -> Callable[[Event], Awaitable[None]]:
 async def _core_round(url: str, factory: PathFactory, count: int) -> Figures:
     counter = Counter(count)
     async with factory(url, counter) as send:
-        start = time.perf_counter()
+        watch = Stopwatch()
         for _ in range(count):
             await send()
         await counter.wait(f"core NATS {factory.__name__}")
-        return throughput(count, time.perf_counter() - start)
+        return watch.figures(count)
 
 
 async def run_core(url: str, count: int = 100_000, rounds_: int = 3) -> list[Table]:
@@ -188,7 +188,7 @@ async def run_core(url: str, count: int = 100_000, rounds_: int = 3) -> list[Tab
         "core NATS: one publisher, one subscriber, one process",
         "bus (build+encode+publish, decode+dispatch) vs raw nats-py doing the same codec work vs raw"
         " nats-py moving pre-encoded bytes (the floor, not like for like)",
-        ["events_per_s", "us_per_event", "spread_pct"],
+        ["events_per_s", "us_per_event", "cpu_us_per_event", "spread_pct"],
         [{"name": name, **median_figures(r)} for name, r in results.items()],
     )
     bus = table.row("bus (typed events)")
@@ -264,11 +264,11 @@ async def _flush(bus: Any) -> None:
 async def _js_bot(url: str, stream: str, count: int) -> Figures:
     backend = {"type": "nats", "nats": jetstream_settings(url, stream).model_dump()}
     async with bench_host(backend) as (host, bot), _stored(url, stream) as wait_stored:
-        start = time.perf_counter()
+        watch = Stopwatch()
         await bot.burst(count)
         await _flush(host.bus)
         await wait_stored(count)
-        return throughput(count, time.perf_counter() - start)
+        return watch.figures(count)
 
 
 async def _js_raw(
@@ -280,7 +280,7 @@ async def _js_raw(
         js = nc.jetstream(publish_async_max_pending=_ASYNC_WINDOW)
         data = catalog.encode(make_event(TOPIC, SIGNAL, source="GRD"))
         async with _stored(url, stream) as wait_stored:
-            start = time.perf_counter()
+            watch = Stopwatch()
             if pipelined:
                 for _ in range(count):
                     await js.publish_async(TOPIC, data, headers={"Nats-Msg-Id": f"raw-{next(ids)}"})
@@ -289,7 +289,7 @@ async def _js_raw(
                 for _ in range(count):
                     await js.publish(TOPIC, data, headers={"Nats-Msg-Id": f"raw-{next(ids)}"})
             await wait_stored(count)
-            return throughput(count, time.perf_counter() - start)
+            return watch.figures(count)
     finally:
         await nc.close()
 
@@ -297,10 +297,10 @@ async def _js_raw(
 async def _js_batch_bus(url: str, stream: str, count: int) -> Figures:
     async with NatsBus(jetstream_settings(url, stream)) as bus, _stored(url, stream) as wait_stored:
         events = [make_event(TOPIC, SIGNAL, source="GRD") for _ in range(count)]
-        start = time.perf_counter()
+        watch = Stopwatch()
         await bus.publish_many(events)
         await wait_stored(count)
-        return throughput(count, time.perf_counter() - start)
+        return watch.figures(count)
 
 
 async def _js_batch_raw(url: str, stream: str, count: int) -> Figures:
@@ -311,14 +311,14 @@ async def _js_batch_raw(url: str, stream: str, count: int) -> Figures:
         events = [make_event(TOPIC, SIGNAL, source="GRD") for _ in range(count)]
         encode = catalog.encode
         async with _stored(url, stream) as wait_stored:
-            start = time.perf_counter()
+            watch = Stopwatch()
             futures = [
                 await js.publish_async(event.topic, encode(event), headers={"Nats-Msg-Id": event.id})
                 for event in events
             ]
             await asyncio.gather(*futures)  # every ack (an error raises)
             await wait_stored(count)
-            return throughput(count, time.perf_counter() - start)
+            return watch.figures(count)
     finally:
         await nc.close()
 
@@ -359,7 +359,7 @@ async def run_jetstream(url: str, count: int = 10_000, rounds_: int = 3) -> list
         "JetStream: per-event publish, stored (file storage)",
         "one publish call per event until the server holds them all: a bot's ctx.publish (builds and"
         " encodes each event) vs raw nats-py sending the same pre-encoded bytes",
-        ["events_per_s", "us_per_event", "spread_pct"],
+        ["events_per_s", "us_per_event", "cpu_us_per_event", "spread_pct"],
         [{"name": name, **median_figures(r)} for name, r in per_event.items()],
     )
     bot = one.row("bot ctx.publish (host)")["events_per_s"]
@@ -381,7 +381,7 @@ async def run_jetstream(url: str, count: int = 10_000, rounds_: int = 3) -> list
         "JetStream: batch publish, stored (file storage)",
         f"{batch_count:,} pre-built events encoded and stored in one go: bus.publish_many vs raw nats-py"
         " publish_async for each + waiting for every ack",
-        ["events_per_s", "us_per_event", "spread_pct"],
+        ["events_per_s", "us_per_event", "cpu_us_per_event", "spread_pct"],
         [{"name": name, **median_figures(r)} for name, r in batch.items()],
     )
     many.ratios = [

@@ -296,6 +296,7 @@ def _run(args: argparse.Namespace) -> int:
     """Run the host until SIGINT/SIGTERM or until ``[host] stop_on`` completes; print the summary."""
     from pathlib import Path
 
+    from . import loops
     from .app import run_host
     from .errors import CitarionError, ConfigError
     from .settings import load_config
@@ -312,7 +313,9 @@ def _run(args: argparse.Namespace) -> int:
     configure_logging(args.log_level or logging_settings.level, args.log_format or logging_settings.format)
     summary_json = Path(args.summary_json) if getattr(args, "summary_json", None) else None
     try:
-        asyncio.run(run_host(loaded, reload=args.reload, summary_json=summary_json))
+        loops.run(
+            run_host(loaded, reload=args.reload, summary_json=summary_json), loaded.config.host.event_loop
+        )
     except ConfigError as exc:
         _print_problems(exc)
         return 1

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import logging
 from collections.abc import Callable, Coroutine
 from typing import Any, Literal, TypeVar
 
@@ -25,6 +26,7 @@ EventLoopChoice = Literal["auto", "asyncio", "uvloop"]
 EVENT_LOOPS: tuple[EventLoopChoice, ...] = ("auto", "asyncio", "uvloop")
 LoopFactory = Callable[[], asyncio.AbstractEventLoop]
 T = TypeVar("T")
+log = logging.getLogger("citarion_host.loops")
 
 
 def loop_factory(choice: EventLoopChoice = "auto") -> LoopFactory | None:
@@ -52,8 +54,18 @@ def loop_factory(choice: EventLoopChoice = "auto") -> LoopFactory | None:
 
 def run(coro: Coroutine[Any, Any, T], choice: EventLoopChoice = "auto") -> T:
     """``asyncio.run(coro)`` on the loop ``choice`` names (``asyncio.run`` takes no factory on 3.11)."""
-    with asyncio.Runner(loop_factory=loop_factory(choice)) as runner:
-        return runner.run(coro)
+    try:
+        factory = loop_factory(choice)
+    except ConfigError:
+        coro.close()  # never awaited: say so quietly rather than with a RuntimeWarning
+        raise
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(_announced(coro, choice))
+
+
+async def _announced(coro: Coroutine[Any, Any, T], choice: EventLoopChoice) -> T:
+    log.info("event loop", extra={"event_loop": loop_name(), "choice": choice})
+    return await coro
 
 
 def loop_name(loop: asyncio.AbstractEventLoop | None = None) -> str:

@@ -72,6 +72,8 @@ class HostSettings(_Strict):
     max_restarts: int = Field(default=5, ge=0)
     crash_threshold: int = Field(default=5, ge=1)
     crash_window_s: float = Field(default=10.0, gt=0)
+    #: ``auto``: uvloop when importable, else asyncio's loop (see ``citarion_host.loops``). Read at start.
+    event_loop: Literal["auto", "asyncio", "uvloop"] = "auto"
 
     @field_validator("stop_on")
     @classmethod
