@@ -43,6 +43,7 @@ __all__ = [
     "machine",
     "median_figures",
     "paced",
+    "paired",
     "ratio",
     "rounds",
     "rounds_sync",
@@ -261,6 +262,13 @@ def median_figures(results: list[Figures], main: str = "events_per_s") -> Figure
         merged["spread_pct"] = 100 * (max(values) - min(values)) / middle if middle else 0.0
         merged["rounds"] = [round(v, 1) for v in values]
     return merged
+
+
+def paired(results: Mapping[str, list[Figures]], a: str, b: str, key: str = "events_per_s") -> float:
+    """The median over rounds of ``a / b`` within each round. The two ran back to back, so a slow
+    stretch of the machine hits both sides of a pair; a ratio of medians could pair a fast round of
+    one with a slow round of the other."""
+    return float(statistics.median(x[key] / y[key] for x, y in zip(results[a], results[b], strict=True)))
 
 
 def ratio(name: str, value: float, *, at_least: float | None = None, at_most: float | None = None) -> Ratio:

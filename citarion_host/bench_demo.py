@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .app import run_host
-from .bench import BenchError, Figures, Table, median_figures, ratio, rounds
+from .bench import BenchError, Figures, Table, median_figures, paired, ratio, rounds
 from .bench_nats import drop_stream, jetstream_settings
 from .settings import LoadedConfig, load_config, parse_config
 
@@ -104,11 +104,8 @@ async def run_demo(
         ["events", "events_per_s", "cpu_us_per_event", "server_cpu_us_per_event", "spread_pct"],
         [{"name": name, **median_figures(r)} for name, r in results.items()],
     )
-    memory, jetstream = table.row("memory"), table.row("JetStream")
     table.ratios = [
-        ratio(
-            "JetStream / memory (events/s)", jetstream["events_per_s"] / memory["events_per_s"], at_least=0.5
-        ),
-        ratio("memory CPU us/event", memory["cpu_us_per_event"], at_most=25),
+        ratio("JetStream / memory (events/s)", paired(results, "JetStream", "memory"), at_least=0.5),
+        ratio("memory CPU us/event", table.row("memory")["cpu_us_per_event"], at_most=25),
     ]
     return [table]

@@ -21,11 +21,12 @@ from .bench import (
     latency_figures,
     median_figures,
     paced,
+    paired,
     ratio,
     rounds_sync,
 )
 from .bench_demo import DEMO_CONFIG, demo_round
-from .bench_nats import _core_round, core_bus, core_raw_codec, drop_stream, jetstream_settings
+from .bench_nats import core_bus, core_raw_codec, core_round, drop_stream, jetstream_settings
 
 __all__ = ["run_loops"]
 
@@ -44,7 +45,7 @@ async def _latency_p50(url: str, factory: Any, count: int) -> float:
 async def _one_loop(
     url: str, count: int, latency_events: int, path: Path, stream: str, pid: int | None
 ) -> Figures:
-    core = await _core_round(url, core_bus, count)
+    core = await core_round(url, core_bus, count)
     bus_p50 = await _latency_p50(url, core_bus, latency_events)
     raw_p50 = await _latency_p50(url, core_raw_codec, latency_events)
     memory = await demo_round(path, {"type": "memory"})
@@ -95,10 +96,8 @@ def run_loops(
         [*columns, "spread_pct"],
         [{"name": name, **median_figures(r, main="core_events_per_s")} for name, r in results.items()],
     )
-    default, uv = table.row("asyncio"), table.row("uvloop")
     table.ratios = [
-        ratio(f"uvloop / asyncio: {column}", uv[column] / default[column])
+        ratio(f"uvloop / asyncio: {column}", paired(results, "uvloop", "asyncio", column))
         for column in columns
-        if default[column]
     ]
     return [table]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import itertools
 
-from .bench import SIGNAL, TOPIC, Counter, Figures, Stopwatch, Table, median_figures, ratio, rounds
+from .bench import SIGNAL, TOPIC, Counter, Figures, Stopwatch, Table, median_figures, paired, ratio, rounds
 from .bench_host import bench_host
 from .bus import MemoryBus
 from .events import Event, make_event
@@ -146,14 +146,11 @@ async def run_memory(count: int = 200_000, fanout_count: int = 50_000, rounds_: 
         ["events_per_s", "us_per_event", "cpu_us_per_event", "spread_pct"],
         [{"name": name, **median_figures(results)} for name, results in one.items()],
     )
-    bus_rate = one_table.row("bus.publish -> subscriber")["events_per_s"]
-    base = one_table.row("direct call (baseline)")
+    bus, base, bot = "bus.publish -> subscriber", "direct call (baseline)", "bot ctx.publish -> subscriber"
     one_table.ratios = [
-        ratio("bus / baseline (events/s)", bus_rate / base["events_per_s"]),
-        ratio("bus events/s (thousands)", bus_rate / 1000, at_least=400),
-        ratio(
-            "bot / bus (events/s)", one_table.row("bot ctx.publish -> subscriber")["events_per_s"] / bus_rate
-        ),
+        ratio("bus / baseline (events/s)", paired(one, bus, base)),
+        ratio("bus events/s (thousands)", one_table.row(bus)["events_per_s"] / 1000, at_least=400),
+        ratio("bot / bus (events/s)", paired(one, bot, bus)),
     ]
 
     serial = itertools.count()
@@ -173,14 +170,9 @@ async def run_memory(count: int = 200_000, fanout_count: int = 50_000, rounds_: 
         ["events_per_s", "deliveries_per_s", "us_per_event", "cpu_us_per_event", "spread_pct"],
         [{"name": name, **median_figures(results)} for name, results in fan.items()],
     )
-    repeated = fan_table.row("bus, repeated topic")["events_per_s"]
+    repeated = "bus, repeated topic"
     fan_table.ratios = [
-        ratio(
-            "repeated topic / baseline", repeated / fan_table.row("direct calls (baseline)")["events_per_s"]
-        ),
-        ratio(
-            "fresh topics / repeated topic",
-            fan_table.row("bus, fresh topic per event")["events_per_s"] / repeated,
-        ),
+        ratio("repeated topic / baseline", paired(fan, repeated, "direct calls (baseline)")),
+        ratio("fresh topics / repeated topic", paired(fan, "bus, fresh topic per event", repeated)),
     ]
     return [one_table, fan_table]

@@ -46,6 +46,7 @@ from .bench import (
     Stopwatch,
     Table,
     median_figures,
+    paired,
     ratio,
     rounds,
 )
@@ -60,6 +61,7 @@ __all__ = [
     "core_bus",
     "core_raw_bytes",
     "core_raw_codec",
+    "core_round",
     "drop_stream",
     "jetstream_settings",
     "make_stream",
@@ -167,7 +169,8 @@ def _noting(counter: Counter) -> Callable[[Event], Awaitable[None]]:
 # -- core ------------------------------------------------------------------------------------------
 
 
-async def _core_round(url: str, factory: PathFactory, count: int) -> Figures:
+async def core_round(url: str, factory: PathFactory, count: int) -> Figures:
+    """``count`` events through one core path as fast as it goes, until the last one is handled."""
     counter = Counter(count)
     async with factory(url, counter) as send:
         watch = Stopwatch()
@@ -179,9 +182,9 @@ async def _core_round(url: str, factory: PathFactory, count: int) -> Figures:
 
 async def run_core(url: str, count: int = 100_000, rounds_: int = 3) -> list[Table]:
     """Core NATS throughput: the bus, raw nats-py with the same codec work, raw bytes."""
-    await _core_round(url, core_bus, min(count, 5_000))  # warm-up: caches, allocator, the server
+    await core_round(url, core_bus, min(count, 5_000))  # warm-up: caches, allocator, the server
     results = await rounds(
-        {name: partial(_core_round, url, factory, count) for name, factory in CORE_PATHS.items()},
+        {name: partial(core_round, url, factory, count) for name, factory in CORE_PATHS.items()},
         rounds_,
     )
     table = Table(
@@ -191,15 +194,10 @@ async def run_core(url: str, count: int = 100_000, rounds_: int = 3) -> list[Tab
         ["events_per_s", "us_per_event", "cpu_us_per_event", "spread_pct"],
         [{"name": name, **median_figures(r)} for name, r in results.items()],
     )
-    bus = table.row("bus (typed events)")
+    bus = "bus (typed events)"
     table.ratios = [
-        ratio(
-            "bus / raw nats-py + codec",
-            bus["events_per_s"] / table.row("raw nats-py + codec")["events_per_s"],
-        ),
-        ratio(
-            "bus / raw nats-py bytes", bus["events_per_s"] / table.row("raw nats-py, bytes")["events_per_s"]
-        ),
+        ratio("bus / raw nats-py + codec", paired(results, bus, "raw nats-py + codec")),
+        ratio("bus / raw nats-py bytes", paired(results, bus, "raw nats-py, bytes")),
     ]
     return [table]
 
@@ -362,10 +360,10 @@ async def run_jetstream(url: str, count: int = 10_000, rounds_: int = 3) -> list
         ["events_per_s", "us_per_event", "cpu_us_per_event", "spread_pct"],
         [{"name": name, **median_figures(r)} for name, r in per_event.items()],
     )
-    bot = one.row("bot ctx.publish (host)")["events_per_s"]
+    bot = "bot ctx.publish (host)"
     one.ratios = [
-        ratio("bot / raw publish_async", bot / one.row("raw js.publish_async")["events_per_s"], at_least=0.8),
-        ratio("bot / raw js.publish", bot / one.row("raw js.publish (awaits each ack)")["events_per_s"]),
+        ratio("bot / raw publish_async", paired(per_event, bot, "raw js.publish_async"), at_least=0.8),
+        ratio("bot / raw js.publish", paired(per_event, bot, "raw js.publish (awaits each ack)")),
     ]
     batch_count = count * 2
     batch = await rounds(
@@ -385,10 +383,6 @@ async def run_jetstream(url: str, count: int = 10_000, rounds_: int = 3) -> list
         [{"name": name, **median_figures(r)} for name, r in batch.items()],
     )
     many.ratios = [
-        ratio(
-            "publish_many / raw",
-            many.row("bus.publish_many")["events_per_s"]
-            / many.row("raw publish_async + gather")["events_per_s"],
-        )
+        ratio("publish_many / raw", paired(batch, "bus.publish_many", "raw publish_async + gather"))
     ]
     return [one, many]

@@ -37,7 +37,7 @@ class BenchOptions:
     jetstream_events: int = 10_000  # per-event publishes; the batch case publishes twice as many
     latency_seconds: float = 1.0  # per rate, per path, per round
     rates: tuple[int, ...] = RATES
-    loop: loops.EventLoopChoice = "asyncio"
+    loop: loops.EventLoopChoice = "auto"
     config: Path = field(default_factory=lambda: DEMO_CONFIG)
 
 
@@ -106,7 +106,8 @@ def run_bench(
     unknown = [name for name in cases if name not in CASES]
     if unknown:
         raise ValueError(f"unknown bench case(s) {unknown}; known: {', '.join(CASES)}")
-    result: dict[str, Any] = {"machine": machine(options.loop), "cases": {}}
+    loop = "uvloop" if loops.loop_factory(options.loop) is not None else "asyncio"
+    result: dict[str, Any] = {"machine": machine(loop), "cases": {}}
     server = NatsServer() if any(CASES[name].nats for name in cases) else None
     try:
         if server is not None:

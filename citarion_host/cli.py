@@ -93,8 +93,8 @@ def _add_bench_arguments(bench: argparse.ArgumentParser) -> None:
     bench.add_argument(
         "--loop",
         choices=["auto", "asyncio", "uvloop"],
-        default="asyncio",
-        help="event loop of every case but 'loop' (default: asyncio)",
+        default="auto",
+        help="event loop of every case but 'loop', as [host] event_loop (default: auto, as the host)",
     )
     sizes = bench.add_argument_group("sizes")
     sizes.add_argument(

@@ -22,6 +22,7 @@ from citarion_host.bench import (
     latency_figures,
     median_figures,
     paced,
+    paired,
     ratio,
     rounds,
 )
@@ -84,6 +85,14 @@ def test_medians_per_figure_and_the_spread_of_the_main_one() -> None:
     )
     assert merged["events_per_s"] == 200.0 and merged["p50_us"] == 2.0
     assert merged["spread_pct"] == 100.0 and merged["rounds"] == [100.0, 300.0, 200.0]
+
+
+def test_ratios_pair_the_variants_round_by_round() -> None:
+    """A fast round for both then a slow one for both: each pair says 2x, though a's median round
+    against b's median round would say 1x."""
+    results = {"a": [{"events_per_s": 200.0}, {"events_per_s": 20.0}, {"events_per_s": 100.0}],
+               "b": [{"events_per_s": 100.0}, {"events_per_s": 10.0}, {"events_per_s": 50.0}]}  # fmt: skip
+    assert paired(results, "a", "b") == 2.0
 
 
 async def test_rounds_interleave_and_rotate_the_order() -> None:
@@ -298,7 +307,7 @@ def test_bench_json(capsys: pytest.CaptureFixture[str]) -> None:
     ]
     assert main(argv) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["machine"]["cpus"] >= 1 and result["machine"]["event_loop"] == "asyncio"
+    assert result["machine"]["cpus"] >= 1 and result["machine"]["event_loop"] == "uvloop", "auto, as the host"
     assert "load_average_after" in result["machine"]
     one, fan = result["cases"]["memory"]
     assert one["rows"][1]["name"] == "bus.publish -> subscriber"
