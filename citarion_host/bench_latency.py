@@ -12,7 +12,9 @@ Rows per rate, all in one run, interleaved:
   raw nats-py ``publish_async`` into a manual-ack push consumer, both building, encoding and decoding;
 * the machine's floor: a TCP round trip on loopback through a tiny asyncio echo server in another
   process, the same hop a NATS message makes (client -> server process -> client), with nothing done
-  on the way. No NATS path can beat it; how far above it a path is, is what that path costs.
+  on the way. No NATS path can beat it; how far above it a path is, is what that path costs;
+* the server's share: the same events as bare NATS protocol (``PUB`` out, ``MSG`` in, parsed by hand
+  on an asyncio protocol), so what remains between it and the bus is the client side.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import nats
 from nats.js import api
@@ -55,7 +57,7 @@ from .bench_nats import (
 )
 from .events import catalog, make_event
 
-__all__ = ["RATES", "EchoServer", "run_latency"]
+__all__ = ["RATES", "EchoServer", "nats_protocol", "run_latency", "tcp_echo"]
 
 RATES: tuple[int, ...] = (1_000, 5_000, 20_000)
 PathFactory = Callable[[str, Counter], Any]
@@ -146,6 +148,68 @@ def tcp_echo(port: int) -> PathFactory:
     return path
 
 
+class _NatsWireClient(asyncio.Protocol):
+    """Bare NATS protocol, no client library: PUB frames out, fixed-size MSG frames counted in."""
+
+    def __init__(self, frame: int, counter: Counter) -> None:
+        self.frame = frame
+        self.counter = counter
+        self.buffer = bytearray()
+        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is no asyncio.Transport subclass
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self.buffer
+        buffer += data
+        while buffer:
+            if buffer.startswith(b"MSG "):
+                if len(buffer) < self.frame:
+                    return
+                del buffer[: self.frame]
+                self.counter.note()
+                continue
+            end = buffer.find(b"\r\n")
+            if end < 0:
+                return
+            line = bytes(buffer[:end])
+            del buffer[: end + 2]
+            if line == b"PING" and self.transport is not None:
+                self.transport.write(b"PONG\r\n")
+            elif line == b"PONG" and not self.ready.done():
+                self.ready.set_result(None)
+            elif line.startswith(b"-ERR") and not self.ready.done():
+                self.ready.set_exception(BenchError(f"nats-server refused the bare client: {line!r}"))
+
+
+@asynccontextmanager
+async def nats_protocol(url: str, counter: Counter) -> AsyncIterator[Callable[[], Awaitable[None]]]:
+    """The server's share of a NATS hop: PUB and MSG written and parsed by hand on an asyncio
+    protocol, so nothing of nats-py or the bus is in the way."""
+    data = catalog.encode(make_event(TOPIC, SIGNAL, source="GRD"))
+    frame = len(f"MSG {TOPIC} 1 {len(data)}\r\n") + len(data) + 2
+    host, _, port = url.removeprefix("nats://").rpartition(":")
+    loop = asyncio.get_running_loop()
+    transport, client = await loop.create_connection(lambda: _NatsWireClient(frame, counter), host, int(port))
+    try:
+        transport.write(
+            b'CONNECT {"verbose":false,"pedantic":false,"protocol":1}\r\nSUB trading.signal.> 1\r\nPING\r\n'
+        )
+        async with asyncio.timeout(10):
+            await client.ready
+        packet = f"PUB {TOPIC} {len(data)}\r\n".encode() + data + b"\r\n"
+        write = transport.write
+
+        async def send() -> None:
+            write(packet)
+
+        yield send
+    finally:
+        transport.close()
+
+
 @asynccontextmanager
 async def _js_raw(url: str, counter: Counter, stream: str) -> AsyncIterator[Callable[[], Awaitable[None]]]:
     await make_stream(url, stream)
@@ -224,6 +288,7 @@ async def run_latency(
     with EchoServer() as echo:
         paths: dict[str, PathFactory] = {
             "TCP echo round trip (floor)": tcp_echo(echo.port),
+            "NATS protocol, no client library": nats_protocol,
             "memory bus": memory_bus,
             "core NATS bus": core_bus,
             "core raw nats-py + codec": core_raw_codec,
@@ -258,6 +323,10 @@ async def run_latency(
                 ),
                 ratio("core bus p50 (us)", table.row(bus)["p50_us"], at_most=100),
                 ratio("core bus p50 / TCP echo p50", paired(results, bus, floor, "p50_us")),
+                ratio(
+                    "core bus p50 / bare NATS protocol p50",
+                    paired(results, bus, "NATS protocol, no client library", "p50_us"),
+                ),
             ]
             tables.append(table)
     return tables
