@@ -29,10 +29,10 @@ test: lint
 	$(BIN)/pytest
 
 bench: $(STAMP)
-	$(BIN)/citarion-host bench --backend memory
+	$(BIN)/citarion-host bench
 
 bench-nats: $(STAMP)
-	$(BIN)/citarion-host bench --backend nats
+	$(BIN)/citarion-host bench --case core --case jetstream --case latency
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

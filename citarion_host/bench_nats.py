@@ -1,301 +1,388 @@
-"""NATS benchmarks (``citarion-host bench --backend nats``): the bus against raw nats-py, same run.
+"""NATS benchmarks: core NATS and JetStream, each bus path against raw nats-py doing the same work.
 
-Two paths, each measured as bus *and* baseline on the same server, interleaved round by round so that
-noise on a shared 2-core machine hits both alike (the median round of each is reported, plus the ratio):
+Every path is a small async context manager yielding a ``send()`` (publish one event) around a
+:class:`~citarion_host.bench.Counter` that the receiving side notes into, so the throughput tables here
+and the fixed-rate latency table (``bench_latency``) drive exactly the same code.
 
-* ``core``: ``NatsBus`` with ``jetstream = false`` (typed events: build, encode, publish, decode,
-  local dispatch) against nats-py publishing pre-encoded bytes to a plain subscription callback.
-* ``jetstream``: ``NatsBus`` storing every event (``publish_many``, pipelined, ``Nats-Msg-Id``) and a
-  durable subscription (push consumer, explicit acks) against nats-py ``js.publish_async`` with the same
-  header and a manual-ack push consumer with the same ``max_ack_pending``.
+Core NATS (``NatsBus(jetstream=false)``; publisher and subscriber in one process, one server):
 
-Publisher and subscriber live in one process (one event loop), like a host whose bots talk to each
-other. ``events_per_s`` is end to end: first publish to last handler call. Latency is publish call to
-handler entry; the throughput runs report it under load (queueing included), the ``latency`` runs send
-one event at a time and wait for it, which is the one-way latency of an idle system.
+* ``bus``: build a typed event, encode, publish; the subscription decodes it (typed) and calls the
+  handler.
+* ``raw nats-py + codec``: the same codec work by hand around nats-py's public API: ``make_event`` and
+  ``catalog.encode`` before ``nc.publish``, ``catalog.decode`` in the subscription callback. The like-
+  for-like baseline.
+* ``raw nats-py, bytes``: pre-encoded bytes, a callback that decodes nothing. The floor of nats-py's
+  public API, not a like-for-like baseline: the difference is the price of typed events.
+
+JetStream (publish side: from the first publish until the server holds every event, checked on the
+stream itself, the same end for every variant):
+
+* per event: a bot's ``ctx.publish`` through a real host, against raw nats-py publishing the same
+  bytes one call per event: ``js.publish`` (waits for each ack) and ``js.publish_async`` (acks
+  collected in the background, ``publish_async_completed`` at the end).
+* batch: ``bus.publish_many`` of pre-built events against raw ``publish_async`` of the same events,
+  encoded in the loop, and ``gather`` of the ack futures.
 """
 
 from __future__ import annotations
 
 import asyncio
-import gc
-import statistics
+import itertools
 import time
-from collections.abc import Awaitable, Callable
-from contextlib import ExitStack
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 import nats
 from nats.errors import Error as NatsError
-from nats.js import api
 
-from .bench import _SIGNAL, latency_summary
+from .bench import (
+    SIGNAL,
+    TOPIC,
+    BenchError,
+    Counter,
+    Figures,
+    Stopwatch,
+    Table,
+    median_figures,
+    paired,
+    ratio,
+    rounds,
+)
+from .bench_host import bench_host
+from .bus import MemoryBus
 from .bus.config import NatsSettings
 from .bus.nats import NatsBus
-from .events import Event, encode_event, make_event
-from .natsserver import NatsServer
+from .events import Event, catalog, make_event
 
-__all__ = ["run_nats_bench"]
+__all__ = [
+    "CORE_PATHS",
+    "core_bus",
+    "core_raw_bytes",
+    "core_raw_codec",
+    "core_round",
+    "drop_stream",
+    "jetstream_settings",
+    "make_stream",
+    "memory_bus",
+    "run_core",
+    "run_jetstream",
+]
 
-_SUBJECT = "trading.signal.generated"
-_BENCH_SUBJECTS = "trading.signal.>"  # the bench stream stores only what the bench publishes
-_ROUNDS = 3
-_LATENCY_EVENTS = 2_000  # at most; a small run (a smoke test) sends count // 10
-_TARGETS = {
-    "core": {"events_per_s": 100_000, "ratio_events_per_s": 0.70, "latency_p50_ratio_max": 1.2},
-    "jetstream": {"events_per_s": 40_000, "ratio_events_per_s": 0.80},
+Send = Callable[[], Awaitable[Any]]
+PathFactory = Callable[[str, Counter], Any]  # (url, counter) -> async context manager yielding Send
+_MAX_PENDING = (
+    1_000_000  # raw subscriptions: never drop for lack of room (the bus's own bound is the default)
+)
+_ASYNC_WINDOW = 4096  # raw publish_async in-flight window = NatsSettings.publish_max_in_flight's default
+
+
+# -- paths -----------------------------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def memory_bus(url: str, counter: Counter) -> AsyncIterator[Send]:
+    """The memory bus (``url`` unused): build, publish, deliver to one subscriber."""
+    async with MemoryBus() as bus:
+        await bus.subscribe("trading.signal.>", _noting(counter))
+        publish = bus.publish
+
+        async def send() -> None:
+            await publish(make_event(TOPIC, SIGNAL, source="GRD"))
+
+        yield send
+
+
+@asynccontextmanager
+async def core_bus(url: str, counter: Counter) -> AsyncIterator[Send]:
+    async with NatsBus(NatsSettings(servers=[url], jetstream=False)) as bus:
+        await bus.subscribe("trading.signal.>", _noting(counter))
+        publish = bus.publish
+
+        async def send() -> None:
+            await publish(make_event(TOPIC, SIGNAL, source="GRD"))
+
+        yield send
+
+
+@asynccontextmanager
+async def core_raw_codec(url: str, counter: Counter) -> AsyncIterator[Send]:
+    nc = await nats.connect(url)
+    try:
+        decode, encode, note = catalog.decode, catalog.encode, counter.note
+
+        async def callback(msg: Any) -> None:
+            decode(msg.data, msg.subject)
+            note()
+
+        await nc.subscribe("trading.signal.>", cb=callback, pending_msgs_limit=_MAX_PENDING)
+        await nc.flush()
+        publish = nc.publish
+
+        async def send() -> None:
+            await publish(TOPIC, encode(make_event(TOPIC, SIGNAL, source="GRD")))
+
+        yield send
+    finally:
+        await nc.close()
+
+
+@asynccontextmanager
+async def core_raw_bytes(url: str, counter: Counter) -> AsyncIterator[Send]:
+    nc = await nats.connect(url)
+    try:
+        data = catalog.encode(make_event(TOPIC, SIGNAL, source="GRD"))
+        note = counter.note
+
+        async def callback(msg: Any) -> None:
+            note()
+
+        await nc.subscribe("trading.signal.>", cb=callback, pending_msgs_limit=_MAX_PENDING)
+        await nc.flush()
+        publish = nc.publish
+
+        async def send() -> None:
+            await publish(TOPIC, data)
+
+        yield send
+    finally:
+        await nc.close()
+
+
+CORE_PATHS: dict[str, PathFactory] = {
+    "bus (typed events)": core_bus,
+    "raw nats-py + codec": core_raw_codec,
+    "raw nats-py, bytes": core_raw_bytes,
 }
 
-Runner = Callable[[], Awaitable[dict[str, Any]]]
+
+def _noting(counter: Counter) -> Callable[[Event], Awaitable[None]]:
+    note = counter.note
+
+    async def handler(event: Event) -> None:
+        note()
+
+    return handler
 
 
-def _figures(count: int, seconds: float, sent: list[int], received: list[int]) -> dict[str, Any]:
-    return {"events": count, "events_per_s": round(count / seconds), **latency_summary(sent, received)}
+# -- core ------------------------------------------------------------------------------------------
 
 
-class _Counter:
-    """Handler stamping arrivals; ``done`` resolves at ``expected``."""
-
-    def __init__(self, expected: int) -> None:
-        self.expected = expected
-        self.stamps: list[int] = []
-        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-    def note(self) -> None:
-        self.stamps.append(time.perf_counter_ns())
-        if len(self.stamps) >= self.expected and not self.done.done():
-            self.done.set_result(None)
-
-    async def wait(self, timeout: float = 120.0) -> None:
-        async with asyncio.timeout(timeout):
-            await self.done
-
-
-# -- core -----------------------------------------------------------------------------------------
-
-
-async def _core_bus(url: str, count: int) -> dict[str, Any]:
-    async with NatsBus(NatsSettings(servers=[url], jetstream=False)) as bus:
-        counter = _Counter(count)
-
-        async def handler(event: Event) -> None:
-            counter.note()
-
-        await bus.subscribe("trading.signal.>", handler)
-        sent: list[int] = []
-        mark, stamp, build, publish = sent.append, time.perf_counter_ns, make_event, bus.publish
-        start = time.perf_counter()
+async def core_round(url: str, factory: PathFactory, count: int) -> Figures:
+    """``count`` events through one core path as fast as it goes, until the last one is handled."""
+    counter = Counter(count)
+    async with factory(url, counter) as send:
+        watch = Stopwatch()
         for _ in range(count):
-            mark(stamp())
-            await publish(build(_SUBJECT, _SIGNAL, source="GRD"))
-        await counter.wait()
-        return _figures(count, time.perf_counter() - start, sent, counter.stamps)
+            await send()
+        await counter.wait(f"core NATS {factory.__name__}")
+        return watch.figures(count)
 
 
-async def _core_raw(url: str, count: int) -> dict[str, Any]:
-    nc = await nats.connect(url)
-    try:
-        data = encode_event(make_event(_SUBJECT, _SIGNAL, source="GRD"))
-        counter = _Counter(count)
-
-        async def callback(msg: Any) -> None:
-            counter.note()
-
-        await nc.subscribe("trading.signal.>", cb=callback, pending_msgs_limit=1_000_000)
-        await nc.flush()
-        sent: list[int] = []
-        mark, stamp, publish = sent.append, time.perf_counter_ns, nc.publish
-        start = time.perf_counter()
-        for _ in range(count):
-            mark(stamp())
-            await publish(_SUBJECT, data)
-        await counter.wait()
-        return _figures(count, time.perf_counter() - start, sent, counter.stamps)
-    finally:
-        await nc.close()
-
-
-async def _paced(publish: Callable[[], Awaitable[Any]], counter: _Counter, count: int) -> dict[str, float]:
-    """One event at a time: publish, wait for the handler, next."""
-    sent: list[int] = []
-    for index in range(count):
-        counter.expected = index + 1
-        counter.done = asyncio.get_running_loop().create_future()
-        sent.append(time.perf_counter_ns())
-        await publish()
-        await counter.wait(10.0)
-    return latency_summary(sent, counter.stamps)
-
-
-async def _core_latency_bus(url: str, events: int) -> dict[str, float]:
-    async with NatsBus(NatsSettings(servers=[url], jetstream=False)) as bus:
-        counter = _Counter(1)
-
-        async def handler(event: Event) -> None:
-            counter.note()
-
-        await bus.subscribe("trading.signal.>", handler)
-        return await _paced(lambda: bus.publish(make_event(_SUBJECT, _SIGNAL, source="GRD")), counter, events)
-
-
-async def _core_latency_raw(url: str, events: int) -> dict[str, float]:
-    nc = await nats.connect(url)
-    try:
-        data = encode_event(make_event(_SUBJECT, _SIGNAL, source="GRD"))
-        counter = _Counter(1)
-
-        async def callback(msg: Any) -> None:
-            counter.note()
-
-        await nc.subscribe("trading.signal.>", cb=callback)
-        await nc.flush()
-        return await _paced(lambda: nc.publish(_SUBJECT, data), counter, events)
-    finally:
-        await nc.close()
-
-
-# -- jetstream ----------------------------------------------------------------------------------
-
-
-async def _js_bus(url: str, count: int, stream: str, durable: str) -> dict[str, Any]:
-    settings = NatsSettings(servers=[url], stream=stream, subjects=[_BENCH_SUBJECTS], storage="file")
-    async with NatsBus(settings) as bus:
-        counter = _Counter(count)
-
-        async def handler(event: Event) -> None:
-            counter.note()
-
-        await bus.subscribe("trading.signal.>", handler, durable=durable)
-        sent: list[int] = []
-        mark, stamp = sent.append, time.perf_counter_ns
-
-        def build() -> Event:
-            mark(stamp())
-            return make_event(_SUBJECT, _SIGNAL, source="GRD")
-
-        start = time.perf_counter()
-        await bus.publish_many(build() for _ in range(count))
-        await counter.wait()
-        return _figures(count, time.perf_counter() - start, sent, counter.stamps)
-
-
-async def _js_raw(url: str, count: int, stream: str, durable: str) -> dict[str, Any]:
-    nc = await nats.connect(url)
-    try:
-        js = nc.jetstream(publish_async_max_pending=4096)
-        data = encode_event(make_event(_SUBJECT, _SIGNAL, source="GRD"))
-        counter = _Counter(count)
-
-        async def callback(msg: Any) -> None:
-            counter.note()
-            await msg.ack()
-
-        config = api.ConsumerConfig(max_ack_pending=10_000, deliver_policy=api.DeliverPolicy.NEW)
-        await js.subscribe(
-            "trading.signal.>", stream=stream, durable=durable, cb=callback, manual_ack=True, config=config
-        )
-        sent: list[int] = []
-        mark, stamp = sent.append, time.perf_counter_ns
-        start = time.perf_counter()
-        for index in range(count):
-            mark(stamp())
-            await js.publish_async(_SUBJECT, data, headers={"Nats-Msg-Id": f"{durable}-{index}"})
-        await js.publish_async_completed()
-        await counter.wait()
-        return _figures(count, time.perf_counter() - start, sent, counter.stamps)
-    finally:
-        await nc.close()
-
-
-# -- driver ---------------------------------------------------------------------------------------
-
-
-async def _interleaved(bus: Callable[[int], Runner], raw: Callable[[int], Runner]) -> dict[str, Any]:
-    """``_ROUNDS`` rounds of raw then bus; the median round of each by throughput."""
-    rounds: dict[str, list[dict[str, Any]]] = {"bus": [], "raw": []}
-    for index in range(_ROUNDS):
-        for label, make in (("raw", raw), ("bus", bus)):
-            gc.collect()
-            rounds[label].append(await make(index)())
-    best = {label: _median(results) for label, results in rounds.items()}
-    return {
-        "bus": best["bus"],
-        "raw_nats_py": best["raw"],
-        "ratio_events_per_s": round(best["bus"]["events_per_s"] / best["raw"]["events_per_s"], 3),
-        "rounds_events_per_s": {
-            label: [r["events_per_s"] for r in results] for label, results in rounds.items()
-        },
-    }
-
-
-def _median(results: list[dict[str, Any]]) -> dict[str, Any]:
-    ordered = sorted(results, key=lambda r: r["events_per_s"])
-    return ordered[len(ordered) // 2]
-
-
-async def _core(url: str, count: int) -> dict[str, Any]:
-    await _core_bus(url, min(count, 5_000))  # warm-up: caches, allocator, the connection
-    figures = await _interleaved(
-        lambda i: lambda: _core_bus(url, count), lambda i: lambda: _core_raw(url, count)
+async def run_core(url: str, count: int = 100_000, rounds_: int = 3) -> list[Table]:
+    """Core NATS throughput: the bus, raw nats-py with the same codec work, raw bytes."""
+    await core_round(url, core_bus, min(count, 5_000))  # warm-up: caches, allocator, the server
+    results = await rounds(
+        {name: partial(core_round, url, factory, count) for name, factory in CORE_PATHS.items()},
+        rounds_,
     )
-    paced = min(_LATENCY_EVENTS, max(count // 10, 1))
-    latency_raw: list[dict[str, float]] = []
-    latency_bus: list[dict[str, float]] = []
-    for _ in range(2):  # interleaved too
-        latency_raw.append(await _core_latency_raw(url, paced))
-        latency_bus.append(await _core_latency_bus(url, paced))
-    raw_p50 = statistics.median(r["latency_p50_us"] for r in latency_raw)
-    bus_p50 = statistics.median(r["latency_p50_us"] for r in latency_bus)
-    figures["latency_one_at_a_time"] = {
-        "events": paced,
-        "bus": latency_bus[-1],
-        "raw_nats_py": latency_raw[-1],
-        "bus_p50_us": bus_p50,
-        "raw_p50_us": raw_p50,
-        "ratio_p50": round(bus_p50 / raw_p50, 3),
-    }
-    figures["targets"] = _TARGETS["core"]
-    return figures
+    table = Table(
+        "core NATS: one publisher, one subscriber, one process",
+        "bus (build+encode+publish, decode+dispatch) vs raw nats-py doing the same codec work vs raw"
+        " nats-py moving pre-encoded bytes (the floor, not like for like)",
+        ["events_per_s", "us_per_event", "cpu_us_per_event", "spread_pct"],
+        [{"name": name, **median_figures(r)} for name, r in results.items()],
+    )
+    bus = "bus (typed events)"
+    table.ratios = [
+        ratio("bus / raw nats-py + codec", paired(results, bus, "raw nats-py + codec")),
+        ratio("bus / raw nats-py bytes", paired(results, bus, "raw nats-py, bytes")),
+    ]
+    return [table]
 
 
-async def _jetstream(url: str, count: int) -> dict[str, Any]:
-    stream = "bench-events"
+# -- JetStream -------------------------------------------------------------------------------------
+
+
+def jetstream_settings(url: str, stream: str) -> NatsSettings:
+    """The stream every JetStream variant writes to: file storage, as in ``configs/prod.toml``."""
+    return NatsSettings(servers=[url], stream=stream, storage="file")
+
+
+async def make_stream(url: str, stream: str) -> None:
+    """Create ``stream`` exactly as the bus would (the raw variants use the bus's own stream config)."""
+    async with NatsBus(jetstream_settings(url, stream)):
+        pass
+
+
+async def drop_stream(url: str, stream: str) -> None:
+    nc = await nats.connect(url)
     try:
-        await _js_bus(url, min(count, 2_000), stream, "warmup")
-        figures = await _interleaved(
-            lambda i: lambda: _js_bus(url, count, stream, f"bus-{i}"),
-            lambda i: lambda: _js_raw(url, count, stream, f"raw-{i}"),
-        )
+        await nc.jsm().delete_stream(stream)
+    except NatsError:
+        pass  # never created (a failed round): nothing to drop
     finally:
-        nc = await nats.connect(url)
+        await nc.close()
+
+
+@asynccontextmanager
+async def _stored(url: str, stream: str) -> AsyncIterator[Callable[[int], Awaitable[None]]]:
+    """Yields ``wait(expected)``: returns when ``stream`` holds ``expected`` events on the bench topic,
+    as the server reports it (its own connection, opened before the timing starts)."""
+    nc = await nats.connect(url)
+    try:
+        jsm = nc.jsm()
+
+        async def wait(expected: int, timeout: float = 60.0) -> None:
+            deadline = time.monotonic() + timeout
+            while True:
+                info = await jsm.stream_info(stream, subjects_filter=TOPIC)
+                stored = (info.state.subjects or {}).get(TOPIC, 0)
+                if stored >= expected:
+                    return
+                if time.monotonic() > deadline:
+                    raise BenchError(
+                        f"JetStream: {stored} of {expected} events stored in {stream!r} after {timeout:g}s"
+                    )
+                await asyncio.sleep(0.001)
+
+        yield wait
+    finally:
+        await nc.close()
+
+
+async def _flush(bus: Any) -> None:
+    """Wait for outstanding publish acks where the bus has a way to (issue 12: ``bus.flush()``)."""
+    flush = getattr(bus, "flush", None)
+    if flush is not None:
+        await flush()
+
+
+async def _js_bot(url: str, stream: str, count: int) -> Figures:
+    backend = {"type": "nats", "nats": jetstream_settings(url, stream).model_dump()}
+    async with bench_host(backend) as (host, bot), _stored(url, stream) as wait_stored:
+        watch = Stopwatch()
+        await bot.burst(count)
+        await _flush(host.bus)
+        await wait_stored(count)
+        return watch.figures(count)
+
+
+async def _js_raw(
+    url: str, stream: str, count: int, *, pipelined: bool, ids: itertools.count[int]
+) -> Figures:
+    await make_stream(url, stream)
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream(publish_async_max_pending=_ASYNC_WINDOW)
+        data = catalog.encode(make_event(TOPIC, SIGNAL, source="GRD"))
+        async with _stored(url, stream) as wait_stored:
+            watch = Stopwatch()
+            if pipelined:
+                for _ in range(count):
+                    await js.publish_async(TOPIC, data, headers={"Nats-Msg-Id": f"raw-{next(ids)}"})
+                await js.publish_async_completed()
+            else:
+                for _ in range(count):
+                    await js.publish(TOPIC, data, headers={"Nats-Msg-Id": f"raw-{next(ids)}"})
+            await wait_stored(count)
+            return watch.figures(count)
+    finally:
+        await nc.close()
+
+
+async def _js_batch_bus(url: str, stream: str, count: int) -> Figures:
+    async with NatsBus(jetstream_settings(url, stream)) as bus, _stored(url, stream) as wait_stored:
+        events = [make_event(TOPIC, SIGNAL, source="GRD") for _ in range(count)]
+        watch = Stopwatch()
+        await bus.publish_many(events)
+        await wait_stored(count)
+        return watch.figures(count)
+
+
+async def _js_batch_raw(url: str, stream: str, count: int) -> Figures:
+    await make_stream(url, stream)
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream(publish_async_max_pending=_ASYNC_WINDOW)
+        events = [make_event(TOPIC, SIGNAL, source="GRD") for _ in range(count)]
+        encode = catalog.encode
+        async with _stored(url, stream) as wait_stored:
+            watch = Stopwatch()
+            futures = [
+                await js.publish_async(event.topic, encode(event), headers={"Nats-Msg-Id": event.id})
+                for event in events
+            ]
+            await asyncio.gather(*futures)  # every ack (an error raises)
+            await wait_stored(count)
+            return watch.figures(count)
+    finally:
+        await nc.close()
+
+
+def _in_fresh_stream(
+    url: str, run: Callable[[str], Awaitable[Figures]], serial: itertools.count[int]
+) -> Callable[[], Awaitable[Figures]]:
+    """A variant that writes into a new stream of its own, dropped afterwards: every round starts from
+    an empty store, and no dedup window or leftover consumer carries over."""
+
+    async def variant() -> Figures:
+        stream = f"bench-js-{next(serial)}"
         try:
-            await nc.jsm().delete_stream(stream)
-        except NatsError:
-            pass
+            return await run(stream)
         finally:
-            await nc.close()
-    figures["targets"] = _TARGETS["jetstream"]
-    return figures
+            await drop_stream(url, stream)
+
+    return variant
 
 
-async def run_nats_bench(
-    count: int = 100_000, mode: str = "both", servers: list[str] | None = None
-) -> dict[str, Any]:
-    """Run the NATS benchmarks; start a private nats-server unless ``servers`` is given.
-
-    Given servers should be a dedicated test server: the benchmark publishes ``trading.signal.generated``
-    events, and in JetStream mode creates (then deletes) a stream ``bench-events`` on ``trading.signal.>``,
-    which fails if another stream already stores those subjects.
-    """
-    with ExitStack() as stack:
-        url = servers[0] if servers else stack.enter_context(NatsServer()).url
-        result: dict[str, Any] = {
-            "backend": "nats",
-            "server": "private" if not servers else url,
-            "events": count,
-        }
-        if mode in ("core", "both"):
-            result["core"] = await _core(url, count)
-        if mode in ("jetstream", "both"):
-            result["jetstream"] = await _jetstream(url, count)
-        return result
+async def run_jetstream(url: str, count: int = 10_000, rounds_: int = 3) -> list[Table]:
+    """JetStream publish throughput: per event (bot vs raw, one call per event) and batch vs batch."""
+    serial, ids = itertools.count(), itertools.count()
+    await _in_fresh_stream(url, lambda s: _js_bot(url, s, min(count, 1_000)), serial)()  # warm-up
+    per_event = await rounds(
+        {
+            "bot ctx.publish (host)": _in_fresh_stream(url, lambda s: _js_bot(url, s, count), serial),
+            "raw js.publish (awaits each ack)": _in_fresh_stream(
+                url, lambda s: _js_raw(url, s, count, pipelined=False, ids=ids), serial
+            ),
+            "raw js.publish_async": _in_fresh_stream(
+                url, lambda s: _js_raw(url, s, count, pipelined=True, ids=ids), serial
+            ),
+        },
+        rounds_,
+    )
+    one = Table(
+        "JetStream: per-event publish, stored (file storage)",
+        "one publish call per event until the server holds them all: a bot's ctx.publish (builds and"
+        " encodes each event) vs raw nats-py sending the same pre-encoded bytes",
+        ["events_per_s", "us_per_event", "cpu_us_per_event", "spread_pct"],
+        [{"name": name, **median_figures(r)} for name, r in per_event.items()],
+    )
+    bot = "bot ctx.publish (host)"
+    one.ratios = [
+        ratio("bot / raw publish_async", paired(per_event, bot, "raw js.publish_async"), at_least=0.8),
+        ratio("bot / raw js.publish", paired(per_event, bot, "raw js.publish (awaits each ack)")),
+    ]
+    batch_count = count * 2
+    batch = await rounds(
+        {
+            "bus.publish_many": _in_fresh_stream(url, lambda s: _js_batch_bus(url, s, batch_count), serial),
+            "raw publish_async + gather": _in_fresh_stream(
+                url, lambda s: _js_batch_raw(url, s, batch_count), serial
+            ),
+        },
+        rounds_,
+    )
+    many = Table(
+        "JetStream: batch publish, stored (file storage)",
+        f"{batch_count:,} pre-built events encoded and stored in one go: bus.publish_many vs raw nats-py"
+        " publish_async for each + waiting for every ack",
+        ["events_per_s", "us_per_event", "cpu_us_per_event", "spread_pct"],
+        [{"name": name, **median_figures(r)} for name, r in batch.items()],
+    )
+    many.ratios = [
+        ratio("publish_many / raw", paired(batch, "bus.publish_many", "raw publish_async + gather"))
+    ]
+    return [one, many]

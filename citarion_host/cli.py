@@ -108,21 +108,104 @@ def _print_json(data: Any) -> None:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from . import bench
+    """Run the chosen cases; tables as each case finishes (or one JSON document with ``--json``)."""
+    from pathlib import Path
 
-    if args.case == "fleet":
-        from . import bench_fleet
+    from .bench import BenchError
+    from .bench_run import BenchOptions, run_bench
+    from .errors import CitarionError
 
-        _print_json(bench_fleet.run(args.bots))
-        return 0
-    if args.backend == "memory":
-        result = bench.run(bench.run_memory_bench(count=args.events, fanout_count=args.fanout_events))
-    else:
-        from .bench_nats import run_nats_bench
-
-        result = bench.run(run_nats_bench(count=args.events, mode=args.mode, servers=args.servers))
-    _print_json(result)
+    if args.log_level is None:  # the demo's bots log their alerts: not what a benchmark reader wants
+        configure_logging("CRITICAL", args.log_format or "text")
+    options = BenchOptions(
+        rounds=args.rounds,
+        events=args.events,
+        fanout_events=args.fanout_events,
+        core_events=args.core_events,
+        jetstream_events=args.jetstream_events,
+        latency_seconds=args.latency_seconds,
+        bots=args.bots,
+        rates=tuple(args.rates),
+        loop=args.loop,
+        config=Path(args.config) if args.config else BenchOptions().config,
+    )
+    cases = list(dict.fromkeys(args.case or list(_BENCH_CASES)))
+    progress = None if args.json else (lambda text: print(text + "\n", flush=True))
+    try:
+        result = run_bench(cases, options, progress=progress)
+    except (BenchError, CitarionError, OSError) as exc:
+        print(f"error: bench: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        _print_json(result)
     return 0
+
+
+_BENCH_CASES = ("memory", "core", "jetstream", "latency", "demo", "loop", "fleet")
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text}")
+    return value
+
+
+def _add_bench_arguments(bench: argparse.ArgumentParser) -> None:
+    bench.add_argument(
+        "--case",
+        action="append",
+        choices=_BENCH_CASES,
+        help="a case to run (repeatable; default: all): memory, core (core NATS), jetstream (publish"
+        " throughput), latency (fixed rates), demo (memory vs JetStream), loop (asyncio vs uvloop),"
+        " fleet (check, start and reload --bots idle bots)",
+    )
+    bench.add_argument(
+        "--rounds", type=_positive_int, default=3, help="interleaved rounds per case (default: 3)"
+    )
+    bench.add_argument("--json", action="store_true", help="print one JSON document instead of tables")
+    bench.add_argument(
+        "--loop",
+        choices=["auto", "asyncio", "uvloop"],
+        default="auto",
+        help="event loop of every case but 'loop', as [host] event_loop (default: auto, as the host)",
+    )
+    sizes = bench.add_argument_group("sizes")
+    sizes.add_argument(
+        "--events", type=_positive_int, default=200_000, help="memory one-to-one events per round"
+    )
+    sizes.add_argument(
+        "--fanout-events", type=_positive_int, default=50_000, help="memory fan-out events per round"
+    )
+    sizes.add_argument(
+        "--core-events", type=_positive_int, default=100_000, help="core NATS events per round"
+    )
+    sizes.add_argument(
+        "--jetstream-events",
+        type=_positive_int,
+        default=10_000,
+        help="JetStream per-event publishes per round (the batch case: twice as many)",
+    )
+    sizes.add_argument("--bots", type=_positive_int, default=1_000, help="fleet: bots (3 patterns each)")
+    sizes.add_argument(
+        "--latency-seconds",
+        type=_positive_float,
+        default=1.0,
+        help="latency: seconds of events per rate, path and round (default: 1.0)",
+    )
+    sizes.add_argument(
+        "--rates",
+        type=_positive_int,
+        nargs="+",
+        default=[1_000, 5_000, 20_000],
+        help="latency: events/s to hold (default: 1000 5000 20000)",
+    )
+    bench.add_argument(
+        "--config", default=None, help="demo/loop: the config to run (default: configs/dev.toml)"
+    )
 
 
 # -- bots / selfcheck -------------------------------------------------------------------------------
@@ -283,6 +366,9 @@ def _replay_settings(args: argparse.Namespace) -> Any:
 
 def _run(args: argparse.Namespace) -> int:
     """Run the host until SIGINT/SIGTERM or until ``[host] stop_on`` completes; print the summary."""
+    from pathlib import Path
+
+    from . import loops
     from .app import run_host
     from .errors import CitarionError, ConfigError
     from .settings import load_config
@@ -302,7 +388,9 @@ def _run(args: argparse.Namespace) -> int:
     logging_settings = loaded.config.logging
     configure_logging(args.log_level or logging_settings.level, args.log_format or logging_settings.format)
     try:
-        asyncio.run(run_host(loaded, reload=args.reload, summary_json=summary_json))
+        loops.run(
+            run_host(loaded, reload=args.reload, summary_json=summary_json), loaded.config.host.event_loop
+        )
     except ConfigError as exc:
         _print_problems(exc)
         return 1
@@ -356,30 +444,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser(
         "bench",
-        help="measure bus throughput and latency against a baseline in the same run",
-        description="Publish typed events through the bus and print JSON figures with a baseline.",
+        help="benchmarks: the bus against like-for-like baselines, same run, interleaved rounds",
+        description="Run benchmark cases and print a table per comparison (medians of interleaved"
+        " rounds, with their spread). Each table names what it compares; baselines do the same work as"
+        " the path they are compared with. NATS cases start a private nats-server. Method and latest"
+        " figures: docs/performance.md.",
     )
-    bench.add_argument("--backend", choices=["memory", "nats"], default="memory")
-    bench.add_argument(
-        "--events", type=_positive_int, default=200_000, help="events in the one-to-one case (>= 1)"
-    )
-    bench.add_argument(
-        "--fanout-events", type=_positive_int, default=50_000, help="events in the fan-out case (>= 1)"
-    )
-    bench.add_argument(
-        "--mode", choices=["core", "jetstream", "both"], default="both", help="NATS: which path to measure"
-    )
-    bench.add_argument(
-        "--servers",
-        type=_nats_url,
-        nargs="*",
-        default=None,
-        help="NATS: server URLs to use; default: start a private nats-server for the run",
-    )
-    bench.add_argument(
-        "--case", choices=["fleet"], default=None, help="fleet: check, start and reload --bots idle bots"
-    )
-    bench.add_argument("--bots", type=int, default=1_000, help="fleet: how many bots (3 patterns each)")
+    _add_bench_arguments(bench)
     bench.set_defaults(func=_bench)
 
     bots = commands.add_parser("bots", help="list the bot registry", description="List the known bots.")

@@ -81,6 +81,8 @@ class HostSettings(_Strict):
     reload_debounce_s: float = Field(default=0.2, gt=0, le=60)
     reload_max_removed_share: float = Field(default=0.5, ge=0, le=1)
     plugin_import_timeout_s: float = Field(default=10.0, gt=0)
+    #: ``auto``: uvloop when importable, else asyncio's loop (see ``citarion_host.loops``). Read at start.
+    event_loop: Literal["auto", "asyncio", "uvloop"] = "auto"
 
     @field_validator("stop_on")
     @classmethod

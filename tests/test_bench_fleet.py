@@ -10,8 +10,10 @@ from citarion_host.cli import main
 
 
 def test_fleet_bench_prints_every_figure_and_no_problem(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["bench", "--case", "fleet", "--bots", "12"]) == 0
-    result = json.loads(capsys.readouterr().out)
-    assert (result["case"], result["bots"], result["patterns"], result["problems"]) == ("fleet", 12, 34, [])
-    steps = ["load_s", "check_s", "check_and_start_s", "reload_rewired_apply_s", "reload_restarted_apply_s"]
-    assert all(isinstance(result[step], float) and result[step] >= 0 for step in [*steps, "stop_s"])
+    assert main(["bench", "--case", "fleet", "--bots", "12", "--json"]) == 0
+    (table,) = json.loads(capsys.readouterr().out)["cases"]["fleet"]
+    assert table["title"].startswith("fleet: 12 bots, 34 patterns") and table["notes"] == []
+    seconds = {row["name"]: row["seconds"] for row in table["rows"]}
+    steps = ["load", "check", "check_and_start", "reload_rewired_apply", "reload_restarted_apply", "stop"]
+    assert all(isinstance(seconds[step], float) and seconds[step] >= 0 for step in steps)
+    assert [ratio["name"] for ratio in table["ratios"]] == ["check and start (s)", "reload of one bot, apply (s)"]

@@ -1,4 +1,4 @@
-"""The command line: every command has --help; selfcheck, bots and bench print what they say."""
+"""The command line: every command has --help; selfcheck and bots print what they say (bench: test_bench.py)."""
 
 from __future__ import annotations
 
@@ -38,14 +38,3 @@ def test_bots_json_lists_the_registry(capsys: pytest.CaptureFixture[str]) -> Non
     assert main(["bots", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert len(data["bots"]) == 19
-
-
-def test_memory_bench_prints_figures_and_baseline(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["bench", "--backend", "memory", "--events", "2000", "--fanout-events", "500"]) == 0
-    result = json.loads(capsys.readouterr().out)
-    for case in ("one_to_one", "baseline_direct_call", "fan_out"):
-        assert {"events_per_s", "latency_p50_us", "latency_p99_us"} <= set(result[case])
-        assert result[case]["events_per_s"] > 0
-    assert result["one_to_one"]["events"] == 2000
-    assert result["fan_out"]["deliveries_per_s"] > 0 and result["fan_out"]["patterns"] == 100
-    assert result["ratio_events_per_s"] > 0

@@ -19,7 +19,6 @@ import nats
 import pytest
 from nats.js import api
 
-from citarion_host.bench_nats import run_nats_bench
 from citarion_host.bus import NatsSettings, create_bus
 from citarion_host.bus.nats import NatsBus
 from citarion_host.bus.nats_connect import sync_with_server
@@ -591,15 +590,3 @@ async def test_three_node_cluster_with_replicas_survives_losing_the_stream_leade
 
 def _connected(bus: NatsBus) -> str | None:
     return bus.stats()["nats"]["server"]
-
-
-@pytest.mark.slow
-async def test_the_benchmark_reports_bus_and_baseline_figures() -> None:
-    """A smoke run on a private server: the figures are there (their values are for humans)."""
-    result = await run_nats_bench(count=2_000, mode="both")
-    for mode in ("core", "jetstream"):
-        figures = result[mode]
-        assert figures["bus"]["events"] == 2_000 and figures["bus"]["events_per_s"] > 0
-        assert figures["raw_nats_py"]["events_per_s"] > 0 and figures["ratio_events_per_s"] > 0
-        assert {"latency_p50_us", "latency_p99_us"} <= set(figures["bus"])
-    assert result["core"]["latency_one_at_a_time"]["ratio_p50"] > 0
