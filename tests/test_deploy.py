@@ -8,16 +8,21 @@ files are an example to read and to regenerate (docs/deploy.md), not credentials
 from __future__ import annotations
 
 import configparser
+import json
+import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from citarion_host.cli import main
 from citarion_host.natsconf import check_with_server
-from citarion_host.natsserver import find_nats_server
+from citarion_host.natsserver import NatsCluster, NatsServer, find_nats_server
+
+from .test_natsconf import free_port_block
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
@@ -121,3 +126,44 @@ def test_systemd_accepts_the_units(tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 0 and not result.stderr.strip(), result.stderr
+
+
+@pytest.mark.slow
+def test_the_walkthrough_on_loopback_with_one_host(tmp_path: Path) -> None:
+    """docs/deploy.md steps 1-3 on loopback: generate a 3-node cluster, start the three servers from the
+    generated files, run the platform with the generated host config and the host user's seed. (The
+    step with three hosts each running a third of the topology needs ``run --only``.)"""
+    base = free_port_block(9)
+    out = tmp_path / "deploy"
+    ports = ["--port", str(base), "--monitor-port", str(base + 3), "--route-port", str(base + 6)]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(ROOT)
+        assert main([*COMMAND, str(out), *ports, "--store-dir", str(tmp_path / "store")]) == 0
+    servers = [
+        NatsServer.from_config(out / f"nats-{i}.conf", port=base + i - 1, monitor_port=base + 2 + i)
+        for i in (1, 2, 3)
+    ]
+    summary_file = tmp_path / "summary.json"
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "CITARION_BACKEND__NATS__NKEYS_SEED": str(out / "secrets" / "host.nk"),
+        "CITARION_HOST__PROGRESS_INTERVAL_S": "0",
+    }
+    with NatsCluster.of(servers, name="citarion"):
+        done = subprocess.run(
+            [sys.executable, "-m", "citarion_host.cli", "run", "--config", str(out / "citarion-host.toml"),
+             "--summary-json", str(summary_file)],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:]
+        stream = servers[0].monitor("jsz?accounts=true&streams=true&config=true")
+    summary = json.loads(summary_file.read_text())
+    rows = {row["bot"]: row for row in summary["bots"]}
+    assert summary["events"] > 10_000 and all(row["errors"] == 0 for row in rows.values())
+    assert rows["lumi"]["stats"]["completed"] is True and rows["exchange"]["stats"]["balanced"] is True
+    details = [s for account in stream["account_details"] for s in account.get("stream_detail", [])]
+    assert [(s["name"], s["config"]["num_replicas"]) for s in details] == [("citarion-events", 3)]
+    assert details[0]["state"]["messages"] >= summary["events"], (
+        "every event of the run is stored (3 replicas)"
+    )
