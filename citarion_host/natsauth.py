@@ -31,6 +31,7 @@ Pure: no I/O, no nats-py connection; ``natsconf`` renders these grants into serv
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -174,17 +175,18 @@ def _requesters(bot: BotConfig, bots: Iterable[BotConfig]) -> list[str]:
 def grants(bots: Sequence[BotConfig], stream: str) -> list[Grant]:
     """The host user, then one user per bot (disabled ones too: enabling one by a reload must not
     need new credentials). Raises :class:`ConfigError` if the topology cannot be confined."""
-    problems = _consumer_problems(bots)
+    problems = _topology_problems(bots)
     if problems:
         raise ConfigError(f"cannot generate NATS permissions ({len(problems)} problems)", problems)
     return [host_grant(), *(bot_grant(bot, bots, stream) for bot in bots)]
 
 
-def _consumer_problems(bots: Sequence[BotConfig]) -> list[str]:
-    """Bots that would share a consumer they must not share: one consumer has one filter, so the
-    members of a queue group must subscribe to the same patterns, and a queue group may not be named
-    like another bot's id."""
-    problems: list[str] = []
+def _topology_problems(bots: Sequence[BotConfig]) -> list[str]:
+    """Bots that would share a user or a consumer they must not share: ids are unique; one consumer
+    has one filter, so the members of a queue group must subscribe to the same patterns, and a queue
+    group may not be named like another bot's id."""
+    counts = Counter(bot.id for bot in bots)
+    problems = [f"bot id {i!r} appears {n} times: one NATS user each" for i, n in counts.items() if n > 1]
     seen: dict[str, BotConfig] = {}
     for bot in bots:
         if not bot.subscribe:

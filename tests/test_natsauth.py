@@ -99,6 +99,7 @@ def test_the_host_user_comes_first_and_may_use_everything() -> None:
             r"bot 'b': consumer 'a' would be shared with bot 'a' \(a queue group named like a bot id\)",
         ),
         ([bot("a", [], ["market.>"], queue="q.1")], r"bot 'a': queue group 'q\.1' may only contain"),
+        ([bot("a", [], []), bot("a", ["risk.>"], [])], r"bot id 'a' appears 2 times: one NATS user each"),
     ],
 )
 def test_topologies_that_cannot_be_confined_are_refused(bots: list[BotConfig], message: str) -> None:
