@@ -311,6 +311,60 @@ def _init(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- nats-config ------------------------------------------------------------------------------------
+
+
+def _nats_config(args: argparse.Namespace) -> int:
+    """Write nats-server configs with one NATS user per bot (see ``natsconf``); secrets never printed."""
+    from pathlib import Path
+
+    from .errors import ConfigError
+    from .natsconf import DeployOptions, write_deployment
+    from .natsserver import NatsServerError
+    from .settings import load_config
+
+    options = DeployOptions(
+        cluster=args.cluster,
+        host=args.host,
+        hosts=tuple(h for h in (args.hosts or "").split(",") if h),
+        port=args.port,
+        monitor_port=args.monitor_port,
+        route_port=args.route_port,
+        store_dir=args.store_dir,
+        name=args.name,
+        rotate=args.rotate,
+        check=not args.no_check,
+    )
+    try:
+        loaded = load_config(args.config)
+        report = write_deployment(loaded, Path(args.out), options)
+    except ConfigError as exc:
+        _print_problems(exc)
+        return 1
+    except NatsServerError as exc:
+        print(f"error: {exc} (or pass --no-check)", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for path in report.written:
+        print(f"wrote {path}")
+    secrets_dir = Path(args.out) / "secrets"
+    print(
+        f"secrets in {secrets_dir}/ (mode 0700, files 0600): {report.users} NKey users,"
+        f" {len(report.seeds_created)} seeds created, {len(report.seeds_reused)} reused"
+    )
+    for path in report.tightened:
+        print(f"warning: {path} was readable by others: permissions tightened", file=sys.stderr)
+    for path in report.unused_seeds:
+        print(f"note: {path} belongs to no bot of the config (not deleted)", file=sys.stderr)
+    if report.checked:
+        print(f"checked with nats-server -t: {', '.join(p.name for p in report.checked)}")
+    servers = ", ".join(node.url for node in report.nodes)
+    print(f"servers: {servers}")
+    return 0
+
+
 # -- replay -----------------------------------------------------------------------------------------
 
 
@@ -506,6 +560,35 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--force", action="store_true", help="overwrite an existing file")
     init.add_argument("--backend", choices=["memory", "nats"], default="memory", help="the event bus")
     init.set_defaults(func=_init)
+
+    nats_config = commands.add_parser(
+        "nats-config",
+        help="write nats-server configs with one NATS user per bot (server-enforced permissions)",
+        description="Write a nats-server deployment for --config into --out: citarion-auth.conf (every"
+        " bot a NATS NKey user allowed exactly its declared patterns plus its inbox and JetStream"
+        " consumer; a host user that manages the stream), one server config (or --cluster N routed"
+        " ones), citarion-host.toml, and secrets/ (seeds and route password, mode 0600, never"
+        " printed). Existing seeds are reused unless --rotate. See docs/nats-auth.md.",
+    )
+    nats_config.add_argument("--config", required=True, help="the topology config file (TOML)")
+    nats_config.add_argument("--out", required=True, help="directory to write into (created if missing)")
+    nats_config.add_argument(
+        "--cluster", type=int, default=1, metavar="N", help="N routed JetStream servers (default: 1)"
+    )
+    nats_config.add_argument("--host", default="127.0.0.1", help="address every server binds to")
+    nats_config.add_argument(
+        "--hosts", default=None, help="comma-separated address of each server (then all use the same ports)"
+    )
+    nats_config.add_argument("--port", type=int, default=4222, help="client port of server 1 (then +1...)")
+    nats_config.add_argument("--monitor-port", type=int, default=8222, help="monitoring port of server 1")
+    nats_config.add_argument("--route-port", type=int, default=6222, help="cluster route port of server 1")
+    nats_config.add_argument(
+        "--store-dir", default="/var/lib/citarion-nats", help="JetStream store root (a dir per server in it)"
+    )
+    nats_config.add_argument("--name", default="citarion", help="cluster name and server name prefix")
+    nats_config.add_argument("--rotate", action="store_true", help="new seeds and route password for all")
+    nats_config.add_argument("--no-check", action="store_true", help="skip the `nats-server -t` check")
+    nats_config.set_defaults(func=_nats_config)
 
     replay_ = commands.add_parser(
         "replay",

@@ -130,6 +130,28 @@ class NatsServer:
         self.args += ["-l", str(self.log_file), *extra_args]
         self._process: subprocess.Popen[bytes] | None = None
 
+    @classmethod
+    def from_config(
+        cls,
+        config_file: str | os.PathLike[str],
+        *,
+        port: int | None = None,
+        monitor_port: int | None = None,
+        binary: str | None = None,
+        startup_timeout: float = 15.0,
+    ) -> NatsServer:
+        """A server run from a config file that sets JetStream (its store dir), users, and routes, such
+        as those ``citarion-host nats-config`` writes. ``port``/``monitor_port`` override the file's
+        (default: free ports); in a cluster pass the file's own, since the routes name them."""
+        return cls(
+            port=port,
+            monitor_port=monitor_port,
+            jetstream=False,  # the file's ``jetstream {}`` block; -js/-sd would clash with it
+            config_file=config_file,
+            binary=binary,
+            startup_timeout=startup_timeout,
+        )
+
     @property
     def url(self) -> str:
         return f"nats://{HOST}:{self.port}"
@@ -286,6 +308,16 @@ class NatsCluster:
                     startup_timeout=startup_timeout,
                 )
             )
+
+    @classmethod
+    def of(cls, servers: Sequence[NatsServer], *, name: str, startup_timeout: float = 30.0) -> NatsCluster:
+        """A cluster of servers configured elsewhere (routes in their config files, e.g. from
+        :meth:`NatsServer.from_config`): started, awaited and stopped together like any other."""
+        cluster = cls.__new__(cls)
+        cluster.name = name
+        cluster.startup_timeout = startup_timeout
+        cluster.servers = list(servers)
+        return cluster
 
     @property
     def urls(self) -> list[str]:

@@ -116,6 +116,13 @@ class BotConfig(_Strict):
     max_pending: int | None = Field(default=None, ge=1)
     params: dict[str, Any] = Field(default_factory=dict)
 
+    @property
+    def consumer(self) -> str:
+        """The name of the bot's JetStream consumer: its queue group (shared by the members), else its
+        id. One per bot, whatever its patterns (they are its filter subjects); a durable one resumes
+        by this name after a restart, and ``nats-config`` grants the bot's user exactly this one."""
+        return self.queue or self.id
+
     @field_validator("id")
     @classmethod
     def _id(cls, value: str) -> str:

@@ -31,7 +31,7 @@ from .lineage import handling, stamp
 from .payloads import BotLifecycle
 from .settings import BotConfig, HostSettings
 
-__all__ = ["BotRunner", "HostBotContext", "durable_name"]
+__all__ = ["BotRunner", "HostBotContext"]
 
 log = logging.getLogger("citarion_host.supervisor")
 State = Literal["created", "starting", "running", "restarting", "stopped", "failed"]
@@ -194,7 +194,7 @@ class BotRunner:
             self._handle,
             queue=config.queue,
             # ``durable`` means nothing without stored events (docs/configuration.md)
-            durable=durable_name(config) if config.durable and capabilities.durable else None,
+            durable=config.consumer if config.durable and capabilities.durable else None,
             # On a persistent bus a bot reads the store: stream order across every publisher. A queue
             # group's members would have to share a named consumer: without `durable` they share a
             # live (core) queue subscription instead.
@@ -395,9 +395,3 @@ _STATE_TOPICS: dict[str, str] = {
 def _delivery(config: BotConfig) -> tuple[str | None, bool, int | None]:
     """What a subscription is made with besides its patterns."""
     return config.queue, config.durable, config.max_pending
-
-
-def durable_name(config: BotConfig) -> str:
-    """The bot's durable consumer: stable across restarts and reloads (NATS resumes by this name),
-    shared by a queue group. One per bot, whatever its patterns (they are its filter subjects)."""
-    return config.queue or config.id

@@ -16,4 +16,7 @@ def test_fleet_bench_prints_every_figure_and_no_problem(capsys: pytest.CaptureFi
     seconds = {row["name"]: row["seconds"] for row in table["rows"]}
     steps = ["load", "check", "check_and_start", "reload_rewired_apply", "reload_restarted_apply", "stop"]
     assert all(isinstance(seconds[step], float) and seconds[step] >= 0 for step in steps)
-    assert [ratio["name"] for ratio in table["ratios"]] == ["check and start (s)", "reload of one bot, apply (s)"]
+    assert [ratio["name"] for ratio in table["ratios"]] == [
+        "check and start (s)",
+        "reload of one bot, apply (s)",
+    ]

@@ -44,7 +44,12 @@ CASES: list[tuple[list[str], dict[str, str], int, str]] = [
     (["bench", "--events", "1e3"], {}, 2, "argument --events: not a whole number: '1e3'"),
     (["bench", "--fanout-events", "-1"], {}, 2, "argument --fanout-events: must be at least 1, got -1"),
     (["bench", "--case", "kafka"], {}, 2, "argument --case: invalid choice: 'kafka'"),
-    (["bench", "--latency-seconds", "nan"], {}, 2, "argument --latency-seconds: must be a number > 0, got nan"),
+    (
+        ["bench", "--latency-seconds", "nan"],
+        {},
+        2,
+        "argument --latency-seconds: must be a number > 0, got nan",
+    ),
     (["bench", "--bots", "-3"], {}, 2, "argument --bots: must be at least 1, got -3"),
     (["--log-level", "LOUD", "bots"], {}, 2, "argument --log-level: 'LOUD' is not one of DEBUG"),
     (["--log-format", "xml", "bots"], {}, 2, "argument --log-format: invalid choice: 'xml'"),

@@ -41,6 +41,10 @@ class NatsSettings(_Strict):
     max_age_s: float = Field(default=0, ge=0, description="0 = keep forever")
     max_bytes: int = Field(default=-1, ge=-1, description="-1 = unlimited")
     duplicate_window_s: float = Field(default=120, gt=0)
+    #: True: this host owns the stream's settings and brings an existing stream in line with them.
+    #: False: a stream whose settings differ is refused with the differences (a missing one is still
+    #: created). Default false, so hosts sharing a stream never overwrite each other's settings.
+    manage_stream: bool = False
     #: Connection name shown in NATS monitoring; default: this machine's host name.
     connection_name: str | None = None
     user: str | None = None

@@ -1,9 +1,13 @@
 """JetStream stream and consumer management for the NATS backend.
 
-The stream is created when missing and updated when its configuration differs from the settings, but
-never deleted or purged: data only goes away through the limits the operator configured (``max_age_s``,
-``max_bytes``). A difference the server cannot apply in place (the storage type) is reported as a
-:class:`~citarion_host.errors.ConfigError` rather than "fixed" by recreating the stream.
+The stream is created when missing. An existing stream whose configuration differs from the settings is
+updated only by a host that manages it (``manage_stream = true``); any other host refuses to start with
+the differences, because the stream is shared: two hosts with different ``max_age_s`` used to rewrite it
+back and forth on every start. (A stream that already stores every subject a host wants, and more, is no
+difference for that host.) A stream is never deleted or purged: data only goes away through the limits
+the operator configured (``max_age_s``, ``max_bytes``). A difference the server cannot apply in place (the
+storage type) is reported as a :class:`~citarion_host.errors.ConfigError` rather than "fixed" by
+recreating the stream.
 
 Consumers are push consumers with explicit acks. Why push and not pull: measured on the target machine,
 push (and ordered) consumers delivered 128-175k msg/s to a Python process while pull ``fetch()`` managed
@@ -28,7 +32,7 @@ from nats.js import JetStreamManager, api
 from nats.js.errors import APIError, NotFoundError, ServiceUnavailableError
 
 from ..errors import ConfigError
-from ..topics import contains
+from ..topics import TopicError, contains
 from .config import NatsSettings
 
 __all__ = [
@@ -102,6 +106,25 @@ def _differences(current: api.StreamConfig, wanted: api.StreamConfig) -> dict[st
     return found
 
 
+#: The setting behind each compared stream field, to name it in a refusal.
+_SETTING = {
+    "subjects": "subjects",
+    "storage": "storage",
+    "num_replicas": "replicas",
+    "max_age": "max_age_s",
+    "max_bytes": "max_bytes",
+    "duplicate_window": "duplicate_window_s",
+}
+
+
+def _covers(current: list[str], wanted: list[str]) -> bool:
+    """True if every subject we want stored is within one the stream already stores."""
+    try:
+        return all(any(contains(have, want) for have in current) for want in wanted)
+    except TopicError:  # a subject we cannot reason about (set by somebody else): compare exactly
+        return False
+
+
 def _enum_value(value: Any) -> Any:
     return getattr(value, "value", value)
 
@@ -109,7 +132,8 @@ def _enum_value(value: Any) -> Any:
 async def ensure_stream(
     jsm: JetStreamManager, settings: NatsSettings, domains: Iterable[str]
 ) -> api.StreamInfo:
-    """Create the stream, or bring an existing one in line with ``settings`` (keeping its data)."""
+    """Create the stream, or check an existing one against ``settings``: brought in line (keeping its
+    data) if ``settings.manage_stream``, else any difference is a :class:`ConfigError` with the diff."""
     wanted = stream_config(settings, domains)
     try:
         info = await retry_api(lambda: jsm.stream_info(settings.stream), settings.api_timeout_s * 3)
@@ -124,6 +148,8 @@ async def ensure_stream(
         )
         return info
     differences = _differences(info.config, wanted)
+    if not settings.manage_stream and _covers(info.config.subjects or [], wanted.subjects or []):
+        differences.pop("subjects", None)  # it stores all we publish (and more): not our business
     if not differences:
         return info
     if "storage" in differences:
@@ -132,6 +158,17 @@ async def ensure_stream(
             f"JetStream stream {settings.stream!r} uses {have} storage but the settings ask for {want}; "
             "the storage type cannot be changed in place and citarion-host never deletes a stream: "
             "migrate it (e.g. `nats stream backup`/`restore`) or change `storage` back"
+        )
+    if not settings.manage_stream:
+        diff = "; ".join(
+            f"{_SETTING[name]}: server {have!r}, this host {want!r}"
+            for name, (have, want) in differences.items()
+        )
+        raise ConfigError(
+            f"JetStream stream {settings.stream!r} differs from this host's [backend.nats] settings "
+            f"({diff}); "
+            "this host does not manage the stream, so it does not rewrite it: align these settings with "
+            "the stream's, or set manage_stream = true on the one host that owns the stream's settings"
         )
     merged = info.config.evolve(**{name: getattr(wanted, name) for name in differences})
     try:

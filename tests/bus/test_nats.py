@@ -88,12 +88,41 @@ async def test_stream_is_created_from_the_settings(stream: NatsSettings) -> None
 async def test_stream_config_drift_is_updated_and_the_data_kept(stream: NatsSettings) -> None:
     async with NatsBus(stream) as bus:
         await bus.publish_many(signal(n) for n in range(10))
-    changed = stream.model_copy(update={"max_age_s": 7200.0, "subjects": ["trading.>", "system.>"]})
+    changed = stream.model_copy(
+        update={"max_age_s": 7200.0, "subjects": ["trading.>", "system.>"], "manage_stream": True}
+    )
     async with NatsBus(changed):
         info = await stream_info(stream)
     assert info.config.max_age == pytest.approx(7200.0)
     assert sorted(info.config.subjects or []) == ["system.>", "trading.>"]
     assert info.state.messages == 10, "updating the stream must never drop data"
+
+
+async def test_a_host_that_does_not_manage_the_stream_refuses_a_different_one(stream: NatsSettings) -> None:
+    async with NatsBus(stream.model_copy(update={"max_age_s": 3600.0})) as bus:
+        await bus.publish(signal(1))
+    other = stream.model_copy(update={"max_age_s": 7200.0, "replicas": 1, "duplicate_window_s": 60.0})
+    with pytest.raises(ConfigError) as refused:
+        await NatsBus(other).start()
+    message = str(refused.value)
+    assert "max_age_s: server 3600.0, this host 7200.0" in message
+    assert "duplicate_window_s: server 120.0, this host 60.0" in message
+    assert "replicas" not in message and "manage_stream = true" in message
+    info = await stream_info(stream)
+    assert info.config.max_age == pytest.approx(3600.0), "a refusing host must not touch the stream"
+    assert info.state.messages == 1
+
+
+async def test_a_stream_storing_more_than_a_host_wants_is_no_difference_for_it(stream: NatsSettings) -> None:
+    async with NatsBus(stream) as bus:  # every domain
+        domains = sorted(bus.catalog.domains)
+    narrow = stream.model_copy(update={"subjects": ["trading.signal.>", "system.>"]})
+    async with NatsBus(narrow) as bus:
+        await bus.publish(signal(1))
+    assert sorted((await stream_info(stream)).config.subjects or []) == [f"{d}.>" for d in domains]
+    wider = stream.model_copy(update={"subjects": ["trading.>", "other.>"]})
+    with pytest.raises(ConfigError, match=r"subjects: server \[.*\], this host \['trading\.>', 'other\.>'\]"):
+        await NatsBus(wider).start()
 
 
 async def test_storage_type_change_is_refused_not_recreated(stream: NatsSettings) -> None:
