@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-__all__ = ["Action", "BandRule", "Side"]
+__all__ = ["Action", "BandRule", "ConfirmedGate", "Side"]
 
 Side = Literal["flat", "long", "short"]
 Action = Literal["long", "short", "exit", "stop"]
@@ -60,3 +60,28 @@ class BandRule:
     def reset(self, side: Side = "flat") -> None:
         """Set the position back (the orders of the last action failed)."""
         self.side = side
+
+
+class ConfirmedGate:
+    """A model gate that opens only after ``confirm`` consecutive refits passed it.
+
+    A bot refits its window every few bars, and each refit is another test at the same level: over
+    a few dozen refits, two unrelated random walks pass a 1 % test at least once far more often than
+    1 % of the time. Requiring consecutive passes brings the rate of trading a spurious
+    relationship back down (measured in the tests), at the cost of entering a real one a few refits
+    later.
+    """
+
+    def __init__(self, confirm: int = 1) -> None:
+        if confirm < 1:
+            raise ValueError(f"confirm must be >= 1, got {confirm}")
+        self.confirm = confirm
+        self.streak = 0
+        self._fits = -1
+
+    def update(self, fits: int, passed: bool) -> bool:
+        """Give the model's fit count and whether its current fit passes; True when the gate is open."""
+        if fits != self._fits:
+            self._fits = fits
+            self.streak = self.streak + 1 if passed else 0
+        return self.streak >= self.confirm

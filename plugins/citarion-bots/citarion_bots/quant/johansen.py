@@ -92,6 +92,7 @@ class BasketModel:
         self.significance = significance
         self.fit: BasketFit | None = None
         self._since_fit = 0
+        self.fits = 0
 
     def update(self, prices: Sequence[float]) -> float | None:
         """Add one row of prices; returns the basket's z-score (None while warming up)."""
@@ -100,4 +101,5 @@ class BasketModel:
         if len(self.rows) == self.rows.maxlen and (self.fit is None or self._since_fit >= self.refit_every):
             self.fit = fit_basket(np.array(self.rows, dtype=float), significance=self.significance)
             self._since_fit = 0
+            self.fits += 1
         return None if self.fit is None else self.fit.zscore(prices)

@@ -90,6 +90,7 @@ class OUModel:
         self.maxlag = maxlag
         self.fit: OUFit | None = None
         self._since_fit = 0
+        self.fits = 0
 
     def update(self, x: float) -> float | None:
         """Add one value; returns its score in equilibrium sigmas (None while warming up)."""
@@ -100,4 +101,5 @@ class OUModel:
         ):
             self.fit = fit_ou(np.fromiter(self.values, float), self.dt, maxlag=self.maxlag)
             self._since_fit = 0
+            self.fits += 1
         return None if self.fit is None else self.fit.zscore(x)
