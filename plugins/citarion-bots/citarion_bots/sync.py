@@ -1,8 +1,12 @@
-"""Lining up bars of several symbols by open time, for the bots that trade them together (PAR, MRB).
+"""Bars as a bot wants them: lined up across symbols (PAR, MRB), or built up to its interval (MFT, LFT).
 
-A row is complete when every symbol has a close for one open time; it is then handed out once, in
-time order. A newer complete row makes older incomplete ones useless (a leg never printed that bar):
-they are dropped and counted, never silently waited on.
+:class:`BarSync`: a row is complete when every symbol has a close for one open time; it is then
+handed out once, in time order. A newer complete row makes older incomplete ones useless (a leg
+never printed that bar): they are dropped and counted, never silently waited on.
+
+:class:`IntervalBars`: candles of the bot's ``interval`` pass through; with ``aggregate``, shorter
+candles that divide it are built up with :class:`~citarion_bots.market.candles.CandleAggregator`
+(a bar is complete when its last constituent closes). Anything else is ignored and counted.
 """
 
 from __future__ import annotations
@@ -11,7 +15,10 @@ from collections.abc import Sequence
 
 from citarion_host.payloads import Candle
 
-__all__ = ["BarSync"]
+from .common import interval_ms
+from .market.candles import CandleAggregator
+
+__all__ = ["BarSync", "IntervalBars"]
 
 
 class BarSync:
@@ -38,3 +45,22 @@ class BarSync:
             del self._rows[older]
         self.last_time = time
         return time, tuple(row[s] for s in self.symbols)
+
+
+class IntervalBars:
+    def __init__(self, interval: str, aggregate: bool) -> None:
+        self.interval = interval
+        self.length = interval_ms(interval)
+        self.aggregator = CandleAggregator(interval) if aggregate else None
+        self.ignored = 0
+
+    def add(self, candle: Candle) -> list[Candle]:
+        """The bars of ``interval`` this candle is or completes (often none)."""
+        if candle.interval == self.interval:
+            return [candle]
+        if self.aggregator is not None:
+            length = interval_ms(candle.interval)
+            if length < self.length and self.length % length == 0:
+                return self.aggregator.add(candle)
+        self.ignored += 1
+        return []

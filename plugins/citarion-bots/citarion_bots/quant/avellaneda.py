@@ -21,7 +21,7 @@ import math
 from collections import deque
 from dataclasses import dataclass
 
-__all__ = ["MidVolatility", "Quotes", "optimal_spread", "quotes", "reservation_price"]
+__all__ = ["MidVolatility", "Quotes", "optimal_spread", "quotes", "reservation_price", "snap"]
 
 
 def reservation_price(mid: float, q: float, gamma: float, sigma: float, tau: float) -> float:
@@ -32,6 +32,12 @@ def optimal_spread(gamma: float, sigma: float, tau: float, kappa: float) -> floa
     if gamma <= 0 or kappa <= 0:
         raise ValueError(f"gamma and kappa must be > 0, got {gamma}, {kappa}")
     return gamma * sigma * sigma * tau + (2.0 / gamma) * math.log1p(gamma / kappa)
+
+
+def snap(price: float, tick: float) -> float:
+    """``price`` on the tick grid without binary noise (99.99, never 99.9899999999)."""
+    digits = max(0, math.ceil(-math.log10(tick)) + 1)
+    return round(round(price / tick) * tick, digits)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,8 +57,8 @@ def quotes(
     d = optimal_spread(gamma, sigma, tau, kappa)
     bid, ask = r - d / 2, r + d / 2
     if tick > 0:
-        bid = math.floor(bid / tick + 1e-9) * tick
-        ask = math.ceil(ask / tick - 1e-9) * tick
+        bid = snap(math.floor(bid / tick + 1e-9) * tick, tick)
+        ask = snap(math.ceil(ask / tick - 1e-9) * tick, tick)
     return Quotes(reservation=r, spread=d, bid=bid, ask=ask)
 
 
