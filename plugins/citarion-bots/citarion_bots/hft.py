@@ -8,8 +8,8 @@ On every book of a series it trades (``symbols`` / ``exchanges``), over the top 
 100.75.) A heavy bid (``I >= entry_imbalance``) whose micro-price stands at least ``min_edge_bps``
 over the mid is a LONG: buy ``order_quote`` worth as an IOC limit at the best ask (never paying
 more than the price seen). A heavy ask (``I <= 1 - entry_imbalance``) is a SHORT: sold only with
-``allow_short``. No new entry within ``cooldown_ms`` of the last on the series, nor beyond the
-inventory cap ``max_position_quote`` (|position| x mid).
+``allow_short``. No new entry (nor signal) within ``cooldown_ms`` of the last on the series, nor
+beyond the inventory cap ``max_position_quote`` (|position| x mid).
 
 Exits, at market: the **time stop** (the position is ``hold_ms`` old in data time) or the lean
 gone (``I <= exit_imbalance`` for a long, ``>= 1 - exit_imbalance`` for a short). Holding periods
@@ -107,13 +107,13 @@ class HftBot(DeskBot):
             self.counts["capped"] += 1
             return
         reason = f"imbalance {lean:.2f}, micro-price {micro:.10g} vs mid {mid:.10g}"
+        self.last_entry[key] = time  # the cooldown spaces views too: a lean is one view, not one per book
         if p.signals:
             await self.signal(
                 event, exchange=book.exchange, symbol=book.symbol, direction="LONG" if buy else "SHORT",
                 confidence=lean if buy else 1 - lean, time=time, entry=price, reason=reason,
             )  # fmt: skip
         if buy or p.allow_short:
-            self.last_entry[key] = time
             await self.submit(
                 event, exchange=book.exchange, symbol=book.symbol, side="BUY" if buy else "SELL",
                 quantity=quantity, price=price, tif="IOC", time=time, tag="entry", reason=reason,

@@ -6,10 +6,11 @@ complete when its last constituent closes). Per series, on each bar (:mod:`citar
 1. Wilder's ATR over ``atr_period`` bars takes the bar in;
 2. in a long: exit at market when the close is at or under the stop (entry - ``stop_atr`` x ATR at
    entry) or under the lowest low of the previous ``exit_channel`` bars (short: mirrored);
-3. flat: a close above the highest high of the previous ``channel`` bars (the bar itself excluded)
-   is a breakout: LONG, ``units = risk_quote / (stop_atr x ATR)`` (so the stop loses
-   ``risk_quote``), capped at ``max_quote`` of notional; a close under the lowest low is a SHORT
-   (sold only with ``allow_short``; otherwise the signal alone);
+3. flat: a close above the highest high of the previous ``channel`` bars (the bar itself excluded),
+   when the previous bar's close was not (a *new* breakout: one view per move), is a LONG of
+   ``units = risk_quote / (stop_atr x ATR)`` (so the stop loses ``risk_quote``), capped at
+   ``max_quote`` of notional; a new close under the lowest low is a SHORT (sold only with
+   ``allow_short``; otherwise the signal alone);
 4. the bar joins both channels.
 
 So on a flat series that starts rising, the first entry is on the first bar whose close exceeds the
@@ -62,6 +63,7 @@ class _Series:
     exit: Donchian
     atr: ATR
     side: Literal["flat", "long", "short"] = "flat"
+    breaking: Literal["long", "short"] | None = None  # the previous bar's breakout, if any
     stop: float = 0.0
     entries: list[int] = field(default_factory=list)
 
@@ -107,11 +109,15 @@ class BreakoutBot(DeskBot):
             await self._exit(
                 event, key, state, time, "ATR stop" if close >= state.stop else "exit channel high"
             )
-        elif state.side == "flat" and state.entry.ready and atr:
-            if close > state.entry.upper():
-                await self._enter(event, bar, state, "long", close - state.entry.upper(), atr)
-            elif close < state.entry.lower():
-                await self._enter(event, bar, state, "short", state.entry.lower() - close, atr)
+        breaking: Literal["long", "short"] | None = None
+        if state.entry.ready and atr:
+            breaking = (
+                "long" if close > state.entry.upper() else "short" if close < state.entry.lower() else None
+            )
+        if state.side == "flat" and breaking is not None and breaking != state.breaking:
+            beyond = close - state.entry.upper() if breaking == "long" else state.entry.lower() - close
+            await self._enter(event, bar, state, breaking, beyond, atr or 0.0)
+        state.breaking = breaking
         state.entry.add(bar.high, bar.low)
         state.exit.add(bar.high, bar.low)
 
