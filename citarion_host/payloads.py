@@ -18,6 +18,7 @@ import msgspec
 
 __all__ = [
     "BUILTIN_PAYLOADS",
+    "Balance",
     "BotLifecycle",
     "BusOverflow",
     "Candle",
@@ -34,6 +35,7 @@ __all__ = [
     "Signal",
     "Ticker",
     "Trade",
+    "Transfer",
 ]
 
 Direction = Literal["LONG", "SHORT"]
@@ -333,6 +335,62 @@ class ConnectionStatus(Payload, frozen=True, gc=False):
     detail: str | None = None
 
 
+class Balance(Payload, frozen=True, gc=False):
+    """One bot's holding of one asset on one exchange (``trading.position.balance.<exchange>``).
+
+    Published by the exchange after every change (fills, transfers). ``available`` is what new
+    orders and transfers may use: ``total`` less what resting orders and pending transfers reserve.
+    Multi-venue bots (ARB, TRF) size trades and transfers by it.
+    """
+
+    bot_id: str
+    exchange: str
+    asset: str
+    total: float
+    available: float
+
+    def __post_init__(self) -> None:
+        _non_empty("botId", self.bot_id)
+        _non_empty("exchange", self.exchange)
+        _non_empty("asset", self.asset)
+        _finite("total", self.total)
+        _finite("available", self.available)
+
+
+TransferStatus = Literal["REQUESTED", "PENDING", "SETTLED", "REJECTED"]
+
+
+class Transfer(Payload, frozen=True, gc=False):
+    """Moving an asset between two exchanges of one bot's account (``trading.order.transfer.*``).
+
+    ``transferId`` is the requester's client id: the exchange treats a repeated request with the same
+    ``(botId, transferId)`` as the same transfer, so a redelivered request never moves money twice.
+    ``settleTime`` (data time, Unix ms) is when a PENDING transfer settles or a SETTLED one did.
+    """
+
+    transfer_id: str
+    bot_id: str
+    asset: str
+    from_exchange: str
+    to_exchange: str
+    amount: float
+    status: TransferStatus
+    fee: float = 0.0
+    settle_time: int | None = None
+    reason: str | None = None
+
+    def __post_init__(self) -> None:
+        _non_empty("transferId", self.transfer_id)
+        _non_empty("botId", self.bot_id)
+        _non_empty("asset", self.asset)
+        _non_empty("fromExchange", self.from_exchange)
+        _non_empty("toExchange", self.to_exchange)
+        _positive("amount", self.amount)
+        _non_negative("fee", self.fee)
+        if self.from_exchange == self.to_exchange:
+            raise PayloadError("toExchange", f"must differ from fromExchange ({self.from_exchange!r})")
+
+
 #: Topic pattern -> payload type for the platform's own events. Topics in a known domain that match
 #: none of these keep a plain dict payload.
 BUILTIN_PAYLOADS: dict[str, type[Payload]] = {
@@ -350,4 +408,6 @@ BUILTIN_PAYLOADS: dict[str, type[Payload]] = {
     "system.deadletter.>": DeadLetter,
     "system.bus.overflow": BusOverflow,
     "system.connection.>": ConnectionStatus,
+    "trading.order.transfer.>": Transfer,
+    "trading.position.balance.>": Balance,
 }

@@ -18,6 +18,7 @@ from citarion_host.events import (
     make_event,
 )
 from citarion_host.payloads import (
+    Balance,
     BotLifecycle,
     BusOverflow,
     Candle,
@@ -34,6 +35,7 @@ from citarion_host.payloads import (
     Signal,
     Ticker,
     Trade,
+    Transfer,
 )
 
 BASE_EVENT_FIELDS = {
@@ -95,6 +97,14 @@ EXAMPLES: dict[type[Payload], tuple[str, dict[str, Any]]] = {
         "subscriber": "s", "pattern": "market.>", "droppedLow": 3, "droppedNormal": 0, "queued": 10,
     }),
     ConnectionStatus: ("system.connection.lost", {"backend": "nats", "state": "disconnected", "detail": None}),
+    Balance: ("trading.position.balance.binance", {
+        "botId": "arb-1", "exchange": "binance", "asset": "USDT", "total": 5000.0, "available": 4900.0,
+    }),
+    Transfer: ("trading.order.transfer.requested", {
+        "transferId": "kron-t1", "botId": "arb-1", "asset": "USDT", "fromExchange": "binance",
+        "toExchange": "bybit", "amount": 250.0, "status": "REQUESTED", "fee": 0.0, "settleTime": None,
+        "reason": None,
+    }),
 }  # fmt: skip
 
 
