@@ -7,6 +7,7 @@ from typing import Any
 from .base import BUS_SOURCE, Capabilities, EventBus
 from .config import BackendSettings, NatsSettings
 from .memory import MemoryBus
+from .position import delivery_position
 from .subscription import Handler, Subscription
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "NatsSettings",
     "Subscription",
     "create_bus",
+    "delivery_position",
 ]
 
 

@@ -41,6 +41,7 @@ from .config import NatsSettings
 from .nats_dispatch import spawn
 from .nats_stream import ConsumerPlan, consumer_config, deliver_subject, ensure_consumer, retry_api
 from .nats_wire import Wire
+from .position import reset_delivery_position, set_delivery_position
 from .subscription import Handler, Subscription
 
 if TYPE_CHECKING:
@@ -75,6 +76,7 @@ class AckingHandler:
 
     async def __call__(self, event: Event) -> Any:
         msg = self.inflight.pop(event.id, None)
+        token = set_delivery_position(None if msg is None else lambda: msg.metadata.sequence.stream)
         try:
             result = self._handler(event)
             if inspect.isawaitable(result):
@@ -83,6 +85,8 @@ class AckingHandler:
             if msg is not None:
                 await self._failed(msg, event, exc)
             raise  # Subscription reports it (system.handler.failed) and goes on
+        finally:
+            reset_delivery_position(token)
         # A cancelled handler (forced shutdown) is neither acked nor naked: redelivered after ack_wait.
         if msg is not None:
             await _settle(self._bus.wire.ack(msg), "ack", event)

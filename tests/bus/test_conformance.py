@@ -525,3 +525,22 @@ async def test_a_catch_all_subscriber_sees_each_event_once_beside_stream_readers
     await reader.wait_for(50)
     await everything.wait_for(50)
     assert numbers(await everything.settle()) == list(range(50))
+
+
+async def test_a_stored_delivery_knows_its_stream_position(bus: EventBus) -> None:
+    """Stream-backed deliveries carry their stream sequence (checkpoints, SSE ids); others have none."""
+    from citarion_host.bus import delivery_position
+
+    seen: list[int | None] = []
+
+    async def handler(event: Event) -> None:
+        seen.append(delivery_position())
+
+    await bus.subscribe("trading.>", handler, **({"stored": True} if bus.capabilities.persistent else {}))
+    await bus.publish_many(signal(n) for n in range(5))
+    await eventually(lambda: len(seen) == 5, what="5 deliveries")
+    if bus.capabilities.persistent:
+        assert all(isinstance(p, int) for p in seen) and seen == sorted(seen) and len(set(seen)) == 5
+    else:
+        assert seen == [None] * 5
+    assert delivery_position() is None, "never leaks out of the handler"

@@ -1,0 +1,41 @@
+"""Where the event being handled sits in its source: what a checkpoint or a resumable feed records.
+
+A handler of a stream-backed subscription (``stored``, ``durable`` or positioned, on JetStream) may ask
+:func:`delivery_position` for the stream sequence of the event it is handling: the bot state store
+records it with a snapshot (to resume right after it), the dashboard uses it as the SSE event id (a
+reconnecting browser resumes from it). Elsewhere (memory, core NATS) there is no stored position and it
+returns None; such callers keep a counter of their own.
+
+A context variable, set by the backend around the handler call, because the position belongs to one
+delivery, not to the event: the same event has one position per stream. It holds a function, so the
+position is only parsed when somebody asks.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Callable
+
+__all__ = ["delivery_position", "reset_delivery_position", "set_delivery_position"]
+
+Token = contextvars.Token
+
+_position: contextvars.ContextVar[Callable[[], int] | None] = contextvars.ContextVar(
+    "citarion_delivery_position", default=None
+)
+
+
+def delivery_position() -> int | None:
+    """The stream sequence of the event being handled, or None where there is none."""
+    find = _position.get()
+    return None if find is None else find()
+
+
+def set_delivery_position(find: Callable[[], int] | None) -> Token[Callable[[], int] | None]:
+    """For backends: ``find()`` gives the position of the delivery about to be handled."""
+    return _position.set(find)
+
+
+def reset_delivery_position(token: Token[Callable[[], int] | None]) -> None:
+    """For backends: the handler returned."""
+    _position.reset(token)
