@@ -26,6 +26,7 @@ __all__ = [
     "BusError",
     "CitarionError",
     "ConfigError",
+    "HandledFailure",
     "NoRespondersError",
     "PublishError",
     "PublishNotAllowedError",
@@ -87,3 +88,9 @@ class ConfigError(CitarionError):
 
 def _as_finding(problem: Finding | str) -> Finding:
     return problem if isinstance(problem, Finding) else Finding("error", "", None, "", problem)
+
+
+class HandledFailure(CitarionError):
+    """A handler's failure that its owner has already reported (the host's bot supervisor, on
+    ``system.bot.error``): raised on to the bus so that the delivery is settled as failed (nak with
+    backoff, ``max_deliver``, dead letter on a durable subscription) without a second report."""

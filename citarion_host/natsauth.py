@@ -35,8 +35,8 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from .bus.nats_request import RESPONDERS_PREFIX
-from .bus.nats_stream import deliver_subject, reduce_filters, validate_consumer_name
+from .bus.nats.requests import RESPONDERS_PREFIX
+from .bus.nats.stream import deliver_subject, reduce_filters, validate_consumer_name
 from .errors import ConfigError
 from .settings import BotConfig
 from .topics import overlaps

@@ -306,7 +306,9 @@ class HandlerFailure(Payload, frozen=True, gc=False):
 class DeadLetter(Payload, frozen=True, gc=False):
     """An event that could not be processed (``system.deadletter.*``), kept with the reason.
 
-    ``original`` is the message as received (text), so nothing is lost even when it was not JSON.
+    ``original`` is the message as received (text), so nothing is lost even when it was not JSON; a
+    message too big to park whole keeps its first part (``truncated`` then says how many bytes the
+    original had: docs/limits.md).
     """
 
     reason: str
@@ -315,6 +317,7 @@ class DeadLetter(Payload, frozen=True, gc=False):
     subject: str | None = None
     event_id: str | None = None
     deliveries: int = 0
+    truncated: int | None = None
 
 
 class BusOverflow(Payload, frozen=True, gc=False):

@@ -26,7 +26,7 @@ from nats.js import api
 from nats.js.errors import NotFoundError
 
 from .bus.config import NatsSettings
-from .bus.nats_connect import connect
+from .bus.nats.connection import connect
 from .errors import BusError
 from .events import Event, EventCatalog, InvalidEventError, catalog, encode_event
 from .redact import mask_text

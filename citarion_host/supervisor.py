@@ -25,7 +25,7 @@ from pydantic import BaseModel
 
 from .bot import Bot, PublishGuard
 from .bus import EventBus, Subscription
-from .errors import PublishNotAllowedError
+from .errors import HandledFailure, PublishNotAllowedError
 from .events import Event, Priority
 from .lineage import handling, stamp
 from .payloads import BotLifecycle
@@ -215,6 +215,9 @@ class BotRunner:
             self.handled += 1
         except Exception as exc:
             self._failed(event, exc)
+            # On to the bus, already reported: a durable subscription then follows its retry policy
+            # (nak with backoff, max_deliver, dead letter) instead of acking a failure.
+            raise HandledFailure(f"bot {self.config.id!r} failed on {event.id}: {exc!r}") from exc
 
     # -- lifecycle --------------------------------------------------------------------------------
 

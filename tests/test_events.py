@@ -91,7 +91,7 @@ EXAMPLES: dict[type[Payload], tuple[str, dict[str, Any]]] = {
     }),
     DeadLetter: ("system.deadletter.malformed", {
         "reason": "malformed", "error": "not json", "original": "{", "subject": "trading.x.y",
-        "eventId": None, "deliveries": 0,
+        "eventId": None, "deliveries": 0, "truncated": None,
     }),
     BusOverflow: ("system.bus.overflow", {
         "subscriber": "s", "pattern": "market.>", "droppedLow": 3, "droppedNormal": 0, "queued": 10,

@@ -26,8 +26,8 @@ from nats.aio.msg import Msg
 from nats.js import api
 
 from citarion_host.bot import PublishGuard
-from citarion_host.bus.nats_connect import sync_with_server
-from citarion_host.bus.nats_stream import stream_config
+from citarion_host.bus.nats.connection import sync_with_server
+from citarion_host.bus.nats.stream import stream_config
 from citarion_host.errors import PublishNotAllowedError
 from citarion_host.events import catalog
 from citarion_host.natsauth import bot_consumer, inbox_prefix, reply_prefix

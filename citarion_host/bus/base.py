@@ -21,6 +21,7 @@ import asyncio
 import itertools
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -36,12 +37,15 @@ from ..topics import PatternIndex, split_pattern
 from .sequencer import Sequencer
 from .subscription import Handler, Subscription
 
-__all__ = ["BUS_SOURCE", "Capabilities", "EventBus"]
+__all__ = ["BUS_SOURCE", "DEAD_LETTER_MAX_ORIGINAL", "Capabilities", "EventBus"]
 
 log = logging.getLogger("citarion_host.bus")
 
 #: ``source`` of the events the bus itself emits.
 BUS_SOURCE = "HOST"
+#: Bytes of an original message a dead letter keeps (docs/limits.md): below every server's max_payload.
+DEAD_LETTER_MAX_ORIGINAL = 32 * 1024
+_DEAD_KEYS_KEPT = 1024
 _OVERFLOW_REPORT_INTERVAL_S = 1.0
 
 
@@ -86,6 +90,9 @@ class EventBus(abc.ABC):
         #: Every local subscription under each of its patterns (routes, the sequencer's expectations).
         self._index: PatternIndex[Subscription] = PatternIndex()
         self._overflow_reported: dict[Subscription, float] = {}
+        self._dead_keys: OrderedDict[str, None] = OrderedDict()  # recent dead letters' keys
+        #: Dead letters stored, by reason (``malformed``, ``failed``...).
+        self.dead_lettered: dict[str, int] = {}
         #: Deterministic mode (see ``bus/sequencer.py``): None when handlers run concurrently.
         self.sequencer: Sequencer | None = None
         if deterministic:
@@ -470,25 +477,57 @@ class EventBus(abc.ABC):
         subject: str | None = None,
         event_id: str | None = None,
         deliveries: int = 0,
+        key: str | None = None,
     ) -> None:
-        """Park what could not be processed on ``system.deadletter.<reason>``, and count it."""
-        if reason == "malformed":
-            self.malformed += 1
-        text = original.decode("utf-8", errors="replace") if isinstance(original, bytes) else original
-        log.warning("dead letter", extra={"reason": reason, "error": error, "subject": subject})
+        """Park what could not be processed on ``system.deadletter.<reason>``, count it, log it.
+
+        The one dead-letter path of every backend. ``key`` identifies the message when several
+        subscribers (or hosts) may report the same one (a malformed message on NATS reaches every
+        matching subscription): it is reported and counted once here, and stored once by a backend
+        that deduplicates (JetStream's ``Nats-Msg-Id``). An original longer than
+        ``DEAD_LETTER_MAX_ORIGINAL`` bytes is cut to that, with its size in ``truncated``, so the
+        letter can always be stored. Raises ``BusError`` if it could not be stored (the caller keeps
+        the original to try again).
+        """
+        if key is not None:
+            if key in self._dead_keys:
+                return
+            self._dead_keys[key] = None
+            if len(self._dead_keys) > _DEAD_KEYS_KEPT:
+                self._dead_keys.popitem(last=False)
+        raw = original if isinstance(original, bytes) else original.encode("utf-8", errors="replace")
+        truncated = len(raw) if len(raw) > DEAD_LETTER_MAX_ORIGINAL else None
+        text = raw[:DEAD_LETTER_MAX_ORIGINAL].decode("utf-8", errors="replace")
+        log.warning(
+            "dead letter",
+            extra={"reason": reason, "error": error[:500], "subject": subject, "truncated": truncated},
+        )
         event = self.catalog.make(
             f"system.deadletter.{reason}",
             DeadLetter(
                 reason=reason,
-                error=error,
+                error=error[:2000],
                 original=text,
                 subject=subject,
                 event_id=event_id,
                 deliveries=deliveries,
+                truncated=truncated,
             ),
             source=BUS_SOURCE,
             priority="high",
         )
+        try:
+            await self._store_dead_letter(event, key)
+        except BaseException:
+            if key is not None:
+                self._dead_keys.pop(key, None)  # not parked: a later report may try again
+            raise
+        self.dead_lettered[reason] = self.dead_lettered.get(reason, 0) + 1
+        if reason == "malformed":
+            self.malformed += 1
+
+    async def _store_dead_letter(self, event: Event, key: str | None) -> None:
+        """Publish a dead letter (a backend that deduplicates stores one copy per ``key``)."""
         await self.publish(event)
 
     def stats(self) -> dict[str, Any]:
@@ -498,6 +537,7 @@ class EventBus(abc.ABC):
             "deterministic": self.deterministic,
             "published": self.published,
             "malformed": self.malformed,
+            "dead_lettered": dict(self.dead_lettered),
             "handler_failures": self.handler_failures,
             **(
                 {"sequenced": self.sequencer.handled, "stalls": self.sequencer.stalls}

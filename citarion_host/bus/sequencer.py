@@ -45,7 +45,7 @@ import contextvars
 import logging
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..events import Event
 
@@ -63,10 +63,12 @@ _running: contextvars.ContextVar[Sequencer | None] = contextvars.ContextVar("seq
 class _Entry:
     __slots__ = ("arrived", "event", "waiting")
 
-    def __init__(self, event: Event, waiting: set[Subscription], arrived: list[Subscription]) -> None:
+    def __init__(
+        self, event: Event, waiting: set[Subscription], arrived: list[tuple[Subscription, Any]]
+    ) -> None:
         self.event = event
         self.waiting = waiting  # expected subscribers whose delivery has not arrived yet
-        self.arrived = arrived  # subscribers holding the event, to be run in creation order
+        self.arrived = arrived  # (subscriber, receipt) holding the event, run in creation order
 
 
 class Sequencer:
@@ -127,18 +129,18 @@ class Sequencer:
 
     def push(self, event: Event, subscribers: Iterable[Subscription]) -> None:
         """``event`` was published and already delivered to ``subscribers`` (the memory bus)."""
-        self._append(_Entry(event, set(), list(subscribers)))
+        self._append(_Entry(event, set(), [(s, None) for s in subscribers]))
 
-    def arrived(self, subscription: Subscription, event: Event) -> None:
+    def arrived(self, subscription: Subscription, event: Event, receipt: Any = None) -> None:
         """``subscription`` received ``event`` (called from ``Subscription.deliver``)."""
         entry = self._by_id.get(event.id)
-        if entry is None or subscription in entry.arrived:  # not announced here, or a redelivery
-            entry = _Entry(event, set(), [subscription])
+        if entry is None or any(s is subscription for s, _ in entry.arrived):  # unannounced, or again
+            entry = _Entry(event, set(), [(subscription, receipt)])
             self._by_id[event.id] = entry
             self._append(entry)
             return
         entry.waiting.discard(subscription)
-        entry.arrived.append(subscription)
+        entry.arrived.append((subscription, receipt))
         if not entry.waiting and entry is self._head:
             self._progress.set()
 
@@ -173,8 +175,8 @@ class Sequencer:
                 arrived = entry.arrived
                 if len(arrived) > 1:
                     arrived.sort(key=_creation)
-                for subscription in arrived:
-                    await subscription.run(entry.event)
+                for subscription, receipt in arrived:
+                    await subscription.run(entry.event, receipt)
                 self._head = None
                 self.handled += 1
         finally:
@@ -193,7 +195,7 @@ class Sequencer:
                 async with asyncio.timeout(max(remaining, 0.0)):
                     await self._progress.wait()
             except TimeoutError:
-                missing = sorted(entry.waiting, key=_creation)
+                missing = sorted(entry.waiting, key=lambda subscription: subscription.seq)
                 entry.waiting.clear()
                 self.stalls += 1
                 log.error(
@@ -224,5 +226,5 @@ class Sequencer:
             self._task.cancel()
 
 
-def _creation(subscription: Subscription) -> int:
-    return subscription.seq
+def _creation(arrival: tuple[Subscription, Any]) -> int:
+    return arrival[0].seq

@@ -26,6 +26,12 @@ Delivery rules:
 
 In deterministic mode (:mod:`~citarion_host.bus.sequencer`) ``deliver`` hands the event to the bus's
 sequencer instead, which runs handlers one at a time in publish order through :meth:`Subscription.run`.
+
+Receipts: a delivery from a store that wants to hear how it went (a JetStream message, to ack, nak or
+dead-letter) comes with a *receipt*, which travels with the event through the backlog (or the
+sequencer) to the handler call; afterwards the subscription's :class:`Receipts` (given by the backend)
+settles it with the outcome. A delivery that is dropped or discarded is given back (redelivered). The
+memory bus has no receipts: its path only pays a ``None`` check.
 """
 
 from __future__ import annotations
@@ -35,14 +41,13 @@ import contextvars
 import inspect
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Generator
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from ..errors import HandledFailure
 from ..events import PRIORITY_RANK, Event
+from .position import reset_delivery_position, set_delivery_position
 
-if TYPE_CHECKING:  # the sequencer is handed in at run time; typing only
-    from .sequencer import Sequencer
-
-__all__ = ["Handler", "Subscription"]
+__all__ = ["Arrivals", "Handler", "Receipts", "Subscription"]
 
 Handler = Callable[[Event], Awaitable[Any]]
 _CoroutineHandler = Callable[[Event], Coroutine[Any, Any, Any]]
@@ -66,6 +71,28 @@ def _as_coroutine_function(handler: Handler) -> _CoroutineHandler:
         return result
 
     return adapter
+
+
+class Arrivals(Protocol):
+    """Where a subscription sends what arrives in deterministic mode (``bus/sequencer.py``)."""
+
+    def arrived(self, subscription: Subscription, event: Event, receipt: Any = None) -> None: ...
+
+
+class Receipts(Protocol):
+    """How a backend settles the deliveries it hands over with a receipt (see the module docstring)."""
+
+    def position(self, receipt: Any) -> int:
+        """The delivery's position in its store (``delivery_position()`` inside the handler)."""
+        ...
+
+    async def settle(self, event: Event, receipt: Any, error: BaseException | None) -> None:
+        """The handler returned (``error`` None) or raised ``error``: ack, or apply the retry policy."""
+        ...
+
+    def give_back(self, receipt: Any) -> None:
+        """The delivery will not be handled here (dropped, discarded, unsubscribed): redeliver it."""
+        ...
 
 
 class _Resume:
@@ -121,6 +148,7 @@ class Subscription:
         "pattern",
         "patterns",
         "queue",
+        "receipts",
         "seq",
         "sequencer",
     )
@@ -137,7 +165,7 @@ class Subscription:
         max_pending: int = 10_000,
         on_error: ErrorCallback,
         on_overflow: OverflowCallback,
-        sequencer: Sequencer | None = None,
+        sequencer: Arrivals | None = None,
     ) -> None:
         if max_pending < 1:
             raise ValueError(f"max_pending must be >= 1, got {max_pending}")
@@ -152,6 +180,8 @@ class Subscription:
         self.seq = seq
         #: Set in deterministic mode: arrivals go to it instead of running the handler here.
         self.sequencer = sequencer
+        #: Set by a backend whose deliveries come with receipts (JetStream consumers).
+        self.receipts: Receipts | None = None
         self.name = name
         self.queue = queue
         self.durable = durable
@@ -163,7 +193,7 @@ class Subscription:
         self._handler: _CoroutineHandler = _as_coroutine_function(handler)
         self._on_error = on_error
         self._on_overflow = on_overflow
-        self._backlog: tuple[deque[Event], ...] = (deque(), deque(), deque(), deque())
+        self._backlog: tuple[deque[tuple[Event, Any]], ...] = (deque(), deque(), deque(), deque())
         self._pending = 0
         self._active = False
         self._closed = False
@@ -190,15 +220,17 @@ class Subscription:
 
     # -- hot path ---------------------------------------------------------------------------------
 
-    def deliver(self, event: Event) -> None:
-        """Hand ``event`` to this subscriber. Never blocks, never raises."""
+    def deliver(self, event: Event, receipt: Any = None) -> None:
+        """Hand ``event`` (and its receipt, if its store gave one) to this subscriber. Never blocks,
+        never raises."""
         if self.sequencer is not None and "replyTo" not in event.metadata:
-            self.sequencer.arrived(self, event)  # requests stay eager: their requester is waiting
+            self.sequencer.arrived(self, event, receipt)  # requests stay eager: their requester waits
             return
         if self._active:
-            self._enqueue(event)
+            self._enqueue(event, receipt)
             return
         if self._closed:
+            self._give_back(receipt)
             return
         self._active = True
         # The first step runs in a copy of the publisher's context, as a task would: a handler that
@@ -206,7 +238,7 @@ class Subscription:
         # publisher's context.
         context = contextvars.copy_context()
         try:
-            coro = self._handler(event)
+            coro = self._handler(event) if receipt is None else self._receipted(event, receipt)
             waiting_on = context.run(coro.send, None)
         except StopIteration:
             self.delivered += 1
@@ -220,17 +252,18 @@ class Subscription:
         else:
             self._active = False
 
-    async def run(self, event: Event) -> None:
+    async def run(self, event: Event, receipt: Any = None) -> None:
         """Handle ``event`` now and return when done (the deterministic mode's sequencer calls this).
 
         Same counters and error isolation as :meth:`deliver`; no backlog, since the sequencer hands
         events over one at a time. Requests that arrived meanwhile (they stay eager) are served after.
         """
         if self._closed:
+            self._give_back(receipt)
             return
         self._active = True
         try:
-            await self._handler(event)
+            await (self._handler(event) if receipt is None else self._receipted(event, receipt))
             self.delivered += 1
         except Exception as exc:
             self._report(event, exc)
@@ -252,8 +285,28 @@ class Subscription:
         self._task = asyncio.get_running_loop().create_task(work, context=context)
         self._task.add_done_callback(self._settle)
 
-    def _enqueue(self, event: Event) -> None:
+    async def _receipted(self, event: Event, receipt: Any) -> None:
+        """Run the handler for a delivery with a receipt, then settle it with the outcome."""
+        receipts = self.receipts
+        assert receipts is not None, "a receipt came to a subscription whose backend settles none"
+        token = set_delivery_position(lambda: receipts.position(receipt))
+        try:
+            await self._handler(event)
+        except Exception as exc:
+            await receipts.settle(event, receipt, exc)
+            raise
+        finally:
+            reset_delivery_position(token)
+        # A cancelled handler (forced shutdown) is not settled: the store redelivers it later.
+        await receipts.settle(event, receipt, None)
+
+    def _give_back(self, receipt: Any) -> None:
+        if receipt is not None and self.receipts is not None:
+            self.receipts.give_back(receipt)
+
+    def _enqueue(self, event: Event, receipt: Any) -> None:
         if self._closed:
+            self._give_back(receipt)
             return
         rank = PRIORITY_RANK[event.priority]
         if self._pending >= self.max_pending:
@@ -261,16 +314,17 @@ class Subscription:
                 self.overflow_admitted += 1
             elif not self._make_room(rank):
                 self.dropped[rank] += 1
+                self._give_back(receipt)
                 self._on_overflow(self)
                 return
-        self._backlog[rank].append(event)
+        self._backlog[rank].append((event, receipt))
         self._pending += 1
 
     def _make_room(self, rank: int) -> bool:
         """Drop the oldest queued event of the least urgent class the new one may displace."""
         for victim in (3, 2):
             if victim >= rank and self._backlog[victim]:
-                self._backlog[victim].popleft()
+                self._give_back(self._backlog[victim].popleft()[1])
                 self._pending -= 1
                 self.dropped[victim] += 1
                 self._on_overflow(self)
@@ -293,11 +347,11 @@ class Subscription:
         while self._pending:
             for queue in backlog:  # most urgent first
                 if queue:
-                    event = queue.popleft()
+                    event, receipt = queue.popleft()
                     break
             self._pending -= 1
             try:
-                await self._handler(event)
+                await (self._handler(event) if receipt is None else self._receipted(event, receipt))
                 self.delivered += 1
             except Exception as exc:
                 self._report(event, exc)
@@ -317,7 +371,8 @@ class Subscription:
 
     def _report(self, event: Event, exc: BaseException) -> None:
         self.failed += 1
-        self._on_error(self, event, exc)
+        if not isinstance(exc, HandledFailure):  # its owner (the host's supervisor) reported it
+            self._on_error(self, event, exc)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -348,6 +403,8 @@ class Subscription:
         self._closed = True
         for rank, queue in enumerate(self._backlog):
             self.dropped[rank] += len(queue)
+            for _, receipt in queue:
+                self._give_back(receipt)
             queue.clear()
         self._pending = 0
         if self._task is not None:

@@ -21,7 +21,7 @@ from nats.js import api
 
 from citarion_host.bus import NatsSettings, create_bus
 from citarion_host.bus.nats import NatsBus
-from citarion_host.bus.nats_connect import sync_with_server
+from citarion_host.bus.nats.connection import sync_with_server
 from citarion_host.errors import BusError, ConfigError, NoRespondersError, PublishError, RequestTimeoutError
 from citarion_host.events import Event, encode_event, make_event
 from citarion_host.natsserver import NatsCluster, NatsServer, free_ports

@@ -1,4 +1,4 @@
-"""The lean path (``bus/nats_wire.py``): in use with this nats-py, same behaviour as the public API.
+"""The lean path (``bus/nats/_client.py``): in use with this nats-py, same behaviour as the public API.
 
 The conformance suite runs on core NATS and on JetStream both ways (``nats``/``nats-public``,
 ``nats-core``/``nats-core-public``); these tests cover what is particular to the lean path: the
@@ -20,8 +20,8 @@ from nats.aio.client import Client
 
 from citarion_host.bus import NatsSettings
 from citarion_host.bus.nats import NatsBus
-from citarion_host.bus.nats_connect import sync_with_server
-from citarion_host.bus.nats_wire import Wire
+from citarion_host.bus.nats._client import Wire
+from citarion_host.bus.nats.connection import sync_with_server
 from citarion_host.errors import PublishError
 from citarion_host.events import Event, encode_event, make_event
 from citarion_host.natsserver import NatsServer

@@ -7,15 +7,14 @@ Two kinds of feed:
   arrive as they are published, like on the memory bus: at most once, from the moment of subscribing,
   nothing to acknowledge, in the order the server sends them to this connection.
 * :class:`StreamFeed`, for stored, durable and positioned subscriptions: one JetStream push consumer
-  with explicit acks and every pattern as a filter subject, so events come in stream order. The
-  subscription's handler is wrapped in an :class:`AckingHandler`, which learns the outcome of each
-  delivery and acks, naks (with backoff) or dead-letters the message.
+  with explicit acks and every pattern as a filter subject, so events come in stream order. Each event
+  is handed over with its message as the *receipt* (``Subscription.deliver(event, msg)``); the feed is
+  the subscription's :class:`~citarion_host.bus.subscription.Receipts`: once the handler has run, it
+  acks the message, or applies the retry policy (nak with backoff up to ``max_deliver``, then the dead
+  letter). What is never handled (dropped, discarded, unsubscribed) is naked at once, for redelivery.
 
-Why wrap the handler instead of adding a completion callback to ``Subscription``: the wrapper is the
-only place where the outcome is known anyway (it is the coroutine that ran the handler), and it keeps
-the memory backend's hot path exactly as it was. ``Subscription`` still does everything else (ordering,
-priority overtaking, error isolation and reporting): the wrapper re-raises the handler's error after
-nak-ing, so the failure is reported on ``system.handler.failed`` as on every backend.
+What the feeds need from the bus comes in explicitly, as a :class:`FeedContext`: the wire, the settings,
+the catalog, how to dead-letter and how to run background work. Nothing here imports the bus.
 """
 
 from __future__ import annotations
@@ -23,11 +22,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import inspect
+import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription as NatsSubscription
@@ -35,19 +34,15 @@ from nats.errors import Error as NatsError
 from nats.js import JetStreamManager, api
 from nats.js.errors import NotFoundError
 
-from ..events import Event, EventCatalog, InvalidEventError
-from ..topics import matches, overlaps
-from .config import NatsSettings
-from .nats_dispatch import spawn
-from .nats_stream import ConsumerPlan, consumer_config, deliver_subject, ensure_consumer, retry_api
-from .nats_wire import Wire
-from .position import reset_delivery_position, set_delivery_position
-from .subscription import Handler, Subscription
+from ...errors import BusError
+from ...events import Event, EventCatalog, InvalidEventError
+from ...topics import matches, overlaps
+from ..config import NatsSettings
+from ..subscription import Subscription
+from ._client import Wire
+from .stream import ConsumerPlan, consumer_config, deliver_subject, ensure_consumer, retry_api
 
-if TYPE_CHECKING:
-    from .nats import NatsBus
-
-__all__ = ["AckingHandler", "CoreFeed", "Feed", "StreamFeed"]
+__all__ = ["CoreFeed", "DeadLetter", "Feed", "FeedContext", "StreamFeed"]
 
 log = logging.getLogger("citarion_host.bus.nats")
 
@@ -56,66 +51,20 @@ _PAUSE_S = 60.0
 #: ``caught_up`` asks the server again after this long without a delivery (acks may free room).
 _CATCH_UP_POLL_S = 0.05
 
+#: ``await dead_letter(original, reason=, error=, subject=, event_id=, deliveries=, key=)``: the bus's
+#: one dead-letter path (``EventBus.dead_letter``); raises ``BusError`` if it could not be stored.
+DeadLetter = Callable[..., Awaitable[None]]
 
-class AckingHandler:
-    """The handler of a stream-backed subscription: run it, then ack; on failure nak or dead-letter.
 
-    The feed registers each delivery's message in ``inflight`` under the event's id just before handing
-    the event over; the wrapper takes it back out when the handler runs. By id, not by object: in
-    deterministic mode the sequencer may hand over an equal event decoded by another feed. A
-    redelivery replaces the message of the same event (acking either settles it). Events with no
-    message (a ``system.connection`` report delivered locally) are just handled.
-    """
+@dataclasses.dataclass(frozen=True, slots=True)
+class FeedContext:
+    """What every feed of one bus shares."""
 
-    __slots__ = ("_bus", "_handler", "inflight")
-
-    def __init__(self, bus: NatsBus, handler: Handler) -> None:
-        self._bus = bus
-        self._handler = handler
-        self.inflight: dict[str, Msg] = {}
-
-    async def __call__(self, event: Event) -> Any:
-        msg = self.inflight.pop(event.id, None)
-        token = set_delivery_position(None if msg is None else lambda: msg.metadata.sequence.stream)
-        try:
-            result = self._handler(event)
-            if inspect.isawaitable(result):
-                result = await result
-        except Exception as exc:
-            if msg is not None:
-                await self._failed(msg, event, exc)
-            raise  # Subscription reports it (system.handler.failed) and goes on
-        finally:
-            reset_delivery_position(token)
-        # A cancelled handler (forced shutdown) is neither acked nor naked: redelivered after ack_wait.
-        if msg is not None:
-            await _settle(self._bus.wire.ack(msg), "ack", event)
-        return result
-
-    async def _failed(self, msg: Msg, event: Event, exc: Exception) -> None:
-        settings = self._bus.settings
-        deliveries = msg.metadata.num_delivered
-        if deliveries < settings.max_deliver:
-            backoff = settings.nak_backoff_s[min(deliveries, len(settings.nak_backoff_s)) - 1]
-            await _settle(msg.nak(delay=backoff), "nak", event)
-            return
-        try:
-            await self._bus.dead_letter(
-                msg.data,
-                reason="failed",
-                error=f"{type(exc).__name__}: {exc}",
-                subject=msg.subject,
-                event_id=event.id,
-                deliveries=deliveries,
-            )
-        except Exception as dl_error:  # could not park it: keep it in the stream, try again later
-            log.error(
-                "could not dead-letter a failed event; it will be redelivered",
-                extra={"event_id": event.id, "topic": event.topic, "error": repr(dl_error)},
-            )
-            await _settle(msg.nak(delay=settings.nak_backoff_s[-1]), "nak", event)
-            return
-        await _settle(msg.term(), "term", event)
+    wire: Wire
+    settings: NatsSettings
+    catalog: EventCatalog
+    dead_letter: DeadLetter
+    spawn: Callable[[Coroutine[Any, Any, Any]], None]
 
 
 async def _settle(action: Awaitable[None], what: str, event: Event | None) -> None:
@@ -127,6 +76,23 @@ async def _settle(action: Awaitable[None], what: str, event: Event | None) -> No
             "could not settle a message",
             extra={"action": what, "event_id": event and event.id, "error": repr(exc)},
         )
+
+
+async def _malformed(ctx: FeedContext, subject: str, data: bytes, error: Exception, msg: Msg | None) -> None:
+    """Dead-letter a message that is not a valid event, once whoever saw it (the key is derived from
+    the message), then terminate it in the stream; if it cannot be stored, keep it for a later try."""
+    digest = hashlib.blake2b(subject.encode() + b"\0" + data, digest_size=12).hexdigest()
+    try:
+        await ctx.dead_letter(
+            data, reason="malformed", error=str(error), subject=subject, key=f"malformed-{digest}"
+        )
+    except BusError as exc:
+        log.error("could not dead-letter a malformed message", extra={"error": repr(exc)})
+        if msg is not None:
+            await _settle(msg.nak(delay=ctx.settings.nak_backoff_s[-1]), "nak", None)
+        return
+    if msg is not None:
+        await _settle(msg.term(), "term", None)
 
 
 class Feed:
@@ -166,9 +132,6 @@ class Feed:
         """Return once the server has nothing more for this feed (default: a ping did that already)."""
 
 
-MalformedCallback = Callable[[str, bytes, InvalidEventError, "Msg | None"], Coroutine[Any, Any, None]]
-
-
 class CoreFeed(Feed):
     """Core NATS subscriptions, one per pattern, feeding one subscription: live events, at most once.
 
@@ -181,18 +144,16 @@ class CoreFeed(Feed):
 
     A pattern starting with a wildcard (``>``, ``*.signal.*``) also matches subjects that are not events
     (inboxes, JetStream acks and API calls of every client on the account). Those are skipped by their
-    first token before any decoding. Messages come through the bus's :class:`~.nats_wire.Wire` as
+    first token before any decoding. Messages come through the bus's :class:`~._client.Wire` as
     subject and data.
     """
 
-    def __init__(
-        self, wire: Wire, catalog: EventCatalog, subscription: Subscription, on_malformed: MalformedCallback
-    ) -> None:
-        self._wire = wire
+    def __init__(self, ctx: FeedContext, subscription: Subscription) -> None:
+        self._ctx = ctx
+        self._wire = ctx.wire
         self.subscription = subscription
-        self._decode = catalog.decode
-        self._domains = catalog.domains
-        self._on_malformed = on_malformed
+        self._decode = ctx.catalog.decode
+        self._domains = ctx.catalog.domains
         self._subs: dict[str, NatsSubscription] = {}
         #: For each pattern that may deliver: the earlier patterns overlapping it (an event one of them
         #: matches is theirs to deliver). A pattern missing here delivers nothing (being removed).
@@ -282,33 +243,24 @@ class CoreFeed(Feed):
         try:
             event = self._decode(data, subject)  # the subject is the topic it must carry
         except InvalidEventError as exc:
-            spawn(self._on_malformed(subject, data, exc, None))
+            self._ctx.spawn(_malformed(self._ctx, subject, data, exc, None))
             return
         self.subscription.deliver(event)
 
 
 class StreamFeed(Feed):
-    """JetStream push consumer (explicit acks) feeding a subscription through its AckingHandler."""
+    """JetStream push consumer (explicit acks) feeding a subscription; it settles the receipts."""
 
     def __init__(
-        self,
-        wire: Wire,
-        jsm: JetStreamManager,
-        settings: NatsSettings,
-        catalog: EventCatalog,
-        subscription: Subscription,
-        plan: ConsumerPlan,
-        acker: AckingHandler,
-        on_malformed: MalformedCallback,
+        self, ctx: FeedContext, jsm: JetStreamManager, subscription: Subscription, plan: ConsumerPlan
     ) -> None:
-        self._wire = wire
+        self._ctx = ctx
+        self._wire = wire = ctx.wire
         self._jsm = jsm
-        self._settings = settings
+        self._settings = settings = ctx.settings
         self.subscription = subscription
         self.plan = plan
-        self._acker = acker
-        self._decode = catalog.decode
-        self._on_malformed = on_malformed
+        self._decode = ctx.catalog.decode
         self.consumer: str | None = None
         self._last: Msg | None = None  # the latest delivery: its reply subject holds the stream sequence
         self._arrival = asyncio.Event()
@@ -349,10 +301,51 @@ class StreamFeed(Feed):
         try:
             event = self._decode(msg.data, msg.subject)  # the subject is the topic it must carry
         except InvalidEventError as exc:
-            spawn(self._on_malformed(msg.subject, msg.data, exc, msg))
+            self._ctx.spawn(_malformed(self._ctx, msg.subject, msg.data, exc, msg))
             return
-        self._acker.inflight[event.id] = msg
-        self.subscription.deliver(event)
+        self.subscription.deliver(event, msg)
+
+    # -- receipts (the subscription's ``Receipts``) ---------------------------------------------------
+
+    def position(self, receipt: Any) -> int:
+        msg: Msg = receipt
+        return msg.metadata.sequence.stream
+
+    async def settle(self, event: Event, receipt: Any, error: BaseException | None) -> None:
+        """Ack a handled event; after a failure nak with backoff, and at ``max_deliver`` dead-letter it."""
+        msg: Msg = receipt
+        if error is None:
+            await _settle(self._wire.ack(msg), "ack", event)
+            return
+        settings = self._settings
+        deliveries = msg.metadata.num_delivered
+        if deliveries < settings.max_deliver:
+            backoff = settings.nak_backoff_s[min(deliveries, len(settings.nak_backoff_s)) - 1]
+            await _settle(msg.nak(delay=backoff), "nak", event)
+            return
+        cause = error.__cause__ or error  # a failure the host already reported carries the bot's error
+        try:
+            await self._ctx.dead_letter(
+                msg.data,
+                reason="failed",
+                error=f"{type(cause).__name__}: {cause}",
+                subject=msg.subject,
+                event_id=event.id,
+                deliveries=deliveries,
+            )
+        except Exception as dl_error:  # could not park it: keep it in the stream, try again later
+            log.error(
+                "could not dead-letter a failed event; it will be redelivered",
+                extra={"event_id": event.id, "topic": event.topic, "error": repr(dl_error)},
+            )
+            await _settle(msg.nak(delay=settings.nak_backoff_s[-1]), "nak", event)
+            return
+        await _settle(msg.term(), "term", event)
+
+    def give_back(self, receipt: Any) -> None:
+        """Never handled here: nak it, so it comes back at once (to us, another member, the next run)."""
+        msg: Msg = receipt
+        self._ctx.spawn(_settle(msg.nak(), "nak", None))
 
     async def recover(self) -> None:
         """After a reconnection: recreate the consumer if the server lost it (memory storage, expiry)."""
@@ -443,7 +436,8 @@ class StreamFeed(Feed):
         Messages that arrive once we are stopping are naked, not dropped: nats-py's ``drain``
         unsubscribes and waits a round trip, so everything pushed before the UNSUB (or the pause)
         arrives while the NATS subscription still exists. Events delivered but never handled (a forced
-        shutdown) are naked too; all of them come back at once instead of after ``ack_wait``.
+        shutdown) are given back by the subscription and naked too; all of them come back at once
+        instead of after ``ack_wait``.
         """
         await self.quiesce()
         sub, self._nats_sub = self._nats_sub, None
@@ -456,10 +450,8 @@ class StreamFeed(Feed):
         returned, self._returned = self._returned, []
         for msg in returned:
             await _settle(msg.nak(), "nak", None)
-        if self.subscription.busy:  # unsubscribe(drain=True): what is queued is still handled (acked)
-            spawn(self._nak_leftovers())
-        else:
-            await self._nak_leftovers()
+        # What waits in the subscription's backlog is handled (unsubscribe with drain) or given back
+        # (discarded): either way its receipt is settled by the subscription, not here.
         if self.plan.durable is None and self.consumer is not None:
             consumer, self.consumer = self.consumer, None
             try:
@@ -468,11 +460,3 @@ class StreamFeed(Feed):
                 log.debug(
                     "could not delete ephemeral consumer", extra={"consumer": consumer, "error": repr(exc)}
                 )
-
-    async def _nak_leftovers(self) -> None:
-        """Nak what was delivered but will never be handled (the backlog was discarded)."""
-        await self.subscription.wait_idle()
-        leftovers = list(self._acker.inflight.values())
-        self._acker.inflight.clear()
-        for msg in leftovers:
-            await _settle(msg.nak(), "nak", None)

@@ -28,8 +28,8 @@ from nats.aio.msg import Msg
 from nats.errors import ConnectionClosedError, MaxPayloadError, OutboundBufferLimitError
 from nats.errors import Error as NatsError
 
-from ..errors import PublishError
-from .nats_wire import Wire
+from ...errors import PublishError
+from ._client import Wire
 
 __all__ = ["JetStreamPublisher", "Outgoing"]
 

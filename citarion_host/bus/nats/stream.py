@@ -31,9 +31,9 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamManager, api
 from nats.js.errors import APIError, NotFoundError, ServiceUnavailableError
 
-from ..errors import ConfigError
-from ..topics import TopicError, contains
-from .config import NatsSettings
+from ...errors import ConfigError
+from ...topics import TopicError, contains
+from ..config import NatsSettings
 
 __all__ = [
     "ConsumerPlan",

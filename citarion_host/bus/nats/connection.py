@@ -23,14 +23,13 @@ from nats.aio.client import Client, Server
 from nats.aio.msg import Msg
 from nats.errors import AuthorizationError
 
-from ..errors import BusError
-from ..redact import mask_text
-from .config import NatsSettings
+from ...errors import BusError
+from ...redact import mask_text
+from ..config import NatsSettings
 
 __all__ = [
     "auth_options",
     "backoff",
-    "close_connection",
     "connect",
     "connect_budget",
     "connection_options",
@@ -197,25 +196,3 @@ async def sync_with_server(nc: Client, timeout: float) -> None:
         await sub.unsubscribe()
 
 
-async def close_connection(nc: Client) -> None:
-    """Close ``nc`` even when the server is gone, saying what could not be sent.
-
-    nats-py's ``close()`` writes what is left in its buffer (publishes and acks issued while
-    reconnecting) and, if the socket is already dead, raises half way: its subscription tasks
-    and transport stay open. Nothing buffered can reach a server we are leaving, so it is dropped
-    here first, loudly: core events in it are lost; unacknowledged JetStream events are redelivered.
-    """
-    if nc.is_closed:
-        return
-    pending = getattr(nc, "_pending_data_size", 0)
-    if not nc.is_connected and pending:
-        log.warning(
-            "closing while disconnected: buffered commands not sent",
-            extra={"bytes": pending, "status": nc._status},
-        )
-        nc._pending = []
-        nc._pending_data_size = 0
-    try:
-        await nc.close()
-    except OSError as exc:  # the socket died between the check above and nats-py's last write
-        log.warning("closing the NATS connection failed", extra={"error": repr(exc)})

@@ -16,9 +16,13 @@ Plain subscriptions are core NATS subscriptions in both modes: they see events l
 bus. Every incoming message goes through :meth:`Subscription.deliver`, so the local rules (order,
 priority overtaking, bounded backlog, error isolation) are the same as on every backend.
 
-The parts: ``nats_connect`` (options, reconnect backoff), ``nats_stream`` (stream and consumer
-management), ``nats_publish`` (acknowledged, pipelined publishing), ``nats_consumer`` (feeding
-subscriptions, acks), ``nats_request`` (request/reply).
+The package reads top-down, and imports only downward (a test keeps it so):
+
+* ``__init__`` — :class:`NatsBus`, the backend: publish, subscribe, request/reply, connection events;
+* ``feeds`` — feeding subscriptions (core subscriptions, JetStream consumers) and settling receipts;
+* ``publisher`` — acknowledged, pipelined JetStream publishing; ``requests`` — request/reply;
+* ``stream`` — stream and consumer management; ``connection`` — options, connecting, reconnect backoff;
+* ``_client`` — the only module that touches nats-py's internals (direct dispatch, the lean wire).
 """
 
 from __future__ import annotations
@@ -33,21 +37,20 @@ from nats.aio.client import Client
 from nats.errors import Error as NatsError
 from nats.js import JetStreamManager, api
 
-from ..errors import BusError, PublishError
-from ..events import Event, EventCatalog
-from ..payloads import ConnectionStatus
-from ..topics import TopicError, matches
-from .base import BUS_SOURCE, Capabilities, EventBus
-from .config import NatsSettings
-from .nats_connect import close_connection, connect, server_url, sync_with_server
-from .nats_consumer import AckingHandler, CoreFeed, Feed, StreamFeed
-from .nats_dispatch import MalformedReporter
-from .nats_publish import JetStreamPublisher, Outgoing
-from .nats_request import RESPONDERS_PREFIX, Requests
-from .nats_stream import ConsumerPlan, ensure_stream, validate_consumer_name
-from .nats_wire import Wire
-from .sequencer import Sequencer
-from .subscription import Handler, Subscription
+from ...errors import BusError, PublishError
+from ...events import Event, EventCatalog
+from ...payloads import ConnectionStatus
+from ...topics import TopicError, matches
+from ..base import BUS_SOURCE, Capabilities, EventBus
+from ..config import NatsSettings
+from ..sequencer import Sequencer
+from ..subscription import Handler, Subscription
+from ._client import Wire, close_connection
+from .connection import connect, server_url, sync_with_server
+from .feeds import CoreFeed, Feed, FeedContext, StreamFeed
+from .publisher import JetStreamPublisher, Outgoing
+from .requests import RESPONDERS_PREFIX, Requests
+from .stream import ConsumerPlan, ensure_stream, validate_consumer_name
 
 __all__ = ["RESPONDERS_PREFIX", "NatsBus"]
 
@@ -91,7 +94,6 @@ class NatsBus(EventBus):
         self._feeds: dict[Subscription, Feed] = {}
         self._stored_topics: dict[str, bool] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._malformed = MalformedReporter(self)
         self._encode = self.catalog.encode
 
     @property
@@ -147,6 +149,8 @@ class NatsBus(EventBus):
         for feed in list(self._feeds.values()):
             await feed.stop()
         self._feeds.clear()
+        if self._tasks:  # the last naks and reports: a moment to finish, then cancelled
+            await asyncio.wait(list(self._tasks), timeout=2.0)
         for task in list(self._tasks):
             task.cancel()
         if self._publisher is not None:
@@ -293,8 +297,9 @@ class NatsBus(EventBus):
         except (NatsError, TopicError) as exc:
             raise PublishError(f"publish on {subject!r} failed: {exc!r}") from exc
 
-    async def store(self, event: Event, msg_id: str) -> None:
-        """Publish with a chosen dedup id (JetStream) so several reporters store one copy."""
+    async def _store_dead_letter(self, event: Event, key: str | None) -> None:
+        """With a key, stored under it as ``Nats-Msg-Id``: several reporters (hosts) store one copy."""
+        msg_id = key or event.id
         data = self._encode(event)
         if self.sequencer is not None:
             await self._sequenced(lambda: self._send(event, data, msg_id), (event,))
@@ -384,28 +389,21 @@ class NatsBus(EventBus):
             # subscriber is paced by the server and never drops events to overflow.
             max_ack_pending=max_pending or self.max_pending,
         )
-        acker = AckingHandler(self, handler)
         return await self._add_subscription(
-            patterns,
-            acker,
-            queue=queue,
-            durable=durable,
-            name=name,
-            max_pending=max_pending,
-            plan=(plan, acker),
+            patterns, handler, queue=queue, durable=durable, name=name, max_pending=max_pending, plan=plan
         )
 
     async def _attach(self, subscription: Subscription, **options: Any) -> None:
-        planned: tuple[ConsumerPlan, AckingHandler] | None = options.get("plan")
+        plan: ConsumerPlan | None = options.get("plan")
+        context = FeedContext(self._wire, self.settings, self.catalog, self.dead_letter, self._spawn)
         feed: Feed
-        if planned is None:
-            feed = CoreFeed(self._wire, self.catalog, subscription, self._malformed)
+        if plan is None:
+            feed = CoreFeed(context, subscription)
         else:
             assert self._jsm is not None, "stream-backed subscriptions exist in JetStream mode only"
-            plan, acker = planned
-            feed = StreamFeed(
-                self._wire, self._jsm, self.settings, self.catalog, subscription, plan, acker, self._malformed
-            )
+            stream_feed = StreamFeed(context, self._jsm, subscription, plan)
+            subscription.receipts = stream_feed  # the feed settles what it hands over
+            feed = stream_feed
         await feed.start()
         self._feeds[subscription] = feed
         for each in subscription.patterns:

@@ -28,8 +28,8 @@ from nats.errors import Error as NatsError
 from nats.errors import NoRespondersError as NatsNoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
-from ..errors import NoRespondersError, PublishError, RequestTimeoutError
-from ..events import Event, EventCatalog, InvalidEventError
+from ...errors import NoRespondersError, PublishError, RequestTimeoutError
+from ...events import Event, EventCatalog, InvalidEventError
 
 __all__ = ["RESPONDERS_PREFIX", "Requests"]
 
