@@ -82,7 +82,7 @@ class HostBotContext:
             correlation_id=correlation_id,
             metadata=metadata,
         )
-        await runner.bus.publish(event)
+        await runner.bus.post(event)  # in order; on JetStream the store's ack comes in the background
         runner.published[event.entity] = runner.published.get(event.entity, 0) + 1
         return event
 

@@ -133,6 +133,7 @@ class EventBus(abc.ABC):
                     self._closed = True
                     for subscription in subscriptions:
                         await subscription.wait_idle()
+                    await self._flush()  # what was posted is stored before the transport goes
             except TimeoutError:
                 log.warning("bus close: drain timed out after %.1fs; discarding backlogs", timeout)
         self._closed = True
@@ -151,6 +152,21 @@ class EventBus(abc.ABC):
     @abc.abstractmethod
     async def publish(self, event: Event) -> None:
         """Publish one event. Returns when the backend has accepted it (JetStream: stored)."""
+
+    async def post(self, event: Event) -> None:
+        """Publish without waiting for the backend's confirmation, where that wait is a round trip.
+
+        Returns once the event is handed over in order (memory: delivered, exactly as ``publish``;
+        JetStream: written to the connection, stored in the background). A post that is never
+        confirmed is reported on ``system.bus.unstored`` and counted: never silently lost.
+        :meth:`flush` waits for every confirmation. A bot's ``ctx.publish`` posts.
+        """
+        await self.publish(event)
+
+    async def flush(self) -> None:
+        """Return once everything published or posted so far is confirmed by the backend (or reported
+        as unstored). Memory: at once."""
+        await self._flush()
 
     async def publish_many(self, events: Iterable[Event]) -> None:
         """Publish several events in order; backends may pipeline them."""

@@ -155,6 +155,52 @@ async def test_publish_many_keeps_order_in_the_stream(bus: NatsBus, stream: Nats
     assert numbers(await got.wait_for(2000)) == list(range(2000))
 
 
+# -- posting: pipelined publishes ---------------------------------------------------------------------
+
+
+async def test_posts_return_before_the_ack_keep_their_order_and_flush_waits_for_all(
+    bus: NatsBus, stream: NatsSettings
+) -> None:
+    got = Collector()
+    await bus.subscribe("trading.>", got, start_sequence=1)
+    for n in range(3000):
+        await bus.post(signal(n))
+    await bus.flush()
+    assert bus.stats()["nats"]["in_flight"] == 0
+    assert (await stream_info(stream)).state.messages == 3000, "flush returned: everything is stored"
+    assert numbers(await got.wait_for(3000)) == list(range(3000)), "stored in the order posted"
+    assert bus.stats()["nats"]["unstored"] == 0
+
+
+async def test_a_post_the_store_never_confirms_is_reported_and_counted(nats_server: NatsServer) -> None:
+    """The server freezes (SIGSTOP) after the posts were written: no ack comes; after the publish
+    timeout the events are reported on system.bus.unstored and counted, never silently dropped."""
+    import os
+    import signal as signals
+
+    settings = NatsSettings(servers=[nats_server.url], stream="frozen", publish_timeout_s=1.0,
+                            publish_ack_timeout_s=0.3)  # fmt: skip
+    reports = Collector()
+    async with NatsBus(settings) as bus:
+
+        async def keep(event: Event) -> None:
+            await reports(event)
+
+        await bus.subscribe("system.bus.unstored", keep)
+        os.kill(nats_server.pid, signals.SIGSTOP)
+        try:
+            for n in range(5):
+                await bus.post(signal(n))  # returns: written to the connection's buffer
+            await asyncio.wait_for(bus.flush(), 10)
+            assert bus.unstored == 5
+        finally:
+            os.kill(nats_server.pid, signals.SIGCONT)
+        await eventually(lambda: sum(r.payload["count"] for r in reports.events) == 5, timeout=10)
+        assert all(r.priority == "critical" and "not stored" in r.payload["reason"] for r in reports.events)
+        ids = [i for r in reports.events for i in r.payload["eventIds"]]
+        assert len(ids) == len(set(ids)) == 5, "each lost event named once"
+
+
 # -- durable consumers ------------------------------------------------------------------------------
 
 

@@ -93,6 +93,8 @@ class NatsBus(EventBus):
         self._send_gate = asyncio.Event()
         self._feeds: dict[Subscription, Feed] = {}
         self._stored_topics: dict[str, bool] = {}
+        #: Posted events the store never confirmed (reported on ``system.bus.unstored``).
+        self.unstored = 0
         self._tasks: set[asyncio.Task[Any]] = set()
         self._encode = self.catalog.encode
 
@@ -131,6 +133,7 @@ class NatsBus(EventBus):
                     timeout=settings.publish_timeout_s,
                     ack_timeout=settings.publish_ack_timeout_s,
                     max_in_flight=settings.publish_max_in_flight,
+                    on_unstored=self._unstored,
                 )
                 await self._publisher.start()
         except BaseException:
@@ -201,12 +204,15 @@ class NatsBus(EventBus):
         log.error("NATS connection closed for good; the bus cannot publish any more", extra={"error": detail})
         if self._publisher is not None:
             self._publisher.fail_all(f"NATS connection closed ({detail})")
-        event = self.catalog.make(  # nothing can be sent any more: tell the local subscribers directly
-            "system.connection.closed",
-            ConnectionStatus(backend="nats", state="closed", detail=detail),
-            source=BUS_SOURCE,
-            priority="critical",
+        # nothing can be sent any more: tell the local subscribers directly
+        self._tell_locally(
+            "system.connection.closed", ConnectionStatus(backend="nats", state="closed", detail=detail)
         )
+
+    def _tell_locally(self, topic: str, payload: Any) -> None:
+        """A report about the server failing us: delivered to this host's subscribers directly, since
+        sending it through the server could fail the same way."""
+        event = self.catalog.make(topic, payload, source=BUS_SOURCE, priority="critical")
         for subscription in self.local_subscribers(event):
             subscription.deliver(event)
 
@@ -216,6 +222,7 @@ class NatsBus(EventBus):
     # -- publish ----------------------------------------------------------------------------------
 
     async def publish(self, event: Event) -> None:
+        """Returns once the event is stored (JetStream) or written to the connection (core)."""
         if self._closed:
             self._check_open()
         data = self._encode(event)
@@ -227,6 +234,38 @@ class NatsBus(EventBus):
         else:
             await self._send(event, data, event.id)
         self.published += 1
+
+    async def post(self, event: Event) -> None:
+        """JetStream: returns once the event is written to the connection, in order; the store's ack is
+        awaited in the background (resent with the same ``Nats-Msg-Id`` when missing), and an event
+        that is never stored is reported on ``system.bus.unstored`` and counted (``unstored``).
+        ``flush()`` / ``settle()`` wait for every ack. Core NATS: the same as ``publish``."""
+        publisher = self._publisher
+        if publisher is None:
+            await self.publish(event)
+            return
+        if self._closed:
+            self._check_open()
+        data = self._encode(event)
+        if not self._stored_topics.get(event.topic):
+            self._check_stored(event.topic)
+        item = Outgoing(event.topic, data, event.id, event)
+        if self.sequencer is not None:
+            await self.sequencer.admit()
+            await self._sequenced(lambda: publisher.post(item), (event,))
+        else:
+            await publisher.post(item)
+        self.published += 1
+
+    def _unstored(self, items: list[Outgoing], reason: str) -> None:
+        """Posted events the store never confirmed: counted, reported (to this host's subscribers: the
+        store is what failed), no longer awaited anywhere."""
+        self.unstored += len(items)
+        for item in items:
+            if self.sequencer is not None and isinstance(item.event, Event):
+                self.sequencer.withdraw(item.event)
+        report = {"count": len(items), "eventIds": [item.msg_id for item in items[:20]], "reason": reason}
+        self._tell_locally("system.bus.unstored", report)
 
     async def _send(self, event: Event, data: bytes, msg_id: str) -> None:
         if self._publisher is not None:
@@ -478,6 +517,7 @@ class NatsBus(EventBus):
             "in_flight": self._publisher.in_flight if self._publisher else 0,
             "duplicates": self._publisher.duplicates if self._publisher else 0,
             "resent": self._publisher.resent if self._publisher else 0,
+            "unstored": self.unstored,
             "reconnects": self.nc.stats.get("reconnects", 0),
         }
         return stats

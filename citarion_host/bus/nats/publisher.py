@@ -13,6 +13,13 @@ no ack came within ``publish_ack_timeout_s``, after a reconnection (acks of mess
 time of the fault are lost with the connection, the messages maybe too), and after "JetStream temporarily
 unavailable" answers. A batch that is not fully stored within ``publish_timeout_s`` raises
 :class:`~citarion_host.errors.PublishError`: a publish either returns (stored) or raises, never neither.
+
+Posting (:meth:`JetStreamPublisher.post`, what a bot's ``ctx.publish`` uses) does not wait for the ack:
+the message is written to the connection in call order and the call returns; consecutive posts gather in
+an open batch that a background *settler* confirms as above (acks, resends with the same
+``Nats-Msg-Id``, the timeout). Posts wait only when ``publish_max_in_flight`` messages are unconfirmed.
+A post that is never confirmed is handed to ``on_unstored`` (the bus reports and counts it): never
+silently lost. :meth:`JetStreamPublisher.flush` waits until everything posted is confirmed or reported.
 """
 
 from __future__ import annotations
@@ -21,7 +28,8 @@ import asyncio
 import itertools
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -40,14 +48,15 @@ _RETRY_DELAY_MAX_S = 1.0
 
 
 class Outgoing:
-    """One message to store: subject, bytes, dedup id, and its state while in flight."""
+    """One message to store: subject, bytes, dedup id, what it carries, and its state while in flight."""
 
-    __slots__ = ("acked", "batch", "data", "msg_id", "subject", "token")
+    __slots__ = ("acked", "batch", "data", "event", "msg_id", "subject", "token")
 
-    def __init__(self, subject: str, data: bytes, msg_id: str) -> None:
+    def __init__(self, subject: str, data: bytes, msg_id: str, event: Any = None) -> None:
         self.subject = subject
         self.data = data
         self.msg_id = msg_id
+        self.event = event  # the event, for whoever hears it was not stored
         self.token: str | None = None
         self.acked = False
         self.batch: _Batch | None = None
@@ -71,7 +80,7 @@ class _Batch:
         "waiter",
     )
 
-    def __init__(self, items: Sequence[Outgoing], deadline: float) -> None:
+    def __init__(self, items: list[Outgoing], deadline: float) -> None:
         self.items = items
         self.remaining = len(items)
         self.deadline = deadline
@@ -105,6 +114,7 @@ class JetStreamPublisher:
         timeout: float,
         ack_timeout: float,
         max_in_flight: int,
+        on_unstored: Callable[[list[Outgoing], str], None],
     ) -> None:
         self._nc = nc
         self._wire = wire
@@ -116,8 +126,11 @@ class JetStreamPublisher:
         self._batches: set[_Batch] = set()
         self._tokens = itertools.count(1)
         self._space = asyncio.Event()
-        self._drained = asyncio.Event()  # set while no publish is waiting for acks
+        self._drained = asyncio.Event()  # set while no publish or post is waiting for acks
         self._drained.set()
+        self._on_unstored = on_unstored
+        self._open: _Batch | None = None  # posts not yet taken up by the settler
+        self._settler: asyncio.Task[None] | None = None
         self._prefix = ""
         self.duplicates = 0
         self.resent = 0
@@ -137,7 +150,7 @@ class JetStreamPublisher:
         if not items:
             return
         loop = asyncio.get_running_loop()
-        batch = _Batch(items, loop.time() + self._timeout)
+        batch = _Batch(list(items), loop.time() + self._timeout)
         self._batches.add(batch)
         self._drained.clear()
         try:
@@ -152,9 +165,62 @@ class JetStreamPublisher:
                 self._drained.set()
 
     async def flush(self) -> None:
-        """Return once every publish under way has been confirmed as stored (or has failed)."""
+        """Return once every publish and post under way has been confirmed as stored, or has failed
+        (a failed post reported through ``on_unstored``)."""
         while not self._drained.is_set():
             await self._drained.wait()
+
+    async def post(self, item: Outgoing) -> None:
+        """Send ``item`` now, in call order, and return; its ack is awaited in the background.
+
+        Waits only for room in the in-flight window (or a connection to come back), up to the publish
+        timeout. Raises ``PublishError`` when it cannot be sent at all (closed connection, over
+        ``max_payload``); a later failure goes to ``on_unstored``.
+        """
+        loop = asyncio.get_running_loop()
+        batch = self._open
+        if batch is None:
+            batch = self._open = _Batch([], loop.time() + self._timeout)
+            self._batches.add(batch)
+            self._drained.clear()
+        item.batch = batch
+        batch.items.append(item)
+        batch.remaining += 1
+        try:
+            await self._send(item, batch)
+        except BaseException:
+            if not item.acked:
+                batch.items.remove(item)
+                batch.remaining -= 1
+            if not batch.items and batch is self._open:
+                self._open = None
+                self._batches.discard(batch)
+                if not self._batches:
+                    self._drained.set()
+            raise
+        if self._settler is None:
+            self._settler = loop.create_task(self._settle_posts(), name="jetstream-settler")
+
+    async def _settle_posts(self) -> None:
+        """Confirm posts batch by batch (what is posted meanwhile gathers in the next batch)."""
+        loop = asyncio.get_running_loop()
+        try:
+            while self._open is not None:
+                batch, self._open = self._open, None
+                batch.deadline = loop.time() + self._timeout  # from its last post on
+                try:
+                    await self._settle(batch)
+                except PublishError as exc:
+                    lost = [item for item in batch.items if not item.acked]
+                    log.error("posted events not stored", extra={"count": len(lost), "error": str(exc)})
+                    self._on_unstored(lost, str(exc))
+                finally:
+                    self._batches.discard(batch)
+                    self._forget(batch)
+        finally:
+            self._settler = None
+            if not self._batches:
+                self._drained.set()
 
     def reconnected(self) -> None:
         """Acks of messages in flight when the connection dropped are lost: resend those now.
