@@ -47,7 +47,7 @@ from ..sequencer import Sequencer
 from ..subscription import Handler, Subscription
 from ._client import Wire, close_connection
 from .connection import connect, server_url, sync_with_server
-from .feeds import CoreFeed, Feed, FeedContext, StreamFeed
+from .feeds import CoreFeed, Feed, FeedContext, HostInbox, StreamFeed
 from .publisher import JetStreamPublisher, Outgoing
 from .requests import RESPONDERS_PREFIX, Requests
 from .stream import ConsumerPlan, ensure_stream, validate_consumer_name
@@ -92,6 +92,7 @@ class NatsBus(EventBus):
         #: Set while sending makes sense: connected, or closed for good (sends then fail at once).
         self._send_gate = asyncio.Event()
         self._feeds: dict[Subscription, Feed] = {}
+        self._inbox: HostInbox | None = None  # the consumer shared by stored, non-durable subscriptions
         self._stored_topics: dict[str, bool] = {}
         #: Posted events the store never confirmed (reported on ``system.bus.unstored``).
         self.unstored = 0
@@ -438,6 +439,8 @@ class NatsBus(EventBus):
         feed: Feed
         if plan is None:
             feed = CoreFeed(context, subscription)
+        elif plan.durable is None and plan.queue is None and not plan.positioned:
+            feed = self._host_inbox(context).membership(subscription)  # one consumer for all of these
         else:
             assert self._jsm is not None, "stream-backed subscriptions exist in JetStream mode only"
             stream_feed = StreamFeed(context, self._jsm, subscription, plan)
@@ -450,6 +453,12 @@ class NatsBus(EventBus):
         # Once subscribe() returns, the server has our interest, so events (and requests)
         # published from any other connection from then on reach this subscriber.
         await self._confirm(subscription, f"subscribing to {subscription.pattern!r}")
+
+    def _host_inbox(self, context: FeedContext) -> HostInbox:
+        if self._inbox is None:
+            assert self._jsm is not None, "stream-backed subscriptions exist in JetStream mode only"
+            self._inbox = HostInbox(context, self._jsm, self.max_pending)
+        return self._inbox
 
     async def _confirm(self, subscription: Subscription, what: str) -> None:
         try:

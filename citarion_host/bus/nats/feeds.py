@@ -26,7 +26,7 @@ import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription as NatsSubscription
@@ -36,13 +36,13 @@ from nats.js.errors import NotFoundError
 
 from ...errors import BusError
 from ...events import Event, EventCatalog, InvalidEventError
-from ...topics import matches, overlaps
+from ...topics import PatternIndex, matches, overlaps
 from ..config import NatsSettings
 from ..subscription import Subscription
 from ._client import Wire
 from .stream import ConsumerPlan, consumer_config, deliver_subject, ensure_consumer, retry_api
 
-__all__ = ["CoreFeed", "DeadLetter", "Feed", "FeedContext", "StreamFeed"]
+__all__ = ["CoreFeed", "DeadLetter", "Feed", "FeedContext", "HostInbox", "StreamFeed"]
 
 log = logging.getLogger("citarion_host.bus.nats")
 
@@ -98,7 +98,7 @@ async def _malformed(ctx: FeedContext, subject: str, data: bytes, error: Excepti
 class Feed:
     """A source of events for one subscription."""
 
-    subscription: Subscription
+    subscription: Any  # a Subscription (the host inbox's shared consumer feeds a dispatcher)
     _nats_sub: NatsSubscription | None = None
     stopping = False
 
@@ -240,11 +240,17 @@ class CoreFeed(Feed):
         self.subscription.deliver(event)
 
 
+class Target(Protocol):
+    """What a stream feed hands its events to: one subscription, or the host inbox's dispatcher."""
+
+    def deliver(self, event: Event, receipt: Any = None) -> None: ...
+
+
 class StreamFeed(Feed):
     """JetStream push consumer (explicit acks) feeding a subscription; it settles the receipts."""
 
     def __init__(
-        self, ctx: FeedContext, jsm: JetStreamManager, subscription: Subscription, plan: ConsumerPlan
+        self, ctx: FeedContext, jsm: JetStreamManager, subscription: Target, plan: ConsumerPlan
     ) -> None:
         self._ctx = ctx
         self._wire = wire = ctx.wire
@@ -452,3 +458,174 @@ class StreamFeed(Feed):
                 log.debug(
                     "could not delete ephemeral consumer", extra={"consumer": consumer, "error": repr(exc)}
                 )
+
+
+class _Shared:
+    """A receipt shared by the members an inbox delivery went to: acked when the last one is done."""
+
+    __slots__ = ("msg", "remaining")
+
+    def __init__(self, msg: Msg, remaining: int) -> None:
+        self.msg = msg
+        self.remaining = remaining
+
+
+class HostInbox:
+    """One ephemeral consumer for every stored, non-durable subscription of the bus: the stream as the
+    backing of the in-process bus.
+
+    Why: with a consumer per subscription the server sends each event once per subscriber, each with
+    its own ack (the JetStream demo: four deliveries and four acks per event, most of the host's CPU).
+    Through one consumer whose filter subjects are the union of its members' patterns, each event
+    arrives once, in stream order, and is dispatched here to the members it matches, in their creation
+    order, like the memory bus routes it. The message is acked when every member has handled it (a
+    member's failure is reported by its subscription, not retried: these subscriptions are not
+    durable, and a retry would reach the members that succeeded too). Durable subscriptions keep a
+    consumer of their own, where the retry policy applies.
+
+    A member added while the consumer runs gets events published from then on: ones already in the
+    stream (``since``, the stream's last sequence when it joined) are not handed to it.
+    """
+
+    def __init__(self, ctx: FeedContext, jsm: JetStreamManager, max_ack_pending: int) -> None:
+        self._ctx = ctx
+        self._jsm = jsm
+        self._max_ack_pending = max_ack_pending
+        self._index: PatternIndex[Subscription] = PatternIndex()
+        self._members: dict[Subscription, int] = {}  # member -> stream sequence it joined after
+        self._feed: StreamFeed | None = None
+        self._lock = asyncio.Lock()
+
+    def membership(self, subscription: Subscription) -> Feed:
+        """The feed the bus keeps for ``subscription`` (its start/stop join and leave the inbox)."""
+        return _Member(self, subscription)
+
+    # -- members ----------------------------------------------------------------------------------
+
+    def _union(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(p for member in self._members for p in member.patterns))
+
+    async def join(self, subscription: Subscription) -> None:
+        async with self._lock:
+            if self._feed is None:
+                self._members[subscription] = 0
+                self._add(subscription)
+                plan = ConsumerPlan(subscription.patterns, None, None, None, None, self._max_ack_pending)
+                self._feed = StreamFeed(self._ctx, self._jsm, self, plan)
+                await self._feed.start()
+                return
+            info = await self._jsm.stream_info(self._ctx.settings.stream)
+            self._members[subscription] = info.state.last_seq
+            self._add(subscription)
+            await self._feed.repattern(self._union(), _nothing)
+
+    async def leave(self, subscription: Subscription) -> None:
+        async with self._lock:
+            if self._members.pop(subscription, None) is None:
+                return
+            for pattern in subscription.patterns:
+                self._index.remove(pattern, subscription)
+            feed = self._feed
+            if feed is None:
+                return
+            if not self._members:
+                self._feed = None
+                await feed.stop()
+            else:
+                await feed.repattern(self._union(), _nothing)
+
+    async def repattern(self, subscription: Subscription, patterns: tuple[str, ...]) -> None:
+        """The bus updates the member's patterns after this: widen the consumer first, so nothing is
+        missed, and route by the new patterns from now on."""
+        async with self._lock:
+            for pattern in subscription.patterns:
+                self._index.remove(pattern, subscription)
+            for pattern in patterns:
+                self._index.add(pattern, subscription)
+            if self._feed is not None:
+                union = tuple(dict.fromkeys([*self._union(), *patterns]))
+                await self._feed.repattern(union, _nothing)
+
+    def _add(self, subscription: Subscription) -> None:
+        for pattern in subscription.patterns:
+            self._index.add(pattern, subscription)
+
+    # -- the consumer's target ----------------------------------------------------------------------
+
+    def deliver(self, event: Event, receipt: Any = None) -> None:
+        msg: Msg = receipt
+        members = sorted(set(self._index.match(event.topic)), key=_by_creation)
+        late = [m for m in members if self._members.get(m, 0)]
+        if late:
+            seq = msg.metadata.sequence.stream
+            members = [m for m in members if self._members.get(m, 0) < seq]
+        if not members:
+            self._ctx.spawn(_settle(self._ctx.wire.ack(msg), "ack", event))
+            return
+        shared = _Shared(msg, len(members))
+        for member in members:
+            member.deliver(event, shared)
+
+    # -- receipts (each member's ``Receipts``) --------------------------------------------------------
+
+    def position(self, receipt: Any) -> int:
+        shared: _Shared = receipt
+        return shared.msg.metadata.sequence.stream
+
+    async def settle(self, event: Event, receipt: Any, error: BaseException | None) -> None:
+        shared: _Shared = receipt
+        shared.remaining -= 1
+        if shared.remaining == 0:  # every member is done: failures were reported, not retried
+            await _settle(self._ctx.wire.ack(shared.msg), "ack", event)
+
+    def give_back(self, receipt: Any) -> None:
+        """A member dropped it (overflow, unsubscribed): for a live subscriber it is gone, as on core."""
+        shared: _Shared = receipt
+        shared.remaining -= 1
+        if shared.remaining == 0:
+            self._ctx.spawn(_settle(self._ctx.wire.ack(shared.msg), "ack", None))
+
+    # -- what the bus asks of every feed ------------------------------------------------------------
+
+    async def caught_up(self) -> None:
+        if self._feed is not None:
+            await self._feed.caught_up()
+
+    async def recover(self) -> None:
+        async with self._lock:
+            if self._feed is not None:
+                await self._feed.recover()
+
+
+class _Member(Feed):
+    """A subscription's feed in the host inbox: joining, leaving, changing its patterns."""
+
+    def __init__(self, inbox: HostInbox, subscription: Subscription) -> None:
+        self._inbox = inbox
+        self.subscription = subscription
+        subscription.receipts = inbox
+
+    async def start(self) -> None:
+        await self._inbox.join(self.subscription)
+
+    async def stop(self) -> None:
+        self.stopping = True
+        await self._inbox.leave(self.subscription)
+
+    async def repattern(self, patterns: tuple[str, ...], confirm: Callable[[], Awaitable[None]]) -> None:
+        await self._inbox.repattern(self.subscription, patterns)
+        await confirm()
+
+    async def caught_up(self) -> None:
+        await self._inbox.caught_up()
+
+    async def recover(self) -> None:
+        await self._inbox.recover()
+
+
+async def _nothing() -> None:
+    """A repattern confirmation with nothing to confirm (the consumer update itself was answered)."""
+
+
+def _by_creation(subscription: Subscription) -> int:
+    return subscription.seq
