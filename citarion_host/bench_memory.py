@@ -12,7 +12,9 @@
 
 from __future__ import annotations
 
+import gc
 import itertools
+import tracemalloc
 
 from .bench import SIGNAL, TOPIC, Counter, Figures, Stopwatch, Table, median_figures, paired, ratio, rounds
 from .bench_host import bench_host
@@ -175,4 +177,32 @@ async def run_memory(count: int = 200_000, fanout_count: int = 50_000, rounds_: 
         ratio("repeated topic / baseline", paired(fan, repeated, "direct calls (baseline)")),
         ratio("fresh topics / repeated topic", paired(fan, "bus, fresh topic per event", repeated)),
     ]
-    return [one_table, fan_table]
+    return [one_table, fan_table, await subscription_memory()]
+
+
+async def subscription_memory(count: int = 10_000) -> Table:
+    """Bytes one idle subscription costs on the memory bus (tracemalloc, everything it allocates:
+    the subscription, its index entries, the bus's bookkeeping)."""
+
+    async def handler(event: Event) -> None:
+        pass
+
+    async with MemoryBus() as bus:
+        gc.collect()
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            kept = [await bus.subscribe(f"trading.signal.s{i}", handler) for i in range(count)]
+            gc.collect()
+            used = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+        per = used / len(kept)
+    table = Table(
+        "memory: bytes per idle subscription",
+        f"{count:,} subscriptions on distinct topics, nothing published (backlogs are made on first use)",
+        ["bytes"],
+        [{"name": "memory bus subscription", "bytes": round(per)}],
+    )
+    table.ratios = [ratio("bytes per idle subscription", per, at_most=1536)]
+    return table
