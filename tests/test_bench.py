@@ -186,7 +186,9 @@ async def _loop_name() -> str:
 
 
 async def test_memory_case() -> None:
-    one, fan = await run_memory(count=500, fanout_count=100, rounds_=1)
+    one, fan, subscriptions = await run_memory(count=500, fanout_count=100, rounds_=1)
+    (row,) = subscriptions.rows
+    assert 200 < row["bytes"] < 50_000 and subscriptions.ratios[0].met is not None
     assert names(one) == [
         "direct call (baseline)",
         "bus.publish -> subscriber",
@@ -309,7 +311,7 @@ def test_bench_json(capsys: pytest.CaptureFixture[str]) -> None:
     result = json.loads(capsys.readouterr().out)
     assert result["machine"]["cpus"] >= 1 and result["machine"]["event_loop"] == "uvloop", "auto, as the host"
     assert "load_average_after" in result["machine"]
-    one, fan = result["cases"]["memory"]
+    one, fan, _ = result["cases"]["memory"]
     assert one["rows"][1]["name"] == "bus.publish -> subscriber"
     assert len(one["rows"][1]["rounds"]) == 2 and one["rows"][1]["spread_pct"] >= 0
     assert fan["ratios"][1]["name"] == "fresh topics / repeated topic"
