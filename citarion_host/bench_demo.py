@@ -75,8 +75,14 @@ async def demo_round(path: Path, backend: dict[str, Any], server_pid: int | None
     return figures
 
 
-async def _jetstream_round(path: Path, url: str, stream: str, server_pid: int | None) -> Figures:
-    backend = {"type": "nats", "nats": jetstream_settings(url, stream).model_dump(mode="json")}
+async def _jetstream_round(
+    path: Path, url: str, stream: str, server_pid: int | None, deterministic: bool = True
+) -> Figures:
+    backend = {
+        "type": "nats",
+        "deterministic": deterministic,
+        "nats": jetstream_settings(url, stream).model_dump(mode="json"),
+    }
     try:
         return await demo_round(path, backend, server_pid)
     finally:
@@ -86,7 +92,8 @@ async def _jetstream_round(path: Path, url: str, stream: str, server_pid: int | 
 async def run_demo(
     url: str, path: Path = DEMO_CONFIG, rounds_: int = 3, server_pid: int | None = None
 ) -> list[Table]:
-    """The demo on memory and on JetStream, interleaved; the JetStream/memory events/s ratio."""
+    """The demo on memory and on JetStream, deterministic (the default) and free-running, interleaved;
+    the JetStream/memory ratios and what the deterministic mode costs on each."""
     if not path.is_file():
         raise BenchError(f"{path}: no such config (the demo case needs a source checkout, or --config)")
     serial = iter(range(1_000_000))
@@ -94,18 +101,26 @@ async def run_demo(
         {
             "memory": lambda: demo_round(path, {"type": "memory"}),
             "JetStream": lambda: _jetstream_round(path, url, f"bench-demo-{next(serial)}", server_pid),
+            "memory, free-running": lambda: demo_round(path, {"type": "memory", "deterministic": False}),
+            "JetStream, free-running": lambda: _jetstream_round(
+                path, url, f"bench-demo-{next(serial)}", server_pid, deterministic=False
+            ),
         },
         rounds_,
     )
     table = Table(
-        f"demo: the {path.name} topology, memory vs JetStream",
-        "the same bots and seeded replay through run_host, only [backend] differs; events/s through the"
-        " bus; CPU us per event of this process (and of the local nats-server)",
+        f"demo: the {path.name} topology, memory vs JetStream, deterministic vs free-running",
+        "the same bots and seeded replay through run_host, only [backend] differs (type, deterministic);"
+        " events/s through the bus; CPU us per event of this process (and of the local nats-server)",
         ["events", "events_per_s", "cpu_us_per_event", "server_cpu_us_per_event", "spread_pct"],
         [{"name": name, **median_figures(r)} for name, r in results.items()],
     )
+    free_memory, free_jetstream = "memory, free-running", "JetStream, free-running"
     table.ratios = [
         ratio("JetStream / memory (events/s)", paired(results, "JetStream", "memory"), at_least=0.5),
+        ratio("free-running: JetStream / memory", paired(results, free_jetstream, free_memory)),
+        ratio("memory: deterministic / free-running", paired(results, "memory", free_memory), at_least=0.7),
+        ratio("JetStream: deterministic / free-running", paired(results, "JetStream", free_jetstream)),
         ratio("memory CPU us/event", table.row("memory")["cpu_us_per_event"], at_most=25),
     ]
     return [table]

@@ -251,8 +251,9 @@ async def test_demo_case(shared_nats_server: NatsServer, small_demo: Path) -> No
     (table,) = await run_demo(
         shared_nats_server.url, small_demo, rounds_=1, server_pid=shared_nats_server.pid
     )
-    assert names(table) == ["memory", "JetStream"]
+    assert names(table) == ["memory", "JetStream", "memory, free-running", "JetStream, free-running"]
     assert_sane(table, "events", "events_per_s", "cpu_us_per_event")
+    assert table.row("memory")["events"] == table.row("JetStream")["events"], "deterministic: the same run"
     assert table.row("JetStream")["server_cpu_us_per_event"] >= 0
     assert "server_cpu_us_per_event" not in table.row("memory")
     assert table.ratios[0].name == "JetStream / memory (events/s)"
