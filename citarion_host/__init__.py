@@ -21,6 +21,7 @@ from .api import (
     subscribe_to_signals,
     subscribe_to_system,
 )
+from .bot import Bot, BotContext, NoParams
 from .bus import (
     BackendSettings,
     Capabilities,
@@ -54,6 +55,7 @@ from .events import (
     make_event,
 )
 from .findings import Finding
+from .hookspecs import hookimpl
 from .payloads import (
     BotLifecycle,
     BusOverflow,
@@ -73,6 +75,7 @@ from .payloads import (
     Trade,
 )
 from .registry import BotInfo, BotRegistry, Category, RegistryError, UnknownBotError, load_registry
+from .testing import BotHarness, RecordingContext
 from .topics import PatternIndex, TopicError, contains, matches, overlaps
 
 __version__ = "0.1.0"
@@ -81,6 +84,9 @@ __all__ = [
     "DOMAINS",
     "PRIORITIES",
     "BackendSettings",
+    "Bot",
+    "BotContext",
+    "BotHarness",
     "BotInfo",
     "BotLifecycle",
     "BotRegistry",
@@ -105,6 +111,7 @@ __all__ = [
     "InvalidEventError",
     "MemoryBus",
     "NatsSettings",
+    "NoParams",
     "NoRespondersError",
     "Order",
     "OrderBook",
@@ -115,6 +122,7 @@ __all__ = [
     "Priority",
     "PublishError",
     "PublishNotAllowedError",
+    "RecordingContext",
     "RegistryError",
     "RequestTimeoutError",
     "RiskAlert",
@@ -129,6 +137,7 @@ __all__ = [
     "create_bus",
     "decode_event",
     "encode_event",
+    "hookimpl",
     "load_registry",
     "make_event",
     "manager",

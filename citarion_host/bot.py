@@ -7,11 +7,11 @@ host enforce the wiring, restart a bot without touching the others, and swap bac
 
 A minimal bot::
 
-    class Echo(Bot):
-        type_name = "echo"
+    class EchoParams(BaseModel):
+        prefix: str = ">"
 
-        class Params(BaseModel):
-            prefix: str = ">"
+    class Echo(Bot[EchoParams]):
+        type_name = "echo"
 
         async def handle(self, event: Event) -> None:
             await self.ctx.publish("analytics.echo.seen", {"text": f"{self.params.prefix} {event.topic}"})
@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import typing
 from collections.abc import Coroutine, Iterable
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Generic, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
+from typing_extensions import TypeVar
 
 from .errors import PublishNotAllowedError
 from .events import Event, Priority
@@ -37,6 +39,10 @@ class NoParams(BaseModel):
     """Params of a bot that takes none (unknown keys are still an error)."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+#: A bot's params model (a bare ``Bot`` leaves it untyped: ``Any``).
+ParamsT = TypeVar("ParamsT", bound=BaseModel, default=Any)
 
 
 class PublishGuard:
@@ -123,13 +129,17 @@ class BotContext(Protocol):
         ...
 
 
-class Bot:
+class Bot(Generic[ParamsT]):
     """Base class for bots. Override what you need; every method has a do-nothing default.
+
+    Generic in its params model: ``class Grid(Bot[GridParams])`` declares the model once, and
+    ``self.params`` is typed as ``GridParams`` (``Params`` is set from the type argument).
 
     Class attributes:
 
     * ``type_name`` — how configs refer to this bot type (``plugin = "grid"``).
-    * ``Params`` — a pydantic model validating the bot's ``[bots.params]`` table.
+    * ``Params`` — the pydantic model validating the bot's ``[bots.params]`` table (from the type
+      argument; set it explicitly only on a bot written without one).
     * ``description`` — one line for ``citarion-host bots``.
     """
 
@@ -137,9 +147,22 @@ class Bot:
     Params: ClassVar[type[BaseModel]] = NoParams
     description: ClassVar[str] = ""
 
-    def __init__(self, ctx: BotContext, params: Any) -> None:
+    def __init__(self, ctx: BotContext, params: ParamsT) -> None:
         self.ctx = ctx
-        self.params = params
+        self.params: ParamsT = params
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "Params" in cls.__dict__:
+            return
+        for base in getattr(cls, "__orig_bases__", ()):
+            args = typing.get_args(base)
+            origin = typing.get_origin(base)
+            if args and isinstance(origin, type) and issubclass(origin, Bot):
+                model = args[0]
+                if isinstance(model, type) and issubclass(model, BaseModel):
+                    cls.Params = model
+                return
 
     async def start(self) -> None:
         """Called once before the first event. Start background work here (e.g. a data feed)."""

@@ -11,7 +11,9 @@ its richer errors pay off and speed does not matter: configuration.
 
 An :class:`EventCatalog` knows the domains and which payload type goes with which topic; it builds
 events (:meth:`EventCatalog.make`) and turns wire bytes back into them (:meth:`EventCatalog.decode`).
-The module-level :data:`catalog` is the one the helpers use; plugins extend it at host start.
+The module-level :data:`catalog` holds the platform's built-in types only and is read-only: it is what
+the convenience helpers (``make_event``, ``api``) use. A host owns a catalog of its own, which its
+plugins extend (``citarion_payload_types``, ``citarion_domains``), and hands it to the bus it opens.
 """
 
 from __future__ import annotations
@@ -142,6 +144,7 @@ class EventCatalog:
     """
 
     def __init__(self, domains: frozenset[str] = DOMAINS) -> None:
+        self._read_only = False
         self._domains = set(domains)
         self._types: PatternIndex[tuple[str, type[Payload]]] = PatternIndex()
         self._topics: dict[str, _TopicInfo] = {}
@@ -160,14 +163,28 @@ class EventCatalog:
     def domains(self) -> frozenset[str]:
         return frozenset(self._domains)
 
+    def read_only(self) -> EventCatalog:
+        """Refuse further registrations (the shared default catalog: extend a catalog of your own)."""
+        self._read_only = True
+        return self
+
+    def _check_writable(self, what: str) -> None:
+        if self._read_only:
+            raise TypeError(
+                f"cannot {what}: this catalog is read-only (the shared built-in one); "
+                "use a catalog of your own, EventCatalog.with_builtins(), as a host does"
+            )
+
     def add_domain(self, domain: str) -> None:
         """Accept topics whose first token is ``domain``."""
+        self._check_writable(f"add domain {domain!r}")
         split_topic(domain)
         self._domains.add(domain)
         self._topics.clear()
 
     def register_payload(self, pattern: str, payload_type: type[Payload]) -> None:
         """Topics matching ``pattern`` carry ``payload_type``. The most specific pattern wins."""
+        self._check_writable(f"register a payload type for {pattern!r}")
         if not (isinstance(payload_type, type) and issubclass(payload_type, msgspec.Struct)):
             raise TypeError(f"payload type for {pattern!r} must be a msgspec.Struct, got {payload_type!r}")
         self._types.add(pattern, (pattern, payload_type))
@@ -313,8 +330,8 @@ def _peek_topic(data: bytes | str) -> str | None:
     return found.group(1).decode(errors="replace") if found else None
 
 
-#: The catalog used by :func:`make_event`, the helpers and the buses unless given another.
-catalog: Final[EventCatalog] = EventCatalog.with_builtins()
+#: The built-in types, read-only: used by :func:`make_event`, the helpers, and a bus given no catalog.
+catalog: Final[EventCatalog] = EventCatalog.with_builtins().read_only()
 
 make_event = catalog.make
 encode_event = catalog.encode

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 from .bus import EventBus, create_bus
 from .errors import ConfigError
-from .events import Event
+from .events import Event, EventCatalog
 from .plugins import Plugins
 from .registry import BotRegistry, load_registry
 from .settings import BotConfig, HostConfig, LoadedConfig
@@ -70,8 +70,10 @@ class Host:
         )
         self.registry = registry or load_registry()
         self.plugins.extend_registry(self.registry)
-        self.bus: EventBus = bus or create_bus(loaded.config.backend)
-        self.plugins.extend_catalog(self.bus.catalog)
+        #: The host's event types: the built-in ones and what its plugins add (never a global).
+        self.catalog = bus.catalog if bus is not None else EventCatalog.with_builtins()
+        self.plugins.extend_catalog(self.catalog)
+        self.bus: EventBus = bus or create_bus(loaded.config.backend, catalog=self.catalog)
         self.runners: dict[str, BotRunner] = {}
         self.observers: list[BusObserver] = []
         self.final_stats: dict[str, dict[str, Any]] = {}  # per bot, taken when the host stopped
@@ -244,8 +246,7 @@ class Host:
         previous = dict(self.runners)
         await self.stop()
         self.loaded = loaded
-        self.bus = create_bus(loaded.config.backend)
-        self.plugins.extend_catalog(self.bus.catalog)
+        self.bus = create_bus(loaded.config.backend, catalog=self.catalog)
         await self.bus.start()
         for observer in self.observers:
             await observer.attach(self.bus)

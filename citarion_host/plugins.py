@@ -40,6 +40,7 @@ from . import hookspecs
 from .bot import Bot
 from .errors import CitarionError
 from .events import EventCatalog
+from .payloads import Payload
 from .registry import BotRegistry
 
 __all__ = ["ENTRY_POINT_GROUP", "PluginError", "PluginInfo", "Plugins", "get_plugin_manager"]
@@ -180,6 +181,9 @@ class Plugins:
         self._register(plugin, name or str(getattr(plugin, "__name__", repr(plugin))), source)
 
     def _register(self, plugin: object, name: str, source: str) -> None:
+        """Register and validate ``plugin`` (as pluggy validates hook signatures, this validates what
+        its hooks return): a plugin providing something that is not a bot type, or an invalid payload
+        type, is refused with its name and unregistered, so it cannot break the others later."""
         if inspect.isclass(plugin) and issubclass(plugin, Bot):
             plugin = _SingleBotPlugin(plugin)  # an entry point may name a Bot class directly
         if not self.manager.is_registered(plugin):
@@ -187,7 +191,12 @@ class Plugins:
                 self.manager.register(plugin, name=name)
             except ValueError as exc:  # pluggy: name already registered
                 raise PluginError(f"plugin {name!r}: {exc}") from None
-        types = tuple(sorted(t.type_name for t in _bot_types_of(self.manager, plugin)))
+        try:
+            types = tuple(sorted(t.type_name for t in _validated_bot_types(self.manager, plugin, name)))
+            _validate_payload_types(self.manager, plugin, name)
+        except BaseException:
+            self.manager.unregister(plugin)
+            raise
         file = getattr(plugin, "__file__", None) or getattr(inspect.getmodule(plugin), "__file__", None)
         self._infos[name] = PluginInfo(name, source, types, None, file)
 
@@ -243,6 +252,12 @@ class Plugins:
             self.manager.unregister(old)
         if has_hooks and not self.manager.is_registered(module):
             self.manager.register(module, name=name)
+            try:
+                _validated_bot_types(self.manager, module, name)
+                _validate_payload_types(self.manager, module, name)
+            except BaseException:
+                self.manager.unregister(module)
+                raise
         self._infos[name] = PluginInfo(name, f"path {spec}", (), None, getattr(module, "__file__", None))
 
     # -- queries --------------------------------------------------------------------------------
@@ -295,6 +310,8 @@ class Plugins:
     # -- applying what plugins contribute -------------------------------------------------------
 
     def extend_catalog(self, catalog: EventCatalog) -> None:
+        """Add the plugins' domains and payload types to ``catalog`` (a host's own; the shared
+        built-in catalog is read-only)."""
         for domains in self.manager.hook.citarion_domains():
             for domain in domains:
                 if domain not in catalog.domains:
@@ -319,12 +336,39 @@ class _SingleBotPlugin:
         return [self.bot_type]
 
 
-def _bot_types_of(manager: pluggy.PluginManager, plugin: object) -> Iterable[type[Bot]]:
-    caller = manager.subset_hook_caller("citarion_bot_types", remove_plugins=[
-        p for p in manager.get_plugins() if p is not plugin
-    ])  # fmt: skip
-    for batch in caller():
-        yield from batch
+def _own_results(manager: pluggy.PluginManager, plugin: object, hook: str) -> list[Any]:
+    """What ``plugin`` alone returns from ``hook``."""
+    others = [p for p in manager.get_plugins() if p is not plugin]
+    return list(manager.subset_hook_caller(hook, remove_plugins=others)())
+
+
+def _validated_bot_types(manager: pluggy.PluginManager, plugin: object, name: str) -> list[type[Bot]]:
+    found: list[type[Bot]] = []
+    for batch in _own_results(manager, plugin, "citarion_bot_types"):
+        if isinstance(batch, str | bytes) or not isinstance(batch, Iterable):
+            raise PluginError(f"plugin {name!r}: citarion_bot_types must return a list of Bot classes")
+        for bot_type in batch:
+            if not (inspect.isclass(bot_type) and issubclass(bot_type, Bot)):
+                raise PluginError(
+                    f"plugin {name!r}: citarion_bot_types returned {bot_type!r}, not a subclass of "
+                    "citarion_host.Bot"
+                )
+            if not bot_type.type_name:
+                raise PluginError(f"plugin {name!r}: bot type {bot_type.__qualname__} sets no type_name")
+            found.append(bot_type)
+    return found
+
+
+def _validate_payload_types(manager: pluggy.PluginManager, plugin: object, name: str) -> None:
+    for mapping in _own_results(manager, plugin, "citarion_payload_types"):
+        if not isinstance(mapping, dict):
+            raise PluginError(f"plugin {name!r}: citarion_payload_types must return {{pattern: type}}")
+        for pattern, payload_type in mapping.items():
+            if not (inspect.isclass(payload_type) and issubclass(payload_type, Payload)):
+                raise PluginError(
+                    f"plugin {name!r}: payload type for {pattern!r} is {payload_type!r}, not a "
+                    "subclass of citarion_host.payloads.Payload"
+                )
 
 
 def _importer_of(module_name: str) -> Callable[[], ModuleType]:

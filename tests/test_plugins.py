@@ -137,3 +137,92 @@ def test_third_party_package_installed_with_pip_is_found_by_entry_point(tmp_path
     assert result["source"].startswith("entry point citarion.bots (citarion-echo 1.0.0)")
     assert [c["total"] for c in result["counted"]] == [3, 6]
     assert result["counted"][-1]["counts"] == {"analytics.ping.sent": 6}
+
+
+BROKEN_PACKAGE = {
+    "pyproject.toml": (
+        '[build-system]\nrequires = ["setuptools>=61"]\nbuild-backend = "setuptools.build_meta"\n'
+        '[project]\nname = "citarion-broken"\nversion = "0.1.0"\n'
+        '[project.entry-points."citarion.bots"]\nbroken = "citarion_broken"\n'
+    ),
+    "citarion_broken/__init__.py": "import a_module_that_does_not_exist  # noqa\n",
+}
+
+
+@pytest.mark.slow
+def test_a_public_api_plugin_passes_check_and_its_own_tests_beside_a_broken_one(tmp_path: Path) -> None:
+    """The example plugin imports only ``citarion_host``'s public names; with a broken plugin installed
+    beside it, ``check`` reports the broken one and passes the config using the good one, and the
+    plugin's own tests run on the ``bot_harness`` fixture of citarion-host's pytest plugin."""
+    source = (REPO / "plugins" / "citarion-echo" / "src" / "citarion_echo" / "__init__.py").read_text()
+    imported = {
+        line.split()[1]
+        for line in source.splitlines()
+        if line.startswith(("from citarion_host", "import citarion_host"))
+    }
+    assert imported == {"citarion_host"}, "public API only"
+    site, broken = tmp_path / "site", tmp_path / "broken"
+    for name, text in BROKEN_PACKAGE.items():
+        (broken / name).parent.mkdir(parents=True, exist_ok=True)
+        (broken / name).write_text(text)
+    for package in (REPO / "plugins" / "citarion-echo", broken):
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+             "--target", str(site), str(package)],
+            check=True, capture_output=True, text=True,
+        )  # fmt: skip
+    config = tmp_path / "host.toml"
+    config.write_text(
+        '[[bots]]\nid = "echo"\ncode = "ORA"\nplugin = "echo"\n'
+        'subscribe = ["analytics.ping.>"]\npublish = ["analytics.echo.>"]\n'
+    )
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    check = subprocess.run(
+        [sys.executable, "-m", "citarion_host.cli", "check", "--config", str(config)],
+        capture_output=True, text=True, env=env, timeout=60,
+    )  # fmt: skip
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert (
+        "broken" in check.stdout + check.stderr
+        and "a_module_that_does_not_exist" in check.stdout + check.stderr
+    )
+    tests = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(tmp_path),
+         str(REPO / "plugins" / "citarion-echo" / "tests")],
+        capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path,
+    )  # fmt: skip
+    assert tests.returncode == 0, tests.stdout[-3000:]
+    assert "2 passed" in tests.stdout
+
+
+def test_a_plugin_returning_a_non_bot_type_is_refused_by_name_and_the_others_still_work() -> None:
+    """Validated when registered, as pluggy validates hook signatures: the bad plugin is refused
+    (with its name) and unregistered, so listing bot types for the others cannot trip over it."""
+    from citarion_host.hookspecs import hookimpl
+    from citarion_host.plugins import PluginError, Plugins
+
+    class Good:
+        @hookimpl
+        def citarion_bot_types(self) -> list[type]:
+            from tests.host_bots import Recorder
+
+            return [Recorder]
+
+    class Bad:
+        @hookimpl
+        def citarion_bot_types(self) -> list[type]:
+            return [int]
+
+    class BadPayload:
+        @hookimpl
+        def citarion_payload_types(self) -> dict[str, type]:
+            return {"analytics.note.*": dict}
+
+    plugins = Plugins()
+    plugins.register(Good(), name="good")
+    with pytest.raises(PluginError, match=r"plugin 'bad': citarion_bot_types returned <class 'int'>"):
+        plugins.register(Bad(), name="bad")
+    with pytest.raises(PluginError, match=r"plugin 'bad-payload': payload type for 'analytics.note.\*'"):
+        plugins.register(BadPayload(), name="bad-payload")
+    assert set(plugins.bot_types()) == {"test-recorder"}
+    assert plugins.resolve("test-recorder").__name__ == "Recorder"

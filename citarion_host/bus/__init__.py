@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..events import EventCatalog
 from .base import BUS_SOURCE, Capabilities, EventBus
 from .config import BackendSettings, NatsSettings
 from .memory import MemoryBus
@@ -24,14 +25,18 @@ __all__ = [
 ]
 
 
-def create_bus(settings: BackendSettings | dict[str, Any] | None = None) -> EventBus:
-    """A not-yet-started bus for ``settings`` (default: in-memory). Use it with ``async with``."""
+def create_bus(
+    settings: BackendSettings | dict[str, Any] | None = None, *, catalog: EventCatalog | None = None
+) -> EventBus:
+    """A not-yet-started bus for ``settings`` (default: in-memory) using ``catalog`` (default: the
+    built-in types). Use it with ``async with``."""
     if not isinstance(settings, BackendSettings):
         settings = BackendSettings.model_validate(settings or {})
     options: dict[str, Any] = {
         "max_pending": settings.max_pending,
         "deterministic": settings.deterministic,
         "stall_timeout": settings.stall_timeout_s,
+        "catalog_": catalog,
     }
     if settings.type == "memory":
         return MemoryBus(**options)

@@ -1,4 +1,8 @@
-"""citarion-echo: the smallest useful third-party plugin (see docs/plugins.md)."""
+"""citarion-echo: the smallest useful third-party plugin (see docs/plugins.md).
+
+It uses the public API only (``from citarion_host import ...``): a plugin written like this keeps
+working when the host's private modules change.
+"""
 
 from __future__ import annotations
 
@@ -6,26 +10,23 @@ from collections import Counter
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from citarion_host.bot import Bot
-from citarion_host.events import Event
-from citarion_host.hookspecs import hookimpl
+from citarion_host import Bot, BotContext, Event, hookimpl
 
 
-class EchoBot(Bot):
+class EchoParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    every: int = Field(default=10, ge=1)
+    topic: str = "analytics.echo.counted"
+
+
+class EchoBot(Bot[EchoParams]):
     """Counts received events per topic; every ``every`` events publishes the counts."""
 
     type_name = "echo"
     description = "counts events per topic and reports them (example third-party plugin)"
 
-    class Params(BaseModel):
-        model_config = ConfigDict(extra="forbid")
-
-        every: int = Field(default=10, ge=1)
-        topic: str = "analytics.echo.counted"
-
-    params: Params
-
-    def __init__(self, ctx, params) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, ctx: BotContext, params: EchoParams) -> None:
         super().__init__(ctx, params)
         self.counts: Counter[str] = Counter()
         self.total = 0
