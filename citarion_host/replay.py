@@ -4,8 +4,8 @@
 pull consumer without acks, so it does not disturb any subscriber. It yields the events stored from
 ``since`` (or ``start_sequence``) up to ``until`` (or up to what was stored when it started) and then
 stops, so it suits exports and post-mortems. Why a pull consumer here when subscriptions use push ones:
-a bounded read wants to ask for batches and to know when it has reached the end (``num_pending``);
-its 26-45k events/s on this machine are plenty for an export.
+a bounded read wants to ask for batches and to know when it has reached the end (``num_pending``),
+and pull is fast enough for an export (docs/performance.md, "Design measurements").
 """
 
 from __future__ import annotations

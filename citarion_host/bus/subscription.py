@@ -3,9 +3,10 @@
 Every backend hands incoming events to a :class:`Subscription` through :meth:`Subscription.deliver`,
 so ordering, priority overtaking, overflow and error isolation behave the same on every backend.
 
-Why eager execution: an ``asyncio.Queue`` hop per event caps a pipeline near 220,000 events/s and
-adds a scheduling round to the latency. Here, when the subscriber is idle, ``deliver`` starts the
-handler coroutine right away inside the publisher's call. Most handlers finish without suspending,
+Why eager execution: an ``asyncio.Queue`` hop per event caps a pipeline's throughput (measured:
+docs/performance.md, "Design measurements") and adds a scheduling round to the latency. Here,
+when the subscriber is idle, ``deliver`` starts the handler coroutine right away inside the
+publisher's call. Most handlers finish without suspending,
 so the event is handled with no task, no queue and no loop iteration. If the handler does suspend
 (awaits I/O), the rest of it continues in a task and later events wait in the backlog, so a slow
 handler never blocks the publisher. This is ``asyncio.eager_task_factory`` (Python 3.12) done by

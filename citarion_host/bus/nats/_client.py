@@ -5,8 +5,8 @@ Two pieces, both checked rather than assumed:
 * **direct dispatch** (:func:`subscribe_direct`): with a callback, nats-py puts every message in an
   ``asyncio.Queue`` and a per-subscription task takes it out and awaits the callback: a queue hop, a
   coroutine and a task switch per message. Our ``Subscription.deliver`` never blocks (a handler that has
-  to wait continues in its own task), so it can run inside nats-py's read loop; measured on the core
-  benchmark (same run, 5 rounds each), the median went from 91k to 100k typed events/s end to end. It
+  to wait continues in its own task), so it can run inside nats-py's read loop, about a tenth faster
+  end to end on the core benchmark (docs/performance.md, "Design measurements"). It
   relies on one nats-py internal, checked at subscribe time: ``_process_msg`` hands each message to
   ``sub._pending_queue.put_nowait``; if that is not there, the regular callback path is used.
 * **the lean wire** (:class:`Wire`), described below.
@@ -18,9 +18,8 @@ Why not just ``nc.publish`` and a subscription callback: on the core benchmark (
 ``nc.publish`` goes through three coroutines (``publish``, ``_send_publish``, ``_send_command``) and
 re-checks what we know already; each received message becomes a ``Msg`` (two ``bytes.decode``, a
 dataclass, an ``await`` of ``_process_headers``) before nats-py looks at the subscription. The lean
-path does the same work with none of that, and measured in one run (5 interleaved rounds, 100,000
-typed events each): public API 125,885 ev/s (0.65 of raw nats-py), lean receive 149,140, lean publish
-143,594, both 174,662 (0.91).
+path does the same work with none of that (the figures, in one run: docs/performance.md, "Design
+measurements").
 
 It uses nats-py internals, so it is checked, not assumed: :meth:`Wire.for_client` looks for every
 attribute and signature it needs once the client is connected, and if anything differs (another nats-py
@@ -38,9 +37,8 @@ JetStream has the same three costs per event, twice: the stored publish (``HPUB`
 publishes and acks, and hands stream deliveries and publish acks over as a ``Msg`` built directly,
 without parsing headers: event messages carry only ``Nats-Msg-Id``, which nobody reads on delivery
 (the event id is in the body). A status message (headers and no body: "no responders", flow control)
-takes nats-py's own path, headers parsed. Measured in one run (4 interleaved rounds of the JetStream
-benchmark, 100,000 events each, medians): public API 30,783 ev/s, lean 39,520 (+28 %); raw nats-py
-``publish_async`` + push consumer 26,241.
+takes nats-py's own path, headers parsed (about a quarter faster on the JetStream benchmark:
+docs/performance.md, "Design measurements").
 """
 
 from __future__ import annotations

@@ -10,8 +10,8 @@ storage type) is reported as a :class:`~citarion_host.errors.ConfigError` rather
 recreating the stream.
 
 Consumers are push consumers with explicit acks. Why push and not pull: measured on the target machine,
-push (and ordered) consumers delivered 128-175k msg/s to a Python process while pull ``fetch()`` managed
-26-45k/s, because every fetch is a request/response round trip and a Python-side batch loop. With push,
+push consumers delivered several times what pull ``fetch()`` did (docs/performance.md, "Design
+measurements"), because every fetch is a request/response round trip and a Python-side batch loop. With push,
 ``max_ack_pending`` (set to the subscriber's backlog bound) gives the same flow control a pull batch would.
 """
 
