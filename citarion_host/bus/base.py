@@ -26,18 +26,17 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Self
-
-import msgspec
+from typing import Any, Self, TypedDict
 
 from ..errors import BusClosedError
 from ..events import Event, EventCatalog, InvalidEventError, catalog
 from ..payloads import BusOverflow, DeadLetter, HandlerFailure
 from ..topics import PatternIndex, split_pattern
+from .replies import as_reply
 from .sequencer import Sequencer
 from .subscription import Handler, Subscription
 
-__all__ = ["BUS_SOURCE", "DEAD_LETTER_MAX_ORIGINAL", "Capabilities", "EventBus"]
+__all__ = ["BUS_SOURCE", "DEAD_LETTER_MAX_ORIGINAL", "BusOptions", "Capabilities", "EventBus"]
 
 log = logging.getLogger("citarion_host.bus")
 
@@ -47,6 +46,15 @@ BUS_SOURCE = "HOST"
 DEAD_LETTER_MAX_ORIGINAL = 32 * 1024
 _DEAD_KEYS_KEPT = 1024
 _OVERFLOW_REPORT_INTERVAL_S = 1.0
+
+
+class BusOptions(TypedDict, total=False):
+    """What every backend's constructor takes besides its own settings (see :class:`EventBus`)."""
+
+    catalog_: EventCatalog | None
+    max_pending: int
+    deterministic: bool
+    stall_timeout: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +77,8 @@ class EventBus(abc.ABC):
     #: Backend name as used in configuration (``memory``, ``nats``).
     name: str = ""
     capabilities: Capabilities = Capabilities()
+    #: Appended to a refusal for a missing capability: how to get it, where there is a way.
+    capability_hint: str = ""
 
     def __init__(
         self,
@@ -221,9 +231,37 @@ class EventBus(abc.ABC):
         self._check_open()
         patterns = self.patterns_of(pattern)
         self._check_capabilities(durable, start_sequence, start_time, stored)
-        return await self._add_subscription(
-            patterns, handler, queue=queue, durable=durable, name=name, max_pending=max_pending
+        if start_sequence is not None and start_sequence < 1:
+            raise ValueError(f"start_sequence must be >= 1, got {start_sequence}")
+        if start_time is not None and start_time.tzinfo is None:
+            raise ValueError("start_time must be timezone-aware (e.g. datetime.now(UTC))")
+        options = self._subscription_options(
+            patterns,
+            queue=queue,
+            durable=durable,
+            max_pending=self.max_pending if max_pending is None else max_pending,
+            start_sequence=start_sequence,
+            start_time=start_time,
+            stored=stored,
         )
+        return await self._add_subscription(
+            patterns, handler, queue=queue, durable=durable, name=name, max_pending=max_pending, **options
+        )
+
+    def _subscription_options(
+        self,
+        patterns: tuple[str, ...],
+        *,
+        queue: str | None,
+        durable: str | None,
+        max_pending: int,
+        start_sequence: int | None,
+        start_time: datetime | None,
+        stored: bool,
+    ) -> dict[str, Any]:
+        """What the backend's ``_attach`` needs beyond the subscription (checked arguments in, options
+        out; ``ValueError`` for a combination the backend cannot honour). Default: nothing."""
+        return {}
 
     @staticmethod
     def patterns_of(pattern: str | Sequence[str]) -> tuple[str, ...]:
@@ -294,21 +332,17 @@ class EventBus(abc.ABC):
     def _check_capabilities(
         self, durable: str | None, start_sequence: int | None, start_time: datetime | None, stored: bool
     ) -> None:
-        if stored and not self.capabilities.persistent:
-            raise ValueError(
-                f"stored subscriptions need a backend with the 'persistent' capability; "
-                f"{self.name or type(self).__name__} has none ({self.capabilities})"
-            )
-        if durable is not None and not self.capabilities.durable:
-            raise ValueError(
-                f"durable subscriptions need a backend with the 'durable' capability; "
-                f"{self.name or type(self).__name__} has none ({self.capabilities})"
-            )
-        if (start_sequence is not None or start_time is not None) and not self.capabilities.replay:
-            raise ValueError(
-                f"start_sequence/start_time need a backend with the 'replay' capability; "
-                f"{self.name or type(self).__name__} has none ({self.capabilities})"
-            )
+        wanted = [
+            ("stored subscriptions", "persistent", stored),
+            ("durable subscriptions", "durable", durable is not None),
+            ("start_sequence/start_time", "replay", start_sequence is not None or start_time is not None),
+        ]
+        for what, capability, asked in wanted:
+            if asked and not getattr(self.capabilities, capability):
+                raise ValueError(
+                    f"{what} need a backend with the {capability!r} capability; "
+                    f"{self.name or type(self).__name__} has none ({self.capabilities}){self.capability_hint}"
+                )
 
     async def _release(self, subscription: Subscription) -> None:
         if subscription in self._subscriptions:
@@ -342,11 +376,7 @@ class EventBus(abc.ABC):
     @staticmethod
     def as_reply(request: Event, response: Event) -> Event:
         """``response`` carrying the request's correlation id and the request as its cause."""
-        return msgspec.structs.replace(
-            response,
-            correlation_id=request.correlation_id or request.id,
-            causation_id=response.causation_id or request.id,
-        )
+        return as_reply(request, response)
 
     # -- quiescence ---------------------------------------------------------------------------------
 

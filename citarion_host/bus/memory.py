@@ -16,11 +16,11 @@ import asyncio
 import itertools
 import logging
 
-import msgspec
+from typing_extensions import Unpack
 
-from ..errors import NoRespondersError, RequestTimeoutError
-from ..events import Event, EventCatalog
-from .base import Capabilities, EventBus
+from ..events import Event
+from .base import BusOptions, Capabilities, EventBus
+from .replies import as_request, await_reply, no_responders
 from .subscription import Subscription
 
 __all__ = ["MemoryBus"]
@@ -64,20 +64,8 @@ class MemoryBus(EventBus):
     name = "memory"
     capabilities = Capabilities()
 
-    def __init__(
-        self,
-        *,
-        catalog_: EventCatalog | None = None,
-        max_pending: int = 10_000,
-        deterministic: bool = False,
-        stall_timeout: float = 30.0,
-    ) -> None:
-        super().__init__(
-            catalog_=catalog_,
-            max_pending=max_pending,
-            deterministic=deterministic,
-            stall_timeout=stall_timeout,
-        )
+    def __init__(self, **options: Unpack[BusOptions]) -> None:
+        super().__init__(**options)
         self._routes: dict[str, _Route] = {}
         self._waiting: dict[str, asyncio.Future[Event]] = {}
         self.unrouted = 0
@@ -132,25 +120,19 @@ class MemoryBus(EventBus):
 
     async def request(self, event: Event, *, timeout: float = 5.0) -> Event:
         self._check_open()
+        # ``replyTo`` marks a request, as on NATS: responders see the same event (replies are matched
+        # here by correlation id), and the deterministic mode's sequencer lets it through at once.
+        event = as_request(event, _REPLY_TO)
         correlation_id = event.correlation_id or event.id
-        # ``replyTo`` marks a request, as on NATS: responders see the same event, and the
-        # deterministic mode's sequencer lets it through at once (its requester is waiting).
-        event = msgspec.structs.replace(
-            event, correlation_id=correlation_id, metadata={**event.metadata, "replyTo": _REPLY_TO}
-        )
         route = self._routes.get(event.topic) or self._route(event.topic)
         if not route.subscribers and not route.groups:
-            raise NoRespondersError(f"request {event.id} on {event.topic!r}: no subscriber")
-        future: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
+            raise no_responders(event)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Event] = loop.create_future()
         self._waiting[correlation_id] = future
         try:
             self._dispatch(event)
-            async with asyncio.timeout(timeout):
-                return await future
-        except TimeoutError:
-            raise RequestTimeoutError(
-                f"request {event.id} on {event.topic!r}: no reply within {timeout:g}s"
-            ) from None
+            return await await_reply(future, event, loop.time() + timeout, timeout)
         finally:
             self._waiting.pop(correlation_id, None)
 

@@ -36,15 +36,16 @@ from typing import Any
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
 from nats.js import JetStreamManager, api
+from typing_extensions import Unpack
 
 from ...errors import BusError, PublishError
-from ...events import Event, EventCatalog
+from ...events import Event
 from ...payloads import ConnectionStatus
 from ...topics import TopicError, matches
-from ..base import BUS_SOURCE, Capabilities, EventBus
+from ..base import BUS_SOURCE, BusOptions, Capabilities, EventBus
 from ..config import NatsSettings
 from ..sequencer import Sequencer
-from ..subscription import Handler, Subscription
+from ..subscription import Subscription
 from ._client import Wire, close_connection
 from .connection import connect, server_url, sync_with_server
 from .feeds import CoreFeed, Feed, FeedContext, HostInbox, StreamFeed
@@ -66,22 +67,14 @@ class NatsBus(EventBus):
     def __init__(
         self,
         settings: NatsSettings | None = None,
-        *,
-        catalog_: EventCatalog | None = None,
-        max_pending: int = 10_000,
-        deterministic: bool = False,
-        stall_timeout: float = 30.0,
+        **options: Unpack[BusOptions],
     ) -> None:
-        super().__init__(
-            catalog_=catalog_,
-            max_pending=max_pending,
-            deterministic=deterministic,
-            stall_timeout=stall_timeout,
-        )
+        super().__init__(**options)
         self.settings = settings or NatsSettings()
         self.jetstream = self.settings.jetstream
         if not self.jetstream:
             self.capabilities = Capabilities(cross_process=True)
+            self.capability_hint = ": core NATS stores nothing; set [backend.nats] jetstream = true"
         self.nc = Client()
         self.stream_info: api.StreamInfo | None = None
         self.connection_state = "new"
@@ -372,45 +365,30 @@ class NatsBus(EventBus):
 
     # -- subscribe --------------------------------------------------------------------------------
 
-    async def subscribe(
+    def _subscription_options(
         self,
-        pattern: str | Sequence[str],
-        handler: Handler,
+        patterns: tuple[str, ...],
         *,
-        queue: str | None = None,
-        durable: str | None = None,
-        name: str | None = None,
-        max_pending: int | None = None,
-        start_sequence: int | None = None,
-        start_time: datetime | None = None,
-        stored: bool = False,
-    ) -> Subscription:
-        """As :meth:`EventBus.subscribe`, plus stream positions (JetStream mode only).
-
-        Plain subscriptions are core NATS subscriptions, one per pattern, feeding one inbox: events
+        queue: str | None,
+        durable: str | None,
+        max_pending: int,
+        start_sequence: int | None,
+        start_time: datetime | None,
+        stored: bool,
+    ) -> dict[str, Any]:
+        """Plain subscriptions are core NATS subscriptions, one per pattern, feeding one inbox: events
         arrive live, in the order the server sends them (an event matching several patterns once).
-        ``stored``, ``durable`` or a start position read the stream instead, through one JetStream
-        consumer with all the patterns as its filter subjects: stream order, acknowledged.
-        ``durable``: the consumer has that name and resumes where it stopped, also after a restart of
-        this host; with ``queue``, every member (on any host) shares it. ``start_sequence`` /
-        ``start_time``: deliver stored events from that stream sequence number or time on, then live
-        ones (with ``durable``, only when the consumer is first created).
-        """
-        self._check_open()
-        patterns = self.patterns_of(pattern)
+        ``stored``, ``durable`` or a start position read the stream instead, through a JetStream
+        consumer with the patterns as filter subjects: stream order, acknowledged (see
+        ``feeds.py``). ``durable``: the consumer has that name and resumes where it stopped, also
+        after a restart; with ``queue``, every member (on any host) shares it. ``start_sequence`` /
+        ``start_time``: stored events from there on, then live ones (with ``durable``, only when the
+        consumer is first created)."""
         positioned = start_sequence is not None or start_time is not None
-        if start_sequence is not None and start_sequence < 1:
-            raise ValueError(f"start_sequence must be >= 1, got {start_sequence}")
-        if start_time is not None and start_time.tzinfo is None:
-            raise ValueError("start_time must be timezone-aware (e.g. datetime.now(UTC))")
         if not (durable or positioned or stored):
-            return await self._add_subscription(
-                patterns, handler, queue=queue, durable=None, name=name, max_pending=max_pending
-            )
+            return {}
         if not self.jetstream:
-            raise ValueError(
-                "stored, durable and positioned subscriptions need NatsSettings.jetstream = true"
-            )
+            raise ValueError("stored, durable and positioned subscriptions need NatsSettings.jetstream true")
         if durable is not None:
             validate_consumer_name(durable)
             if queue is None and any(
@@ -419,19 +397,10 @@ class NatsBus(EventBus):
                 raise ValueError(f"durable {durable!r} is already being consumed by another subscriber")
         elif queue is not None:
             raise ValueError("a queue group reading from the stream needs a durable name to share")
-        plan = ConsumerPlan(
-            patterns=patterns,
-            durable=durable,
-            queue=queue,
-            start_sequence=start_sequence,
-            start_time=start_time,
-            # The server never has more unacknowledged events out than our backlog bound: a stream-backed
-            # subscriber is paced by the server and never drops events to overflow.
-            max_ack_pending=max_pending or self.max_pending,
-        )
-        return await self._add_subscription(
-            patterns, handler, queue=queue, durable=durable, name=name, max_pending=max_pending, plan=plan
-        )
+        # The server never has more unacknowledged events out than our backlog bound: a stream-backed
+        # subscriber is paced by the server and never drops events to overflow.
+        plan = ConsumerPlan(patterns, durable, queue, start_sequence, start_time, max_pending)
+        return {"plan": plan}
 
     async def _attach(self, subscription: Subscription, **options: Any) -> None:
         plan: ConsumerPlan | None = options.get("plan")

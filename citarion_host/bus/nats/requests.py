@@ -20,7 +20,6 @@ import itertools
 import logging
 from collections.abc import Awaitable, Callable
 
-import msgspec
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription as NatsSubscription
@@ -28,8 +27,9 @@ from nats.errors import Error as NatsError
 from nats.errors import NoRespondersError as NatsNoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
-from ...errors import NoRespondersError, PublishError, RequestTimeoutError
+from ...errors import PublishError
 from ...events import Event, EventCatalog, InvalidEventError
+from ..replies import as_request, await_reply, no_responders, timeout_error
 
 __all__ = ["RESPONDERS_PREFIX", "Requests"]
 
@@ -63,31 +63,24 @@ class Requests:
         self, event: Event, timeout: float, publish: Callable[[Event], Awaitable[None]]
     ) -> Event:
         """Probe for responders, publish ``event`` with ``metadata.replyTo``, wait for the answer."""
-        correlation_id = event.correlation_id or event.id
         token = str(next(self._tokens))
-        event = msgspec.structs.replace(
-            event,
-            correlation_id=correlation_id,
-            metadata={**event.metadata, "replyTo": f"{self._inbox}.{token}"},
-        )
+        event = as_request(event, f"{self._inbox}.{token}")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         try:
             await self._nc.request(f"{RESPONDERS_PREFIX}.{event.topic}", b"", timeout=timeout)
         except NatsNoRespondersError:
-            raise NoRespondersError(f"request {event.id} on {event.topic!r}: no subscriber") from None
+            raise no_responders(event) from None
         except NatsTimeoutError:
             pass  # somebody listens but is slow to answer the probe: go on, the deadline decides
         future: asyncio.Future[Event] = loop.create_future()
-        self._waiting[token] = (correlation_id, future)
+        self._waiting[token] = (event.correlation_id or event.id, future)
         try:
             async with asyncio.timeout_at(deadline):
                 await publish(event)
-                return await future
+            return await await_reply(future, event, deadline, timeout)
         except TimeoutError:
-            raise RequestTimeoutError(
-                f"request {event.id} on {event.topic!r}: no reply within {timeout:g}s"
-            ) from None
+            raise timeout_error(event, timeout) from None
         finally:
             self._waiting.pop(token, None)
 
