@@ -36,7 +36,7 @@ from .replies import as_reply
 from .sequencer import Sequencer
 from .subscription import Handler, Subscription
 
-__all__ = ["BUS_SOURCE", "DEAD_LETTER_MAX_ORIGINAL", "BusOptions", "Capabilities", "EventBus"]
+__all__ = ["BUS_SOURCE", "DEAD_LETTER_MAX_ORIGINAL", "BusOptions", "Capabilities", "EventBus", "Wanted"]
 
 log = logging.getLogger("citarion_host.bus")
 
@@ -46,6 +46,23 @@ BUS_SOURCE = "HOST"
 DEAD_LETTER_MAX_ORIGINAL = 32 * 1024
 _DEAD_KEYS_KEPT = 1024
 _OVERFLOW_REPORT_INTERVAL_S = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Wanted:
+    """What a ``subscribe`` call asked for, checked, as the backend's hooks receive it."""
+
+    patterns: tuple[str, ...]
+    queue: str | None
+    durable: str | None
+    max_pending: int
+    start_sequence: int | None
+    start_time: datetime | None
+    stored: bool
+
+    @property
+    def positioned(self) -> bool:
+        return self.start_sequence is not None or self.start_time is not None
 
 
 class BusOptions(TypedDict, total=False):
@@ -235,30 +252,14 @@ class EventBus(abc.ABC):
             raise ValueError(f"start_sequence must be >= 1, got {start_sequence}")
         if start_time is not None and start_time.tzinfo is None:
             raise ValueError("start_time must be timezone-aware (e.g. datetime.now(UTC))")
-        options = self._subscription_options(
-            patterns,
-            queue=queue,
-            durable=durable,
-            max_pending=self.max_pending if max_pending is None else max_pending,
-            start_sequence=start_sequence,
-            start_time=start_time,
-            stored=stored,
-        )
+        bound = self.max_pending if max_pending is None else max_pending
+        wanted = Wanted(patterns, queue, durable, bound, start_sequence, start_time, stored)
+        options = self._subscription_options(wanted)
         return await self._add_subscription(
             patterns, handler, queue=queue, durable=durable, name=name, max_pending=max_pending, **options
         )
 
-    def _subscription_options(
-        self,
-        patterns: tuple[str, ...],
-        *,
-        queue: str | None,
-        durable: str | None,
-        max_pending: int,
-        start_sequence: int | None,
-        start_time: datetime | None,
-        stored: bool,
-    ) -> dict[str, Any]:
+    def _subscription_options(self, wanted: Wanted) -> dict[str, Any]:
         """What the backend's ``_attach`` needs beyond the subscription (checked arguments in, options
         out; ``ValueError`` for a combination the backend cannot honour). Default: nothing."""
         return {}

@@ -42,7 +42,7 @@ from ...errors import BusError, PublishError
 from ...events import Event
 from ...payloads import ConnectionStatus
 from ...topics import TopicError, matches
-from ..base import BUS_SOURCE, BusOptions, Capabilities, EventBus
+from ..base import BUS_SOURCE, BusOptions, Capabilities, EventBus, Wanted
 from ..config import NatsSettings
 from ..sequencer import Sequencer
 from ..subscription import Subscription
@@ -365,17 +365,7 @@ class NatsBus(EventBus):
 
     # -- subscribe --------------------------------------------------------------------------------
 
-    def _subscription_options(
-        self,
-        patterns: tuple[str, ...],
-        *,
-        queue: str | None,
-        durable: str | None,
-        max_pending: int,
-        start_sequence: int | None,
-        start_time: datetime | None,
-        stored: bool,
-    ) -> dict[str, Any]:
+    def _subscription_options(self, wanted: Wanted) -> dict[str, Any]:
         """Plain subscriptions are core NATS subscriptions, one per pattern, feeding one inbox: events
         arrive live, in the order the server sends them (an event matching several patterns once).
         ``stored``, ``durable`` or a start position read the stream instead, through a JetStream
@@ -384,11 +374,9 @@ class NatsBus(EventBus):
         after a restart; with ``queue``, every member (on any host) shares it. ``start_sequence`` /
         ``start_time``: stored events from there on, then live ones (with ``durable``, only when the
         consumer is first created)."""
-        positioned = start_sequence is not None or start_time is not None
-        if not (durable or positioned or stored):
+        durable, queue = wanted.durable, wanted.queue
+        if not (durable or wanted.positioned or wanted.stored):
             return {}
-        if not self.jetstream:
-            raise ValueError("stored, durable and positioned subscriptions need NatsSettings.jetstream true")
         if durable is not None:
             validate_consumer_name(durable)
             if queue is None and any(
@@ -399,7 +387,9 @@ class NatsBus(EventBus):
             raise ValueError("a queue group reading from the stream needs a durable name to share")
         # The server never has more unacknowledged events out than our backlog bound: a stream-backed
         # subscriber is paced by the server and never drops events to overflow.
-        plan = ConsumerPlan(patterns, durable, queue, start_sequence, start_time, max_pending)
+        plan = ConsumerPlan(
+            wanted.patterns, durable, queue, wanted.start_sequence, wanted.start_time, wanted.max_pending
+        )
         return {"plan": plan}
 
     async def _attach(self, subscription: Subscription, **options: Any) -> None:
