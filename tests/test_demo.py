@@ -68,7 +68,8 @@ def test_the_demo_completes_and_prints_the_summary(demo: dict[str, Any]) -> None
     printed = demo["printed"]
     assert "bot       code  state" in printed and "events/s through the bus" in printed
     assert "events recorded to runs/dev-events.jsonl" in printed
-    assert demo["events"] == len(demo["recorded"]) > 10_000
+    # ~9,350 since the exchange reports positions on fills, not every candle (tests/plugins/test_demo_figures.py)
+    assert demo["events"] == len(demo["recorded"]) > 8_000
     assert demo["events_per_s"] > 0
     assert all(row["state"] == "running" and row["errors"] == 0 for row in demo["bots"])
 

@@ -30,6 +30,7 @@ The exchange also hears its own ``trading.order.*`` reports back; it acts only o
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -44,7 +45,7 @@ from citarion_host.lineage import DATA_TIME
 from citarion_host.payloads import Candle, Order, Position, Ticker
 
 from .books import Book, dec, lots, quote
-from .common import SeriesKey, StrictParams
+from .common import FEED_COMPLETED, SeriesKey, StrictParams
 
 __all__ = ["PaperExchange", "PaperExchangeParams", "citarion_bot_types"]
 
@@ -59,7 +60,8 @@ class PaperExchangeParams(StrictParams):
     allow_short: bool = False
     blocked_may_reduce: bool = True
     limit_ttl_bars: int = Field(default=0, ge=0)
-    mark_every_bars: int = Field(default=1, ge=0)
+    mark_every_bars: int = Field(default=0, ge=0)
+    final_marks: bool = True
     price_history_bars: int = Field(default=1000, ge=1)
 
 
@@ -127,7 +129,7 @@ class PaperExchange(Bot):
             if key not in self._quoted:
                 self._quoted.add(key)
                 self.ticks[key] += 1
-            self.mark_to_market(*key, payload.last)
+            self._mark(key, dec(payload.last))
             data_time = event.metadata.get(DATA_TIME)
             if isinstance(data_time, int):
                 await self._bar_seen(key, data_time, dec(payload.last))
@@ -138,6 +140,9 @@ class PaperExchange(Bot):
                 await self._submit(event, payload)
             elif topic == "trading.order.cancel":
                 await self._cancel(event, payload)
+        elif topic == FEED_COMPLETED:
+            if self.params.final_marks:
+                await self._publish_marks(event, self.prices)
         elif topic.startswith("risk.block.") and isinstance(payload, dict):
             bot_id = payload.get("botId")
             if isinstance(bot_id, str):
@@ -190,22 +195,35 @@ class PaperExchange(Bot):
                 continue
             self.resting[key].remove(resting)
             await self._execute(order, resting.quantity, price, resting.cause)
-        for position in self.mark_to_market(*key, candle.close):
-            if self.params.mark_every_bars and now % self.params.mark_every_bars == 0 and position.quantity:
-                await self.ctx.publish(
-                    "trading.position.updated", position, priority="low", causation_id=event.id
-                )
+        self._mark(key, dec(candle.close))
+        every = self.params.mark_every_bars
+        if every and now % every == 0:
+            await self._publish_marks(event, (key,))
+
+    def _mark(self, key: SeriesKey, mark: Decimal) -> None:
+        """Set the series' last price and revalue every bot holding it (no event: see the module doc)."""
+        self.prices[key] = mark
+        for book in self.books.values():
+            held = book.holdings.get(key)
+            if held is not None:
+                held.mark = mark
+
+    async def _publish_marks(self, event: Event, keys: Iterable[SeriesKey]) -> None:
+        """Report every open position in ``keys`` at its current mark (priority low: marks shed first)."""
+        for key in list(keys):
+            for bot_id, book in self.books.items():
+                held = book.holdings.get(key)
+                if held is not None and held.quantity:
+                    position = self.position(bot_id, key)
+                    await self.ctx.publish(
+                        "trading.position.updated", position, priority="low", causation_id=event.id
+                    )
 
     def mark_to_market(self, exchange: str, symbol: str, price: float) -> list[Position]:
         """Set the series' last price and revalue every bot holding it; returns their positions."""
-        key, mark = (exchange, symbol), dec(price)
-        self.prices[key] = mark
-        positions = []
-        for bot_id, book in self.books.items():
-            if key in book.holdings:
-                book.mark(key, mark)
-                positions.append(self.position(bot_id, key))
-        return positions
+        key = (exchange, symbol)
+        self._mark(key, dec(price))
+        return [self.position(bot_id, key) for bot_id, book in self.books.items() if key in book.holdings]
 
     def position(self, bot_id: str, key: SeriesKey) -> Position:
         book = self.book(bot_id)

@@ -65,6 +65,7 @@ class _Series:
     time: int = 0
     close: float = 0.0
     bar_ms: int = 60_000
+    interval: str = ""
     votes: dict[str, Vote] = field(default_factory=dict)
     pending: list[tuple[Vote, int]] = field(default_factory=list)  # (vote, due time)
     last_trade: int | None = None
@@ -127,7 +128,8 @@ class LogosBot(Bot):
         key = (candle.exchange, candle.symbol)
         series = self._series(key)
         series.time, series.close = max(series.time, candle.open_time), candle.close
-        series.bar_ms = interval_ms(candle.interval)
+        if candle.interval != series.interval:
+            series.bar_ms, series.interval = interval_ms(candle.interval), candle.interval
         self.risk.clock(candle.open_time, candle.interval)
         still: list[tuple[Vote, int]] = []
         for vote, due in series.pending:

@@ -33,13 +33,19 @@ from citarion_host.hookspecs import hookimpl
 from citarion_host.lineage import DATA_TIME
 from citarion_host.payloads import OrderBook, Trade
 
-from .common import StrictParams, candle_topic, interval_ms, orderbook_topic, ticker_topic, trade_topic
+from .common import (
+    FEED_COMPLETED,
+    StrictParams,
+    candle_topic,
+    interval_ms,
+    orderbook_topic,
+    ticker_topic,
+    trade_topic,
+)
 from .csvfeed import SAMPLE_PATH, load_csv
 from .synthetic import Bar, SyntheticSpec, generate
 
 __all__ = ["LumiCsvBot", "LumiSyntheticBot", "citarion_bot_types"]
-
-FEED_COMPLETED = "market.feed.completed"
 
 
 class FeedParams(StrictParams):
