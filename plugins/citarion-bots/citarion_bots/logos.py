@@ -45,6 +45,7 @@ __all__ = ["LogosBot", "LogosParams", "citarion_bot_types"]
 class LogosParams(StrictParams):
     symbols: list[str] = []
     exchanges: list[str] = []
+    interval: str | None = None
     window_bars: int = Field(default=5, ge=1)
     hit_horizon_bars: int = Field(default=5, ge=1)
     hit_memory: int = Field(default=50, ge=1)
@@ -101,7 +102,10 @@ class LogosBot(Bot):
     async def handle(self, event: Event) -> None:
         payload = event.payload
         if isinstance(payload, Candle):
-            if self.wants(payload.exchange, payload.symbol):
+            interval = self.params.interval
+            if self.wants(payload.exchange, payload.symbol) and (
+                interval is None or payload.interval == interval
+            ):
                 await self._on_candle(event, payload)
         elif isinstance(payload, Signal):
             own = event.source == self.ctx.code or event.metadata.get("botId") == self.ctx.bot_id
