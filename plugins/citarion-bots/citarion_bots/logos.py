@@ -112,7 +112,8 @@ class LogosBot(Bot):
             if not own and self.wants(payload.exchange, payload.symbol):
                 await self._on_signal(event, payload)
         elif isinstance(payload, Order) and payload.bot_id == self.ctx.bot_id:
-            if event.topic == "trading.order.filled":
+            # filled, or a MARKET order cancelled after a partial fill on a thin book (book mode)
+            if event.topic == "trading.order.filled" or payload.filled_quantity > 0:
                 key = (payload.exchange, payload.symbol)
                 step = payload.filled_quantity if payload.side == "BUY" else -payload.filled_quantity
                 self.position[key] = round_qty(self.position.get(key, 0.0) + step)

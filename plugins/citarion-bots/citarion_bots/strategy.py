@@ -98,15 +98,23 @@ class StrategyBot(Bot):
     async def _own_order(self, topic: str, order: Order) -> None:
         if topic == "trading.order.filled":
             self._pending.pop(order.order_id, None)
-            key = (order.exchange, order.symbol)
-            step = order.filled_quantity if order.side == "BUY" else -order.filled_quantity
-            self.inventory[key] = round_qty(self.inventory[key] + step)
+            self._book_fill(order)
             self.counts["fills"] += 1
             await self.on_fill(order)
         elif topic in ("trading.order.rejected", "trading.order.cancelled"):
             self._pending.pop(order.order_id, None)
             self.counts["rejections" if topic.endswith("rejected") else "cancels"] += 1
+            if order.filled_quantity > 0:  # a MARKET order the book could only partly fill
+                self._book_fill(order)
+                self.counts["partial_fills"] += 1
+                await self.on_fill(order)
             await self.on_reject(order)
+
+    def _book_fill(self, order: Order) -> None:
+        """Add what the report says filled (cumulative; a strategy's orders get one report with fills)."""
+        key = (order.exchange, order.symbol)
+        step = order.filled_quantity if order.side == "BUY" else -order.filled_quantity
+        self.inventory[key] = round_qty(self.inventory[key] + step)
 
     # -- hooks for subclasses ---------------------------------------------------------------------
 

@@ -20,8 +20,8 @@ Instruments (each optional, every one on every exchange):
 * ``gaps``: every exchange after the first quotes the reference path times ``1 + gap``, with gap
   episodes that open and close (ARB, and TRF rebalancing what ARB unbalances);
 * ``pumps``: pump-and-dumps injected into walks (PND): the price rises by ``rise_pct`` over
-  ``rise_bars`` and gives it back over ``dump_bars``, on every exchange, with the prints' sizes (so
-  the bars' volume) times ``volume_mult`` while it rises and half that while it falls.
+  ``rise_bars`` and gives it back over ``dump_bars``, on every exchange, trading about
+  ``volume_mult`` times the usual volume while it rises and half that while it falls.
 
 Parameters are per *bar* (theta, sigmas, rates) and converted to steps with ``dt = 1 /
 steps_per_bar``. Each component draws from its own generator, ``default_rng([seed, crc32(name)])``,
@@ -457,25 +457,25 @@ def generate_market(spec: MarketSpec) -> Market:
 
 
 def _pump_volume(series: _Series, pump: PumpSpec, steps: int) -> None:
-    """Scale the prints (and so the bars' volume) of a pump: ``volume_mult`` up, half of it down.
-
-    A rising step that drew no print gets one buy at the best ask of the series' mean print size (so
-    every pump bar shows its volume, as a real pump's would).
-    """
+    """Plant a pump's volume: each rising step gets an extra buy print at the best ask, each falling
+    step a sell at the best bid, sized so the step trades about ``volume_mult`` (falling: half of it)
+    times the series' mean volume per step, as a real pump's bars would."""
     book = series.book
     if book is None:
         return
-    sizes = [q for prints in book.trades for _, _, q in prints]
-    typical = math.fsum(sizes) / len(sizes) if sizes else 1.0
+    per_step = math.fsum(q for prints in book.trades for _, _, q in prints) / max(1, len(book.trades))
     start, top = pump.start_bar * steps, (pump.start_bar + pump.rise_bars) * steps
-    end = top + pump.dump_bars * steps
-    for t in range(start, end):
-        prints = book.trades[t]
-        if not prints and t < top:
-            ask = float(book.best_bid[t]) + book.spread_ticks * book.tick
-            prints = [("BUY", round(ask, book.decimals), round(typical, 8))]
-        mult = pump.volume_mult if t < top else pump.volume_mult / 2
-        book.trades[t] = [(side, price, round(q * mult, 8)) for side, price, q in prints]
+    for t in range(start, top + pump.dump_bars * steps):
+        rising = t < top
+        extra = ((pump.volume_mult if rising else pump.volume_mult / 2) - 1) * per_step
+        if extra <= 0:
+            continue
+        bid = float(book.best_bid[t])
+        price = bid + book.spread_ticks * book.tick if rising else bid
+        book.trades[t] = [
+            *book.trades[t],
+            ("BUY" if rising else "SELL", round(price, book.decimals), round(extra, 8)),
+        ]
         series.volume[t] = math.fsum(q for _, _, q in book.trades[t])
 
 
