@@ -49,7 +49,7 @@ def positions(route: Route, state: PlatformState, limit: int) -> Reply:
             )
             continue
         parts = [
-            f"{series} {p.quantity:g} at mark {p.mark_price:,.2f}"
+            f"{series} {p.quantity!r} at mark {p.mark_price:,.2f}"
             f" (unrealized {_money(p.unrealized_pnl)}) [{eid}]"
             for series, p, eid in held[:limit]
         ]

@@ -99,7 +99,8 @@ class Router:
             intent = max(keyed, key=lambda i: scores.get(i.name, 0.0))
             missing = [_SLOT_WORDS[s] for s in intent.needs if not slots.has(s)]
             reason = f"name {' and '.join(missing)}" if missing else "none of the questions ORA answers"
-            return Route(question, slots, None, 0.0, reason, [intent.suggestion, *suggestions[:2]])
+            offered = list(dict.fromkeys([intent.suggestion, *suggestions]))[:3]
+            return Route(question, slots, None, 0.0, reason, offered)
         intent = max(fitting, key=lambda i: (scores.get(i.name, 0.0), -INTENTS.index(i)))
         score = round(scores.get(intent.name, 0.0), 4)
         if score < self.matcher.threshold:
