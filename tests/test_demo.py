@@ -1,4 +1,4 @@
-"""The README's run command: the paper-trading demo end to end on the in-memory bus.
+"""The paper-trading demo (`make paper`, configs/dev.toml) end to end on the in-memory bus.
 
 Checks what the issue asks of the main job: it completes and prints the summary; every bot produced
 its kinds of events; the books balance to the cent, recomputed here from the recorded events (not

@@ -65,7 +65,7 @@ from citarion_host.lineage import DATA_TIME
 from citarion_host.payloads import Balance, Candle, Order, OrderBook, Position, Ticker, Trade, Transfer
 
 from .assets import base_asset
-from .books import Book, cents, dec, lots, quote
+from .books import Book, Holding, cents, dec, lots, quote
 from .common import FEED_COMPLETED, SeriesKey, StrictParams, interval_ms
 from .ledger import TransferLedger, TransferRecord
 from .matching import Depth, print_crosses
@@ -175,6 +175,8 @@ class PaperExchange(Bot):
         self.transfers = TransferLedger()
         self.clock = 0  # the latest data time seen: transfers settle by it
         self._order_ids: set[tuple[str, str]] = set()
+        self._holders: dict[SeriesKey, list[Holding]] = {}
+        self._holders_books = 0
         self._book_seq = 0
         self._fee_bps = dec(self.params.fee_bps)
         maker = self.params.maker_fee_bps
@@ -319,16 +321,27 @@ class PaperExchange(Bot):
     def _mark(self, key: SeriesKey, mark: Decimal) -> None:
         """Set the series' last price and revalue every bot holding it (no event: see the module doc)."""
         self.prices[key] = mark
-        for book in self.books.values():
-            held = book.holdings.get(key)
-            if held is not None:
-                held.mark = mark
+        holders = self._holders.get(key)
+        if holders is None or len(self.books) != self._holders_books:  # a new series or a new bot
+            holders = self._index_holders(key)
+        for held in holders:
+            held.mark = mark
+
+    def _index_holders(self, key: SeriesKey) -> list[Holding]:
+        """The holdings of ``key`` across the bots (marks touch these, not every book); rebuilt when a
+        fill or a deposit opens a holding (``_after_fill``, ``_deposit_due``)."""
+        if len(self.books) != self._holders_books:
+            self._holders.clear()
+            self._holders_books = len(self.books)
+        found = self._holders[key] = [b.holdings[key] for b in self.books.values() if key in b.holdings]
+        return found
 
     async def _deposit_due(self, event: Event, key: SeriesKey) -> None:
         """Assets held at start enter the books at their series' first price (a position report each)."""
         waiting = self._deposits.pop(key, None) if self._deposits else None
         for bot_id, quantity in waiting or ():
             self.book(bot_id).deposit(key, quantity, self.prices[key])
+            self._holders.pop(key, None)
             await self.ctx.publish(
                 "trading.position.updated", self.position(bot_id, key), causation_id=event.id
             )
@@ -379,7 +392,9 @@ class PaperExchange(Bot):
             self._mark(key, mid.quantize(_PRICE_STEP))
         await self._deposit_due(event, key)
         for resting in list(self.resting.get(key, ())):
-            if resting.placed_book >= depth.seq:
+            if resting.placed_book >= depth.seq or not depth.touches(
+                resting.order.side, resting.order.price or 0
+            ):
                 continue
             crossed = depth.crossing(resting.order.side, dec(resting.order.price or 0), resting.quantity)
             if crossed:
@@ -677,6 +692,7 @@ class PaperExchange(Bot):
         await self._after_fill(order.bot_id, key, cause)
 
     async def _after_fill(self, bot_id: str, key: SeriesKey, cause: str) -> None:
+        self._holders.pop(key, None)  # the fill may have opened a holding
         await self.ctx.publish("trading.position.updated", self.position(bot_id, key), causation_id=cause)
         if self.books[bot_id].venues is not None:
             await self._publish_balance(cause, bot_id, key[0], self.params.quote_asset)

@@ -39,23 +39,43 @@ class Level:
     size: Decimal
 
 
-@dataclass(slots=True)
 class Depth:
-    """One series' latest book, with what the exchange's takers have consumed of it."""
+    """One series' latest book, with what the exchange's takers have consumed of it.
 
-    bids: list[Level]
-    asks: list[Level]
-    seq: int
-    time: int
+    The levels are converted to ``Decimal`` on first use: most books are only looked at for their mid
+    and for whether they cross a resting order, which the floats answer (:meth:`touches`).
+    """
+
+    __slots__ = ("_asks", "_bids", "_raw", "seq", "time")
+
+    def __init__(self, book: OrderBook, seq: int, time: int) -> None:
+        self._raw = book
+        self._bids: list[Level] | None = None
+        self._asks: list[Level] | None = None
+        self.seq = seq
+        self.time = time
 
     @classmethod
     def of(cls, book: OrderBook, seq: int, time: int) -> Depth:
-        return cls(
-            bids=[Level(dec(price), lots(dec(size))) for price, size in book.bids],
-            asks=[Level(dec(price), lots(dec(size))) for price, size in book.asks],
-            seq=seq,
-            time=time,
-        )
+        return cls(book, seq, time)
+
+    @property
+    def bids(self) -> list[Level]:
+        if self._bids is None:
+            self._bids = [Level(dec(price), lots(dec(size))) for price, size in self._raw.bids]
+        return self._bids
+
+    @property
+    def asks(self) -> list[Level]:
+        if self._asks is None:
+            self._asks = [Level(dec(price), lots(dec(size))) for price, size in self._raw.asks]
+        return self._asks
+
+    def touches(self, side: Side, limit: float) -> bool:
+        """Could this book cross a resting ``side`` order at ``limit``? (Floats, before any level was
+        taken: a False is final; a True is then checked exactly by :meth:`crossing`.)"""
+        levels = self._raw.asks if side == "BUY" else self._raw.bids
+        return bool(levels) and (levels[0][0] <= limit if side == "BUY" else levels[0][0] >= limit)
 
     def opposite(self, side: Side) -> list[Level]:
         """The levels a ``side`` order takes from (asks for a buy), best first."""
@@ -69,6 +89,9 @@ class Depth:
         return None
 
     def mid(self) -> Decimal | None:
+        if self._bids is None and self._asks is None:  # untouched: the raw best prices
+            raw = self._raw
+            return (dec(raw.bids[0][0]) + dec(raw.asks[0][0])) / 2 if raw.bids and raw.asks else None
         bid, ask = self.best("SELL"), self.best("BUY")
         return None if bid is None or ask is None else (bid + ask) / 2
 
