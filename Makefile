@@ -1,13 +1,15 @@
 # Two commands do everything on a fresh machine (only Python >= 3.11 and pip needed):
-#   make demo   run the platform on the in-memory backend
+#   make demo   run the whole platform (19 bots, exchange, risk guard) on the in-memory backend
 #   make test   lint, type-check and run the whole test suite (real nats-server included)
+# and:
+#   make paper  the paper-trading demo alone (11 bots, configs/dev.toml, hot reload)
 
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint bench bench-nats clean
+.PHONY: demo paper test lint bench bench-nats clean
 
 $(STAMP): pyproject.toml plugins/citarion-bots/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required")'
@@ -17,6 +19,9 @@ $(STAMP): pyproject.toml plugins/citarion-bots/pyproject.toml
 	@touch $(STAMP)
 
 demo: $(STAMP)
+	$(BIN)/citarion-host --config configs/platform.toml
+
+paper: $(STAMP)
 	$(BIN)/citarion-host --config configs/dev.toml
 
 lint: $(STAMP)

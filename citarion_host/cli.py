@@ -632,7 +632,46 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--config", help="read the stream of this config's [backend.nats]")
     explain.add_argument("--since", help="with --config: read from this long ago (15m, 2h) or an ISO time")
     explain.set_defaults(func=_explain, servers=None, stream=None)
+
+    ask = commands.add_parser(
+        "ask",
+        help="ask the platform's assistant (ORA) a question",
+        description="Ask ORA: over the bus when the config runs on NATS (the host must be running), else"
+        " from the config's record, replayed into its ORA (citarion_host/ask.py). Exit 0 answered,"
+        " 3 refused, 1 nobody to ask.",
+    )
+    ask.add_argument("question", help='the question, e.g. "why is scale blocked?"')
+    ask.add_argument("--config", type=_path, required=True, help="the config whose ORA to ask")
+    ask.add_argument(
+        "--record", type=_path, default=None, help="replay this record instead of asking the bus"
+    )
+    ask.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the answer on NATS")
+    ask.add_argument("--json", action="store_true", help="print the answer as JSON (text, eventIds, ...)")
+    ask.set_defaults(func=_ask)
     return parser
+
+
+def _ask(args: argparse.Namespace) -> int:
+    """Ask ORA (see citarion_host/ask.py)."""
+    from .ask import ask_command
+    from .errors import ConfigError
+    from .settings import load_config
+
+    if not args.question.strip() or len(args.question) > 1_000:
+        print("error: the question must be 1 to 1000 characters", file=sys.stderr)
+        return 2
+    if not 0 < args.timeout <= 300:
+        print("error: --timeout must be in (0, 300] seconds", file=sys.stderr)
+        return 2
+    try:
+        loaded = load_config(args.config)
+    except ConfigError as exc:
+        _print_problems(exc)
+        return 1
+    from pathlib import Path
+
+    record = Path(args.record) if args.record else None
+    return ask_command(loaded, args.question, record=record, timeout=args.timeout, as_json=args.json)
 
 
 def _explain(args: argparse.Namespace) -> int:

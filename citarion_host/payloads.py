@@ -18,6 +18,7 @@ import msgspec
 
 __all__ = [
     "BUILTIN_PAYLOADS",
+    "Answer",
     "Balance",
     "BotLifecycle",
     "BusOverflow",
@@ -31,6 +32,7 @@ __all__ = [
     "Payload",
     "PayloadError",
     "Position",
+    "Query",
     "RiskAlert",
     "Signal",
     "Ticker",
@@ -394,6 +396,35 @@ class Transfer(Payload, frozen=True, gc=False):
             raise PayloadError("toExchange", f"must differ from fromExchange ({self.from_exchange!r})")
 
 
+class Query(Payload, frozen=True, gc=False):
+    """A question to the platform's assistant, ORA (``analytics.query.asked``, request/reply)."""
+
+    question: str
+    asker: str | None = None
+
+    def __post_init__(self) -> None:
+        _non_empty("question", self.question.strip())
+        if len(self.question) > 1_000:
+            raise PayloadError("question", f"at most 1000 characters, got {len(self.question)}")
+
+
+class Answer(Payload, frozen=True, gc=False):
+    """ORA's answer (``analytics.query.answered``): the text, the events it cites, or a refusal.
+
+    ``answered`` is false for a question ORA cannot answer from the platform's state; ``text`` then
+    says so and ``suggestions`` lists questions it can answer. ``intent`` is the fixed query it
+    picked (None when refused); ``score`` the matcher's similarity.
+    """
+
+    question: str
+    answered: bool
+    text: str
+    intent: str | None = None
+    event_ids: list[str] = []
+    suggestions: list[str] = []
+    score: float = 0.0
+
+
 #: Topic pattern -> payload type for the platform's own events. Topics in a known domain that match
 #: none of these keep a plain dict payload.
 BUILTIN_PAYLOADS: dict[str, type[Payload]] = {
@@ -413,4 +444,6 @@ BUILTIN_PAYLOADS: dict[str, type[Payload]] = {
     "system.connection.>": ConnectionStatus,
     "trading.order.transfer.>": Transfer,
     "trading.position.balance.>": Balance,
+    "analytics.query.asked": Query,
+    "analytics.query.answered": Answer,
 }

@@ -1,4 +1,4 @@
-"""The README's run command: the paper-trading demo end to end on the in-memory bus.
+"""The paper-trading demo (`make paper`, configs/dev.toml) end to end on the in-memory bus.
 
 Checks what the issue asks of the main job: it completes and prints the summary; every bot produced
 its kinds of events; the books balance to the cent, recomputed here from the recorded events (not
@@ -68,7 +68,8 @@ def test_the_demo_completes_and_prints_the_summary(demo: dict[str, Any]) -> None
     printed = demo["printed"]
     assert "bot       code  state" in printed and "events/s through the bus" in printed
     assert "events recorded to runs/dev-events.jsonl" in printed
-    assert demo["events"] == len(demo["recorded"]) > 10_000
+    # ~9,350 since the exchange reports positions on fills, not every candle (tests/plugins/test_demo_figures.py)
+    assert demo["events"] == len(demo["recorded"]) > 8_000
     assert demo["events_per_s"] > 0
     assert all(row["state"] == "running" and row["errors"] == 0 for row in demo["bots"])
 

@@ -160,7 +160,9 @@ def test_the_walkthrough_on_loopback_with_one_host(tmp_path: Path) -> None:
         stream = servers[0].monitor("jsz?accounts=true&streams=true&config=true")
     summary = json.loads(summary_file.read_text())
     rows = {row["bot"]: row for row in summary["bots"]}
-    assert summary["events"] > 10_000 and all(row["errors"] == 0 for row in rows.values())
+    assert summary["events"] > 8_000 and all(
+        row["errors"] == 0 for row in rows.values()
+    )  # ~9,350 since positions go out on fills
     assert rows["lumi"]["stats"]["completed"] is True and rows["exchange"]["stats"]["balanced"] is True
     details = [s for account in stream["account_details"] for s in account.get("stream_detail", [])]
     assert [(s["name"], s["config"]["num_replicas"]) for s in details] == [("citarion-events", 3)]

@@ -18,6 +18,7 @@ from citarion_host.events import (
     make_event,
 )
 from citarion_host.payloads import (
+    Answer,
     Balance,
     BotLifecycle,
     BusOverflow,
@@ -31,6 +32,7 @@ from citarion_host.payloads import (
     Payload,
     PayloadError,
     Position,
+    Query,
     RiskAlert,
     Signal,
     Ticker,
@@ -104,6 +106,12 @@ EXAMPLES: dict[type[Payload], tuple[str, dict[str, Any]]] = {
         "transferId": "kron-t1", "botId": "arb-1", "asset": "USDT", "fromExchange": "binance",
         "toExchange": "bybit", "amount": 250.0, "status": "REQUESTED", "fee": 0.0, "settleTime": None,
         "reason": None,
+    }),
+    Query: ("analytics.query.asked", {"question": "why is mesh blocked", "asker": "cli"}),
+    Answer: ("analytics.query.answered", {
+        "question": "why is mesh blocked", "answered": True, "text": "mesh is blocked: ...",
+        "intent": "why_blocked", "eventIds": ["0190a1b2-0000-7000-8000-000000000001"], "suggestions": [],
+        "score": 0.91,
     }),
 }  # fmt: skip
 

@@ -150,7 +150,7 @@ def test_the_paper_trading_demo_runs_on_jetstream(nats_server: NatsServer, tmp_p
     assert "events/s through the bus" in done.stdout
     summary = json.loads(summary_file.read_text())
     rows = {row["bot"]: row for row in summary["bots"]}
-    assert summary["events"] > 10_000
+    assert summary["events"] > 8_000  # ~9,350: the exchange reports positions on fills, not every candle
     assert all(row["errors"] == 0 for row in rows.values())
     for trader in ("mesh", "scale", "band", "edge"):
         assert rows[trader]["signals"] > 0 and rows[trader]["fills"] > 0, trader

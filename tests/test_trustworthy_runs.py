@@ -203,7 +203,7 @@ def test_three_runs_on_jetstream_are_the_same(jetstream_runs: list[Run]) -> None
 def test_memory_and_jetstream_give_the_same_run(memory_runs: list[Run], jetstream_runs: list[Run]) -> None:
     assert figures(jetstream_runs[0]) == figures(memory_runs[0])
     assert sequence(jetstream_runs[0]) == sequence(memory_runs[0])
-    assert jetstream_runs[0]["events"] == memory_runs[0]["events"] > 10_000
+    assert jetstream_runs[0]["events"] == memory_runs[0]["events"] > 8_000  # ~9,350: positions on fills
 
 
 # -- explain ----------------------------------------------------------------------------------------

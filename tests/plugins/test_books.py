@@ -94,3 +94,65 @@ def test_conversions() -> None:
     assert cents(D("0.125")) == D("0.12")  # banker's rounding: no drift on average
     snapshot = Book(D(5)).snapshot()
     assert snapshot["cash"] == 5.0 and snapshot["imbalance"] == 0.0
+
+
+def venue_identity_holds(book: Book) -> bool:
+    left = book.cash + sum(cents(h.quantity * h.mark) for h in book.holdings.values())
+    right = (
+        book.starting_cash + book.deposits + book.realized + book.unrealized - book.fees - book.transfer_fees
+    )
+    return left == right and book.imbalance() == 0 and book.venue_imbalance() == 0
+
+
+steps = st.lists(
+    st.one_of(
+        st.tuples(st.just("fill"), fills.map(lambda f: f[0] if f else None)).filter(
+            lambda s: s[1] is not None
+        ),
+        st.tuples(
+            st.just("send"),
+            st.sampled_from(["binance", "bybit"]),
+            st.decimals(min_value=D("0.01"), max_value=D("3000"), places=2),
+            st.decimals(min_value=D(0), max_value=D("5"), places=2),
+        ),
+        st.tuples(st.just("settle")),
+        st.tuples(
+            st.just("deposit"),
+            st.sampled_from([KEY, OTHER]),
+            st.decimals(min_value=D("0.00000001"), max_value=D("2"), places=8),
+            st.decimals(min_value=D("0.01"), max_value=D("70000"), places=4),
+        ),
+    ),
+    max_size=50,
+)
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(steps, st.decimals(min_value=D("0.01"), max_value=D("90000"), places=3))
+def test_venue_identity_holds_for_any_fills_deposits_and_transfers(steps: list[tuple], mark: Decimal) -> None:  # type: ignore[type-arg]
+    """A venue account: fills move their own exchange's cash, transfers leave one venue (fee spent)
+    and arrive on the other when they settle, deposits enter at their price. After every step,
+    exactly: cash + market value == starting cash + deposits + realized + unrealized - fees -
+    transfer fees, and cash == per-venue cash + cash in transit."""
+    book = Book(D(0), venues={"binance": D("5000.00"), "bybit": D("1000.00")})
+    assert book.starting_cash == D("6000.00")
+    in_flight: list[tuple[str, Decimal]] = []
+    for step in steps:
+        if step[0] == "fill":
+            key, side, qty, price, bps = step[1]
+            _, fee = quote(qty, price, bps)
+            book.apply(key, side, qty, price, fee)
+        elif step[0] == "send":
+            _, source, amount, fee = step
+            book.send(source, amount, fee)
+            in_flight.append(("bybit" if source == "binance" else "binance", amount))
+        elif step[0] == "settle" and in_flight:
+            book.settle(*in_flight.pop(0))
+        elif step[0] == "deposit":
+            _, key, qty, price = step
+            book.deposit(key, qty, price)
+        assert venue_identity_holds(book)
+    book.mark(KEY, mark)
+    book.mark(OTHER, mark / 3)
+    assert venue_identity_holds(book)
+    assert book.in_transit == sum((amount for _, amount in in_flight), D(0))

@@ -16,6 +16,7 @@ from citarion_bots.market.scenario import (
     MarketSpec,
     OUSpec,
     PairSpec,
+    PumpSpec,
     WalkSpec,
 )
 from citarion_bots.marketmaker import MarketMakerBot
@@ -47,7 +48,9 @@ def test_every_param_is_documented(bot: type) -> None:
 
 
 @pytest.mark.parametrize(
-    "spec", [MarketSpec, WalkSpec, PairSpec, BasketSpec, OUSpec, GapSpec, BookSpec], ids=lambda s: s.__name__
+    "spec",
+    [MarketSpec, WalkSpec, PairSpec, BasketSpec, OUSpec, GapSpec, BookSpec, PumpSpec],
+    ids=lambda s: s.__name__,
 )
 def test_every_market_parameter_is_documented(spec: type) -> None:
     text = (DOCS / "market.md").read_text(encoding="utf-8")

@@ -10,7 +10,7 @@ from citarion_host import hookspecs
 from citarion_host.bot import Bot
 
 EXPECTED = {
-    "lumi": {"lumi-synthetic", "lumi-csv"},
+    "lumi": {"lumi-synthetic", "lumi-csv", "lumi-market"},
     "exchange": {"paper-exchange"},
     "grid": {"grid"},
     "dca": {"dca"},
@@ -30,6 +30,7 @@ EXPECTED = {
     "hft": {"hft-imbalance"},
     "mft": {"mft-breakout"},
     "lft": {"lft-crossover"},
+    "oracle": {"oracle"},
 }
 
 
@@ -47,7 +48,7 @@ def test_every_bot_module_is_an_entry_point_plugin() -> None:
         assert {t.type_name for t in types} == EXPECTED[name], name
     all_types = [t for group in manager.hook.citarion_bot_types() for t in group]
     names = [t.type_name for t in all_types]
-    assert len(names) == len(set(names)) == 21
+    assert len(names) == len(set(names)) == 23
     for bot_type in all_types:
         assert issubclass(bot_type, Bot) and bot_type.description
         bot_type.Params.model_validate({})  # every param has a default: an empty table is a valid config

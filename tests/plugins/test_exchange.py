@@ -209,7 +209,8 @@ async def test_marks_publish_low_priority_positions_and_cancel_requests() -> Non
     await h.feed("trading.order.cancel", order("g-2", "BUY", 1.0, kind="LIMIT", price=50.0), source="GRD")
     await h.feed("trading.order.cancel", order("g-9", "BUY", 1.0), source="GRD")
     assert [o.order_id for o in h.payloads("trading.order.cancelled")] == ["g-2"]
-    assert h.payloads("trading.order.rejected")[-1].reason == "cancel: no resting order g-9"
+    refused = h.payloads("trading.order.cancel_rejected")  # the contract (docs/market.md): not "rejected"
+    assert [(o.order_id, o.reason) for o in refused] == [("g-9", "cancel: no resting order g-9")]
     positions = books(h).mark_to_market("binance", "BTCUSDT", 110.0)
     assert [(p.bot_id, p.mark_price) for p in positions] == [("grid", 110.0)]
 
@@ -230,3 +231,32 @@ async def test_per_bot_starting_cash_and_stats() -> None:
     assert stats["books"]["logos"]["startingCash"] == 50_000
     assert stats["filled"] == 1 and stats["rejected"] == 0 and stats["balanced"] is True
     assert books(h).book("logos").starting_cash == Decimal("50000.00")
+
+
+async def test_positions_are_published_when_they_change_and_at_the_final_mark() -> None:
+    """Default: no marks between fills; the feed's completion reports every open position at its
+    last price (so the last report of a series carries the run's closing unrealized PnL)."""
+    h = exchange()
+    await quote(h, 100.0)
+    await quote(h, 50.0, symbol="ETHUSDT")
+    await submit(h, order("g-1", "BUY", 1.0))
+    await submit(h, order("g-2", "BUY", 1.0, symbol="ETHUSDT"))
+    await submit(h, order("g-3", "SELL", 1.0, symbol="ETHUSDT"))
+    before = len(h.payloads("trading.position.updated"))
+    for close in (104.0, 106.0):
+        await quote(h, close)
+        await h.feed("market.candle.closed.binance.BTCUSDT", candle(close, 1), source="LUM")
+    assert len(h.payloads("trading.position.updated")) == before, "a mark is not a change"
+    await h.feed("market.feed.completed", {"feed": "lumi", "bars": 2}, source="LUM")
+    final = h.payloads("trading.position.updated")[before:]
+    assert [(p.symbol, p.quantity, p.mark_price) for p in final] == [("BTCUSDT", 1.0, 106.0)]
+    assert final[0].unrealized_pnl == pytest.approx(106.0 - 100.05)
+    assert h.published[-1].priority == "low"
+
+
+async def test_final_marks_can_be_turned_off() -> None:
+    h = exchange(final_marks=False)
+    await quote(h, 100.0)
+    await submit(h, order("g-1", "BUY", 1.0))
+    await h.feed("market.feed.completed", {"feed": "lumi", "bars": 1}, source="LUM")
+    assert [e.topic for e in h.published] == ["trading.order.filled", "trading.position.updated"]

@@ -7,7 +7,7 @@ import random
 import statistics
 
 import pytest
-from citarion_bots.indicators import Holt, bollinger, mean, pstdev, rms
+from citarion_bots.indicators import Holt, RollingBands, bollinger, mean, pstdev, rms
 
 
 def test_mean_and_pstdev_match_statistics() -> None:
@@ -55,3 +55,26 @@ def test_holt_matches_a_hand_computation() -> None:
 def test_holt_rejects_bad_factors() -> None:
     with pytest.raises(ValueError):
         Holt(alpha=0.0, beta=0.5)
+
+
+@pytest.mark.parametrize("start", [1.0, 100.0, 50_000.0])
+def test_rolling_bands_equal_the_two_pass_bands_of_each_window(start: float) -> None:
+    """Over 2,000 values (many exact re-anchorings and many slides between them), at prices from 1
+    to BTC-sized: the rolling sums give the two-pass bands within 1e-9 relative (sigma: 1e-7 of it)."""
+    rng = random.Random(int(start))
+    values, rolling = [start], RollingBands(20, 2.0)
+    for _ in range(2_000):
+        values.append(values[-1] * (1 + rng.gauss(0, 0.002)))
+    for i, value in enumerate(values):
+        rolling.append(value)
+        if i >= 19:
+            want, got = bollinger(values[i - 19 : i + 1], 2.0), rolling.bands()
+            assert got.middle == pytest.approx(want.middle, rel=1e-12)
+            assert got.sigma == pytest.approx(want.sigma, rel=1e-7)
+            assert got.lower == pytest.approx(want.lower, rel=1e-9)
+            assert got.upper == pytest.approx(want.upper, rel=1e-9)
+
+
+def test_rolling_bands_refuse_a_window_of_one() -> None:
+    with pytest.raises(ValueError, match="period"):
+        RollingBands(1, 2.0)

@@ -1,10 +1,9 @@
 """The nine institutional and frequency bots on the real host and in-memory bus, fed by the
-synthetic market (tests/plugins/market_feed.py, as LUM will feed it) and filled by today's paper
-exchange.
+synthetic market (tests/plugins/market_feed.py, as LUM will feed it) and filled by the paper
+exchange (level-2 matching, per-exchange accounts for ARB and TRF, transfers).
 
 Each bot is wired within its registry category's rules (checked), and each produces its kinds of
-events. Today's exchange has no balances or transfers yet (docs/market.md lists the events it will
-add), so TRF is shown waiting for balances, and amends go unanswered.
+events; TRF rebalances its account with a transfer that settles after the exchange's delay.
 """
 
 from __future__ import annotations
@@ -33,6 +32,8 @@ TRADING_PUBLISH = [
 ORDER_REPORTS = ["trading.order.accepted", "trading.order.partially_filled", "trading.order.filled",
                  "trading.order.rejected", "trading.order.cancelled", "trading.order.amended",
                  "trading.order.cancel_rejected", "trading.order.amend_rejected"]  # fmt: skip
+TRANSFER_REPORTS = ["trading.order.transfer.pending", "trading.order.transfer.settled",
+                    "trading.order.transfer.rejected"]  # fmt: skip
 
 
 def bot(
@@ -53,11 +54,15 @@ def config() -> dict[str, Any]:
         "backend": {"type": "memory"},
         "bots": [
             {"id": "exchange", "code": "EXC", "plugin": "paper-exchange",
-             "publish": ["trading.order.accepted", "trading.order.filled", "trading.order.rejected",
-                         "trading.order.cancelled", "trading.position.>"],
-             "subscribe": ["trading.order.submitted", "trading.order.cancel", "market.>", "risk.block.>"],
+             "publish": [*ORDER_REPORTS, *TRANSFER_REPORTS, "trading.position.>"],
+             "subscribe": ["trading.order.submitted", "trading.order.cancel", "trading.order.amend",
+                           "trading.order.transfer.requested", "market.>", "risk.block.>"],
              "params": {"starting_cash": 100_000.0, "allow_short": True, "limit_ttl_bars": 5,
-                        "fee_bps": 10.0, "slippage_bps": 1.0}},
+                        "fee_bps": 10.0, "maker_fee_bps": 2.0, "slippage_bps": 1.0,
+                        "accounts": {"orion": {"binance": {"USDT": 20_000.0, "BTC": 0.5},
+                                               "bybit": {"USDT": 20_000.0, "BTC": 0.5}},
+                                     "kron": {"binance": {"USDT": 7_000.0}, "bybit": {"USDT": 3_000.0}}},
+                        "transfer_delay_ms": 120_000}},
             bot("orion", "ARB", "arbitrage", ["market.orderbook.>", "trading.position.balance.>"],
                 {"symbols": ["BTCUSDT"], "taker_fee_bps": 5.0, "min_edge_bps": 2.0, "max_quote": 2_000.0}),
             bot("spectrum", "PAR", "pairs", ["market.candle.>"], {"lookback": 120, "refit_every": 10, "entry_z": 1.5}),
@@ -68,7 +73,7 @@ def config() -> dict[str, Any]:
                 {"symbol": "BTCUSDT", "gamma": 0.001, "kappa": 1.5, "quote_size": 0.01, "max_inventory": 0.05}),
             bot("equilibrist", "MRB", "basket", ["market.candle.>"],
                 {"lookback": 250, "refit_every": 10, "entry_z": 1.5, "significance": 0.05, "confirm_fits": 2}),
-            bot("kron", "TRF", "transfer", ["trading.position.balance.>", "trading.order.transfer.>"],
+            bot("kron", "TRF", "transfer", ["trading.position.balance.>", *TRANSFER_REPORTS],
                 {"asset": "USDT"}, publish=["trading.order.transfer.requested"]),
             bot("helios", "HFT", "hft-imbalance", ["market.orderbook.>"],
                 {"symbols": ["BTCUSDT"], "entry_imbalance": 0.75, "cooldown_ms": 30_000, "hold_ms": 30_000}),
@@ -133,8 +138,12 @@ def test_every_bot_produced_its_kinds_of_events(run: Run) -> None:
     }
     for code, kinds in expected.items():
         assert kinds <= run.by_source[code], (code, run.by_source[code])
-    assert "TRF" not in run.by_source  # no balances from today's exchange: nothing to rebalance
-    assert run.bots["kron"].stats()["waitingForBalances"] == 0  # and it never heard one
+    # kron starts 7,000 / 3,000: one transfer of 2,000 (fee 1) brings it to 5,000 / 5,000 once it settles
+    assert run.by_source["TRF"] == {"trading.order.transfer"}
+    assert run.bots["kron"].stats() | {"balances": None} == run.bots["kron"].stats() | {
+        "requested": 1, "settled": 1, "rejected": 0, "inFlight": 0, "moved": 2_000.0, "fees": 1.0, "balances": None
+    }  # fmt: skip
+    assert run.bots["kron"].stats()["balances"] == {"binance": 4_999.0, "bybit": 5_000.0}
 
 
 def test_every_signal_and_order_is_stamped_with_bot_and_data_time(run: Run) -> None:
@@ -153,11 +162,13 @@ def test_the_bots_books_agree_with_the_exchange(run: Run) -> None:
     exchange = run.bots["exchange"]
     assert exchange.stats()["balanced"] is True
     for bot_id in ("orion", "spectrum", "reed", "architect", "equilibrist", "helios", "selene", "atlas"):
-        held = (
-            {k: float(h.quantity) for k, h in exchange.books.get(bot_id).holdings.items() if h.quantity}
-            if bot_id in exchange.books
-            else {}
-        )
+        # what it traded: the exchange's holdings less what the account held at start (ARB's BTC)
+        start = exchange.params.accounts.get(bot_id, {})
+        held = {
+            k: float(h.quantity) - start.get(k[0], {}).get(k[1].removesuffix("USDT"), 0.0)
+            for k, h in (exchange.books[bot_id].holdings.items() if bot_id in exchange.books else ())
+        }
+        held = {k: q for k, q in held.items() if abs(q) > 1e-9}
         mine = {k: q for k, q in run.bots[bot_id].position.items() if q}
         assert mine == pytest.approx(held), bot_id
         assert run.bots[bot_id].stats()["untimed"] == 0  # every book the bot used carried its dataTime

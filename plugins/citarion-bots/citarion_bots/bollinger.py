@@ -20,7 +20,6 @@ sigma.
 
 from __future__ import annotations
 
-from collections import deque
 from typing import Any, Literal
 
 from pydantic import Field
@@ -31,7 +30,7 @@ from citarion_host.hookspecs import hookimpl
 from citarion_host.payloads import Candle
 
 from .common import SeriesKey
-from .indicators import Bands, bollinger
+from .indicators import Bands, RollingBands
 from .strategy import StrategyBot, TradingParams
 
 __all__ = ["BollingerBot", "BollingerParams", "citarion_bot_types"]
@@ -54,17 +53,19 @@ class BollingerBot(StrategyBot):
 
     def __init__(self, ctx: Any, params: Any) -> None:
         super().__init__(ctx, params)
-        self.closes: dict[SeriesKey, deque[float]] = {}
+        self.closes: dict[SeriesKey, RollingBands] = {}
         self.bands: dict[SeriesKey, Bands] = {}
         self.zones: dict[SeriesKey, Zone] = {}
 
     async def on_candle(self, event: Event, candle: Candle) -> None:
         key, close, p = (candle.exchange, candle.symbol), candle.close, self.params
-        closes = self.closes.setdefault(key, deque(maxlen=p.period))
+        closes = self.closes.get(key)
+        if closes is None:
+            closes = self.closes[key] = RollingBands(p.period, p.k)
         closes.append(close)
         if len(closes) < p.period:
             return
-        bands = self.bands[key] = bollinger(closes, p.k)
+        bands = self.bands[key] = closes.bands()
         zone: Zone = "below" if close < bands.lower else "above" if close > bands.upper else "inside"
         previous = self.zones.get(key, "inside")
         self.zones[key] = zone

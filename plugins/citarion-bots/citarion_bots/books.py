@@ -17,6 +17,18 @@ With ``market_value = round_cents(q * mark)`` and ``unrealized = market_value - 
 identity the tests check for every bot, exactly (no tolerance)::
 
     cash + sum(market_value) == starting_cash + realized + unrealized - fees
+
+A *venue account* (``Book(..., venues={...})``) also keeps its cash per exchange: a fill moves the
+cash of its own exchange only, and ``cash`` stays the total (``sum(venues) + in_transit``). Two more
+entries keep the identity whole:
+
+* a **deposit** of an asset held at start (``deposit``), valued at its first price: ``quantity`` and
+  ``cost`` grow by it, and so do ``deposits`` on the right-hand side;
+* a **transfer** of cash between exchanges (``send`` then ``settle``): ``amount + fee`` leave the
+  source's cash at once, ``amount`` is ``in_transit`` until it settles on the target, and the fee is
+  an expense (``transfer_fees``)::
+
+    cash + sum(market_value) == starting_cash + deposits + realized + unrealized - fees - transfer_fees
 """
 
 from __future__ import annotations
@@ -94,15 +106,26 @@ def quote(quantity: Decimal, price: Decimal, fee_bps: Decimal) -> tuple[Decimal,
 
 @dataclass
 class Book:
-    """A bot's account: cash plus holdings per series."""
+    """A bot's account: cash plus holdings per series (and, for a venue account, cash per exchange)."""
 
     starting_cash: Decimal
     cash: Decimal = ZERO
     holdings: dict[SeriesKey, Holding] = field(default_factory=dict)
+    venues: dict[str, Decimal] | None = None
+    deposits: Decimal = ZERO
+    transfer_fees: Decimal = ZERO
+    in_transit: Decimal = ZERO
 
     def __post_init__(self) -> None:
+        if self.venues is not None:
+            self.venues = {name: cents(amount) for name, amount in self.venues.items()}
+            self.starting_cash = sum(self.venues.values(), ZERO)
         self.starting_cash = cents(self.starting_cash)
         self.cash = self.starting_cash
+
+    def venue_cash(self, exchange: str) -> Decimal:
+        """The cash on ``exchange`` (a venue account), else the bot's whole cash."""
+        return self.cash if self.venues is None else self.venues.get(exchange, ZERO)
 
     def holding(self, key: SeriesKey) -> Holding:
         found = self.holdings.get(key)
@@ -114,6 +137,7 @@ class Book:
         """Execute ``quantity`` (> 0) at ``price``; the caller has validated cash and limits."""
         held = self.holding(key)
         held.mark = price
+        before = self.cash
         notional = cents(quantity * price)
         step = 1 if side == "BUY" else -1
         realized = ZERO
@@ -134,7 +158,34 @@ class Book:
                 self._open(held, step, quantity - closing, notional - n_close)
         self.cash -= fee
         held.fees += fee
+        if self.venues is not None:
+            self.venues[key[0]] = self.venues.get(key[0], ZERO) + (self.cash - before)
         return Fill(side, quantity, price, notional, fee, realized)
+
+    def deposit(self, key: SeriesKey, quantity: Decimal, price: Decimal) -> None:
+        """An asset held at start enters the books at ``price`` (its first price)."""
+        held = self.holding(key)
+        value = cents(quantity * price)
+        held.quantity += quantity
+        held.cost += value
+        held.mark = price
+        self.deposits += value
+
+    def send(self, source: str, amount: Decimal, fee: Decimal) -> None:
+        """A transfer leaves ``source``: ``amount + fee`` now; the fee is spent, the amount in transit."""
+        if self.venues is None:
+            raise ValueError("only a venue account moves cash between exchanges")
+        self.venues[source] = self.venues.get(source, ZERO) - amount - fee
+        self.in_transit += amount
+        self.cash -= fee
+        self.transfer_fees += fee
+
+    def settle(self, target: str, amount: Decimal) -> None:
+        """A transfer's ``amount`` arrives on ``target``."""
+        if self.venues is None:
+            raise ValueError("only a venue account moves cash between exchanges")
+        self.venues[target] = self.venues.get(target, ZERO) + amount
+        self.in_transit -= amount
 
     def _open(self, held: Holding, step: int, quantity: Decimal, notional: Decimal) -> None:
         self.cash -= step * notional
@@ -174,12 +225,33 @@ class Book:
     def imbalance(self) -> Decimal:
         """Left side minus right side of the accounting identity: always exactly zero."""
         return (self.cash + self.market_value) - (
-            self.starting_cash + self.realized + self.unrealized - self.fees
+            self.starting_cash
+            + self.deposits
+            + self.realized
+            + self.unrealized
+            - self.fees
+            - self.transfer_fees
         )
 
+    def venue_imbalance(self) -> Decimal:
+        """``cash`` minus the cash it is made of (per-venue cash and cash in transit): always zero."""
+        return ZERO if self.venues is None else self.cash - sum(self.venues.values(), self.in_transit)
+
     def snapshot(self) -> dict[str, Any]:
-        """The book as plain floats/strings for ``stats()`` and run summaries."""
+        """The book as plain floats/strings for ``stats()`` and run summaries (a venue account adds
+        its cash per exchange, deposits, transfer fees and cash in transit)."""
+        venue = (
+            {}
+            if self.venues is None
+            else {
+                "venues": {name: float(amount) for name, amount in sorted(self.venues.items())},
+                "deposits": float(self.deposits),
+                "transferFees": float(self.transfer_fees),
+                "inTransit": float(self.in_transit),
+            }
+        )
         return {
+            **venue,
             "startingCash": float(self.starting_cash),
             "cash": float(self.cash),
             "equity": float(self.equity),

@@ -11,6 +11,7 @@ from typing import Final
 from pydantic import BaseModel, ConfigDict
 
 __all__ = [
+    "FEED_COMPLETED",
     "QTY_DECIMALS",
     "SeriesKey",
     "StrictParams",
@@ -24,6 +25,9 @@ __all__ = [
 
 #: A market series: ``(exchange, symbol)``. Every price-keyed map in the bots uses it.
 SeriesKey = tuple[str, str]
+
+#: What a replayed feed publishes after its last bar (the host's ``stop_on`` in the demos).
+FEED_COMPLETED: Final = "market.feed.completed"
 
 #: Quantities are rounded to 1e-8 (a satoshi), the paper exchange's lot step.
 QTY_DECIMALS: Final = 8

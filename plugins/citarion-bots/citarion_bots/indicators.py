@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["Bands", "Holt", "bollinger", "mean", "pstdev", "rms"]
+__all__ = ["Bands", "Holt", "RollingBands", "bollinger", "mean", "pstdev", "rms"]
 
 
 def mean(values: Sequence[float]) -> float:
@@ -57,6 +57,59 @@ def bollinger(closes: Sequence[float], k: float) -> Bands:
     middle = mean(closes)
     sigma = pstdev(closes)
     return Bands(lower=middle - k * sigma, middle=middle, upper=middle + k * sigma, sigma=sigma)
+
+
+class RollingBands:
+    """Bollinger bands over a sliding window, O(1) per value instead of two passes over the window.
+
+    Keeps the window's sum and sum of squares of ``x - anchor`` (the anchor is a recent value, so the
+    squares stay small and the variance does not cancel catastrophically at BTC-sized prices), moved
+    by the value that enters and the one that leaves. Rounding could still creep in over a long run,
+    so every ``period`` updates the sums are recomputed exactly (``math.fsum``) around a fresh anchor:
+    amortised O(1), and within ~1e-12 relative of :func:`bollinger` on the same window (tested).
+    """
+
+    def __init__(self, period: int, k: float) -> None:
+        if period < 2:
+            raise ValueError(f"period must be >= 2, got {period}")
+        self.period = period
+        self.k = k
+        self.window: deque[float] = deque(maxlen=period)
+        self._anchor = 0.0
+        self._sum = 0.0
+        self._squares = 0.0
+        self._since_exact = 0
+
+    def __len__(self) -> int:
+        return len(self.window)
+
+    def append(self, value: float) -> None:
+        window, anchor = self.window, self._anchor
+        if len(window) == self.period:
+            gone = window[0] - anchor
+            self._sum -= gone
+            self._squares -= gone * gone
+        window.append(value)
+        d = value - anchor
+        self._sum += d
+        self._squares += d * d
+        self._since_exact += 1
+        if self._since_exact >= self.period:
+            self._exact()
+
+    def _exact(self) -> None:
+        self._anchor = anchor = self.window[-1]
+        self._sum = math.fsum(x - anchor for x in self.window)
+        self._squares = math.fsum((x - anchor) ** 2 for x in self.window)
+        self._since_exact = 0
+
+    def bands(self) -> Bands:
+        """The bands over the current window (which must be full)."""
+        n = len(self.window)
+        shift = self._sum / n
+        middle = self._anchor + shift
+        sigma = math.sqrt(max(0.0, self._squares / n - shift * shift))
+        return Bands(lower=middle - self.k * sigma, middle=middle, upper=middle + self.k * sigma, sigma=sigma)
 
 
 class Holt:

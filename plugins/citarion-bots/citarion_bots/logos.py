@@ -45,6 +45,7 @@ __all__ = ["LogosBot", "LogosParams", "citarion_bot_types"]
 class LogosParams(StrictParams):
     symbols: list[str] = []
     exchanges: list[str] = []
+    interval: str | None = None
     window_bars: int = Field(default=5, ge=1)
     hit_horizon_bars: int = Field(default=5, ge=1)
     hit_memory: int = Field(default=50, ge=1)
@@ -65,6 +66,7 @@ class _Series:
     time: int = 0
     close: float = 0.0
     bar_ms: int = 60_000
+    interval: str = ""
     votes: dict[str, Vote] = field(default_factory=dict)
     pending: list[tuple[Vote, int]] = field(default_factory=list)  # (vote, due time)
     last_trade: int | None = None
@@ -100,14 +102,18 @@ class LogosBot(Bot):
     async def handle(self, event: Event) -> None:
         payload = event.payload
         if isinstance(payload, Candle):
-            if self.wants(payload.exchange, payload.symbol):
+            interval = self.params.interval
+            if self.wants(payload.exchange, payload.symbol) and (
+                interval is None or payload.interval == interval
+            ):
                 await self._on_candle(event, payload)
         elif isinstance(payload, Signal):
             own = event.source == self.ctx.code or event.metadata.get("botId") == self.ctx.bot_id
             if not own and self.wants(payload.exchange, payload.symbol):
                 await self._on_signal(event, payload)
         elif isinstance(payload, Order) and payload.bot_id == self.ctx.bot_id:
-            if event.topic == "trading.order.filled":
+            # filled, or a MARKET order cancelled after a partial fill on a thin book (book mode)
+            if event.topic == "trading.order.filled" or payload.filled_quantity > 0:
                 key = (payload.exchange, payload.symbol)
                 step = payload.filled_quantity if payload.side == "BUY" else -payload.filled_quantity
                 self.position[key] = round_qty(self.position.get(key, 0.0) + step)
@@ -127,7 +133,8 @@ class LogosBot(Bot):
         key = (candle.exchange, candle.symbol)
         series = self._series(key)
         series.time, series.close = max(series.time, candle.open_time), candle.close
-        series.bar_ms = interval_ms(candle.interval)
+        if candle.interval != series.interval:
+            series.bar_ms, series.interval = interval_ms(candle.interval), candle.interval
         self.risk.clock(candle.open_time, candle.interval)
         still: list[tuple[Vote, int]] = []
         for vote, due in series.pending:

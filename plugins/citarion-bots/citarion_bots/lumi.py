@@ -1,9 +1,11 @@
 """LUM (Lumi), data integration: replays bars onto the bus as candles, tickers, trades and books.
 
-Two bot types share one replay loop: ``lumi-synthetic`` (the seeded generator) and ``lumi-csv`` (an
-OHLCV file). The replay runs as a background task started in :meth:`start` (under the host's
-supervision, ``ctx.spawn``) and cancelled in :meth:`stop`, so the host's event
-loop stays free while a feed plays.
+Three bot types: ``lumi-synthetic`` (the demo's seeded bar generator) and ``lumi-csv`` (an OHLCV
+file) share one bar replay loop; ``lumi-market`` replays the whole synthetic market of
+:mod:`citarion_bots.market` (level-2 books, trades, candles at several intervals, the planted pair,
+basket, OU series, venue gaps and pumps) event by event. The replay runs as a background task
+started in :meth:`start` (under the host's supervision, ``ctx.spawn``) and cancelled in
+:meth:`stop`, so the host's event loop stays free while a feed plays.
 
 Per bar, the ticker goes out *before* the candle, and every event of a bar carries the bar's open time
 as ``metadata.dataTime``: the decisions made on it inherit that data time through their lineage, and
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
@@ -31,15 +34,22 @@ from pydantic import Field
 from citarion_host.bot import Bot
 from citarion_host.hookspecs import hookimpl
 from citarion_host.lineage import DATA_TIME
-from citarion_host.payloads import OrderBook, Trade
+from citarion_host.payloads import Candle, OrderBook, Trade
 
-from .common import StrictParams, candle_topic, interval_ms, orderbook_topic, ticker_topic, trade_topic
+from .common import (
+    FEED_COMPLETED,
+    StrictParams,
+    candle_topic,
+    interval_ms,
+    orderbook_topic,
+    ticker_topic,
+    trade_topic,
+)
 from .csvfeed import SAMPLE_PATH, load_csv
+from .market.scenario import Market, MarketSpec, generate_market
 from .synthetic import Bar, SyntheticSpec, generate
 
-__all__ = ["LumiCsvBot", "LumiSyntheticBot", "citarion_bot_types"]
-
-FEED_COMPLETED = "market.feed.completed"
+__all__ = ["LumiCsvBot", "LumiMarketBot", "LumiSyntheticBot", "citarion_bot_types"]
 
 
 class FeedParams(StrictParams):
@@ -206,6 +216,84 @@ class LumiCsvBot(_FeedBot):
         return self.params.interval
 
 
+class LumiMarketParams(MarketSpec):
+    """The market spec (docs/market.md) plus the replay's pacing."""
+
+    speed: float = Field(default=0.0, ge=0)
+    start_delay_s: float = Field(default=0.0, ge=0)
+
+
+class LumiMarketBot(Bot):
+    """Replays :func:`~citarion_bots.market.scenario.generate_market`'s events, each stamped with its
+    data time; settles (``speed = 0``) or sleeps (``speed > 0``) when the base bar's time moves on."""
+
+    type_name = "lumi-market"
+    description = "LUM: seeded synthetic market; L2 books, trades, multi-interval candles, planted structure"
+    Params = LumiMarketParams
+    params: LumiMarketParams
+
+    def __init__(self, ctx: Any, params: Any) -> None:
+        super().__init__(ctx, params)
+        self._task: asyncio.Task[Any] | None = None
+        self.published: Counter[str] = Counter()
+        self.bars_published = 0
+        self.completed = False
+        self.market: Market | None = None
+
+    async def start(self) -> None:
+        spec = MarketSpec.model_validate(self.params.model_dump(include=set(MarketSpec.model_fields)))
+        self.market = generate_market(spec)  # before going async: a bad spec fails the start
+        self._task = self.ctx.spawn(self._run(self.market), "feed")
+
+    async def stop(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def wait(self) -> None:
+        if self._task is not None:
+            await self._task
+
+    async def _run(self, market: Market) -> None:
+        params, spec = self.params, market.spec
+        if params.start_delay_s:
+            await asyncio.sleep(params.start_delay_s)
+        bar_ms, last_bar, last_time = interval_ms(spec.interval), -1, spec.start_time
+        for item in market.events():
+            bar = (item.data_time - spec.start_time) // bar_ms
+            if params.speed and item.data_time > last_time:
+                await asyncio.sleep((item.data_time - last_time) / 1000 / params.speed)
+                last_time = item.data_time
+            elif not params.speed and bar > last_bar >= 0:
+                await self.ctx.settle()  # the platform is done with the previous bar
+            last_bar = max(last_bar, bar)
+            await self.ctx.publish(item.topic, item.payload, metadata={DATA_TIME: item.data_time})
+            kind = item.topic.split(".", 2)[1]
+            self.published[kind] += 1
+            if (
+                kind == "candle"
+                and isinstance(item.payload, Candle)
+                and item.payload.interval == spec.interval
+            ):
+                self.bars_published += 1
+        if not params.speed:
+            await self.ctx.settle()
+        self.completed = True
+        await self.ctx.publish(FEED_COMPLETED, {"feed": self.ctx.bot_id, "bars": self.bars_published})
+        self.ctx.log.info("feed completed", extra={"bars": self.bars_published})
+
+    def stats(self) -> dict[str, Any]:
+        truth = self.market.truth if self.market is not None else {}
+        return {
+            "bars": self.bars_published,
+            "published": dict(sorted(self.published.items())),
+            "series": len(self.market.series) if self.market is not None else 0,
+            "completed": self.completed,
+            "planted": {k: v for k, v in truth.items() if k in ("pair", "basket", "ou", "pumps")},
+        }
+
+
 @hookimpl
 def citarion_bot_types() -> list[type[Bot]]:
-    return [LumiSyntheticBot, LumiCsvBot]
+    return [LumiSyntheticBot, LumiCsvBot, LumiMarketBot]

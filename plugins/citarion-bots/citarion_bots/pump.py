@@ -62,16 +62,26 @@ class PumpReading:
 
 
 def read_pump(
-    closes: Sequence[float], volumes: Sequence[float], close: float, volume: float, params: PumpParams
+    closes: Sequence[float],
+    volumes: Sequence[float],
+    close: float,
+    volume: float,
+    params: PumpParams,
+    returns: Sequence[float] | None = None,
 ) -> PumpReading | None:
-    """The current bar against the baseline (previous closes and volumes); None until warmed up."""
+    """The current bar against the baseline (previous closes and volumes); None until warmed up.
+
+    ``returns``: the baseline's one-bar returns when the caller keeps them rolling (the bot does);
+    else they are computed from the last ``baseline_bars + 1`` closes. Either way the same floats.
+    """
     if (
         len(volumes) < params.baseline_bars
         or len(closes) < max(params.baseline_bars, params.price_window) + 1
     ):
         return None
-    base = list(closes)[-(params.baseline_bars + 1) :]
-    returns = [b / a - 1 for a, b in itertools.pairwise(base)]
+    if returns is None:
+        base = list(closes)[-(params.baseline_bars + 1) :]
+        returns = [b / a - 1 for a, b in itertools.pairwise(base)]
     reference = closes[-params.price_window]
     base_volume = mean(volumes)
     threshold = max(params.rise_pct, params.return_z * pstdev(returns) * math.sqrt(params.price_window))
@@ -93,6 +103,7 @@ class PumpBot(StrategyBot):
         super().__init__(ctx, params)
         self.closes: dict[SeriesKey, deque[float]] = {}
         self.volumes: dict[SeriesKey, deque[float]] = {}
+        self.returns: dict[SeriesKey, deque[float]] = {}  # the baseline's one-bar returns, rolling
         self.quiet_until: dict[SeriesKey, int] = {}
         self.detections: list[tuple[SeriesKey, int, int]] = []  # (series, bar number, open time)
 
@@ -100,7 +111,14 @@ class PumpBot(StrategyBot):
         key, p = (candle.exchange, candle.symbol), self.params
         closes = self.closes.setdefault(key, deque(maxlen=max(p.baseline_bars, p.price_window) + 1))
         volumes = self.volumes.setdefault(key, deque(maxlen=p.baseline_bars))
-        reading = read_pump(closes, volumes, candle.close, candle.volume, p)
+        returns = self.returns.setdefault(key, deque(maxlen=p.baseline_bars))
+        # The volume spike is the rarer condition: test it first (the same mean read_pump takes), so
+        # the returns' sigma is only computed for bars that could be a pump.
+        base = mean(volumes) if len(volumes) == p.baseline_bars else 0.0
+        quiet = base > 0 and candle.volume / base < p.volume_mult
+        reading = None if quiet else read_pump(closes, volumes, candle.close, candle.volume, p, returns)
+        if closes:
+            returns.append(candle.close / closes[-1] - 1)
         closes.append(candle.close)
         volumes.append(candle.volume)
         bar = self.bars[key]

@@ -66,14 +66,37 @@ class _Block:
 
 @dataclass(slots=True)
 class _Account:
+    """One bot's account as the guard rebuilds it, with its marked value kept incrementally.
+
+    ``values[key]`` is ``quantity x mark`` of each series; ``value`` and ``exposure`` are their sum
+    and the sum of their absolute values, moved by the difference when a mark or a quantity changes
+    (O(1) per candle instead of a sum over every series) and recomputed from scratch on every
+    position report, so rounding cannot drift further than one fill apart.
+    """
+
     cash: float = 0.0
     quantities: dict[SeriesKey, float] = field(default_factory=dict)
     realized: dict[SeriesKey, float] = field(default_factory=dict)
+    values: dict[SeriesKey, float] = field(default_factory=dict)
+    value: float = 0.0
+    exposure: float = 0.0
     peak: float | None = None
     streak: int = 0
     fills: int = 0
     block: _Block | None = None
     alerts: int = 0
+
+    def revalue(self, key: SeriesKey, mark: float) -> None:
+        """The series ``key`` is now marked at ``mark``."""
+        old, new = self.values[key], self.quantities[key] * mark
+        self.values[key] = new
+        self.value += new - old
+        self.exposure += abs(new) - abs(old)
+
+    def recompute(self, marks: dict[SeriesKey, float]) -> None:
+        self.values = {k: q * marks.get(k, 0.0) for k, q in self.quantities.items()}
+        self.value = sum(self.values.values())
+        self.exposure = sum(abs(v) for v in self.values.values())
 
 
 class RiskGuard(Bot):
@@ -85,6 +108,7 @@ class RiskGuard(Bot):
     def __init__(self, ctx: Any, params: Any) -> None:
         super().__init__(ctx, params)
         self.accounts: dict[str, _Account] = {}
+        self.holders: dict[SeriesKey, list[_Account]] = {}  # accounts with a position entry per series
         self.marks: dict[SeriesKey, float] = {}
         self.clock = 0
         self.now = -1
@@ -94,16 +118,18 @@ class RiskGuard(Bot):
         return not self.params.bots or bot_id in self.params.bots
 
     def equity(self, account: _Account) -> float:
-        return account.cash + sum(q * self.marks.get(k, 0.0) for k, q in account.quantities.items())
+        return account.cash + account.value
 
     def exposure(self, account: _Account) -> float:
-        return sum(abs(q * self.marks.get(k, 0.0)) for k, q in account.quantities.items())
+        return account.exposure
 
     async def handle(self, event: Event) -> None:
         payload = event.payload
         if isinstance(payload, Candle):
             key = (payload.exchange, payload.symbol)
             self.marks[key] = payload.close
+            for holder in self.holders.get(key, ()):
+                holder.revalue(key, payload.close)
             if payload.open_time > self.now:
                 self.now = payload.open_time
                 self.clock += 1
@@ -117,8 +143,11 @@ class RiskGuard(Bot):
             key = (payload.exchange, payload.symbol)
             if payload.cash is not None:
                 account.cash = payload.cash
+            if key not in account.quantities:
+                self.holders.setdefault(key, []).append(account)
             account.quantities[key] = payload.quantity
             self.marks.setdefault(key, payload.mark_price)
+            account.recompute(self.marks)
             realized = payload.realized_pnl - account.realized.get(key, 0.0)
             account.realized[key] = payload.realized_pnl
             if realized < -0.005:

@@ -30,13 +30,16 @@ class StandDown:
         self.blocked: str | None = None
         self.now_ms = 0
         self.bar_ms = 60_000
+        self._interval = ""
         self.alerts = 0
         self._halted_until: dict[str, int] = {}
 
     def clock(self, open_time: int, interval: str) -> None:
         """Advance data time to a candle's open time (never backwards)."""
-        self.now_ms = max(self.now_ms, open_time)
-        self.bar_ms = interval_ms(interval)
+        if open_time > self.now_ms:
+            self.now_ms = open_time
+        if interval != self._interval:  # parsed once per interval, not once per candle
+            self.bar_ms, self._interval = interval_ms(interval), interval
 
     def observe(self, event: Event) -> bool:
         """Take in a risk event; True when it was one this class handles."""

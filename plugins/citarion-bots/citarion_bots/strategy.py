@@ -3,7 +3,8 @@
 A strategy subclass implements :meth:`StrategyBot.on_candle` (and optionally ``on_fill`` /
 ``on_reject``) and calls :meth:`signal` and :meth:`order`. The base class:
 
-* routes ``market.candle.*`` of the configured symbols/exchanges to ``on_candle``;
+* routes ``market.candle.*`` of the configured symbols/exchanges (and ``interval``, when the feed
+  also publishes longer bars on the same topics) to ``on_candle``;
 * follows the bot's own orders (``botId == ctx.bot_id``) through ``trading.order.filled`` /
   ``rejected`` to keep an inventory per series, so a spot strategy never sells what it lacks, even
   while a sell is still in flight (pending sells are reserved);
@@ -20,13 +21,13 @@ import itertools
 from collections import Counter, defaultdict
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from citarion_host.bot import Bot
 from citarion_host.events import Event
 from citarion_host.payloads import Candle, Order, Signal
 
-from .common import SeriesKey, StrictParams, round_qty
+from .common import SeriesKey, StrictParams, interval_ms, round_qty
 from .standdown import StandDown
 
 __all__ = ["StrategyBot", "StrategyParams", "TradingParams"]
@@ -37,6 +38,14 @@ class StrategyParams(StrictParams):
 
     symbols: list[str] = []
     exchanges: list[str] = []
+    interval: str | None = None
+
+    @field_validator("interval")
+    @classmethod
+    def _interval(cls, value: str | None) -> str | None:
+        if value is not None:
+            interval_ms(value)
+        return value
 
 
 class TradingParams(StrategyParams):
@@ -68,7 +77,10 @@ class StrategyBot(Bot):
     async def handle(self, event: Event) -> None:
         payload = event.payload
         if isinstance(payload, Candle):
-            if self.wants(payload.exchange, payload.symbol):
+            interval = self.params.interval
+            if self.wants(payload.exchange, payload.symbol) and (
+                interval is None or payload.interval == interval
+            ):
                 key = (payload.exchange, payload.symbol)
                 self.bars[key] += 1
                 self.risk.clock(payload.open_time, payload.interval)
@@ -86,15 +98,23 @@ class StrategyBot(Bot):
     async def _own_order(self, topic: str, order: Order) -> None:
         if topic == "trading.order.filled":
             self._pending.pop(order.order_id, None)
-            key = (order.exchange, order.symbol)
-            step = order.filled_quantity if order.side == "BUY" else -order.filled_quantity
-            self.inventory[key] = round_qty(self.inventory[key] + step)
+            self._book_fill(order)
             self.counts["fills"] += 1
             await self.on_fill(order)
         elif topic in ("trading.order.rejected", "trading.order.cancelled"):
             self._pending.pop(order.order_id, None)
             self.counts["rejections" if topic.endswith("rejected") else "cancels"] += 1
+            if order.filled_quantity > 0:  # a MARKET order the book could only partly fill
+                self._book_fill(order)
+                self.counts["partial_fills"] += 1
+                await self.on_fill(order)
             await self.on_reject(order)
+
+    def _book_fill(self, order: Order) -> None:
+        """Add what the report says filled (cumulative; a strategy's orders get one report with fills)."""
+        key = (order.exchange, order.symbol)
+        step = order.filled_quantity if order.side == "BUY" else -order.filled_quantity
+        self.inventory[key] = round_qty(self.inventory[key] + step)
 
     # -- hooks for subclasses ---------------------------------------------------------------------
 

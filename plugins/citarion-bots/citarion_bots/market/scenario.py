@@ -18,7 +18,10 @@ Instruments (each optional, every one on every exchange):
 * ``basket``: ``w . p = c + u`` for three symbols (MRB);
 * ``ou``: an Ornstein-Uhlenbeck price (STA);
 * ``gaps``: every exchange after the first quotes the reference path times ``1 + gap``, with gap
-  episodes that open and close (ARB, and TRF rebalancing what ARB unbalances).
+  episodes that open and close (ARB, and TRF rebalancing what ARB unbalances);
+* ``pumps``: pump-and-dumps injected into walks (PND): the price rises by ``rise_pct`` over
+  ``rise_bars`` and gives it back over ``dump_bars``, on every exchange, trading about
+  ``volume_mult`` times the usual volume while it rises and half that while it falls.
 
 Parameters are per *bar* (theta, sigmas, rates) and converted to steps with ``dt = 1 /
 steps_per_bar``. Each component draws from its own generator, ``default_rng([seed, crc32(name)])``,
@@ -54,6 +57,7 @@ __all__ = [
     "MarketSpec",
     "OUSpec",
     "PairSpec",
+    "PumpSpec",
     "WalkSpec",
     "generate_market",
     "orderbook_snapshot_topic",
@@ -114,6 +118,17 @@ class OUSpec(StrictParams):
     sigma: float = Field(default=1.0, ge=0)
 
 
+class PumpSpec(StrictParams):
+    """A pump-and-dump planted in a walk (the same shape as the demo generator's, ``synthetic.py``)."""
+
+    symbol: str
+    start_bar: int = Field(ge=0)
+    rise_bars: int = Field(default=4, ge=1)
+    rise_pct: float = Field(default=0.30, gt=0, lt=10)
+    dump_bars: int = Field(default=4, ge=1)
+    volume_mult: float = Field(default=8.0, ge=1)
+
+
 class GapSpec(StrictParams):
     """Gap episodes between the first exchange and each other one (all symbols, independently)."""
 
@@ -155,6 +170,7 @@ class MarketSpec(StrictParams):
     basket: BasketSpec | None = Field(default_factory=BasketSpec)
     ou: OUSpec | None = Field(default_factory=OUSpec)
     gaps: GapSpec | None = Field(default_factory=GapSpec)
+    pumps: list[PumpSpec] = []
 
     @model_validator(mode="after")
     def _check(self) -> MarketSpec:
@@ -173,6 +189,14 @@ class MarketSpec(StrictParams):
             raise ValueError("exchanges must not repeat")
         if not symbols:
             raise ValueError("no instrument: give walks, pair, basket or ou")
+        walks = {w.symbol for w in self.walks}
+        for pump in self.pumps:
+            if pump.symbol not in walks:
+                raise ValueError(f"pump on {pump.symbol!r}: pumps go into walks ({sorted(walks)})")
+            if pump.start_bar + pump.rise_bars + pump.dump_bars > self.bars:
+                raise ValueError(
+                    f"pump on {pump.symbol!r} at bar {pump.start_bar} does not end within {self.bars} bars"
+                )
         return self
 
     def symbols(self) -> list[str]:
@@ -332,6 +356,12 @@ def _reference_paths(spec: MarketSpec, n: int, dt: float) -> tuple[dict[str, Arr
             t += length
         steps = regimes * dt + walk.volatility * math.sqrt(dt) * rng.standard_normal(n)
         steps[0] = 0.0
+        per_bar = round(1 / dt)
+        for pump in (p for p in spec.pumps if p.symbol == walk.symbol):  # after the draws: paths unchanged
+            rise, first = math.log1p(pump.rise_pct), pump.start_bar * per_bar
+            top = first + pump.rise_bars * per_bar
+            steps[first:top] += rise / (pump.rise_bars * per_bar)
+            steps[top : top + pump.dump_bars * per_bar] -= rise / (pump.dump_bars * per_bar)
         paths[walk.symbol] = walk.start * np.exp(np.cumsum(steps))
         truth[f"walk:{walk.symbol}"] = {
             "volatility": walk.volatility,
@@ -415,7 +445,38 @@ def generate_market(spec: MarketSpec) -> Market:
         for key, eps in gaps.items()
     }
     truth["book"] = {"signal": spec.book.signal}
+    for pump in spec.pumps:
+        for exchange in spec.exchanges:
+            _pump_volume(series[(exchange, pump.symbol)], pump, steps)
+    truth["pumps"] = [
+        {"symbol": p.symbol, "startBar": p.start_bar, "riseBars": p.rise_bars, "risePct": p.rise_pct,
+         "dumpBars": p.dump_bars, "volumeMult": p.volume_mult}
+        for p in spec.pumps
+    ]  # fmt: skip
     return Market(spec=spec, series=series, truth=truth)
+
+
+def _pump_volume(series: _Series, pump: PumpSpec, steps: int) -> None:
+    """Plant a pump's volume: each rising step gets an extra buy print at the best ask, each falling
+    step a sell at the best bid, sized so the step trades about ``volume_mult`` (falling: half of it)
+    times the series' mean volume per step, as a real pump's bars would."""
+    book = series.book
+    if book is None:
+        return
+    per_step = math.fsum(q for prints in book.trades for _, _, q in prints) / max(1, len(book.trades))
+    start, top = pump.start_bar * steps, (pump.start_bar + pump.rise_bars) * steps
+    for t in range(start, top + pump.dump_bars * steps):
+        rising = t < top
+        extra = ((pump.volume_mult if rising else pump.volume_mult / 2) - 1) * per_step
+        if extra <= 0:
+            continue
+        bid = float(book.best_bid[t])
+        price = bid + book.spread_ticks * book.tick if rising else bid
+        book.trades[t] = [
+            *book.trades[t],
+            ("BUY" if rising else "SELL", round(price, book.decimals), round(extra, 8)),
+        ]
+        series.volume[t] = math.fsum(q for _, _, q in book.trades[t])
 
 
 def _make_series(spec: MarketSpec, exchange: str, symbol: str, mids: Array, tick: float) -> _Series:

@@ -1,0 +1,64 @@
+"""The exchange's transfers between venues: pending until their data time comes, idempotent by client id.
+
+:class:`TransferLedger` keeps every transfer the exchange has answered, by ``(account, transferId)``:
+a request seen again is not executed again (the exchange re-publishes the record's current state), and
+the pending ones are released in settle-time order once the exchange's data clock reaches them. It
+moves no money: :class:`~citarion_bots.books.Book` does (``send`` when accepted, ``settle`` when due).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from citarion_host.payloads import Transfer
+
+__all__ = ["TransferLedger", "TransferRecord"]
+
+
+@dataclass(slots=True)
+class TransferRecord:
+    """One transfer as the exchange answered it; ``transfer`` is its latest published state."""
+
+    transfer: Transfer
+    amount: Decimal
+    fee: Decimal
+    cause: str
+
+
+@dataclass
+class TransferLedger:
+    records: dict[tuple[str, str], TransferRecord] = field(default_factory=dict)
+    _pending: list[tuple[int, int, TransferRecord]] = field(default_factory=list)
+    _order: itertools.count[int] = field(default_factory=itertools.count)
+
+    def get(self, account: str, transfer_id: str) -> TransferRecord | None:
+        return self.records.get((account, transfer_id))
+
+    def add(self, record: TransferRecord) -> None:
+        """Remember an answered transfer; a PENDING one waits for its ``settleTime``."""
+        transfer = record.transfer
+        self.records[(transfer.bot_id, transfer.transfer_id)] = record
+        if transfer.status == "PENDING" and transfer.settle_time is not None:
+            heapq.heappush(self._pending, (transfer.settle_time, next(self._order), record))
+
+    @property
+    def next_due(self) -> int | None:
+        """The earliest settle time still pending (None: nothing pending)."""
+        return self._pending[0][0] if self._pending else None
+
+    def due(self, clock: int) -> list[TransferRecord]:
+        """The pending transfers whose settle time is at or before ``clock``, in settle-time order."""
+        ready = []
+        while self._pending and self._pending[0][0] <= clock:
+            ready.append(heapq.heappop(self._pending)[2])
+        return ready
+
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def counts(self) -> dict[str, int]:
+        statuses = [r.transfer.status for r in self.records.values()]
+        return {status.lower(): statuses.count(status) for status in ("PENDING", "SETTLED", "REJECTED")}
