@@ -43,6 +43,7 @@ from ...payloads import ConnectionStatus
 from ...topics import TopicError, matches
 from ..base import BUS_SOURCE, Capabilities, EventBus
 from ..config import NatsSettings
+from ..position import DurableRewind
 from ..sequencer import Sequencer
 from ..subscription import Handler, Subscription
 from ._client import Wire, close_connection
@@ -50,6 +51,7 @@ from .connection import connect, server_url, sync_with_server
 from .feeds import CoreFeed, Feed, FeedContext, StreamFeed
 from .publisher import JetStreamPublisher, Outgoing
 from .requests import RESPONDERS_PREFIX, Requests
+from .resume import rewind_durable
 from .stream import ConsumerPlan, ensure_stream, validate_consumer_name
 
 __all__ = ["RESPONDERS_PREFIX", "NatsBus"]
@@ -391,6 +393,17 @@ class NatsBus(EventBus):
         )
         return await self._add_subscription(
             patterns, handler, queue=queue, durable=durable, name=name, max_pending=max_pending, plan=plan
+        )
+
+    async def rewind_durable(self, durable: str, after: int) -> DurableRewind:
+        """See :func:`.resume.rewind_durable`: call it before subscribing ``durable`` again, and pass
+        ``start_sequence=after + 1`` unless the result says the consumer was ``kept``."""
+        self._check_open()
+        if self._jsm is None:
+            raise ValueError("durable consumers need NatsSettings.jetstream = true")
+        validate_consumer_name(durable)
+        return await rewind_durable(
+            self._jsm, self.settings.stream, durable, after, self.settings.api_timeout_s
         )
 
     async def _attach(self, subscription: Subscription, **options: Any) -> None:

@@ -194,5 +194,3 @@ async def sync_with_server(nc: Client, timeout: float) -> None:
             await arrived
     finally:
         await sub.unsubscribe()
-
-
