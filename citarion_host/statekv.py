@@ -70,12 +70,17 @@ class KvStore:
             return []
 
 
-async def open_kv_store(nc: Client, settings: NatsSettings, bucket: str) -> KvStore:
-    """Bind to ``bucket``, creating it when missing (replicas and storage as the event stream)."""
+async def open_kv_store(
+    nc: Client, settings: NatsSettings, bucket: str, *, create: bool = True
+) -> KvStore | None:
+    """Bind to ``bucket``, creating it when missing (replicas and storage as the event stream); with
+    ``create`` false a missing bucket is None (reading tools must not create one)."""
     js = nc.jetstream(timeout=settings.api_timeout_s)
     try:
         kv = await js.key_value(bucket)
     except BucketNotFoundError:
+        if not create:
+            return None
         config: Any = api.KeyValueConfig(
             bucket=bucket,
             description="citarion-host bot state snapshots (docs/state.md)",
