@@ -40,6 +40,7 @@ from .errors import (
     PublishError,
     PublishNotAllowedError,
     RequestTimeoutError,
+    StateError,
 )
 from .events import (
     DOMAINS,
@@ -73,6 +74,7 @@ from .payloads import (
     Trade,
 )
 from .registry import BotInfo, BotRegistry, Category, RegistryError, UnknownBotError, load_registry
+from .state import Snapshot
 from .topics import PatternIndex, TopicError, contains, matches, overlaps
 
 __version__ = "0.1.0"
@@ -119,6 +121,8 @@ __all__ = [
     "RequestTimeoutError",
     "RiskAlert",
     "Signal",
+    "Snapshot",
+    "StateError",
     "Subscription",
     "Ticker",
     "TopicError",

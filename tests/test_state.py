@@ -352,3 +352,52 @@ def test_state_can_be_switched_off(tmp_path: Path) -> None:
 
     asyncio.run(run())
     time.sleep(0)
+
+
+async def test_the_harness_restarts_a_bot_through_a_snapshot() -> None:
+    from citarion_host.testing import BotHarness
+
+    harness = BotHarness(Tally, {"publish_every": 2}, publish=["analytics.>"], code="ORA")
+    await harness.start()
+    for n in range(5):
+        await harness.feed("analytics.number.emitted", {"n": n})
+    restored = await harness.restarted({"publish_every": 2, "label": "new"})
+    assert restored.bot.figures() == harness.bot.figures()  # type: ignore[attr-defined]
+    await restored.feed("analytics.number.emitted", {"n": 5})
+    assert restored.payloads("analytics.tally")[0]["id"] == "t-3"
+    with pytest.raises(StateError, match="declares no State"):
+        await BotHarness(Recorder).restarted()
+
+
+def test_state_show_and_reset_read_the_config_store(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import asyncio
+
+    from citarion_host.cli import main
+
+    state = f'[state]\ndir = "{tmp_path / "state"}"\n'
+    path = write(tmp_path / "host.toml", FAST_RESTARTS, state, ticks(50), tally())
+
+    async def run() -> None:
+        host = await start(path)
+        try:
+            await handled(host, "tally", 50)
+        finally:
+            await host.stop()
+
+    asyncio.run(run())
+    assert main(["state", "show", "--config", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert f"2 stored state(s) in dir {tmp_path / 'state'}" in out
+    assert "tally: test-tally v1, 50 events, after event" in out and "ticks: test-ticks v1" in out
+    assert main(["state", "show", "--config", str(path), "--bot", "tally"]) == 0
+    assert '"count": 50' in capsys.readouterr().out
+    assert main(["state", "reset", "--config", str(path), "--bot", "tally"]) == 0
+    assert "reset tally" in capsys.readouterr().out
+    assert main(["state", "show", "--config", str(path), "--bot", "tally"]) == 1
+    assert "error: no stored state for bot 'tally' in dir" in capsys.readouterr().err
+    memory_only = write(tmp_path / "memory.toml", ticks(1))
+    assert main(["state", "show", "--config", str(memory_only)]) == 1
+    assert "keeps bot state in the host process only" in capsys.readouterr().err
+    assert main(["state"]) == 2
