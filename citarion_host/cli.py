@@ -141,7 +141,7 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
-_BENCH_CASES = ("memory", "core", "jetstream", "latency", "demo", "loop", "fleet")
+_BENCH_CASES = ("memory", "core", "jetstream", "latency", "demo", "loop", "fleet", "state")
 
 
 def _positive_float(text: str) -> float:

@@ -160,8 +160,7 @@ class BotRunner:
         self.suppressed = 0
         self.attempt_published = 0
         self._handling = 0
-        self._handled_all = asyncio.Event()
-        self._handled_all.set()
+        self._handled_all: asyncio.Event | None = None  # made by whoever waits for the handlers
         self._on_state = on_state
         self._ready = asyncio.Event()
         self._recent_failures: deque[float] = deque()
@@ -284,43 +283,59 @@ class BotRunner:
             raise HandledFailure(f"bot {self.config.id!r} failed on {event.id}: {exc!r}") from exc
 
     async def _apply(self, event: Event, checkpoints: Checkpoints) -> None:
-        """Handle ``event`` on a stateful bot; a failure is a crash (see the module docstring).
-
-        The failed event is tried once more on the restored instance, without publishing again what
-        the failed attempt published; if that fails too, the state is rolled back once more (it never
-        holds half an event) and the event goes to the bus's failure policy.
-        """
+        """Handle ``event`` on a stateful bot, then let its checkpoints know (a snapshot may be due)."""
         seq = delivery_position()
-        quiet = seq is not None and seq <= checkpoints.replay_until
         self._handling += 1
-        self._handled_all.clear()
         try:
-            for attempt in (1, 2):
-                bot = self.bot
-                if bot is None or self.state != "running":
-                    return
-                self.quiet, self.attempt_published = quiet, 0
-                try:
-                    with handling(event):
-                        await bot.handle(event)
-                except Exception as exc:
-                    self.quiet, self.suppress = False, 0
-                    published = self.attempt_published
-                    self._report_failure(event, exc)
-                    self._schedule_restart(f"handler failed on {event.id}: {type(exc).__name__}: {exc}")
-                    await self._ready.wait()  # the new instance, restored and caught up (or given up)
-                    if attempt == 2 or self.state != "running":
-                        raise HandledFailure(f"bot {self.config.id!r} failed on {event.id}: {exc!r}") from exc
-                    self.suppress = published
-                    continue
-                self.quiet, self.suppress = False, 0
-                self.handled += 1
-                checkpoints.applied(bot, event, seq)
+            bot = self.bot
+            assert bot is not None
+            self.quiet = seq is not None and seq <= checkpoints.replay_until
+            self.attempt_published = 0
+            try:
+                with handling(event):
+                    await bot.handle(event)
+            except Exception as exc:
+                await self._crashed(event, exc, seq, checkpoints)
                 return
+            finally:
+                self.quiet = False
+            self.handled += 1
+            checkpoints.applied(bot, event, seq)
         finally:
             self._handling -= 1
-            if not self._handling:
+            if not self._handling and self._handled_all is not None:
                 self._handled_all.set()
+
+    async def _crashed(self, event: Event, exc: Exception, seq: int | None, checkpoints: Checkpoints) -> None:
+        """A stateful bot's handler failed on ``event``: a crash (see the module docstring).
+
+        The instance is replaced by one restored from the last snapshot and caught up; the failed event
+        is tried once more on it, without publishing again what the failed attempt published. If that
+        fails too, the state is rolled back once more (it never holds half an event) and the event goes
+        to the bus's failure policy.
+        """
+        for attempt in (1, 2):
+            published = self.attempt_published
+            self._report_failure(event, exc)
+            self._schedule_restart(f"handler failed on {event.id}: {type(exc).__name__}: {exc}")
+            await self._ready.wait()  # the new instance, restored and caught up (or given up)
+            bot = self.bot
+            if attempt == 2 or bot is None or self.state != "running":
+                break
+            self.quiet = seq is not None and seq <= checkpoints.replay_until
+            self.suppress, self.attempt_published = published, 0
+            try:
+                with handling(event):
+                    await bot.handle(event)
+            except Exception as again:
+                exc = again
+                continue
+            finally:
+                self.quiet, self.suppress = False, 0
+            self.handled += 1
+            checkpoints.applied(bot, event, seq)
+            return
+        raise HandledFailure(f"bot {self.config.id!r} failed on {event.id}: {exc!r}") from exc
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -368,7 +383,9 @@ class BotRunner:
     async def _idle_handlers(self) -> None:
         """Return once no event is being handled (a restart snapshots the state between two events)."""
         while self._handling:
-            await self._handled_all.wait()
+            waiter = self._handled_all = self._handled_all or asyncio.Event()
+            waiter.clear()
+            await waiter.wait()
 
     def snapshot_now(self) -> None:
         """Snapshot the running bot if it keeps state and is between two events (stop, restart, timer)."""
