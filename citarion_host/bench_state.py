@@ -1,12 +1,14 @@
 """What bot state costs: per event at the default snapshot interval, and on the demo's throughput.
 
-Two tables, each comparing the same run with ``[state] enabled`` on and off, in interleaved rounds:
+Tables comparing the same run with ``[state] enabled`` on and off, in interleaved rounds:
 
 * **per event**: a feed publishes ``events`` numbers to one stateful bot (:class:`BenchStrategy`, a
   strategy-sized state: counters, a position, cash, a 50-price window, 20 open orders), through the
   host as a run would (deterministic mode), on memory (snapshots kept in the process) and on JetStream
   (snapshots in the key-value bucket, file storage). The difference of the per-event times is what state
   costs per event, and divided by the snapshots taken, what one snapshot costs.
+* **the parts**: encoding one snapshot, the bookkeeping of one event, one key-value put, each timed
+  alone: steadier than the end-to-end runs on a shared machine.
 * **the demo**: ``configs/dev.toml`` on memory with state on and off. The first-party bots declare no
   state yet, so this measures only the bookkeeping every bot pays; rerun it (``citarion-host bench
   --case state``) once they do, and it measures their snapshots too.
@@ -30,10 +32,13 @@ from .bench import BenchError, Figures, Table, median_figures, paired, ratio, ro
 from .bench_demo import DEMO_CONFIG, demo_config
 from .bench_nats import drop_stream
 from .bot import Bot
-from .events import Event
+from .checkpoint import Checkpoints
+from .events import Event, catalog
 from .host import Host
 from .plugins import Plugins
 from .settings import LoadedConfig, StateSettings, parse_config
+from .state import encode_snapshot, state_spec
+from .statestore import StateKeeper
 
 __all__ = ["BenchFeed", "BenchStrategy", "run_state_bench", "state_demo_round", "state_round"]
 
@@ -160,6 +165,61 @@ async def state_demo_round(path: Path, enabled: bool) -> Figures:
     return {"events": summary["events"], "events_per_s": summary["events_per_s"]}
 
 
+def _time_per_call(call: Any, count: int) -> float:
+    started = time.perf_counter()
+    for _ in range(count):
+        call()
+    return (time.perf_counter() - started) * 1e6 / count
+
+
+async def parts_round(url: str | None, count: int = 2_000) -> Figures:
+    """Each part of the cost alone, stable where the end-to-end runs are noisy: encoding one snapshot
+    of the strategy's state, the bookkeeping of one handled event, one key-value put of the snapshot."""
+    strategy = BenchStrategy(_Quiet(), None)
+    for n in range(200):
+        await strategy.handle(catalog.make("analytics.number.emitted", {"n": n}, source="ORA"))
+    spec = state_spec(BenchStrategy)
+
+    def encode() -> bytes:
+        return encode_snapshot("s", spec, strategy.snapshot(), handled=1, seq=1, stream="s", event_id="e")[1]
+
+    data = encode()
+    figures: Figures = {"bytes": len(data), "snapshot_us": _time_per_call(encode, count)}
+    never = StateSettings(every_events=10**9, every_s=1e9)
+    checkpoints = Checkpoints("s", BenchStrategy, spec, StateKeeper(), never, None)
+    event = catalog.make("analytics.number.emitted", {"n": 1}, source="ORA")
+
+    def applied() -> None:
+        checkpoints.applied(strategy, event, 7)
+        if len(checkpoints.journal) >= 100:  # as a snapshot would
+            checkpoints.journal.clear()
+
+    figures["per_event_us"] = _time_per_call(applied, count * 50)
+    if url is not None:
+        import nats
+
+        from .bus.config import NatsSettings
+        from .statekv import open_kv_store
+
+        connection = await nats.connect(url)
+        bucket = f"bench-state-parts-{time.monotonic_ns()}"
+        try:
+            store = await open_kv_store(connection, NatsSettings(servers=[url]), bucket)
+            assert store is not None
+            started = time.perf_counter()
+            for _ in range(count // 10):
+                await store.save("s", data)
+            figures["kv_put_us"] = (time.perf_counter() - started) * 1e6 / (count // 10)
+        finally:
+            await connection.close()
+            await drop_stream(url, f"KV_{bucket}")
+    return figures
+
+
+class _Quiet:
+    bot_id = "bench"
+
+
 def _per_event_table(results: dict[str, list[Figures]], backend: str, events: int) -> Table:
     on, off = f"{backend}, state on", f"{backend}, state off"
     table = Table(
@@ -183,6 +243,30 @@ async def run_state_bench(
     url: str | None, events: int, jetstream_events: int, rounds_: int = 3, path: Path = DEMO_CONFIG
 ) -> list[Table]:
     """Both tables (JetStream only with a server ``url``); see the module docstring."""
+    parts = await rounds({"parts": lambda: parts_round(url)}, rounds_)
+    row = median_figures(parts["parts"], main="snapshot_us")
+    table = Table(
+        "state: the parts, per call",
+        "encoding one snapshot of a strategy-sized state; the bookkeeping of one handled event (journal,"
+        " position, cadence); one JetStream key-value put of that snapshot (file storage, awaited)",
+        ["bytes", "snapshot_us", "per_event_us", "kv_put_us"],
+        [{"name": "BenchStrategy", **row}],
+    )
+    every = StateSettings().every_events
+    table.ratios = [
+        ratio(
+            f"per event at every_events = {every}, memory (us)",
+            row["per_event_us"] + row["snapshot_us"] / every,
+        ),
+    ]
+    if "kv_put_us" in row:
+        table.ratios.append(
+            ratio(
+                f"KV puts per event at every_events = {every} (us, in the background)",
+                row["kv_put_us"] / every,
+            )
+        )
+    tables = [table]
     memory = {"type": "memory"}
     results = await rounds(
         {
@@ -191,7 +275,7 @@ async def run_state_bench(
         },
         rounds_,
     )
-    tables = [_per_event_table(results, "memory", events)]
+    tables.append(_per_event_table(results, "memory", events))
     if url is not None:
         serial = iter(range(1_000_000))
 
