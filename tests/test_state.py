@@ -43,7 +43,7 @@ def backend_section(request: pytest.FixtureRequest, backend: str) -> str:
     if backend == "memory":
         return '[backend]\ntype = "memory"\n'
     server = request.getfixturevalue("nats_server")
-    return f'[backend]\ntype = "nats"\n[backend.nats]\nservers = ["{server.url}"]\nstream = "state-reload"\n'
+    return f'[backend]\ntype = "nats"\n[backend.nats]\nservers = ["{server.url}"]\nstream = "state-test"\n'
 
 
 def order_ids() -> list[str]:
@@ -174,11 +174,14 @@ async def test_a_host_killed_during_a_snapshot_write_leaves_the_previous_one_rea
 # -- crash restarts ---------------------------------------------------------------------------------
 
 
-async def crash_run(tmp_path: Path, crash_every: int) -> tuple[dict[str, Any], list[str], dict[str, Any]]:
+async def crash_run(
+    tmp_path: Path, crash_every: int, backend: str = ""
+) -> tuple[dict[str, Any], list[str], dict[str, Any]]:
     path = write(
         tmp_path / f"crash-{crash_every}.toml",
         FAST_RESTARTS,
-        "[state]\nevery_events = 30\n",
+        backend,
+        f'[state]\nevery_events = 30\nbucket = "crash-{crash_every}"\n',
         ticks(1000),
         tally(publish_every=5, crash_every=crash_every),
         orders(),
@@ -193,12 +196,15 @@ async def crash_run(tmp_path: Path, crash_every: int) -> tuple[dict[str, Any], l
     return final["bot"], order_ids(), final
 
 
+@pytest.mark.parametrize("backend", ["memory", pytest.param("nats", marks=pytest.mark.nats)])
 async def test_a_bot_crashing_every_100th_event_ends_with_the_figures_of_a_run_without_crashes(
-    tmp_path: Path,
+    tmp_path: Path, request: pytest.FixtureRequest, backend: str
 ) -> None:
-    clean, clean_orders, _ = await crash_run(tmp_path, 0)
+    """Deterministic mode (the default); on NATS each run has a state bucket of its own (the second
+    run's bots read only the events published after they subscribed)."""
+    clean, clean_orders, _ = await crash_run(tmp_path, 0, backend_section(request, backend))
     Recorder.seen.clear()
-    crashed, crashed_orders, final = await crash_run(tmp_path, 100)
+    crashed, crashed_orders, final = await crash_run(tmp_path, 100, backend_section(request, backend))
     assert final["errors"] >= 9 and final["restarts"] >= 9, final
     assert final["state"]["replayed"] > 0 and final["state"]["suppressed"] > 0, final["state"]
     assert crashed == clean

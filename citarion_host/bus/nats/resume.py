@@ -45,6 +45,8 @@ async def rewind_durable(
         )
     if acked == after and delivered == after and not info.num_ack_pending and not info.num_redelivered:
         return DurableRewind(kept=True, acked=acked, delivered=delivered, first_available=first)
+    if info.push_bound:  # another host is reading it now: never pull it from under that one
+        raise ValueError(f"durable {durable!r} is already being consumed by another subscriber")
     await retry_api(lambda: jsm.delete_consumer(stream, durable), timeout)
     log.info(
         "durable consumer rewound",
