@@ -168,6 +168,4 @@ def test_the_walkthrough_on_loopback_with_one_host(tmp_path: Path) -> None:
         ("citarion-events", 3),
     ]
     events = next(s for s in details if s["name"] == "citarion-events")
-    assert events["state"]["messages"] >= summary["events"], (
-        "every event of the run is stored (3 replicas)"
-    )
+    assert events["state"]["messages"] >= summary["events"], "every event of the run is stored (3 replicas)"
