@@ -41,6 +41,7 @@ from .errors import (
     PublishError,
     PublishNotAllowedError,
     RequestTimeoutError,
+    StateError,
 )
 from .events import (
     DOMAINS,
@@ -75,6 +76,7 @@ from .payloads import (
     Trade,
 )
 from .registry import BotInfo, BotRegistry, Category, RegistryError, UnknownBotError, load_registry
+from .state import Snapshot
 from .testing import BotHarness, RecordingContext
 from .topics import PatternIndex, TopicError, contains, matches, overlaps
 
@@ -127,6 +129,8 @@ __all__ = [
     "RequestTimeoutError",
     "RiskAlert",
     "Signal",
+    "Snapshot",
+    "StateError",
     "Subscription",
     "Ticker",
     "TopicError",

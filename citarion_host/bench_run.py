@@ -22,6 +22,7 @@ from .bench_latency import RATES, run_latency
 from .bench_loop import run_loops
 from .bench_memory import run_memory
 from .bench_nats import run_core, run_jetstream
+from .bench_state import run_state_bench
 from .natsserver import NatsServer
 
 __all__ = ["CASES", "BenchOptions", "Case", "format_machine", "run_bench"]
@@ -38,6 +39,7 @@ class BenchOptions:
     jetstream_events: int = 10_000  # per-event publishes; the batch case publishes twice as many
     latency_seconds: float = 1.0  # per rate, per path, per round
     bots: int = 1_000  # fleet
+    state_events: int = 20_000  # the state case on memory (JetStream: jetstream_events)
     rates: tuple[int, ...] = RATES
     loop: loops.EventLoopChoice = "auto"
     config: Path = field(default_factory=lambda: DEMO_CONFIG)
@@ -85,6 +87,14 @@ def _loop(options: BenchOptions, server: NatsServer | None) -> list[Table]:
     )
 
 
+def _state(options: BenchOptions, server: NatsServer | None) -> list[Table]:
+    assert server is not None
+    coro = run_state_bench(
+        server.url, options.state_events, options.jetstream_events, options.rounds, options.config
+    )
+    return loops.run(coro, options.loop)
+
+
 def _fleet(options: BenchOptions, server: NatsServer | None) -> list[Table]:
     figures = loops.run(run_fleet_bench(options.bots), options.loop)
     steps = [key for key in figures if key.endswith("_s")]
@@ -117,6 +127,9 @@ CASES: dict[str, Case] = {
     "demo": Case("the demo topology on memory and JetStream: events/s, CPU us per event", True, _demo),
     "loop": Case("asyncio's event loop vs uvloop: core NATS and the demo", True, _loop),
     "fleet": Case("1,000-bot fleet: check, start and a one-bot reload (--bots)", False, _fleet),
+    "state": Case(
+        "bot state: cost per event on memory and JetStream KV, the demo with state on vs off", True, _state
+    ),
 }
 
 

@@ -15,6 +15,19 @@ A minimal bot::
 
         async def handle(self, event: Event) -> None:
             await self.ctx.publish("analytics.echo.seen", {"text": f"{self.params.prefix} {event.topic}"})
+
+A bot with state the host keeps across reloads, crashes and host restarts declares it (``docs/state.md``)::
+
+    class Counter(Bot):
+        class State(msgspec.Struct):
+            count: int = 0
+
+        def __init__(self, ctx, params):
+            super().__init__(ctx, params)
+            self.count = 0
+
+        async def handle(self, event: Event) -> None:
+            self.count += 1
 """
 
 from __future__ import annotations
@@ -30,6 +43,7 @@ from typing_extensions import TypeVar
 
 from .errors import PublishNotAllowedError
 from .events import Event, Priority
+from .state import restore_attributes, snapshot_attributes, state_fields
 from .topics import PatternIndex
 
 __all__ = ["Bot", "BotContext", "NoParams", "PublishGuard"]
@@ -141,11 +155,18 @@ class Bot(Generic[ParamsT]):
     * ``Params`` — the pydantic model validating the bot's ``[bots.params]`` table (from the type
       argument; set it explicitly only on a bot written without one).
     * ``description`` — one line for ``citarion-host bots``.
+    * ``State`` — the bot's state as a msgspec Struct or pydantic model whose fields name attributes of
+      the bot; the host snapshots and restores them (``docs/state.md``). None: the bot keeps no state
+      (unless it overrides :meth:`snapshot`).
+    * ``state_version`` — raise it when ``State`` changes in a way old snapshots do not fit, and
+      convert them in :meth:`migrate_state`.
     """
 
     type_name: ClassVar[str] = ""
     Params: ClassVar[type[BaseModel]] = NoParams
     description: ClassVar[str] = ""
+    State: ClassVar[type[Any] | None] = None
+    state_version: ClassVar[int] = 1
 
     def __init__(self, ctx: BotContext, params: ParamsT) -> None:
         self.ctx = ctx
@@ -176,3 +197,35 @@ class Bot(Generic[ParamsT]):
     def stats(self) -> dict[str, Any]:
         """Figures for the run summary (signals, orders, PnL...). Default: none."""
         return {}
+
+    # -- state (docs/state.md) ----------------------------------------------------------------------
+
+    @classmethod
+    def keeps_state(cls) -> bool:
+        """True if the host should snapshot this bot: it declares ``State`` or overrides :meth:`snapshot`."""
+        return cls.State is not None or cls.snapshot is not Bot.snapshot
+
+    def snapshot(self) -> Any:
+        """The bot's state now, between two events: an instance of ``State``, a mapping of its fields,
+        plain JSON data or bytes. Default: the attributes named like ``State``'s fields.
+
+        Called synchronously right after a handled event (never while one is being handled), so the
+        state is consistent with the inbox position the host records with it; the value is encoded
+        at once, so the bot may go on mutating what it returned."""
+        if self.State is None:
+            return None
+        return snapshot_attributes(self, state_fields(self.State))
+
+    def restore(self, state: Any) -> None:
+        """Take back a stored state (called after ``__init__``, before :meth:`start`). ``state`` is an
+        instance of ``State`` (migrated and checked), or the JSON data / bytes a custom
+        :meth:`snapshot` gave. Default: set each attribute named like a field of ``State``."""
+        if self.State is not None:
+            restore_attributes(self, state, state_fields(self.State))
+
+    @classmethod
+    def migrate_state(cls, data: dict[str, Any], from_version: int) -> dict[str, Any]:
+        """Convert a stored state written at ``from_version`` (< ``state_version``) to the current
+        ``State``, as JSON data: rename, add or drop keys. Default: unchanged (the state is then checked
+        against ``State``; fields with defaults may be missing, unknown keys are ignored)."""
+        return data

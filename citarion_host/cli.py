@@ -141,7 +141,7 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
-_BENCH_CASES = ("memory", "core", "jetstream", "latency", "demo", "loop", "fleet")
+_BENCH_CASES = ("memory", "core", "jetstream", "latency", "demo", "loop", "fleet", "state")
 
 
 def _positive_float(text: str) -> float:
@@ -454,6 +454,38 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- state ----------------------------------------------------------------------------------------
+
+
+def _state(args: argparse.Namespace) -> int:
+    """``state show`` / ``state reset``: the stored bot states of a config (see ``statecmd``)."""
+    from .errors import BusError, ConfigError, StateError
+    from .settings import load_config
+    from .statecmd import format_rows, reset_states, show_states
+
+    try:
+        config = load_config(args.config).config
+        if args.state_command == "show":
+            rows, where = asyncio.run(show_states(config, args.bot))
+            if args.json:
+                _print_json(rows)
+            else:
+                print(format_rows(rows, where, with_state=bool(args.bot)))
+            return 0
+        removed, where = asyncio.run(reset_states(config, args.bot))
+        for bot_id in removed:
+            print(f"reset {bot_id} ({where})")
+        if not removed:
+            print(f"no stored state in {where}")
+        return 0
+    except ConfigError as exc:
+        _print_problems(exc)
+        return 1
+    except (StateError, BusError, OSError, TimeoutError) as exc:
+        _error(str(exc) or type(exc).__name__)
+        return 1
+
+
 def _print_problems(exc: Exception) -> None:
     problems = getattr(exc, "problems", None) or [str(exc)]
     for problem in problems:
@@ -648,6 +680,29 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the answer on NATS")
     ask.add_argument("--json", action="store_true", help="print the answer as JSON (text, eventIds, ...)")
     ask.set_defaults(func=_ask)
+
+    state = commands.add_parser(
+        "state",
+        help="show or reset the stored bot states of a config",
+        description="Read (show) or remove (reset) the bot states a config's hosts keep: the JetStream"
+        " key-value bucket on NATS, the [state] dir elsewhere. Reset while the host is stopped (a"
+        " running host writes over it; reload with reset_state = true instead). See docs/state.md.",
+    )
+    state_commands = state.add_subparsers(dest="state_command", metavar="COMMAND")
+
+    def state_help(_args: argparse.Namespace) -> int:
+        state.print_help()
+        return 2
+
+    state.set_defaults(func=state_help)
+    for name, text in (("show", "print the stored states (with --bot: the state itself)"),
+                       ("reset", "remove the stored states (with --bot: that bot's only)")):  # fmt: skip
+        sub = state_commands.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
+        sub.add_argument("--config", required=True, type=_path, help="the config file (TOML)")
+        sub.add_argument("--bot", default=None, help="one bot id")
+        if name == "show":
+            sub.add_argument("--json", action="store_true", help="print JSON (the states included)")
+        sub.set_defaults(func=_state)
     return parser
 
 

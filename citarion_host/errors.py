@@ -9,6 +9,8 @@
     │   ├── NoRespondersError       a request found no subscriber
     │   └── RequestTimeoutError     a request got no reply in time
     ├── PublishNotAllowedError      a bot published outside its declared patterns
+    ├── StateError                  a bot's state cannot be snapshotted, stored or restored (names
+    │                               the bot and the field)
     └── ConfigError                 invalid configuration (names file, bot id and key)
 
 Validation errors are ``ValueError`` subclasses defined next to what they validate:
@@ -31,6 +33,7 @@ __all__ = [
     "PublishError",
     "PublishNotAllowedError",
     "RequestTimeoutError",
+    "StateError",
 ]
 
 
@@ -60,6 +63,12 @@ class RequestTimeoutError(BusError, TimeoutError):
 
 class PublishNotAllowedError(CitarionError):
     """A bot tried to publish a topic outside its declared ``publish`` patterns; nothing was sent."""
+
+
+class StateError(CitarionError):
+    """A bot's state could not be snapshotted, stored or restored: a stored state its ``State`` does
+    not fit (the message names the bot and the field), a value that cannot be encoded, a store that
+    cannot be read or written. See ``docs/state.md``."""
 
 
 class ConfigError(CitarionError):

@@ -12,6 +12,11 @@ Order of operations, and why:
   the bus settle (everything published is handled), then stop the others in reverse start order with
   their backlogs drained, then close the bus.
 
+Bots that keep state (``docs/state.md``) get it back whenever they start: the host loads and checks
+every stored state before a start or a reload changes anything (one that does not fit refuses it,
+naming the bot and the field), a restarted bot gets its predecessor's state, and a backend switch
+carries the states over (:class:`~citarion_host.hoststate.HostState`).
+
 The host owns the bus it opened. Whatever watches the bus (the run monitor, the dashboard) registers
 as an *observer* (:meth:`Host.observe`) and is handed the current bus: attached before any bot starts,
 detached after the last one stopped, and moved along when a reload switches the backend.
@@ -21,13 +26,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
 from .bus import EventBus, create_bus
-from .errors import ConfigError
+from .errors import CitarionError, ConfigError
 from .events import Event, EventCatalog
+from .hoststate import HostState
 from .plugins import Plugins
 from .registry import BotRegistry, load_registry
 from .settings import BotConfig, HostConfig, LoadedConfig
@@ -83,6 +89,8 @@ class Host:
         self._started = False
         self._apply_lock = asyncio.Lock()
         self._checked: LoadedConfig | None = None
+        #: Bot state: the store, the latest snapshots (kept across reloads and backend switches).
+        self.state = HostState()
 
     @property
     def config(self) -> HostConfig:
@@ -120,31 +128,33 @@ class Host:
         if self._checked is not self.loaded:  # run_host checks before opening anything
             self.check(self.loaded)
         await self.bus.start()
+        await self.state.open(self.config, self.bus)
         for observer in self.observers:
             await observer.attach(self.bus)
         await self._watch_stop_on()
         await self._start_bots([bot for bot in self.config.bots if bot.enabled])
+        self.state.start_timer(self.runners, self.config.state.every_s)
         self._started = True
         self.plugins.manager.hook.citarion_host_started(host=self)
         log.info("host started", extra={"bots": list(self.runners), "backend": self.bus.name})
 
-    async def _start_bot(self, config: BotConfig) -> BotRunner:
-        runner = self._runner(config)
-        await runner.start()
-        return runner
-
     def _runner(self, config: BotConfig) -> BotRunner:
         bot_type = self.plugins.resolve(config.plugin)
         runner = BotRunner(config, bot_type, self.bus, self.config.host, self._state_changed)
-        self.runners[config.id] = runner
+        self.state.attach(runner, self.config)
         return runner
 
     async def _start_bots(self, bots: list[BotConfig], previous: dict[str, BotRunner] | None = None) -> None:
         """Subscribe every bot first, then start them: no bot's first events can be missed by
         another bot that merely comes later in the config (on NATS a late consumer would miss them).
-        ``previous``: runners of the same ids whose counters carry over (a backend switch)."""
+        ``previous``: runners of the same ids whose counters carry over (a backend switch).
+
+        Stored states are loaded and checked before anything else: a state that does not fit raises
+        :class:`ConfigError` with no bot of ``bots`` started."""
         runners = [self._runner(bot) for bot in bots]
+        await self.state.load(runners, self.loaded)
         for runner in runners:
+            self.runners[runner.config.id] = runner
             if previous and runner.config.id in previous:
                 runner.carry_over(previous[runner.config.id])
         for runner in runners:
@@ -157,7 +167,9 @@ class Host:
         if self.bus.closed:
             return
         self.plugins.manager.hook.citarion_host_stopping(host=self)
+        self.state.stop_timer()
         await self._stop_bots()
+        await self.state.close()  # the last snapshots written, while the bus (a KV store's) is open
         for observer in self.observers:
             await observer.detach()
         await self.bus.close(drain=True, timeout=self.config.host.drain_timeout_s)
@@ -199,6 +211,7 @@ class Host:
         async with self._apply_lock:
             self.check(loaded)
             diff = diff_topology(self.config, loaded.config)
+            await self._check_states(loaded, diff)
             if diff.backend_changed:
                 await self._switch_backend(loaded)
             else:
@@ -228,41 +241,82 @@ class Host:
             )
             return diff
 
+    async def _check_states(self, loaded: LoadedConfig, diff: TopologyDiff) -> None:
+        """Raise ConfigError (changing nothing) if a bot the reload starts or restarts could not take
+        its state: the bot and the field are named; ``reset_state = true`` on the bot starts it fresh."""
+        if not loaded.config.state.enabled or diff.backend_changed:
+            return
+        problems = await self.state.check_added(
+            [(bot, self.plugins.resolve(bot.plugin)) for bot in diff.added], loaded
+        )
+        for bot in diff.restarted:
+            file = str(loaded.file_of(bot.id))
+            problems += self.state.check_restart(
+                self.runners[bot.id], self.plugins.resolve(bot.plugin), bot, file
+            )
+        if problems:
+            raise ConfigError(
+                f"{loaded.path}: {len(problems)} bot states the new config cannot take", problems
+            )
+
     async def _restart_changed(self, config: BotConfig) -> None:
         runner = self.runners[config.id]
         if runner.config.plugin != config.plugin or runner.config.code != config.code:
-            await runner.stop(drain=True)
-            await self._start_bot(config)
+            await runner.stop(drain=True)  # its last state goes to the keeper; the new runner takes it
+            await self._start_bots([config])
             return
         await runner.wire(config)
-        await runner.restart("definition changed")
+        await runner.restart("definition changed", reset_state=config.reset_state)
 
     async def _switch_backend(self, loaded: LoadedConfig) -> None:
         """Stop every bot, move the observers to a new bus, start the bots there.
 
-        The bots restart (their state is theirs to keep: see docs/reload.md), but their counters carry
-        over, so a run's summary covers both buses.
+        The bots restart with their state (the snapshots taken at the stop, kept in the process), and
+        their counters carry over, so a run's summary covers both buses.
         """
         previous = dict(self.runners)
         await self.stop()
         self.loaded = loaded
         self.bus = create_bus(loaded.config.backend, catalog=self.catalog)
         await self.bus.start()
+        await self.state.open(loaded.config, self.bus)  # the snapshots kept in the process carry over
         for observer in self.observers:
             await observer.attach(self.bus)
         await self._watch_stop_on()
         await self._start_bots([bot for bot in loaded.config.bots if bot.enabled], previous)
+        self.state.start_timer(self.runners, loaded.config.state.every_s)
 
     async def reload_plugin_code(self, files: Iterable[Path]) -> list[str]:
         """Restart, with freshly imported code, every bot built from a ``module:object`` in ``files``."""
         specs = {spec for file in files for spec in self.plugins.path_specs_from(file)}
+        changed = [runner for runner in self.runners.values() if runner.config.plugin in specs]
+        fresh = {
+            spec: self.plugins.resolve(spec, reimport=True) for spec in {r.config.plugin for r in changed}
+        }
+        problems: list[Finding] = []
+        for runner in changed:
+            file = str(self.loaded.file_of(runner.config.id))
+            problems += self.state.check_restart(runner, fresh[runner.config.plugin], runner.config, file)
+        if problems:  # the running instances keep the old code
+            raise CitarionError("; ".join(problem.text for problem in problems))
         restarted = []
-        for runner in list(self.runners.values()):
-            if runner.config.plugin in specs:
-                runner.bot_type = self.plugins.resolve(runner.config.plugin, reimport=True)
-                await runner.restart("plugin code changed")
-                restarted.append(runner.config.id)
+        for runner in changed:
+            await runner.restart(
+                "plugin code changed", retype=self._retype(runner, fresh[runner.config.plugin])
+            )
+            restarted.append(runner.config.id)
         return restarted
+
+    def _retype(self, runner: BotRunner, bot_type: type[Any]) -> Callable[[], None]:
+        """What a restart with new code does between the old instance's last snapshot and the new one."""
+
+        def retype() -> None:
+            runner.bot_type = bot_type
+            self.state.attach(runner, self.config)
+            if runner.checkpoints is not None:
+                runner.checkpoints.adopt(self.state.keeper.latest.get(runner.config.id), "process")
+
+        return retype
 
     # -- completion (``[host] stop_on``) ----------------------------------------------------------
 
@@ -298,4 +352,8 @@ class Host:
         )
 
     def stats(self) -> dict[str, Any]:
-        return {"bus": self.bus.stats(), "bots": {bot_id: r.stats() for bot_id, r in self.runners.items()}}
+        return {
+            "bus": self.bus.stats(),
+            "state": self.state.stats(),
+            "bots": {bot_id: r.stats() for bot_id, r in self.runners.items()},
+        }

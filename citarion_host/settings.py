@@ -22,7 +22,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import tomli_w
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .bus.config import BackendSettings
 from .errors import ConfigError
@@ -37,6 +45,7 @@ __all__ = [
     "HostSettings",
     "LoadedConfig",
     "LoggingSettings",
+    "StateSettings",
     "load_config",
     "load_for_check",
     "parse_config",
@@ -102,6 +111,24 @@ class LoggingSettings(_Strict):
     format: Literal["text", "json"] = "text"
 
 
+class StateSettings(_Strict):
+    """``[state]``: how the host keeps the bots' state (``docs/state.md``)."""
+
+    #: False: no snapshots are taken, stored or restored; every bot starts fresh (as before state existed).
+    enabled: bool = True
+    #: A snapshot after this many handled events of a bot...
+    every_events: int = Field(default=100, ge=1)
+    #: ...or once this long has passed since its last one (also while it is idle), whichever comes first.
+    every_s: float = Field(default=1.0, gt=0)
+    #: ``auto``: a JetStream key-value bucket on NATS JetStream, else ``dir`` when set, else the process.
+    store: Literal["auto", "kv", "dir", "process"] = "auto"
+    #: Directory of snapshot files (one ``<bot id>.json`` each) for ``store = "dir"`` (and ``auto``
+    #: without JetStream): a restarted host resumes from them. Relative to the working directory.
+    dir: str | None = None
+    #: The key-value bucket on NATS (created when missing, replicas and storage from ``[backend.nats]``).
+    bucket: str = Field(default="citarion-state", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+
+
 class BotConfig(_Strict):
     """One ``[[bots]]`` entry: a bot instance and its wiring."""
 
@@ -114,6 +141,8 @@ class BotConfig(_Strict):
     durable: bool = False
     enabled: bool = True
     max_pending: int | None = Field(default=None, ge=1)
+    #: Start this bot without its stored state (and replace it): for a state its new code cannot take.
+    reset_state: bool = False
     params: dict[str, Any] = Field(default_factory=dict)
 
     @property
@@ -140,7 +169,18 @@ class HostConfig(BaseModel):
     host: HostSettings = Field(default_factory=HostSettings)
     backend: BackendSettings = Field(default_factory=BackendSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    state: StateSettings = Field(default_factory=StateSettings)
     bots: list[BotConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _state_store(self) -> HostConfig:
+        """A store that cannot exist on this backend is a config error, not a surprise at run time."""
+        state, backend = self.state, self.backend
+        if state.store == "dir" and not state.dir:
+            raise ValueError("[state] store = 'dir' needs [state] dir (a directory for the snapshot files)")
+        if state.store == "kv" and not (backend.type == "nats" and backend.nats.jetstream):
+            raise ValueError("[state] store = 'kv' needs [backend] type = 'nats' with jetstream = true")
+        return self
 
     def bot(self, bot_id: str) -> BotConfig:
         for bot in self.bots:

@@ -10,6 +10,13 @@ and events wait in its (bounded) backlog, so nothing is lost by a restart.
 
 Around each ``handle`` call the runner marks the event as the one being handled (``lineage``), so
 what the bot publishes carries it as its cause without the bot saying so.
+
+A bot that keeps state (``Bot.State``, ``docs/state.md``) is snapshotted after handled events
+(:class:`~citarion_host.checkpoint.Checkpoints`), and a failure in its handler is a crash: the
+instance is replaced by one restored from the last snapshot, the events handled since are handled again
+(their outputs not published twice), and the failed event is tried once more, so its state is what it
+would have been without the crash. A fresh subscription resumes right after the position the state
+covers (on JetStream, rewinding the durable consumer when it moved past it).
 """
 
 from __future__ import annotations
@@ -24,7 +31,8 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from .bot import Bot, PublishGuard
-from .bus import EventBus, Subscription
+from .bus import EventBus, Subscription, delivery_position
+from .checkpoint import Checkpoints
 from .errors import HandledFailure, PublishNotAllowedError
 from .events import Event, Priority
 from .lineage import handling, stamp
@@ -82,7 +90,14 @@ class HostBotContext:
             correlation_id=correlation_id,
             metadata=metadata,
         )
+        if runner.quiet or runner.suppress:
+            # Handling again an event whose outputs went out before (a replay after a crash or a host
+            # restart): the bot rebuilds its state, the world does not hear it twice.
+            runner.suppress = max(runner.suppress - 1, 0)
+            runner.suppressed += 1
+            return event
         await runner.bus.post(event)  # in order; on JetStream the store's ack comes in the background
+        runner.attempt_published += 1
         runner.published[event.entity] = runner.published.get(event.entity, 0) + 1
         return event
 
@@ -136,6 +151,16 @@ class BotRunner:
         self.published: dict[str, int] = {}
         self.subscription: Subscription | None = None
         self.final_stats: dict[str, Any] = {}
+        #: Set by the host for a bot that keeps state (docs/state.md); None: no snapshots.
+        self.checkpoints: Checkpoints | None = None
+        #: Outputs of the current handling are not published (a replay); ``suppress``: the next n are not
+        #: (a retry after a crash: the failed attempt published them already).
+        self.quiet = False
+        self.suppress = 0
+        self.suppressed = 0
+        self.attempt_published = 0
+        self._handling = 0
+        self._handled_all: asyncio.Event | None = None  # made by whoever waits for the handlers
         self._on_state = on_state
         self._ready = asyncio.Event()
         self._recent_failures: deque[float] = deque()
@@ -189,25 +214,63 @@ class BotRunner:
         if not patterns:
             return
         capabilities = self.bus.capabilities
+        durable = config.consumer if config.durable and capabilities.durable else None
+        # On a persistent bus a bot reads the store: stream order across every publisher. A queue
+        # group's members would have to share a named consumer: without `durable` they share a
+        # live (core) queue subscription instead.
+        stored = capabilities.persistent and (config.durable or config.queue is None)
+        start_sequence = await self._resume_point(durable, stored) if stored else None
         self.subscription = await self.bus.subscribe(
             patterns,
             self._handle,
             queue=config.queue,
-            # ``durable`` means nothing without stored events (docs/configuration.md)
-            durable=config.consumer if config.durable and capabilities.durable else None,
-            # On a persistent bus a bot reads the store: stream order across every publisher. A queue
-            # group's members would have to share a named consumer: without `durable` they share a
-            # live (core) queue subscription instead.
-            stored=capabilities.persistent and (config.durable or config.queue is None),
+            durable=durable,  # ``durable`` means nothing without stored events (docs/configuration.md)
+            stored=stored,
             name=config.id,
             max_pending=config.max_pending,
+            start_sequence=start_sequence,
         )
+
+    async def _resume_point(self, durable: str | None, stored: bool) -> int | None:
+        """Where a new stream-backed subscription of a stateful bot starts: right after the stream
+        sequence its state covers (None: where it would anyway). A durable consumer that moved past
+        it, or stopped before it, is rewound (``EventBus.rewind_durable``); the events an earlier run
+        had already handled are handled again quietly (their outputs are in the stream already)."""
+        checkpoints = self.checkpoints
+        after = checkpoints.resume_after() if checkpoints is not None else None
+        if checkpoints is None or after is None:
+            return None
+        if durable is None:
+            start: int | None = after + 1
+        elif self.config.queue is not None:
+            log.warning(
+                "a bot in a queue group resumes where the group's consumer stands, not after its state",
+                extra={"bot": self.config.id, "queue": self.config.queue, "state_seq": after},
+            )
+            return None
+        else:
+            rewind = await self.bus.rewind_durable(durable, after)
+            checkpoints.replay_until = max(checkpoints.replay_until, rewind.acked)
+            start = None if rewind.kept else after + 1
+            if rewind.first_available is not None:
+                log.error(
+                    "events after the bot's state are gone from the stream (its limits): they are skipped",
+                    extra={"bot": self.config.id, "after": after, "first": rewind.first_available},
+                )
+        log.info(
+            "bot resumes after its state's stream position",
+            extra={"bot": self.config.id, "after": after, "replay_until": checkpoints.replay_until},
+        )
+        return start
 
     async def _handle(self, event: Event) -> None:
         if not self._ready.is_set():
             await self._ready.wait()
         bot = self.bot
         if bot is None or self.state != "running":
+            return
+        if self.checkpoints is not None:
+            await self._apply(event, self.checkpoints)
             return
         try:
             with handling(event):
@@ -218,6 +281,61 @@ class BotRunner:
             # On to the bus, already reported: a durable subscription then follows its retry policy
             # (nak with backoff, max_deliver, dead letter) instead of acking a failure.
             raise HandledFailure(f"bot {self.config.id!r} failed on {event.id}: {exc!r}") from exc
+
+    async def _apply(self, event: Event, checkpoints: Checkpoints) -> None:
+        """Handle ``event`` on a stateful bot, then let its checkpoints know (a snapshot may be due)."""
+        seq = delivery_position()
+        self._handling += 1
+        try:
+            bot = self.bot
+            assert bot is not None
+            self.quiet = seq is not None and seq <= checkpoints.replay_until
+            self.attempt_published = 0
+            try:
+                with handling(event):
+                    await bot.handle(event)
+            except Exception as exc:
+                await self._crashed(event, exc, seq, checkpoints)
+                return
+            finally:
+                self.quiet = False
+            self.handled += 1
+            checkpoints.applied(bot, event, seq)
+        finally:
+            self._handling -= 1
+            if not self._handling and self._handled_all is not None:
+                self._handled_all.set()
+
+    async def _crashed(self, event: Event, exc: Exception, seq: int | None, checkpoints: Checkpoints) -> None:
+        """A stateful bot's handler failed on ``event``: a crash (see the module docstring).
+
+        The instance is replaced by one restored from the last snapshot and caught up; the failed event
+        is tried once more on it, without publishing again what the failed attempt published. If that
+        fails too, the state is rolled back once more (it never holds half an event) and the event goes
+        to the bus's failure policy.
+        """
+        for attempt in (1, 2):
+            published = self.attempt_published
+            self._report_failure(event, exc)
+            self._schedule_restart(f"handler failed on {event.id}: {type(exc).__name__}: {exc}")
+            await self._ready.wait()  # the new instance, restored and caught up (or given up)
+            bot = self.bot
+            if attempt == 2 or bot is None or self.state != "running":
+                break
+            self.quiet = seq is not None and seq <= checkpoints.replay_until
+            self.suppress, self.attempt_published = published, 0
+            try:
+                with handling(event):
+                    await bot.handle(event)
+            except Exception as again:
+                exc = again
+                continue
+            finally:
+                self.quiet, self.suppress = False, 0
+            self.handled += 1
+            checkpoints.applied(bot, event, seq)
+            return
+        raise HandledFailure(f"bot {self.config.id!r} failed on {event.id}: {exc!r}") from exc
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -238,10 +356,50 @@ class BotRunner:
 
     async def _create_and_start(self) -> None:
         params = self._params()
-        self.bot = self.bot_type(self.context, params)
-        await self.bot.start()
+        bot = self.bot = self.bot_type(self.context, params)
+        checkpoints = self.checkpoints
+        if checkpoints is not None:
+            checkpoints.restore(bot)
+        await bot.start()
+        if checkpoints is not None:
+            await self._replay(bot, checkpoints)
+            checkpoints.take(bot)  # the restored state, checked encodable now rather than N events later
         self._set_state("running")
         self._ready.set()
+
+    async def _replay(self, bot: Bot, checkpoints: Checkpoints) -> None:
+        """Handle again the events applied since the snapshot the instance was restored from (a crash
+        lost them with the old instance), publishing nothing: their outputs went out the first time."""
+        journal = list(checkpoints.journal)
+        self.quiet = True
+        try:
+            for event, _seq in journal:
+                with handling(event):
+                    await bot.handle(event)
+                checkpoints.replayed += 1
+        finally:
+            self.quiet = False
+
+    async def _idle_handlers(self) -> None:
+        """Return once no event is being handled (a restart snapshots the state between two events)."""
+        while self._handling:
+            waiter = self._handled_all = self._handled_all or asyncio.Event()
+            waiter.clear()
+            await waiter.wait()
+
+    def snapshot_now(self) -> None:
+        """Snapshot the running bot if it keeps state and is between two events (stop, restart, timer)."""
+        if self.checkpoints is not None and self.bot is not None and not self._handling:
+            self.checkpoints.take(self.bot)
+
+    def snapshot_if_due(self) -> None:
+        """The ``every_s`` timer: snapshot an idle running bot with events applied since its last
+        snapshot; a bot without a subscription (a feed) has no events, so it is snapshotted each time."""
+        checkpoints = self.checkpoints
+        if checkpoints is None or self.state != "running" or self._handling or not self._ready.is_set():
+            return
+        if checkpoints.due() or (self.subscription is None and not self.config.subscribe):
+            self.snapshot_now()
 
     def _params(self) -> BaseModel:
         return self.bot_type.Params.model_validate(self.config.params)
@@ -257,17 +415,26 @@ class BotRunner:
         subscription, self.subscription = self.subscription, None
         if subscription is not None:
             await subscription.unsubscribe(drain=drain and running)
+        snapshot = running and drain and self.state == "running"
+        if snapshot:
+            await self._idle_handlers()
         self.final_stats = self.stats()  # after the drain, while the bot (and its books) still exist
-        await self._stop_bot()
+        # The state as of the last event handled (a feed's: once its tasks stopped): what the next
+        # start restores.
+        await self._stop_bot(snapshot=snapshot)
+        if self.checkpoints is not None:  # with the snapshot taken at the stop
+            self.final_stats["state"] = {**self.checkpoints.stats(), "suppressed": self.suppressed}
         if self.state != "failed":
             self._set_state("stopped")
 
-    async def _stop_bot(self) -> None:
+    async def _stop_bot(self, *, snapshot: bool = False) -> None:
         self._ready.clear()
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        if snapshot:
+            self.snapshot_now()
         bot, self.bot = self.bot, None
         if bot is not None:
             try:
@@ -276,10 +443,24 @@ class BotRunner:
             except Exception:
                 log.exception("bot stop failed", extra={"bot": self.config.id})
 
-    async def restart(self, reason: str) -> None:
-        """Replace the bot instance (new code or params), keeping its subscriptions and backlog."""
+    async def restart(
+        self, reason: str, *, reset_state: bool = False, retype: Callable[[], None] | None = None
+    ) -> None:
+        """Replace the bot instance (new code or params), keeping its subscriptions and backlog.
+
+        A stateful bot is snapshotted between two events first, and the new instance restores it
+        (``reset_state``: it starts fresh instead, and its stored state is dropped). ``retype``
+        switches to new code after that snapshot, before the new instance is made."""
+        was_running = self.state == "running"
+        self._ready.clear()  # events wait from here on; the one being handled finishes first
+        await self._idle_handlers()
         self._set_state("restarting", reason)
-        await self._stop_bot()
+        await self._stop_bot(snapshot=was_running and not reset_state)
+        if retype is not None:
+            retype()
+        if reset_state and self.checkpoints is not None:
+            self.checkpoints.reset()
+            await self.checkpoints.keeper.forget(self.config.id)
         try:
             await self._create_and_start()
         except Exception as exc:
@@ -301,11 +482,16 @@ class BotRunner:
 
     # -- supervision ------------------------------------------------------------------------------
 
-    def _failed(self, event: Event, exc: Exception) -> None:
+    def _report_failure(self, event: Event, exc: Exception) -> str:
+        """Count, log and publish (``system.bot.error``) a handler failure; returns its reason."""
         self.errors += 1
         reason = f"{type(exc).__name__}: {exc}"
         log.error("bot handler failed", extra={"bot": self.config.id, "event_id": event.id}, exc_info=exc)
         self._report("system.bot.error", "error", reason, {"eventId": event.id, "topic": event.topic})
+        return reason
+
+    def _failed(self, event: Event, exc: Exception) -> None:
+        reason = self._report_failure(event, exc)
         now = time.monotonic()
         window = self._recent_failures
         window.append(now)
@@ -384,6 +570,11 @@ class BotRunner:
             "refused": self.refused,
             "published": dict(self.published),
             **({"bot": self.bot.stats()} if self.bot is not None else {}),
+            **(
+                {"state": {**self.checkpoints.stats(), "suppressed": self.suppressed}}
+                if self.checkpoints
+                else {}
+            ),
         }
 
 

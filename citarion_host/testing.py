@@ -22,9 +22,10 @@ from collections.abc import Coroutine, Iterable, Mapping
 from typing import Any
 
 from .bot import Bot, PublishGuard
-from .errors import PublishNotAllowedError
+from .errors import PublishNotAllowedError, StateError
 from .events import Event, EventCatalog, Priority, catalog
 from .lineage import handling, stamp
+from .state import decode_snapshot, encode_snapshot, read_snapshot, state_spec
 
 __all__ = ["BotHarness", "RecordingContext"]
 
@@ -125,6 +126,7 @@ class BotHarness:
     ) -> None:
         self.ctx = RecordingContext(bot_id, code, publish)
         self.bot = bot_type(self.ctx, bot_type.Params.model_validate(dict(params or {})))
+        self._spec = (bot_type, dict(params or {}), bot_id, code, tuple(publish))
 
     async def start(self) -> None:
         await self.bot.start()
@@ -150,6 +152,24 @@ class BotHarness:
     async def feed_event(self, event: Event) -> None:
         with handling(event):
             await self.bot.handle(event)
+
+    async def restarted(self, params: Mapping[str, Any] | None = None) -> BotHarness:
+        """A new harness whose bot was restored from a snapshot of this one's, through the same encoding
+        the host stores (``docs/state.md``), and started: what a reload or crash restart gives the bot.
+        ``params``: the new instance's (a params change). Raises StateError if the bot keeps no state."""
+        bot_type, old_params, bot_id, code, publish = self._spec
+        if not bot_type.keeps_state():
+            raise StateError(f"bot type {bot_type.__name__} declares no State and no snapshot()")
+        spec = state_spec(bot_type)
+        _, data = encode_snapshot(
+            bot_id, spec, self.bot.snapshot(), handled=0, seq=None, stream=None, event_id=None
+        )
+        harness = BotHarness(
+            bot_type, old_params if params is None else params, bot_id=bot_id, code=code, publish=publish
+        )
+        harness.bot.restore(decode_snapshot(read_snapshot(data, f"bot {bot_id!r}"), spec, bot_type))
+        await harness.start()
+        return harness
 
     @property
     def published(self) -> list[Event]:

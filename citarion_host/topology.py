@@ -3,7 +3,8 @@
 The classification decides what a reload may leave running:
 
 * **added** / **removed** — new ids (or newly enabled) / ids gone (or disabled);
-* **restarted** — the bot's definition changed (``code``, ``plugin``, ``params``): a new instance;
+* **restarted** — the bot's definition changed (``code``, ``plugin``, ``params``, ``reset_state``): a new
+  instance (which takes over its state, unless ``reset_state`` says to start fresh);
 * **rewired** — only its wiring changed (``publish``, ``subscribe``, ``queue``, ``durable``,
   ``max_pending``): subscriptions and the publish allow-list are updated in place, no restart;
 * **unchanged** — untouched: keeps running and loses no event.
@@ -19,7 +20,7 @@ from .settings import BotConfig, HostConfig
 
 __all__ = ["TopologyDiff", "diff_topology"]
 
-_DEFINITION = ("code", "plugin", "params")
+_DEFINITION = ("code", "plugin", "params", "reset_state")
 _WIRING = ("publish", "subscribe", "queue", "durable", "max_pending")
 
 
@@ -69,7 +70,7 @@ def diff_topology(old: HostConfig, new: HostConfig) -> TopologyDiff:
         restarted=tuple(restarted),
         rewired=tuple(rewired),
         unchanged=tuple(unchanged),
-        backend_changed=old.backend != new.backend,
+        backend_changed=old.backend != new.backend or old.state != new.state,
         host_changed=old.host != new.host,
     )
 

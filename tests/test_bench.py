@@ -259,6 +259,29 @@ async def test_demo_case(shared_nats_server: NatsServer, small_demo: Path) -> No
     assert table.ratios[0].name == "JetStream / memory (events/s)"
 
 
+async def test_state_case(shared_nats_server: NatsServer, small_demo: Path) -> None:
+    from citarion_host.bench_state import run_state_bench
+
+    parts, memory, jetstream, demo = await run_state_bench(shared_nats_server.url, 400, 200, 1, small_demo)
+    assert parts.row("BenchStrategy")["snapshot_us"] > 0 and parts.row("BenchStrategy")["kv_put_us"] > 0
+    assert parts.row("BenchStrategy")["bytes"] > 1000
+    assert names(memory) == ["memory, state on", "memory, state off"]
+    assert names(jetstream) == ["JetStream, state on", "JetStream, state off"]
+    assert names(demo) == ["demo, state on", "demo, state off"]
+    for table in (memory, jetstream):
+        for row in table.rows:
+            assert row["events_per_s"] > 0 and row["us_per_event"] > 0
+        assert table.rows[0]["snapshots"] >= 2 and table.rows[1]["snapshots"] == 0, (
+            "on snapshots, off does not"
+        )
+        assert [r.name for r in table.ratios] == [
+            "state on / off (events/s)",
+            "state cost per event (us)",
+            "per snapshot (us, incl. the store write)",
+        ]
+    assert demo.rows[0]["events"] == demo.rows[1]["events"] > 0, "the same demo either way"
+
+
 async def test_the_demo_case_names_a_missing_config(tmp_path: Path) -> None:
     with pytest.raises(BenchError, match="no such config"):
         await run_demo("nats://127.0.0.1:1", tmp_path / "nope.toml", rounds_=1)

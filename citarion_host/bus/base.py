@@ -32,6 +32,7 @@ from ..errors import BusClosedError
 from ..events import Event, EventCatalog, InvalidEventError, catalog
 from ..payloads import BusOverflow, DeadLetter, HandlerFailure
 from ..topics import PatternIndex, split_pattern
+from .position import DurableRewind
 from .replies import as_reply
 from .sequencer import Sequencer
 from .subscription import Handler, Subscription
@@ -263,6 +264,12 @@ class EventBus(abc.ABC):
         """What the backend's ``_attach`` needs beyond the subscription (checked arguments in, options
         out; ``ValueError`` for a combination the backend cannot honour). Default: nothing."""
         return {}
+
+    async def rewind_durable(self, durable: str, after: int) -> DurableRewind:
+        """Prepare durable consumer ``durable`` to deliver from stream sequence ``after + 1`` (a bot
+        resuming right after the position its restored state covers). Only backends with the
+        ``durable`` capability have one; see ``NatsBus.rewind_durable``."""
+        raise ValueError(f"{self.name or type(self).__name__} has no durable subscriptions to rewind")
 
     @staticmethod
     def patterns_of(pattern: str | Sequence[str]) -> tuple[str, ...]:

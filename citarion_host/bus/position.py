@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import contextvars
 from collections.abc import Callable
+from dataclasses import dataclass
 
-__all__ = ["delivery_position", "reset_delivery_position", "set_delivery_position"]
+__all__ = ["DurableRewind", "delivery_position", "reset_delivery_position", "set_delivery_position"]
 
 Token = contextvars.Token
 
@@ -39,3 +40,20 @@ def set_delivery_position(find: Callable[[], int] | None) -> Token[Callable[[], 
 def reset_delivery_position(token: Token[Callable[[], int] | None]) -> None:
     """For backends: the handler returned."""
     _position.reset(token)
+
+
+@dataclass(frozen=True, slots=True)
+class DurableRewind:
+    """What ``EventBus.rewind_durable`` found and did to a durable consumer before a bot resumes.
+
+    ``kept``: the consumer stood exactly after the position (nothing delivered past it), so it was left
+    alone; otherwise it was deleted (or never existed) and the subscription must create it again from
+    the position (``start_sequence``). ``acked``: the highest stream sequence the old consumer had
+    acknowledged (0: none): every event up to it was handled by an earlier run.
+    """
+
+    kept: bool
+    acked: int = 0
+    delivered: int = 0
+    #: The stream's first sequence, when events after the position are already gone (limits): a gap.
+    first_available: int | None = None

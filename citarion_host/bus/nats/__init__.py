@@ -43,6 +43,7 @@ from ...payloads import ConnectionStatus
 from ...topics import TopicError, matches
 from ..base import BUS_SOURCE, BusOptions, Capabilities, EventBus, Wanted
 from ..config import NatsSettings
+from ..position import DurableRewind
 from ..sequencer import Sequencer
 from ..subscription import Subscription
 from ._client import Wire, close_connection
@@ -50,6 +51,7 @@ from .connection import connect, server_url, sync_with_server
 from .feeds import CoreFeed, Feed, FeedContext, HostInbox, StreamFeed
 from .publisher import JetStreamPublisher, Outgoing
 from .requests import RESPONDERS_PREFIX, Requests
+from .resume import rewind_durable
 from .stream import ConsumerPlan, ensure_stream, validate_consumer_name
 
 __all__ = ["RESPONDERS_PREFIX", "NatsBus"]
@@ -390,6 +392,17 @@ class NatsBus(EventBus):
             wanted.patterns, durable, queue, wanted.start_sequence, wanted.start_time, wanted.max_pending
         )
         return {"plan": plan}
+
+    async def rewind_durable(self, durable: str, after: int) -> DurableRewind:
+        """See :func:`.resume.rewind_durable`: call it before subscribing ``durable`` again, and pass
+        ``start_sequence=after + 1`` unless the result says the consumer was ``kept``."""
+        self._check_open()
+        if self._jsm is None:
+            raise ValueError("durable consumers need NatsSettings.jetstream = true")
+        validate_consumer_name(durable)
+        return await rewind_durable(
+            self._jsm, self.settings.stream, durable, after, self.settings.api_timeout_s
+        )
 
     async def _attach(self, subscription: Subscription, **options: Any) -> None:
         plan: ConsumerPlan | None = options.get("plan")

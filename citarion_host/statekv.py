@@ -1,0 +1,99 @@
+"""Bot snapshots in a JetStream key-value bucket: one key per bot id, the latest value only.
+
+The bucket is created like the event stream: when missing, with the replicas and the storage type of
+``[backend.nats]``; an existing bucket is used as it is. A put is atomic per key on the server, and in a
+cluster it is replicated before it is acknowledged, so a snapshot survives the host and a server.
+
+It uses the bus's own NATS connection (the host's user may use ``$KV.<bucket>.>`` and the bucket's
+stream, ``docs/nats-auth.md``): no second connection, and the snapshot writes share its reconnects.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from nats.aio.client import Client
+from nats.errors import Error as NatsError
+from nats.js import api
+from nats.js.errors import BucketNotFoundError, KeyDeletedError, KeyNotFoundError, NoKeysError
+from nats.js.kv import KeyValue
+
+from .bus.config import NatsSettings
+from .errors import StateError
+
+__all__ = ["KvStore", "open_kv_store"]
+
+log = logging.getLogger("citarion_host.state")
+
+
+class KvStore:
+    """A :class:`~citarion_host.statestore.StateStore` over one key-value bucket."""
+
+    def __init__(self, kv: KeyValue, bucket: str, max_payload: int) -> None:
+        self._kv = kv
+        self.bucket = bucket
+        self.where = f"kv {bucket}"
+        self.max_payload = max_payload
+
+    async def load(self, bot_id: str) -> bytes | None:
+        try:
+            entry = await self._kv.get(bot_id)
+        except (KeyNotFoundError, KeyDeletedError):
+            return None
+        except NatsError as exc:
+            raise StateError(f"bot {bot_id!r}: cannot read its state from {self.where}: {exc!r}") from exc
+        return entry.value
+
+    async def save(self, bot_id: str, data: bytes) -> None:
+        if len(data) > self.max_payload:
+            raise StateError(
+                f"bot {bot_id!r}: its snapshot is {len(data):,} bytes, more than the NATS server's"
+                f" max_payload ({self.max_payload:,}): raise max_payload on the servers, keep less state,"
+                ' or use [state] store = "dir"'
+            )
+        try:
+            await self._kv.put(bot_id, data)
+        except NatsError as exc:
+            raise StateError(f"bot {bot_id!r}: cannot write its state to {self.where}: {exc!r}") from exc
+
+    async def delete(self, bot_id: str) -> bool:
+        if await self.load(bot_id) is None:
+            return False
+        await self._kv.purge(bot_id)  # purge, not delete: no history of the old state is kept
+        return True
+
+    async def keys(self) -> list[str]:
+        try:
+            return sorted(await self._kv.keys())
+        except NoKeysError:
+            return []
+
+
+async def open_kv_store(
+    nc: Client, settings: NatsSettings, bucket: str, *, create: bool = True
+) -> KvStore | None:
+    """Bind to ``bucket``, creating it when missing (replicas and storage as the event stream); with
+    ``create`` false a missing bucket is None (reading tools must not create one)."""
+    js = nc.jetstream(timeout=settings.api_timeout_s)
+    try:
+        kv = await js.key_value(bucket)
+    except BucketNotFoundError:
+        if not create:
+            return None
+        config: Any = api.KeyValueConfig(
+            bucket=bucket,
+            description="citarion-host bot state snapshots (docs/state.md)",
+            history=1,
+            storage=api.StorageType.FILE if settings.storage == "file" else api.StorageType.MEMORY,
+            replicas=settings.replicas,
+        )
+        try:
+            kv = await js.create_key_value(config)
+        except NatsError as exc:
+            raise StateError(f"cannot create the key-value bucket {bucket!r} for bot state: {exc!r}") from exc
+        log.info(
+            "state bucket created",
+            extra={"bucket": bucket, "replicas": settings.replicas, "storage": settings.storage},
+        )
+    return KvStore(kv, bucket, nc.max_payload)
