@@ -20,6 +20,7 @@ from .monitor import RunMonitor, format_summary
 from .plugins import Plugins
 from .reload import ConfigReloader
 from .settings import LoadedConfig
+from .topology import Placement
 
 __all__ = ["run_host"]
 
@@ -35,11 +36,15 @@ async def run_host(
     handle_signals: bool = True,
     stop: asyncio.Event | None = None,
     summary_json: Path | None = None,
+    placement: Placement | None = None,
 ) -> dict[str, Any]:
-    """Run until a signal, ``stop`` is set, or ``stop_on`` completes. Returns the run summary."""
+    """Run until a signal, ``stop`` is set, or ``stop_on`` completes. Returns the run summary.
+
+    ``placement``: run only part of the topology (``--only/--except``); the rest runs on other hosts.
+    """
     out = out or sys.stdout
     settings = loaded.config.host
-    host = Host(loaded, plugins=plugins)
+    host = Host(loaded, plugins=plugins, placement=placement)
     host.check(loaded)  # refuse before opening anything
     stop = stop or asyncio.Event()
     record = Path(settings.record) if settings.record else None

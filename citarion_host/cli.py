@@ -144,6 +144,13 @@ def _bench(args: argparse.Namespace) -> int:
 _BENCH_CASES = ("memory", "core", "jetstream", "latency", "demo", "loop", "fleet", "state")
 
 
+def _ids(text: str) -> list[str]:
+    ids = [part.strip() for part in text.split(",") if part.strip()]
+    if not ids:
+        raise argparse.ArgumentTypeError(f"no bot id in {text!r} (comma-separated ids)")
+    return ids
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -426,6 +433,7 @@ def _run(args: argparse.Namespace) -> int:
     from .app import run_host
     from .errors import CitarionError, ConfigError
     from .settings import load_config
+    from .topology import Placement
 
     if not args.config:
         _error("run needs --config FILE (try: citarion-host init dev.toml)")
@@ -441,9 +449,11 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     logging_settings = loaded.config.logging
     configure_logging(args.log_level or logging_settings.level, args.log_format or logging_settings.format)
+    placement = Placement.of(args.only, args.excluded or ())
     try:
         loops.run(
-            run_host(loaded, reload=args.reload, summary_json=summary_json), loaded.config.host.event_loop
+            run_host(loaded, reload=args.reload, summary_json=summary_json, placement=placement),
+            loaded.config.host.event_loop,
         )
     except ConfigError as exc:
         _print_problems(exc)
@@ -762,6 +772,19 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     reload.add_argument("--no-reload", dest="reload", action="store_false", help="ignore [host] reload")
     parser.add_argument(
         "--summary-json", type=_path, default=None, help="also write the run summary to this JSON file"
+    )
+    parser.add_argument(
+        "--only",
+        type=_ids,
+        default=None,
+        help="run only these bots (comma-separated ids); the rest of the topology runs on other hosts",
+    )
+    parser.add_argument(
+        "--except",
+        dest="excluded",
+        type=_ids,
+        default=None,
+        help="run every bot but these (comma-separated ids)",
     )
 
 

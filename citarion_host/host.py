@@ -39,7 +39,7 @@ from .registry import BotRegistry, load_registry
 from .settings import BotConfig, HostConfig, LoadedConfig
 from .supervisor import BotRunner, State
 from .topics import overlaps
-from .topology import TopologyDiff, diff_topology
+from .topology import Placement, TopologyDiff, diff_topology
 from .wiring import Finding, WiringCheck, has_errors
 
 __all__ = ["BusObserver", "Host"]
@@ -69,8 +69,14 @@ class Host:
         plugins: Plugins | None = None,
         registry: BotRegistry | None = None,
         bus: EventBus | None = None,
+        placement: Placement | None = None,
     ) -> None:
         self.loaded = loaded
+        #: The bots of the topology this host runs (``run --only/--except``); the check covers all.
+        self.placement = placement or Placement()
+        unknown = self.placement.unknown(loaded.config)
+        if unknown:
+            raise ConfigError(f"{loaded.path}: --only/--except name bots the config does not have: {unknown}")
         self.plugins = plugins or Plugins.discover(
             import_timeout_s=loaded.config.host.plugin_import_timeout_s
         )
@@ -120,6 +126,10 @@ class Host:
 
     # -- lifecycle --------------------------------------------------------------------------------
 
+    def _placed(self, config: HostConfig) -> list[BotConfig]:
+        """The enabled bots of ``config`` this host runs."""
+        return [bot for bot in config.bots if bot.enabled and self.placement.runs(bot.id)]
+
     def observe(self, observer: BusObserver) -> None:
         """Hand ``observer`` the host's bus from :meth:`start` on, and every bus after a backend switch."""
         self.observers.append(observer)
@@ -132,7 +142,7 @@ class Host:
         for observer in self.observers:
             await observer.attach(self.bus)
         await self._watch_stop_on()
-        await self._start_bots([bot for bot in self.config.bots if bot.enabled])
+        await self._start_bots(self._placed(self.config))
         self.state.start_timer(self.runners, self.config.state.every_s)
         self._started = True
         self.plugins.manager.hook.citarion_host_started(host=self)
@@ -210,7 +220,7 @@ class Host:
         """Move to ``loaded``'s topology. Raises ConfigError (and changes nothing) if it is invalid."""
         async with self._apply_lock:
             self.check(loaded)
-            diff = diff_topology(self.config, loaded.config)
+            diff = diff_topology(self.config, loaded.config, self.placement)
             await self._check_states(loaded, diff)
             if diff.backend_changed:
                 await self._switch_backend(loaded)
@@ -283,7 +293,7 @@ class Host:
         for observer in self.observers:
             await observer.attach(self.bus)
         await self._watch_stop_on()
-        await self._start_bots([bot for bot in loaded.config.bots if bot.enabled], previous)
+        await self._start_bots(self._placed(loaded.config), previous)
         self.state.start_timer(self.runners, loaded.config.state.every_s)
 
     async def reload_plugin_code(self, files: Iterable[Path]) -> list[str]:

@@ -10,15 +10,41 @@ The classification decides what a reload may leave running:
 * **unchanged** — untouched: keeps running and loses no event.
 
 A backend change rewires everything (``backend_changed``).
+
+A host may run only part of a topology (:class:`Placement`, ``citarion-host run --only/--except``):
+the whole config is still checked (the wiring is one platform's), but a reload compares, starts and
+stops only the bots placed on this host.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .settings import BotConfig, HostConfig
 
-__all__ = ["TopologyDiff", "diff_topology"]
+__all__ = ["Placement", "TopologyDiff", "diff_topology"]
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Which bots of a topology this host runs: ``only`` these (None: all), except ``excluded``."""
+
+    only: frozenset[str] | None = None
+    excluded: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, only: Iterable[str] | None = None, excluded: Iterable[str] = ()) -> Placement:
+        return cls(None if only is None else frozenset(only), frozenset(excluded))
+
+    def runs(self, bot_id: str) -> bool:
+        return (self.only is None or bot_id in self.only) and bot_id not in self.excluded
+
+    def unknown(self, config: HostConfig) -> list[str]:
+        """Ids named here that are not bots of ``config`` (a typo would run nothing, silently)."""
+        ids = {bot.id for bot in config.bots}
+        return sorted(i for i in (self.only or frozenset()) | self.excluded if i not in ids)
+
 
 _DEFINITION = ("code", "plugin", "params", "reset_state")
 _WIRING = ("publish", "subscribe", "queue", "durable", "max_pending")
@@ -49,10 +75,10 @@ class TopologyDiff:
         }
 
 
-def diff_topology(old: HostConfig, new: HostConfig) -> TopologyDiff:
-    """Compare enabled bots by id."""
-    before = {bot.id: bot for bot in old.bots if bot.enabled}
-    after = {bot.id: bot for bot in new.bots if bot.enabled}
+def diff_topology(old: HostConfig, new: HostConfig, placement: Placement = Placement()) -> TopologyDiff:
+    """Compare the enabled bots placed on this host, by id."""
+    before = {bot.id: bot for bot in old.bots if bot.enabled and placement.runs(bot.id)}
+    after = {bot.id: bot for bot in new.bots if bot.enabled and placement.runs(bot.id)}
     added, restarted, rewired, unchanged = [], [], [], []
     for bot_id, bot in after.items():
         previous = before.get(bot_id)
