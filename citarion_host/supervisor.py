@@ -30,6 +30,7 @@ from .events import Event, Priority
 from .lineage import handling, stamp
 from .payloads import BotLifecycle
 from .settings import BotConfig, HostSettings
+from .timings import HandlerTimings
 
 __all__ = ["BotRunner", "HostBotContext"]
 
@@ -134,6 +135,7 @@ class BotRunner:
         self.errors = 0
         self.refused = 0
         self.published: dict[str, int] = {}
+        self.timings: HandlerTimings | None = None  # handler durations, when the host asks for them
         self.subscription: Subscription | None = None
         self.final_stats: dict[str, Any] = {}
         self._on_state = on_state
@@ -209,12 +211,16 @@ class BotRunner:
         bot = self.bot
         if bot is None or self.state != "running":
             return
+        timings = self.timings
+        started = time.perf_counter() if timings is not None else 0.0
         try:
             with handling(event):
                 await bot.handle(event)
             self.handled += 1
         except Exception as exc:
             self._failed(event, exc)
+        if timings is not None:
+            timings.observe(time.perf_counter() - started)
 
     # -- lifecycle --------------------------------------------------------------------------------
 
