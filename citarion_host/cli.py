@@ -439,11 +439,19 @@ def _run(args: argparse.Namespace) -> int:
     if summary_json is not None and not summary_json.parent.is_dir():
         _error(f"--summary-json {summary_json}: no such directory {summary_json.parent}")
         return 2
+    if getattr(args, "ui", False):
+        try:
+            loaded = _with_ui(loaded)
+        except ConfigError as exc:
+            _print_problems(exc)
+            return 1
     logging_settings = loaded.config.logging
     configure_logging(args.log_level or logging_settings.level, args.log_format or logging_settings.format)
+    speed = getattr(args, "speed", None)
     try:
         loops.run(
-            run_host(loaded, reload=args.reload, summary_json=summary_json), loaded.config.host.event_loop
+            run_host(loaded, reload=args.reload, summary_json=summary_json, speed=speed),
+            loaded.config.host.event_loop,
         )
     except ConfigError as exc:
         _print_problems(exc)
@@ -451,6 +459,53 @@ def _run(args: argparse.Namespace) -> int:
     except (CitarionError, OSError) as exc:
         _error(str(exc) or type(exc).__name__)
         return 1
+    return 0
+
+
+def _with_ui(loaded: Any) -> Any:
+    """``loaded`` with ``[ui] enabled = true`` (``run --ui``), validated like the file's value."""
+    from dataclasses import replace
+
+    from pydantic import ValidationError
+
+    from .errors import ConfigError
+    from .findings import Finding
+    from .settings import UiSettings
+
+    try:
+        ui = UiSettings.model_validate({**loaded.config.ui.model_dump(), "enabled": True})
+    except ValidationError as exc:
+        message = exc.errors()[0]["msg"].removeprefix("Value error, ")
+        raise ConfigError.of(Finding("error", str(loaded.path), None, "ui", f"--ui: {message}")) from None
+    return replace(loaded, config=loaded.config.model_copy(update={"ui": ui}))
+
+
+def _asyncapi(args: argparse.Namespace) -> int:
+    """Write the AsyncAPI 3.0 document of ``--config``'s topology (stdout, or ``--out``)."""
+    from .errors import ConfigError
+    from .payloads import BUILTIN_PAYLOADS
+    from .plugins import Plugins
+    from .settings import load_config
+    from .ui.asyncapi import asyncapi_document
+
+    try:
+        loaded = load_config(args.config)
+    except ConfigError as exc:
+        _print_problems(exc)
+        return 1
+    types: dict[str, Any] = dict(BUILTIN_PAYLOADS)
+    for mapping in Plugins.discover().manager.hook.citarion_payload_types():
+        types.update(mapping)
+    text = json.dumps(asyncapi_document(loaded.config, types), indent=2)
+    if args.out is None:
+        print(text)
+        return 0
+    try:
+        Path(args.out).write_text(text + "\n", encoding="utf-8")
+    except OSError as exc:
+        _error(f"{args.out}: cannot write: {exc.strerror or exc}")
+        return 1
+    print(f"wrote {args.out}")
     return 0
 
 
@@ -632,6 +687,17 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--config", help="read the stream of this config's [backend.nats]")
     explain.add_argument("--since", help="with --config: read from this long ago (15m, 2h) or an ISO time")
     explain.set_defaults(func=_explain, servers=None, stream=None)
+
+    asyncapi = commands.add_parser(
+        "asyncapi",
+        help="write the AsyncAPI 3.0 document of a config's topology",
+        description="Write an AsyncAPI 3.0 document of --config: a channel per declared pattern, a"
+        " send/receive operation per bot and pattern, message schemas from the payload types (installed"
+        " plugins' too), NATS and in-memory servers. The dashboard serves the same at /asyncapi.json.",
+    )
+    asyncapi.add_argument("--config", required=True, type=_path, help="the config file (TOML)")
+    asyncapi.add_argument("--out", type=_path, default=None, help="write to this file (default: stdout)")
+    asyncapi.set_defaults(func=_asyncapi)
     return parser
 
 
@@ -668,6 +734,19 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     reload.add_argument("--no-reload", dest="reload", action="store_false", help="ignore [host] reload")
     parser.add_argument(
         "--summary-json", type=_path, default=None, help="also write the run summary to this JSON file"
+    )
+    parser.add_argument(
+        "--ui",
+        action="store_true",
+        default=False,
+        help="serve the dashboard ([ui] enabled; address and port from [ui] host/port, docs/ui.md)",
+    )
+    parser.add_argument(
+        "--speed",
+        type=_positive_float,
+        default=None,
+        help="replay the feeds at this multiple of their data's pace (e.g. 600: a 1m bar every 0.1 s);"
+        " turns reload off",
     )
 
 
