@@ -62,7 +62,9 @@ async def test_the_book_follows_positions_fills_and_alerts() -> None:
         "quantity": 1.0, "status": "FILLED", "filledQuantity": 1.0, "averagePrice": 100.0, "fee": 0.1, "botId": "mesh",
     }  # fmt: skip
     alert = {"kind": "drawdown", "severity": "critical", "message": "mesh: too deep", "botId": "mesh"}
-    await bus.publish(make_event("trading.position.updated", position, source="EXC", metadata={"dataTime": 5}))
+    await bus.publish(
+        make_event("trading.position.updated", position, source="EXC", metadata={"dataTime": 5})
+    )
     await bus.publish(make_event("trading.order.filled", fill, source="EXC"))
     await bus.publish(make_event("risk.alert.triggered", alert, source="RSK"))
     await bus.settle()

@@ -24,7 +24,9 @@ retain_events = {retain}
 """
 
 
-async def publish(served: Served, count: int, topic: str = "analytics.number.emitted", start: int = 0) -> list[str]:
+async def publish(
+    served: Served, count: int, topic: str = "analytics.number.emitted", start: int = 0
+) -> list[str]:
     ids = []
     for n in range(start, start + count):
         event = make_event(topic, {"n": n}, source="HOST")
@@ -39,14 +41,16 @@ async def collect(
 ) -> list[ServerSentEvent]:
     """Read one stream until ``want`` data events arrived (other kinds are kept too)."""
     got: list[ServerSentEvent] = []
-    async with served.client() as client:
-        async with aconnect_sse(client, "GET", "/events", params=params, headers=dict(headers or {})) as source:
-            async for sse in source.aiter_sse():
-                if not sse.data:  # "retry:" alone: no event, by the SSE rules
-                    continue
-                got.append(sse)
-                if sum(1 for s in got if s.event == "message") >= want:
-                    break
+    async with (
+        served.client() as client,
+        aconnect_sse(client, "GET", "/events", params=params, headers=dict(headers or {})) as source,
+    ):
+        async for sse in source.aiter_sse():
+            if not sse.data:  # "retry:" alone: no event, by the SSE rules
+                continue
+            got.append(sse)
+            if sum(1 for s in got if s.event == "message") >= want:
+                break
     return got
 
 

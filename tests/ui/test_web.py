@@ -20,7 +20,9 @@ TOKEN = "s3cret-token-of-32-characters-xx"
 
 
 async def test_the_token_guards_everything_but_healthz(tmp_path: Path) -> None:
-    served = await serve(write_config(tmp_path, QUIET_FLEET.replace("port = 0", f'port = 0\ntoken = "{TOKEN}"')))
+    served = await serve(
+        write_config(tmp_path, QUIET_FLEET.replace("port = 0", f'port = 0\ntoken = "{TOKEN}"'))
+    )
     try:
         async with served.client() as client:
             assert (await client.get("/healthz")).status_code == 200
@@ -135,7 +137,9 @@ async def test_a_taken_port_is_one_clear_error(tmp_path: Path) -> None:
             await serve(write_config(tmp_path, QUIET_FLEET.replace("port = 0", f"port = {port}")))
 
 
-async def test_the_cli_refuses_ui_off_loopback_without_a_token(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+async def test_the_cli_refuses_ui_off_loopback_without_a_token(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from citarion_host.cli import main
 
     path = tmp_path / "ui.toml"
