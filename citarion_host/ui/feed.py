@@ -143,6 +143,11 @@ class LiveFeed:
 
     # -- readers ------------------------------------------------------------------------------------
 
+    @property
+    def last_position(self) -> int:
+        """The position of the newest event seen (0 before any)."""
+        return self._last[0]
+
     def encode(self, entry: Retained) -> bytes:
         return entry.frame(self._encode)
 

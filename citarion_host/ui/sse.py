@@ -7,6 +7,7 @@ buffers; the write then waits, only that stream waits, and once the browser is f
 the ring it loses the oldest events, counted and told (``event: gap``). SSE frames::
 
     retry: 1000                      at the start: reconnect after 1 s
+    id: 1200                         a new stream: where it starts (sets the browser's last id, no event)
     id: 1234                         the event's position (stream sequence / counter)
     data: {...the event's JSON...}
 
@@ -103,6 +104,8 @@ class Streams:
         try:
             index, note, lost = feed.resume_at(last_event_id)
             yield b"retry: %d\n\n" % RETRY_MS
+            if last_event_id is None:  # where this stream starts: a browser cut before any event resumes here
+                yield b"id: %d\n\n" % feed.last_position
             if note is not None:
                 info.dropped += lost
                 feed.dropped += lost
