@@ -10,10 +10,13 @@ needs it first.
 **Positions (SSE ids).** On a bus with stored events (JetStream) the feed reads the stream itself
 (``stored=True``) and numbers each event with its stream sequence (``delivery_position()``): the
 same number every reader of the stream sees, stable across a restart of the host. On the memory bus
-it counts. Either way the numbers grow with the ring, so a browser that reconnects with
-``Last-Event-ID: N`` gets exactly the events after ``N``: no gap, no duplicate, as long as ``N`` is
-still in the window (``[ui] retain_events``). An event that has no stream position (a report the bus
-delivers locally while the connection is down) is shown live without an id and is not resumed.
+it counts. Browsers get the events in the feed's order (the ring's), and a browser that reconnects
+with ``Last-Event-ID: N`` gets exactly what came after ``N`` in that order: no gap, no duplicate, as
+long as ``N`` is still in the window (``[ui] retain_events``). Resuming looks ``N`` up (position ->
+ring index) rather than assuming the positions grow along the ring: in deterministic mode the
+sequencer hands this host's own publishes to the feed in program order, which may differ from the
+order the stream stored them in. An event that has no stream position (a report the bus delivers
+locally while the connection is down) is shown live without an id and is not resumed.
 
 **Never slowing the bus.** Browsers read from the ring at their own pace, each with its own cursor. A
 browser that falls further behind than the window loses what fell out: counted per stream and in
@@ -84,6 +87,8 @@ class LiveFeed:
         self.book = book
         self.ring: Ring[Retained] = Ring(retain)
         self.by_id: dict[str, Retained] = {}
+        self._index: dict[int, int] = {}  # position -> absolute ring index
+        self._highest = 0  # the highest position seen (out-of-order arrivals do not lower it)
         self.bus: EventBus | None = None
         self.stored = False
         self.events = 0  # events seen
@@ -119,7 +124,7 @@ class LiveFeed:
             position = delivery_position()
             if position is None:
                 key = (self._last[0], self._last[1] + 1)
-            elif position <= self._last[0]:
+            elif position in self._index:  # a redelivery of what the window holds
                 self.duplicates += 1
                 return
             else:
@@ -129,9 +134,16 @@ class LiveFeed:
             key = (self._counter, 0)
         self._last = key
         entry = Retained(key, event)
-        evicted = self.ring.append(entry)
-        if evicted is not None and self.by_id.get(evicted.event.id) is evicted:
-            del self.by_id[evicted.event.id]
+        ring = self.ring
+        evicted = ring.append(entry)
+        if key[1] == 0:
+            self._index[key[0]] = ring.end - 1
+            self._highest = max(self._highest, key[0])
+        if evicted is not None:
+            if self.by_id.get(evicted.event.id) is evicted:
+                del self.by_id[evicted.event.id]
+            if evicted.key[1] == 0 and self._index.get(evicted.key[0]) == ring.start - 1:
+                del self._index[evicted.key[0]]
         self.by_id[event.id] = entry
         self.events += 1
         counted = (event.source, event.topic)
@@ -145,7 +157,7 @@ class LiveFeed:
 
     @property
     def last_position(self) -> int:
-        """The position of the newest event seen (0 before any)."""
+        """The position of the last event the feed took in (0 before any): a new stream starts after it."""
         return self._last[0]
 
     def encode(self, entry: Retained) -> bytes:
@@ -155,13 +167,13 @@ class LiveFeed:
         return entry.wire(self._encode)
 
     def resume_at(self, last_event_id: str | None) -> tuple[int, str | None, int]:
-        """Where a stream starts: after ``Last-Event-ID`` when given, else at the live end.
+        """Where a stream starts: right after ``Last-Event-ID`` when given, else at the live end.
 
         Returns the absolute ring index, a note for the browser when it cannot resume exactly, and
-        how many events it lost. ``gap``: the id fell out of the window (the lost count is exact on
-        the memory bus, at most that on a stream with deleted messages); ``reset``: an id the feed
-        cannot place (newer than anything kept, e.g. from before a restart on memory; not a number):
-        the browser gets the whole window and should start over.
+        how many events it lost. ``gap``: the id fell out of the window (the count is exact on the
+        memory bus, at most that on a stream with deleted messages); ``reset``: an id the feed cannot
+        place (newer than anything seen, e.g. from before a restart on memory; not a number): the
+        browser gets the whole window and should start over.
         """
         ring = self.ring
         if last_event_id is None:
@@ -170,14 +182,18 @@ class LiveFeed:
             last = int(last_event_id)
         except ValueError:
             return ring.start, "reset", 0
-        if last > self._last[0]:
+        found = self._index.get(last)
+        if found is not None:
+            return found + 1, None, 0
+        if last > self._highest:
             return ring.start, "reset", 0
-        index = ring.first_after(_key, (last, 1 << 62))
-        if index == ring.start and ring.start > 0 and len(ring):
-            lost = ring.get(index).key[0] - last - 1
-            if lost > 0:
-                return index, "gap", lost
-        return index, None, 0
+        first = next((i for i in range(ring.start, ring.end) if ring.get(i).key[1] == 0), ring.end)
+        oldest = ring.get(first).key[0] if first < ring.end else self._highest + 1
+        if last < oldest:
+            lost = oldest - last - 1
+            return ring.start, "gap" if lost else None, lost
+        # a position in the window's range that never reached this feed: resume after what preceded it
+        return ring.first_after(_key, (last, 1 << 62)), None, 0
 
     async def wait(self, index: int, timeout: float) -> None:
         """Until an event past absolute ``index`` exists, the feed closes, or ``timeout`` passes."""
@@ -213,6 +229,7 @@ class LiveFeed:
             "window": self.ring.capacity,
             "first": self.ring.get(self.ring.start).key[0] if len(self.ring) else None,
             "last": self._last[0],
+            "highest": self._highest,
             "positions": "stream sequence" if self.stored else "counter",
             "duplicates": self.duplicates,
             "dropped": self.dropped,
