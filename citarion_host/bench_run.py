@@ -85,6 +85,12 @@ def _loop(options: BenchOptions, server: NatsServer | None) -> list[Table]:
     )
 
 
+def _ui(options: BenchOptions, server: NatsServer | None) -> list[Table]:
+    from .bench_ui import run_ui_bench  # Playwright and the dashboard: only for this case
+
+    return loops.run(run_ui_bench(options.config, options.rounds), options.loop)
+
+
 def _fleet(options: BenchOptions, server: NatsServer | None) -> list[Table]:
     figures = loops.run(run_fleet_bench(options.bots), options.loop)
     steps = [key for key in figures if key.endswith("_s")]
@@ -117,6 +123,7 @@ CASES: dict[str, Case] = {
     "demo": Case("the demo topology on memory and JetStream: events/s, CPU us per event", True, _demo),
     "loop": Case("asyncio's event loop vs uvloop: core NATS and the demo", True, _loop),
     "fleet": Case("1,000-bot fleet: check, start and a one-bot reload (--bots)", False, _fleet),
+    "ui": Case("the demo with the dashboard off / on with a browser / on with 20 SSE clients", False, _ui),
 }
 
 

@@ -141,7 +141,7 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
-_BENCH_CASES = ("memory", "core", "jetstream", "latency", "demo", "loop", "fleet")
+_BENCH_CASES = ("memory", "core", "jetstream", "latency", "demo", "loop", "fleet", "ui")
 
 
 def _positive_float(text: str) -> float:
@@ -161,7 +161,8 @@ def _add_bench_arguments(bench: argparse.ArgumentParser) -> None:
         choices=_BENCH_CASES,
         help="a case to run (repeatable; default: all): memory, core (core NATS), jetstream (publish"
         " throughput), latency (fixed rates), demo (memory vs JetStream), loop (asyncio vs uvloop),"
-        " fleet (check, start and reload --bots idle bots)",
+        " fleet (check, start and reload --bots idle bots), ui (the demo with the dashboard off / on"
+        " with a browser / on with 20 SSE clients)",
     )
     bench.add_argument(
         "--rounds", type=_positive_int, default=3, help="interleaved rounds per case (default: 3)"
@@ -204,7 +205,7 @@ def _add_bench_arguments(bench: argparse.ArgumentParser) -> None:
         help="latency: events/s to hold (default: 1000 5000 20000)",
     )
     bench.add_argument(
-        "--config", default=None, help="demo/loop: the config to run (default: configs/dev.toml)"
+        "--config", default=None, help="demo/loop/ui: the config to run (default: configs/dev.toml)"
     )
 
 

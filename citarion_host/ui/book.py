@@ -112,13 +112,20 @@ class Book:
         if not isinstance(p, Position):
             return
         book = self.bot(p.bot_id)
-        book.positions[f"{p.exchange}:{p.symbol}"] = event
-        positions = [e.payload for e in book.positions.values()]
-        book.realized = sum(x.realized_pnl for x in positions)
-        book.unrealized = sum(x.unrealized_pnl for x in positions)
-        book.fees = sum(x.fees_paid for x in positions)
+        key = f"{p.exchange}:{p.symbol}"
+        previous = book.positions.get(key)
+        book.positions[key] = event
+        # running sums: add this position's figures, take back the ones it replaces (O(1) per event)
+        book.realized += p.realized_pnl
+        book.unrealized += p.unrealized_pnl
+        book.fees += p.fees_paid
+        if previous is not None:
+            old = previous.payload
+            book.realized -= old.realized_pnl
+            book.unrealized -= old.unrealized_pnl
+            book.fees -= old.fees_paid
         time = data_time(event)
-        pnl = book.pnl
+        pnl = book.realized + book.unrealized
         assert book.equity is not None
         book.equity.append(time, pnl)
         self._pnl_sum += pnl - self._pnl_by_bot.get(p.bot_id, 0.0)

@@ -50,6 +50,15 @@ class Ring(Generic[T]):
         assert item is not None
         return item
 
+    def slice(self, start: int, stop: int) -> list[T]:
+        """The items at absolute indexes ``start`` to ``stop`` (within the window), as a list."""
+        if not self.start <= start <= stop <= self.end:
+            raise IndexError(f"[{start}, {stop}) outside the window [{self.start}, {self.end})")
+        first, last = start % self.capacity, stop % self.capacity
+        items = self._items
+        chunk = items[first:last] if first < last or start == stop else items[first:] + items[:last]
+        return chunk  # type: ignore[return-value]
+
     def first_after(self, key: Callable[[T], tuple[int, int]], bound: tuple[int, int]) -> int:
         """The absolute index of the first item whose ``key`` is greater than ``bound`` (keys grow with
         the index), or ``end`` when there is none."""

@@ -132,7 +132,11 @@ class Streams:
                     yield b": keep-alive\n\n"
                 continue
             stop = min(end, index + BATCH)
-            frames = [feed.encode(e) for e in map(ring.get, range(index, stop)) if wanted(e.event.topic)]
+            encode = feed.encode
+            if wanted.everything:
+                frames = [encode(e) for e in ring.slice(index, stop)]
+            else:
+                frames = [encode(e) for e in ring.slice(index, stop) if wanted(e.event.topic)]
             index = stop
             if frames:
                 info.sent += len(frames)

@@ -25,3 +25,13 @@ def test_first_after_finds_the_first_greater_key(bound: int) -> None:
     index = ring.first_after(lambda n: (n, 0), (bound, 0))
     expected = next((i for i in range(ring.start, ring.end) if ring.get(i) > bound), ring.end)
     assert index == expected
+
+
+@pytest.mark.parametrize(("start", "stop"), [(5, 5), (5, 8), (6, 12), (9, 12), (7, 10)])
+def test_slices_across_the_wrap(start: int, stop: int) -> None:
+    ring: Ring[int] = Ring(7)
+    for n in range(12):  # the window keeps 5..11, stored wrapped around
+        ring.append(n)
+    assert ring.slice(start, stop) == list(range(start, stop))
+    with pytest.raises(IndexError):
+        ring.slice(4, 6)

@@ -4,11 +4,13 @@
 "use strict";
 
 const CONTROL = { "X-Citarion-Control": "1", "Content-Type": "application/json" };
-const TAIL_ROWS = 500;      // rows kept in the tail table
+const TAIL_ROWS = 200;      // rows kept in the tail table
 const TAIL_BUFFER = 5000;   // events kept to re-filter the tail
+const TAIL_EVERY_MS = 250;  // the tail is redrawn at most this often: a fast run must not cost a row per event
 const SIGNAL_ROWS = 100;
 
 const state = {
+  received: 0,         // events received over SSE (the overhead benchmark reads it)
   tail: [],            // recent events (any topic), newest last
   pendingTail: [],     // received while rendering was pending
   paused: false,
@@ -59,8 +61,9 @@ function matches(pattern, topic) {
   }
   return p.length === t.length;
 }
+let filterPatterns = [">"];
 function filterMatches(topic) {
-  return state.filter.split(/[ ,]+/).filter(Boolean).some((p) => matches(p, topic));
+  return filterPatterns.some((p) => p === ">" || matches(p, topic));
 }
 
 // -- one line about an event ---------------------------------------------------------------------
@@ -90,6 +93,7 @@ function connect() {
     renderStream();
   };
   source.onmessage = (message) => {
+    state.received += 1;
     const event = JSON.parse(message.data);
     event.position = message.lastEventId || null;
     state.lastId = message.lastEventId || state.lastId;
@@ -101,9 +105,10 @@ function connect() {
 
 function receive(event) {
   state.tail.push(event);
-  if (state.tail.length > TAIL_BUFFER) state.tail.splice(0, state.tail.length - TAIL_BUFFER);
-  if (!state.paused && filterMatches(event.topic)) {
+  if (state.tail.length > 2 * TAIL_BUFFER) state.tail.splice(0, state.tail.length - TAIL_BUFFER);
+  if (!state.paused) {
     state.pendingTail.push(event);
+    if (state.pendingTail.length > 2 * TAIL_ROWS) state.pendingTail.splice(0, state.pendingTail.length - TAIL_ROWS);
     scheduleTail();
   }
   if (event.entity === "signal") {
@@ -129,11 +134,15 @@ let tailScheduled = false;
 function scheduleTail() {
   if (tailScheduled) return;
   tailScheduled = true;
-  requestAnimationFrame(() => { tailScheduled = false; flushTail(); });
+  setTimeout(() => requestAnimationFrame(() => { tailScheduled = false; flushTail(); }), TAIL_EVERY_MS);
 }
 function flushTail() {
   const body = $("tail");
-  const fresh = state.pendingTail.splice(0).slice(-TAIL_ROWS);
+  if (page !== "tail") {  // drawn when shown: keep only what the table would keep
+    state.pendingTail.splice(0, Math.max(0, state.pendingTail.length - TAIL_ROWS));
+    return;
+  }
+  const fresh = state.pendingTail.splice(0).filter((e) => filterMatches(e.topic)).slice(-TAIL_ROWS);
   const fragment = document.createDocumentFragment();
   for (const e of fresh) fragment.prepend(tailRow(e));
   body.prepend(fragment);
@@ -482,9 +491,14 @@ async function refresh(force) {
   }
 }
 
+window.citarion = state;  // for tests and the benchmark (read-only use)
 window.addEventListener("hashchange", route);
 window.addEventListener("DOMContentLoaded", () => {
-  $("tail-filter").addEventListener("change", (e) => { state.filter = e.target.value.trim() || ">"; refilterTail(); });
+  $("tail-filter").addEventListener("change", (e) => {
+    state.filter = e.target.value.trim() || ">";
+    filterPatterns = state.filter.split(/[ ,]+/).filter(Boolean);
+    refilterTail();
+  });
   $("tail-pause").addEventListener("click", (e) => {
     state.paused = !state.paused;
     e.target.textContent = state.paused ? "Resume" : "Pause";
