@@ -84,8 +84,26 @@ function summary(e) {
 }
 
 // -- the live feed ---------------------------------------------------------------------------------
+// What the page streams: on the live tail, what its filter asks for; elsewhere only what the panels
+// update live (signals and LOGOS decisions, risk and system reports): a fast run's market data and
+// positions reach those pages through the REST figures, not event by event.
+const PANEL_TOPICS = ["trading.signal.>", "analytics.decision.>", "risk.>", "system.>"];
+let source = null;
+let streaming = "";
+
+function streamTopics() {
+  return page === "tail" ? filterPatterns : PANEL_TOPICS;
+}
+
 function connect() {
-  const source = new EventSource("/events");
+  const topics = streamTopics();
+  const key = topics.join(" ");
+  if (source && key === streaming) return;
+  if (source) source.close();  // a new filter: resume from the last event seen, so nothing is missed
+  streaming = key;
+  const query = topics.map((t) => "topic=" + encodeURIComponent(t));
+  if (state.lastId) query.push("lastEventId=" + encodeURIComponent(state.lastId));
+  source = new EventSource("/events?" + query.join("&"));
   source.onopen = () => { state.connected = true; renderStream(); };
   source.onerror = () => {
     if (state.connected) state.reconnects += 1;
@@ -470,6 +488,7 @@ function route() {
   document.body.dataset.page = page;
   if (page === "lineage" && arg) showLineage(decodeURIComponent(arg));
   if (page === "tail") refilterTail();
+  connect();
   refresh(true);
 }
 
@@ -498,6 +517,7 @@ window.addEventListener("DOMContentLoaded", () => {
     state.filter = e.target.value.trim() || ">";
     filterPatterns = state.filter.split(/[ ,]+/).filter(Boolean);
     refilterTail();
+    connect();
   });
   $("tail-pause").addEventListener("click", (e) => {
     state.paused = !state.paused;
@@ -513,7 +533,6 @@ window.addEventListener("DOMContentLoaded", () => {
   document.addEventListener("click", (e) => {
     if (!e.target.closest("#popover") && !e.target.classList.contains("bot-pill")) $("popover").hidden = true;
   });
-  connect();
   route();
   setInterval(() => refresh(false), 1000);
 });
