@@ -142,3 +142,11 @@ def test_bot_state_and_bus_gauges(demo: Any) -> None:
     assert found["citarion_bus_connected"] == [({"backend": "memory"}, 1.0)]
     names = {family.name for family in text_string_to_metric_families(text)}
     assert all(name.startswith("citarion_") for name in names)
+
+
+def test_every_metric_is_documented(demo: Any) -> None:
+    text = demo[0]
+    documented = (Path(__file__).resolve().parents[2] / "docs" / "metrics.md").read_text()
+    for family in text_string_to_metric_families(text):
+        name = family.name + ("_total" if family.type == "counter" else "")
+        assert f"`{name}`" in documented, name
