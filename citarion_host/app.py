@@ -2,6 +2,11 @@
 
 Shutdown on SIGINT/SIGTERM (or when every ``[host] stop_on`` publisher has reported): stop intake,
 drain every backlog, stop the bots, close the bus, print the summary, exit 0.
+
+With the dashboard on (``[ui] enabled``, ``--ui``), its port is taken before anything starts, its URL
+printed, and when the feed completes the host keeps running and serving (``[ui] linger``) until
+interrupted, so the final state can be inspected and the controls still work. What the terminal
+shows while it runs, and the summary, are ``terminal.py``'s.
 """
 
 from __future__ import annotations
@@ -13,14 +18,19 @@ import logging
 import signal
 import sys
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from .host import Host
-from .monitor import RunMonitor, format_summary
+from .monitor import RunMonitor
+from .pacing import pace_feeds
 from .plugins import Plugins
 from .reload import ConfigReloader
 from .settings import LoadedConfig
+from .terminal import print_summary, run_progress
 from .topology import Placement
+
+if TYPE_CHECKING:
+    from .ui import DashboardServer
 
 __all__ = ["run_host"]
 
@@ -37,15 +47,20 @@ async def run_host(
     stop: asyncio.Event | None = None,
     summary_json: Path | None = None,
     placement: Placement | None = None,
+    speed: float | None = None,
 ) -> dict[str, Any]:
-    """Run until a signal, ``stop`` is set, or ``stop_on`` completes. Returns the run summary.
-
-    ``placement``: run only part of the topology (``--only/--except``); the rest runs on other hosts.
-    """
+    """Run until a signal, ``stop`` is set, or ``stop_on`` completes (with the dashboard lingering:
+    until a signal or ``stop``). ``placement``: run only part of the topology (``--only/--except``);
+    the rest runs on other hosts. ``speed``: pace the feeds (``pacing.py``; turns reload off, since a
+    reload would read the file's pace back). Returns the run summary."""
     out = out or sys.stdout
     settings = loaded.config.host
     host = Host(loaded, plugins=plugins, placement=placement)
+    if speed is not None:
+        host.loaded = loaded = pace_feeds(loaded, speed, host.plugins)
+        reload = False
     host.check(loaded)  # refuse before opening anything
+    server = _dashboard(host, loaded)  # its port taken now: a clear error before anything starts
     stop = stop or asyncio.Event()
     record = Path(settings.record) if settings.record else None
     monitor = RunMonitor(record)
@@ -55,16 +70,21 @@ async def run_host(
         _install_signal_handlers(stop)
     tasks: list[asyncio.Task[Any]] = []
     try:
+        if server is not None:
+            await server.start()
+            print(f"dashboard: {server.url}{_token_hint(loaded)}", file=out, flush=True)
         await host.start()
         if reload if reload is not None else settings.reload:
             tasks.append(asyncio.create_task(ConfigReloader(host).run(stop), name="reloader"))
         if settings.progress_interval_s > 0:
-            tasks.append(asyncio.create_task(_progress(monitor, settings.progress_interval_s, out, stop)))
-        finished = asyncio.create_task(host.finished.wait())
-        stopped = asyncio.create_task(stop.wait())
-        await asyncio.wait({finished, stopped}, return_when=asyncio.FIRST_COMPLETED)
-        finished.cancel()
-        stopped.cancel()
+            tasks.append(
+                asyncio.create_task(run_progress(monitor, host, settings.progress_interval_s, out, stop))
+            )
+        await _first(host.finished, stop)
+        if server is not None and loaded.config.ui.linger and not stop.is_set():
+            log.info("feed completed; the dashboard keeps serving", extra={"url": server.url})
+            print(f"feed completed; dashboard still at {server.url} (Ctrl-C to stop)", file=out, flush=True)
+            await stop.wait()
         log.info("stopping", extra={"reason": "stop_on reached" if host.finished.is_set() else "signal"})
     finally:
         stop.set()
@@ -72,13 +92,15 @@ async def run_host(
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(task, 5)
         await host.stop()
+        if server is not None:
+            await server.stop()
         monitor.close()
         if handle_signals:
             _remove_signal_handlers()
     summary = monitor.summary(host.final_stats)
     summary["record"] = str(record) if record else None
     if settings.summary:
-        print(format_summary(summary), file=out)
+        print_summary(summary, out)
         if record:
             print(f"events recorded to {record}", file=out)
     if summary_json is not None:
@@ -86,11 +108,29 @@ async def run_host(
     return summary
 
 
-async def _progress(monitor: RunMonitor, interval: float, out: TextIO, stop: asyncio.Event) -> None:
-    while not stop.is_set():
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), interval)
-        print(monitor.progress_line(), file=out, flush=True)
+async def _first(finished: asyncio.Event, stop: asyncio.Event) -> None:
+    """Until the feed completed (``stop_on``) or ``stop`` is set."""
+    waiting = {asyncio.create_task(finished.wait()), asyncio.create_task(stop.wait())}
+    try:
+        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in waiting:
+            task.cancel()
+
+
+def _dashboard(host: Host, loaded: LoadedConfig) -> DashboardServer | None:
+    """The dashboard's server with its port bound, when ``[ui] enabled``."""
+    if not loaded.config.ui.enabled:
+        return None
+    from .ui import Dashboard, DashboardServer
+
+    server = DashboardServer(Dashboard(host, loaded.config.ui))
+    server.bind()
+    return server
+
+
+def _token_hint(loaded: LoadedConfig) -> str:
+    return " (add ?token=<[ui] token> once; the page keeps it in a cookie)" if loaded.config.ui.token else ""
 
 
 def _install_signal_handlers(stop: asyncio.Event) -> None:

@@ -95,6 +95,12 @@ def _state(options: BenchOptions, server: NatsServer | None) -> list[Table]:
     return loops.run(coro, options.loop)
 
 
+def _ui(options: BenchOptions, server: NatsServer | None) -> list[Table]:
+    from .bench_ui import run_ui_bench  # Playwright and the dashboard: only for this case
+
+    return loops.run(run_ui_bench(options.config, options.rounds), options.loop)
+
+
 def _fleet(options: BenchOptions, server: NatsServer | None) -> list[Table]:
     figures = loops.run(run_fleet_bench(options.bots), options.loop)
     steps = [key for key in figures if key.endswith("_s")]
@@ -130,6 +136,7 @@ CASES: dict[str, Case] = {
     "state": Case(
         "bot state: cost per event on memory and JetStream KV, the demo with state on vs off", True, _state
     ),
+    "ui": Case("the demo with the dashboard off / on with a browser / on with 20 SSE clients", False, _ui),
 }
 
 

@@ -141,7 +141,7 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
-_BENCH_CASES = ("memory", "core", "jetstream", "latency", "demo", "loop", "fleet", "state")
+_BENCH_CASES = ("memory", "core", "jetstream", "latency", "demo", "loop", "fleet", "state", "ui")
 
 
 def _ids(text: str) -> list[str]:
@@ -168,7 +168,8 @@ def _add_bench_arguments(bench: argparse.ArgumentParser) -> None:
         choices=_BENCH_CASES,
         help="a case to run (repeatable; default: all): memory, core (core NATS), jetstream (publish"
         " throughput), latency (fixed rates), demo (memory vs JetStream), loop (asyncio vs uvloop),"
-        " fleet (check, start and reload --bots idle bots)",
+        " fleet (check, start and reload --bots idle bots), ui (the demo with the dashboard off / on"
+        " with a browser / on with 20 SSE clients)",
     )
     bench.add_argument(
         "--rounds", type=_positive_int, default=3, help="interleaved rounds per case (default: 3)"
@@ -211,7 +212,7 @@ def _add_bench_arguments(bench: argparse.ArgumentParser) -> None:
         help="latency: events/s to hold (default: 1000 5000 20000)",
     )
     bench.add_argument(
-        "--config", default=None, help="demo/loop: the config to run (default: configs/dev.toml)"
+        "--config", default=None, help="demo/loop/ui: the config to run (default: configs/dev.toml)"
     )
 
 
@@ -447,12 +448,19 @@ def _run(args: argparse.Namespace) -> int:
     if summary_json is not None and not summary_json.parent.is_dir():
         _error(f"--summary-json {summary_json}: no such directory {summary_json.parent}")
         return 2
+    if getattr(args, "ui", False):
+        try:
+            loaded = _with_ui(loaded)
+        except ConfigError as exc:
+            _print_problems(exc)
+            return 1
     logging_settings = loaded.config.logging
     configure_logging(args.log_level or logging_settings.level, args.log_format or logging_settings.format)
     placement = Placement.of(args.only, args.excluded or ())
+    speed = getattr(args, "speed", None)
     try:
         loops.run(
-            run_host(loaded, reload=args.reload, summary_json=summary_json, placement=placement),
+            run_host(loaded, reload=args.reload, summary_json=summary_json, placement=placement, speed=speed),
             loaded.config.host.event_loop,
         )
     except ConfigError as exc:
@@ -494,6 +502,53 @@ def _state(args: argparse.Namespace) -> int:
     except (StateError, BusError, OSError, TimeoutError) as exc:
         _error(str(exc) or type(exc).__name__)
         return 1
+
+
+def _with_ui(loaded: Any) -> Any:
+    """``loaded`` with ``[ui] enabled = true`` (``run --ui``), validated like the file's value."""
+    from dataclasses import replace
+
+    from pydantic import ValidationError
+
+    from .errors import ConfigError
+    from .findings import Finding
+    from .settings import UiSettings
+
+    try:
+        ui = UiSettings.model_validate({**loaded.config.ui.model_dump(), "enabled": True})
+    except ValidationError as exc:
+        message = exc.errors()[0]["msg"].removeprefix("Value error, ")
+        raise ConfigError.of(Finding("error", str(loaded.path), None, "ui", f"--ui: {message}")) from None
+    return replace(loaded, config=loaded.config.model_copy(update={"ui": ui}))
+
+
+def _asyncapi(args: argparse.Namespace) -> int:
+    """Write the AsyncAPI 3.0 document of ``--config``'s topology (stdout, or ``--out``)."""
+    from .errors import ConfigError
+    from .payloads import BUILTIN_PAYLOADS
+    from .plugins import Plugins
+    from .settings import load_config
+    from .ui.asyncapi import asyncapi_document
+
+    try:
+        loaded = load_config(args.config)
+    except ConfigError as exc:
+        _print_problems(exc)
+        return 1
+    types: dict[str, Any] = dict(BUILTIN_PAYLOADS)
+    for mapping in Plugins.discover().manager.hook.citarion_payload_types():
+        types.update(mapping)
+    text = json.dumps(asyncapi_document(loaded.config, types), indent=2)
+    if args.out is None:
+        print(text)
+        return 0
+    try:
+        Path(args.out).write_text(text + "\n", encoding="utf-8")
+    except OSError as exc:
+        _error(f"{args.out}: cannot write: {exc.strerror or exc}")
+        return 1
+    print(f"wrote {args.out}")
+    return 0
 
 
 def _print_problems(exc: Exception) -> None:
@@ -713,6 +768,17 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "show":
             sub.add_argument("--json", action="store_true", help="print JSON (the states included)")
         sub.set_defaults(func=_state)
+
+    asyncapi = commands.add_parser(
+        "asyncapi",
+        help="write the AsyncAPI 3.0 document of a config's topology",
+        description="Write an AsyncAPI 3.0 document of --config: a channel per declared pattern, a"
+        " send/receive operation per bot and pattern, message schemas from the payload types (installed"
+        " plugins' too), NATS and in-memory servers. The dashboard serves the same at /asyncapi.json.",
+    )
+    asyncapi.add_argument("--config", required=True, type=_path, help="the config file (TOML)")
+    asyncapi.add_argument("--out", type=_path, default=None, help="write to this file (default: stdout)")
+    asyncapi.set_defaults(func=_asyncapi)
     return parser
 
 
@@ -785,6 +851,19 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
         type=_ids,
         default=None,
         help="run every bot but these (comma-separated ids)",
+    )
+    parser.add_argument(
+        "--ui",
+        action="store_true",
+        default=False,
+        help="serve the dashboard ([ui] enabled; address and port from [ui] host/port, docs/ui.md)",
+    )
+    parser.add_argument(
+        "--speed",
+        type=_positive_float,
+        default=None,
+        help="replay the feeds at this multiple of their data's pace (e.g. 600: a 1m bar every 0.1 s);"
+        " turns reload off",
     )
 
 

@@ -38,6 +38,7 @@ from .plugins import Plugins
 from .registry import BotRegistry, load_registry
 from .settings import BotConfig, HostConfig, LoadedConfig
 from .supervisor import BotRunner, State
+from .timings import HandlerTimings
 from .topics import overlaps
 from .topology import Placement, TopologyDiff, diff_topology
 from .wiring import Finding, WiringCheck, has_errors
@@ -97,10 +98,19 @@ class Host:
         self._checked: LoadedConfig | None = None
         #: Bot state: the store, the latest snapshots (kept across reloads and backend switches).
         self.state = HostState()
+        #: Per bot, when someone (the dashboard's metrics) asked for handler durations: kept across
+        #: restarts and backend switches, so a histogram covers the whole run.
+        self.handler_timings: dict[str, HandlerTimings] | None = None
+        self.stopped_by_operator: set[str] = set()  # bots stopped through :meth:`stop_bot`
 
     @property
     def config(self) -> HostConfig:
         return self.loaded.config
+
+    @property
+    def started(self) -> bool:
+        """True from the end of :meth:`start` until :meth:`stop` closed the bus."""
+        return self._started and not self.bus.closed
 
     # -- checks -----------------------------------------------------------------------------------
 
@@ -152,6 +162,9 @@ class Host:
         bot_type = self.plugins.resolve(config.plugin)
         runner = BotRunner(config, bot_type, self.bus, self.config.host, self._state_changed)
         self.state.attach(runner, self.config)
+        if self.handler_timings is not None:
+            runner.timings = self.handler_timings.setdefault(config.id, HandlerTimings())
+        self.runners[config.id] = runner
         return runner
 
     async def _start_bots(self, bots: list[BotConfig], previous: dict[str, BotRunner] | None = None) -> None:
@@ -192,9 +205,12 @@ class Host:
         sources = [r for r in self.runners.values() if not r.config.subscribe]
         others = [r for r in reversed(self.runners.values()) if r.config.subscribe]
         for runner in sources:
-            await runner.stop(drain=True)
+            if runner.state != "stopped":  # not already stopped by an operator (stop_bot)
+                await runner.stop(drain=True)
         await self._settle("the feeds stopped")
         for runner in others:
+            if runner.state == "stopped":
+                continue
             await runner.stop(drain=True)
             await self._settle(f"bot {runner.config.id!r} stopped")
         self.final_stats = {bot_id: runner.final_stats for bot_id, runner in self.runners.items()}
@@ -351,6 +367,48 @@ class Host:
         self._stop_on_seen.add(str(payload.get("feed", event.source)))
         if len(self._stop_on_seen) >= max(self._stop_on_expected, 1):
             self.finished.set()
+
+    # -- operator controls (the dashboard) ---------------------------------------------------------
+
+    async def stop_bot(self, bot_id: str) -> None:
+        """Stop one bot (its backlog drained) and keep it listed as stopped until :meth:`start_bot`.
+
+        Raises KeyError for an unknown bot. The bot stays in the topology: a reload that does not
+        change it leaves it stopped; one that changes it starts it again.
+        """
+        async with self._apply_lock:
+            runner = self.runners[bot_id]
+            self.stopped_by_operator.add(bot_id)
+            if runner.state != "stopped":
+                await runner.stop(drain=True)
+
+    async def start_bot(self, bot_id: str) -> None:
+        """Start a stopped or failed bot again (a fresh instance; its counters carry on)."""
+        async with self._apply_lock:
+            previous = self.runners[bot_id]
+            self.stopped_by_operator.discard(bot_id)
+            if previous.state not in ("stopped", "failed"):
+                return
+            if previous.state == "failed":
+                await previous.stop(drain=False)
+            runner = self._runner(previous.config)
+            runner.carry_over(previous)
+            await runner.start()
+
+    async def restart_bot(self, bot_id: str) -> None:
+        """Replace a running bot's instance (same subscription, backlog kept); start it if stopped."""
+        runner = self.runners[bot_id]
+        if runner.state in ("stopped", "failed"):
+            await self.start_bot(bot_id)
+            return
+        async with self._apply_lock:
+            await runner.restart("restarted by an operator")
+
+    def findings(self) -> list[Finding]:
+        """The check's findings for the running config (warnings only: errors never start)."""
+        if self._wiring is None:
+            self._wiring = WiringCheck(self.registry, self.plugins)
+        return self._wiring.check(self.loaded)
 
     # -- reporting --------------------------------------------------------------------------------
 

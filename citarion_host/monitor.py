@@ -13,7 +13,7 @@ whole run. The record file stays open from :meth:`RunMonitor.open` to :meth:`Run
 from __future__ import annotations
 
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +23,7 @@ from .bus import EventBus, Subscription
 from .events import Event
 from .payloads import Order, Position, RiskAlert
 
-__all__ = ["BotFigures", "RunMonitor"]
+__all__ = ["SUMMARY_COLUMNS", "BotFigures", "RunMonitor", "format_summary", "summary_totals"]
 
 
 @dataclass
@@ -52,6 +52,8 @@ class RunMonitor:
         self.events = 0
         self.by_topic: Counter[str] = Counter()
         self.bots: dict[str, BotFigures] = {}
+        self.alert_kinds: Counter[tuple[str, str]] = Counter()  # (kind, severity) of risk alerts
+        self.recent_alerts: deque[str] = deque(maxlen=5)  # the last few, for the live display
         self.started = time.perf_counter()
         self.finished: float | None = None
         self._file: TextIO | None = None
@@ -108,8 +110,11 @@ class RunMonitor:
             figures.positions[f"{payload.exchange}:{payload.symbol}"] = payload
             figures.realized_pnl = sum(p.realized_pnl for p in figures.positions.values())
             figures.unrealized_pnl = sum(p.unrealized_pnl for p in figures.positions.values())
-        elif isinstance(payload, RiskAlert) and payload.bot_id:
-            self._bot(payload.bot_id).alerts += 1
+        elif isinstance(payload, RiskAlert):
+            self.alert_kinds[(payload.kind, payload.severity)] += 1
+            self.recent_alerts.append(f"{payload.severity} {payload.kind}: {payload.message}")
+            if payload.bot_id:
+                self._bot(payload.bot_id).alerts += 1
 
     def _bot(self, bot_id: str) -> BotFigures:
         figures = self.bots.get(bot_id)
@@ -168,29 +173,53 @@ class RunMonitor:
         }
 
 
+#: The summary's columns, in order; the first three are text, the others figures.
+SUMMARY_COLUMNS = (
+    "bot",
+    "code",
+    "state",
+    "handled",
+    "signals",
+    "orders",
+    "fills",
+    "pnl",
+    "fees",
+    "alerts",
+    "errors",
+)
+_TOTALLED = ("handled", "signals", "orders", "fills", "pnl", "fees", "alerts", "errors")
+
+
+def summary_totals(summary: dict[str, Any]) -> dict[str, Any]:
+    """The totals row: sums of the figure columns over every bot."""
+    totals: dict[str, Any] = {"bot": "total", "code": "", "state": ""}
+    for column in _TOTALLED:
+        total = sum(row[column] for row in summary["bots"])
+        totals[column] = round(total, 2) if isinstance(total, float) else total
+    return totals
+
+
 def format_summary(summary: dict[str, Any]) -> str:
-    """The summary as a fixed-width table."""
-    columns = [
-        "bot",
-        "code",
-        "state",
-        "handled",
-        "signals",
-        "orders",
-        "fills",
-        "pnl",
-        "fees",
-        "alerts",
-        "errors",
-    ]
+    """The summary as a fixed-width table with a totals row: the plain text for pipes, CI and logs."""
+    columns = list(SUMMARY_COLUMNS)
     rows = [[_cell(row[c]) for c in columns] for row in summary["bots"]]
-    widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c) for i, c in enumerate(columns)]
+    total = [_cell(summary_totals(summary)[c]) for c in columns] if rows else None
+    widths = [
+        max(len(c), *(len(r[i]) for r in [*rows, *([total] if total else [])])) if rows else len(c)
+        for i, c in enumerate(columns)
+    ]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(
+            v.rjust(w) if i > 2 else v.ljust(w) for i, (v, w) in enumerate(zip(cells, widths, strict=True))
+        ).rstrip()
+
     lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
     lines.append("  ".join("-" * w for w in widths))
-    lines += [
-        "  ".join(v.rjust(w) if i > 2 else v.ljust(w) for i, (v, w) in enumerate(zip(r, widths, strict=True)))
-        for r in rows
-    ]
+    lines += [line(r) for r in rows]
+    if total is not None:
+        lines.append("  ".join("-" * w for w in widths))
+        lines.append(line(total))
     lines.append("")
     events, seconds, rate = summary["events"], summary["seconds"], summary["events_per_s"]
     lines.append(f"{events:,} events in {seconds:.2f}s = {rate:,} events/s through the bus")

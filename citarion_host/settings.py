@@ -46,6 +46,7 @@ __all__ = [
     "LoadedConfig",
     "LoggingSettings",
     "StateSettings",
+    "UiSettings",
     "load_config",
     "load_for_check",
     "parse_config",
@@ -129,6 +130,41 @@ class StateSettings(_Strict):
     bucket: str = Field(default="citarion-state", pattern=r"^[A-Za-z0-9_-]{1,64}$")
 
 
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+class UiSettings(_Strict):
+    """``[ui]``: the dashboard the host serves (``citarion_host/ui``, ``docs/ui.md``).
+
+    Off by default: ``make demo`` and CI runs open no port. Bound to the loopback address unless told
+    otherwise; bound anywhere else it requires a ``token`` (anyone who reaches the port could stop the
+    bots), checked here so that such a config never starts.
+    """
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    #: 0: any free port (the URL printed at start says which).
+    port: int = Field(default=8765, ge=0, le=65535)
+    token: str | None = Field(default=None, min_length=16)
+    #: Events kept for SSE resume (``Last-Event-ID``) and lineage look-ups: the retention window.
+    retain_events: int = Field(default=50_000, ge=100, le=5_000_000)
+    #: Points kept per chart series (prices, PnL); older points are thinned, never the newest.
+    series_points: int = Field(default=5_000, ge=10, le=1_000_000)
+    #: Seconds between SSE keep-alive comments on a quiet stream.
+    heartbeat_s: float = Field(default=15.0, gt=0, le=3600)
+    #: After the feed completed (``[host] stop_on``), keep serving until interrupted.
+    linger: bool = True
+
+    @model_validator(mode="after")
+    def _token_off_loopback(self) -> UiSettings:
+        if self.enabled and self.host not in _LOOPBACK and not self.token:
+            raise ValueError(
+                f"host {self.host!r} is not a loopback address: set token (16+ characters) so that only"
+                " who knows it can use the dashboard and its controls"
+            )
+        return self
+
+
 class BotConfig(_Strict):
     """One ``[[bots]]`` entry: a bot instance and its wiring."""
 
@@ -170,6 +206,7 @@ class HostConfig(BaseModel):
     backend: BackendSettings = Field(default_factory=BackendSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     state: StateSettings = Field(default_factory=StateSettings)
+    ui: UiSettings = Field(default_factory=UiSettings)
     bots: list[BotConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")

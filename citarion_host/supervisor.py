@@ -38,6 +38,7 @@ from .events import Event, Priority
 from .lineage import handling, stamp
 from .payloads import BotLifecycle
 from .settings import BotConfig, HostSettings
+from .timings import HandlerTimings
 
 __all__ = ["BotRunner", "HostBotContext"]
 
@@ -149,6 +150,7 @@ class BotRunner:
         self.errors = 0
         self.refused = 0
         self.published: dict[str, int] = {}
+        self.timings: HandlerTimings | None = None  # handler durations, when the host asks for them
         self.subscription: Subscription | None = None
         self.final_stats: dict[str, Any] = {}
         #: Set by the host for a bot that keeps state (docs/state.md); None: no snapshots.
@@ -269,18 +271,24 @@ class BotRunner:
         bot = self.bot
         if bot is None or self.state != "running":
             return
-        if self.checkpoints is not None:
-            await self._apply(event, self.checkpoints)
-            return
+        timings = self.timings
+        started = time.perf_counter() if timings is not None else 0.0
         try:
-            with handling(event):
-                await bot.handle(event)
-            self.handled += 1
-        except Exception as exc:
-            self._failed(event, exc)
-            # On to the bus, already reported: a durable subscription then follows its retry policy
-            # (nak with backoff, max_deliver, dead letter) instead of acking a failure.
-            raise HandledFailure(f"bot {self.config.id!r} failed on {event.id}: {exc!r}") from exc
+            if self.checkpoints is not None:
+                await self._apply(event, self.checkpoints)
+                return
+            try:
+                with handling(event):
+                    await bot.handle(event)
+                self.handled += 1
+            except Exception as exc:
+                self._failed(event, exc)
+                # On to the bus, already reported: a durable subscription then follows its retry
+                # policy (nak with backoff, max_deliver, dead letter) instead of acking a failure.
+                raise HandledFailure(f"bot {self.config.id!r} failed on {event.id}: {exc!r}") from exc
+        finally:
+            if timings is not None:
+                timings.observe(time.perf_counter() - started)
 
     async def _apply(self, event: Event, checkpoints: Checkpoints) -> None:
         """Handle ``event`` on a stateful bot, then let its checkpoints know (a snapshot may be due)."""

@@ -109,7 +109,7 @@ def _covered(module: str, layout: str) -> bool:
     globs = re.findall(r"([\w/]*\*[\w.]*)", layout)
     if any(Path(stem).match(g.split("/")[-1]) for g in globs):
         return True
-    return any(module.startswith(d) for d in re.findall(r"([\w]+/[\w]+/)", layout))
+    return any(module.startswith(d) for d in re.findall(r"(?<![\w/])([\w]+/(?:[\w]+/)?)(?=\s)", layout))
 
 
 FIGURE = re.compile(r"\d[\d,.]*\s?(?:k\s)?(?:ev/s|events/s|msg/s|typed events/s)\b")

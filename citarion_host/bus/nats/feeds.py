@@ -531,8 +531,11 @@ class HostInbox:
             if not self._members:
                 self._feed = None
                 await feed.stop()
-            else:
+                return
+            try:  # narrow the filters to who is left; leaving must not fail on a server gone away
                 await feed.repattern(self._union(), _nothing)
+            except Exception as exc:  # the wider filter only costs deliveries nobody takes (acked)
+                log.warning("could not narrow the host inbox's filters", extra={"error": repr(exc)})
 
     async def repattern(self, subscription: Subscription, patterns: tuple[str, ...]) -> None:
         """The bus updates the member's patterns after this: widen the consumer first, so nothing is

@@ -1,0 +1,236 @@
+"""The dashboard's live feed: a host observer that keeps the last events, numbered, for the browsers.
+
+It is a :class:`~citarion_host.host.BusObserver`: the host attaches it to its bus before any bot
+starts and moves it along when a reload switches the backend. It subscribes to ``>`` like the run
+monitor, and its handler does the least it can, because in deterministic mode every handler runs in
+line with the bots: number the event, put it in the ring, update the :class:`~.book.Book`, wake the
+streams if they sleep. Encoding to JSON happens later, once per event, in whichever browser stream
+needs it first.
+
+**Positions (SSE ids).** On a bus with stored events (JetStream) the feed reads the stream itself
+(``stored=True``) and numbers each event with its stream sequence (``delivery_position()``): the
+same number every reader of the stream sees, stable across a restart of the host. On the memory bus
+it counts. Browsers get the events in the feed's order (the ring's), and a browser that reconnects
+with ``Last-Event-ID: N`` gets exactly what came after ``N`` in that order: no gap, no duplicate, as
+long as ``N`` is still in the window (``[ui] retain_events``). Resuming looks ``N`` up (position ->
+ring index) rather than assuming the positions grow along the ring: in deterministic mode the
+sequencer hands this host's own publishes to the feed in program order, which may differ from the
+order the stream stored them in. An event that has no stream position (a report the bus delivers
+locally while the connection is down) is shown live without an id and is not resumed.
+
+**Never slowing the bus.** Browsers read from the ring at their own pace, each with its own cursor. A
+browser that falls further behind than the window loses what fell out: counted per stream and in
+total (``dropped``), told to the browser (an SSE ``gap`` event), never waited for. The bots and the
+bus never wait for a browser.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from ..bus import EventBus, Subscription
+from ..bus.position import delivery_position
+from ..events import Event
+from .book import Book
+from .ring import Ring
+
+__all__ = ["LiveFeed", "Retained"]
+
+log = logging.getLogger("citarion_host.ui.feed")
+
+
+class Retained:
+    """One event in the window: its key ``(position, n)`` and, once asked for, its SSE frame.
+
+    ``n`` is 0 for an event with a position (its SSE id is the position) and 1, 2, ... for events
+    without one that came after position ``position``.
+    """
+
+    __slots__ = ("_frame", "_wire", "event", "key")
+
+    def __init__(self, key: tuple[int, int], event: Event) -> None:
+        self.key = key
+        self.event = event
+        self._wire: bytes | None = None
+        self._frame: bytes | None = None
+
+    @property
+    def position(self) -> int | None:
+        return self.key[0] if self.key[1] == 0 else None
+
+    def wire(self, encode: Callable[[Event], bytes]) -> bytes:
+        """The event's wire JSON (encoded once, shared by every reader)."""
+        if self._wire is None:
+            self._wire = encode(self.event)
+        return self._wire
+
+    def frame(self, encode: Callable[[Event], bytes]) -> bytes:
+        """The SSE frame: ``id:`` (when there is a position) and ``data:`` lines."""
+        if self._frame is None:
+            position = self.position
+            head = b"" if position is None else b"id: %d\n" % position
+            self._frame = head + b"data: " + self.wire(encode) + b"\n\n"
+        return self._frame
+
+
+def _key(entry: Retained) -> tuple[int, int]:
+    return entry.key
+
+
+class LiveFeed:
+    """Keeps the last ``retain`` events of the host's bus and wakes the browser streams."""
+
+    def __init__(self, book: Book, *, retain: int = 50_000) -> None:
+        self.book = book
+        self.ring: Ring[Retained] = Ring(retain)
+        self.by_id: dict[str, Retained] = {}
+        self._index: dict[int, int] = {}  # position -> absolute ring index
+        self._highest = 0  # the highest position seen (out-of-order arrivals do not lower it)
+        self.bus: EventBus | None = None
+        self.stored = False
+        self.events = 0  # events seen
+        self.duplicates = 0  # stream redeliveries of a position already seen (skipped)
+        self.dropped = 0  # events browsers lost because they fell out of the window while they lagged
+        self.counts: dict[tuple[str, str], int] = {}  # (source, topic) -> events: the metrics' input
+        self.generation = 0  # bumped by cut(): streams of an older generation end
+        self.closed = False
+        self._last: tuple[int, int] = (0, 0)
+        self._counter = 0
+        self._subscription: Subscription | None = None
+        self._encode: Callable[[Event], bytes] = lambda event: b"{}"
+        self._signal: asyncio.Future[None] | None = None
+
+    # -- observer -----------------------------------------------------------------------------------
+
+    async def attach(self, bus: EventBus) -> None:
+        """Watch ``bus``: from its stream where it has one (positions = stream sequences)."""
+        self.bus = bus
+        self._encode = bus.catalog.encode
+        self.stored = bus.capabilities.persistent
+        self._subscription = await bus.subscribe(
+            ">", self._on_event, name="host:ui", max_pending=1 << 20, stored=self.stored
+        )
+
+    async def detach(self) -> None:
+        subscription, self._subscription = self._subscription, None
+        if subscription is not None and not subscription.closed:
+            await subscription.unsubscribe(drain=True)
+
+    async def _on_event(self, event: Event) -> None:
+        if self.stored:
+            position = delivery_position()
+            if position is None:
+                key = (self._last[0], self._last[1] + 1)
+            elif position in self._index:  # a redelivery of what the window holds
+                self.duplicates += 1
+                return
+            else:
+                key = (position, 0)
+        else:
+            self._counter += 1
+            key = (self._counter, 0)
+        self._last = key
+        entry = Retained(key, event)
+        ring = self.ring
+        evicted = ring.append(entry)
+        if key[1] == 0:
+            self._index[key[0]] = ring.end - 1
+            self._highest = max(self._highest, key[0])
+        if evicted is not None:
+            if self.by_id.get(evicted.event.id) is evicted:
+                del self.by_id[evicted.event.id]
+            if evicted.key[1] == 0 and self._index.get(evicted.key[0]) == ring.start - 1:
+                del self._index[evicted.key[0]]
+        self.by_id[event.id] = entry
+        self.events += 1
+        counted = (event.source, event.topic)
+        self.counts[counted] = self.counts.get(counted, 0) + 1
+        self.book.on_event(event)
+        signal = self._signal
+        if signal is not None and not signal.done():
+            signal.set_result(None)
+
+    # -- readers ------------------------------------------------------------------------------------
+
+    @property
+    def last_position(self) -> int:
+        """The position of the last event the feed took in (0 before any): a new stream starts after it."""
+        return self._last[0]
+
+    def encode(self, entry: Retained) -> bytes:
+        return entry.frame(self._encode)
+
+    def wire(self, entry: Retained) -> bytes:
+        return entry.wire(self._encode)
+
+    def resume_at(self, last_event_id: str | None) -> tuple[int, str | None, int]:
+        """Where a stream starts: right after ``Last-Event-ID`` when given, else at the live end.
+
+        Returns the absolute ring index, a note for the browser when it cannot resume exactly, and
+        how many events it lost. ``gap``: the id fell out of the window (the count is exact on the
+        memory bus, at most that on a stream with deleted messages); ``reset``: an id the feed cannot
+        place (newer than anything seen, e.g. from before a restart on memory; not a number): the
+        browser gets the whole window and should start over.
+        """
+        ring = self.ring
+        if last_event_id is None:
+            return ring.end, None, 0
+        try:
+            last = int(last_event_id)
+        except ValueError:
+            return ring.start, "reset", 0
+        found = self._index.get(last)
+        if found is not None:
+            return found + 1, None, 0
+        if last > self._highest:
+            return ring.start, "reset", 0
+        first = next((i for i in range(ring.start, ring.end) if ring.get(i).key[1] == 0), ring.end)
+        oldest = ring.get(first).key[0] if first < ring.end else self._highest + 1
+        if last < oldest:
+            lost = oldest - last - 1
+            return ring.start, "gap" if lost else None, lost
+        # a position in the window's range that never reached this feed: resume after what preceded it
+        return ring.first_after(_key, (last, 1 << 62)), None, 0
+
+    async def wait(self, index: int, timeout: float) -> None:
+        """Until an event past absolute ``index`` exists, the feed closes, or ``timeout`` passes."""
+        if index < self.ring.end or self.closed:
+            return
+        signal = self._signal
+        if signal is None or signal.done():
+            signal = self._signal = asyncio.get_running_loop().create_future()
+        await asyncio.wait((signal,), timeout=timeout)
+
+    def wake(self) -> None:
+        signal = self._signal
+        if signal is not None and not signal.done():
+            signal.set_result(None)
+
+    def cut(self) -> None:
+        """End every open stream (browsers reconnect and resume with ``Last-Event-ID``)."""
+        self.generation += 1
+        self.wake()
+
+    def close(self) -> None:
+        """End every stream for good (the server is stopping)."""
+        self.closed = True
+        self.wake()
+
+    def find(self, event_id: str) -> Retained | None:
+        return self.by_id.get(event_id)
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "events": self.events,
+            "retained": len(self.ring),
+            "window": self.ring.capacity,
+            "first": self.ring.get(self.ring.start).key[0] if len(self.ring) else None,
+            "last": self._last[0],
+            "highest": self._highest,
+            "positions": "stream sequence" if self.stored else "counter",
+            "duplicates": self.duplicates,
+            "dropped": self.dropped,
+        }
