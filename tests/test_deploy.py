@@ -171,3 +171,72 @@ def test_the_walkthrough_on_loopback_with_one_host(tmp_path: Path) -> None:
     ]
     events = next(s for s in details if s["name"] == "citarion-events")
     assert events["state"]["messages"] >= summary["events"], "every event of the run is stored (3 replicas)"
+
+
+@pytest.mark.slow
+def test_the_walkthrough_with_three_hosts(tmp_path: Path) -> None:
+    """docs/deploy.md step 3, three hosts: a 3-node cluster from the generated files, three host
+    processes each running a third of prod.toml's topology (--only), the services started first."""
+    import nats
+
+    base = free_port_block(9)
+    out = tmp_path / "deploy"
+    ports = ["--port", str(base), "--monitor-port", str(base + 3), "--route-port", str(base + 6)]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(ROOT)
+        assert main([*COMMAND, str(out), *ports, "--store-dir", str(tmp_path / "store")]) == 0
+    servers = [
+        NatsServer.from_config(out / f"nats-{i}.conf", port=base + i - 1, monitor_port=base + 2 + i)
+        for i in (1, 2, 3)
+    ]
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "CITARION_BACKEND__NATS__NKEYS_SEED": str(out / "secrets" / "host.nk"),
+        "CITARION_HOST__PROGRESS_INTERVAL_S": "0",
+    }
+    thirds = {"services": "exchange,risk,wolf", "strategies": "argus,mesh,scale,band,edge,vision",
+              "feed": "logos,lumi"}  # fmt: skip
+
+    def host(name: str) -> subprocess.Popen[str]:
+        directory = tmp_path / name
+        directory.mkdir()
+        return subprocess.Popen(
+            [sys.executable, "-m", "citarion_host.cli", "run", "--config", str(out / "citarion-host.toml"),
+             "--only", thirds[name], "--summary-json", str(directory / "summary.json")],
+            cwd=directory, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+
+    async def started(bots: set[str]) -> None:
+        """Wait until these bots announced they run (their subscriptions exist before that)."""
+        seed = (out / "secrets" / "host.nk").read_text().strip()
+        nc = await nats.connect(servers[0].url, nkeys_seed_str=seed)
+        seen: set[str] = set()
+        try:
+            sub = await nc.subscribe("system.bot.started")
+            while not bots <= seen:
+                msg = await sub.next_msg(timeout=60)
+                seen.add(json.loads(msg.data)["payload"]["botId"])
+        finally:
+            await nc.close()
+
+    import asyncio
+
+    with NatsCluster.of(servers, name="citarion"):
+        first = [host("services"), host("strategies")]
+        asyncio.run(started({"exchange", "risk", "wolf", "argus", "mesh", "scale", "band", "edge", "vision"}))
+        processes = [*first, host("feed")]
+        for process in processes:
+            _, stderr = process.communicate(timeout=600)
+            assert process.returncode == 0, stderr[-3000:]
+    summaries = {name: json.loads((tmp_path / name / "summary.json").read_text()) for name in thirds}
+    rows = {row["bot"]: row for s in summaries.values() for row in s["bots"]}
+    assert set(rows) >= {"exchange", "risk", "wolf", "argus", "mesh", "logos", "lumi"}
+    assert rows["lumi"]["stats"]["completed"] is True, "the feed replayed every bar"
+    assert rows["exchange"]["stats"]["balanced"] is True, "the books balance across the split"
+    assert all(row["errors"] == 0 for row in rows.values())
+    lines = (tmp_path / "services" / "runs" / "prod-events.jsonl").read_text().splitlines()
+    record = [json.loads(line) for line in lines]
+    ids = {event["id"] for event in record}
+    fills = [event for event in record if event["topic"] == "trading.order.filled"]
+    assert fills and all(fill["causationId"] in ids for fill in fills), "every fill's order is in the record"
