@@ -18,8 +18,6 @@ What travels:
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from .events import Event
@@ -37,14 +35,22 @@ def current_event() -> Event | None:
     return _current.get()
 
 
-@contextmanager
-def handling(event: Event) -> Iterator[None]:
-    """Mark ``event`` as the one being handled for the duration of the block."""
-    token = _current.set(event)
-    try:
-        yield
-    finally:
-        _current.reset(token)
+class handling:
+    """Mark ``event`` as the one being handled for the duration of the block.
+
+    A class rather than a ``@contextmanager`` generator: it wraps every handler call, and a generator
+    context manager costs about four times as much per use."""
+
+    __slots__ = ("_event", "_token")
+
+    def __init__(self, event: Event) -> None:
+        self._event = event
+
+    def __enter__(self) -> None:
+        self._token = _current.set(self._event)
+
+    def __exit__(self, *exc_info: object) -> None:
+        _current.reset(self._token)
 
 
 def stamp(
