@@ -18,6 +18,7 @@ from . import loops
 from .bench import Ratio, Table, format_table, machine
 from .bench_demo import DEMO_CONFIG, run_demo
 from .bench_fleet import run_fleet_bench
+from .bench_hosts import run_hosts
 from .bench_latency import RATES, run_latency
 from .bench_loop import run_loops
 from .bench_memory import run_memory
@@ -119,6 +120,10 @@ def _fleet(options: BenchOptions, server: NatsServer | None) -> list[Table]:
     return [table]
 
 
+def _hosts(options: BenchOptions, server: NatsServer | None) -> list[Table]:
+    return loops.run(run_hosts(options.rounds), options.loop)
+
+
 CASES: dict[str, Case] = {
     "memory": Case(
         "memory bus one-to-one and fan-out (fresh topics too), against direct calls", False, _memory
@@ -132,6 +137,7 @@ CASES: dict[str, Case] = {
     ),
     "demo": Case("the demo topology on memory and JetStream: events/s, CPU us per event", True, _demo),
     "loop": Case("asyncio's event loop vs uvloop: core NATS and the demo", True, _loop),
+    "hosts": Case("the platform split across 1, 2 and 3 host processes on a 3-node cluster", False, _hosts),
     "fleet": Case("1,000-bot fleet: check, start and a one-bot reload (--bots)", False, _fleet),
     "state": Case(
         "bot state: cost per event on memory and JetStream KV, the demo with state on vs off", True, _state
