@@ -141,7 +141,7 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
-_BENCH_CASES = ("memory", "core", "jetstream", "latency", "demo", "loop", "fleet", "state", "ui", "hosts")
+_BENCH_CASES = ("memory", "core", "jetstream", "latency", "demo", "loop", "hosts", "fleet", "state", "ui")
 
 
 def _ids(text: str) -> list[str]:
