@@ -180,19 +180,23 @@ class CoreFeed(Feed):
             return [f"{domain}.{rest}" if rest else domain for domain in sorted(self._domains)]
         return [pattern]
 
-    def _owned(self, pattern: str, subject: str) -> bool:
-        """Whether ``pattern``'s subscription delivers an event on ``subject`` (see the class doc)."""
-        if self.subscription.queue is not None:
-            return True  # queue members: the server delivers each event once already
-        earlier = self._earlier.get(pattern)
-        return earlier is not None and not (earlier and any(matches(p, subject) for p in earlier))
-
     def _dispatcher(self, pattern: str) -> Callable[[str, bytes], None]:
-        deliver, owned = self._on_message, self._owned
+        """What ``pattern``'s subscription calls per message: ``_on_message`` itself for a queue member
+        (the server delivers each event once), else a check of who owns the event (see the class doc)."""
+        deliver = self._on_message
+        if self.subscription.queue is not None:
+            return deliver
+        earlier_of = self._earlier  # mutated in place by _update: always the current ownership
 
         def on_message(subject: str, data: bytes) -> None:
-            if owned(pattern, subject):
-                deliver(subject, data)
+            earlier = earlier_of.get(pattern)
+            if earlier:  # an earlier pattern overlaps this one: is the event its to deliver?
+                for other in earlier:
+                    if matches(other, subject):
+                        return
+            elif earlier is None:  # being removed
+                return
+            deliver(subject, data)
 
         return on_message
 
