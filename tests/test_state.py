@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,31 @@ def test_a_pydantic_state_and_a_bounded_window_keep_their_shape() -> None:
     fresh = roundtrip(PydanticTally, bot)
     assert fresh.count == 4  # type: ignore[attr-defined]
     assert list(fresh.window) == [2, 3, 4] and fresh.window.maxlen == 3  # type: ignore[attr-defined]
+
+
+class Counting(Bot):
+    """Counters and a defaultdict, declared as the plain dicts JSON holds."""
+
+    class State(msgspec.Struct):
+        counts: dict[str, int] = {}
+        totals: dict[str, float] = {}
+
+    def __init__(self, ctx: Any, params: Any) -> None:
+        super().__init__(ctx, params)
+        self.counts: Counter[str] = Counter()
+        self.totals: defaultdict[str, float] = defaultdict(float)
+
+
+def test_a_counter_and_a_defaultdict_keep_their_type() -> None:
+    bot = Counting(_Ctx(), Counting.Params())  # type: ignore[arg-type]
+    bot.counts["fills"] += 2
+    bot.totals["BTCUSDT"] += 1.5
+    fresh = roundtrip(Counting, bot)
+    assert isinstance(fresh, Counting)
+    assert isinstance(fresh.counts, Counter) and fresh.counts == {"fills": 2}
+    assert fresh.counts["missing"] == 0
+    assert isinstance(fresh.totals, defaultdict) and fresh.totals["ETHUSDT"] == 0.0
+    assert fresh.totals["BTCUSDT"] == 1.5
 
 
 def test_a_state_that_does_not_fit_is_refused_naming_the_bot_and_the_field() -> None:
