@@ -246,7 +246,7 @@ class PaperExchange(Bot):
             self._mark(key, dec(payload.last))
             data_time = event.metadata.get(DATA_TIME)
             if isinstance(data_time, int):
-                await self._bar_seen(key, data_time, dec(payload.last))
+                await self._bar_seen(key, data_time, payload.last)
                 await self._tick(event, data_time)
             await self._deposit_due(event, key)
         elif isinstance(payload, Candle):
@@ -287,7 +287,7 @@ class PaperExchange(Bot):
             for record in self.transfers.due(self.clock):
                 await self._settle(event, record)
 
-    async def _bar_seen(self, key: SeriesKey, data_time: int, close: Decimal) -> None:
+    async def _bar_seen(self, key: SeriesKey, data_time: int, close: float) -> None:
         """Record a bar's close by its data time; fill the orders that were waiting for it."""
         history = self.history.get(key)
         if history is None:
@@ -309,7 +309,7 @@ class PaperExchange(Bot):
             self._quoted.discard(key)  # this bar's ticker already advanced the clock
         else:
             self.ticks[key] += 1
-            await self._bar_seen(key, candle.open_time, dec(candle.close))
+            await self._bar_seen(key, candle.open_time, candle.close)
         now = self.ticks[key]
         book_mode = key in self.depth
         for resting in list(self.resting.get(key, ())):
