@@ -123,7 +123,9 @@ async def test_a_consumer_acked_past_the_snapshot_is_rewound_and_the_gap_applied
     figures = host.final_stats["tally"]["bot"]
     assert figures["count"] == 600 and figures["gaps"] == figures["repeats"] == 0
     assert figures["total"] == sum(range(600))
-    assert host.final_stats["tally"]["state"]["suppressed"] == 60, "the gap's 60 orders were not sent again"
+    assert host.final_stats["tally"]["checkpoints"]["suppressed"] == 60, (
+        "the gap's 60 orders were not sent again"
+    )
     assert await stored_order_ids(nats_server, "rewind") == [f"band-{k}" for k in range(1, 121)]
 
 
