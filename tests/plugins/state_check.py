@@ -136,13 +136,18 @@ def cuts_for(count: int) -> list[int]:
     return sorted({min(7, count - 1), count // 3, 2 * count // 3} - {0}) if count > 1 else []
 
 
+def cuts_for_dense(count: int) -> list[int]:
+    """More restart points: early, then every eighth of the way."""
+    return sorted({min(7, count - 1), *(count * k // 8 for k in range(1, 8))} - {0}) if count > 1 else []
+
+
 async def assert_continues_exactly(run: RecordedRun, bot_id: str) -> Through:
     """The known answer: straight through == restarted at :func:`cuts_for` points."""
     config, bot_type = run.bots[bot_id]
     inbox = run.inbox(bot_id)
     assert inbox, f"{bot_id} received nothing in the recorded run"
     straight = await run_through(config, bot_type, inbox)
-    cuts = cuts_for(len(inbox))
+    cuts = cuts_for_dense(len(inbox))
     restarted = await run_through(config, bot_type, inbox, cuts)
     assert restarted.restarts == len(cuts)
     assert len(restarted.outputs) == len(straight.outputs), bot_id
@@ -151,3 +156,42 @@ async def assert_continues_exactly(run: RecordedRun, bot_id: str) -> Through:
     assert restarted.stats == straight.stats, bot_id
     assert restarted.state == straight.state, bot_id
     return straight
+
+
+# -- feeds: they publish on their own, from a task ----------------------------------------------------
+
+
+def yielding(harness: BotHarness) -> BotHarness:
+    """Make every publish give the loop a turn (as a bus may), so a feed can be stopped between any two
+    of its events, not only between bars."""
+    publish = harness.ctx.publish
+
+    async def publish_and_yield(*args: Any, **kwargs: Any) -> Event:
+        event = await publish(*args, **kwargs)
+        await asyncio.sleep(0)
+        return event
+
+    harness.ctx.publish = publish_and_yield  # type: ignore[method-assign]
+    return harness
+
+
+async def feed_through(
+    bot_type: type[Bot], params: dict[str, Any], cuts: Iterable[int] = (), *, bot_id: str = "lumi"
+) -> Through:
+    """Run a feed to its end, stopping it after each count of published events in ``cuts`` and
+    starting a new one restored from its snapshot (``BotHarness.restarted``)."""
+    harness = yielding(BotHarness(bot_type, params, bot_id=bot_id, code="LUM"))
+    await harness.start()
+    outputs: list[Output] = []
+    restarts = 0
+    for cut in sorted(cuts):
+        while len(outputs) + len(harness.published) < cut:
+            await asyncio.sleep(0)
+        await harness.stop()
+        outputs += [output(e) for e in harness.published]
+        harness = yielding(await harness.restarted())
+        restarts += 1
+    await harness.bot.wait()  # type: ignore[attr-defined]
+    outputs += [output(e) for e in harness.published]
+    stats = json.dumps(harness.bot.stats(), sort_keys=True, default=str)
+    return Through(outputs, stats, state_bytes(harness), restarts)
