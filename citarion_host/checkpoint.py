@@ -3,7 +3,10 @@
 The runner tells :class:`Checkpoints` about every event it applied to the bot (:meth:`applied`); every
 ``[state] every_events`` events the bot is snapshotted right there, between two events (and the host's
 ``every_s`` timer snapshots it when it is idle), and the snapshot records the position of the last
-event applied: its stream sequence on JetStream (``delivery_position()``), its id everywhere.
+event applied: its stream sequence on JetStream (``delivery_position()``), its id everywhere. The
+sequence is parsed from the delivery only when a snapshot needs it (parsing a JetStream message's
+metadata costs more than the rest of the bookkeeping): :meth:`applied` keeps the delivery's context
+(``contextvars.copy_context()``, a few tens of nanoseconds) and a snapshot reads the position in it.
 
 A snapshot's cost grows with the state (an exchange's books and price history, ORA's index), and
 taking one every ``every_events`` events would make a large state cost more than the events
@@ -23,8 +26,10 @@ from __future__ import annotations
 
 import logging
 import time
+from contextvars import Context
 from typing import Any
 
+from .bus import delivery_position
 from .errors import StateError
 from .events import Event
 from .settings import StateSettings
@@ -76,6 +81,7 @@ class Checkpoints:
         #: Seconds the last snapshot took (timed), and when the next one by count may be taken.
         self.cost = 0.0
         self._spaced_until = 0.0
+        self._where: Context | None = None  # the last applied event's delivery (its stream position)
         self._check_at = settings.every_events
         self._due = time.monotonic() + settings.every_s
 
@@ -121,14 +127,15 @@ class Checkpoints:
         """Events applied to this state since the bot first started (across restarts)."""
         return self.covered + len(self.journal)
 
-    def applied(self, bot: Any, event: Event, seq: int | None) -> None:
-        """``event`` (at stream sequence ``seq``) was applied to ``bot``: journal it, snapshot if due
-        (every ``every_events`` events, spaced by the snapshot's own cost; see the module docstring).
-        On every event's path: a snapshot deferred by its spacing is looked at again 64 events on."""
+    def applied(self, bot: Any, event: Event, where: Context | None) -> None:
+        """``event`` was applied to ``bot`` (``where``: its delivery's context, on a bus whose deliveries
+        have a stream position): journal it, snapshot if due (every ``every_events`` events, spaced by
+        the snapshot's own cost; see the module docstring). On every event's path: a snapshot deferred by
+        its spacing is looked at again 64 events on."""
         journal = self.journal
         journal.append(event)
-        if seq is not None:
-            self.seq = seq
+        if where is not None:
+            self._where = where
         if len(journal) >= self._check_at:
             if time.monotonic() >= self._spaced_until:
                 self.take(bot)
@@ -142,6 +149,10 @@ class Checkpoints:
         started = time.perf_counter()
         if self.journal:
             self.event_id = self.journal[-1].id
+        where, self._where = self._where, None
+        if where is not None:  # the stream sequence of the last event applied, read now
+            seq = where.run(delivery_position)
+            self.seq = seq if seq is not None else self.seq
         try:
             snapshot, data = encode_snapshot(
                 self.bot_id,
@@ -182,6 +193,7 @@ class Checkpoints:
         self.latest, self.source = None, None
         self.journal.clear()
         self.covered, self.seq, self.event_id, self.replay_until = 0, None, None, 0
+        self._where = None
 
     def stats(self) -> dict[str, Any]:
         return {

@@ -30,6 +30,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine
+from contextvars import Context, copy_context
 from typing import Any, Literal
 
 from pydantic import BaseModel
@@ -282,23 +283,25 @@ class BotRunner:
         if checkpoints is not None:
             # A stateful bot (inline, not a coroutine of its own: this is every event's path): handle,
             # then let its checkpoints know (a snapshot may be due); a failure is a crash.
-            seq = delivery_position() if self._positions else None
+            # On a stream the delivery's position is what a snapshot covers: its context is kept, and
+            # the position read from it only when a snapshot needs it.
+            where = copy_context() if self._positions else None
             self._handling += 1
             try:
                 self.attempt_published = 0
-                if seq is not None:
-                    self.quiet = seq <= checkpoints.replay_until
+                if checkpoints.replay_until:
+                    self.quiet = self._replaying(checkpoints)
                 try:
                     with handling(event):
                         await bot.handle(event)
                 except Exception as exc:
                     self.quiet = False
-                    await self._crashed(event, exc, seq, checkpoints)
+                    await self._crashed(event, exc, where, checkpoints)
                     return
                 finally:
                     self.quiet = False
                 self.handled += 1
-                checkpoints.applied(bot, event, seq)
+                checkpoints.applied(bot, event, where)
             finally:
                 self._handling -= 1
                 if not self._handling and self._handled_all is not None:
@@ -314,7 +317,21 @@ class BotRunner:
             # (nak with backoff, max_deliver, dead letter) instead of acking a failure.
             raise HandledFailure(f"bot {self.config.id!r} failed on {event.id}: {exc!r}") from exc
 
-    async def _crashed(self, event: Event, exc: Exception, seq: int | None, checkpoints: Checkpoints) -> None:
+    @staticmethod
+    def _replaying(checkpoints: Checkpoints) -> bool:
+        """Is the event being handled one an earlier run handled already (a rewound consumer: its
+        outputs are in the stream)? Once past those, the position is not looked at again."""
+        seq = delivery_position()
+        if seq is None:
+            return False
+        if seq <= checkpoints.replay_until:
+            return True
+        checkpoints.replay_until = 0
+        return False
+
+    async def _crashed(
+        self, event: Event, exc: Exception, where: Context | None, checkpoints: Checkpoints
+    ) -> None:
         """A stateful bot's handler failed on ``event`` (see the module docstring).
 
         The instance is replaced by one restored from the last snapshot and caught up (a rollback; a
@@ -334,7 +351,7 @@ class BotRunner:
             bot = self.bot
             if attempt == 2 or bot is None or self.state != "running":
                 break
-            self.quiet = seq is not None and seq <= checkpoints.replay_until
+            self.quiet = bool(checkpoints.replay_until) and self._replaying(checkpoints)
             self.suppress, self.attempt_published = published, 0
             try:
                 with handling(event):
@@ -345,7 +362,7 @@ class BotRunner:
             finally:
                 self.quiet, self.suppress = False, 0
             self.handled += 1
-            checkpoints.applied(bot, event, seq)
+            checkpoints.applied(bot, event, where)
             return
         raise HandledFailure(f"bot {self.config.id!r} failed on {event.id}: {exc!r}") from exc
 

@@ -43,9 +43,11 @@ def _reset() -> Iterator[None]:
 
 
 def nats_backend(server: NatsServer, stream: str, bucket: str = "citarion-state") -> str:
+    """``max_share = 1``: a snapshot every 100 events exactly, whatever it costs (the tests count on it)."""
     return (
         f'[backend]\ntype = "nats"\n[backend.nats]\nservers = ["{server.url}"]\nstream = "{stream}"\n'
         f'durable_start = "all"\n[state]\nbucket = "{bucket}"\nevery_events = 100\nevery_s = 0.2\n'
+        "max_share = 1.0\n"
     )
 
 
