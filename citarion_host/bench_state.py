@@ -226,7 +226,7 @@ def _per_event_table(results: dict[str, list[Figures]], backend: str, events: in
     table = Table(
         f"state: one stateful bot, {events:,} events, {backend}",
         "the same feed and strategy bot through the host (deterministic mode), [state] enabled on vs off;"
-        " default interval (a snapshot per 100 events or per second)",
+        " default interval (a snapshot per 1,000 events or per second, spaced by max_share)",
         ["events", "events_per_s", "us_per_event", "snapshots", "spread_pct"],
         [{"name": name, **median_figures(r)} for name, r in results.items()],
     )
