@@ -37,7 +37,11 @@ source is its own code.
 
 Its state (``docs/state.md``) is the de-duplication window (the last delivery time of each key) and
 its counters: a restarted WLF does not page again for what it paged a second ago. Alerts still queued
-for the webhook are not state: ``stop()`` delivers them (or counts them dropped) before a restart.
+for the webhook are not state: ``stop()`` delivers them (or counts them dropped) before a restart. The
+channels are side effects the host cannot hold back: after a rollback (a failed handler) or a host
+restart, the alerts of the events handled again since the last snapshot (at most ``[state] every_s``
+of them, typically) reach console, file and webhook a second time; their ``system.alert.delivered``
+events are held back like every replayed output.
 """
 
 from __future__ import annotations
