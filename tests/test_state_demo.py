@@ -168,7 +168,9 @@ async def test_a_strategy_reloaded_mid_run_keeps_its_positions_cash_and_order_id
         assert submitted == [f"{bot_id}-{k}" for k in range(1, len(submitted) + 1)], bot_id
         assert positions[bot_id] == fills(events, bot_id), f"{bot_id}'s position carried over the reload"
     by_id = {e.id: e for e in events}
-    reload_at = next(i for i, e in enumerate(events) if e.topic == "system.bot.restarting")
+    reload_at = next(
+        i for i, e in enumerate(events) if e.topic == "system.bot.restarting" and e.payload.bot_id == "mesh"
+    )
     for index, event in enumerate(events):
         order = event.payload
         if event.topic == "trading.order.submitted" and order.bot_id == "mesh" and order.side == "BUY":
