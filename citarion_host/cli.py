@@ -204,7 +204,7 @@ def _add_bench_arguments(bench: argparse.ArgumentParser) -> None:
         help="latency: events/s to hold (default: 1000 5000 20000)",
     )
     bench.add_argument(
-        "--config", default=None, help="demo/loop/state: the config to run (default: configs/dev.toml)"
+        "--config", default=None, help="demo/loop: the config to run (default: configs/dev.toml)"
     )
 
 

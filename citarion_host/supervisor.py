@@ -279,33 +279,8 @@ class BotRunner:
         bot = self.bot
         if bot is None or self.state != "running":
             return
-        checkpoints = self.checkpoints
-        if checkpoints is not None:
-            # A stateful bot (inline, not a coroutine of its own: this is every event's path): handle,
-            # then let its checkpoints know (a snapshot may be due); a failure is a crash.
-            # On a stream the delivery's position is what a snapshot covers: its context is kept, and
-            # the position read from it only when a snapshot needs it.
-            where = copy_context() if self._positions else None
-            self._handling += 1
-            try:
-                self.attempt_published = 0
-                if checkpoints.replay_until:
-                    self.quiet = self._replaying(checkpoints)
-                try:
-                    with handling(event):
-                        await bot.handle(event)
-                except Exception as exc:
-                    self.quiet = False
-                    await self._crashed(event, exc, where, checkpoints)
-                    return
-                finally:
-                    self.quiet = False
-                self.handled += 1
-                checkpoints.applied(bot, event, where)
-            finally:
-                self._handling -= 1
-                if not self._handling and self._handled_all is not None:
-                    self._handled_all.set()
+        if self.checkpoints is not None:
+            await self._apply(event, self.checkpoints)
             return
         try:
             with handling(event):
@@ -316,6 +291,35 @@ class BotRunner:
             # On to the bus, already reported: a durable subscription then follows its retry policy
             # (nak with backoff, max_deliver, dead letter) instead of acking a failure.
             raise HandledFailure(f"bot {self.config.id!r} failed on {event.id}: {exc!r}") from exc
+
+    async def _apply(self, event: Event, checkpoints: Checkpoints) -> None:
+        """Handle ``event`` on a stateful bot, then let its checkpoints know (a snapshot may be due); a
+        failure is rolled back (:meth:`_crashed`). Every event's path: kept to the minimum."""
+        bot = self.bot
+        assert bot is not None
+        # On a stream the delivery's position is what a snapshot covers: its context is kept, and the
+        # position read from it only when a snapshot needs it (parsing it costs more than the rest).
+        where = copy_context() if self._positions else None
+        self._handling += 1
+        try:
+            self.attempt_published = 0
+            if checkpoints.replay_until:
+                self.quiet = self._replaying(checkpoints)
+            try:
+                with handling(event):
+                    await bot.handle(event)
+            except Exception as exc:
+                self.quiet = False
+                await self._crashed(event, exc, where, checkpoints)
+                return
+            finally:
+                self.quiet = False
+            self.handled += 1
+            checkpoints.applied(bot, event, where)
+        finally:
+            self._handling -= 1
+            if not self._handling and self._handled_all is not None:
+                self._handled_all.set()
 
     @staticmethod
     def _replaying(checkpoints: Checkpoints) -> bool:
