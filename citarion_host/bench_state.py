@@ -9,9 +9,10 @@ Tables comparing the same run with ``[state] enabled`` on and off, in interleave
   costs per event, and divided by the snapshots taken, what one snapshot costs.
 * **the parts**: encoding one snapshot, the bookkeeping of one event, one key-value put, each timed
   alone: steadier than the end-to-end runs on a shared machine.
-* **the demo**: ``configs/dev.toml`` on memory with state on and off. The first-party bots declare no
-  state yet, so this measures only the bookkeeping every bot pays; rerun it (``citarion-host bench
-  --case state``) once they do, and it measures their snapshots too.
+* **the demo**: ``configs/dev.toml`` (``--config``: another) on memory with state on and off: every
+  first-party bot keeps its state, so this is what state costs a real topology (the bookkeeping of
+  each handled event, the snapshots of the exchange's books and price history, the strategies'
+  windows, the feed's position).
 """
 
 from __future__ import annotations
@@ -190,7 +191,7 @@ async def parts_round(url: str | None, count: int = 2_000) -> Figures:
     event = catalog.make("analytics.number.emitted", {"n": 1}, source="ORA")
 
     def applied() -> None:
-        checkpoints.applied(strategy, event, 7)
+        checkpoints.applied(strategy, event, None)
         if len(checkpoints.journal) >= 100:  # as a snapshot would
             checkpoints.journal.clear()
 
@@ -225,7 +226,7 @@ def _per_event_table(results: dict[str, list[Figures]], backend: str, events: in
     table = Table(
         f"state: one stateful bot, {events:,} events, {backend}",
         "the same feed and strategy bot through the host (deterministic mode), [state] enabled on vs off;"
-        " default interval (a snapshot per 100 events or per second)",
+        " default interval (a snapshot per 1,000 events or per second, spaced by max_share)",
         ["events", "events_per_s", "us_per_event", "snapshots", "spread_pct"],
         [{"name": name, **median_figures(r)} for name, r in results.items()],
     )
@@ -306,8 +307,8 @@ async def run_state_bench(
         )
         table = Table(
             f"state: the {path.name} demo on memory",
-            "the demo's bots (none declares state yet: only the bookkeeping every bot pays) with [state]"
-            " enabled on vs off; events/s through the bus",
+            "every bot of the demo keeps its state (the exchange's books, the strategies' windows, the"
+            " feed's position) with [state] enabled on vs off; events/s through the bus",
             ["events", "events_per_s", "spread_pct"],
             [{"name": name, **median_figures(r)} for name, r in demo.items()],
         )

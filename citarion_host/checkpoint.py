@@ -1,21 +1,35 @@
 """One bot's state bookkeeping inside its runner: when to snapshot, what the state covers, what to replay.
 
 The runner tells :class:`Checkpoints` about every event it applied to the bot (:meth:`applied`); every
-``[state] every_events`` events, or ``every_s`` seconds, the bot is snapshotted right there, between two
-events, and the snapshot records the position of the last event applied: its stream sequence on
-JetStream (``delivery_position()``), its id everywhere.
+``[state] every_events`` events the bot is snapshotted right there, between two events (and the host's
+``every_s`` timer snapshots it when it is idle), and the snapshot records the position of the last
+event applied: its stream sequence on JetStream (``delivery_position()``), its id everywhere. The
+sequence is parsed from the delivery only when a snapshot needs it (parsing a JetStream message's
+metadata costs more than the rest of the bookkeeping): :meth:`applied` keeps the delivery's context
+(``contextvars.copy_context()``, a few tens of nanoseconds) and a snapshot reads the position in it.
 
-The events applied since the last snapshot are kept (the *journal*, at most ``every_events`` of them),
-so a crash restart loses nothing: the new instance gets the last snapshot and the journal is handled
-again, its outputs not published a second time. See ``docs/state.md``.
+A snapshot's cost grows with the state (an exchange's books and price history, ORA's index), and
+taking one every ``every_events`` events would make a large state cost more than the events
+themselves. So each snapshot is timed, and the next one by count waits until ``cost / max_share``
+seconds have passed (the ``every_s`` timer waits for it too): snapshots take at most ``[state]
+max_share`` of the time, whatever the state's size; a small state is still snapshotted every
+``every_events`` events. :meth:`applied` is on every event's path and does no more than keep the event
+and compare a length.
+
+The events applied since the last snapshot are kept (the *journal*: ``every_events`` of them, more while
+a large state's snapshot is spaced out), so a crash restart loses nothing: the new instance gets the
+last snapshot and the journal is handled again, its outputs not published a second time. See
+``docs/state.md``.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from contextvars import Context
 from typing import Any
 
+from .bus import delivery_position
 from .errors import StateError
 from .events import Event
 from .settings import StateSettings
@@ -50,10 +64,11 @@ class Checkpoints:
         self.latest: Snapshot | None = None
         #: Where :attr:`latest` came from when it was loaded (``process``, ``kv <bucket>``, ``dir <path>``).
         self.source: str | None = None
-        #: Events applied since :attr:`latest`, with their stream sequence: replayed after a crash.
-        self.journal: list[tuple[Event, int | None]] = []
-        #: Events applied to the state in total, and the position of the last one.
-        self.handled = 0
+        #: Events applied since :attr:`latest`: replayed after a crash.
+        self.journal: list[Event] = []
+        #: Events applied to the state in total up to :attr:`latest` (:attr:`handled` adds the journal),
+        #: and the position of the last one.
+        self.covered = 0
         self.seq: int | None = None
         self.event_id: str | None = None
         #: Events up to this stream sequence were handled (and their outputs published) by an earlier
@@ -63,6 +78,11 @@ class Checkpoints:
         self.failures = 0
         self.replayed = 0
         self.restored = 0
+        #: Seconds the last snapshot took (timed), and when the next one by count may be taken.
+        self.cost = 0.0
+        self._spaced_until = 0.0
+        self._where: Context | None = None  # the last applied event's delivery (its stream position)
+        self._check_at = settings.every_events
         self._due = time.monotonic() + settings.every_s
 
     # -- loading --------------------------------------------------------------------------------------
@@ -73,7 +93,7 @@ class Checkpoints:
         self.journal.clear()
         if snapshot is None:
             return
-        self.handled = snapshot.handled
+        self.covered = snapshot.handled
         self.event_id = snapshot.event_id
         self.seq = snapshot.seq if snapshot.stream is not None and snapshot.stream == self.stream else None
 
@@ -102,20 +122,37 @@ class Checkpoints:
                 extra={"bot": self.bot_id, "from_version": snapshot.version, "to_version": self.spec.version},
             )
 
-    def applied(self, bot: Any, event: Event, seq: int | None) -> None:
-        """``event`` (at stream sequence ``seq``) was applied to ``bot``: journal it, snapshot if due."""
-        self.handled += 1
-        self.event_id = event.id
-        if seq is not None:
-            self.seq = seq
-        self.journal.append((event, seq))
-        if len(self.journal) >= self.settings.every_events or time.monotonic() >= self._due:
-            self.take(bot)
+    @property
+    def handled(self) -> int:
+        """Events applied to this state since the bot first started (across restarts)."""
+        return self.covered + len(self.journal)
+
+    def applied(self, bot: Any, event: Event, where: Context | None) -> None:
+        """``event`` was applied to ``bot`` (``where``: its delivery's context, on a bus whose deliveries
+        have a stream position): journal it, snapshot if due (every ``every_events`` events, spaced by
+        the snapshot's own cost; see the module docstring). On every event's path: a snapshot deferred by
+        its spacing is looked at again 64 events on."""
+        journal = self.journal
+        journal.append(event)
+        if where is not None:
+            self._where = where
+        if len(journal) >= self._check_at:
+            if time.monotonic() >= self._spaced_until:
+                self.take(bot)
+            else:
+                self._check_at = len(journal) + 64
 
     def take(self, bot: Any) -> Snapshot | None:
         """Snapshot ``bot`` now (between two events) and hand it to the keeper; None if it failed
-        (logged and counted: the journal is kept, so a crash restart still loses nothing)."""
-        self._due = time.monotonic() + self.settings.every_s
+        (logged and counted: the journal is kept, so a crash restart still loses nothing; tried again
+        after ``every_s``)."""
+        started = time.perf_counter()
+        if self.journal:
+            self.event_id = self.journal[-1].id
+        where, self._where = self._where, None
+        if where is not None:  # the stream sequence of the last event applied, read now
+            seq = where.run(delivery_position)
+            self.seq = seq if seq is not None else self.seq
         try:
             snapshot, data = encode_snapshot(
                 self.bot_id,
@@ -126,39 +163,45 @@ class Checkpoints:
                 stream=self.stream if self.seq is not None else None,
                 event_id=self.event_id,
             )
-        except StateError as exc:
+        except Exception as exc:  # StateError: not plain data; anything else: the bot's snapshot() raised
             self.failures += 1
-            log.error("bot state snapshot failed", extra={"bot": self.bot_id, "error": str(exc)})
-            return None
-        except Exception as exc:  # the bot's own snapshot() raised
-            self.failures += 1
-            log.error(
-                "bot state snapshot failed",
-                extra={"bot": self.bot_id, "error": f"snapshot() raised {type(exc).__name__}: {exc}"},
-            )
+            error = str(exc)
+            if not isinstance(exc, StateError):
+                error = f"snapshot() raised {type(exc).__name__}: {exc}"
+            log.error("bot state snapshot failed", extra={"bot": self.bot_id, "error": error})
+            self._due = self._spaced_until = time.monotonic() + self.settings.every_s
             return None
         self.latest = snapshot
+        self.covered += len(self.journal)
         self.journal.clear()
+        self._check_at = self.settings.every_events
         self.taken += 1
         self.keeper.put(snapshot, data)
+        now = time.monotonic()
+        self.cost = time.perf_counter() - started
+        self._due = now + self.settings.every_s
+        self._spaced_until = now + self.cost / self.settings.max_share
         return snapshot
 
     def due(self) -> bool:
-        """A snapshot is owed: events applied since the last one, and ``every_s`` has passed."""
-        return bool(self.journal) and time.monotonic() >= self._due
+        """A snapshot is owed: events applied since the last one, ``every_s`` has passed, and so has the
+        spacing the last snapshot's cost asks for."""
+        return bool(self.journal) and time.monotonic() >= max(self._due, self._spaced_until)
 
     def reset(self) -> None:
         """Forget everything (``reset_state``): the bot starts fresh, positions included."""
         self.latest, self.source = None, None
         self.journal.clear()
-        self.handled, self.seq, self.event_id, self.replay_until = 0, None, None, 0
+        self.covered, self.seq, self.event_id, self.replay_until = 0, None, None, 0
+        self._where = None
 
     def stats(self) -> dict[str, Any]:
         return {
             "snapshots": self.taken,
+            "snapshot_us": round(self.cost * 1e6, 1),
             "handled": self.handled,
             "seq": self.seq,
-            "event_id": self.event_id,
+            "event_id": self.journal[-1].id if self.journal else self.event_id,
             "journal": len(self.journal),
             "restored": self.restored,
             "replayed": self.replayed,

@@ -118,9 +118,12 @@ class StateSettings(_Strict):
     #: False: no snapshots are taken, stored or restored; every bot starts fresh (as before state existed).
     enabled: bool = True
     #: A snapshot after this many handled events of a bot...
-    every_events: int = Field(default=100, ge=1)
+    every_events: int = Field(default=1000, ge=1)
     #: ...or once this long has passed since its last one (also while it is idle), whichever comes first.
     every_s: float = Field(default=1.0, gt=0)
+    #: At most this share of a busy bot's time goes to snapshots: after one that took d seconds, the next
+    #: by count waits d / max_share seconds (a large state is snapshotted less often, never a small one).
+    max_share: float = Field(default=0.01, gt=0, le=1)
     #: ``auto``: a JetStream key-value bucket on NATS JetStream, else ``dir`` when set, else the process.
     store: Literal["auto", "kv", "dir", "process"] = "auto"
     #: Directory of snapshot files (one ``<bot id>.json`` each) for ``store = "dir"`` (and ``auto``

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections import deque
+from collections import Counter, defaultdict, deque
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -144,14 +144,19 @@ def snapshot_attributes(bot: Any, fields: tuple[str, ...]) -> dict[str, Any]:
 def restore_attributes(bot: Any, state: Any, fields: tuple[str, ...]) -> None:
     """Set each attribute named like a field from ``state`` (the default ``Bot.restore``).
 
-    A ``deque`` attribute (a bounded window made in ``__init__``) keeps its type and ``maxlen``: the
-    stored list is poured into a new deque of the same bound.
+    An attribute made in ``__init__`` keeps its container type: a ``deque`` (a bounded window) its
+    ``maxlen`` (the stored list is poured into a new deque of the same bound), a ``Counter`` stays a
+    ``Counter`` and a ``defaultdict`` keeps its default (JSON has only lists and objects).
     """
     for name in fields:
         value = getattr(state, name)
         current = getattr(bot, name, None)
         if isinstance(current, deque) and isinstance(value, list | tuple):
             value = deque(value, maxlen=current.maxlen)
+        elif isinstance(current, Counter) and type(value) is dict:
+            value = Counter(value)
+        elif isinstance(current, defaultdict) and type(value) is dict:
+            value = defaultdict(current.default_factory, value)
         setattr(bot, name, value)
 
 

@@ -12,11 +12,15 @@ Around each ``handle`` call the runner marks the event as the one being handled 
 what the bot publishes carries it as its cause without the bot saying so.
 
 A bot that keeps state (``Bot.State``, ``docs/state.md``) is snapshotted after handled events
-(:class:`~citarion_host.checkpoint.Checkpoints`), and a failure in its handler is a crash: the
-instance is replaced by one restored from the last snapshot, the events handled since are handled again
-(their outputs not published twice), and the failed event is tried once more, so its state is what it
-would have been without the crash. A fresh subscription resumes right after the position the state
-covers (on JetStream, rewinding the durable consumer when it moved past it).
+(:class:`~citarion_host.checkpoint.Checkpoints`), and a failure in its handler may have left that state
+half-updated, so it is *rolled back*: the instance is replaced at once by one restored from the last
+snapshot, the events handled since are handled again (their outputs not published twice), and the
+failed event is tried once more, so its state is what it would have been without the failure. A
+rollback is not a restart: no backoff, not counted in ``restarts``, so a bot that fails now and then
+never runs out of ``max_restarts``. As for any bot, ``crash_threshold`` failures within
+``crash_window_s`` restart it (with the backoff, counted), so a bot failing on everything still ends
+``failed``. A fresh subscription resumes right after the position the state covers (on JetStream,
+rewinding the durable consumer when it moved past it).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine
+from contextvars import Context, copy_context
 from typing import Any, Literal
 
 from pydantic import BaseModel
@@ -146,6 +151,8 @@ class BotRunner:
         self.state: State = "created"
         self.bot: Bot | None = None
         self.restarts = 0
+        #: Stateful bots: handler failures undone by a rollback to the last snapshot (not restarts).
+        self.rollbacks = 0
         self.handled = 0
         self.errors = 0
         self.refused = 0
@@ -161,6 +168,8 @@ class BotRunner:
         self.suppress = 0
         self.suppressed = 0
         self.attempt_published = 0
+        #: Deliveries have a stream position (a persistent bus): what a stateful bot's snapshot covers.
+        self._positions = bus.capabilities.persistent
         self._handling = 0
         self._handled_all: asyncio.Event | None = None  # made by whoever waits for the handlers
         self._on_state = on_state
@@ -168,6 +177,7 @@ class BotRunner:
         self._recent_failures: deque[float] = deque()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._restart_task: asyncio.Task[None] | None = None
+        self._rollback: asyncio.Task[None] | None = None
         self.context = HostBotContext(self)
         self.set_publish(config.publish)
 
@@ -177,7 +187,7 @@ class BotRunner:
     def carry_over(self, previous: BotRunner) -> None:
         """Continue the counters of the runner this one replaces (a backend switch)."""
         self.handled, self.errors, self.refused = previous.handled, previous.errors, previous.refused
-        self.restarts = previous.restarts
+        self.restarts, self.rollbacks = previous.restarts, previous.rollbacks
         self.published = dict(previous.published)
 
     # -- wiring -----------------------------------------------------------------------------------
@@ -291,46 +301,69 @@ class BotRunner:
                 timings.observe(time.perf_counter() - started)
 
     async def _apply(self, event: Event, checkpoints: Checkpoints) -> None:
-        """Handle ``event`` on a stateful bot, then let its checkpoints know (a snapshot may be due)."""
-        seq = delivery_position()
+        """Handle ``event`` on a stateful bot, then let its checkpoints know (a snapshot may be due); a
+        failure is rolled back (:meth:`_crashed`). Every event's path: kept to the minimum."""
+        bot = self.bot
+        assert bot is not None
+        # On a stream the delivery's position is what a snapshot covers: its context is kept, and the
+        # position read from it only when a snapshot needs it (parsing it costs more than the rest).
+        where = copy_context() if self._positions else None
         self._handling += 1
         try:
-            bot = self.bot
-            assert bot is not None
-            self.quiet = seq is not None and seq <= checkpoints.replay_until
             self.attempt_published = 0
+            if checkpoints.replay_until:
+                self.quiet = self._replaying(checkpoints)
             try:
                 with handling(event):
                     await bot.handle(event)
             except Exception as exc:
-                await self._crashed(event, exc, seq, checkpoints)
+                self.quiet = False
+                await self._crashed(event, exc, where, checkpoints)
                 return
             finally:
                 self.quiet = False
             self.handled += 1
-            checkpoints.applied(bot, event, seq)
+            checkpoints.applied(bot, event, where)
         finally:
             self._handling -= 1
             if not self._handling and self._handled_all is not None:
                 self._handled_all.set()
 
-    async def _crashed(self, event: Event, exc: Exception, seq: int | None, checkpoints: Checkpoints) -> None:
-        """A stateful bot's handler failed on ``event``: a crash (see the module docstring).
+    @staticmethod
+    def _replaying(checkpoints: Checkpoints) -> bool:
+        """Is the event being handled one an earlier run handled already (a rewound consumer: its
+        outputs are in the stream)? Once past those, the position is not looked at again."""
+        seq = delivery_position()
+        if seq is None:
+            return False
+        if seq <= checkpoints.replay_until:
+            return True
+        checkpoints.replay_until = 0
+        return False
 
-        The instance is replaced by one restored from the last snapshot and caught up; the failed event
-        is tried once more on it, without publishing again what the failed attempt published. If that
-        fails too, the state is rolled back once more (it never holds half an event) and the event goes
-        to the bus's failure policy.
+    async def _crashed(
+        self, event: Event, exc: Exception, where: Context | None, checkpoints: Checkpoints
+    ) -> None:
+        """A stateful bot's handler failed on ``event`` (see the module docstring).
+
+        The instance is replaced by one restored from the last snapshot and caught up (a rollback; a
+        restart with backoff when it is the ``crash_threshold``-th failure within ``crash_window_s``);
+        the failed event is tried once more on it, without publishing again what the failed attempt
+        published. If that fails too, the state is rolled back once more (it never holds half an event)
+        and the event goes to the bus's failure policy.
         """
         for attempt in (1, 2):
             published = self.attempt_published
-            self._report_failure(event, exc)
-            self._schedule_restart(f"handler failed on {event.id}: {type(exc).__name__}: {exc}")
+            reason = f"handler failed on {event.id}: {self._report_failure(event, exc)}"
+            if self._count_failure():
+                self._schedule_restart(f"{self.settings.crash_threshold} failures: last {reason}")
+            else:
+                self._roll_back(reason)
             await self._ready.wait()  # the new instance, restored and caught up (or given up)
             bot = self.bot
             if attempt == 2 or bot is None or self.state != "running":
                 break
-            self.quiet = seq is not None and seq <= checkpoints.replay_until
+            self.quiet = bool(checkpoints.replay_until) and self._replaying(checkpoints)
             self.suppress, self.attempt_published = published, 0
             try:
                 with handling(event):
@@ -341,7 +374,7 @@ class BotRunner:
             finally:
                 self.quiet, self.suppress = False, 0
             self.handled += 1
-            checkpoints.applied(bot, event, seq)
+            checkpoints.applied(bot, event, where)
             return
         raise HandledFailure(f"bot {self.config.id!r} failed on {event.id}: {exc!r}") from exc
 
@@ -372,7 +405,8 @@ class BotRunner:
         if checkpoints is not None:
             await self._replay(bot, checkpoints)
             checkpoints.take(bot)  # the restored state, checked encodable now rather than N events later
-        self._set_state("running")
+        if self.state != "running":  # a rollback stays "running": no lifecycle event for it
+            self._set_state("running")
         self._ready.set()
 
     async def _replay(self, bot: Bot, checkpoints: Checkpoints) -> None:
@@ -381,7 +415,7 @@ class BotRunner:
         journal = list(checkpoints.journal)
         self.quiet = True
         try:
-            for event, _seq in journal:
+            for event in journal:
                 with handling(event):
                     await bot.handle(event)
                 checkpoints.replayed += 1
@@ -414,6 +448,8 @@ class BotRunner:
 
     async def stop(self, *, drain: bool = True) -> None:
         """Stop intake, let queued events be handled (``drain``), then stop the bot."""
+        if self._rollback is not None:  # let it finish: its instance is the state to snapshot
+            await asyncio.wait({self._rollback})
         if self._restart_task is not None:
             self._restart_task.cancel()
             self._restart_task = None
@@ -431,7 +467,7 @@ class BotRunner:
         # start restores.
         await self._stop_bot(snapshot=snapshot)
         if self.checkpoints is not None:  # with the snapshot taken at the stop
-            self.final_stats["state"] = {**self.checkpoints.stats(), "suppressed": self.suppressed}
+            self.final_stats["checkpoints"] = {**self.checkpoints.stats(), "suppressed": self.suppressed}
         if self.state != "failed":
             self._set_state("stopped")
 
@@ -500,6 +536,12 @@ class BotRunner:
 
     def _failed(self, event: Event, exc: Exception) -> None:
         reason = self._report_failure(event, exc)
+        if self._count_failure():
+            self._schedule_restart(f"{self.settings.crash_threshold} failures: last {reason}")
+
+    def _count_failure(self) -> bool:
+        """One more handler failure: True when it is the ``crash_threshold``-th within ``crash_window_s``
+        (the count starts again after that)."""
         now = time.monotonic()
         window = self._recent_failures
         window.append(now)
@@ -507,7 +549,34 @@ class BotRunner:
             window.popleft()
         if len(window) >= self.settings.crash_threshold:
             window.clear()
-            self._schedule_restart(f"{self.settings.crash_threshold} failures: last {reason}")
+            return True
+        return False
+
+    def _roll_back(self, reason: str) -> None:
+        """Replace a stateful bot's instance at once by one restored from its last snapshot and caught
+        up with the journal (a failed handler may have left its state half-updated). Not a restart: no
+        backoff, no lifecycle event, not counted in ``restarts``; counted in ``rollbacks``."""
+        if self._rollback is not None or self._restart_task is not None or self.state != "running":
+            return
+        self._ready.clear()
+        self.rollbacks += 1
+        journal = len(self.checkpoints.journal) if self.checkpoints is not None else 0
+        log.warning(
+            "bot state rolled back to its last snapshot",
+            extra={"bot": self.config.id, "reason": reason, "replayed": journal, "rollbacks": self.rollbacks},
+        )
+        self._rollback = asyncio.get_running_loop().create_task(self._rolled_back())
+
+    async def _rolled_back(self) -> None:
+        try:
+            await self._stop_bot()
+            await self._create_and_start()
+        except Exception as exc:
+            log.exception("bot failed to start after a rollback", extra={"bot": self.config.id})
+            self._rollback = None
+            self._schedule_restart(f"start failed: {type(exc).__name__}: {exc}")
+        finally:
+            self._rollback = None
 
     def _schedule_restart(self, reason: str) -> None:
         if self._restart_task is not None or self.state in ("stopped", "failed"):
@@ -575,11 +644,13 @@ class BotRunner:
             "handled": self.handled,
             "errors": self.errors,
             "restarts": self.restarts,
+            "rollbacks": self.rollbacks,
             "refused": self.refused,
             "published": dict(self.published),
             **({"bot": self.bot.stats()} if self.bot is not None else {}),
+            # "state" is the lifecycle state above
             **(
-                {"state": {**self.checkpoints.stats(), "suppressed": self.suppressed}}
+                {"checkpoints": {**self.checkpoints.stats(), "suppressed": self.suppressed}}
                 if self.checkpoints
                 else {}
             ),

@@ -262,7 +262,7 @@ async def test_demo_case(shared_nats_server: NatsServer, small_demo: Path) -> No
 async def test_state_case(shared_nats_server: NatsServer, small_demo: Path) -> None:
     from citarion_host.bench_state import run_state_bench
 
-    parts, memory, jetstream, demo = await run_state_bench(shared_nats_server.url, 400, 200, 1, small_demo)
+    parts, memory, jetstream, demo = await run_state_bench(shared_nats_server.url, 2500, 2100, 1, small_demo)
     assert parts.row("BenchStrategy")["snapshot_us"] > 0 and parts.row("BenchStrategy")["kv_put_us"] > 0
     assert parts.row("BenchStrategy")["bytes"] > 1000
     assert names(memory) == ["memory, state on", "memory, state off"]

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from citarion_host.errors import ConfigError, StateError
 from citarion_host.reload import ConfigReloader
 from citarion_host.state import decode_snapshot, encode_snapshot, read_snapshot, state_spec
 from citarion_host.statestore import DirStore, write_atomically
+from tests.bus.conftest import eventually
 from tests.host_bots import Recorder
 from tests.state_bots import PydanticTally, Tally, TallyMigrated, TallyRenamed, Ticks
 
@@ -81,6 +83,31 @@ def test_a_pydantic_state_and_a_bounded_window_keep_their_shape() -> None:
     fresh = roundtrip(PydanticTally, bot)
     assert fresh.count == 4  # type: ignore[attr-defined]
     assert list(fresh.window) == [2, 3, 4] and fresh.window.maxlen == 3  # type: ignore[attr-defined]
+
+
+class Counting(Bot):
+    """Counters and a defaultdict, declared as the plain dicts JSON holds."""
+
+    class State(msgspec.Struct):
+        counts: dict[str, int] = {}
+        totals: dict[str, float] = {}
+
+    def __init__(self, ctx: Any, params: Any) -> None:
+        super().__init__(ctx, params)
+        self.counts: Counter[str] = Counter()
+        self.totals: defaultdict[str, float] = defaultdict(float)
+
+
+def test_a_counter_and_a_defaultdict_keep_their_type() -> None:
+    bot = Counting(_Ctx(), Counting.Params())  # type: ignore[arg-type]
+    bot.counts["fills"] += 2
+    bot.totals["BTCUSDT"] += 1.5
+    fresh = roundtrip(Counting, bot)
+    assert isinstance(fresh, Counting)
+    assert isinstance(fresh.counts, Counter) and fresh.counts == {"fills": 2}
+    assert fresh.counts["missing"] == 0
+    assert isinstance(fresh.totals, defaultdict) and fresh.totals["ETHUSDT"] == 0.0
+    assert fresh.totals["BTCUSDT"] == 1.5
 
 
 def test_a_state_that_does_not_fit_is_refused_naming_the_bot_and_the_field() -> None:
@@ -181,7 +208,9 @@ async def crash_run(
         tmp_path / f"crash-{crash_every}.toml",
         FAST_RESTARTS,
         backend,
-        f'[state]\nevery_events = 30\nbucket = "crash-{crash_every}"\n',
+        # max_share = 1: a snapshot every 30 events whatever it costs, so a crash replays fewer than
+        # 100 events and its retry is never the next injected crash
+        f'[state]\nevery_events = 30\nmax_share = 1.0\nbucket = "crash-{crash_every}"\n',
         ticks(1000),
         tally(publish_every=5, crash_every=crash_every),
         orders(),
@@ -205,11 +234,65 @@ async def test_a_bot_crashing_every_100th_event_ends_with_the_figures_of_a_run_w
     clean, clean_orders, _ = await crash_run(tmp_path, 0, backend_section(request, backend))
     Recorder.seen.clear()
     crashed, crashed_orders, final = await crash_run(tmp_path, 100, backend_section(request, backend))
-    assert final["errors"] >= 9 and final["restarts"] >= 9, final
-    assert final["state"]["replayed"] > 0 and final["state"]["suppressed"] > 0, final["state"]
+    # every 5th failure within crash_window_s (10 s: all of them) is a restart, the others rollbacks
+    assert final["errors"] >= 9 and final["restarts"] >= 1 and final["rollbacks"] >= 7, final
+    assert final["restarts"] + final["rollbacks"] == final["errors"], final
+    assert final["checkpoints"]["replayed"] > 0 and final["checkpoints"]["suppressed"] > 0, final[
+        "checkpoints"
+    ]
     assert crashed == clean
     assert clean["count"] == 1000 and clean["gaps"] == clean["repeats"] == 0
     assert crashed_orders == clean_orders == [f"t-{k}" for k in range(1, 1000 // 5 + 1)]
+
+
+def policy(max_restarts: int, crash_window_s: float) -> str:
+    """``[host]`` with the default ``crash_threshold`` (5) and fast backoffs."""
+    return (
+        f"[host]\nmax_restarts = {max_restarts}\ncrash_window_s = {crash_window_s}\n"
+        "restart_backoff_s = 0.001\nrestart_backoff_max_s = 0.002\nprogress_interval_s = 0\nsummary = false\n"
+    )
+
+
+async def test_a_stateful_bot_failing_now_and_then_is_rolled_back_and_never_runs_out_of_restarts(
+    tmp_path: Path,
+) -> None:
+    """20 failures, far more than max_restarts = 5, spread so that no 5 fall within crash_window_s: each
+    is a rollback to the last snapshot, none a restart, and the run ends running with the figures of
+    a run without failures."""
+    state = "[state]\nevery_events = 10\nmax_share = 1.0\n"
+    figures = []
+    for crash_every in (0, 25):
+        Tally.calls = 0
+        path = write(
+            tmp_path / f"every-{crash_every}.toml",
+            policy(5, 0.05),
+            state,
+            ticks(500, pace_s=0.002),
+            tally(crash_every=crash_every),
+        )
+        host = await start(path)
+        try:
+            await handled(host, "tally", 500)
+            assert host.runners["tally"].state == "running"
+        finally:
+            await host.stop()
+        figures.append(host.final_stats["tally"])
+    clean, failing = figures
+    assert failing["errors"] == failing["rollbacks"] >= 19 and failing["restarts"] == 0, failing
+    assert failing["bot"] == clean["bot"] and clean["errors"] == 0
+
+
+async def test_a_stateful_bot_failing_on_everything_is_restarted_then_marked_failed(tmp_path: Path) -> None:
+    """crash_threshold failures within crash_window_s restart it (with backoff, counted), and after
+    max_restarts it is failed, as any bot."""
+    path = write(tmp_path / "always.toml", policy(2, 10.0), ticks(50), tally(crash_every=1))
+    host = await start(path)
+    try:
+        runner = host.runners["tally"]
+        await eventually(lambda: runner.state == "failed", timeout=10, what="tally to be marked failed")
+        assert runner.restarts == 2 and runner.errors >= 5
+    finally:
+        await host.stop()
 
 
 # -- reloads ----------------------------------------------------------------------------------------

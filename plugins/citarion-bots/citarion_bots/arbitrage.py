@@ -33,7 +33,8 @@ from citarion_host.payloads import OrderBook
 
 from .assets import base_asset
 from .common import SeriesKey
-from .desk import DeskBot, DeskParams, Working
+from .desk import DeskBot, DeskParams, DeskState, Working
+from .plain import Record, record, record_of
 from .quant.arbitrage import ArbPlan, plan
 
 __all__ = ["ArbitrageBot", "ArbitrageParams", "citarion_bot_types"]
@@ -61,10 +62,19 @@ class _Group:
     plan: ArbPlan
 
 
+class ArbitrageState(DeskState, kw_only=True):
+    """A desk's state plus the open arbitrages (symbol, buy and sell order ids, plan) and the totals."""
+
+    groups: dict[str, tuple[str, str, str, Record]] = {}
+    group_seq: int = 0
+    expected_profit: float = 0.0
+
+
 class ArbitrageBot(DeskBot):
     type_name = "arbitrage"
     description = "ARB: cross-exchange arbitrage; both legs as IOC limits when the net edge after fees pays"
     Params = ArbitrageParams
+    State = ArbitrageState
     params: ArbitrageParams
 
     def __init__(self, ctx: Any, params: Any) -> None:
@@ -72,6 +82,26 @@ class ArbitrageBot(DeskBot):
         self.groups: dict[str, _Group] = {}
         self._group_seq = 0
         self.expected_profit = 0.0
+
+    def state_fields(self) -> dict[str, Any]:
+        groups = {
+            name: (g.symbol, g.buy.order.order_id, g.sell.order.order_id, record(g.plan))
+            for name, g in self.groups.items()
+        }
+        return {
+            **super().state_fields(),
+            "groups": groups,
+            "group_seq": self._group_seq,
+            "expected_profit": self.expected_profit,
+        }
+
+    def restore(self, state: Any) -> None:
+        super().restore(state)
+        self.groups = {
+            name: _Group(symbol, self.orders[buy], self.orders[sell], record_of(ArbPlan, plan))
+            for name, (symbol, buy, sell, plan) in state.groups.items()
+        }
+        self._group_seq, self.expected_profit = state.group_seq, state.expected_profit
 
     def fee(self, exchange: str) -> float:
         return self.params.taker_fee_bps_by_exchange.get(exchange, self.params.taker_fee_bps) / 10_000

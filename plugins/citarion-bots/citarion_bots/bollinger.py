@@ -30,8 +30,8 @@ from citarion_host.hookspecs import hookimpl
 from citarion_host.payloads import Candle
 
 from .common import SeriesKey
-from .indicators import Bands, RollingBands
-from .strategy import StrategyBot, TradingParams
+from .indicators import Bands, RollingBands, RollingBandsState
+from .strategy import StrategyBot, StrategyState, TradingParams
 
 __all__ = ["BollingerBot", "BollingerParams", "citarion_bot_types"]
 
@@ -45,10 +45,19 @@ class BollingerParams(TradingParams):
     exit_at_middle: bool = True
 
 
+class BollingerState(StrategyState, kw_only=True):
+    """A strategy's state plus each series' rolling window (with its sums), last bands and zone."""
+
+    closes: list[tuple[SeriesKey, RollingBandsState]] = []
+    bands: list[tuple[SeriesKey, Bands]] = []
+    zones: list[tuple[SeriesKey, Zone]] = []
+
+
 class BollingerBot(StrategyBot):
     type_name = "bollinger"
     description = "BBB: Bollinger bands (SMA +/- k sigma); mean-reversion or breakout signals"
     Params = BollingerParams
+    State = BollingerState
     params: BollingerParams
 
     def __init__(self, ctx: Any, params: Any) -> None:
@@ -56,6 +65,24 @@ class BollingerBot(StrategyBot):
         self.closes: dict[SeriesKey, RollingBands] = {}
         self.bands: dict[SeriesKey, Bands] = {}
         self.zones: dict[SeriesKey, Zone] = {}
+
+    def state_fields(self) -> dict[str, Any]:
+        return {
+            **super().state_fields(),
+            "closes": [(key, rolling.state()) for key, rolling in self.closes.items()],
+            "bands": list(self.bands.items()),
+            "zones": list(self.zones.items()),
+        }
+
+    def restore(self, state: Any) -> None:
+        super().restore(state)
+        p = self.params
+        self.closes = {}
+        for key, stored in state.closes:
+            rolling = self.closes[key] = RollingBands(p.period, p.k)
+            rolling.restore(stored)
+        self.bands = dict(state.bands)
+        self.zones = dict(state.zones)
 
     async def on_candle(self, event: Event, candle: Candle) -> None:
         key, close, p = (candle.exchange, candle.symbol), candle.close, self.params

@@ -29,6 +29,9 @@ entries keep the identity whole:
   an expense (``transfer_fees``)::
 
     cash + sum(market_value) == starting_cash + deposits + realized + unrealized - fees - transfer_fees
+
+A book is kept across restarts as a :class:`BookState` (``Book.state`` / ``Book.of``): every amount
+exactly as it stands, so a restored book balances to the cent like the one it came from.
 """
 
 from __future__ import annotations
@@ -37,9 +40,11 @@ from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any, Literal
 
+import msgspec
+
 from .common import SeriesKey
 
-__all__ = ["CENT", "LOT", "Book", "Fill", "Holding", "cents", "dec", "lots", "quote"]
+__all__ = ["CENT", "LOT", "Book", "BookState", "Fill", "Holding", "cents", "dec", "lots", "quote"]
 
 CENT = Decimal("0.01")
 LOT = Decimal("0.00000001")
@@ -104,6 +109,18 @@ def quote(quantity: Decimal, price: Decimal, fee_bps: Decimal) -> tuple[Decimal,
     return notional, cents(notional * fee_bps / Decimal(10_000))
 
 
+class BookState(msgspec.Struct, kw_only=True):
+    """A :class:`Book` as plain data (holdings as ``[[exchange, symbol], holding]`` rows)."""
+
+    starting_cash: Decimal
+    cash: Decimal
+    holdings: list[tuple[SeriesKey, Holding]] = []
+    venues: dict[str, Decimal] | None = None
+    deposits: Decimal = ZERO
+    transfer_fees: Decimal = ZERO
+    in_transit: Decimal = ZERO
+
+
 @dataclass
 class Book:
     """A bot's account: cash plus holdings per series (and, for a venue account, cash per exchange)."""
@@ -122,6 +139,31 @@ class Book:
             self.starting_cash = sum(self.venues.values(), ZERO)
         self.starting_cash = cents(self.starting_cash)
         self.cash = self.starting_cash
+
+    def state(self) -> BookState:
+        return BookState(
+            starting_cash=self.starting_cash,
+            cash=self.cash,
+            holdings=list(self.holdings.items()),
+            venues=self.venues,
+            deposits=self.deposits,
+            transfer_fees=self.transfer_fees,
+            in_transit=self.in_transit,
+        )
+
+    @classmethod
+    def of(cls, state: BookState) -> Book:
+        """The book ``state`` describes, every amount as it was (no re-rounding)."""
+        book = cls(state.starting_cash)
+        book.starting_cash, book.cash = state.starting_cash, state.cash
+        book.holdings = dict(state.holdings)
+        book.venues = None if state.venues is None else dict(state.venues)
+        book.deposits, book.transfer_fees, book.in_transit = (
+            state.deposits,
+            state.transfer_fees,
+            state.in_transit,
+        )
+        return book
 
     def venue_cash(self, exchange: str) -> Decimal:
         """The cash on ``exchange`` (a venue account), else the bot's whole cash."""

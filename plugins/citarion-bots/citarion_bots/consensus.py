@@ -93,3 +93,11 @@ class HitRate:
 
     def rates(self) -> dict[str, float]:
         return {source: round(self.rate(source), 4) for source in sorted(self.outcomes)}
+
+    def state(self) -> dict[str, list[bool]]:
+        """The outcomes per source, oldest first (what LOGOS's snapshot keeps)."""
+        return {source: list(seen) for source, seen in self.outcomes.items()}
+
+    def restore(self, outcomes: dict[str, list[bool]]) -> None:
+        """Take outcomes back (each source's last ``memory`` of them)."""
+        self.outcomes = {source: deque(seen, maxlen=self.memory) for source, seen in outcomes.items()}

@@ -27,7 +27,7 @@ from citarion_host.payloads import Candle, Order
 
 from .common import SeriesKey
 from .indicators import mean
-from .strategy import StrategyBot, TradingParams
+from .strategy import StrategyBot, StrategyState, TradingParams
 
 __all__ = ["DcaBot", "DcaParams", "citarion_bot_types"]
 
@@ -41,10 +41,21 @@ class DcaParams(TradingParams):
     take_profit_pct: float | None = Field(default=None, gt=0)
 
 
+class DcaState(StrategyState, kw_only=True):
+    """A strategy's state plus the dip windows, cost bases, budget committed and the buys made."""
+
+    closes: list[tuple[SeriesKey, list[float]]] = []
+    cost: list[tuple[SeriesKey, float]] = []
+    committed: float = 0.0
+    buys: list[tuple[SeriesKey, int, float]] = []
+    amounts: dict[str, float] = {}
+
+
 class DcaBot(StrategyBot):
     type_name = "dca"
     description = "DCA: buys a fixed quote amount every N bars, more on dips; optional take-profit"
     Params = DcaParams
+    State = DcaState
     params: DcaParams
 
     def __init__(self, ctx: Any, params: Any) -> None:
@@ -54,6 +65,25 @@ class DcaBot(StrategyBot):
         self.committed = 0.0
         self.buys: list[tuple[SeriesKey, int, float]] = []  # (series, bar number, quote amount)
         self._amounts: dict[str, float] = {}
+
+    def state_fields(self) -> dict[str, Any]:
+        return {
+            **super().state_fields(),
+            "closes": [(key, list(window)) for key, window in self.closes.items()],
+            "cost": list(self.cost.items()),
+            "committed": self.committed,
+            "buys": self.buys,
+            "amounts": self._amounts,
+        }
+
+    def restore(self, state: Any) -> None:
+        super().restore(state)
+        lookback = self.params.dip_lookback
+        self.closes = {key: deque(window, maxlen=lookback) for key, window in state.closes}
+        self.cost = dict(state.cost)
+        self.committed = state.committed
+        self.buys = list(state.buys)
+        self._amounts = dict(state.amounts)
 
     def average_cost(self, key: SeriesKey) -> float | None:
         held = self.inventory[key]

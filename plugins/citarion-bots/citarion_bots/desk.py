@@ -24,15 +24,18 @@ events with it; an event without one falls back to its timestamp, counted in ``u
 
 Risk: an order that adds exposure (``reduce_only = False``) is held back while the risk guard blocks
 the bot, or for ``alert_cooldown_bars`` bars after a pump alert on the symbol; reducing never is.
+
+State (``docs/state.md``): :class:`DeskState` holds the order-id counter, every order as the bot knows
+it, positions, balances, the latest book per series, counters, the clock and the stand-down; each bot
+extends it with its models (a ``State`` subclass, :meth:`DeskBot.state_fields`, :meth:`DeskBot.restore`).
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import msgspec
 from pydantic import Field
@@ -42,9 +45,9 @@ from citarion_host.events import Event
 from citarion_host.payloads import Balance, Candle, Order, OrderBook, Signal, Ticker, Trade, Transfer
 
 from .common import SeriesKey, StrictParams, round_qty
-from .standdown import StandDown
+from .standdown import StandDown, StandDownState
 
-__all__ = ["DeskBot", "DeskParams", "Fill", "Working", "data_time"]
+__all__ = ["DeskBot", "DeskParams", "DeskState", "Fill", "Working", "data_time"]
 
 Side = Literal["BUY", "SELL"]
 TimeInForce = Literal["GTC", "IOC"]
@@ -114,9 +117,23 @@ class _Book:
     time: int = 0
 
 
+class DeskState(msgspec.Struct, kw_only=True):
+    """What every desk bot's figures depend on besides its models (maps keyed by pairs as rows)."""
+
+    next_order: int = 1
+    orders: dict[str, Working] = {}
+    position: list[tuple[SeriesKey, float]] = []
+    balances: list[tuple[tuple[str, str], Balance]] = []
+    books: list[tuple[SeriesKey, _Book]] = []
+    counts: dict[str, int] = {}
+    now: int = 0
+    risk: StandDownState = msgspec.field(default_factory=StandDownState)
+
+
 class DeskBot(Bot):
     """Base of ARB, PAR, STA, MMK, MRB, TRF, HFT, MFT and LFT."""
 
+    State: ClassVar[type[DeskState]] = DeskState
     params: DeskParams
 
     def __init__(self, ctx: Any, params: Any) -> None:
@@ -128,7 +145,37 @@ class DeskBot(Bot):
         self.counts: Counter[str] = Counter()
         self.now = 0
         self.risk = StandDown(ctx.bot_id, self.params.alert_cooldown_bars)
-        self._seq = itertools.count(1)
+        self.next_order = 1
+
+    # -- state (docs/state.md) ----------------------------------------------------------------------
+
+    def snapshot(self) -> DeskState:
+        return self.State(**self.state_fields())
+
+    def state_fields(self) -> dict[str, Any]:
+        """The fields of :attr:`State` from the bot's attributes; a subclass adds its own."""
+        return {
+            "next_order": self.next_order,
+            "orders": self.orders,
+            "position": list(self.position.items()),
+            "balances": list(self.balances.items()),
+            "books": list(self.books.items()),
+            "counts": self.counts,
+            "now": self.now,
+            "risk": self.risk.state(),
+        }
+
+    def restore(self, state: Any) -> None:
+        """Take a :class:`DeskState` (or a subclass's) back; a subclass takes its own fields after
+        calling this (its orders are in :attr:`orders` by then, to be referred to by id)."""
+        self.next_order = state.next_order
+        self.orders = dict(state.orders)
+        self.position = defaultdict(float, state.position)
+        self.balances = dict(state.balances)
+        self.books = dict(state.books)
+        self.counts = Counter(state.counts)
+        self.now = state.now
+        self.risk.restore(state.risk)
 
     @property
     def account(self) -> str:
@@ -299,7 +346,7 @@ class DeskBot(Bot):
             self.counts["held_back"] += 1
             return None
         order = Order(
-            order_id=f"{self.ctx.bot_id}-{next(self._seq)}",
+            order_id=f"{self.ctx.bot_id}-{self.next_order}",
             symbol=symbol,
             exchange=exchange,
             side=side,
@@ -310,6 +357,7 @@ class DeskBot(Bot):
             bot_id=self.ctx.bot_id,
             reason=reason,
         )
+        self.next_order += 1
         metadata: dict[str, Any] = {"botId": self.ctx.bot_id, "dataTime": time}
         if tif is not None:
             metadata["timeInForce"] = tif

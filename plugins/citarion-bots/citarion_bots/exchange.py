@@ -45,13 +45,16 @@ very exposure it is about. A cancel or amend that cannot apply is answered ``can
 Positions are reported when a fill changes them, and at their final mark when the feed completes;
 ``mark_every_bars`` adds periodic marks. The exchange also hears its own ``trading.order.*`` reports
 back; it acts only on requests, so they cannot loop.
+
+Its state (:mod:`.exchange_state`: books, order ids, resting and held orders, price history, level-2
+books, blocks, transfers, counters) survives reloads, crash restarts and host restarts
+(``docs/state.md``): the books still balance to the cent and a duplicate order id is still refused.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -67,6 +70,7 @@ from citarion_host.payloads import Balance, Candle, Order, OrderBook, Position, 
 from .assets import base_asset
 from .books import Book, Holding, cents, dec, lots, quote
 from .common import FEED_COMPLETED, SeriesKey, StrictParams, interval_ms
+from .exchange_state import ExchangeState, History, Resting
 from .ledger import TransferLedger, TransferRecord
 from .matching import Depth, print_crosses
 
@@ -117,37 +121,6 @@ class PaperExchangeParams(StrictParams):
         return self
 
 
-@dataclass(slots=True)
-class _Resting:
-    """A resting order: ``quantity`` is what is left; ``filled``/``notional``/``fee`` what filled."""
-
-    order: Order
-    quantity: Decimal
-    placed_tick: int
-    cause: str
-    placed_book: int = 0
-    post_only: bool = False
-    filled: Decimal = ZERO
-    notional: Decimal = ZERO
-    fee: Decimal = ZERO
-
-
-@dataclass(slots=True)
-class _History:
-    """A series' recent bars: data time -> (close, bar clock), oldest first."""
-
-    bars: dict[int, tuple[Decimal, int]]
-    last_time: int
-
-    def at(self, data_time: int) -> tuple[Decimal, int] | None:
-        """The bar at ``data_time``, or the last one before it (a series on another clock)."""
-        found = self.bars.get(data_time)
-        if found is not None:
-            return found
-        earlier = [t for t in self.bars if t <= data_time]
-        return self.bars[max(earlier)] if earlier else None
-
-
 class PaperExchange(Bot):
     type_name = "paper-exchange"
     description = (
@@ -155,6 +128,7 @@ class PaperExchange(Bot):
         "balances and transfers"
     )
     Params = PaperExchangeParams
+    State = ExchangeState
     params: PaperExchangeParams
 
     def __init__(self, ctx: Any, params: Any) -> None:
@@ -164,8 +138,8 @@ class PaperExchange(Bot):
         # no ticker came, so a resting limit is only matched against bars that began after it
         self.ticks: Counter[SeriesKey] = Counter()
         self._quoted: set[SeriesKey] = set()
-        self.resting: dict[SeriesKey, list[_Resting]] = {}
-        self.history: dict[SeriesKey, _History] = {}
+        self.resting: dict[SeriesKey, list[Resting]] = {}
+        self.history: dict[SeriesKey, History] = {}
         self.depth: dict[SeriesKey, Depth] = {}
         # orders whose decision bar the feed has not reached yet: (data time, event, order)
         self.held: dict[SeriesKey, list[tuple[int, Event, Order]]] = {}
@@ -174,7 +148,8 @@ class PaperExchange(Bot):
         self.counts: Counter[str] = Counter()
         self.transfers = TransferLedger()
         self.clock = 0  # the latest data time seen: transfers settle by it
-        self._order_ids: set[tuple[str, str]] = set()
+        self._order_ids: dict[tuple[str, str], None] = {}  # a set in arrival order
+        self._announced = False
         self._holders: dict[SeriesKey, list[Holding]] = {}
         self._holders_books = 0
         self._book_seq = 0
@@ -207,11 +182,57 @@ class PaperExchange(Bot):
         return found
 
     async def start(self) -> None:
-        """Venue accounts report every balance they start with (zeros included)."""
+        """Venue accounts report every balance they start with (zeros included), once."""
+        if self._announced:
+            return
+        self._announced = True
         for bot_id, venues in self.params.accounts.items():
             for exchange, assets in venues.items():
                 for asset in dict.fromkeys([self.params.quote_asset, *assets]):
                     await self._publish_balance(None, bot_id, exchange, asset)
+
+    # -- state (docs/state.md) ----------------------------------------------------------------------
+
+    def snapshot(self) -> ExchangeState:
+        return ExchangeState(
+            prices=list(self.prices.items()),
+            ticks=list(self.ticks.items()),
+            quoted=sorted(self._quoted),
+            resting=list(self.resting.items()),
+            history=list(self.history.items()),
+            depth=[(key, depth.state()) for key, depth in self.depth.items()],
+            held=[(key, [(t, e) for t, e, _ in waiting]) for key, waiting in self.held.items()],
+            books={bot_id: book.state() for bot_id, book in self.books.items()},
+            blocked=self.blocked,
+            counts=self.counts,
+            transfers=self.transfers.state(),
+            clock=self.clock,
+            order_ids=list(self._order_ids),
+            book_seq=self._book_seq,
+            deposits=list(self._deposits.items()),
+            announced=self._announced,
+        )
+
+    def restore(self, state: ExchangeState) -> None:
+        """Take a stored state back. Params stay the new instance's: a changed fee applies from now
+        on, a bot's book keeps the cash it has (``starting_cash`` is for books not opened yet)."""
+        self.prices = dict(state.prices)
+        self.ticks = Counter(dict(state.ticks))
+        self._quoted = set(state.quoted)
+        self.resting = {key: list(orders) for key, orders in state.resting}
+        self.history = dict(state.history)
+        self.depth = {key: Depth.restored(stored) for key, stored in state.depth}
+        self.held = {key: [(t, e, e.payload) for t, e in waiting] for key, waiting in state.held}
+        self.books = {bot_id: Book.of(stored) for bot_id, stored in state.books.items()}
+        self.blocked = dict(state.blocked)
+        self.counts = Counter(state.counts)
+        self.transfers = TransferLedger.of(state.transfers)
+        self.clock = state.clock
+        self._order_ids = dict.fromkeys(state.order_ids)
+        self._book_seq = state.book_seq
+        self._deposits = {key: list(waiting) for key, waiting in state.deposits}
+        self._announced = state.announced
+        self._holders, self._holders_books = {}, len(self.books)
 
     # -- events ----------------------------------------------------------------------------------
 
@@ -225,7 +246,7 @@ class PaperExchange(Bot):
             self._mark(key, dec(payload.last))
             data_time = event.metadata.get(DATA_TIME)
             if isinstance(data_time, int):
-                await self._bar_seen(key, data_time, dec(payload.last))
+                await self._bar_seen(key, data_time, payload.last)
                 await self._tick(event, data_time)
             await self._deposit_due(event, key)
         elif isinstance(payload, Candle):
@@ -266,11 +287,11 @@ class PaperExchange(Bot):
             for record in self.transfers.due(self.clock):
                 await self._settle(event, record)
 
-    async def _bar_seen(self, key: SeriesKey, data_time: int, close: Decimal) -> None:
+    async def _bar_seen(self, key: SeriesKey, data_time: int, close: float) -> None:
         """Record a bar's close by its data time; fill the orders that were waiting for it."""
         history = self.history.get(key)
         if history is None:
-            history = self.history[key] = _History({}, data_time)
+            history = self.history[key] = History({}, data_time)
         history.bars[data_time] = (close, self.ticks[key])
         history.last_time = max(history.last_time, data_time)
         while len(history.bars) > self.params.price_history_bars:
@@ -288,7 +309,7 @@ class PaperExchange(Bot):
             self._quoted.discard(key)  # this bar's ticker already advanced the clock
         else:
             self.ticks[key] += 1
-            await self._bar_seen(key, candle.open_time, dec(candle.close))
+            await self._bar_seen(key, candle.open_time, candle.close)
         now = self.ticks[key]
         book_mode = key in self.depth
         for resting in list(self.resting.get(key, ())):
@@ -420,7 +441,7 @@ class PaperExchange(Bot):
         if isinstance(data_time, int):
             await self._tick(event, data_time)
 
-    async def _maker_fill(self, resting: _Resting, quantity: Decimal, cause: str) -> None:
+    async def _maker_fill(self, resting: Resting, quantity: Decimal, cause: str) -> None:
         """``quantity`` of a resting order fills at its limit, at the maker fee."""
         order, key = resting.order, (resting.order.exchange, resting.order.symbol)
         price = dec(order.price or 0)
@@ -461,7 +482,7 @@ class PaperExchange(Bot):
         key, qty = (order.exchange, order.symbol), lots(dec(order.quantity))
         depth = self.depth.get(key)
         if depth is not None:
-            self._order_ids.add((order.bot_id, order.order_id))
+            self._order_ids[(order.bot_id, order.order_id)] = None
             await self._submit_to_book(event, order, qty, depth)
             return
         reference = self.reference(key, event.metadata.get(DATA_TIME))
@@ -473,7 +494,7 @@ class PaperExchange(Bot):
             await self._reject(order, event.id, reference)
             return
         last, placed_tick = reference
-        self._order_ids.add((order.bot_id, order.order_id))
+        self._order_ids[(order.bot_id, order.order_id)] = None
         slipped = (last * (1 + self._slip) if order.side == "BUY" else last * (1 - self._slip)).quantize(
             _PRICE_STEP
         )
@@ -498,7 +519,7 @@ class PaperExchange(Bot):
             await self._reject(order, event.id, refusal)  # checked again when it fills: cash is not reserved
         else:
             self.resting.setdefault(key, []).append(
-                _Resting(order, qty, placed_tick, event.id, post_only=post_only)
+                Resting(order, qty, placed_tick, event.id, post_only=post_only)
             )
             await self._report("trading.order.accepted", order, event.id, status="PENDING")
 
@@ -518,7 +539,7 @@ class PaperExchange(Bot):
         if taken > 0 and (refusal := self._refusal_for(order, taken, notional, fee)) is not None:
             await self._reject(order, event.id, refusal)
             return
-        state = _Resting(order, qty, self.ticks[key], event.id, placed_book=depth.seq, post_only=post_only)
+        state = Resting(order, qty, self.ticks[key], event.id, placed_book=depth.seq, post_only=post_only)
         if taken > 0:
             depth.consume(side, planned)
             book = self.book(order.bot_id or "")
@@ -698,7 +719,7 @@ class PaperExchange(Bot):
             await self._publish_balance(cause, bot_id, key[0], self.params.quote_asset)
             await self._publish_balance(cause, bot_id, key[0], base_asset(key[1], self.params.quote_asset))
 
-    def _find(self, order: Order) -> _Resting | None:
+    def _find(self, order: Order) -> Resting | None:
         for resting in self.resting.get((order.exchange, order.symbol), ()):
             if resting.order.order_id == order.order_id and resting.order.bot_id == order.bot_id:
                 return resting
@@ -778,7 +799,7 @@ class PaperExchange(Bot):
             topic, msgspec.structs.replace(order, **changes), priority=priority, causation_id=cause
         )
 
-    async def _report_resting(self, topic: str, resting: _Resting, cause: str, **changes: Any) -> None:
+    async def _report_resting(self, topic: str, resting: Resting, cause: str, **changes: Any) -> None:
         """A report with the order's cumulative fill: quantity, volume-weighted price, fee."""
         average = (resting.notional / resting.filled).quantize(_PRICE_STEP) if resting.filled else None
         await self._report(
@@ -793,7 +814,7 @@ class PaperExchange(Bot):
 
     # -- balances and transfers --------------------------------------------------------------------
 
-    def _reserved_asset(self, resting: _Resting) -> str:
+    def _reserved_asset(self, resting: Resting) -> str:
         order = resting.order
         quote_asset = self.params.quote_asset
         return quote_asset if order.side == "BUY" else base_asset(order.symbol, quote_asset)

@@ -26,8 +26,8 @@ from citarion_host.hookspecs import hookimpl
 from citarion_host.payloads import Candle
 
 from .common import SeriesKey
-from .indicators import Holt
-from .strategy import StrategyBot, TradingParams
+from .indicators import Holt, HoltState
+from .strategy import StrategyBot, StrategyState, TradingParams
 
 __all__ = ["ForecastBot", "ForecastParams", "citarion_bot_types"]
 
@@ -44,10 +44,19 @@ class ForecastParams(TradingParams):
     warmup: int = Field(default=20, ge=3)
 
 
+class ForecastState(StrategyState, kw_only=True):
+    """A strategy's state plus each series' Holt model, current view and last forecast and band."""
+
+    models: list[tuple[SeriesKey, HoltState]] = []
+    views: list[tuple[SeriesKey, View]] = []
+    last: list[tuple[SeriesKey, tuple[float, float]]] = []
+
+
 class ForecastBot(StrategyBot):
     type_name = "forecast"
     description = "FCS: Holt double exponential smoothing forecast; signals when it leaves the sigma band"
     Params = ForecastParams
+    State = ForecastState
     params: ForecastParams
 
     def __init__(self, ctx: Any, params: Any) -> None:
@@ -55,6 +64,24 @@ class ForecastBot(StrategyBot):
         self.models: dict[SeriesKey, Holt] = {}
         self.views: dict[SeriesKey, View] = {}
         self.last: dict[SeriesKey, tuple[float, float]] = {}  # (forecast, band) after the last bar
+
+    def state_fields(self) -> dict[str, Any]:
+        return {
+            **super().state_fields(),
+            "models": [(key, model.state()) for key, model in self.models.items()],
+            "views": list(self.views.items()),
+            "last": list(self.last.items()),
+        }
+
+    def restore(self, state: Any) -> None:
+        super().restore(state)
+        p = self.params
+        self.models = {}
+        for key, stored in state.models:
+            model = self.models[key] = Holt(p.alpha, p.beta, p.residual_window)
+            model.restore(stored)
+        self.views = dict(state.views)
+        self.last = dict(state.last)
 
     async def on_candle(self, event: Event, candle: Candle) -> None:
         key, close, p = (candle.exchange, candle.symbol), candle.close, self.params

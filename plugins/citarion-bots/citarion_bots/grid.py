@@ -26,7 +26,7 @@ from citarion_host.hookspecs import hookimpl
 from citarion_host.payloads import Candle, Order
 
 from .common import SeriesKey
-from .strategy import StrategyBot, TradingParams
+from .strategy import StrategyBot, StrategyState, TradingParams
 
 __all__ = ["GridBot", "GridParams", "citarion_bot_types", "crossed_levels", "grid_levels"]
 
@@ -65,16 +65,33 @@ class _Grid:
     lots: list[tuple[int, float]] = field(default_factory=list)  # (level, quantity), last bought last
 
 
+class GridState(StrategyState, kw_only=True):
+    """A strategy's state plus each series' grid (reference, last close, lots held) and the lot each
+    in-flight order is for."""
+
+    grids: list[tuple[SeriesKey, _Grid]] = []
+    lot_orders: dict[str, tuple[SeriesKey, tuple[int, float], str]] = {}
+
+
 class GridBot(StrategyBot):
     type_name = "grid"
     description = "GRD: grid trading; buys levels crossed downwards, sells them one level up"
     Params = GridParams
+    State = GridState
     params: GridParams
 
     def __init__(self, ctx: Any, params: Any) -> None:
         super().__init__(ctx, params)
         self.grids: dict[SeriesKey, _Grid] = {}
         self._lot_orders: dict[str, tuple[SeriesKey, tuple[int, float], str]] = {}
+
+    def state_fields(self) -> dict[str, Any]:
+        return {**super().state_fields(), "grids": list(self.grids.items()), "lot_orders": self._lot_orders}
+
+    def restore(self, state: Any) -> None:
+        super().restore(state)
+        self.grids = dict(state.grids)
+        self._lot_orders = dict(state.lot_orders)
 
     async def on_candle(self, event: Event, candle: Candle) -> None:
         key, close, p = (candle.exchange, candle.symbol), candle.close, self.params

@@ -28,7 +28,7 @@ from citarion_host.hookspecs import hookimpl
 from citarion_host.payloads import OrderBook
 
 from .common import SeriesKey
-from .desk import DeskBot, DeskParams, Fill
+from .desk import DeskBot, DeskParams, DeskState, Fill
 from .quant.microstructure import imbalance, micro_price, mid_price
 
 __all__ = ["HftBot", "HftParams", "citarion_bot_types"]
@@ -55,10 +55,19 @@ class HftParams(DeskParams):
         return self
 
 
+class HftState(DeskState, kw_only=True):
+    """A desk's state plus when each position opened, each series' last entry and last reading."""
+
+    entered: list[tuple[SeriesKey, int]] = []
+    last_entry: list[tuple[SeriesKey, int]] = []
+    last: list[tuple[SeriesKey, tuple[float, float]]] = []
+
+
 class HftBot(DeskBot):
     type_name = "hft-imbalance"
     description = "HFT: order-book imbalance and micro-price scalping with a time stop and an inventory cap"
     Params = HftParams
+    State = HftState
     params: HftParams
 
     def __init__(self, ctx: Any, params: Any) -> None:
@@ -66,6 +75,19 @@ class HftBot(DeskBot):
         self.entered: dict[SeriesKey, int] = {}
         self.last_entry: dict[SeriesKey, int] = {}
         self.last: dict[SeriesKey, tuple[float, float]] = {}  # (imbalance, micro-price)
+
+    def state_fields(self) -> dict[str, Any]:
+        return {
+            **super().state_fields(),
+            "entered": list(self.entered.items()),
+            "last_entry": list(self.last_entry.items()),
+            "last": list(self.last.items()),
+        }
+
+    def restore(self, state: Any) -> None:
+        super().restore(state)
+        self.entered, self.last_entry = dict(state.entered), dict(state.last_entry)
+        self.last = dict(state.last)
 
     def wants(self, exchange: str, symbol: str) -> bool:
         p = self.params

@@ -3,6 +3,10 @@
 No events, no state shared with a bot: each function takes numbers and returns numbers, so the tests
 check them against hand computations and ``statistics`` directly. ``math.fsum`` keeps the sums exact
 to the last bit, which is what makes "the bands equal a direct computation" a meaningful test.
+
+The rolling ones hand out what they accumulated as plain data (``state()``) and take it back
+(``restore()``), so a bot's snapshot carries them (``docs/state.md``); their settings (period, k,
+alpha, beta) stay with whoever builds them: a params change keeps the data and applies the new settings.
 """
 
 from __future__ import annotations
@@ -12,7 +16,19 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["Bands", "Holt", "RollingBands", "bollinger", "mean", "pstdev", "rms"]
+import msgspec
+
+__all__ = [
+    "Bands",
+    "Holt",
+    "HoltState",
+    "RollingBands",
+    "RollingBandsState",
+    "bollinger",
+    "mean",
+    "pstdev",
+    "rms",
+]
 
 
 def mean(values: Sequence[float]) -> float:
@@ -59,6 +75,16 @@ def bollinger(closes: Sequence[float], k: float) -> Bands:
     return Bands(lower=middle - k * sigma, middle=middle, upper=middle + k * sigma, sigma=sigma)
 
 
+class RollingBandsState(msgspec.Struct, kw_only=True):
+    """A :class:`RollingBands`' window and running sums, exactly (the sums are not recomputed)."""
+
+    window: list[float] = []
+    anchor: float = 0.0
+    sum: float = 0.0
+    squares: float = 0.0
+    since_exact: int = 0
+
+
 class RollingBands:
     """Bollinger bands over a sliding window, O(1) per value instead of two passes over the window.
 
@@ -103,6 +129,29 @@ class RollingBands:
         self._squares = math.fsum((x - anchor) ** 2 for x in self.window)
         self._since_exact = 0
 
+    def state(self) -> RollingBandsState:
+        return RollingBandsState(
+            window=list(self.window),
+            anchor=self._anchor,
+            sum=self._sum,
+            squares=self._squares,
+            since_exact=self._since_exact,
+        )
+
+    def restore(self, state: RollingBandsState) -> None:
+        """Take ``state`` back into a new instance. A state from a longer period (a params change) is
+        refilled instead: its last ``period`` values, the sums computed afresh."""
+        self.window.clear()
+        if len(state.window) <= self.period and state.since_exact < self.period:
+            self.window.extend(state.window)
+            self._anchor, self._sum, self._squares = state.anchor, state.sum, state.squares
+            self._since_exact = state.since_exact
+            return
+        self._anchor = self._sum = self._squares = 0.0
+        self._since_exact = 0
+        for value in state.window[-self.period :]:
+            self.append(value)
+
     def bands(self) -> Bands:
         """The bands over the current window (which must be full)."""
         n = len(self.window)
@@ -110,6 +159,15 @@ class RollingBands:
         middle = self._anchor + shift
         sigma = math.sqrt(max(0.0, self._squares / n - shift * shift))
         return Bands(lower=middle - self.k * sigma, middle=middle, upper=middle + self.k * sigma, sigma=sigma)
+
+
+class HoltState(msgspec.Struct, kw_only=True):
+    """A :class:`Holt` model's level, trend, observation count and recent errors."""
+
+    level: float = 0.0
+    trend: float = 0.0
+    count: int = 0
+    errors: list[float] = []
 
 
 class Holt:
@@ -155,6 +213,15 @@ class Holt:
         self.trend = self.beta * (self.level - previous) + (1.0 - self.beta) * self.trend
         self.errors.append(error)
         return error
+
+    def state(self) -> HoltState:
+        return HoltState(level=self.level, trend=self.trend, count=self.count, errors=list(self.errors))
+
+    def restore(self, state: HoltState) -> None:
+        """Take ``state`` back (the error window keeps this model's bound)."""
+        self.level, self.trend, self.count = state.level, state.trend, state.count
+        self.errors.clear()
+        self.errors.extend(state.errors)
 
     def forecast(self, horizon: int = 1) -> float:
         """``l + h * b``: the forecast ``horizon`` steps after the last observation."""

@@ -4,18 +4,20 @@
 a request seen again is not executed again (the exchange re-publishes the record's current state), and
 the pending ones are released in settle-time order once the exchange's data clock reaches them. It
 moves no money: :class:`~citarion_bots.books.Book` does (``send`` when accepted, ``settle`` when due).
+Kept across restarts as a :class:`LedgerState` (the records, and the pending ones in heap order).
 """
 
 from __future__ import annotations
 
 import heapq
-import itertools
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+import msgspec
+
 from citarion_host.payloads import Transfer
 
-__all__ = ["TransferLedger", "TransferRecord"]
+__all__ = ["LedgerState", "TransferLedger", "TransferRecord"]
 
 
 @dataclass(slots=True)
@@ -28,11 +30,32 @@ class TransferRecord:
     cause: str
 
 
+class LedgerState(msgspec.Struct, kw_only=True):
+    """A :class:`TransferLedger` as plain data: the pending heap names its records by key."""
+
+    records: list[tuple[tuple[str, str], TransferRecord]] = []
+    pending: list[tuple[int, int, tuple[str, str]]] = []
+    next_order: int = 0
+
+
 @dataclass
 class TransferLedger:
     records: dict[tuple[str, str], TransferRecord] = field(default_factory=dict)
     _pending: list[tuple[int, int, TransferRecord]] = field(default_factory=list)
-    _order: itertools.count[int] = field(default_factory=itertools.count)
+    _next_order: int = 0
+
+    def state(self) -> LedgerState:
+        return LedgerState(
+            records=list(self.records.items()),
+            pending=[(due, n, (r.transfer.bot_id, r.transfer.transfer_id)) for due, n, r in self._pending],
+            next_order=self._next_order,
+        )
+
+    @classmethod
+    def of(cls, state: LedgerState) -> TransferLedger:
+        records = dict(state.records)
+        pending = [(due, n, records[key]) for due, n, key in state.pending]
+        return cls(records, pending, state.next_order)
 
     def get(self, account: str, transfer_id: str) -> TransferRecord | None:
         return self.records.get((account, transfer_id))
@@ -42,7 +65,8 @@ class TransferLedger:
         transfer = record.transfer
         self.records[(transfer.bot_id, transfer.transfer_id)] = record
         if transfer.status == "PENDING" and transfer.settle_time is not None:
-            heapq.heappush(self._pending, (transfer.settle_time, next(self._order), record))
+            heapq.heappush(self._pending, (transfer.settle_time, self._next_order, record))
+            self._next_order += 1
 
     @property
     def next_due(self) -> int | None:

@@ -18,8 +18,9 @@ close))`` (how decisively the averages parted, against 1 % of the price).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
+import msgspec
 from pydantic import Field, model_validator
 
 from citarion_host.bot import Bot
@@ -28,9 +29,9 @@ from citarion_host.hookspecs import hookimpl
 from citarion_host.payloads import Candle
 
 from .common import SeriesKey, interval_ms
-from .desk import DeskBot, DeskParams
+from .desk import DeskBot, DeskParams, DeskState
 from .quant.crossover import Crossover, TrailingStop
-from .sync import IntervalBars
+from .sync import IntervalBars, IntervalBarsState
 
 __all__ = ["CrossoverBot", "CrossoverParams", "citarion_bot_types"]
 
@@ -61,16 +62,52 @@ class _Series:
     decisions: list[tuple[int, str]] = field(default_factory=list)  # (bar open time, what was decided)
 
 
+class SeriesState(msgspec.Struct, kw_only=True):
+    """One series' averages (fast and slow windows, last difference), trailing stop and decisions."""
+
+    cross: tuple[list[float], list[float], float | None] = msgspec.field(
+        default_factory=lambda: ([], [], None)
+    )
+    trail: tuple[Literal["long", "short"] | None, float] = (None, 0.0)
+    decisions: list[tuple[int, str]] = []
+
+
+class CrossoverState(DeskState, kw_only=True):
+    """A desk's state plus the bar builder's and each series'."""
+
+    bars: IntervalBarsState = (0, None)
+    series: list[tuple[SeriesKey, SeriesState]] = []
+
+
 class CrossoverBot(DeskBot):
     type_name = "lft-crossover"
     description = "LFT: moving-average crossover on daily bars with a trailing stop"
     Params = CrossoverParams
+    State = CrossoverState
     params: CrossoverParams
 
     def __init__(self, ctx: Any, params: Any) -> None:
         super().__init__(ctx, params)
         self.bars = IntervalBars(self.params.interval, self.params.aggregate)
         self.series: dict[SeriesKey, _Series] = {}
+
+    def state_fields(self) -> dict[str, Any]:
+        series = [
+            (key, SeriesState(cross=s.cross.state(), trail=s.trail.state(), decisions=s.decisions))
+            for key, s in self.series.items()
+        ]
+        return {**super().state_fields(), "bars": self.bars.state(), "series": series}
+
+    def restore(self, state: Any) -> None:
+        super().restore(state)
+        p = self.params
+        self.bars.restore(state.bars)
+        self.series = {}
+        for key, stored in state.series:
+            series = self.series[key] = _Series(Crossover(p.fast, p.slow), TrailingStop(p.trail_pct))
+            series.cross.restore(stored.cross)
+            series.trail.restore(stored.trail)
+            series.decisions = list(stored.decisions)
 
     async def on_candle(self, event: Event, candle: Candle) -> None:
         p = self.params

@@ -19,15 +19,19 @@ cash_fraction) when that is at least ``min_order_notional``; SHORT sells its who
 It announces each trade as its own ``trading.signal.generated``. Like the strategies it stands
 down (:class:`~citarion_bots.standdown.StandDown`): no buys while the risk guard blocks it or for
 ``alert_cooldown_bars`` after a pump alert on the symbol.
+
+Its state (:class:`LogosState`: the live votes and the votes still to be judged per series, every
+source's hit record, its positions, cash, counters, order-id counter, last decisions and stand-down)
+survives restarts (``docs/state.md``).
 """
 
 from __future__ import annotations
 
-import itertools
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import msgspec
 from pydantic import Field
 
 from citarion_host.bot import Bot
@@ -37,9 +41,9 @@ from citarion_host.payloads import BotLifecycle, Candle, Decision, Order, Positi
 
 from .common import SeriesKey, StrictParams, interval_ms, round_qty
 from .consensus import Consensus, HitRate, Vote, consensus
-from .standdown import StandDown
+from .standdown import StandDown, StandDownState
 
-__all__ = ["LogosBot", "LogosParams", "citarion_bot_types"]
+__all__ = ["LogosBot", "LogosParams", "LogosState", "citarion_bot_types"]
 
 
 class LogosParams(StrictParams):
@@ -72,10 +76,24 @@ class _Series:
     last_trade: int | None = None
 
 
+class LogosState(msgspec.Struct, kw_only=True):
+    """What LOGOS's decisions and orders depend on (series-keyed maps as rows)."""
+
+    series: list[tuple[SeriesKey, _Series]] = []
+    hits: dict[str, list[bool]] = {}
+    cash: float | None = None
+    position: list[tuple[SeriesKey, float]] = []
+    counts: dict[str, int] = {}
+    last_decision: list[tuple[SeriesKey, Consensus]] = []
+    next_order: int = 1
+    risk: StandDownState = msgspec.field(default_factory=StandDownState)
+
+
 class LogosBot(Bot):
     type_name = "logos"
     description = "LOG: LOGOS; weighted signal consensus per symbol, decisions and autonomous orders"
     Params = LogosParams
+    State = LogosState
     params: LogosParams
 
     def __init__(self, ctx: Any, params: Any) -> None:
@@ -86,8 +104,31 @@ class LogosBot(Bot):
         self.position: dict[SeriesKey, float] = {}
         self.counts: Counter[str] = Counter()
         self.last_decision: dict[SeriesKey, Consensus] = {}
-        self._order_seq = itertools.count(1)
+        self.next_order = 1
         self.risk = StandDown(ctx.bot_id, self.params.alert_cooldown_bars)
+
+    def snapshot(self) -> LogosState:
+        return LogosState(
+            series=list(self.series.items()),
+            hits=self.hits.state(),
+            cash=self.cash,
+            position=list(self.position.items()),
+            counts=self.counts,
+            last_decision=list(self.last_decision.items()),
+            next_order=self.next_order,
+            risk=self.risk.state(),
+        )
+
+    def restore(self, state: LogosState) -> None:
+        self.series = dict(state.series)
+        self.hits.restore(state.hits)
+        if state.cash is not None:
+            self.cash = state.cash
+        self.position = dict(state.position)
+        self.counts = Counter(state.counts)
+        self.last_decision = dict(state.last_decision)
+        self.next_order = state.next_order
+        self.risk.restore(state.risk)
 
     def _series(self, key: SeriesKey) -> _Series:
         found = self.series.get(key)
@@ -243,7 +284,7 @@ class LogosBot(Bot):
         meta = {"botId": self.ctx.bot_id, "dataTime": series.time}
         await self.ctx.publish("trading.signal.generated", signal, causation_id=event.id, metadata=meta)
         order = Order(
-            order_id=f"{self.ctx.bot_id}-{next(self._order_seq)}",
+            order_id=f"{self.ctx.bot_id}-{self.next_order}",
             symbol=key[1],
             exchange=key[0],
             side=side,
@@ -253,6 +294,7 @@ class LogosBot(Bot):
             bot_id=self.ctx.bot_id,
             reason=reason,
         )
+        self.next_order += 1
         # The decision bar is the series' latest: the exchange fills at its close (docs/bots.md).
         await self.ctx.publish("trading.order.submitted", order, causation_id=event.id, metadata=meta)
         self.counts["orders"] += 1

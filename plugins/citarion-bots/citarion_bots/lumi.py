@@ -19,6 +19,12 @@ With ``speed > 0`` bars are spaced by their data time divided by ``speed`` and t
 the platform (a live feed does not either). When the data is exhausted the feed settles once more and
 publishes ``market.feed.completed`` with ``{"feed": <bot id>, "bars": <candles published>}``; the host
 ends a demo on it.
+
+State (``docs/state.md``): a feed keeps how many events it has published (and its figures), so a
+restarted feed (a reload, a crash, a host restart with a stored state) goes on right after the last
+event its state covers instead of replaying from bar 0: it runs through the same deterministic
+sequence and publishes only what comes after. A feed whose state says it completed publishes nothing
+more and announces its completion again (a ``stop_on`` host restarted on it still finishes).
 """
 
 from __future__ import annotations
@@ -26,9 +32,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Literal
 
+import msgspec
 from pydantic import Field
 
 from citarion_host.bot import Bot
@@ -74,19 +81,46 @@ class LumiCsvParams(FeedParams):
     exchanges: list[str] = []
 
 
+class FeedState(msgspec.Struct, kw_only=True):
+    """Where a bar replay stands: events published (its position in the replay) and its figures."""
+
+    sent: int = 0
+    bars: int = 0
+    series: list[tuple[str, str]] = []
+    first_time: int | None = None
+    last_time: int | None = None
+    completed: bool = False
+
+
 class _FeedBot(Bot):
     """The replay loop: publish each bar, pace it, announce the end."""
 
+    State = FeedState
     params: FeedParams
 
     def __init__(self, ctx: Any, params: Any) -> None:
         super().__init__(ctx, params)
         self._task: asyncio.Task[Any] | None = None
+        self.sent = 0
         self.bars_published = 0
         self.series: set[tuple[str, str]] = set()
         self.first_time: int | None = None
         self.last_time: int | None = None
         self.completed = False
+
+    def snapshot(self) -> FeedState:
+        return FeedState(
+            sent=self.sent,
+            bars=self.bars_published,
+            series=sorted(self.series),
+            first_time=self.first_time,
+            last_time=self.last_time,
+            completed=self.completed,
+        )
+
+    def restore(self, state: FeedState) -> None:
+        self.sent, self.bars_published, self.series = state.sent, state.bars, set(state.series)
+        self.first_time, self.last_time, self.completed = state.first_time, state.last_time, state.completed
 
     def bars(self) -> Iterable[Bar]:
         raise NotImplementedError
@@ -113,14 +147,30 @@ class _FeedBot(Bot):
         params = self.params
         if params.start_delay_s:
             await asyncio.sleep(params.start_delay_s)
+        if self.sent:
+            resumed = {"sent": self.sent, "bars": self.bars_published}
+            self.ctx.log.info("feed resumes after its state", extra=resumed)
         try:
-            for bar in bars:
+            for index, (bar, topic, payload) in enumerate(self.events(bars)):
+                if index < self.sent:
+                    continue  # published before the restart (the state covers it)
                 if self.last_time is not None and bar.time > self.last_time:  # a new bar time
                     if params.speed:
                         await asyncio.sleep((bar.time - self.last_time) / 1000 / params.speed)
                     else:
                         await self.ctx.settle()  # the platform is done with the previous bars
-                await self.publish_bar(bar)
+                # Counted before it goes out: a stop that lands inside the publish (the event already
+                # handed over) must not make the next start send it again; a failed publish is not.
+                candle = isinstance(payload, Candle)
+                self.sent, self.bars_published = self.sent + 1, self.bars_published + candle
+                self.series.add((bar.exchange, bar.symbol))
+                self.first_time = bar.time if self.first_time is None else self.first_time
+                self.last_time = bar.time
+                try:
+                    await self.ctx.publish(topic, payload, metadata={DATA_TIME: bar.time})
+                except Exception:
+                    self.sent, self.bars_published = self.sent - 1, self.bars_published - candle
+                    raise
             if not params.speed:
                 await self.ctx.settle()
             self.completed = True
@@ -132,12 +182,16 @@ class _FeedBot(Bot):
             self.ctx.log.exception("feed failed", extra={"bars": self.bars_published})
             raise
 
-    async def publish_bar(self, bar: Bar) -> None:
+    def events(self, bars: Iterable[Bar]) -> Iterator[tuple[Bar, str, Any]]:
+        """What the replay publishes, in order: per bar its ticker, candle, trade and book."""
+        for bar in bars:
+            yield from self.bar_events(bar)
+
+    def bar_events(self, bar: Bar) -> Iterator[tuple[Bar, str, Any]]:
         params, key = self.params, (bar.exchange, bar.symbol)
         ticker = bar.ticker(params.ticker_spread_bps)
-        meta = {DATA_TIME: bar.time}
-        await self.ctx.publish(ticker_topic(*key), ticker, metadata=meta)
-        await self.ctx.publish(candle_topic(*key), bar.candle(self.bar_interval()), metadata=meta)
+        yield bar, ticker_topic(*key), ticker
+        yield bar, candle_topic(*key), bar.candle(self.bar_interval())
         if params.emit_trades:
             side: Literal["BUY", "SELL"] = "BUY" if bar.close >= bar.open else "SELL"
             trade = Trade(
@@ -148,14 +202,9 @@ class _FeedBot(Bot):
                 side=side,
                 trade_id=f"{bar.exchange}-{bar.symbol}-{bar.time}",
             )
-            await self.ctx.publish(trade_topic(*key), trade, metadata=meta)
+            yield bar, trade_topic(*key), trade
         if params.emit_orderbook:
-            book = self._book(bar, ticker.bid, ticker.ask)
-            await self.ctx.publish(orderbook_topic(*key), book, metadata=meta)
-        self.bars_published += 1
-        self.series.add(key)
-        self.first_time = bar.time if self.first_time is None else self.first_time
-        self.last_time = bar.time
+            yield bar, orderbook_topic(*key), self._book(bar, ticker.bid, ticker.ask)
 
     def _book(self, bar: Bar, bid: float, ask: float) -> OrderBook:
         """A symmetric book around the quote: level i is i half-spreads further out."""
@@ -223,6 +272,15 @@ class LumiMarketParams(MarketSpec):
     start_delay_s: float = Field(default=0.0, ge=0)
 
 
+class MarketFeedState(msgspec.Struct, kw_only=True):
+    """Where a market replay stands: events published (its position), per kind, base bars, done."""
+
+    sent: int = 0
+    published: dict[str, int] = {}
+    bars: int = 0
+    completed: bool = False
+
+
 class LumiMarketBot(Bot):
     """Replays :func:`~citarion_bots.market.scenario.generate_market`'s events, each stamped with its
     data time; settles (``speed = 0``) or sleeps (``speed > 0``) when the base bar's time moves on."""
@@ -230,15 +288,26 @@ class LumiMarketBot(Bot):
     type_name = "lumi-market"
     description = "LUM: seeded synthetic market; L2 books, trades, multi-interval candles, planted structure"
     Params = LumiMarketParams
+    State = MarketFeedState
     params: LumiMarketParams
 
     def __init__(self, ctx: Any, params: Any) -> None:
         super().__init__(ctx, params)
         self._task: asyncio.Task[Any] | None = None
+        self.sent = 0
         self.published: Counter[str] = Counter()
         self.bars_published = 0
         self.completed = False
         self.market: Market | None = None
+
+    def snapshot(self) -> MarketFeedState:
+        return MarketFeedState(
+            sent=self.sent, published=self.published, bars=self.bars_published, completed=self.completed
+        )
+
+    def restore(self, state: MarketFeedState) -> None:
+        self.sent, self.published = state.sent, Counter(state.published)
+        self.bars_published, self.completed = state.bars, state.completed
 
     async def start(self) -> None:
         spec = MarketSpec.model_validate(self.params.model_dump(include=set(MarketSpec.model_fields)))
@@ -260,23 +329,35 @@ class LumiMarketBot(Bot):
         if params.start_delay_s:
             await asyncio.sleep(params.start_delay_s)
         bar_ms, last_bar, last_time = interval_ms(spec.interval), -1, spec.start_time
-        for item in market.events():
+        if self.sent:
+            resumed = {"sent": self.sent, "bars": self.bars_published}
+            self.ctx.log.info("feed resumes after its state", extra=resumed)
+        for index, item in enumerate(market.events()):
             bar = (item.data_time - spec.start_time) // bar_ms
+            if index < self.sent:  # published before the restart (the state covers it): pacing only
+                last_bar, last_time = max(last_bar, bar), max(last_time, item.data_time)
+                continue
             if params.speed and item.data_time > last_time:
                 await asyncio.sleep((item.data_time - last_time) / 1000 / params.speed)
                 last_time = item.data_time
             elif not params.speed and bar > last_bar >= 0:
                 await self.ctx.settle()  # the platform is done with the previous bar
             last_bar = max(last_bar, bar)
-            await self.ctx.publish(item.topic, item.payload, metadata={DATA_TIME: item.data_time})
+            # Counted before it goes out (see _FeedBot._run); a failed publish is not.
             kind = item.topic.split(".", 2)[1]
-            self.published[kind] += 1
-            if (
+            base = (
                 kind == "candle"
                 and isinstance(item.payload, Candle)
                 and item.payload.interval == spec.interval
-            ):
-                self.bars_published += 1
+            )
+            self.sent, self.bars_published = self.sent + 1, self.bars_published + base
+            self.published[kind] += 1
+            try:
+                await self.ctx.publish(item.topic, item.payload, metadata={DATA_TIME: item.data_time})
+            except Exception:
+                self.sent, self.bars_published = self.sent - 1, self.bars_published - base
+                self.published[kind] -= 1
+                raise
         if not params.speed:
             await self.ctx.settle()
         self.completed = True

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+import msgspec
 from pydantic import Field
 
 from citarion_host.bot import Bot
@@ -32,7 +33,8 @@ from citarion_host.events import Event
 from citarion_host.hookspecs import hookimpl
 from citarion_host.payloads import OrderBook
 
-from .desk import DeskBot, DeskParams
+from .desk import DeskBot, DeskParams, DeskState
+from .plain import Record, record, record_of
 from .quant.avellaneda import MidVolatility, Quotes, quotes, snap
 
 __all__ = ["MarketMakerBot", "MarketMakerParams", "citarion_bot_types"]
@@ -55,16 +57,35 @@ class MarketMakerParams(DeskParams):
     tick: float = Field(default=0.0, ge=0)
 
 
+class MarketMakerState(DeskState, kw_only=True):
+    """A desk's state plus the mid-price moves behind its volatility and its last quotes."""
+
+    vol: tuple[list[tuple[float, float]], tuple[int, float] | None] = msgspec.field(
+        default_factory=lambda: ([], None)
+    )
+    last: Record | None = None
+
+
 class MarketMakerBot(DeskBot):
     type_name = "market-maker"
     description = "MMK: Avellaneda-Stoikov market making; inventory-skewed quotes as resting limits"
     Params = MarketMakerParams
+    State = MarketMakerState
     params: MarketMakerParams
 
     def __init__(self, ctx: Any, params: Any) -> None:
         super().__init__(ctx, params)
         self.vol = MidVolatility(self.params.vol_window, self.params.time_unit_ms)
         self.last: Quotes | None = None
+
+    def state_fields(self) -> dict[str, Any]:
+        last = None if self.last is None else record(self.last)
+        return {**super().state_fields(), "vol": self.vol.state(), "last": last}
+
+    def restore(self, state: Any) -> None:
+        super().restore(state)
+        self.vol.restore(state.vol)
+        self.last = None if state.last is None else record_of(Quotes, state.last)
 
     @property
     def key(self) -> tuple[str, str]:

@@ -15,6 +15,9 @@ size. Prices and sizes are ``Decimal`` (the exchange's accounting is exact).
 
 What this does not model: queue position (a resting order is first in line at its price) and the
 market impact of the platform's own orders beyond the book they took from.
+
+A :class:`Depth` is kept across restarts as a :class:`DepthState`: the book, and the levels with what
+takers consumed of them when they were converted already.
 """
 
 from __future__ import annotations
@@ -23,11 +26,13 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal
 
+import msgspec
+
 from citarion_host.payloads import OrderBook
 
 from .books import dec, lots
 
-__all__ = ["Depth", "Level", "print_crosses"]
+__all__ = ["Depth", "DepthState", "Level", "print_crosses"]
 
 Side = Literal["BUY", "SELL"]
 ZERO = Decimal(0)
@@ -37,6 +42,16 @@ ZERO = Decimal(0)
 class Level:
     price: Decimal
     size: Decimal
+
+
+class DepthState(msgspec.Struct, kw_only=True):
+    """A :class:`Depth`: its book, its levels once converted (with what was taken), when it came."""
+
+    book: OrderBook
+    seq: int
+    time: int
+    bids: list[Level] | None = None
+    asks: list[Level] | None = None
 
 
 class Depth:
@@ -58,6 +73,15 @@ class Depth:
     @classmethod
     def of(cls, book: OrderBook, seq: int, time: int) -> Depth:
         return cls(book, seq, time)
+
+    def state(self) -> DepthState:
+        return DepthState(book=self._raw, seq=self.seq, time=self.time, bids=self._bids, asks=self._asks)
+
+    @classmethod
+    def restored(cls, state: DepthState) -> Depth:
+        depth = cls(state.book, state.seq, state.time)
+        depth._bids, depth._asks = state.bids, state.asks
+        return depth
 
     @property
     def bids(self) -> list[Level]:

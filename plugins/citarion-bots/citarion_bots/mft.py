@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import msgspec
 from pydantic import Field, model_validator
 
 from citarion_host.bot import Bot
@@ -31,9 +32,9 @@ from citarion_host.hookspecs import hookimpl
 from citarion_host.payloads import Candle
 
 from .common import SeriesKey, interval_ms
-from .desk import DeskBot, DeskParams, Working
+from .desk import DeskBot, DeskParams, DeskState, Working
 from .quant.breakout import ATR, Donchian, turtle_units
-from .sync import IntervalBars
+from .sync import IntervalBars, IntervalBarsState
 
 __all__ = ["BreakoutBot", "BreakoutParams", "citarion_bot_types"]
 
@@ -68,16 +69,71 @@ class _Series:
     entries: list[int] = field(default_factory=list)
 
 
+class SeriesState(msgspec.Struct, kw_only=True):
+    """One series' channels (highs, lows), ATR (average, seed, previous close), side and stop."""
+
+    entry: tuple[list[float], list[float]] = msgspec.field(default_factory=lambda: ([], []))
+    exit: tuple[list[float], list[float]] = msgspec.field(default_factory=lambda: ([], []))
+    atr: tuple[float | None, list[float], float | None] = msgspec.field(
+        default_factory=lambda: (None, [], None)
+    )
+    side: Literal["flat", "long", "short"] = "flat"
+    breaking: Literal["long", "short"] | None = None
+    stop: float = 0.0
+    entries: list[int] = []
+
+
+class BreakoutState(DeskState, kw_only=True):
+    """A desk's state plus the bar builder's and each series'."""
+
+    bars: IntervalBarsState = (0, None)
+    series: list[tuple[SeriesKey, SeriesState]] = []
+
+
 class BreakoutBot(DeskBot):
     type_name = "mft-breakout"
     description = "MFT: Donchian/turtle breakouts on intraday bars with ATR stops and ATR-sized positions"
     Params = BreakoutParams
+    State = BreakoutState
     params: BreakoutParams
 
     def __init__(self, ctx: Any, params: Any) -> None:
         super().__init__(ctx, params)
         self.bars = IntervalBars(self.params.interval, self.params.aggregate)
         self.series: dict[SeriesKey, _Series] = {}
+
+    def state_fields(self) -> dict[str, Any]:
+        series = [
+            (
+                key,
+                SeriesState(
+                    entry=s.entry.state(),
+                    exit=s.exit.state(),
+                    atr=s.atr.state(),
+                    side=s.side,
+                    breaking=s.breaking,
+                    stop=s.stop,
+                    entries=s.entries,
+                ),
+            )
+            for key, s in self.series.items()
+        ]
+        return {**super().state_fields(), "bars": self.bars.state(), "series": series}
+
+    def restore(self, state: Any) -> None:
+        super().restore(state)
+        p = self.params
+        self.bars.restore(state.bars)
+        self.series = {}
+        for key, stored in state.series:
+            series = self.series[key] = _Series(
+                Donchian(p.channel), Donchian(p.exit_channel), ATR(p.atr_period)
+            )
+            series.entry.restore(stored.entry)
+            series.exit.restore(stored.exit)
+            series.atr.restore(stored.atr)
+            series.side, series.breaking, series.stop = stored.side, stored.breaking, stored.stop
+            series.entries = list(stored.entries)
 
     async def on_candle(self, event: Event, candle: Candle) -> None:
         p = self.params

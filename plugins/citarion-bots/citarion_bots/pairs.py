@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+import msgspec
 from pydantic import Field, model_validator
 
 from citarion_host.bot import Bot
@@ -30,10 +31,10 @@ from citarion_host.events import Event
 from citarion_host.hookspecs import hookimpl
 from citarion_host.payloads import Candle
 
-from .desk import DeskBot, DeskParams
-from .quant.bands import BandRule, ConfirmedGate
-from .quant.pairs import PairModel
-from .sync import BarSync
+from .desk import DeskBot, DeskParams, DeskState
+from .quant.bands import BandRule, BandRuleState, ConfirmedGate, GateState
+from .quant.pairs import PairModel, PairModelState
+from .sync import BarSync, BarSyncState
 
 __all__ = ["PairsBot", "PairsParams", "citarion_bot_types"]
 
@@ -62,10 +63,21 @@ class PairsParams(DeskParams):
         return self
 
 
+class PairsState(DeskState, kw_only=True):
+    """A desk's state plus the pair's model (window and fit), rule, gate, bar sync and last z."""
+
+    model: PairModelState = msgspec.field(default_factory=PairModelState)
+    rule: BandRuleState = ("flat", False)
+    gate: GateState = (0, -1)
+    sync: BarSyncState = msgspec.field(default_factory=lambda: ({}, None, 0))
+    z: float | None = None
+
+
 class PairsBot(DeskBot):
     type_name = "pairs"
     description = "PAR: pairs trading; Engle-Granger hedge ratio and gate, spread z-score entries/exits/stops"
     Params = PairsParams
+    State = PairsState
     params: PairsParams
 
     def __init__(self, ctx: Any, params: Any) -> None:
@@ -76,6 +88,24 @@ class PairsBot(DeskBot):
         self.sync = BarSync((p.y, p.x))
         self.gate = ConfirmedGate(p.confirm_fits)
         self.z: float | None = None
+
+    def state_fields(self) -> dict[str, Any]:
+        return {
+            **super().state_fields(),
+            "model": self.model.state(),
+            "rule": self.rule.state(),
+            "gate": self.gate.state(),
+            "sync": self.sync.state(),
+            "z": self.z,
+        }
+
+    def restore(self, state: Any) -> None:
+        super().restore(state)
+        self.model.restore(state.model)
+        self.rule.restore(state.rule)
+        self.gate.restore(state.gate)
+        self.sync.restore(state.sync)
+        self.z = state.z
 
     async def on_candle(self, event: Event, candle: Candle) -> None:
         p = self.params

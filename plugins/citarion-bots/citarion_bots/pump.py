@@ -36,7 +36,7 @@ from citarion_host.payloads import Candle, RiskAlert
 from .common import SeriesKey
 from .indicators import mean, pstdev
 from .standdown import PUMP_ALERT_KIND
-from .strategy import StrategyBot, StrategyParams
+from .strategy import StrategyBot, StrategyParams, StrategyState
 
 __all__ = ["PumpBot", "PumpParams", "PumpReading", "citarion_bot_types", "read_pump"]
 
@@ -91,12 +91,24 @@ def read_pump(
     )
 
 
+class PumpState(StrategyState, kw_only=True):
+    """A strategy's state plus each series' close, volume and return windows, its quiet period, and
+    the detections made."""
+
+    closes: list[tuple[SeriesKey, list[float]]] = []
+    volumes: list[tuple[SeriesKey, list[float]]] = []
+    returns: list[tuple[SeriesKey, list[float]]] = []
+    quiet_until: list[tuple[SeriesKey, int]] = []
+    detections: list[tuple[SeriesKey, int, int]] = []
+
+
 class PumpBot(StrategyBot):
     type_name = "pump-dump"
     description = (
         "PND: pump-and-dump detector; volume spike + fast rise -> critical risk alert + SHORT signal"
     )
     Params = PumpParams
+    State = PumpState
     params: PumpParams
 
     def __init__(self, ctx: Any, params: Any) -> None:
@@ -106,6 +118,26 @@ class PumpBot(StrategyBot):
         self.returns: dict[SeriesKey, deque[float]] = {}  # the baseline's one-bar returns, rolling
         self.quiet_until: dict[SeriesKey, int] = {}
         self.detections: list[tuple[SeriesKey, int, int]] = []  # (series, bar number, open time)
+
+    def state_fields(self) -> dict[str, Any]:
+        return {
+            **super().state_fields(),
+            "closes": [(key, list(window)) for key, window in self.closes.items()],
+            "volumes": [(key, list(window)) for key, window in self.volumes.items()],
+            "returns": [(key, list(window)) for key, window in self.returns.items()],
+            "quiet_until": list(self.quiet_until.items()),
+            "detections": self.detections,
+        }
+
+    def restore(self, state: Any) -> None:
+        super().restore(state)
+        p = self.params
+        span = max(p.baseline_bars, p.price_window) + 1
+        self.closes = {key: deque(window, maxlen=span) for key, window in state.closes}
+        self.volumes = {key: deque(window, maxlen=p.baseline_bars) for key, window in state.volumes}
+        self.returns = {key: deque(window, maxlen=p.baseline_bars) for key, window in state.returns}
+        self.quiet_until = dict(state.quiet_until)
+        self.detections = list(state.detections)
 
     async def on_candle(self, event: Event, candle: Candle) -> None:
         key, p = (candle.exchange, candle.symbol), self.params

@@ -32,7 +32,7 @@ from citarion_host.hookspecs import hookimpl
 from citarion_host.payloads import Candle
 
 from .common import SeriesKey
-from .strategy import StrategyBot, TradingParams
+from .strategy import StrategyBot, StrategyState, TradingParams
 
 __all__ = ["Range", "RangeBot", "RangeParams", "citarion_bot_types", "detect_range"]
 
@@ -87,10 +87,20 @@ def detect_range(
     return Range(support, resistance)
 
 
+class RangeState(StrategyState, kw_only=True):
+    """A strategy's state plus each series' high/low windows, last range and zone."""
+
+    highs: list[tuple[SeriesKey, list[float]]] = []
+    lows: list[tuple[SeriesKey, list[float]]] = []
+    ranges: list[tuple[SeriesKey, Range | None]] = []
+    zones: list[tuple[SeriesKey, Zone]] = []
+
+
 class RangeBot(StrategyBot):
     type_name = "range"
     description = "RNG: range trading; buys near support, sells near resistance, silent on breakouts"
     Params = RangeParams
+    State = RangeState
     params: RangeParams
 
     def __init__(self, ctx: Any, params: Any) -> None:
@@ -99,6 +109,23 @@ class RangeBot(StrategyBot):
         self.lows: dict[SeriesKey, deque[float]] = {}
         self.ranges: dict[SeriesKey, Range | None] = {}
         self.zones: dict[SeriesKey, Zone] = {}
+
+    def state_fields(self) -> dict[str, Any]:
+        return {
+            **super().state_fields(),
+            "highs": [(key, list(window)) for key, window in self.highs.items()],
+            "lows": [(key, list(window)) for key, window in self.lows.items()],
+            "ranges": list(self.ranges.items()),
+            "zones": list(self.zones.items()),
+        }
+
+    def restore(self, state: Any) -> None:
+        super().restore(state)
+        lookback = self.params.lookback
+        self.highs = {key: deque(window, maxlen=lookback) for key, window in state.highs}
+        self.lows = {key: deque(window, maxlen=lookback) for key, window in state.lows}
+        self.ranges = dict(state.ranges)
+        self.zones = dict(state.zones)
 
     async def on_candle(self, event: Event, candle: Candle) -> None:
         key, close, p = (candle.exchange, candle.symbol), candle.close, self.params

@@ -27,6 +27,10 @@ a time. It is cleared (``risk.block.cleared`` plus a ``risk.alert.resolved`` inf
 
 Bars are counted on data time: each candle with a later open time than any before advances the
 guard's clock by one.
+
+Its state (:class:`RiskGuardState`: every account with its running sums, peak, streak and block, the
+marks, the clock) survives restarts (``docs/state.md``): a restarted guard neither forgets a block nor
+re-bases a peak.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 from pydantic import Field
 
 from citarion_host.bot import Bot
@@ -44,7 +49,7 @@ from citarion_host.payloads import Candle, Order, Position, RiskAlert
 
 from .common import SeriesKey, StrictParams
 
-__all__ = ["RiskGuard", "RiskGuardParams", "citarion_bot_types"]
+__all__ = ["AccountState", "RiskGuard", "RiskGuardParams", "RiskGuardState", "citarion_bot_types"]
 
 
 class RiskGuardParams(StrictParams):
@@ -99,10 +104,69 @@ class _Account:
         self.exposure = sum(abs(v) for v in self.values.values())
 
 
+class AccountState(msgspec.Struct, kw_only=True):
+    """One :class:`_Account`, its running sums exactly as they stand (not recomputed)."""
+
+    cash: float = 0.0
+    quantities: list[tuple[SeriesKey, float]] = []
+    realized: list[tuple[SeriesKey, float]] = []
+    values: list[tuple[SeriesKey, float]] = []
+    value: float = 0.0
+    exposure: float = 0.0
+    peak: float | None = None
+    streak: int = 0
+    fills: int = 0
+    block: _Block | None = None
+    alerts: int = 0
+
+    @classmethod
+    def of(cls, account: _Account) -> AccountState:
+        return cls(
+            cash=account.cash,
+            quantities=list(account.quantities.items()),
+            realized=list(account.realized.items()),
+            values=list(account.values.items()),
+            value=account.value,
+            exposure=account.exposure,
+            peak=account.peak,
+            streak=account.streak,
+            fills=account.fills,
+            block=account.block,
+            alerts=account.alerts,
+        )
+
+    def account(self) -> _Account:
+        return _Account(
+            cash=self.cash,
+            quantities=dict(self.quantities),
+            realized=dict(self.realized),
+            values=dict(self.values),
+            value=self.value,
+            exposure=self.exposure,
+            peak=self.peak,
+            streak=self.streak,
+            fills=self.fills,
+            block=self.block,
+            alerts=self.alerts,
+        )
+
+
+class RiskGuardState(msgspec.Struct, kw_only=True):
+    """The guard's accounts, which of them hold each series (by bot id), its marks and clock."""
+
+    accounts: dict[str, AccountState] = {}
+    holders: list[tuple[SeriesKey, list[str]]] = []
+    marks: list[tuple[SeriesKey, float]] = []
+    clock: int = 0
+    now: int = -1
+    counts: dict[str, int] = {}
+
+
 class RiskGuard(Bot):
     type_name = "risk-guard"
     description = "RSK: risk guard; drawdown / exposure / loss-streak limits -> critical alert + bot block"
     Params = RiskGuardParams
+    State = RiskGuardState
     params: RiskGuardParams
 
     def __init__(self, ctx: Any, params: Any) -> None:
@@ -113,6 +177,24 @@ class RiskGuard(Bot):
         self.clock = 0
         self.now = -1
         self.counts: Counter[str] = Counter()
+
+    def snapshot(self) -> RiskGuardState:
+        owner = {id(account): bot_id for bot_id, account in self.accounts.items()}
+        return RiskGuardState(
+            accounts={bot_id: AccountState.of(account) for bot_id, account in self.accounts.items()},
+            holders=[(key, [owner[id(a)] for a in accounts]) for key, accounts in self.holders.items()],
+            marks=list(self.marks.items()),
+            clock=self.clock,
+            now=self.now,
+            counts=self.counts,
+        )
+
+    def restore(self, state: RiskGuardState) -> None:
+        self.accounts = {bot_id: stored.account() for bot_id, stored in state.accounts.items()}
+        self.holders = {key: [self.accounts[b] for b in bot_ids] for key, bot_ids in state.holders}
+        self.marks = dict(state.marks)
+        self.clock, self.now = state.clock, state.now
+        self.counts = Counter(state.counts)
 
     def watches(self, bot_id: str) -> bool:
         return not self.params.bots or bot_id in self.params.bots

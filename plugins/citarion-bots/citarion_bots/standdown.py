@@ -9,18 +9,33 @@ Shared by the strategies and LOGOS, which read ``risk.>``:
   any exchange, for ``halt_bars`` bars of data time (buying into a pump is what the alert is for).
 
 Selling is never held back here: reducing a position is how risk goes down.
+
+Its state (:class:`StandDownState`) is part of each of those bots' snapshots (``docs/state.md``).
 """
 
 from __future__ import annotations
+
+import msgspec
 
 from citarion_host.events import Event
 from citarion_host.payloads import RiskAlert
 
 from .common import interval_ms
 
-__all__ = ["PUMP_ALERT_KIND", "StandDown"]
+__all__ = ["PUMP_ALERT_KIND", "StandDown", "StandDownState"]
 
 PUMP_ALERT_KIND = "pump_and_dump"
+
+
+class StandDownState(msgspec.Struct, kw_only=True):
+    """What the events told a :class:`StandDown` (its halt length comes from the bot's params)."""
+
+    blocked: str | None = None
+    now_ms: int = 0
+    bar_ms: int = 60_000
+    interval: str = ""
+    alerts: int = 0
+    halted_until: dict[str, int] = {}
 
 
 class StandDown:
@@ -62,6 +77,21 @@ class StandDown:
                     self.blocked = None
             return True
         return False
+
+    def state(self) -> StandDownState:
+        return StandDownState(
+            blocked=self.blocked,
+            now_ms=self.now_ms,
+            bar_ms=self.bar_ms,
+            interval=self._interval,
+            alerts=self.alerts,
+            halted_until=self._halted_until,
+        )
+
+    def restore(self, state: StandDownState) -> None:
+        self.blocked, self.now_ms, self.bar_ms = state.blocked, state.now_ms, state.bar_ms
+        self._interval, self.alerts = state.interval, state.alerts
+        self._halted_until = dict(state.halted_until)
 
     def halted(self, symbol: str) -> bool:
         return self._halted_until.get(symbol, -1) >= self.now_ms

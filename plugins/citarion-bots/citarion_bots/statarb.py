@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 from pydantic import Field, model_validator
 
 from citarion_host.bot import Bot
@@ -28,9 +29,9 @@ from citarion_host.hookspecs import hookimpl
 from citarion_host.payloads import Candle
 
 from .common import SeriesKey
-from .desk import DeskBot, DeskParams
-from .quant.bands import BandRule, ConfirmedGate
-from .quant.ou import OUFit, OUModel
+from .desk import DeskBot, DeskParams, DeskState
+from .quant.bands import BandRule, BandRuleState, ConfirmedGate, GateState
+from .quant.ou import OUFit, OUModel, OUModelState
 
 __all__ = ["StatArbBot", "StatArbParams", "citarion_bot_types"]
 
@@ -69,17 +70,50 @@ class _State:
         self.z: float | None = None
 
 
+class SeriesState(msgspec.Struct, kw_only=True):
+    """One series' OU model (window and fit), rule, gate and last score."""
+
+    model: OUModelState = msgspec.field(default_factory=OUModelState)
+    rule: BandRuleState = ("flat", False)
+    gate: GateState = (0, -1)
+    z: float | None = None
+
+
+class StatArbState(DeskState, kw_only=True):
+    """A desk's state plus each series' model, rule and gate."""
+
+    series: list[tuple[SeriesKey, SeriesState]] = []
+
+
 class StatArbBot(DeskBot):
     type_name = "stat-arb"
     description = (
         "STA: statistical trading; OU fit by AR(1) behind an ADF gate, entries at k equilibrium sigmas"
     )
     Params = StatArbParams
+    State = StatArbState
     params: StatArbParams
 
     def __init__(self, ctx: Any, params: Any) -> None:
         super().__init__(ctx, params)
         self.series: dict[SeriesKey, _State] = {}
+
+    def state_fields(self) -> dict[str, Any]:
+        series = [
+            (key, SeriesState(model=s.model.state(), rule=s.rule.state(), gate=s.gate.state(), z=s.z))
+            for key, s in self.series.items()
+        ]
+        return {**super().state_fields(), "series": series}
+
+    def restore(self, state: Any) -> None:
+        super().restore(state)
+        self.series = {}
+        for key, stored in state.series:
+            series = self.series[key] = _State(self.params)
+            series.model.restore(stored.model)
+            series.rule.restore(stored.rule)
+            series.gate.restore(stored.gate)
+            series.z = stored.z
 
     def wants(self, candle: Candle) -> bool:
         p = self.params

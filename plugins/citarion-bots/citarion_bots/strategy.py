@@ -12,15 +12,20 @@ A strategy subclass implements :meth:`StrategyBot.on_candle` (and optionally ``o
   blocks this bot, nor of a symbol for ``alert_cooldown_bars`` bars after a PND pump alert on it.
   Sells stay allowed: leaving risk is never blocked here;
 * stamps every signal's metadata with ``botId`` and ``dataTime`` (the candle's open time), which
-  LOGOS uses to age signals by data time and to tell two instances of one bot code apart.
+  LOGOS uses to age signals by data time and to tell two instances of one bot code apart;
+* keeps its state across restarts (``docs/state.md``): :class:`StrategyState` holds the order-id
+  counter, inventory, in-flight orders, bar counts, counters and the stand-down; a subclass extends
+  it with its own fields (a ``State`` subclass, :meth:`StrategyBot.state_fields` and
+  :meth:`StrategyBot.restore`), so a reload or a crash restart neither reuses an order id nor
+  forgets a position.
 """
 
 from __future__ import annotations
 
-import itertools
 from collections import Counter, defaultdict
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
+import msgspec
 from pydantic import Field, field_validator
 
 from citarion_host.bot import Bot
@@ -28,9 +33,11 @@ from citarion_host.events import Event
 from citarion_host.payloads import Candle, Order, Signal
 
 from .common import SeriesKey, StrictParams, interval_ms, round_qty
-from .standdown import StandDown
+from .standdown import StandDown, StandDownState
 
-__all__ = ["StrategyBot", "StrategyParams", "TradingParams"]
+__all__ = ["StrategyBot", "StrategyParams", "StrategyState", "TradingParams"]
+
+Side = Literal["BUY", "SELL"]
 
 
 class StrategyParams(StrictParams):
@@ -57,9 +64,22 @@ class TradingParams(StrategyParams):
     alert_cooldown_bars: int = Field(default=20, ge=0)
 
 
+class StrategyState(msgspec.Struct, kw_only=True):
+    """What every strategy's figures depend on besides its own indicators (series-keyed maps as
+    ``[[exchange, symbol], value]`` rows: JSON objects take string keys only)."""
+
+    next_order: int = 1
+    inventory: list[tuple[SeriesKey, float]] = []
+    pending: dict[str, tuple[SeriesKey, Side, float]] = {}
+    bars: list[tuple[SeriesKey, int]] = []
+    counts: dict[str, int] = {}
+    risk: StandDownState = msgspec.field(default_factory=StandDownState)
+
+
 class StrategyBot(Bot):
     """Base of the six operational strategies."""
 
+    State: ClassVar[type[StrategyState]] = StrategyState
     params: StrategyParams
 
     def __init__(self, ctx: Any, params: Any) -> None:
@@ -69,8 +89,34 @@ class StrategyBot(Bot):
         self.counts: Counter[str] = Counter()
         halt = self.params.alert_cooldown_bars if isinstance(self.params, TradingParams) else 0
         self.risk = StandDown(ctx.bot_id, halt)
-        self._pending: dict[str, tuple[SeriesKey, str, float]] = {}
-        self._order_seq = itertools.count(1)
+        self._pending: dict[str, tuple[SeriesKey, Side, float]] = {}
+        self.next_order = 1
+
+    # -- state (docs/state.md) --------------------------------------------------------------------
+
+    def snapshot(self) -> StrategyState:
+        return self.State(**self.state_fields())
+
+    def state_fields(self) -> dict[str, Any]:
+        """The fields of :attr:`State` from the bot's attributes; a subclass adds its own."""
+        return {
+            "next_order": self.next_order,
+            "inventory": list(self.inventory.items()),
+            "pending": self._pending,
+            "bars": list(self.bars.items()),
+            "counts": self.counts,
+            "risk": self.risk.state(),
+        }
+
+    def restore(self, state: Any) -> None:
+        """Take a :class:`StrategyState` (or a subclass's) back; a subclass takes its own fields after
+        calling this."""
+        self.next_order = state.next_order
+        self.inventory = defaultdict(float, state.inventory)
+        self._pending = dict(state.pending)
+        self.bars = Counter(dict(state.bars))
+        self.counts = Counter(state.counts)
+        self.risk.restore(state.risk)
 
     # -- dispatch ---------------------------------------------------------------------------------
 
@@ -191,7 +237,8 @@ class StrategyBot(Bot):
         quantity = round_qty(quantity)
         if quantity <= 0:
             return None
-        order_id = f"{self.ctx.bot_id}-{next(self._order_seq)}"
+        order_id = f"{self.ctx.bot_id}-{self.next_order}"
+        self.next_order += 1
         order = Order(
             order_id=order_id,
             symbol=candle.symbol,

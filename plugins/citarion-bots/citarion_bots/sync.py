@@ -16,9 +16,15 @@ from collections.abc import Sequence
 from citarion_host.payloads import Candle
 
 from .common import interval_ms
-from .market.candles import CandleAggregator
+from .market.candles import AggregatorState, CandleAggregator
 
-__all__ = ["BarSync", "IntervalBars"]
+__all__ = ["BarSync", "BarSyncState", "IntervalBars", "IntervalBarsState"]
+
+#: A :class:`BarSync`'s state: the rows still incomplete (open time -> symbol -> bar), the last row
+#: handed out, the rows dropped.
+BarSyncState = tuple[dict[int, dict[str, Candle]], int | None, int]
+#: An :class:`IntervalBars`' state: the candles ignored, and its aggregator's (None: no aggregating).
+IntervalBarsState = tuple[int, AggregatorState | None]
 
 
 class BarSync:
@@ -46,6 +52,13 @@ class BarSync:
         self.last_time = time
         return time, tuple(row[s] for s in self.symbols)
 
+    def state(self) -> BarSyncState:
+        return self._rows, self.last_time, self.dropped
+
+    def restore(self, state: BarSyncState) -> None:
+        rows, self.last_time, self.dropped = state
+        self._rows = {time: dict(row) for time, row in rows.items()}
+
 
 class IntervalBars:
     def __init__(self, interval: str, aggregate: bool) -> None:
@@ -53,6 +66,14 @@ class IntervalBars:
         self.length = interval_ms(interval)
         self.aggregator = CandleAggregator(interval) if aggregate else None
         self.ignored = 0
+
+    def state(self) -> IntervalBarsState:
+        return self.ignored, None if self.aggregator is None else self.aggregator.state()
+
+    def restore(self, state: IntervalBarsState) -> None:
+        self.ignored, aggregated = state
+        if self.aggregator is not None and aggregated is not None:
+            self.aggregator.restore(aggregated)
 
     def add(self, candle: Candle) -> list[Candle]:
         """The bars of ``interval`` this candle is or completes (often none)."""

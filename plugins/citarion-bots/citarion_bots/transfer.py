@@ -30,7 +30,7 @@ from citarion_host.events import Event
 from citarion_host.hookspecs import hookimpl
 from citarion_host.payloads import Balance, Transfer
 
-from .desk import DeskBot, DeskParams
+from .desk import DeskBot, DeskParams, DeskState
 from .quant.rebalance import Move, plan_transfers
 
 __all__ = ["TransferBot", "TransferParams", "citarion_bot_types"]
@@ -61,10 +61,19 @@ class TransferParams(DeskParams):
         return self
 
 
+class TransferState(DeskState, kw_only=True):
+    """A desk's state plus the transfers in flight and what was moved and paid."""
+
+    in_flight: dict[str, Transfer] = {}
+    moved: float = 0.0
+    fees: float = 0.0
+
+
 class TransferBot(DeskBot):
     type_name = "transfer"
     description = "TRF: keeps an asset's per-exchange balances near target weights with fee-aware transfers"
     Params = TransferParams
+    State = TransferState
     params: TransferParams
 
     def __init__(self, ctx: Any, params: Any) -> None:
@@ -72,6 +81,14 @@ class TransferBot(DeskBot):
         self.in_flight: dict[str, Transfer] = {}
         self.moved = 0.0
         self.fees = 0.0
+
+    def state_fields(self) -> dict[str, Any]:
+        return {**super().state_fields(), "in_flight": self.in_flight, "moved": self.moved, "fees": self.fees}
+
+    def restore(self, state: Any) -> None:
+        super().restore(state)
+        self.in_flight = dict(state.in_flight)
+        self.moved, self.fees = state.moved, state.fees
 
     @property
     def account(self) -> str:

@@ -34,6 +34,14 @@ not be able to bend (docs/security.md):
 After an alert's channels are done WLF publishes ``system.alert.delivered`` (dict: key, kind,
 severity, message, eventId, channels, failed). It reads ``system.>`` too, so it skips events whose
 source is its own code.
+
+Its state (``docs/state.md``) is the de-duplication window (the last delivery time of each key) and
+its counters: a restarted WLF does not page again for what it paged a second ago. Alerts still queued
+for the webhook are not state: ``stop()`` delivers them (or counts them dropped) before a restart. The
+channels are side effects the host cannot hold back: after a rollback (a failed handler) or a host
+restart, the alerts of the events handled again since the last snapshot (at most ``[state] every_s``
+of them, typically) reach console, file and webhook a second time; their ``system.alert.delivered``
+events are held back like every replayed output.
 """
 
 from __future__ import annotations
@@ -48,6 +56,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import httpx
+import msgspec
 from pydantic import Field, field_validator
 
 from citarion_host.bot import Bot
@@ -165,10 +174,18 @@ def alert_record(event: Event) -> dict[str, Any]:
     }
 
 
+class WolfState(msgspec.Struct, kw_only=True):
+    """The de-duplication window (key -> event time of its last delivery) and the counters."""
+
+    last_sent: dict[str, int] = {}
+    counts: dict[str, int] = {}
+
+
 class WolfBot(Bot):
     type_name = "wolf"
     description = "WLF: alerts to console, JSON-lines file and webhook (retry/backoff), de-duplicated"
     Params = WolfParams
+    State = WolfState
     params: WolfParams
 
     def __init__(self, ctx: Any, params: Any) -> None:

@@ -24,7 +24,7 @@ from citarion_host.payloads import Candle
 
 from ..common import SeriesKey, interval_ms
 
-__all__ = ["OHLCV", "CandleAggregator", "aggregate", "bars_from_steps"]
+__all__ = ["OHLCV", "AggregatorState", "CandleAggregator", "aggregate", "bars_from_steps"]
 
 Array = npt.NDArray[np.float64]
 
@@ -57,6 +57,10 @@ class _Open:
     volume: float
 
 
+#: A :class:`CandleAggregator`'s state: the bars still open per series, partial bars dropped, bars out.
+AggregatorState = tuple[list[tuple[SeriesKey, _Open]], int, int]
+
+
 class CandleAggregator:
     """Candles of one interval in, candles of a longer ``interval`` out."""
 
@@ -67,6 +71,13 @@ class CandleAggregator:
         self.open: dict[SeriesKey, _Open] = {}
         self.dropped_partial = 0
         self.emitted = 0
+
+    def state(self) -> AggregatorState:
+        return list(self.open.items()), self.dropped_partial, self.emitted
+
+    def restore(self, state: AggregatorState) -> None:
+        rows, self.dropped_partial, self.emitted = state
+        self.open = dict(rows)
 
     def period(self, time_ms: int) -> int:
         return self.anchor + (time_ms - self.anchor) // self.length * self.length

@@ -12,6 +12,9 @@ The topology (who declares which patterns) is not on the bus: the host hands it 
 ``citarion_host_started`` / ``citarion_topology_applied`` hooks below, and ``citarion-host ask``
 through :meth:`OracleBot.learn` when it replays a record. Nothing is downloaded: the matcher fits on
 the examples in :mod:`.intents` when ORA starts.
+
+Its state (``docs/state.md``) is the index it folded (:class:`~.state.IndexState`, the topology
+included) and its counters, so a restarted ORA still answers about what it heard before.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import msgspec
 from pydantic import Field
 
 from citarion_host.bot import Bot
@@ -30,7 +34,7 @@ from citarion_host.registry import load_registry
 from ..common import StrictParams
 from .answers import ANSWERS
 from .router import Router
-from .state import PlatformState
+from .state import IndexState, PlatformState
 
 __all__ = ["OracleBot", "OracleParams", "citarion_bot_types"]
 
@@ -44,10 +48,18 @@ class OracleParams(StrictParams):
     threshold: float | None = Field(default=None, ge=0, le=1)
 
 
+class OracleState(msgspec.Struct, kw_only=True):
+    """ORA's index of the platform and how many questions it answered and refused."""
+
+    index: IndexState = msgspec.field(default_factory=IndexState)
+    counts: dict[str, int] = {}
+
+
 class OracleBot(Bot):
     type_name = "oracle"
     description = "ORA: the platform's assistant; answers questions from the bus's events (request/reply)"
     Params = OracleParams
+    State = OracleState
     params: OracleParams
 
     def __init__(self, ctx: Any, params: Any) -> None:
@@ -57,6 +69,13 @@ class OracleBot(Bot):
         self._known: frozenset[tuple[str, str | None]] = frozenset()
         self._registry_names = {info.code: info.name for info in load_registry()}
         self.counts = {"answered": 0, "refused": 0}
+
+    def snapshot(self) -> OracleState:
+        return OracleState(index=self.state.state(), counts=self.counts)
+
+    def restore(self, state: OracleState) -> None:
+        self.state.restore(state.index)
+        self.counts = {"answered": 0, "refused": 0, **state.counts}
 
     def learn(self, bots: Sequence[Any]) -> None:
         """The topology: the host config's ``[[bots]]`` entries (id, code, publish, subscribe)."""

@@ -14,6 +14,9 @@ its source:
   it (:meth:`PlatformState.learn`).
 
 Nothing here is invented: an index holds only what an event said.
+
+Kept across restarts as an :class:`IndexState` (``PlatformState.state`` / ``PlatformState.restore``,
+``docs/state.md``): a restarted ORA answers about the events it heard before the restart too.
 """
 
 from __future__ import annotations
@@ -22,11 +25,13 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 from citarion_host.events import Event
 from citarion_host.payloads import BotLifecycle, Order, Position, RiskAlert, Signal, Transfer
 from citarion_host.topics import overlaps
 
-__all__ = ["BlockRecord", "BotRecord", "Hop", "PlatformState"]
+__all__ = ["BlockRecord", "BotRecord", "Hop", "IndexState", "PlatformState"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +80,22 @@ class BotRecord:
         return sum(p.unrealized_pnl for p, _ in self.positions.values())
 
 
+class IndexState(msgspec.Struct, kw_only=True):
+    """Everything :class:`PlatformState` folded from the events and the topology, as plain data."""
+
+    bots: dict[str, BotRecord] = {}
+    alerts: list[tuple[RiskAlert, str, int | None]] = []
+    blocks: list[BlockRecord] = []
+    orders: dict[str, list[str]] = {}
+    hops: dict[str, Hop] = {}
+    publishers: dict[str, dict[str, int]] = {}
+    first_seen: dict[str, str] = {}
+    codes: dict[str, str] = {}
+    publish: dict[str, list[str]] = {}
+    subscribe: dict[str, list[str]] = {}
+    events: int = 0
+
+
 @dataclass
 class PlatformState:
     alert_memory: int = 50
@@ -99,6 +120,29 @@ class PlatformState:
         self.subscribe = {b.id: list(b.subscribe) for b in enabled}
         for bot_id, code in self.codes.items():
             self.bot(bot_id).code = code
+
+    def state(self) -> IndexState:
+        return IndexState(
+            bots=self.bots,
+            alerts=list(self.alerts),
+            blocks=self.blocks,
+            orders=self.orders,
+            hops=self.hops,
+            publishers=self.publishers,  # type: ignore[arg-type]  # Counters: encoded as the dicts they are
+            first_seen=self.first_seen,
+            codes=self.codes,
+            publish=self.publish,
+            subscribe=self.subscribe,
+            events=self.events,
+        )
+
+    def restore(self, state: IndexState) -> None:
+        """Take ``state`` back (the alerts kept are the last ``alert_memory`` of them)."""
+        self.bots, self.blocks, self.orders, self.hops = state.bots, state.blocks, state.orders, state.hops
+        self.alerts = deque(state.alerts[-self.alert_memory :])
+        self.publishers = {topic: Counter(sources) for topic, sources in state.publishers.items()}
+        self.first_seen, self.codes = state.first_seen, state.codes
+        self.publish, self.subscribe, self.events = state.publish, state.subscribe, state.events
 
     def bot(self, bot_id: str) -> BotRecord:
         found = self.bots.get(bot_id)

@@ -79,6 +79,14 @@ class MidVolatility:
         if self._last is None or time_ms >= self._last[0]:
             self._last = (time_ms, mid)
 
+    def state(self) -> tuple[list[tuple[float, float]], tuple[int, float] | None]:
+        """The moves in the window and the last (time, mid) seen."""
+        return list(self.moves), self._last
+
+    def restore(self, state: tuple[list[tuple[float, float]], tuple[int, float] | None]) -> None:
+        moves, self._last = state
+        self.moves.extend(moves)
+
     @property
     def ready(self) -> bool:
         return len(self.moves) == self.moves.maxlen

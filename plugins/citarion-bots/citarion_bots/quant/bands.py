@@ -18,10 +18,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-__all__ = ["Action", "BandRule", "ConfirmedGate", "Side"]
+__all__ = ["Action", "BandRule", "BandRuleState", "ConfirmedGate", "GateState", "Side"]
 
 Side = Literal["flat", "long", "short"]
 Action = Literal["long", "short", "exit", "stop"]
+#: A :class:`BandRule`'s state: its intended side and whether a stop locked it out.
+BandRuleState = tuple[Side, bool]
+#: A :class:`ConfirmedGate`'s state: its streak of passes and the fit count it last saw.
+GateState = tuple[int, int]
 
 
 class BandRule:
@@ -61,6 +65,12 @@ class BandRule:
         """Set the position back (the orders of the last action failed)."""
         self.side = side
 
+    def state(self) -> BandRuleState:
+        return (self.side, self.locked)
+
+    def restore(self, state: BandRuleState) -> None:
+        self.side, self.locked = state
+
 
 class ConfirmedGate:
     """A model gate that opens only after ``confirm`` consecutive refits passed it.
@@ -78,6 +88,12 @@ class ConfirmedGate:
         self.confirm = confirm
         self.streak = 0
         self._fits = -1
+
+    def state(self) -> GateState:
+        return (self.streak, self._fits)
+
+    def restore(self, state: GateState) -> None:
+        self.streak, self._fits = state
 
     def update(self, fits: int, passed: bool) -> bool:
         """Give the model's fit count and whether its current fit passes; True when the gate is open."""

@@ -39,6 +39,13 @@ class Donchian:
         self.highs.append(high)
         self.lows.append(low)
 
+    def state(self) -> tuple[list[float], list[float]]:
+        return list(self.highs), list(self.lows)
+
+    def restore(self, state: tuple[list[float], list[float]]) -> None:
+        self.highs.extend(state[0])
+        self.lows.extend(state[1])
+
 
 class ATR:
     """Wilder's average true range, one bar at a time."""
@@ -50,6 +57,14 @@ class ATR:
         self.value: float | None = None
         self._seed: list[float] = []
         self._prev_close: float | None = None
+
+    def state(self) -> tuple[float | None, list[float], float | None]:
+        """The average (None while seeding), the seed's true ranges, the previous close."""
+        return self.value, list(self._seed), self._prev_close
+
+    def restore(self, state: tuple[float | None, list[float], float | None]) -> None:
+        self.value, seed, self._prev_close = state
+        self._seed = list(seed)
 
     def update(self, high: float, low: float, close: float) -> float | None:
         prev = self._prev_close

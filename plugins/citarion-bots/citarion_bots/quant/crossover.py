@@ -38,6 +38,15 @@ class Crossover:
         self.fast, self.slow = SMA(fast), SMA(slow)
         self.diff: float | None = None
 
+    def state(self) -> tuple[list[float], list[float], float | None]:
+        """Both windows and the last difference."""
+        return list(self.fast.window), list(self.slow.window), self.diff
+
+    def restore(self, state: tuple[list[float], list[float], float | None]) -> None:
+        fast, slow, self.diff = state
+        self.fast.window.extend(fast)
+        self.slow.window.extend(slow)
+
     def update(self, close: float) -> Cross | None:
         fast, slow = self.fast.update(close), self.slow.update(close)
         if fast is None or slow is None:
@@ -65,6 +74,12 @@ class TrailingStop:
 
     def disarm(self) -> None:
         self.side = None
+
+    def state(self) -> tuple[Literal["long", "short"] | None, float]:
+        return self.side, self.extreme
+
+    def restore(self, state: tuple[Literal["long", "short"] | None, float]) -> None:
+        self.side, self.extreme = state
 
     @property
     def level(self) -> float | None:

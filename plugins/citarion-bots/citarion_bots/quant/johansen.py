@@ -18,12 +18,14 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import msgspec
 import numpy as np
 import numpy.typing as npt
 
+from ..plain import Record, record, record_of
 from ._stats import johansen
 
-__all__ = ["BasketFit", "BasketModel", "fit_basket"]
+__all__ = ["BasketFit", "BasketModel", "BasketModelState", "fit_basket"]
 
 Array = npt.NDArray[np.float64]
 _LEVELS = {0.10: 0, 0.05: 1, 0.01: 2}
@@ -81,6 +83,15 @@ def fit_basket(
     )
 
 
+class BasketModelState(msgspec.Struct, kw_only=True):
+    """A :class:`BasketModel`'s rows, its fit and where the refits stand."""
+
+    rows: list[tuple[float, ...]] = []
+    fit: Record | None = None
+    since_fit: int = 0
+    fits: int = 0
+
+
 class BasketModel:
     """A rolling window of k prices with a Johansen fit refreshed every ``refit_every`` rows."""
 
@@ -93,6 +104,16 @@ class BasketModel:
         self.fit: BasketFit | None = None
         self._since_fit = 0
         self.fits = 0
+
+    def state(self) -> BasketModelState:
+        fit = None if self.fit is None else record(self.fit)
+        return BasketModelState(rows=list(self.rows), fit=fit, since_fit=self._since_fit, fits=self.fits)
+
+    def restore(self, state: BasketModelState) -> None:
+        """Take ``state`` back into a new model (the window keeps this model's ``lookback``)."""
+        self.rows.extend(state.rows)
+        self.fit = None if state.fit is None else record_of(BasketFit, state.fit)
+        self._since_fit, self.fits = state.since_fit, state.fits
 
     def update(self, prices: Sequence[float]) -> float | None:
         """Add one row of prices; returns the basket's z-score (None while warming up)."""

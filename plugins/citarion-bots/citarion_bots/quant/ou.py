@@ -22,12 +22,14 @@ import math
 from collections import deque
 from dataclasses import dataclass
 
+import msgspec
 import numpy as np
 import numpy.typing as npt
 
+from ..plain import Record, record, record_of
 from ._stats import adf_pvalue
 
-__all__ = ["OUFit", "OUModel", "fit_ou"]
+__all__ = ["OUFit", "OUModel", "OUModelState", "fit_ou"]
 
 Array = npt.NDArray[np.float64]
 
@@ -76,6 +78,15 @@ def fit_ou(series: Array, dt: float = 1.0, *, maxlag: int | None = None) -> OUFi
     return OUFit(a=a, b=b, theta=theta, mu=mu, sigma_eq=sigma_eq, adf_pvalue=pvalue, n=len(x))
 
 
+class OUModelState(msgspec.Struct, kw_only=True):
+    """An :class:`OUModel`'s window, its fit and where the refits stand."""
+
+    values: list[float] = []
+    fit: Record | None = None
+    since_fit: int = 0
+    fits: int = 0
+
+
 class OUModel:
     """A rolling window with an OU fit refreshed every ``refit_every`` observations."""
 
@@ -91,6 +102,16 @@ class OUModel:
         self.fit: OUFit | None = None
         self._since_fit = 0
         self.fits = 0
+
+    def state(self) -> OUModelState:
+        fit = None if self.fit is None else record(self.fit)
+        return OUModelState(values=list(self.values), fit=fit, since_fit=self._since_fit, fits=self.fits)
+
+    def restore(self, state: OUModelState) -> None:
+        """Take ``state`` back into a new model (the window keeps this model's ``lookback``)."""
+        self.values.extend(state.values)
+        self.fit = None if state.fit is None else record_of(OUFit, state.fit)
+        self._since_fit, self.fits = state.since_fit, state.fits
 
     def update(self, x: float) -> float | None:
         """Add one value; returns its score in equilibrium sigmas (None while warming up)."""

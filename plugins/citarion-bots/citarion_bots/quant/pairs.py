@@ -18,12 +18,14 @@ import math
 from collections import deque
 from dataclasses import dataclass
 
+import msgspec
 import numpy as np
 import numpy.typing as npt
 
+from ..plain import Record, record, record_of
 from ._stats import engle_granger_pvalue
 
-__all__ = ["HedgeFit", "PairModel", "fit_pair"]
+__all__ = ["HedgeFit", "PairModel", "PairModelState", "fit_pair"]
 
 Array = npt.NDArray[np.float64]
 
@@ -60,6 +62,16 @@ def fit_pair(y: Array, x: Array, *, maxlag: int | None = None) -> HedgeFit:
     return HedgeFit(alpha=float(alpha), beta=float(beta), resid_std=std, pvalue=pvalue, n=len(y))
 
 
+class PairModelState(msgspec.Struct, kw_only=True):
+    """A :class:`PairModel`'s window, its fit and where the refits stand."""
+
+    ys: list[float] = []
+    xs: list[float] = []
+    fit: Record | None = None
+    since_fit: int = 0
+    fits: int = 0
+
+
 class PairModel:
     """A rolling window of (y, x) with a fit refreshed every ``refit_every`` observations."""
 
@@ -73,6 +85,19 @@ class PairModel:
         self.fit: HedgeFit | None = None
         self._since_fit = 0
         self.fits = 0
+
+    def state(self) -> PairModelState:
+        fit = None if self.fit is None else record(self.fit)
+        return PairModelState(
+            ys=list(self.ys), xs=list(self.xs), fit=fit, since_fit=self._since_fit, fits=self.fits
+        )
+
+    def restore(self, state: PairModelState) -> None:
+        """Take ``state`` back into a new model (the window keeps this model's ``lookback``)."""
+        self.ys.extend(state.ys)
+        self.xs.extend(state.xs)
+        self.fit = None if state.fit is None else record_of(HedgeFit, state.fit)
+        self._since_fit, self.fits = state.since_fit, state.fits
 
     def update(self, y: float, x: float) -> float | None:
         """Add one observation; returns its z-score against the current fit (None while warming up)."""
