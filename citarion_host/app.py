@@ -1,7 +1,11 @@
 """``citarion-host run``: a host, its monitor, the reloader and signal handling, wired together.
 
 Shutdown on SIGINT/SIGTERM (or when every ``[host] stop_on`` publisher has reported): stop intake,
-drain every backlog, stop the bots, close the bus, print the summary, exit 0.
+drain every backlog, stop the bots, close the bus, print the summary, exit 0. The shutdown is bounded
+(``[host] stop_timeout_s`` per bot, ``shutdown_timeout_s`` in all) and a second signal exits at once
+(``signals.py``). A host that cannot go on (its bus's connection closed for good: ``Host.lost``)
+stops the same way, then :func:`run_host` raises :class:`~citarion_host.errors.BusError`, so the
+command exits 1 instead of idling with its bots shown "running".
 
 With the dashboard on (``[ui] enabled``, ``--ui``), its port is taken before anything starts, its URL
 printed, and when the feed completes the host keeps running and serving (``[ui] linger``) until
@@ -15,17 +19,18 @@ import asyncio
 import contextlib
 import json
 import logging
-import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from .errors import BusError
 from .host import Host
 from .monitor import RunMonitor
 from .pacing import pace_feeds
 from .plugins import Plugins
 from .reload import ConfigReloader
 from .settings import LoadedConfig
+from .signals import ShutdownSignals
 from .terminal import print_summary, run_progress
 from .topology import Placement
 
@@ -66,8 +71,9 @@ async def run_host(
     monitor = RunMonitor(record)
     host.observe(monitor)  # attached to the bus before the bots start, so the record misses nothing
     monitor.open()
-    if handle_signals:
-        _install_signal_handlers(stop)
+    signals = ShutdownSignals(stop, shutdown_timeout_s=settings.shutdown_timeout_s) if handle_signals else None
+    if signals is not None:
+        signals.install()
     tasks: list[asyncio.Task[Any]] = []
     try:
         if server is not None:
@@ -80,14 +86,16 @@ async def run_host(
             tasks.append(
                 asyncio.create_task(run_progress(monitor, host, settings.progress_interval_s, out, stop))
             )
-        await _first(host.finished, stop)
-        if server is not None and loaded.config.ui.linger and not stop.is_set():
+        await _first(host.finished, stop, host.lost)
+        if server is not None and loaded.config.ui.linger and not stop.is_set() and not host.lost.is_set():
             log.info("feed completed; the dashboard keeps serving", extra={"url": server.url})
             print(f"feed completed; dashboard still at {server.url} (Ctrl-C to stop)", file=out, flush=True)
             await stop.wait()
-        log.info("stopping", extra={"reason": "stop_on reached" if host.finished.is_set() else "signal"})
+        log.info("stopping", extra={"reason": _why(host, stop)})
     finally:
         stop.set()
+        if signals is not None:
+            signals.arm()  # the shutdown is bounded however the run ended
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(task, 5)
@@ -95,8 +103,8 @@ async def run_host(
         if server is not None:
             await server.stop()
         monitor.close()
-        if handle_signals:
-            _remove_signal_handlers()
+        if signals is not None:
+            signals.remove()
     summary = monitor.summary(host.final_stats)
     summary["record"] = str(record) if record else None
     if settings.summary:
@@ -105,12 +113,20 @@ async def run_host(
             print(f"events recorded to {record}", file=out)
     if summary_json is not None:
         summary_json.write_text(json.dumps(summary, indent=2))
+    if host.lost_reason is not None:
+        raise BusError(f"{host.lost_reason}; the host stopped")
     return summary
 
 
-async def _first(finished: asyncio.Event, stop: asyncio.Event) -> None:
-    """Until the feed completed (``stop_on``) or ``stop`` is set."""
-    waiting = {asyncio.create_task(finished.wait()), asyncio.create_task(stop.wait())}
+def _why(host: Host, stop: asyncio.Event) -> str:
+    if host.lost_reason is not None:
+        return host.lost_reason
+    return "stop_on reached" if host.finished.is_set() else "signal" if stop.is_set() else "?"
+
+
+async def _first(*events: asyncio.Event) -> None:
+    """Until one of ``events`` is set (the feed completed, a stop was asked, the host is lost)."""
+    waiting = {asyncio.create_task(event.wait()) for event in events}
     try:
         await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
     finally:
@@ -131,15 +147,3 @@ def _dashboard(host: Host, loaded: LoadedConfig) -> DashboardServer | None:
 
 def _token_hint(loaded: LoadedConfig) -> str:
     return " (add ?token=<[ui] token> once; the page keeps it in a cookie)" if loaded.config.ui.token else ""
-
-
-def _install_signal_handlers(stop: asyncio.Event) -> None:
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-
-
-def _remove_signal_handlers() -> None:
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.remove_signal_handler(signum)

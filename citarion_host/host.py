@@ -20,6 +20,12 @@ carries the states over (:class:`~citarion_host.hoststate.HostState`).
 The host owns the bus it opened. Whatever watches the bus (the run monitor, the dashboard) registers
 as an *observer* (:meth:`Host.observe`) and is handed the current bus: attached before any bot starts,
 detached after the last one stopped, and moved along when a reload switches the backend.
+
+Readiness is the host's to say (:meth:`Host.health`, ``health.py``): the dashboard's ``/readyz`` reads
+it. A bus whose connection closed for good (the server gone past ``max_reconnect_attempts``, or the
+server closing the connection) makes the host *lost*: reported once on ``system.host.unready`` and in
+the log, and :attr:`Host.lost` set, so ``citarion-host run`` stops and exits non-zero instead of
+idling with its bots shown "running".
 """
 
 from __future__ import annotations
@@ -33,11 +39,12 @@ from typing import Any, Protocol
 from .bus import EventBus, create_bus
 from .errors import CitarionError, ConfigError
 from .events import Event, EventCatalog
+from .health import UNREADY_TOPIC, Health
 from .hoststate import HostState
 from .plugins import Plugins
 from .registry import BotRegistry, load_registry
 from .settings import BotConfig, HostConfig, LoadedConfig
-from .supervisor import BotRunner, State
+from .supervisor import HOST_SOURCE, BotRunner, State
 from .timings import HandlerTimings
 from .topics import overlaps
 from .topology import Placement, TopologyDiff, diff_topology
@@ -46,6 +53,7 @@ from .wiring import Finding, WiringCheck, has_errors
 __all__ = ["BusObserver", "Host"]
 
 log = logging.getLogger("citarion_host.host")
+_CONNECTION_CLOSED = "system.connection.closed"
 
 
 class BusObserver(Protocol):
@@ -102,6 +110,9 @@ class Host:
         #: restarts and backend switches, so a histogram covers the whole run.
         self.handler_timings: dict[str, HandlerTimings] | None = None
         self.stopped_by_operator: set[str] = set()  # bots stopped through :meth:`stop_bot`
+        #: Set when the host cannot go on (its bus's connection closed for good): ``run`` stops on it.
+        self.lost = asyncio.Event()
+        self.lost_reason: str | None = None
 
     @property
     def config(self) -> HostConfig:
@@ -152,6 +163,7 @@ class Host:
         for observer in self.observers:
             await observer.attach(self.bus)
         await self._watch_stop_on()
+        await self._watch_bus()
         await self._start_bots(self._placed(self.config))
         self.state.start_timer(self.runners, self.config.state.every_s)
         self._started = True
@@ -309,6 +321,7 @@ class Host:
         for observer in self.observers:
             await observer.attach(self.bus)
         await self._watch_stop_on()
+        await self._watch_bus()
         await self._start_bots(self._placed(loaded.config), previous)
         self.state.start_timer(self.runners, loaded.config.state.every_s)
 
@@ -367,6 +380,57 @@ class Host:
         self._stop_on_seen.add(str(payload.get("feed", event.source)))
         if len(self._stop_on_seen) >= max(self._stop_on_expected, 1):
             self.finished.set()
+
+    # -- health ---------------------------------------------------------------------------------------
+
+    async def _watch_bus(self) -> None:
+        """On a bus with a connection to lose, follow its ``system.connection.closed`` report (the bus
+        delivers it to this process's subscribers when its connection closed for good)."""
+        if self.bus.capabilities.cross_process:
+            await self.bus.subscribe(_CONNECTION_CLOSED, self._bus_closed, name="host:health")
+
+    async def _bus_closed(self, event: Event) -> None:
+        if self.bus.closed:  # our own close, not the server's
+            return
+        detail = getattr(event.payload, "detail", None) or "connection closed"
+        self.lose(f"bus {self.bus.name!r}: connection closed for good ({detail})")
+
+    def lose(self, reason: str) -> None:
+        """The host cannot go on (``reason``): log it, report it once on ``system.host.unready`` (to
+        this process's subscribers: the bus may be unable to send it), and set :attr:`lost`."""
+        if self.lost.is_set():
+            return
+        self.lost_reason = reason
+        log.error("host not ready for good: stopping", extra={"reason": reason, "host": self.config.host.name})
+        try:
+            event = self.catalog.make(
+                UNREADY_TOPIC,
+                {"host": self.config.host.name, "reasons": list(self.health().reasons)},
+                source=HOST_SOURCE,
+                priority="critical",
+            )
+            for subscription in self.bus.local_subscribers(event):
+                subscription.deliver(event)
+        finally:
+            self.lost.set()
+
+    def health(self) -> Health:
+        """Ready or not, and why (``health.py``): what ``/readyz`` serves."""
+        bus = self.bus
+        state = "closed" if bus.closed else str(getattr(bus, "connection_state", "connected"))
+        connected = state == "connected"  # the memory bus has no connection: connected while open
+        reasons = [self.lost_reason] if self.lost_reason else []
+        if not self.started:
+            reasons.append("the host is not running")
+        if not connected:
+            reasons.append(f"bus {bus.name!r} not connected ({state})")
+        bots: dict[str, str] = {}
+        for bot in self._placed(self.config):
+            runner = self.runners.get(bot.id)
+            bots[bot.id] = runner.state if runner is not None else "absent"
+            if bots[bot.id] != "running" and bot.id not in self.stopped_by_operator:
+                reasons.append(f"bot {bot.id!r} is {bots[bot.id]}")
+        return Health(not reasons, tuple(reasons), bus.name, connected, bots, self.lost_reason)
 
     # -- operator controls (the dashboard) ---------------------------------------------------------
 

@@ -91,6 +91,12 @@ class HostSettings(_Strict):
     reload_debounce_s: float = Field(default=0.2, gt=0, le=60)
     reload_max_removed_share: float = Field(default=0.5, ge=0, le=1)
     plugin_import_timeout_s: float = Field(default=10.0, gt=0)
+    #: A bot's ``start()`` past this is cancelled and the bot marked failed (docs/limits.md).
+    start_timeout_s: float = Field(default=30.0, gt=0)
+    #: A bot's ``stop()`` (and its spawned tasks' ends) past this is abandoned, reported and logged.
+    stop_timeout_s: float = Field(default=10.0, gt=0)
+    #: After SIGINT/SIGTERM, the whole shutdown; past it the process exits with status 1.
+    shutdown_timeout_s: float = Field(default=120.0, gt=0)
     #: ``auto``: uvloop when importable, else asyncio's loop (see ``citarion_host.loops``). Read at start.
     event_loop: Literal["auto", "asyncio", "uvloop"] = "auto"
 

@@ -36,6 +36,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from .bot import Bot, PublishGuard
+from .bounded import Overran, within
 from .bus import EventBus, Subscription, delivery_position
 from .checkpoint import Checkpoints
 from .errors import HandledFailure, PublishNotAllowedError
@@ -393,7 +394,7 @@ class BotRunner:
             await self._create_and_start()
         except Exception as exc:
             log.exception("bot failed to start", extra={"bot": self.config.id})
-            self._schedule_restart(f"start failed: {type(exc).__name__}: {exc}")
+            self._start_failed(exc)
 
     async def _create_and_start(self) -> None:
         params = self._params()
@@ -401,7 +402,7 @@ class BotRunner:
         checkpoints = self.checkpoints
         if checkpoints is not None:
             checkpoints.restore(bot)
-        await bot.start()
+        await within(bot.start(), self.settings.start_timeout_s, "start()", "[host] start_timeout_s")
         if checkpoints is not None:
             await self._replay(bot, checkpoints)
             checkpoints.take(bot)  # the restored state, checked encodable now rather than N events later
@@ -475,17 +476,27 @@ class BotRunner:
         self._ready.clear()
         for task in list(self._tasks):
             task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:  # bounded: a task that swallows its cancellation is left behind, not awaited
+            _, stuck = await asyncio.wait(set(self._tasks), timeout=self.settings.stop_timeout_s)
+            if stuck:
+                self._stop_overran(f"{len(stuck)} spawned tasks did not end within "
+                                   f"{self.settings.stop_timeout_s:g}s ([host] stop_timeout_s)")
         if snapshot:
             self.snapshot_now()
         bot, self.bot = self.bot, None
         if bot is not None:
             try:
-                async with asyncio.timeout(self.settings.drain_timeout_s):
-                    await bot.stop()
+                await within(bot.stop(), self.settings.stop_timeout_s, "stop()", "[host] stop_timeout_s")
+            except Overran as exc:
+                self._stop_overran(str(exc))
             except Exception:
                 log.exception("bot stop failed", extra={"bot": self.config.id})
+
+    def _stop_overran(self, reason: str) -> None:
+        """A bot's stop overran ``stop_timeout_s``: logged and reported on ``system.bot.error``; the
+        host goes on stopping (what was left running is abandoned)."""
+        log.error("bot stop overran its timeout", extra={"bot": self.config.id, "reason": reason})
+        self._report("system.bot.error", "error", reason)
 
     async def restart(
         self, reason: str, *, reset_state: bool = False, retype: Callable[[], None] | None = None
@@ -508,7 +519,7 @@ class BotRunner:
         try:
             await self._create_and_start()
         except Exception as exc:
-            self._schedule_restart(f"start failed: {type(exc).__name__}: {exc}")
+            self._start_failed(exc)
 
     def spawn(self, work: Coroutine[Any, Any, Any], name: str = "") -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(work, name=f"{self.config.id}:{name or 'task'}")
@@ -574,9 +585,18 @@ class BotRunner:
         except Exception as exc:
             log.exception("bot failed to start after a rollback", extra={"bot": self.config.id})
             self._rollback = None
-            self._schedule_restart(f"start failed: {type(exc).__name__}: {exc}")
+            self._start_failed(exc)
         finally:
             self._rollback = None
+
+    def _start_failed(self, exc: Exception) -> None:
+        """A start raised: restart with backoff; a start that overran ``start_timeout_s`` is marked
+        failed at once (one that hangs would hang every retry too, holding the host each time)."""
+        reason = f"start failed: {type(exc).__name__}: {exc}"
+        if isinstance(exc, Overran):
+            self._give_up(reason)
+        else:
+            self._schedule_restart(reason)
 
     def _schedule_restart(self, reason: str) -> None:
         if self._restart_task is not None or self.state in ("stopped", "failed"):
@@ -598,7 +618,7 @@ class BotRunner:
             await self._create_and_start()
         except Exception as exc:
             log.exception("bot failed to restart", extra={"bot": self.config.id})
-            self._schedule_restart(f"start failed: {type(exc).__name__}: {exc}")
+            self._start_failed(exc)
 
     def _give_up(self, reason: str) -> None:
         self._set_state("failed", f"gave up after {self.restarts} restarts: {reason}")

@@ -101,36 +101,13 @@ class Dashboard:
     # -- health -----------------------------------------------------------------------------------------
 
     def bus_connected(self) -> bool:
-        bus = self.host.bus
-        state = getattr(bus, "connection_state", "connected")  # the memory bus has no connection
-        return not bus.closed and state == "connected"
+        return self.host.health().connected
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
-        """Ready: the bus is connected and every enabled bot is running (bots an operator stopped
-        do not count against it). A host whose bots all failed is never ready."""
-        host = self.host
-        reasons: list[str] = []
-        if not host.started:
-            reasons.append("the host is not running")
-        if not self.bus_connected():
-            reasons.append(
-                f"bus {host.bus.name!r} not connected ({getattr(host.bus, 'connection_state', 'closed')})"
-            )
-        states: dict[str, str] = {}
-        for bot in host.config.bots:
-            if not bot.enabled:
-                continue
-            runner = host.runners.get(bot.id)
-            state = runner.state if runner is not None else "absent"
-            states[bot.id] = state
-            if state != "running" and bot.id not in host.stopped_by_operator:
-                reasons.append(f"bot {bot.id!r} is {state}")
-        return not reasons, {
-            "ready": not reasons,
-            "reasons": reasons,
-            "bus": {"backend": host.bus.name, "connected": self.bus_connected()},
-            "bots": states,
-        }
+        """The host's own readiness (:meth:`Host.health <citarion_host.host.Host.health>`): one source
+        of truth for ``/readyz``, the overview and ``citarion-host run``."""
+        health = self.host.health()
+        return health.ready, health.to_dict()
 
     # -- views --------------------------------------------------------------------------------------------
 

@@ -1,0 +1,339 @@
+"""The host's lifecycle under bad bots and lost servers: start/stop timeouts, readiness, signals.
+
+In-process tests run the host on the memory bus (or a real nats-server from ``conftest.py``); the
+signal tests run ``citarion-host run`` as a subprocess and signal it. Bounds are generous (a hang is
+what they catch, not a duration); the figures measured are printed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from citarion_host.app import run_host
+from citarion_host.errors import BusError
+from citarion_host.health import UNREADY_TOPIC
+from citarion_host.host import Host
+from citarion_host.natsserver import NatsServer
+from citarion_host.plugins import Plugins
+from citarion_host.settings import load_config
+from citarion_host.ui.dashboard import Dashboard
+from tests.bus.conftest import Collector, eventually
+from tests.host_bots import Numbers, Recorder
+from tests.lifecycle_bots import RELEASE, HangsAtStart
+
+REPO = Path(__file__).resolve().parents[1]
+#: What a hang is told apart by: far above any real start or stop in these tests, far below forever.
+HANG = 60.0
+
+
+@pytest.fixture(autouse=True)
+def _reset_test_bots() -> Iterator[None]:
+    Recorder.seen.clear()
+    Recorder.instances.clear()
+    Numbers.gate = None
+    Numbers.sent = 0
+    HangsAtStart.starts = 0
+    RELEASE.clear()
+    yield
+
+
+def bot(bot_id: str, plugin: str, publish: str = "[]", subscribe: str = "[]", **params: object) -> str:
+    module = "tests.lifecycle_bots" if plugin.startswith("Hangs") else "tests.host_bots"
+    lines = [
+        "[[bots]]",
+        f'id = "{bot_id}"',
+        'code = "ORA"',
+        f'plugin = "{module}:{plugin}"',
+        f"publish = {publish}",
+        f"subscribe = {subscribe}",
+    ]
+    if params:
+        lines.append("[bots.params]")
+        lines += [f"{key} = {str(value).lower() if isinstance(value, bool) else repr(value)}".replace("'", '"') for key, value in params.items()]
+    return "\n".join(lines) + "\n"
+
+
+def write(tmp_path: Path, *parts: str) -> Path:
+    path = tmp_path / "host.toml"
+    path.write_text("\n".join(parts))
+    return path
+
+
+# -- start / stop timeouts ----------------------------------------------------------------------------
+
+
+async def test_a_start_that_never_returns_marks_the_bot_failed_and_the_others_run(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "[host]\nstart_timeout_s = 0.5\n",
+        bot("numbers", "Numbers", publish='["analytics.number.>"]', count=50),
+        bot("stuck", "HangsAtStart", subscribe='["analytics.number.>"]'),
+        bot("recorder", "Recorder", subscribe='["analytics.number.>"]'),
+    )
+    host = Host(load_config(path), plugins=Plugins())
+    lifecycle = Collector()
+    await host.bus.subscribe("system.bot.>", lifecycle)
+    began = time.monotonic()
+    async with asyncio.timeout(HANG):  # on a host without the timeout, start() never returns
+        await host.start()
+    print(f"host started in {time.monotonic() - began:.2f}s with start_timeout_s = 0.5")
+    try:
+        assert host.runners["stuck"].state == "failed"
+        assert HangsAtStart.starts == 1, "a start that hung is not retried: it would hang each time"
+        await eventually(lambda: len(Recorder.seen.get("recorder", [])) == 50, what="the other bots' events")
+        await eventually(lambda: "system.bot.failed" in lifecycle.topics, what="the failure report")
+        failed = next(e for e in lifecycle.events if e.topic == "system.bot.failed")
+        assert failed.payload.bot_id == "stuck"
+        assert "start() did not return within 0.5s ([host] start_timeout_s)" in (failed.payload.reason or "")
+        health = host.health()
+        assert not health.ready and "bot 'stuck' is failed" in health.reasons
+    finally:
+        async with asyncio.timeout(HANG):
+            await host.stop()
+
+
+@pytest.mark.parametrize("how", ["wait", "stubborn"])
+async def test_a_stop_that_never_returns_is_abandoned_after_stop_timeout(
+    tmp_path: Path, how: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``stubborn`` catches its cancellation and keeps waiting: ``asyncio.timeout`` would wait for it
+    for good; the host leaves it behind and goes on stopping."""
+    path = write(
+        tmp_path,
+        "[host]\nstop_timeout_s = 0.5\ndrain_timeout_s = 120\n",
+        bot("recorder", "Recorder", subscribe='["system.bot.>"]'),  # stopped last (reverse start order)
+        bot("stuck", "HangsAtStop", subscribe='["analytics.number.>"]', how=how),
+    )
+    host = Host(load_config(path), plugins=Plugins())
+    await host.start()
+    began = time.monotonic()
+    try:
+        async with asyncio.timeout(HANG):
+            await host.stop()
+    finally:
+        RELEASE.set()  # the stop() left behind returns, so this test's loop can close
+    print(f"host stopped in {time.monotonic() - began:.2f}s with stop_timeout_s = 0.5 ({how})")
+    assert host.bus.closed and host.final_stats["stuck"]["state"] == "running"
+    overran = [r for r in caplog.records if r.getMessage() == "bot stop overran its timeout"]
+    assert [getattr(r, "bot", None) for r in overran] == ["stuck"]
+    assert "stop() did not return within 0.5s ([host] stop_timeout_s)" in getattr(overran[0], "reason", "")
+    reports = [e for e in Recorder.seen["recorder"] if e.topic == "system.bot.error"]
+    assert [e.payload.bot_id for e in reports] == ["stuck"], "reported on system.bot.error too"
+
+
+# -- readiness ------------------------------------------------------------------------------------------
+
+
+async def test_health_is_the_one_readiness_the_dashboard_serves(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "[host]\nmax_restarts = 0\n",
+        bot("recorder", "Recorder", subscribe='["analytics.number.>"]'),
+        bot("crasher", "Crasher", subscribe='["analytics.number.>"]', fail_on_start=True),
+    )
+    loaded = load_config(path)
+    host = Host(loaded, plugins=Plugins())
+    dashboard = Dashboard(host, loaded.config.ui)
+    assert host.health().reasons == ("the host is not running", "bot 'recorder' is absent", "bot 'crasher' is absent")
+    await host.start()
+    try:
+        health = host.health()
+        assert not health.ready and health.reasons == ("bot 'crasher' is failed",)
+        assert health.bots == {"recorder": "running", "crasher": "failed"} and health.connected
+        assert dashboard.readiness() == (False, health.to_dict()), "/readyz serves the host's own answer"
+        await host.stop_bot("crasher")  # an operator's stop does not count against the host
+        assert host.health().ready and dashboard.readiness()[0]
+    finally:
+        await host.stop()
+    assert host.health().reasons[:2] == ("the host is not running", "bus 'memory' not connected (closed)")
+
+
+def nats_config(server: NatsServer, stream: str, *parts: str) -> str:
+    return "\n".join(
+        [
+            "[host]\nprogress_interval_s = 0\nsummary = false\ndrain_timeout_s = 5\nstop_timeout_s = 2\n",
+            f'[backend]\ntype = "nats"\n[backend.nats]\nservers = ["{server.url}"]\nstream = "{stream}"',
+            "reconnect_wait_s = 0.1\nreconnect_wait_max_s = 0.2\nmax_reconnect_attempts = 2\n",
+            *parts,
+        ]
+    )
+
+
+async def test_a_bus_closed_for_good_makes_the_host_lost_and_run_raise(
+    nats_server: NatsServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "host.toml"
+    path.write_text(nats_config(nats_server, "lost-inproc", bot("recorder", "Recorder", subscribe='["market.>"]')))
+    loaded = load_config(path)
+    stop = asyncio.Event()
+    hosts: list[Host] = []
+    unready = Collector()
+
+    async def watch() -> None:  # the run's host, as soon as it exists
+        from citarion_host import app
+
+        original = app.Host
+
+        class Watched(original):  # type: ignore[misc,valid-type]
+            async def start(self) -> None:
+                hosts.append(self)
+                await self.bus.start()
+                await self.bus.subscribe("system.host.>", unready, name="test:unready")
+                await super().start()
+
+        app.Host = Watched  # type: ignore[misc]
+        try:
+            await eventually(lambda: bool(hosts) and hosts[0].started, timeout=30, what="the host")
+        finally:
+            app.Host = original  # type: ignore[misc]
+
+    watcher = asyncio.create_task(watch())
+    run = asyncio.create_task(run_host(loaded, handle_signals=False, stop=stop, out=io.StringIO()))
+    await watcher
+    host = hosts[0]
+    assert host.health().ready
+    nats_server.stop()
+    with pytest.raises(BusError, match=r"bus 'nats': connection closed for good .*; the host stopped"):
+        async with asyncio.timeout(HANG):  # without the health watch: idles "running" until stop is set
+            await run
+    stop.set()
+    assert host.lost.is_set() and not host.health().ready
+    assert [e.topic for e in unready.events] == [UNREADY_TOPIC], "reported once"
+    assert unready.events[0].payload["reasons"][0].startswith("bus 'nats': connection closed for good")
+    logged = [r for r in caplog.records if r.getMessage() == "host not ready for good: stopping"]
+    assert len(logged) == 1 and logged[0].levelno == logging.ERROR
+
+
+# -- the command, as a process: a lost bus, signals -----------------------------------------------------
+
+
+def host_process(config: Path) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "citarion_host.cli", "run", "--config", str(config)],
+        cwd=config.parent,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for_line(process: subprocess.Popen[str], text: str, seen: list[str]) -> None:
+    """Read stderr until a line containing ``text`` (kept in ``seen``); fail if the process ends."""
+    assert process.stderr is not None
+    deadline = time.monotonic() + HANG
+    while time.monotonic() < deadline:
+        line = process.stderr.readline()
+        if not line:
+            raise AssertionError(f"host exited ({process.wait()}) before {text!r}:\n{''.join(seen)}")
+        seen.append(line)
+        if text in line:
+            return
+    raise AssertionError(f"no {text!r} within {HANG}s:\n{''.join(seen)}")
+
+
+def finish(process: subprocess.Popen[str], seen: list[str]) -> tuple[int, str, float]:
+    """Wait (at most HANG) for the process; its exit status, its whole stderr, the seconds it took."""
+    began = time.monotonic()
+    try:
+        _, rest = process.communicate(timeout=HANG)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        _, rest = process.communicate()
+        raise AssertionError(f"host still running {HANG}s later:\n{''.join(seen)}{rest}") from None
+    return process.returncode, "".join(seen) + rest, time.monotonic() - began
+
+
+def test_run_exits_1_when_its_nats_connection_closes_for_good(nats_server: NatsServer, tmp_path: Path) -> None:
+    config = tmp_path / "host.toml"
+    config.write_text(nats_config(nats_server, "lost-run", bot("recorder", "Recorder", subscribe='["market.>"]')))
+    process = host_process(config)
+    seen: list[str] = []
+    try:
+        wait_for_line(process, "host started", seen)
+        nats_server.stop()
+        code, stderr, took = finish(process, seen)
+    finally:
+        process.kill()
+    print(f"exit {code} {took:.2f}s after the server stopped")
+    assert code == 1, stderr
+    assert "host not ready for good: stopping" in stderr
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("error: bus 'nats': connection closed for good") and "the host stopped" in last
+    assert "Traceback" not in stderr
+
+
+def hanging_stop(tmp_path: Path, how: str, host: str = "") -> Path:
+    config = tmp_path / "host.toml"
+    config.write_text(
+        "\n".join(
+            [
+                f"[host]\nprogress_interval_s = 0\nsummary = false\nevent_loop = 'asyncio'\n{host}",
+                bot("stuck", "HangsAtStop", subscribe='["analytics.number.>"]', how=how),
+                bot("recorder", "Recorder", subscribe='["analytics.number.>"]'),
+            ]
+        )
+    )
+    return config
+
+
+def test_sigterm_stops_the_host_when_a_stop_ignores_its_cancellation(tmp_path: Path) -> None:
+    """The host stops cleanly past the stop() it abandoned; that stop() then holds the event loop's
+    own teardown (it waits for every task), which the watchdog ends: bounded, status 1."""
+    process = host_process(hanging_stop(tmp_path, "stubborn", "stop_timeout_s = 1\nshutdown_timeout_s = 5\n"))
+    seen: list[str] = []
+    try:
+        wait_for_line(process, "host started", seen)
+        process.send_signal(signal.SIGTERM)
+        code, stderr, took = finish(process, seen)
+    finally:
+        process.kill()
+    print(f"exit {code} {took:.2f}s after SIGTERM")
+    assert "bot stop overran its timeout" in stderr and "host stopped" in stderr, stderr
+    assert code == 1, stderr
+    assert stderr.strip().splitlines()[-1].startswith("error: shutdown did not finish within 5s")
+
+
+def test_sigterm_exits_1_after_shutdown_timeout_when_a_stop_blocks_the_loop(tmp_path: Path) -> None:
+    process = host_process(hanging_stop(tmp_path, "block", "shutdown_timeout_s = 2\n"))
+    seen: list[str] = []
+    try:
+        wait_for_line(process, "host started", seen)
+        process.send_signal(signal.SIGTERM)
+        code, stderr, took = finish(process, seen)
+    finally:
+        process.kill()
+    print(f"exit {code} {took:.2f}s after SIGTERM")
+    assert code == 1, stderr
+    assert stderr.strip().splitlines()[-1] == (
+        "error: shutdown did not finish within 2s ([host] shutdown_timeout_s): exiting with status 1"
+    )
+
+
+@pytest.mark.parametrize("second", [signal.SIGTERM, signal.SIGINT])
+def test_a_second_signal_exits_at_once(tmp_path: Path, second: signal.Signals) -> None:
+    process = host_process(hanging_stop(tmp_path, "block"))  # shutdown_timeout_s: the default, 120 s
+    seen: list[str] = []
+    try:
+        wait_for_line(process, "host started", seen)
+        process.send_signal(signal.SIGTERM)
+        wait_for_line(process, "stopping on SIGTERM", seen)
+        process.send_signal(second)
+        code, stderr, took = finish(process, seen)
+    finally:
+        process.kill()
+    print(f"exit {code} {took:.2f}s after the second signal")
+    assert code == 128 + second, stderr
+    assert f"error: {second.name} again during shutdown: exiting at once" in stderr
