@@ -71,8 +71,9 @@ async def run_host(
     monitor = RunMonitor(record)
     host.observe(monitor)  # attached to the bus before the bots start, so the record misses nothing
     monitor.open()
-    signals = ShutdownSignals(stop, shutdown_timeout_s=settings.shutdown_timeout_s) if handle_signals else None
-    if signals is not None:
+    signals = None
+    if handle_signals:
+        signals = ShutdownSignals(stop, shutdown_timeout_s=settings.shutdown_timeout_s)
         signals.install()
     tasks: list[asyncio.Task[Any]] = []
     try:

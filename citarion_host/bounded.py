@@ -15,7 +15,7 @@ import logging
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-__all__ = ["Overran", "within"]
+__all__ = ["Overran", "limited", "within"]
 
 T = TypeVar("T")
 log = logging.getLogger("citarion_host.bounded")
@@ -39,6 +39,22 @@ async def within(work: Coroutine[Any, Any, T], timeout: float, what: str, key: s
         task.add_done_callback(_abandoned)
         raise Overran(f"{what} did not return within {timeout:g}s ({key})")
     return task.result()
+
+
+async def limited(work: Coroutine[Any, Any, T], timeout: float, what: str, key: str) -> T:
+    """``await work`` in the caller's own task, cancelled after ``timeout`` seconds (:class:`Overran`).
+
+    For a bot's ``start()``: it costs nothing when the start does not wait (no task, no extra turn
+    of the loop, so a start stays what it was), but a start that swallows its cancellation is waited
+    for (:func:`within` would leave it behind; the shutdown watchdog bounds that case)."""
+    scope = asyncio.timeout(timeout)
+    try:
+        async with scope:
+            return await work
+    except TimeoutError:
+        if scope.expired():
+            raise Overran(f"{what} did not return within {timeout:g}s ({key})") from None
+        raise
 
 
 def _abandoned(task: asyncio.Future[Any]) -> None:

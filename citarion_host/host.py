@@ -401,7 +401,9 @@ class Host:
         if self.lost.is_set():
             return
         self.lost_reason = reason
-        log.error("host not ready for good: stopping", extra={"reason": reason, "host": self.config.host.name})
+        log.error(
+            "host not ready for good: stopping", extra={"reason": reason, "host": self.config.host.name}
+        )
         try:
             event = self.catalog.make(
                 UNREADY_TOPIC,

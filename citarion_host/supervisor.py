@@ -36,7 +36,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from .bot import Bot, PublishGuard
-from .bounded import Overran, within
+from .bounded import Overran, limited, within
 from .bus import EventBus, Subscription, delivery_position
 from .checkpoint import Checkpoints
 from .errors import HandledFailure, PublishNotAllowedError
@@ -402,7 +402,7 @@ class BotRunner:
         checkpoints = self.checkpoints
         if checkpoints is not None:
             checkpoints.restore(bot)
-        await within(bot.start(), self.settings.start_timeout_s, "start()", "[host] start_timeout_s")
+        await limited(bot.start(), self.settings.start_timeout_s, "start()", "[host] start_timeout_s")
         if checkpoints is not None:
             await self._replay(bot, checkpoints)
             checkpoints.take(bot)  # the restored state, checked encodable now rather than N events later
@@ -479,8 +479,10 @@ class BotRunner:
         if self._tasks:  # bounded: a task that swallows its cancellation is left behind, not awaited
             _, stuck = await asyncio.wait(set(self._tasks), timeout=self.settings.stop_timeout_s)
             if stuck:
-                self._stop_overran(f"{len(stuck)} spawned tasks did not end within "
-                                   f"{self.settings.stop_timeout_s:g}s ([host] stop_timeout_s)")
+                self._stop_overran(
+                    f"{len(stuck)} spawned tasks did not end within "
+                    f"{self.settings.stop_timeout_s:g}s ([host] stop_timeout_s)"
+                )
         if snapshot:
             self.snapshot_now()
         bot, self.bot = self.bot, None

@@ -332,7 +332,8 @@ def check_config(path: str | Path, plugins: Plugins | None = None) -> list[Findi
     if loaded is None:
         return findings
     complete = not findings
-    plugins = plugins if plugins is not None else Plugins.discover()
+    if plugins is None:  # with the config's import timeout, as `run` uses it
+        plugins = Plugins.discover(import_timeout_s=loaded.config.host.plugin_import_timeout_s)
     registry = load_registry()
     try:
         plugins.extend_registry(registry)

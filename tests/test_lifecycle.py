@@ -33,8 +33,9 @@ from tests.host_bots import Numbers, Recorder
 from tests.lifecycle_bots import RELEASE, HangsAtStart
 
 REPO = Path(__file__).resolve().parents[1]
-#: What a hang is told apart by: far above any real start or stop in these tests, far below forever.
-HANG = 60.0
+#: What a hang is told apart by: far above any real start or stop in these tests, far below forever
+#: (``CITARION_TEST_HANG_S`` shortens it to check quickly that the tests fail without the fixes).
+HANG = float(os.environ.get("CITARION_TEST_HANG_S", "60"))
 
 
 @pytest.fixture(autouse=True)
@@ -60,7 +61,10 @@ def bot(bot_id: str, plugin: str, publish: str = "[]", subscribe: str = "[]", **
     ]
     if params:
         lines.append("[bots.params]")
-        lines += [f"{key} = {str(value).lower() if isinstance(value, bool) else repr(value)}".replace("'", '"') for key, value in params.items()]
+        lines += [
+            f"{key} = {str(value).lower() if isinstance(value, bool) else repr(value)}".replace("'", '"')
+            for key, value in params.items()
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -145,7 +149,11 @@ async def test_health_is_the_one_readiness_the_dashboard_serves(tmp_path: Path) 
     loaded = load_config(path)
     host = Host(loaded, plugins=Plugins())
     dashboard = Dashboard(host, loaded.config.ui)
-    assert host.health().reasons == ("the host is not running", "bot 'recorder' is absent", "bot 'crasher' is absent")
+    assert host.health().reasons == (
+        "the host is not running",
+        "bot 'recorder' is absent",
+        "bot 'crasher' is absent",
+    )
     await host.start()
     try:
         health = host.health()
@@ -174,7 +182,9 @@ async def test_a_bus_closed_for_good_makes_the_host_lost_and_run_raise(
     nats_server: NatsServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = tmp_path / "host.toml"
-    path.write_text(nats_config(nats_server, "lost-inproc", bot("recorder", "Recorder", subscribe='["market.>"]')))
+    path.write_text(
+        nats_config(nats_server, "lost-inproc", bot("recorder", "Recorder", subscribe='["market.>"]'))
+    )
     loaded = load_config(path)
     stop = asyncio.Event()
     hosts: list[Host] = []
@@ -256,9 +266,13 @@ def finish(process: subprocess.Popen[str], seen: list[str]) -> tuple[int, str, f
     return process.returncode, "".join(seen) + rest, time.monotonic() - began
 
 
-def test_run_exits_1_when_its_nats_connection_closes_for_good(nats_server: NatsServer, tmp_path: Path) -> None:
+def test_run_exits_1_when_its_nats_connection_closes_for_good(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
     config = tmp_path / "host.toml"
-    config.write_text(nats_config(nats_server, "lost-run", bot("recorder", "Recorder", subscribe='["market.>"]')))
+    config.write_text(
+        nats_config(nats_server, "lost-run", bot("recorder", "Recorder", subscribe='["market.>"]'))
+    )
     process = host_process(config)
     seen: list[str] = []
     try:
@@ -337,3 +351,38 @@ def test_a_second_signal_exits_at_once(tmp_path: Path, second: signal.Signals) -
     print(f"exit {code} {took:.2f}s after the second signal")
     assert code == 128 + second, stderr
     assert f"error: {second.name} again during shutdown: exiting at once" in stderr
+
+
+# -- plugin imports ------------------------------------------------------------------------------------
+
+
+def hung_import(tmp_path: Path) -> Path:
+    """A config whose only bot's module never finishes importing (``time.sleep`` at module level)."""
+    (tmp_path / "hangs_at_import.py").write_text("import time\ntime.sleep(1e6)\n")
+    config = tmp_path / "host.toml"
+    config.write_text(
+        "[host]\nplugin_import_timeout_s = 1\nprogress_interval_s = 0\n\n"
+        '[[bots]]\nid = "hung"\ncode = "ORA"\nplugin = "hangs_at_import:Bot"\n'
+    )
+    return config
+
+
+@pytest.mark.parametrize("command", ["check", "run"])
+def test_a_module_that_hangs_at_import_is_refused_in_one_line(tmp_path: Path, command: str) -> None:
+    """``check`` honours the config's import timeout too (it used the 10 s default)."""
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{REPO}"}
+    began = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "citarion_host.cli", command, "--config", str(hung_import(tmp_path))],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=HANG,
+    )
+    print(f"{command}: exit {done.returncode} in {time.monotonic() - began:.2f}s")
+    errors = [line for line in (done.stdout + done.stderr).splitlines() if line.startswith("error:")]
+    assert done.returncode == 1 and len(errors) == 1, done.stdout + done.stderr
+    assert "bot 'hung': plugin: plugin 'hangs_at_import:Bot': cannot import 'hangs_at_import'" in errors[0]
+    assert "did not finish within 1s (plugin_import_timeout_s)" in errors[0]
+    assert "Traceback" not in done.stderr
