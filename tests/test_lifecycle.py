@@ -11,9 +11,11 @@ import asyncio
 import io
 import logging
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -228,42 +230,76 @@ async def test_a_bus_closed_for_good_makes_the_host_lost_and_run_raise(
 # -- the command, as a process: a lost bus, signals -----------------------------------------------------
 
 
-def host_process(config: Path) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen(
-        [sys.executable, "-m", "citarion_host.cli", "run", "--config", str(config)],
-        cwd=config.parent,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+class HostRun:
+    """``citarion-host run --config <config>`` as a process; its stderr read by a thread, so waiting
+    for a line is bounded even when the host hangs without writing anything."""
 
+    def __init__(self, config: Path) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "citarion_host.cli", "run", "--config", str(config)],
+            cwd=config.parent,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.seen: list[str] = []
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
 
-def wait_for_line(process: subprocess.Popen[str], text: str, seen: list[str]) -> None:
-    """Read stderr until a line containing ``text`` (kept in ``seen``); fail if the process ends."""
-    assert process.stderr is not None
-    deadline = time.monotonic() + HANG
-    while time.monotonic() < deadline:
-        line = process.stderr.readline()
-        if not line:
-            raise AssertionError(f"host exited ({process.wait()}) before {text!r}:\n{''.join(seen)}")
-        seen.append(line)
-        if text in line:
-            return
-    raise AssertionError(f"no {text!r} within {HANG}s:\n{''.join(seen)}")
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self._lines.put(line)
+        self._lines.put(None)
 
+    def send_signal(self, signum: int) -> None:
+        self.process.send_signal(signum)
 
-def finish(process: subprocess.Popen[str], seen: list[str]) -> tuple[int, str, float]:
-    """Wait (at most HANG) for the process; its exit status, its whole stderr, the seconds it took."""
-    began = time.monotonic()
-    try:
-        _, rest = process.communicate(timeout=HANG)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        _, rest = process.communicate()
-        raise AssertionError(f"host still running {HANG}s later:\n{''.join(seen)}{rest}") from None
-    return process.returncode, "".join(seen) + rest, time.monotonic() - began
+    def kill(self) -> None:
+        """End the process if it still runs, and close its pipe (the tests' ``finally``)."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self._reader.join(HANG)
+        if self.process.stderr is not None:
+            self.process.stderr.close()
+
+    def wait_for(self, text: str) -> None:
+        """Until a stderr line contains ``text``; fail if the process ends or HANG passes first."""
+        deadline = time.monotonic() + HANG
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self._lines.get(timeout=left)
+            except queue.Empty:
+                break
+            if line is None:
+                raise AssertionError(f"host exited ({self.process.wait()}) before {text!r}:\n{self.text}")
+            self.seen.append(line)
+            if text in line:
+                return
+        raise AssertionError(f"no {text!r} within {HANG}s:\n{self.text}")
+
+    def finish(self) -> tuple[int, str, float]:
+        """Wait (at most HANG) for the exit: its status, the whole stderr, the seconds it took."""
+        began = time.monotonic()
+        try:
+            code = self.process.wait(timeout=HANG)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(f"host still running {HANG}s later:\n{self.text}") from None
+        took = time.monotonic() - began
+        self._reader.join(HANG)
+        return code, self.text, took
+
+    @property
+    def text(self) -> str:
+        while not self._lines.empty():
+            line = self._lines.get()
+            if line is not None:
+                self.seen.append(line)
+        return "".join(self.seen)
 
 
 def test_run_exits_1_when_its_nats_connection_closes_for_good(
@@ -273,12 +309,11 @@ def test_run_exits_1_when_its_nats_connection_closes_for_good(
     config.write_text(
         nats_config(nats_server, "lost-run", bot("recorder", "Recorder", subscribe='["market.>"]'))
     )
-    process = host_process(config)
-    seen: list[str] = []
+    process = HostRun(config)
     try:
-        wait_for_line(process, "host started", seen)
+        process.wait_for("host started")
         nats_server.stop()
-        code, stderr, took = finish(process, seen)
+        code, stderr, took = process.finish()
     finally:
         process.kill()
     print(f"exit {code} {took:.2f}s after the server stopped")
@@ -306,12 +341,11 @@ def hanging_stop(tmp_path: Path, how: str, host: str = "") -> Path:
 def test_sigterm_stops_the_host_when_a_stop_ignores_its_cancellation(tmp_path: Path) -> None:
     """The host stops cleanly past the stop() it abandoned; that stop() then holds the event loop's
     own teardown (it waits for every task), which the watchdog ends: bounded, status 1."""
-    process = host_process(hanging_stop(tmp_path, "stubborn", "stop_timeout_s = 1\nshutdown_timeout_s = 5\n"))
-    seen: list[str] = []
+    process = HostRun(hanging_stop(tmp_path, "stubborn", "stop_timeout_s = 1\nshutdown_timeout_s = 5\n"))
     try:
-        wait_for_line(process, "host started", seen)
+        process.wait_for("host started")
         process.send_signal(signal.SIGTERM)
-        code, stderr, took = finish(process, seen)
+        code, stderr, took = process.finish()
     finally:
         process.kill()
     print(f"exit {code} {took:.2f}s after SIGTERM")
@@ -321,12 +355,11 @@ def test_sigterm_stops_the_host_when_a_stop_ignores_its_cancellation(tmp_path: P
 
 
 def test_sigterm_exits_1_after_shutdown_timeout_when_a_stop_blocks_the_loop(tmp_path: Path) -> None:
-    process = host_process(hanging_stop(tmp_path, "block", "shutdown_timeout_s = 2\n"))
-    seen: list[str] = []
+    process = HostRun(hanging_stop(tmp_path, "block", "shutdown_timeout_s = 2\n"))
     try:
-        wait_for_line(process, "host started", seen)
+        process.wait_for("host started")
         process.send_signal(signal.SIGTERM)
-        code, stderr, took = finish(process, seen)
+        code, stderr, took = process.finish()
     finally:
         process.kill()
     print(f"exit {code} {took:.2f}s after SIGTERM")
@@ -338,14 +371,13 @@ def test_sigterm_exits_1_after_shutdown_timeout_when_a_stop_blocks_the_loop(tmp_
 
 @pytest.mark.parametrize("second", [signal.SIGTERM, signal.SIGINT])
 def test_a_second_signal_exits_at_once(tmp_path: Path, second: signal.Signals) -> None:
-    process = host_process(hanging_stop(tmp_path, "block"))  # shutdown_timeout_s: the default, 120 s
-    seen: list[str] = []
+    process = HostRun(hanging_stop(tmp_path, "block"))  # shutdown_timeout_s: the default, 120 s
     try:
-        wait_for_line(process, "host started", seen)
+        process.wait_for("host started")
         process.send_signal(signal.SIGTERM)
-        wait_for_line(process, "stopping on SIGTERM", seen)
+        process.wait_for("citarion_host.app: stopping")  # the shutdown began (armed)
         process.send_signal(second)
-        code, stderr, took = finish(process, seen)
+        code, stderr, took = process.finish()
     finally:
         process.kill()
     print(f"exit {code} {took:.2f}s after the second signal")
