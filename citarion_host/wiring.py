@@ -54,6 +54,7 @@ HOST_PUBLISHES: tuple[str, ...] = (
     "system.deadletter.>",
     "system.bus.>",
     "system.connection.>",
+    "system.host.>",
 )
 
 # Key order inside one bot: the order of BotConfig's fields, so a report reads like the config.
