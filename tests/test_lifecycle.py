@@ -324,12 +324,13 @@ def test_run_exits_1_when_its_nats_connection_closes_for_good(
     assert "Traceback" not in stderr
 
 
-def hanging_stop(tmp_path: Path, how: str, host: str = "") -> Path:
+def hanging_stop(tmp_path: Path, how: str, host: str = "", loop: str = "asyncio") -> Path:
+    """A bot whose stop() hangs (``how``), on the event loop ``loop`` (the signal paths differ)."""
     config = tmp_path / "host.toml"
     config.write_text(
         "\n".join(
             [
-                f"[host]\nprogress_interval_s = 0\nsummary = false\nevent_loop = 'asyncio'\n{host}",
+                f"[host]\nprogress_interval_s = 0\nsummary = false\nevent_loop = '{loop}'\n{host}",
                 bot("stuck", "HangsAtStop", subscribe='["analytics.number.>"]', how=how),
                 bot("recorder", "Recorder", subscribe='["analytics.number.>"]'),
             ]
@@ -369,9 +370,11 @@ def test_sigterm_exits_1_after_shutdown_timeout_when_a_stop_blocks_the_loop(tmp_
     )
 
 
-@pytest.mark.parametrize("second", [signal.SIGTERM, signal.SIGINT])
-def test_a_second_signal_exits_at_once(tmp_path: Path, second: signal.Signals) -> None:
-    process = HostRun(hanging_stop(tmp_path, "block"))  # shutdown_timeout_s: the default, 120 s
+@pytest.mark.parametrize(
+    ("second", "loop"), [(signal.SIGTERM, "asyncio"), (signal.SIGINT, "asyncio"), (signal.SIGTERM, "uvloop")]
+)
+def test_a_second_signal_exits_at_once(tmp_path: Path, second: signal.Signals, loop: str) -> None:
+    process = HostRun(hanging_stop(tmp_path, "block", loop=loop))  # shutdown_timeout_s: default, 120 s
     try:
         process.wait_for("host started")
         process.send_signal(signal.SIGTERM)
