@@ -36,6 +36,7 @@ def create_bus(
         "max_pending": settings.max_pending,
         "deterministic": settings.deterministic,
         "stall_timeout": settings.stall_timeout_s,
+        "max_event_bytes": settings.max_event_bytes,
         "catalog_": catalog,
     }
     if settings.type == "memory":

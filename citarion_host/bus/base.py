@@ -37,7 +37,17 @@ from .replies import as_reply
 from .sequencer import Sequencer
 from .subscription import Handler, Subscription
 
-__all__ = ["BUS_SOURCE", "DEAD_LETTER_MAX_ORIGINAL", "BusOptions", "Capabilities", "EventBus", "Wanted"]
+__all__ = [
+    "BUS_SOURCE",
+    "DEAD_LETTER_MAX_ORIGINAL",
+    "DEFAULT_MAX_EVENT_BYTES",
+    "BusOptions",
+    "Capabilities",
+    "EventBus",
+    "Wanted",
+    "oversized",
+    "printable_subject",
+]
 
 log = logging.getLogger("citarion_host.bus")
 
@@ -45,6 +55,9 @@ log = logging.getLogger("citarion_host.bus")
 BUS_SOURCE = "HOST"
 #: Bytes of an original message a dead letter keeps (docs/limits.md): below every server's max_payload.
 DEAD_LETTER_MAX_ORIGINAL = 32 * 1024
+#: Largest encoded event a bus accepts, published or received (``[backend] max_event_bytes``,
+#: docs/limits.md): half of nats-server's default ``max_payload`` (1 MiB), leaving room for headers.
+DEFAULT_MAX_EVENT_BYTES = 512 * 1024
 _DEAD_KEYS_KEPT = 1024
 _OVERFLOW_REPORT_INTERVAL_S = 1.0
 
@@ -73,6 +86,7 @@ class BusOptions(TypedDict, total=False):
     max_pending: int
     deterministic: bool
     stall_timeout: float
+    max_event_bytes: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,11 +119,16 @@ class EventBus(abc.ABC):
         max_pending: int = 10_000,
         deterministic: bool = False,
         stall_timeout: float = 30.0,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     ) -> None:
         self.catalog = catalog_ or catalog
         self.max_pending = max_pending
+        #: Encoded events over this size are refused on publish and dead-lettered on receipt.
+        self.max_event_bytes = max_event_bytes
         self.published = 0
         self.malformed = 0
+        #: Malformed messages dead-lettered, by kind (``events.MALFORMED_KINDS``: ``too_deep``...).
+        self.malformed_kinds: dict[str, int] = {}
         self.handler_failures = 0
         self._closed = False
         self._started = False
@@ -204,12 +223,15 @@ class EventBus(abc.ABC):
     async def publish_raw(self, data: bytes, *, subject: str | None = None) -> Event | None:
         """Publish wire bytes from outside (a bridge, a replay file). Malformed input is dead-lettered.
 
-        Returns the decoded event, or None if it was rejected (and counted in ``malformed``).
+        Returns the decoded event, or None if it was rejected (and counted in ``malformed``, by kind in
+        ``malformed_kinds``). Over ``max_event_bytes`` it is refused before being parsed.
         """
         try:
+            if len(data) > self.max_event_bytes:
+                raise oversized(data, self.max_event_bytes, subject)
             event = self.catalog.decode(data)
         except InvalidEventError as exc:
-            await self.dead_letter(data, reason="malformed", error=str(exc), subject=subject)
+            await self.dead_letter(data, reason="malformed", error=str(exc), subject=subject, kind=exc.kind)
             return None
         await self.publish(event)
         return event
@@ -379,7 +401,12 @@ class EventBus(abc.ABC):
 
     @abc.abstractmethod
     async def reply(self, request: Event, response: Event) -> None:
-        """Send ``response`` back to whoever made ``request``."""
+        """Send ``response`` back to whoever made ``request``, and nowhere else.
+
+        ``request`` must be a request made on this backend (its ``metadata.replyTo`` the requester's
+        reply inbox); anything else is refused with :class:`~citarion_host.errors.PublishError`
+        naming the request, so a reply can never be published on an ordinary topic.
+        """
 
     @staticmethod
     def as_reply(request: Event, response: Event) -> Event:
@@ -532,6 +559,7 @@ class EventBus(abc.ABC):
         event_id: str | None = None,
         deliveries: int = 0,
         key: str | None = None,
+        kind: str | None = None,
     ) -> None:
         """Park what could not be processed on ``system.deadletter.<reason>``, count it, log it.
 
@@ -541,7 +569,8 @@ class EventBus(abc.ABC):
         that deduplicates (JetStream's ``Nats-Msg-Id``). An original longer than
         ``DEAD_LETTER_MAX_ORIGINAL`` bytes is cut to that, with its size in ``truncated``, so the
         letter can always be stored. Raises ``BusError`` if it could not be stored (the caller keeps
-        the original to try again).
+        the original to try again). ``kind`` (malformed input: ``events.MALFORMED_KINDS``) is counted
+        in ``malformed_kinds`` and kept in the letter's ``metadata.kind``.
         """
         if key is not None:
             if key in self._dead_keys:
@@ -552,9 +581,10 @@ class EventBus(abc.ABC):
         raw = original if isinstance(original, bytes) else original.encode("utf-8", errors="replace")
         truncated = len(raw) if len(raw) > DEAD_LETTER_MAX_ORIGINAL else None
         text = raw[:DEAD_LETTER_MAX_ORIGINAL].decode("utf-8", errors="replace")
+        subject = printable_subject(subject)
         log.warning(
             "dead letter",
-            extra={"reason": reason, "error": error[:500], "subject": subject, "truncated": truncated},
+            extra={"reason": reason, "kind": kind, "error": error[:500], "subject": subject, "truncated": truncated},
         )
         event = self.catalog.make(
             f"system.deadletter.{reason}",
@@ -569,6 +599,7 @@ class EventBus(abc.ABC):
             ),
             source=BUS_SOURCE,
             priority="high",
+            metadata={"kind": kind} if kind else None,
         )
         try:
             await self._store_dead_letter(event, key)
@@ -579,6 +610,8 @@ class EventBus(abc.ABC):
         self.dead_lettered[reason] = self.dead_lettered.get(reason, 0) + 1
         if reason == "malformed":
             self.malformed += 1
+            if kind:
+                self.malformed_kinds[kind] = self.malformed_kinds.get(kind, 0) + 1
 
     async def _store_dead_letter(self, event: Event, key: str | None) -> None:
         """Publish a dead letter (a backend that deduplicates stores one copy per ``key``)."""
@@ -591,6 +624,7 @@ class EventBus(abc.ABC):
             "deterministic": self.deterministic,
             "published": self.published,
             "malformed": self.malformed,
+            "malformed_kinds": dict(self.malformed_kinds),
             "dead_lettered": dict(self.dead_lettered),
             "handler_failures": self.handler_failures,
             **(
@@ -600,6 +634,27 @@ class EventBus(abc.ABC):
             ),
             "subscriptions": [s.stats() for s in sorted(self._subscriptions, key=lambda s: s.name)],
         }
+
+
+def oversized(data: bytes | str, limit: int, subject: str | None) -> InvalidEventError:
+    """The error for wire bytes over ``max_event_bytes`` (refused before they are parsed)."""
+    return InvalidEventError(
+        printable_subject(subject),
+        "<root>",
+        f"{len(data)} bytes, over max_event_bytes ({limit}; docs/limits.md)",
+        kind="oversized",
+    )
+
+
+def printable_subject(subject: str | None) -> str | None:
+    """A subject as it can be logged and stored: bytes that were not UTF-8 (kept as surrogates by the
+    wire) shown as ``\\xff`` escapes."""
+    if subject is None or subject.isascii():
+        return subject
+    try:
+        return subject.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # surrogates of another origin
+        return subject.encode("utf-8", "backslashreplace").decode()
 
 
 def _log_task_error(task: Any) -> None:

@@ -18,6 +18,7 @@ import logging
 
 from typing_extensions import Unpack
 
+from ..errors import PublishError
 from ..events import Event
 from .base import BusOptions, Capabilities, EventBus
 from .replies import as_request, await_reply, no_responders
@@ -137,6 +138,13 @@ class MemoryBus(EventBus):
             self._waiting.pop(correlation_id, None)
 
     async def reply(self, request: Event, response: Event) -> None:
+        reply_to = request.metadata.get("replyTo")
+        if reply_to is not None and reply_to != _REPLY_TO:
+            raise PublishError(
+                f"reply to request {request.id} on {request.topic!r} refused: its metadata.replyTo "
+                f"{str(reply_to)[:80]!r} is not a request of this bus; a reply goes to its requester only "
+                "(docs/events.md)"
+            )
         response = self.as_reply(request, response)
         future = self._waiting.get(response.correlation_id or "")
         if future is None or future.done():
