@@ -579,27 +579,37 @@ class EventBus(abc.ABC):
             if len(self._dead_keys) > _DEAD_KEYS_KEPT:
                 self._dead_keys.popitem(last=False)
         raw = original if isinstance(original, bytes) else original.encode("utf-8", errors="replace")
-        truncated = len(raw) if len(raw) > DEAD_LETTER_MAX_ORIGINAL else None
-        text = raw[:DEAD_LETTER_MAX_ORIGINAL].decode("utf-8", errors="replace")
         subject = printable_subject(subject)
+        keep = DEAD_LETTER_MAX_ORIGINAL
+        while True:  # cut the original until the letter itself fits max_event_bytes (escapes inflate it)
+            truncated = len(raw) if len(raw) > keep else None
+            event = self.catalog.make(
+                f"system.deadletter.{reason}",
+                DeadLetter(
+                    reason=reason,
+                    error=error[:2000],
+                    original=raw[:keep].decode("utf-8", errors="replace"),
+                    subject=subject,
+                    event_id=event_id,
+                    deliveries=deliveries,
+                    truncated=truncated,
+                ),
+                source=BUS_SOURCE,
+                priority="high",
+                metadata={"kind": kind} if kind else None,
+            )
+            if keep == 0 or (len(raw) <= 1024 and keep >= len(raw)) or self._fits(event):
+                break
+            keep = min(keep, len(raw)) // 2
         log.warning(
             "dead letter",
-            extra={"reason": reason, "kind": kind, "error": error[:500], "subject": subject, "truncated": truncated},
-        )
-        event = self.catalog.make(
-            f"system.deadletter.{reason}",
-            DeadLetter(
-                reason=reason,
-                error=error[:2000],
-                original=text,
-                subject=subject,
-                event_id=event_id,
-                deliveries=deliveries,
-                truncated=truncated,
-            ),
-            source=BUS_SOURCE,
-            priority="high",
-            metadata={"kind": kind} if kind else None,
+            extra={
+                "reason": reason,
+                "kind": kind,
+                "error": error[:500],
+                "subject": subject,
+                "truncated": truncated,
+            },
         )
         try:
             await self._store_dead_letter(event, key)
@@ -612,6 +622,10 @@ class EventBus(abc.ABC):
             self.malformed += 1
             if kind:
                 self.malformed_kinds[kind] = self.malformed_kinds.get(kind, 0) + 1
+
+    def _fits(self, event: Event) -> bool:
+        """Whether ``event`` encodes within ``max_event_bytes`` (dead letters only: it costs an encode)."""
+        return len(self.catalog.encode(event)) <= self.max_event_bytes
 
     async def _store_dead_letter(self, event: Event, key: str | None) -> None:
         """Publish a dead letter (a backend that deduplicates stores one copy per ``key``)."""

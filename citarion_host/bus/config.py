@@ -100,5 +100,5 @@ class BackendSettings(_Strict):
     stall_timeout_s: float = Field(default=30.0, gt=0)
     #: Largest encoded event accepted (docs/limits.md): bigger ones are refused on publish (NATS) and
     #: dead-lettered on receipt. Keep it below the NATS server's ``max_payload`` (1 MiB by default).
-    max_event_bytes: int = Field(default=512 * 1024, ge=1024)
+    max_event_bytes: int = Field(default=512 * 1024, ge=16 * 1024)
     nats: NatsSettings = Field(default_factory=NatsSettings)
