@@ -67,7 +67,14 @@ MAX_EVENT_DEPTH: Final = 64
 #: ``not_json``, ``schema`` (valid JSON that is not a valid event of its topic), ``too_deep``,
 #: ``oversized`` (over the bus's ``max_event_bytes``), ``subject`` (a subject that is no valid topic,
 #: e.g. not UTF-8), ``undecodable`` (anything else the decoder raised).
-MALFORMED_KINDS: Final[tuple[str, ...]] = ("not_json", "schema", "too_deep", "oversized", "subject", "undecodable")
+MALFORMED_KINDS: Final[tuple[str, ...]] = (
+    "not_json",
+    "schema",
+    "too_deep",
+    "oversized",
+    "subject",
+    "undecodable",
+)
 
 #: The payload type; defaults to Any, so a bare ``Event`` annotation means "any payload".
 PayloadT = TypeVar("PayloadT", default=Any)
@@ -345,7 +352,6 @@ class EventCatalog:
                 if declared != derived:
                     raise InvalidEventError(topic, name, f"{declared!r} contradicts the topic ({derived!r})")
         return event
-
 
     @staticmethod
     def _check_depth(info: _TopicInfo, metadata: dict[str, Any], data: bytes | str, topic: str) -> None:

@@ -115,7 +115,9 @@ class Harness:
         bus = NatsBus(settings, max_event_bytes=MAX_EVENT_BYTES)
         await bus.start()
         good = Collector()
-        options: dict[str, Any] = {"plain": {}, "stored": {"stored": True}, "durable": {"durable": "fuzz"}}[kind]
+        options: dict[str, Any] = {"plain": {}, "stored": {"stored": True}, "durable": {"durable": "fuzz"}}[
+            kind
+        ]
         subscription = await bus.subscribe("trading.signal.>", good, **options)
         return cls(bus, settings, subscription, good)
 

@@ -87,7 +87,9 @@ async def test_memory_publish_raw_dead_letters_every_kind_and_counts_it() -> Non
         dead, good = Collector(), Collector()
         await bus.subscribe("system.deadletter.>", dead)
         await bus.subscribe("trading.signal.>", good)
-        messages = [(subject, body, kind) for subject, body, kind in poison(MAX_EVENT_BYTES) if kind != "subject"]
+        messages = [
+            (subject, body, kind) for subject, body, kind in poison(MAX_EVENT_BYTES) if kind != "subject"
+        ]
         for _, body, _ in messages:
             assert await bus.publish_raw(body) is None
         assert await bus.publish_raw(encode_event(signal(1))) is not None
@@ -251,7 +253,9 @@ async def test_memory_reply_goes_only_to_a_request_of_this_bus() -> None:
     "reply_to",
     ["trading.order.submitted", "$JS.API.STREAM.DELETE.x", "_INBOX.*", "_INBOX.a b", "_INBOXES.x", ""],
 )
-async def test_nats_reply_goes_only_to_a_reply_inbox(bus: NatsBus, settings: NatsSettings, reply_to: str) -> None:
+async def test_nats_reply_goes_only_to_a_reply_inbox(
+    bus: NatsBus, settings: NatsSettings, reply_to: str
+) -> None:
     stored = Collector()
     await bus.subscribe("trading.>", stored, stored=True)
     answer = make_event("trading.note.made", {"x": 1}, source="ORA")

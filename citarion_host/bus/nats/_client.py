@@ -344,8 +344,10 @@ def guard_reader(nc: Client) -> None:
 
         nc._build_message = build_message  # type: ignore[method-assign]
     else:
-        log.warning("nats-py has no _build_message(sid, subject, reply, data, headers); non-UTF-8 subjects"
-                    " are skipped, not dead-lettered")
+        log.warning(
+            "nats-py has no _build_message(sid, subject, reply, data, headers); non-UTF-8 subjects"
+            " are skipped, not dead-lettered"
+        )
     process = nc._process_msg
 
     async def process_msg(sid: int, subject: bytes, reply: bytes, data: bytes, headers: Any) -> None:
