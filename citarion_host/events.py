@@ -161,13 +161,14 @@ class _TopicInfo:
 
     __slots__ = ("action", "bounded", "decoder", "domain", "entity", "payload_type")
 
-    def __init__(self, domain: str, entity: str, action: str, payload_type: type[Payload] | None) -> None:
+    def __init__(
+        self, domain: str, entity: str, action: str, payload_type: type[Payload] | None, bounded: bool
+    ) -> None:
         self.domain = domain
         self.entity = entity
         self.action = action
         self.payload_type = payload_type
-        depth = None if payload_type is None else _schema_depth(msgspec.inspect.type_info(payload_type), ())
-        self.bounded = depth is not None and depth + 1 < MAX_EVENT_DEPTH  # + 1: the envelope
+        self.bounded = bounded
         generic: Any = Event  # parametrized at run time: Event[Signal], Event[Any]...
         self.decoder: msgspec.json.Decoder[Event] = msgspec.json.Decoder(generic[payload_type or Any])
 
@@ -184,6 +185,7 @@ class EventCatalog:
         self._domains = set(domains)
         self._types: PatternIndex[tuple[str, type[Payload]]] = PatternIndex()
         self._topics: dict[str, _TopicInfo] = {}
+        self._bounded: dict[type[Payload], bool] = {}  # per payload type: see _TopicInfo
         self._encoder = msgspec.json.Encoder()
         self._topic_decoder = msgspec.json.Decoder(_TopicOnly)
 
@@ -254,7 +256,14 @@ class EventCatalog:
             raise InvalidEventError(topic, "domain", f"unknown domain {tokens[0]!r} (known: {known})")
         candidates = self._types.match(topic)
         payload_type = max(candidates, key=_specificity)[1] if candidates else None
-        return _TopicInfo(tokens[0], tokens[1], tokens[2], payload_type)
+        bounded = False  # a dict payload: anything goes
+        if payload_type is not None:
+            cached = self._bounded.get(payload_type)
+            if cached is None:  # once per payload type (a new topic per event must stay cheap)
+                depth = _schema_depth(msgspec.inspect.type_info(payload_type), ())
+                cached = self._bounded[payload_type] = depth is not None and depth + 1 < MAX_EVENT_DEPTH
+            bounded = cached
+        return _TopicInfo(tokens[0], tokens[1], tokens[2], payload_type, bounded)
 
     def make(
         self,
