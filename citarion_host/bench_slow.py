@@ -25,6 +25,7 @@ import sys
 import time
 from typing import Any
 
+from . import loops
 from .bench import Table, ratio
 from .bus import MemoryBus, Subscription
 from .events import PRIORITIES, Event, make_event
@@ -119,9 +120,11 @@ def _peak_rss_mb() -> float:
     return peak / (1 << 20) if sys.platform == "darwin" else peak / 1024
 
 
-def run_slow_subscriber(events: int, *, max_pending_urgent: int | None = None) -> dict[str, Any]:
+def run_slow_subscriber(
+    events: int, *, max_pending_urgent: int | None = None, loop: loops.EventLoopChoice = "auto"
+) -> dict[str, Any]:
     """:func:`slow_subscriber` in a fresh interpreter, so its peak RSS is its own."""
-    command = [sys.executable, "-m", "citarion_host.bench_slow", "--events", str(events)]
+    command = [sys.executable, "-m", "citarion_host.bench_slow", "--events", str(events), "--loop", loop]
     if max_pending_urgent is not None:
         command += ["--max-pending-urgent", str(max_pending_urgent)]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -131,10 +134,10 @@ def run_slow_subscriber(events: int, *, max_pending_urgent: int | None = None) -
     return figures
 
 
-def slow_subscriber_tables(events: int) -> list[Table]:
+def slow_subscriber_tables(events: int, loop: loops.EventLoopChoice = "auto") -> list[Table]:
     """The bounded bus (default bound) against the unbounded behaviour, one fresh process each."""
-    bounded = run_slow_subscriber(events)
-    unbounded = run_slow_subscriber(events, max_pending_urgent=events + 1)
+    bounded = run_slow_subscriber(events, loop=loop)
+    unbounded = run_slow_subscriber(events, max_pending_urgent=events + 1, loop=loop)
     rows = [_row("bounded (max_urgent = max_pending)", bounded), _row("unbounded (the old behaviour)", unbounded)]
     urgent_lost = sum(bounded["published"][p] - bounded["delivered"][p] for p in ("critical", "high"))
     untold = sum(abs(n) for n in bounded["lost_untold"].values())
@@ -174,10 +177,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m citarion_host.bench_slow", description=__doc__)
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--max-pending-urgent", type=int, default=None)
+    parser.add_argument("--loop", choices=["auto", "asyncio", "uvloop"], default="auto")
     args = parser.parse_args(argv)
     if args.events < 1:
         parser.error(f"--events must be >= 1, got {args.events}")
-    figures = asyncio.run(slow_subscriber(args.events, max_pending_urgent=args.max_pending_urgent))
+    coro = slow_subscriber(args.events, max_pending_urgent=args.max_pending_urgent)
+    figures = loops.run(coro, args.loop)
     print(json.dumps(figures))
     return 0
 
