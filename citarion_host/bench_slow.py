@@ -28,7 +28,7 @@ from typing import Any
 from . import loops
 from .bench import Table, ratio
 from .bus import MemoryBus, Subscription
-from .events import PRIORITIES, Event, make_event
+from .events import PRIORITIES, Event, Priority, make_event
 
 __all__ = ["MIX", "run_slow_subscriber", "slow_subscriber", "slow_subscriber_tables"]
 
@@ -38,7 +38,7 @@ _TOPIC = "analytics.tick.done"
 _YIELD_EVERY = 100  # the publisher lets the loop run every this many events, as a live feed would
 
 
-def _priority_of(n: int) -> str:
+def _priority_of(n: int) -> Priority:
     slot = n % 100
     for priority, share in zip(PRIORITIES, _bounds(), strict=True):
         if slot < share:
@@ -82,14 +82,14 @@ async def slow_subscriber(
     """Publish ``events`` events of the :data:`MIX` to one slow subscriber on the memory bus; its
     figures per priority (published, delivered, dropped), the bus's stats and the run's peak RSS."""
     counter = _SlowCounter()
-    published = dict.fromkeys(PRIORITIES, 0)
+    published: dict[str, int] = dict.fromkeys(PRIORITIES, 0)
     async with MemoryBus(max_pending=max_pending, max_pending_urgent=max_pending_urgent) as bus:
         subscription = await bus.subscribe(_TOPIC, counter, name="slow")
         counter.subscription = subscription
         started = time.perf_counter()
         for n in range(events):
             priority = _priority_of(n)
-            await bus.publish(make_event(_TOPIC, {}, source="LOG", priority=priority, metadata={"n": n}))  # type: ignore[arg-type]
+            await bus.publish(make_event(_TOPIC, {}, source="LOG", priority=priority, metadata={"n": n}))
             published[priority] += 1
             if n % _YIELD_EVERY == 0:
                 await asyncio.sleep(0)
@@ -138,7 +138,10 @@ def slow_subscriber_tables(events: int, loop: loops.EventLoopChoice = "auto") ->
     """The bounded bus (default bound) against the unbounded behaviour, one fresh process each."""
     bounded = run_slow_subscriber(events, loop=loop)
     unbounded = run_slow_subscriber(events, max_pending_urgent=events + 1, loop=loop)
-    rows = [_row("bounded (max_urgent = max_pending)", bounded), _row("unbounded (the old behaviour)", unbounded)]
+    rows = [
+        _row("bounded (max_urgent = max_pending)", bounded),
+        _row("unbounded (the old behaviour)", unbounded),
+    ]
     urgent_lost = sum(bounded["published"][p] - bounded["delivered"][p] for p in ("critical", "high"))
     untold = sum(abs(n) for n in bounded["lost_untold"].values())
     table = Table(

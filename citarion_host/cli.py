@@ -142,7 +142,19 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
-_BENCH_CASES = ("memory", "slow-subscriber", "core", "jetstream", "latency", "demo", "loop", "hosts", "fleet", "state", "ui")
+_BENCH_CASES = (
+    "memory",
+    "slow-subscriber",
+    "core",
+    "jetstream",
+    "latency",
+    "demo",
+    "loop",
+    "hosts",
+    "fleet",
+    "state",
+    "ui",
+)
 
 
 def _ids(text: str) -> list[str]:

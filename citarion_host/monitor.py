@@ -242,7 +242,9 @@ def _add_totals(a: dict[str, dict[str, Any]], b: dict[str, dict[str, Any]]) -> d
         merged: dict[str, Any] = {}
         for key in {*left, *right}:
             if isinstance(left.get(key, right.get(key)), dict):
-                merged[key] = {p: left.get(key, {}).get(p, 0) + right.get(key, {}).get(p, 0) for p in PRIORITIES}
+                merged[key] = {
+                    p: left.get(key, {}).get(p, 0) + right.get(key, {}).get(p, 0) for p in PRIORITIES
+                }
             else:
                 merged[key] = left.get(key, 0) + right.get(key, 0)
         out[name] = merged
@@ -270,7 +272,8 @@ def format_summary(summary: dict[str, Any]) -> str:
 
     def line(cells: list[str]) -> str:
         return "  ".join(
-            v.rjust(w) if i >= TEXT_COLUMNS else v.ljust(w) for i, (v, w) in enumerate(zip(cells, widths, strict=True))
+            v.rjust(w) if i >= TEXT_COLUMNS else v.ljust(w)
+            for i, (v, w) in enumerate(zip(cells, widths, strict=True))
         ).rstrip()
 
     lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]

@@ -90,4 +90,3 @@ def test_health_words() -> None:
     assert health(100, 0) == "ok"
     assert health(4, 96) == "LOSSY 96 % dropped"
     assert health(99_999, 1) == "LOSSY 0.001 % dropped", "one drop is never rounded away"
-

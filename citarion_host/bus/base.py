@@ -648,7 +648,8 @@ class EventBus(abc.ABC):
         this bus has had: what a bot received, handled and lost across resubscriptions."""
         self._retire_idle()
         totals: dict[str, dict[str, Any]] = {
-            name: {**counters, "dropped": dict(counters["dropped"])} for name, counters in self._retired.items()
+            name: {**counters, "dropped": dict(counters["dropped"])}
+            for name, counters in self._retired.items()
         }
         for subscription in [*self._subscriptions, *self._retiring]:
             _merge_counters(totals.setdefault(subscription.name, {}), subscription)

@@ -254,9 +254,7 @@ class Subscription:
         """
         backlog = self._backlog
         return (
-            backlog is not None
-            and len(backlog[0]) + len(backlog[1]) >= self.max_urgent
-            and not self._closed
+            backlog is not None and len(backlog[0]) + len(backlog[1]) >= self.max_urgent and not self._closed
         )
 
     def draining_here(self) -> bool:
