@@ -33,7 +33,7 @@ from .events import PRIORITIES, Event, Priority, make_event
 __all__ = ["MIX", "run_slow_subscriber", "slow_subscriber", "slow_subscriber_tables"]
 
 #: Out of every 100 events: how many of each priority (critical, high, normal, low).
-MIX = (1, 9, 60, 30)
+MIX = (5, 45, 30, 20)
 _TOPIC = "analytics.tick.done"
 _YIELD_EVERY = 100  # the publisher lets the loop run every this many events, as a live feed would
 

@@ -20,7 +20,7 @@ def test_the_case_runs_each_variant_in_its_own_process_and_accounts_for_every_ev
     assert all(row["delivered"] + row["dropped"] == 3_000 and row["peak_rss_mb"] > 0 for row in table.rows)
     lost, untold, _ = table.ratios
     assert lost.value == 0 and lost.met and untold.value == 0 and untold.met
-    assert table.notes[0] == "critical: published 30, delivered 30, dropped 0"
+    assert table.notes[0] == "critical: published 150, delivered 150, dropped 0"
 
 
 def test_the_module_refuses_a_bad_size(capsys: pytest.CaptureFixture[str]) -> None:
