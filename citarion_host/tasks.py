@@ -57,7 +57,8 @@ class Tasks:
         exc = task.exception()
         if exc is None:
             return
-        log.error("background task failed", extra={"owner": self.owner, "task": task.get_name()}, exc_info=exc)
+        where = {"owner": self.owner, "task": task.get_name()}
+        log.error("background task failed", extra=where, exc_info=exc)
         if self._on_error is not None:
             self._on_error(task, exc)
 

@@ -19,7 +19,6 @@ exception and message.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Coroutine, Iterable, Mapping
 from typing import Any
 

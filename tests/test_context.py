@@ -51,9 +51,7 @@ class Attempts(Bot):
 
 def _normalised(outcomes: list[tuple[Any, ...]], requests: list[str]) -> list[tuple[Any, ...]]:
     """A reply's correlation id is its request's id, which differs between the two runs."""
-    return [
-        (*o[:5], "request id" if o[5] in requests else o[5]) if o[1] == "sent" else o for o in outcomes
-    ]
+    return [(*o[:5], "request id" if o[5] in requests else o[5]) if o[1] == "sent" else o for o in outcomes]
 
 
 async def _under_the_harness() -> list[tuple[Any, ...]]:
@@ -71,7 +69,8 @@ async def _under_the_host(tmp_path: Path) -> tuple[list[tuple[Any, ...]], int]:
     path.write_text(
         "[[bots]]\n"
         'id = "attempts"\ncode = "ORA"\nplugin = "tests.test_context:Attempts"\n'
-        f"publish = {PUBLISH!r}\n".replace("'", '"') + 'subscribe = ["analytics.try.>"]\n'
+        f"publish = {PUBLISH!r}\n".replace("'", '"')
+        + 'subscribe = ["analytics.try.>"]\n'
     )
     host = Host(load_config(path), plugins=Plugins())
     await host.start()
