@@ -19,6 +19,7 @@ exception and message.
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Coroutine, Iterable, Mapping
 from typing import Any
 
@@ -26,11 +27,13 @@ from .bot import Bot
 from .context import GuardedContext
 from .errors import StateError
 from .events import Event, EventCatalog, Priority, catalog
+from .hookspecs import PROJECT
 from .lineage import handling
+from .plugins import Plugins
 from .state import decode_snapshot, encode_snapshot, read_snapshot, state_spec
 from .tasks import Tasks
 
-__all__ = ["BotHarness", "Recording", "RecordingContext"]
+__all__ = ["BotHarness", "Recording", "RecordingContext", "plugin_catalog"]
 
 
 class Recording:
@@ -98,8 +101,33 @@ class RecordingContext(GuardedContext):
         return self.recording.task_errors
 
 
+def plugin_catalog(*plugins: object) -> EventCatalog:
+    """The event catalog a host with ``plugins`` registered builds: the built-in payload types and
+    domains plus those the plugins contribute (``citarion_payload_types``, ``citarion_domains``)."""
+    registered = Plugins()
+    for plugin in plugins:
+        registered.register(plugin, name=getattr(plugin, "__name__", None) or repr(plugin))
+    built = EventCatalog.with_builtins()
+    registered.extend_catalog(built)
+    return built
+
+
+def _catalog_for(bot_type: type[Bot]) -> EventCatalog:
+    """The catalog a host running ``bot_type`` from its plugin module would validate with: the
+    built-in one, extended by the module's own payload types and domains when it contributes any."""
+    module = sys.modules.get(bot_type.__module__)
+    contributes = module is not None and any(
+        getattr(getattr(module, hook, None), f"{PROJECT}_impl", None)
+        for hook in ("citarion_payload_types", "citarion_domains")
+    )
+    return plugin_catalog(module) if contributes else catalog
+
+
 class BotHarness:
-    """Build a bot with validated params and a :class:`RecordingContext`; feed it events."""
+    """Build a bot with validated params and a :class:`RecordingContext`; feed it events.
+
+    ``catalog_``: the event types to validate with; by default the built-in ones plus those the bot's
+    module contributes as a plugin (what the host would have), see :func:`plugin_catalog`."""
 
     def __init__(
         self,
@@ -109,8 +137,10 @@ class BotHarness:
         bot_id: str = "test-bot",
         code: str = "TST",
         publish: Iterable[str] = (">",),
+        catalog_: EventCatalog | None = None,
     ) -> None:
-        self.ctx = RecordingContext(bot_id, code, publish)
+        self.catalog = catalog_ or _catalog_for(bot_type)
+        self.ctx = RecordingContext(bot_id, code, publish, self.catalog)
         self.bot = bot_type(self.ctx, bot_type.Params.model_validate(dict(params or {})))
         self._spec = (bot_type, dict(params or {}), bot_id, code, tuple(publish))
 
@@ -131,7 +161,7 @@ class BotHarness:
     ) -> Event:
         """Build an event like the bus would and hand it to the bot (as the one being handled, like
         the host does: what the bot publishes carries its lineage); returns the event."""
-        event = catalog.make(topic, payload, source=source, priority=priority, metadata=metadata)
+        event = self.catalog.make(topic, payload, source=source, priority=priority, metadata=metadata)
         await self.feed_event(event)
         return event
 
@@ -151,7 +181,12 @@ class BotHarness:
             bot_id, spec, self.bot.snapshot(), handled=0, seq=None, stream=None, event_id=None
         )
         harness = BotHarness(
-            bot_type, old_params if params is None else params, bot_id=bot_id, code=code, publish=publish
+            bot_type,
+            old_params if params is None else params,
+            bot_id=bot_id,
+            code=code,
+            publish=publish,
+            catalog_=self.catalog,
         )
         harness.bot.restore(decode_snapshot(read_snapshot(data, f"bot {bot_id!r}"), spec, bot_type))
         await harness.start()

@@ -11,7 +11,9 @@ from citarion_host.host import Host
 from citarion_host.plugins import Plugins
 from citarion_host.settings import load_config
 from citarion_host.testing import BotHarness
+from tests import note_plugin
 from tests.bus.conftest import eventually
+from tests.note_plugin import Noter
 
 PUBLISH = ["analytics.attempt.>", "analytics.query.answered"]
 
@@ -110,3 +112,35 @@ async def test_the_harness_records_refusals_and_sends_nothing() -> None:
     await harness.feed("analytics.try.it", TRIES[1])
     assert harness.ctx.refused == ["trading.order.submitted"] * 2
     assert harness.published == []
+
+
+async def test_a_plugins_own_payload_types_are_validated_in_the_harness_as_by_the_host(
+    tmp_path: Path,
+) -> None:
+    """The host's catalog holds its plugins' payload types; the harness's holds those of the bot's
+    module, so a payload the host refuses (or converts) is refused (or converted) in the test too."""
+    notes = [{"text": "hello"}, {"text": 5}]
+    Noter.outcomes = []
+    path = tmp_path / "host.toml"
+    path.write_text(
+        '[[bots]]\nid = "noter"\ncode = "ORA"\nplugin = "test-noter"\n'
+        'publish = ["analytics.note.>"]\nsubscribe = ["analytics.try.>"]\n'
+    )
+    plugins = Plugins()
+    plugins.register(note_plugin, name="note-plugin")
+    host = Host(load_config(path), plugins=plugins)
+    await host.start()
+    try:
+        for note in notes:
+            await host.bus.publish(host.bus.catalog.make("analytics.try.it", {"note": note}, source="TST"))
+        await eventually(lambda: len(Noter.outcomes) == len(notes), what="both notes tried")
+    finally:
+        await host.stop()
+    hosted, Noter.outcomes = Noter.outcomes, []
+    harness = BotHarness(Noter, bot_id="noter", code="ORA", publish=["analytics.note.>"])
+    for note in notes:
+        await harness.feed("analytics.try.it", {"note": note})
+    print(hosted)
+    assert Noter.outcomes == hosted
+    assert hosted[0] == ("sent", "Note")
+    assert hosted[1][0] == "InvalidEventError" and "text" in hosted[1][1]
