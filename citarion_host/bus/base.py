@@ -29,7 +29,7 @@ from types import TracebackType
 from typing import Any, Self, TypedDict
 
 from ..errors import BusClosedError
-from ..events import Event, EventCatalog, InvalidEventError, catalog
+from ..events import PRIORITIES, Event, EventCatalog, InvalidEventError, catalog
 from ..payloads import BusOverflow, DeadLetter, HandlerFailure
 from ..topics import PatternIndex, split_pattern
 from .position import DurableRewind
@@ -84,6 +84,8 @@ class BusOptions(TypedDict, total=False):
 
     catalog_: EventCatalog | None
     max_pending: int
+    max_pending_urgent: int | None
+    backpressure_timeout: float
     deterministic: bool
     stall_timeout: float
     max_event_bytes: int
@@ -117,6 +119,8 @@ class EventBus(abc.ABC):
         *,
         catalog_: EventCatalog | None = None,
         max_pending: int = 10_000,
+        max_pending_urgent: int | None = None,
+        backpressure_timeout: float = 10.0,
         deterministic: bool = False,
         stall_timeout: float = 30.0,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
@@ -125,6 +129,10 @@ class EventBus(abc.ABC):
         self.max_pending = max_pending
         #: Encoded events over this size are refused on publish and dead-lettered on receipt.
         self.max_event_bytes = max_event_bytes
+        #: How many critical/high events may wait per subscriber before publishers wait (None: each
+        #: subscription's own ``max_pending``); how long they wait (``BackpressureTimeoutError``).
+        self.max_pending_urgent = max_pending_urgent
+        self.backpressure_timeout = backpressure_timeout
         self.published = 0
         self.malformed = 0
         #: Malformed messages dead-lettered, by kind (``events.MALFORMED_KINDS``: ``too_deep``...).
@@ -137,6 +145,10 @@ class EventBus(abc.ABC):
         #: Every local subscription under each of its patterns (routes, the sequencer's expectations).
         self._index: PatternIndex[Subscription] = PatternIndex()
         self._overflow_reported: dict[Subscription, float] = {}
+        self._overflow_trailing: dict[Subscription, asyncio.TimerHandle] = {}
+        #: Counters of released subscriptions, by name (a bot's id), so drops outlive a resubscription.
+        self._retired: dict[str, dict[str, Any]] = {}
+        self._retiring: list[Subscription] = []
         self._dead_keys: OrderedDict[str, None] = OrderedDict()  # recent dead letters' keys
         #: Dead letters stored, by reason (``malformed``, ``failed``...).
         self.dead_lettered: dict[str, int] = {}
@@ -188,6 +200,7 @@ class EventBus(abc.ABC):
             self.sequencer.cancel()
         for subscription in subscriptions:
             subscription.discard()
+            self._final_overflow_report(subscription)  # the log line with the final counts
         await self._close()
 
     @property
@@ -324,6 +337,7 @@ class EventBus(abc.ABC):
             queue=queue,
             durable=durable,
             max_pending=self.max_pending if max_pending is None else max_pending,
+            max_urgent=self.max_pending_urgent,
             on_error=self._handler_failed,
             on_overflow=self._overflowed,
             sequencer=self.sequencer,
@@ -381,6 +395,9 @@ class EventBus(abc.ABC):
                 self._index.remove(each, subscription)
             self._routes_changed()
         self._overflow_reported.pop(subscription, None)
+        self._final_overflow_report(subscription)
+        self._retiring.append(subscription)  # counted once it has worked off what it still holds
+        self._retire_idle()
         if self.sequencer is not None:
             self.sequencer.forget(subscription)
         await self._detach(subscription)
@@ -532,12 +549,43 @@ class EventBus(abc.ABC):
         )
 
     def _overflowed(self, subscription: Subscription) -> None:
-        """Rate-limited report of dropped events: one ``system.bus.overflow`` per second at most."""
+        """Rate-limited report of dropped events: one ``system.bus.overflow`` per second at most, and
+        always one more at the end of a rate-limited second, so the last report has the final counts
+        (reports carry running totals; a burst used to leave only its first drop reported)."""
         now = time.monotonic()
-        if now - self._overflow_reported.get(subscription, -1e9) < _OVERFLOW_REPORT_INTERVAL_S:
+        wait = self._overflow_reported.get(subscription, -1e9) + _OVERFLOW_REPORT_INTERVAL_S - now
+        if wait > 0:
+            if subscription not in self._overflow_trailing and not self._closed:
+                self._overflow_trailing[subscription] = asyncio.get_running_loop().call_later(
+                    wait, self._trailing_overflow_report, subscription
+                )
             return
+        self._report_overflow(subscription, now)
+
+    def _trailing_overflow_report(self, subscription: Subscription) -> None:
+        self._overflow_trailing.pop(subscription, None)
+        if subscription in self._subscriptions:
+            self._report_overflow(subscription, time.monotonic())
+
+    def _final_overflow_report(self, subscription: Subscription) -> None:
+        """A released subscription's pending trailing report, sent now with its final counts."""
+        if subscription in self._overflow_trailing:
+            self._report_overflow(subscription, time.monotonic())
+
+    def _report_overflow(self, subscription: Subscription, now: float) -> None:
         self._overflow_reported[subscription] = now
-        log.warning("subscriber overflow", extra={"subscription": subscription.stats()})
+        trailing = self._overflow_trailing.pop(subscription, None)
+        if trailing is not None:  # due, but the loop was busy: this report has the newer counts
+            trailing.cancel()
+        lost_urgent = subscription.dropped[0] + subscription.dropped[1]
+        log.log(
+            logging.ERROR if lost_urgent else logging.WARNING,
+            "subscriber overflow: %s dropped %d events (%d critical/high)",
+            subscription.name,
+            sum(subscription.dropped),
+            lost_urgent,
+            extra={"subscription": subscription.stats()},
+        )
         self._emit_internal(
             "system.bus.overflow",
             BusOverflow(
@@ -631,12 +679,43 @@ class EventBus(abc.ABC):
         """Publish a dead letter (a backend that deduplicates stores one copy per ``key``)."""
         await self.publish(event)
 
+    def _retire_idle(self) -> None:
+        """Fold released subscriptions that finished their backlog into ``_retired`` (and let go of
+        them: a subscription holds its handler, and so a stopped bot)."""
+        still_busy = []
+        for subscription in self._retiring:
+            if subscription.busy:
+                still_busy.append(subscription)
+            else:
+                _merge_counters(self._retired.setdefault(subscription.name, {}), subscription)
+        self._retiring = still_busy
+
+    def subscriber_totals(self) -> dict[str, dict[str, Any]]:
+        """Delivery counters per subscriber name (a bot's id), over every subscription of that name
+        this bus has had: what a bot received, handled and lost across resubscriptions."""
+        self._retire_idle()
+        totals: dict[str, dict[str, Any]] = {
+            name: {**counters, "dropped": dict(counters["dropped"])}
+            for name, counters in self._retired.items()
+        }
+        for subscription in [*self._subscriptions, *self._retiring]:
+            _merge_counters(totals.setdefault(subscription.name, {}), subscription)
+        return dict(sorted(totals.items()))
+
     def stats(self) -> dict[str, Any]:
-        """Bus-wide counters plus each subscription's."""
+        """Bus-wide counters, drops per priority and per subscriber, plus each subscription's."""
+        by_subscriber = self.subscriber_totals()
+        dropped = {priority: 0 for priority in PRIORITIES}
+        for counters in by_subscriber.values():
+            for priority, count in counters["dropped"].items():
+                dropped[priority] += count
         return {
             "backend": self.name,
             "deterministic": self.deterministic,
             "published": self.published,
+            "dropped": dropped,
+            "backpressure_waits": sum(c["backpressure_waits"] for c in by_subscriber.values()),
+            "backpressure_timeouts": sum(c["backpressure_timeouts"] for c in by_subscriber.values()),
             "malformed": self.malformed,
             "malformed_kinds": dict(self.malformed_kinds),
             "dead_lettered": dict(self.dead_lettered),
@@ -647,6 +726,7 @@ class EventBus(abc.ABC):
                 else {}
             ),
             "subscriptions": [s.stats() for s in sorted(self._subscriptions, key=lambda s: s.name)],
+            "by_subscriber": by_subscriber,
         }
 
 
@@ -669,6 +749,20 @@ def printable_subject(subject: str | None) -> str | None:
         return subject.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
     except UnicodeEncodeError:  # surrogates of another origin
         return subject.encode("utf-8", "backslashreplace").decode()
+
+
+#: The counters :meth:`EventBus.subscriber_totals` adds up per subscriber name.
+_SUMMED = ("delivered", "failed", "overflow_admitted", "backpressure_waits", "backpressure_timeouts")
+
+
+def _merge_counters(into: dict[str, Any], subscription: Subscription) -> None:
+    """Add ``subscription``'s delivery counters to ``into`` (one subscriber name's totals)."""
+    for counter in _SUMMED:
+        into[counter] = into.get(counter, 0) + getattr(subscription, counter)
+    dropped = into.setdefault("dropped", {priority: 0 for priority in PRIORITIES})
+    for priority, count in zip(PRIORITIES, subscription.dropped, strict=True):
+        dropped[priority] += count
+    into["dropped_total"] = sum(dropped.values())
 
 
 def _log_task_error(task: Any) -> None:
