@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,7 +21,10 @@ from citarion_host.bus.nats import NatsBus
 from citarion_host.bus.nats.feeds import HostInbox, StreamFeed
 from citarion_host.errors import PublishError
 from citarion_host.events import MAX_EVENT_DEPTH, Event, InvalidEventError, catalog, encode_event, make_event
+from citarion_host.host import Host
 from citarion_host.natsserver import NatsServer
+from citarion_host.plugins import Plugins
+from citarion_host.settings import load_config
 from citarion_host.payloads import DeadLetter
 
 from .conftest import Collector, delete_stream, eventually
@@ -276,3 +280,52 @@ async def test_a_request_reply_still_works_through_the_inbox(bus: NatsBus) -> No
     await bus.subscribe("analytics.test.>", respond)
     reply = await bus.request(make_event("analytics.test.asked", {"q": 1}, source="X"), timeout=5)
     assert reply.payload == {"a": 1}
+
+
+HOST_WITH_ORA = """
+[[bots]]
+id = "oracle"
+code = "ORA"
+plugin = "citarion_bots.oracle.bot:OracleBot"
+publish = ["analytics.query.answered"]
+subscribe = ["analytics.query.asked"]
+"""
+
+
+@pytest.mark.parametrize("backend", ["memory", "nats"])
+async def test_ctx_reply_of_a_hosted_bot_goes_only_to_its_requester(
+    backend: str, tmp_path: Path, shared_nats_server: NatsServer
+) -> None:
+    """ORA answers every query with ``ctx.reply()``: a query whose ``replyTo`` names an event topic
+    makes its handler fail (reported on ``system.bot.error``), and nothing is published there; a real request is answered."""
+    stream = f"poison-{next(_names)}"
+    backend_toml = (
+        '[backend]\ntype = "memory"\n'
+        if backend == "memory"
+        else f'[backend]\ntype = "nats"\n[backend.nats]\nservers = ["{shared_nats_server.url}"]\n'
+        f'stream = "{stream}"\n'
+    )
+    path = tmp_path / "host.toml"
+    path.write_text(backend_toml + HOST_WITH_ORA)
+    host = Host(load_config(path), plugins=Plugins())
+    await host.start()
+    try:
+        failures, orders = Collector(), Collector()
+        await host.bus.subscribe("system.bot.error", failures)
+        await host.bus.subscribe("trading.order.>", orders)
+        query = {"question": "who publishes trading.order.submitted?"}
+        forged = make_event(
+            "analytics.query.asked", query, source="X", metadata={"replyTo": "trading.order.submitted"}
+        )
+        await host.bus.publish(forged)
+        (failure,) = await failures.wait_for(1, timeout=10)
+        assert failure.payload.bot_id == "oracle"
+        assert failure.payload.reason.startswith("PublishError: reply to request")
+        assert "'trading.order.submitted'" in failure.payload.reason
+        answer = await host.bus.request(make_event("analytics.query.asked", query, source="X"), timeout=10)
+        assert answer.topic == "analytics.query.answered"
+        assert await orders.settle(0.2) == [], "nothing landed on an order topic"
+    finally:
+        await host.stop()
+        if backend == "nats":
+            await delete_stream(shared_nats_server.url, stream)
