@@ -23,9 +23,9 @@ from citarion_host.errors import PublishError
 from citarion_host.events import MAX_EVENT_DEPTH, Event, InvalidEventError, catalog, encode_event, make_event
 from citarion_host.host import Host
 from citarion_host.natsserver import NatsServer
+from citarion_host.payloads import DeadLetter
 from citarion_host.plugins import Plugins
 from citarion_host.settings import load_config
-from citarion_host.payloads import DeadLetter
 
 from .conftest import Collector, delete_stream, eventually
 from .wire_helpers import TOPIC, nested, numbers, poison, raw_publish, settled, signal
