@@ -10,6 +10,8 @@ Two pieces, both checked rather than assumed:
   relies on one nats-py internal, checked at subscribe time: ``_process_msg`` hands each message to
   ``sub._pending_queue.put_nowait``; if that is not there, the regular callback path is used.
 * **the lean wire** (:class:`Wire`), described below.
+* **the reader's guard** (:func:`guard_reader`, on both paths): no message, however malformed (a
+  subject that is not UTF-8), ends nats-py's read loop; it reaches the feed, which dead-letters it.
 
 The core hot path between the bus and nats-py's connection: publish bytes, receive bytes.
 

@@ -13,6 +13,10 @@ Two kinds of feed:
   acks the message, or applies the retry policy (nak with backoff up to ``max_deliver``, then the dead
   letter). What is never handled (dropped, discarded, unsubscribed) is naked at once, for redelivery.
 
+A message that is not a valid event (whatever the decoder raises, or over ``max_event_bytes``) is
+dead-lettered once with its kind and, from a stream, terminated: poison never waits for a redelivery
+that would fail the same way, so it cannot fill a consumer's ``max_ack_pending``.
+
 What the feeds need from the bus comes in explicitly, as a :class:`FeedContext`: the wire, the settings,
 the catalog, how to dead-letter and how to run background work. Nothing here imports the bus.
 """
