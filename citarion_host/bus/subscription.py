@@ -413,7 +413,8 @@ class Subscription:
 
     async def _drain(self) -> None:
         backlog = self._backlog
-        assert backlog is not None, "draining is only started with events pending"
+        if backlog is None:  # a suspended handler finished and nothing arrived meanwhile
+            return
         handled = 0
         while self._pending:
             for queue in backlog:  # most urgent first
