@@ -33,6 +33,7 @@ from .bus import (
     create_bus,
 )
 from .errors import (
+    BackpressureTimeoutError,
     BusClosedError,
     BusError,
     CitarionError,
@@ -86,6 +87,7 @@ __all__ = [
     "DOMAINS",
     "PRIORITIES",
     "BackendSettings",
+    "BackpressureTimeoutError",
     "Bot",
     "BotContext",
     "BotHarness",

@@ -23,6 +23,7 @@ from .bench_latency import RATES, run_latency
 from .bench_loop import run_loops
 from .bench_memory import run_memory
 from .bench_nats import run_core, run_jetstream
+from .bench_slow import slow_subscriber_tables
 from .bench_state import run_state_bench
 from .natsserver import NatsServer
 
@@ -36,6 +37,7 @@ class BenchOptions:
     rounds: int = 3
     events: int = 200_000  # memory one-to-one
     fanout_events: int = 50_000
+    slow_events: int = 1_000_000  # the slow-subscriber case (each variant in its own process)
     core_events: int = 100_000
     jetstream_events: int = 10_000  # per-event publishes; the batch case publishes twice as many
     latency_seconds: float = 1.0  # per rate, per path, per round
@@ -57,6 +59,10 @@ class Case:
 
 def _memory(options: BenchOptions, server: NatsServer | None) -> list[Table]:
     return loops.run(run_memory(options.events, options.fanout_events, options.rounds), options.loop)
+
+
+def _slow(options: BenchOptions, server: NatsServer | None) -> list[Table]:
+    return slow_subscriber_tables(options.slow_events, options.loop)
 
 
 def _core(options: BenchOptions, server: NatsServer | None) -> list[Table]:
@@ -127,6 +133,11 @@ def _hosts(options: BenchOptions, server: NatsServer | None) -> list[Table]:
 CASES: dict[str, Case] = {
     "memory": Case(
         "memory bus one-to-one and fan-out (fresh topics too), against direct calls", False, _memory
+    ),
+    "slow-subscriber": Case(
+        "one slow subscriber, mixed priorities: peak RSS bounded vs unbounded, none urgent lost, drops exact",
+        False,
+        _slow,
     ),
     "core": Case("core NATS: bus vs raw nats-py with the same codec work vs raw bytes", True, _core),
     "jetstream": Case(

@@ -121,6 +121,7 @@ def _bench(args: argparse.Namespace) -> int:
         rounds=args.rounds,
         events=args.events,
         fanout_events=args.fanout_events,
+        slow_events=args.slow_events,
         core_events=args.core_events,
         jetstream_events=args.jetstream_events,
         latency_seconds=args.latency_seconds,
@@ -141,7 +142,19 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
-_BENCH_CASES = ("memory", "core", "jetstream", "latency", "demo", "loop", "hosts", "fleet", "state", "ui")
+_BENCH_CASES = (
+    "memory",
+    "slow-subscriber",
+    "core",
+    "jetstream",
+    "latency",
+    "demo",
+    "loop",
+    "hosts",
+    "fleet",
+    "state",
+    "ui",
+)
 
 
 def _ids(text: str) -> list[str]:
@@ -166,7 +179,9 @@ def _add_bench_arguments(bench: argparse.ArgumentParser) -> None:
         "--case",
         action="append",
         choices=_BENCH_CASES,
-        help="a case to run (repeatable; default: all): memory, core (core NATS), jetstream (publish"
+        help="a case to run (repeatable; default: all): memory, slow-subscriber (--slow-events of mixed"
+        " priorities to one slow subscriber: peak RSS, urgent events lost, drops accounted for), core"
+        " (core NATS), jetstream (publish"
         " throughput), latency (fixed rates), demo (memory vs JetStream), loop (asyncio vs uvloop),"
         " fleet (check, start and reload --bots idle bots), ui (the demo with the dashboard off / on"
         " with a browser / on with 20 SSE clients)",
@@ -187,6 +202,12 @@ def _add_bench_arguments(bench: argparse.ArgumentParser) -> None:
     )
     sizes.add_argument(
         "--fanout-events", type=_positive_int, default=50_000, help="memory fan-out events per round"
+    )
+    sizes.add_argument(
+        "--slow-events",
+        type=_positive_int,
+        default=1_000_000,
+        help="slow-subscriber: events published to the slow subscriber (default: 1000000)",
     )
     sizes.add_argument(
         "--core-events", type=_positive_int, default=100_000, help="core NATS events per round"

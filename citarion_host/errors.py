@@ -6,6 +6,8 @@
     ├── BusError
     │   ├── BusClosedError          publish/subscribe on a closed bus
     │   ├── PublishError            a backend could not store/send an event (message says why)
+    │   ├── BackpressureTimeoutError a high/critical publish found a subscriber's backlog full for
+    │   │                           longer than the bus's backpressure timeout (names both)
     │   ├── NoRespondersError       a request found no subscriber
     │   └── RequestTimeoutError     a request got no reply in time
     ├── PublishNotAllowedError      a bot published outside its declared patterns
@@ -24,6 +26,7 @@ from collections.abc import Iterable
 from .findings import Finding
 
 __all__ = [
+    "BackpressureTimeoutError",
     "BusClosedError",
     "BusError",
     "CitarionError",
@@ -51,6 +54,18 @@ class BusClosedError(BusError):
 
 class PublishError(BusError):
     """An event could not be published; nothing was stored."""
+
+
+class BackpressureTimeoutError(BusError, TimeoutError):
+    """A ``high``/``critical`` event waited for room in a subscriber's full backlog longer than the bus's
+    ``backpressure_timeout_s`` and was not published to anyone (those events are never dropped: their
+    publisher waits, then gets this error). ``subscriber`` and ``topic`` name who was full and what
+    waited."""
+
+    def __init__(self, message: str, *, subscriber: str, topic: str) -> None:
+        super().__init__(message)
+        self.subscriber = subscriber
+        self.topic = topic
 
 
 class NoRespondersError(BusError):

@@ -21,9 +21,11 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Mapping
+from itertools import accumulate
 from typing import Any, Final, Generic, Literal
 
 import msgspec
+import msgspec.inspect
 from typing_extensions import TypeVar
 
 from .ids import id_at
@@ -32,6 +34,8 @@ from .topics import PatternIndex, TopicError, quoted, split_topic
 
 __all__ = [
     "DOMAINS",
+    "MALFORMED_KINDS",
+    "MAX_EVENT_DEPTH",
     "PRIORITIES",
     "PRIORITY_RANK",
     "Event",
@@ -54,6 +58,23 @@ PRIORITY_RANK: Final[dict[str, int]] = {name: rank for rank, name in enumerate(P
 #: The platform's event domains (the first topic token). Plugins may add more.
 DOMAINS: Final[frozenset[str]] = frozenset({"market", "trading", "risk", "analytics", "system"})
 
+
+#: Deepest JSON nesting an event may have on the wire, the envelope counted (``{"payload": {...}}`` is
+#: 2): docs/limits.md. Deeper input is refused as malformed (``too_deep``) before anything walks it.
+MAX_EVENT_DEPTH: Final = 64
+
+#: Why wire bytes were refused (``InvalidEventError.kind``; the bus counts dead letters by these):
+#: ``not_json``, ``schema`` (valid JSON that is not a valid event of its topic), ``too_deep``,
+#: ``oversized`` (over the bus's ``max_event_bytes``), ``subject`` (a subject that is no valid topic,
+#: e.g. not UTF-8), ``undecodable`` (anything else the decoder raised).
+MALFORMED_KINDS: Final[tuple[str, ...]] = (
+    "not_json",
+    "schema",
+    "too_deep",
+    "oversized",
+    "subject",
+    "undecodable",
+)
 
 #: The payload type; defaults to Any, so a bare ``Event`` annotation means "any payload".
 PayloadT = TypeVar("PayloadT", default=Any)
@@ -85,14 +106,16 @@ class Event(
 
 
 class InvalidEventError(ValueError):
-    """An event (or its wire bytes) is invalid. The message names the topic and the field."""
+    """An event (or its wire bytes) is invalid. The message names the topic and the field; ``kind``
+    says which of :data:`MALFORMED_KINDS` it is."""
 
-    def __init__(self, topic: str | None, field: str, reason: str) -> None:
+    def __init__(self, topic: str | None, field: str, reason: str, *, kind: str = "schema") -> None:
         where = f"topic {quoted(topic)}" if topic else "event"
         super().__init__(f"{where}: field {field!r}: {reason}")
         self.topic = topic
         self.field = field
         self.reason = reason
+        self.kind = kind
 
 
 _MSGSPEC_PATH = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")
@@ -119,19 +142,33 @@ def _from_validation(topic: str | None, prefix: str, error: Exception) -> Invali
         if inner and not path:
             path, message = inner.group("field"), inner.group("reason")
     field = f"{prefix}.{path}" if prefix and path else (prefix or path or "<root>")
-    return InvalidEventError(topic, field, message)
+    not_json = isinstance(error, msgspec.DecodeError) and not isinstance(error, msgspec.ValidationError)
+    return InvalidEventError(topic, field, message, kind="not_json" if not_json else "schema")
+
+
+def _too_deep(topic: str | None) -> InvalidEventError:
+    return InvalidEventError(
+        topic, "<root>", f"nested deeper than {MAX_EVENT_DEPTH} levels (docs/limits.md)", kind="too_deep"
+    )
 
 
 class _TopicInfo:
-    """What a topic implies, computed once per distinct topic."""
+    """What a topic implies, computed once per distinct topic.
 
-    __slots__ = ("action", "decoder", "domain", "entity", "payload_type")
+    ``bounded``: the payload's schema cannot nest beyond :data:`MAX_EVENT_DEPTH` (no ``Any``, no
+    recursion), so a decoded event needs no depth check unless its metadata nests.
+    """
 
-    def __init__(self, domain: str, entity: str, action: str, payload_type: type[Payload] | None) -> None:
+    __slots__ = ("action", "bounded", "decoder", "domain", "entity", "payload_type")
+
+    def __init__(
+        self, domain: str, entity: str, action: str, payload_type: type[Payload] | None, bounded: bool
+    ) -> None:
         self.domain = domain
         self.entity = entity
         self.action = action
         self.payload_type = payload_type
+        self.bounded = bounded
         generic: Any = Event  # parametrized at run time: Event[Signal], Event[Any]...
         self.decoder: msgspec.json.Decoder[Event] = msgspec.json.Decoder(generic[payload_type or Any])
 
@@ -148,6 +185,7 @@ class EventCatalog:
         self._domains = set(domains)
         self._types: PatternIndex[tuple[str, type[Payload]]] = PatternIndex()
         self._topics: dict[str, _TopicInfo] = {}
+        self._bounded: dict[type[Payload], bool] = {}  # per payload type: see _TopicInfo
         self._encoder = msgspec.json.Encoder()
         self._topic_decoder = msgspec.json.Decoder(_TopicOnly)
 
@@ -201,10 +239,16 @@ class EventCatalog:
         return info
 
     def _compute(self, topic: str) -> _TopicInfo:
+        if not topic.isascii():  # a subject that was not UTF-8 arrives with surrogates (see _client.py)
+            try:
+                topic.encode()
+            except UnicodeEncodeError:
+                shown = topic.encode(errors="surrogateescape").decode(errors="backslashreplace")
+                raise InvalidEventError(shown, "topic", "not valid UTF-8", kind="subject") from None
         try:
             tokens = split_topic(topic)
         except TopicError as exc:
-            raise InvalidEventError(topic, "topic", str(exc)) from None
+            raise InvalidEventError(topic, "topic", str(exc), kind="subject") from None
         if len(tokens) < 3:
             raise InvalidEventError(topic, "topic", "needs at least <domain>.<entity>.<action>")
         if tokens[0] not in self._domains:
@@ -212,7 +256,14 @@ class EventCatalog:
             raise InvalidEventError(topic, "domain", f"unknown domain {tokens[0]!r} (known: {known})")
         candidates = self._types.match(topic)
         payload_type = max(candidates, key=_specificity)[1] if candidates else None
-        return _TopicInfo(tokens[0], tokens[1], tokens[2], payload_type)
+        bounded = False  # a dict payload: anything goes
+        if payload_type is not None:
+            cached = self._bounded.get(payload_type)
+            if cached is None:  # once per payload type (a new topic per event must stay cheap)
+                depth = _schema_depth(msgspec.inspect.type_info(payload_type), ())
+                cached = self._bounded[payload_type] = depth is not None and depth + 1 < MAX_EVENT_DEPTH
+            bounded = cached
+        return _TopicInfo(tokens[0], tokens[1], tokens[2], payload_type, bounded)
 
     def make(
         self,
@@ -283,18 +334,25 @@ class EventCatalog:
         match; without it the topic is read from the message first. Raises
         :class:`InvalidEventError` for anything wrong: not JSON, missing fields, an invalid topic, an
         unknown domain, ``domain``/``entity``/``action`` contradicting the topic, a payload that fails
-        its schema.
+        its schema, nesting deeper than :data:`MAX_EVENT_DEPTH`. The size limit is the bus's
+        (``max_event_bytes``), checked before this.
         """
         if topic is None:
             try:
                 topic = self._topic_decoder.decode(data).topic
             except msgspec.DecodeError as exc:
                 raise _from_validation(_peek_topic(data), "", exc) from None
+            except RecursionError:
+                raise _too_deep(_peek_topic(data)) from None
         info = self._topics.get(topic) or self.info(topic)
         try:
             event = info.decoder.decode(data)
         except (msgspec.DecodeError, PayloadError) as exc:
             raise _from_validation(topic, "", exc) from None
+        except RecursionError:  # msgspec's guard, far deeper than the limit: refused the same way
+            raise _too_deep(topic) from None
+        if not info.bounded or event.metadata:
+            self._check_depth(info, event.metadata, data, topic)
         if event.topic != topic:
             raise InvalidEventError(topic, "topic", f"{event.topic!r} arrived on {topic!r}")
         if event.domain != info.domain or event.entity != info.entity or event.action != info.action:
@@ -303,6 +361,60 @@ class EventCatalog:
                 if declared != derived:
                     raise InvalidEventError(topic, name, f"{declared!r} contradicts the topic ({derived!r})")
         return event
+
+    @staticmethod
+    def _check_depth(info: _TopicInfo, metadata: dict[str, Any], data: bytes | str, topic: str) -> None:
+        """Refuse nesting beyond :data:`MAX_EVENT_DEPTH`. Only events that could nest pay for it: a
+        payload type that allows it, or metadata holding containers; then counting the brackets (one
+        pass in C) proves most of them shallow, and only the rest are measured."""
+        if info.bounded:
+            for value in metadata.values():
+                if type(value) is dict or type(value) is list:
+                    break
+            else:
+                return
+        raw = data.encode() if isinstance(data, str) else data
+        if raw.count(b"{") + raw.count(b"[") > MAX_EVENT_DEPTH and _depth(raw) > MAX_EVENT_DEPTH:
+            raise _too_deep(topic)
+
+
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
+_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
+
+
+def _depth(valid_json: bytes) -> int:
+    """Deepest nesting of a JSON document already known to be valid (so its strings are well formed
+    and the pattern runs in linear time)."""
+    brackets = _JSON_STRING.sub(b"", valid_json).translate(None, _NOT_BRACKETS)
+    return max(accumulate(_STEP[b] for b in brackets), default=0)
+
+
+def _schema_depth(info: msgspec.inspect.Type, path: tuple[type, ...]) -> int | None:
+    """How deep a value of this schema can nest (each struct or container is one level), or None when
+    there is no bound (``Any``, a recursive struct, a custom type)."""
+    ins = msgspec.inspect
+    if isinstance(info, ins.AnyType | ins.CustomType | ins.RawType):
+        return None
+    if isinstance(info, ins.UnionType):
+        return _deepest([_schema_depth(each, path) for each in info.types], 0)
+    if isinstance(info, ins.StructType | ins.DataclassType | ins.TypedDictType | ins.NamedTupleType):
+        if info.cls in path:
+            return None  # recursive
+        return _deepest([_schema_depth(field.type, (*path, info.cls)) for field in info.fields], 1)
+    if isinstance(info, ins.DictType):
+        return _deepest([_schema_depth(info.value_type, path)], 1)
+    if isinstance(info, ins.ListType | ins.SetType | ins.FrozenSetType | ins.VarTupleType):
+        return _deepest([_schema_depth(info.item_type, path)], 1)
+    if isinstance(info, ins.TupleType):
+        return _deepest([_schema_depth(each, path) for each in info.item_types], 1)
+    return 0  # a scalar
+
+
+def _deepest(depths: list[int | None], own: int) -> int | None:
+    if None in depths:
+        return None
+    return own + max((depth for depth in depths if depth is not None), default=0)
 
 
 class _TopicOnly(msgspec.Struct):

@@ -45,11 +45,11 @@ class TickerFeed(Bot):
         super().__init__(ctx, params)
         self._random = random.Random(self.params.seed)
         self._prices = dict.fromkeys(self.params.symbols, self.params.start_price)
-        self._task: asyncio.Task[None] | None = None
+        self._task: asyncio.Task[Any] | None = None
         self.sent = 0
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name=f"{self.ctx.bot_id}-feed")
+        self._task = self.ctx.spawn(self._run(), "feed")  # supervised: if it raises, the bot restarts
 
     async def stop(self) -> None:
         if self._task is not None:

@@ -8,6 +8,11 @@ alerts from the ``botId`` fields of orders, positions and risk alerts.
 It is a host observer (``Host.observe``): the host attaches it to its bus before any bot starts and
 moves it to the new bus when a reload switches the backend, so the record and the figures cover the
 whole run. The record file stays open from :meth:`RunMonitor.open` to :meth:`RunMonitor.close`.
+
+What a bot lost is the bus's to tell, not the events': each bot's subscription (named by the bot's
+id) counts what it delivered and dropped (``EventBus.subscriber_totals``), so the summary shows the
+drops per bot and marks a bot that dropped any event ``LOSSY`` instead of ``ok``: a bot that lost
+96 % of its events must not look healthy.
 """
 
 from __future__ import annotations
@@ -20,10 +25,18 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .bus import EventBus, Subscription
-from .events import Event
+from .events import PRIORITIES, Event
 from .payloads import Order, Position, RiskAlert
 
-__all__ = ["SUMMARY_COLUMNS", "BotFigures", "RunMonitor", "format_summary", "summary_totals"]
+__all__ = [
+    "SUMMARY_COLUMNS",
+    "TEXT_COLUMNS",
+    "BotFigures",
+    "RunMonitor",
+    "format_summary",
+    "health",
+    "summary_totals",
+]
 
 
 @dataclass
@@ -60,6 +73,8 @@ class RunMonitor:
         self._subscription: Subscription | None = None
         self._encode: Callable[[Event], bytes] = lambda event: b""
         self._last_report = (self.started, 0)
+        #: Delivery counters per subscriber name from buses this run left (a backend switch).
+        self._earlier: dict[str, dict[str, Any]] = {}
 
     def open(self) -> None:
         """Start the clock and the record file (before the host starts)."""
@@ -72,6 +87,8 @@ class RunMonitor:
 
     async def attach(self, bus: EventBus) -> None:
         """Watch ``bus`` (the host calls this before its bots start on it)."""
+        if self.bus is not None and self.bus is not bus:  # a backend switch: keep what the old one saw
+            self._earlier = _add_totals(self._earlier, self.bus.subscriber_totals())
         self.bus = bus
         self._encode = bus.catalog.encode
         self._subscription = await bus.subscribe(
@@ -142,17 +159,27 @@ class RunMonitor:
             f"{self.events:>9,} events  {rate:>9,.0f}/s  signals={signals} fills={fills}  pnl: {pnl or '-'}"
         )
 
+    def deliveries(self) -> dict[str, dict[str, Any]]:
+        """Per subscriber name (a bot's id): delivered, dropped per priority, over the whole run."""
+        current = self.bus.subscriber_totals() if self.bus is not None else {}
+        return _add_totals(self._earlier, current)
+
     def summary(self, runners: dict[str, Any]) -> dict[str, Any]:
         """Per-bot table rows plus run totals (what the CLI prints and tests assert)."""
         rows = []
+        deliveries = self.deliveries()
         for bot_id, stats in runners.items():
             figures = self.bots.get(bot_id, BotFigures())
             published = stats.get("published", {})
+            delivery = deliveries.get(bot_id, {})
+            dropped = delivery.get("dropped", dict.fromkeys(PRIORITIES, 0))
+            delivered = delivery.get("delivered", 0) + delivery.get("failed", 0)
             rows.append(
                 {
                     "bot": bot_id,
                     "code": stats.get("code"),
                     "state": stats.get("state"),
+                    "health": health(delivered, sum(dropped.values())),
                     "handled": stats.get("handled", 0),
                     "signals": published.get("signal", 0),
                     "orders": published.get("order", 0),
@@ -161,6 +188,10 @@ class RunMonitor:
                     "fees": round(figures.fees, 2),
                     "alerts": figures.alerts + published.get("alert", 0),
                     "errors": stats.get("errors", 0),
+                    "dropped": sum(dropped.values()),
+                    "delivered": delivered,
+                    "dropped_by_priority": dict(dropped),
+                    "backpressure_timeouts": delivery.get("backpressure_timeouts", 0),
                     "stats": stats.get("bot", {}),
                 }
             )
@@ -173,11 +204,12 @@ class RunMonitor:
         }
 
 
-#: The summary's columns, in order; the first three are text, the others figures.
+#: The summary's columns, in order; the first :data:`TEXT_COLUMNS` are text, the others figures.
 SUMMARY_COLUMNS = (
     "bot",
     "code",
     "state",
+    "health",
     "handled",
     "signals",
     "orders",
@@ -186,13 +218,42 @@ SUMMARY_COLUMNS = (
     "fees",
     "alerts",
     "errors",
+    "dropped",
 )
-_TOTALLED = ("handled", "signals", "orders", "fills", "pnl", "fees", "alerts", "errors")
+TEXT_COLUMNS = 4
+_TOTALLED = SUMMARY_COLUMNS[TEXT_COLUMNS:]
+
+
+def health(delivered: int, dropped: int) -> str:
+    """``ok``, or ``LOSSY <share> % dropped`` for a bot whose inbox dropped any event (of those it
+    was sent: delivered, failed or dropped)."""
+    if not dropped:
+        return "ok"
+    share = 100 * dropped / (delivered + dropped)
+    shown = f"{share:.0f}" if share >= 1 else f"{share:.2g}"
+    return f"LOSSY {shown} % dropped"
+
+
+def _add_totals(a: dict[str, dict[str, Any]], b: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Two sets of per-subscriber delivery counters added up (``EventBus.subscriber_totals`` shape)."""
+    out: dict[str, dict[str, Any]] = {}
+    for name in {*a, *b}:
+        left, right = a.get(name, {}), b.get(name, {})
+        merged: dict[str, Any] = {}
+        for key in {*left, *right}:
+            if isinstance(left.get(key, right.get(key)), dict):
+                merged[key] = {
+                    p: left.get(key, {}).get(p, 0) + right.get(key, {}).get(p, 0) for p in PRIORITIES
+                }
+            else:
+                merged[key] = left.get(key, 0) + right.get(key, 0)
+        out[name] = merged
+    return out
 
 
 def summary_totals(summary: dict[str, Any]) -> dict[str, Any]:
     """The totals row: sums of the figure columns over every bot."""
-    totals: dict[str, Any] = {"bot": "total", "code": "", "state": ""}
+    totals: dict[str, Any] = {"bot": "total", "code": "", "state": "", "health": ""}
     for column in _TOTALLED:
         total = sum(row[column] for row in summary["bots"])
         totals[column] = round(total, 2) if isinstance(total, float) else total
@@ -211,7 +272,8 @@ def format_summary(summary: dict[str, Any]) -> str:
 
     def line(cells: list[str]) -> str:
         return "  ".join(
-            v.rjust(w) if i > 2 else v.ljust(w) for i, (v, w) in enumerate(zip(cells, widths, strict=True))
+            v.rjust(w) if i >= TEXT_COLUMNS else v.ljust(w)
+            for i, (v, w) in enumerate(zip(cells, widths, strict=True))
         ).rstrip()
 
     lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]

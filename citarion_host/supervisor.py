@@ -35,94 +35,58 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from .bot import Bot, PublishGuard
+from .bot import Bot
 from .bounded import Overran, limited, within
 from .bus import EventBus, Subscription, delivery_position
 from .checkpoint import Checkpoints
-from .errors import HandledFailure, PublishNotAllowedError
-from .events import Event, Priority
-from .lineage import handling, stamp
+from .context import GuardedContext
+from .errors import HandledFailure
+from .events import Event
+from .lineage import handling
 from .payloads import BotLifecycle
 from .settings import BotConfig, HostSettings
+from .tasks import Tasks
 from .timings import HandlerTimings
 
-__all__ = ["BotRunner", "HostBotContext"]
+__all__ = ["BotRunner", "BusOutlet", "HostBotContext"]
 
 log = logging.getLogger("citarion_host.supervisor")
 State = Literal["created", "starting", "running", "restarting", "stopped", "failed"]
 HOST_SOURCE = "HOST"
 
 
-class HostBotContext:
-    """The :class:`~citarion_host.bot.BotContext` the host gives a bot: publish within its patterns."""
+class BusOutlet:
+    """Where a hosted bot's context sends: the runner's bus, counted, and quiet during a replay.
+
+    The checks (declared patterns, lineage, payloads) are the shared context's
+    (:class:`~citarion_host.context.GuardedContext`); this is only the host's side of it."""
+
+    __slots__ = ("_runner",)
 
     def __init__(self, runner: BotRunner) -> None:
         self._runner = runner
-        self._log = logging.LoggerAdapter(
-            logging.getLogger(f"citarion.bot.{runner.config.id}"),
-            {"bot": runner.config.id, "code": runner.config.code},
-        )
 
-    @property
-    def bot_id(self) -> str:
-        return self._runner.config.id
-
-    @property
-    def code(self) -> str:
-        return self._runner.config.code
-
-    @property
-    def log(self) -> logging.LoggerAdapter[logging.Logger]:
-        return self._log
-
-    async def publish(
-        self,
-        topic: str,
-        payload: Any,
-        *,
-        priority: Priority = "normal",
-        causation_id: str | None = None,
-        correlation_id: str | None = None,
-        metadata: dict[str, Any] | None = None,
-    ) -> Event:
+    async def post(self, event: Event) -> None:
         runner = self._runner
-        runner.check_publish(topic)
-        causation_id, correlation_id, metadata = stamp(causation_id, correlation_id, metadata)
-        event = runner.bus.catalog.make(
-            topic,
-            payload,
-            source=runner.config.code,
-            priority=priority,
-            causation_id=causation_id,
-            correlation_id=correlation_id,
-            metadata=metadata,
-        )
         if runner.quiet or runner.suppress:
             # Handling again an event whose outputs went out before (a replay after a crash or a host
             # restart): the bot rebuilds its state, the world does not hear it twice.
             runner.suppress = max(runner.suppress - 1, 0)
             runner.suppressed += 1
-            return event
+            return
         await runner.bus.post(event)  # in order; on JetStream the store's ack comes in the background
         runner.attempt_published += 1
         runner.published[event.entity] = runner.published.get(event.entity, 0) + 1
-        return event
 
-    async def request(self, topic: str, payload: Any, *, timeout: float = 5.0) -> Event:
-        runner = self._runner
-        runner.check_publish(topic)
-        event = runner.bus.catalog.make(topic, payload, source=runner.config.code)
-        return await runner.bus.request(event, timeout=timeout)
+    async def request(self, event: Event, timeout: float) -> Event:
+        return await self._runner.bus.request(event, timeout=timeout)
 
-    async def reply(self, request: Event, topic: str, payload: Any) -> Event:
-        runner = self._runner
-        event = runner.bus.catalog.make(topic, payload, source=runner.config.code)
-        await runner.bus.reply(request, event)
-        return event
+    async def reply(self, request: Event, response: Event) -> None:
+        await self._runner.bus.reply(request, response)
 
-    def spawn(self, work: Coroutine[Any, Any, Any], name: str = "") -> asyncio.Task[Any]:
-        """Run background work (a data feed) under supervision: if it raises, the bot restarts."""
-        return self._runner.spawn(work, name)
+    def spawn(self, work: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+        """Background work (a data feed) under supervision: if it raises, the bot restarts."""
+        return self._runner.tasks.spawn(work, name)
 
     async def settle(self) -> None:
         """Deterministic mode: wait until everything published so far is handled everywhere (a
@@ -132,6 +96,13 @@ class HostBotContext:
             await bus.settle()
         else:
             await asyncio.sleep(0)
+
+    def note_refused(self, topic: str) -> None:
+        self._runner.refused += 1
+
+
+#: The context the host gives a bot: the shared one (``context``), sending through a :class:`BusOutlet`.
+HostBotContext = GuardedContext
 
 
 class BotRunner:
@@ -176,11 +147,11 @@ class BotRunner:
         self._on_state = on_state
         self._ready = asyncio.Event()
         self._recent_failures: deque[float] = deque()
-        self._tasks: set[asyncio.Task[Any]] = set()
+        #: The bot's background work (``ctx.spawn``): a failure restarts the bot.
+        self.tasks = Tasks(config.id, self._task_failed)
         self._restart_task: asyncio.Task[None] | None = None
         self._rollback: asyncio.Task[None] | None = None
-        self.context = HostBotContext(self)
-        self.set_publish(config.publish)
+        self.context = GuardedContext(config.id, config.code, config.publish, bus.catalog, BusOutlet(self))
 
     def __repr__(self) -> str:
         return f"<BotRunner {self.config.id} {self.config.code} {self.state}>"
@@ -193,18 +164,6 @@ class BotRunner:
 
     # -- wiring -----------------------------------------------------------------------------------
 
-    def set_publish(self, patterns: list[str]) -> None:
-        """Replace the publish allow-list in place (a config-only change, no restart)."""
-        self.guard = PublishGuard(self.config.id, patterns)
-
-    def check_publish(self, topic: str) -> None:
-        """Refuse (and count) a topic outside the declared publish patterns."""
-        try:
-            self.guard.check(topic)
-        except PublishNotAllowedError:
-            self.refused += 1
-            raise
-
     async def wire(self, config: BotConfig) -> None:
         """Bring the bot's one subscription in line with ``config``.
 
@@ -215,7 +174,7 @@ class BotRunner:
         missed, as for any resubscription).
         """
         old, self.config = self.config, config
-        self.set_publish(config.publish)
+        self.context.set_publish(config.publish)
         patterns = list(dict.fromkeys(config.subscribe))
         current = self.subscription
         if current is not None and not current.closed:
@@ -474,15 +433,13 @@ class BotRunner:
 
     async def _stop_bot(self, *, snapshot: bool = False) -> None:
         self._ready.clear()
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:  # bounded: a task that swallows its cancellation is left behind, not awaited
-            _, stuck = await asyncio.wait(set(self._tasks), timeout=self.settings.stop_timeout_s)
-            if stuck:
-                self._stop_overran(
-                    f"{len(stuck)} spawned tasks did not end within "
-                    f"{self.settings.stop_timeout_s:g}s ([host] stop_timeout_s)"
-                )
+        # bounded: a task that swallows its cancellation is left behind, not awaited
+        stuck = await self.tasks.cancel_all(self.settings.stop_timeout_s)
+        if stuck:
+            self._stop_overran(
+                f"{len(stuck)} spawned tasks did not end within "
+                f"{self.settings.stop_timeout_s:g}s ([host] stop_timeout_s)"
+            )
         if snapshot:
             self.snapshot_now()
         bot, self.bot = self.bot, None
@@ -523,18 +480,8 @@ class BotRunner:
         except Exception as exc:
             self._start_failed(exc)
 
-    def spawn(self, work: Coroutine[Any, Any, Any], name: str = "") -> asyncio.Task[Any]:
-        task = asyncio.get_running_loop().create_task(work, name=f"{self.config.id}:{name or 'task'}")
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if task.cancelled() or task.exception() is None:
-            return
-        exc = task.exception()
-        log.error("bot task failed", extra={"bot": self.config.id, "task": task.get_name()}, exc_info=exc)
+    def _task_failed(self, task: asyncio.Task[Any], exc: BaseException) -> None:
+        """A background task of the bot raised (already logged by :class:`Tasks`): restart the bot."""
         self._schedule_restart(f"task {task.get_name()} failed: {type(exc).__name__}: {exc}")
 
     # -- supervision ------------------------------------------------------------------------------

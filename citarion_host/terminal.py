@@ -38,7 +38,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from .monitor import SUMMARY_COLUMNS, RunMonitor, format_summary, summary_totals
+from .monitor import SUMMARY_COLUMNS, TEXT_COLUMNS, RunMonitor, format_summary, summary_totals
 
 if TYPE_CHECKING:
     from .host import Host
@@ -78,11 +78,14 @@ def print_summary(summary: dict[str, Any], out: TextIO) -> None:
     console = Console(file=out)
     table = Table(title="run summary", show_footer=True, header_style="bold")
     totals = summary_totals(summary)
-    for index, column in enumerate(SUMMARY_COLUMNS):
-        justify = "left" if index < 3 else "right"
+    # Delivery columns only when a bot lost events: on a narrow terminal every column costs width.
+    lossy = any(row["dropped"] for row in summary["bots"])
+    columns = [c for c in SUMMARY_COLUMNS if lossy or c not in ("health", "dropped")]
+    for column in columns:
+        justify = "left" if SUMMARY_COLUMNS.index(column) < TEXT_COLUMNS else "right"
         table.add_column(column, footer=_cell(totals[column]), justify=justify)  # type: ignore[arg-type]
     for row in summary["bots"]:
-        table.add_row(*(_styled(column, row[column]) for column in SUMMARY_COLUMNS))
+        table.add_row(*(_styled(column, row[column]) for column in columns))
     console.print(table)
     events, seconds, rate = summary["events"], summary["seconds"], summary["events_per_s"]
     console.print(f"{events:,} events in {seconds:.2f}s = {rate:,} events/s through the bus")
@@ -98,8 +101,10 @@ def _styled(column: str, value: Any) -> Text:
         return Text(text, style="green" if value > 0 else "red" if value < 0 else "")
     if column == "state":
         return Text(text, style="green" if value == "running" else "yellow" if value != "failed" else "red")
-    if column == "errors" and value:
+    if column in ("errors", "dropped") and value:
         return Text(text, style="red")
+    if column == "health":
+        return Text(text, style="green" if value == "ok" else "red")
     return Text(text)
 
 

@@ -10,28 +10,68 @@
         await harness.feed("market.candle.closed", candle)
         assert harness.published_topics() == ["trading.signal.generated"]
 
-The context enforces the declared publish patterns exactly like the host does, so a bot that passes
-its harness tests will not be refused at run time.
+The context is the host's own (:class:`~citarion_host.context.GuardedContext`: declared publish
+patterns, lineage, payload validation), only recording instead of sending, so a bot that passes its
+harness tests is not refused at run time, and one the host refuses is refused here with the same
+exception and message.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
+import sys
 from collections.abc import Coroutine, Iterable, Mapping
 from typing import Any
 
-from .bot import Bot, PublishGuard
-from .errors import PublishNotAllowedError, StateError
+from .bot import Bot
+from .context import GuardedContext
+from .errors import StateError
 from .events import Event, EventCatalog, Priority, catalog
-from .lineage import handling, stamp
+from .hookspecs import PROJECT
+from .lineage import handling
+from .plugins import Plugins
 from .state import decode_snapshot, encode_snapshot, read_snapshot, state_spec
+from .tasks import Tasks
 
-__all__ = ["BotHarness", "RecordingContext"]
+__all__ = ["BotHarness", "Recording", "RecordingContext", "plugin_catalog"]
 
 
-class RecordingContext:
-    """A :class:`~citarion_host.bot.BotContext` that records what the bot publishes."""
+class Recording:
+    """The harness's :class:`~citarion_host.context.Outlet`: keeps what the bot sends instead of sending it.
+
+    Replies are recorded with what the bot published; a request has nobody to answer it here."""
+
+    def __init__(self, bot_id: str) -> None:
+        self.published: list[Event] = []
+        self.refused: list[str] = []
+        self.task_errors: list[BaseException] = []
+        self.tasks = Tasks(bot_id, lambda _task, exc: self.task_errors.append(exc))
+
+    async def post(self, event: Event) -> None:
+        self.published.append(event)
+
+    async def request(self, event: Event, timeout: float) -> Event:
+        raise NotImplementedError("the test harness has no responders; test request() against a bus")
+
+    async def reply(self, request: Event, response: Event) -> None:
+        self.published.append(response)
+
+    def spawn(self, work: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+        """Run ``work`` as a task; its failure is kept in ``task_errors`` (the host would restart)."""
+        return self.tasks.spawn(work, name)
+
+    async def settle(self) -> None:
+        """Nothing is delivered anywhere here: let the other tasks run once."""
+        await asyncio.sleep(0)
+
+    def note_refused(self, topic: str) -> None:
+        self.refused.append(topic)
+
+
+class RecordingContext(GuardedContext):
+    """The host's context (:class:`~citarion_host.context.GuardedContext`, the same checks and
+    messages), recording what the bot publishes (``published``), was refused (``refused``: topics),
+    spawned (``tasks``) and what its tasks raised (``task_errors``)."""
 
     def __init__(
         self,
@@ -40,80 +80,54 @@ class RecordingContext:
         publish: Iterable[str] = (">",),
         catalog_: EventCatalog | None = None,
     ) -> None:
-        self._bot_id = bot_id
-        self._code = code
-        self._guard = PublishGuard(bot_id, publish)
-        self._catalog = catalog_ or catalog
-        self.published: list[Event] = []
-        self.refused: list[str] = []
-        self.tasks: list[asyncio.Task[Any]] = []
-        self.task_errors: list[BaseException] = []
-        self._log = logging.LoggerAdapter(logging.getLogger(f"citarion.bot.{bot_id}"), {"bot": bot_id})
+        self.recording = Recording(bot_id)
+        super().__init__(bot_id, code, publish, catalog_ or catalog, self.recording)
 
     @property
-    def bot_id(self) -> str:
-        return self._bot_id
+    def published(self) -> list[Event]:
+        return self.recording.published
 
     @property
-    def code(self) -> str:
-        return self._code
+    def refused(self) -> list[str]:
+        return self.recording.refused
 
     @property
-    def log(self) -> logging.LoggerAdapter[logging.Logger]:
-        return self._log
+    def tasks(self) -> list[asyncio.Task[Any]]:
+        """The bot's background tasks still running."""
+        return list(self.recording.tasks)
 
-    async def publish(
-        self,
-        topic: str,
-        payload: Any,
-        *,
-        priority: Priority = "normal",
-        causation_id: str | None = None,
-        correlation_id: str | None = None,
-        metadata: dict[str, Any] | None = None,
-    ) -> Event:
-        try:
-            self._guard.check(topic)
-        except PublishNotAllowedError:
-            self.refused.append(topic)
-            raise
-        causation_id, correlation_id, metadata = stamp(causation_id, correlation_id, metadata)
-        event = self._catalog.make(
-            topic,
-            payload,
-            source=self._code,
-            priority=priority,
-            causation_id=causation_id,
-            correlation_id=correlation_id,
-            metadata=metadata,
-        )
-        self.published.append(event)
-        return event
+    @property
+    def task_errors(self) -> list[BaseException]:
+        return self.recording.task_errors
 
-    async def request(self, topic: str, payload: Any, *, timeout: float = 5.0) -> Event:
-        raise NotImplementedError("RecordingContext has no responders; test request() against a bus")
 
-    async def reply(self, request: Event, topic: str, payload: Any) -> Event:
-        return await self.publish(topic, payload, correlation_id=request.correlation_id or request.id)
+def plugin_catalog(*plugins: object) -> EventCatalog:
+    """The event catalog a host with ``plugins`` registered builds: the built-in payload types and
+    domains plus those the plugins contribute (``citarion_payload_types``, ``citarion_domains``)."""
+    registered = Plugins()
+    for plugin in plugins:
+        registered.register(plugin, name=getattr(plugin, "__name__", None) or repr(plugin))
+    built = EventCatalog.with_builtins()
+    registered.extend_catalog(built)
+    return built
 
-    def spawn(self, work: Coroutine[Any, Any, Any], name: str = "") -> asyncio.Task[Any]:
-        """Run ``work`` as a task; its failure is kept in ``task_errors`` (the host would restart)."""
-        task = asyncio.get_running_loop().create_task(work, name=name or None)
-        self.tasks.append(task)
-        task.add_done_callback(self._task_done)
-        return task
 
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            self.task_errors.append(task.exception())  # type: ignore[arg-type]
-
-    async def settle(self) -> None:
-        """Nothing is delivered anywhere here: let the other tasks run once."""
-        await asyncio.sleep(0)
+def _catalog_for(bot_type: type[Bot]) -> EventCatalog:
+    """The catalog a host running ``bot_type`` from its plugin module would validate with: the
+    built-in one, extended by the module's own payload types and domains when it contributes any."""
+    module = sys.modules.get(bot_type.__module__)
+    contributes = module is not None and any(
+        getattr(getattr(module, hook, None), f"{PROJECT}_impl", None)
+        for hook in ("citarion_payload_types", "citarion_domains")
+    )
+    return plugin_catalog(module) if contributes else catalog
 
 
 class BotHarness:
-    """Build a bot with validated params and a :class:`RecordingContext`; feed it events."""
+    """Build a bot with validated params and a :class:`RecordingContext`; feed it events.
+
+    ``catalog_``: the event types to validate with; by default the built-in ones plus those the bot's
+    module contributes as a plugin (what the host would have), see :func:`plugin_catalog`."""
 
     def __init__(
         self,
@@ -123,8 +137,10 @@ class BotHarness:
         bot_id: str = "test-bot",
         code: str = "TST",
         publish: Iterable[str] = (">",),
+        catalog_: EventCatalog | None = None,
     ) -> None:
-        self.ctx = RecordingContext(bot_id, code, publish)
+        self.catalog = catalog_ or _catalog_for(bot_type)
+        self.ctx = RecordingContext(bot_id, code, publish, self.catalog)
         self.bot = bot_type(self.ctx, bot_type.Params.model_validate(dict(params or {})))
         self._spec = (bot_type, dict(params or {}), bot_id, code, tuple(publish))
 
@@ -145,7 +161,7 @@ class BotHarness:
     ) -> Event:
         """Build an event like the bus would and hand it to the bot (as the one being handled, like
         the host does: what the bot publishes carries its lineage); returns the event."""
-        event = catalog.make(topic, payload, source=source, priority=priority, metadata=metadata)
+        event = self.catalog.make(topic, payload, source=source, priority=priority, metadata=metadata)
         await self.feed_event(event)
         return event
 
@@ -165,7 +181,12 @@ class BotHarness:
             bot_id, spec, self.bot.snapshot(), handled=0, seq=None, stream=None, event_id=None
         )
         harness = BotHarness(
-            bot_type, old_params if params is None else params, bot_id=bot_id, code=code, publish=publish
+            bot_type,
+            old_params if params is None else params,
+            bot_id=bot_id,
+            code=code,
+            publish=publish,
+            catalog_=self.catalog,
         )
         harness.bot.restore(decode_snapshot(read_snapshot(data, f"bot {bot_id!r}"), spec, bot_type))
         await harness.start()

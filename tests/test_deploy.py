@@ -177,7 +177,10 @@ def test_the_walkthrough_on_loopback_with_one_host(tmp_path: Path) -> None:
 def test_the_walkthrough_with_three_hosts(tmp_path: Path) -> None:
     """docs/deploy.md step 3, three hosts: a 3-node cluster from the generated files, three host
     processes each running a third of prod.toml's topology (--only), the services started first."""
+    import asyncio
+
     import nats
+    import nats.errors
 
     base = free_port_block(9)
     out = tmp_path / "deploy"
@@ -198,37 +201,64 @@ def test_the_walkthrough_with_three_hosts(tmp_path: Path) -> None:
     thirds = {"services": "exchange,risk,wolf", "strategies": "argus,mesh,scale,band,edge,vision",
               "feed": "logos,lumi"}  # fmt: skip
 
+    directories: dict[int, Path] = {}
+
     def host(name: str) -> subprocess.Popen[str]:
         directory = tmp_path / name
         directory.mkdir()
-        return subprocess.Popen(
-            [sys.executable, "-m", "citarion_host.cli", "run", "--config", str(out / "citarion-host.toml"),
-             "--only", thirds[name], "--summary-json", str(directory / "summary.json")],
-            cwd=directory, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+        with open(directory / "stdout", "w") as stdout, open(directory / "stderr", "w") as stderr:
+            # files, not pipes: a host blocked on a full pipe nobody reads yet would stall the run
+            process = subprocess.Popen(
+                [sys.executable, "-m", "citarion_host.cli", "run", "--config", str(out / "citarion-host.toml"),
+                 "--only", thirds[name], "--summary-json", str(directory / "summary.json")],
+                cwd=directory, env=env, stdout=stdout, stderr=stderr, text=True,
+            )  # fmt: skip
+        directories[process.pid] = directory
+        return process
 
-    async def started(bots: set[str]) -> None:
-        """Wait until these bots announced they run (their subscriptions exist before that)."""
+    def stderr_of(process: subprocess.Popen[str]) -> str:
+        return (directories[process.pid] / "stderr").read_text()[-3000:]
+
+    async def start_and_wait(bots: set[str], names: list[str]) -> list[subprocess.Popen[str]]:
+        """Start these hosts and wait until the bots announced they run (their subscriptions exist
+        before that). Subscribed before any host starts, so no announcement can be missed; a host that
+        exits early fails the test with its own stderr instead of a bare timeout."""
         seed = (out / "secrets" / "host.nk").read_text().strip()
         nc = await nats.connect(servers[0].url, nkeys_seed_str=seed)
         seen: set[str] = set()
         try:
             sub = await nc.subscribe("system.bot.started")
+            await nc.flush()
+            started = [host(name) for name in names]
+            processes.extend(started)
+            deadline = asyncio.get_running_loop().time() + 300
             while not bots <= seen:
-                msg = await sub.next_msg(timeout=60)
+                for process in started:
+                    assert process.poll() is None, f"a host exited early: {stderr_of(process)}"
+                assert asyncio.get_running_loop().time() < deadline, f"never announced: {bots - seen}"
+                try:
+                    msg = await sub.next_msg(timeout=5)
+                except nats.errors.TimeoutError:
+                    continue
                 seen.add(json.loads(msg.data)["payload"]["botId"])
         finally:
             await nc.close()
+        return started
 
-    import asyncio
-
-    with NatsCluster.of(servers, name="citarion"):
-        first = [host("services"), host("strategies")]
-        asyncio.run(started({"exchange", "risk", "wolf", "argus", "mesh", "scale", "band", "edge", "vision"}))
-        processes = [*first, host("feed")]
-        for process in processes:
-            _, stderr = process.communicate(timeout=600)
-            assert process.returncode == 0, stderr[-3000:]
+    processes: list[subprocess.Popen[str]] = []
+    try:
+        with NatsCluster.of(servers, name="citarion"):
+            bots = {"exchange", "risk", "wolf", "argus", "mesh", "scale", "band", "edge", "vision"}
+            asyncio.run(start_and_wait(bots, ["services", "strategies"]))
+            processes.append(host("feed"))
+            for process in processes:
+                process.wait(timeout=600)
+                assert process.returncode == 0, stderr_of(process)
+    finally:
+        for process in processes:  # a failed run leaves no host behind (nor a ResourceWarning later)
+            if process.poll() is None:
+                process.kill()
+            process.wait()
     summaries = {name: json.loads((tmp_path / name / "summary.json").read_text()) for name in thirds}
     rows = {row["bot"]: row for s in summaries.values() for row in s["bots"]}
     assert set(rows) >= {"exchange", "risk", "wolf", "argus", "mesh", "logos", "lumi"}

@@ -34,8 +34,11 @@ def create_bus(
         settings = BackendSettings.model_validate(settings or {})
     options: dict[str, Any] = {
         "max_pending": settings.max_pending,
+        "max_pending_urgent": settings.max_pending_urgent,
+        "backpressure_timeout": settings.backpressure_timeout_s,
         "deterministic": settings.deterministic,
         "stall_timeout": settings.stall_timeout_s,
+        "max_event_bytes": settings.max_event_bytes,
         "catalog_": catalog,
     }
     if settings.type == "memory":

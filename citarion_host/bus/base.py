@@ -29,7 +29,7 @@ from types import TracebackType
 from typing import Any, Self, TypedDict
 
 from ..errors import BusClosedError
-from ..events import Event, EventCatalog, InvalidEventError, catalog
+from ..events import PRIORITIES, Event, EventCatalog, InvalidEventError, catalog
 from ..payloads import BusOverflow, DeadLetter, HandlerFailure
 from ..topics import PatternIndex, split_pattern
 from .position import DurableRewind
@@ -37,7 +37,17 @@ from .replies import as_reply
 from .sequencer import Sequencer
 from .subscription import Handler, Subscription
 
-__all__ = ["BUS_SOURCE", "DEAD_LETTER_MAX_ORIGINAL", "BusOptions", "Capabilities", "EventBus", "Wanted"]
+__all__ = [
+    "BUS_SOURCE",
+    "DEAD_LETTER_MAX_ORIGINAL",
+    "DEFAULT_MAX_EVENT_BYTES",
+    "BusOptions",
+    "Capabilities",
+    "EventBus",
+    "Wanted",
+    "oversized",
+    "printable_subject",
+]
 
 log = logging.getLogger("citarion_host.bus")
 
@@ -45,6 +55,9 @@ log = logging.getLogger("citarion_host.bus")
 BUS_SOURCE = "HOST"
 #: Bytes of an original message a dead letter keeps (docs/limits.md): below every server's max_payload.
 DEAD_LETTER_MAX_ORIGINAL = 32 * 1024
+#: Largest encoded event a bus accepts, published or received (``[backend] max_event_bytes``,
+#: docs/limits.md): half of nats-server's default ``max_payload`` (1 MiB), leaving room for headers.
+DEFAULT_MAX_EVENT_BYTES = 512 * 1024
 _DEAD_KEYS_KEPT = 1024
 _OVERFLOW_REPORT_INTERVAL_S = 1.0
 
@@ -71,8 +84,11 @@ class BusOptions(TypedDict, total=False):
 
     catalog_: EventCatalog | None
     max_pending: int
+    max_pending_urgent: int | None
+    backpressure_timeout: float
     deterministic: bool
     stall_timeout: float
+    max_event_bytes: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,13 +119,24 @@ class EventBus(abc.ABC):
         *,
         catalog_: EventCatalog | None = None,
         max_pending: int = 10_000,
+        max_pending_urgent: int | None = None,
+        backpressure_timeout: float = 10.0,
         deterministic: bool = False,
         stall_timeout: float = 30.0,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     ) -> None:
         self.catalog = catalog_ or catalog
         self.max_pending = max_pending
+        #: Encoded events over this size are refused on publish and dead-lettered on receipt.
+        self.max_event_bytes = max_event_bytes
+        #: How many critical/high events may wait per subscriber before publishers wait (None: each
+        #: subscription's own ``max_pending``); how long they wait (``BackpressureTimeoutError``).
+        self.max_pending_urgent = max_pending_urgent
+        self.backpressure_timeout = backpressure_timeout
         self.published = 0
         self.malformed = 0
+        #: Malformed messages dead-lettered, by kind (``events.MALFORMED_KINDS``: ``too_deep``...).
+        self.malformed_kinds: dict[str, int] = {}
         self.handler_failures = 0
         self._closed = False
         self._started = False
@@ -118,6 +145,10 @@ class EventBus(abc.ABC):
         #: Every local subscription under each of its patterns (routes, the sequencer's expectations).
         self._index: PatternIndex[Subscription] = PatternIndex()
         self._overflow_reported: dict[Subscription, float] = {}
+        self._overflow_trailing: dict[Subscription, asyncio.TimerHandle] = {}
+        #: Counters of released subscriptions, by name (a bot's id), so drops outlive a resubscription.
+        self._retired: dict[str, dict[str, Any]] = {}
+        self._retiring: list[Subscription] = []
         self._dead_keys: OrderedDict[str, None] = OrderedDict()  # recent dead letters' keys
         #: Dead letters stored, by reason (``malformed``, ``failed``...).
         self.dead_lettered: dict[str, int] = {}
@@ -169,6 +200,7 @@ class EventBus(abc.ABC):
             self.sequencer.cancel()
         for subscription in subscriptions:
             subscription.discard()
+            self._final_overflow_report(subscription)  # the log line with the final counts
         await self._close()
 
     @property
@@ -204,12 +236,15 @@ class EventBus(abc.ABC):
     async def publish_raw(self, data: bytes, *, subject: str | None = None) -> Event | None:
         """Publish wire bytes from outside (a bridge, a replay file). Malformed input is dead-lettered.
 
-        Returns the decoded event, or None if it was rejected (and counted in ``malformed``).
+        Returns the decoded event, or None if it was rejected (and counted in ``malformed``, by kind in
+        ``malformed_kinds``). Over ``max_event_bytes`` it is refused before being parsed.
         """
         try:
+            if len(data) > self.max_event_bytes:
+                raise oversized(data, self.max_event_bytes, subject)
             event = self.catalog.decode(data)
         except InvalidEventError as exc:
-            await self.dead_letter(data, reason="malformed", error=str(exc), subject=subject)
+            await self.dead_letter(data, reason="malformed", error=str(exc), subject=subject, kind=exc.kind)
             return None
         await self.publish(event)
         return event
@@ -302,6 +337,7 @@ class EventBus(abc.ABC):
             queue=queue,
             durable=durable,
             max_pending=self.max_pending if max_pending is None else max_pending,
+            max_urgent=self.max_pending_urgent,
             on_error=self._handler_failed,
             on_overflow=self._overflowed,
             sequencer=self.sequencer,
@@ -359,6 +395,9 @@ class EventBus(abc.ABC):
                 self._index.remove(each, subscription)
             self._routes_changed()
         self._overflow_reported.pop(subscription, None)
+        self._final_overflow_report(subscription)
+        self._retiring.append(subscription)  # counted once it has worked off what it still holds
+        self._retire_idle()
         if self.sequencer is not None:
             self.sequencer.forget(subscription)
         await self._detach(subscription)
@@ -379,7 +418,12 @@ class EventBus(abc.ABC):
 
     @abc.abstractmethod
     async def reply(self, request: Event, response: Event) -> None:
-        """Send ``response`` back to whoever made ``request``."""
+        """Send ``response`` back to whoever made ``request``, and nowhere else.
+
+        ``request`` must be a request made on this backend (its ``metadata.replyTo`` the requester's
+        reply inbox); anything else is refused with :class:`~citarion_host.errors.PublishError`
+        naming the request, so a reply can never be published on an ordinary topic.
+        """
 
     @staticmethod
     def as_reply(request: Event, response: Event) -> Event:
@@ -505,12 +549,43 @@ class EventBus(abc.ABC):
         )
 
     def _overflowed(self, subscription: Subscription) -> None:
-        """Rate-limited report of dropped events: one ``system.bus.overflow`` per second at most."""
+        """Rate-limited report of dropped events: one ``system.bus.overflow`` per second at most, and
+        always one more at the end of a rate-limited second, so the last report has the final counts
+        (reports carry running totals; a burst used to leave only its first drop reported)."""
         now = time.monotonic()
-        if now - self._overflow_reported.get(subscription, -1e9) < _OVERFLOW_REPORT_INTERVAL_S:
+        wait = self._overflow_reported.get(subscription, -1e9) + _OVERFLOW_REPORT_INTERVAL_S - now
+        if wait > 0:
+            if subscription not in self._overflow_trailing and not self._closed:
+                self._overflow_trailing[subscription] = asyncio.get_running_loop().call_later(
+                    wait, self._trailing_overflow_report, subscription
+                )
             return
+        self._report_overflow(subscription, now)
+
+    def _trailing_overflow_report(self, subscription: Subscription) -> None:
+        self._overflow_trailing.pop(subscription, None)
+        if subscription in self._subscriptions:
+            self._report_overflow(subscription, time.monotonic())
+
+    def _final_overflow_report(self, subscription: Subscription) -> None:
+        """A released subscription's pending trailing report, sent now with its final counts."""
+        if subscription in self._overflow_trailing:
+            self._report_overflow(subscription, time.monotonic())
+
+    def _report_overflow(self, subscription: Subscription, now: float) -> None:
         self._overflow_reported[subscription] = now
-        log.warning("subscriber overflow", extra={"subscription": subscription.stats()})
+        trailing = self._overflow_trailing.pop(subscription, None)
+        if trailing is not None:  # due, but the loop was busy: this report has the newer counts
+            trailing.cancel()
+        lost_urgent = subscription.dropped[0] + subscription.dropped[1]
+        log.log(
+            logging.ERROR if lost_urgent else logging.WARNING,
+            "subscriber overflow: %s dropped %d events (%d critical/high)",
+            subscription.name,
+            sum(subscription.dropped),
+            lost_urgent,
+            extra={"subscription": subscription.stats()},
+        )
         self._emit_internal(
             "system.bus.overflow",
             BusOverflow(
@@ -532,6 +607,7 @@ class EventBus(abc.ABC):
         event_id: str | None = None,
         deliveries: int = 0,
         key: str | None = None,
+        kind: str | None = None,
     ) -> None:
         """Park what could not be processed on ``system.deadletter.<reason>``, count it, log it.
 
@@ -541,7 +617,8 @@ class EventBus(abc.ABC):
         that deduplicates (JetStream's ``Nats-Msg-Id``). An original longer than
         ``DEAD_LETTER_MAX_ORIGINAL`` bytes is cut to that, with its size in ``truncated``, so the
         letter can always be stored. Raises ``BusError`` if it could not be stored (the caller keeps
-        the original to try again).
+        the original to try again). ``kind`` (malformed input: ``events.MALFORMED_KINDS``) is counted
+        in ``malformed_kinds`` and kept in the letter's ``metadata.kind``.
         """
         if key is not None:
             if key in self._dead_keys:
@@ -550,25 +627,37 @@ class EventBus(abc.ABC):
             if len(self._dead_keys) > _DEAD_KEYS_KEPT:
                 self._dead_keys.popitem(last=False)
         raw = original if isinstance(original, bytes) else original.encode("utf-8", errors="replace")
-        truncated = len(raw) if len(raw) > DEAD_LETTER_MAX_ORIGINAL else None
-        text = raw[:DEAD_LETTER_MAX_ORIGINAL].decode("utf-8", errors="replace")
+        subject = printable_subject(subject)
+        keep = DEAD_LETTER_MAX_ORIGINAL
+        while True:  # cut the original until the letter itself fits max_event_bytes (escapes inflate it)
+            truncated = len(raw) if len(raw) > keep else None
+            event = self.catalog.make(
+                f"system.deadletter.{reason}",
+                DeadLetter(
+                    reason=reason,
+                    error=error[:2000],
+                    original=raw[:keep].decode("utf-8", errors="replace"),
+                    subject=subject,
+                    event_id=event_id,
+                    deliveries=deliveries,
+                    truncated=truncated,
+                ),
+                source=BUS_SOURCE,
+                priority="high",
+                metadata={"kind": kind} if kind else None,
+            )
+            if keep == 0 or (len(raw) <= 1024 and keep >= len(raw)) or self._fits(event):
+                break
+            keep = min(keep, len(raw)) // 2
         log.warning(
             "dead letter",
-            extra={"reason": reason, "error": error[:500], "subject": subject, "truncated": truncated},
-        )
-        event = self.catalog.make(
-            f"system.deadletter.{reason}",
-            DeadLetter(
-                reason=reason,
-                error=error[:2000],
-                original=text,
-                subject=subject,
-                event_id=event_id,
-                deliveries=deliveries,
-                truncated=truncated,
-            ),
-            source=BUS_SOURCE,
-            priority="high",
+            extra={
+                "reason": reason,
+                "kind": kind,
+                "error": error[:500],
+                "subject": subject,
+                "truncated": truncated,
+            },
         )
         try:
             await self._store_dead_letter(event, key)
@@ -579,18 +668,56 @@ class EventBus(abc.ABC):
         self.dead_lettered[reason] = self.dead_lettered.get(reason, 0) + 1
         if reason == "malformed":
             self.malformed += 1
+            if kind:
+                self.malformed_kinds[kind] = self.malformed_kinds.get(kind, 0) + 1
+
+    def _fits(self, event: Event) -> bool:
+        """Whether ``event`` encodes within ``max_event_bytes`` (dead letters only: it costs an encode)."""
+        return len(self.catalog.encode(event)) <= self.max_event_bytes
 
     async def _store_dead_letter(self, event: Event, key: str | None) -> None:
         """Publish a dead letter (a backend that deduplicates stores one copy per ``key``)."""
         await self.publish(event)
 
+    def _retire_idle(self) -> None:
+        """Fold released subscriptions that finished their backlog into ``_retired`` (and let go of
+        them: a subscription holds its handler, and so a stopped bot)."""
+        still_busy = []
+        for subscription in self._retiring:
+            if subscription.busy:
+                still_busy.append(subscription)
+            else:
+                _merge_counters(self._retired.setdefault(subscription.name, {}), subscription)
+        self._retiring = still_busy
+
+    def subscriber_totals(self) -> dict[str, dict[str, Any]]:
+        """Delivery counters per subscriber name (a bot's id), over every subscription of that name
+        this bus has had: what a bot received, handled and lost across resubscriptions."""
+        self._retire_idle()
+        totals: dict[str, dict[str, Any]] = {
+            name: {**counters, "dropped": dict(counters["dropped"])}
+            for name, counters in self._retired.items()
+        }
+        for subscription in [*self._subscriptions, *self._retiring]:
+            _merge_counters(totals.setdefault(subscription.name, {}), subscription)
+        return dict(sorted(totals.items()))
+
     def stats(self) -> dict[str, Any]:
-        """Bus-wide counters plus each subscription's."""
+        """Bus-wide counters, drops per priority and per subscriber, plus each subscription's."""
+        by_subscriber = self.subscriber_totals()
+        dropped = {priority: 0 for priority in PRIORITIES}
+        for counters in by_subscriber.values():
+            for priority, count in counters["dropped"].items():
+                dropped[priority] += count
         return {
             "backend": self.name,
             "deterministic": self.deterministic,
             "published": self.published,
+            "dropped": dropped,
+            "backpressure_waits": sum(c["backpressure_waits"] for c in by_subscriber.values()),
+            "backpressure_timeouts": sum(c["backpressure_timeouts"] for c in by_subscriber.values()),
             "malformed": self.malformed,
+            "malformed_kinds": dict(self.malformed_kinds),
             "dead_lettered": dict(self.dead_lettered),
             "handler_failures": self.handler_failures,
             **(
@@ -599,7 +726,43 @@ class EventBus(abc.ABC):
                 else {}
             ),
             "subscriptions": [s.stats() for s in sorted(self._subscriptions, key=lambda s: s.name)],
+            "by_subscriber": by_subscriber,
         }
+
+
+def oversized(data: bytes | str, limit: int, subject: str | None) -> InvalidEventError:
+    """The error for wire bytes over ``max_event_bytes`` (refused before they are parsed)."""
+    return InvalidEventError(
+        printable_subject(subject),
+        "<root>",
+        f"{len(data)} bytes, over max_event_bytes ({limit}; docs/limits.md)",
+        kind="oversized",
+    )
+
+
+def printable_subject(subject: str | None) -> str | None:
+    """A subject as it can be logged and stored: bytes that were not UTF-8 (kept as surrogates by the
+    wire) shown as ``\\xff`` escapes."""
+    if subject is None or subject.isascii():
+        return subject
+    try:
+        return subject.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # surrogates of another origin
+        return subject.encode("utf-8", "backslashreplace").decode()
+
+
+#: The counters :meth:`EventBus.subscriber_totals` adds up per subscriber name.
+_SUMMED = ("delivered", "failed", "overflow_admitted", "backpressure_waits", "backpressure_timeouts")
+
+
+def _merge_counters(into: dict[str, Any], subscription: Subscription) -> None:
+    """Add ``subscription``'s delivery counters to ``into`` (one subscriber name's totals)."""
+    for counter in _SUMMED:
+        into[counter] = into.get(counter, 0) + getattr(subscription, counter)
+    dropped = into.setdefault("dropped", {priority: 0 for priority in PRIORITIES})
+    for priority, count in zip(PRIORITIES, subscription.dropped, strict=True):
+        dropped[priority] += count
+    into["dropped_total"] = sum(dropped.values())
 
 
 def _log_task_error(task: Any) -> None:

@@ -93,9 +93,17 @@ class BackendSettings(_Strict):
     type: Literal["memory", "nats"] = "memory"
     #: Bound of each subscriber's backlog (see the overflow policy in docs/events.md).
     max_pending: int = Field(default=10_000, ge=1)
+    #: How many critical/high events may wait in one subscriber's backlog before their publishers wait
+    #: for room (None: the subscriber's ``max_pending``); the memory bound of a slow subscriber.
+    max_pending_urgent: int | None = Field(default=None, ge=1)
+    #: How long such a publisher waits before ``BackpressureTimeoutError`` (nothing is dropped).
+    backpressure_timeout_s: float = Field(default=10.0, gt=0)
     #: Handlers one at a time in a fixed order, so the same inputs give the same run on every backend
     #: (``bus/sequencer.py``, docs/events.md); false: concurrent delivery (live feeds, slow I/O bots).
     deterministic: bool = True
     #: Deterministic mode: how long the sequencer waits for a delivery before going on without it.
     stall_timeout_s: float = Field(default=30.0, gt=0)
+    #: Largest encoded event accepted (docs/limits.md): bigger ones are refused on publish (NATS) and
+    #: dead-lettered on receipt. Keep it below the NATS server's ``max_payload`` (1 MiB by default).
+    max_event_bytes: int = Field(default=512 * 1024, ge=16 * 1024)
     nats: NatsSettings = Field(default_factory=NatsSettings)

@@ -8,6 +8,13 @@ a route however many of its patterns match, so it gets the event once, in publis
 
 In deterministic mode the route goes to the sequencer instead (``bus/sequencer.py``), which runs
 the handlers one at a time in publish order.
+
+Backpressure: a ``critical``/``high`` event is never dropped, so a slow subscriber could otherwise
+hold an unbounded number of them. ``publish`` waits instead while any subscriber on the route
+:meth:`~Subscription.needs_room` (``max_urgent`` such events already waiting), then delivers to all
+at once; after the bus's ``backpressure_timeout`` it raises ``BackpressureTimeoutError`` naming the
+subscriber and the topic, and nobody got the event. ``normal``/``low`` events never wait: a full
+backlog drops them by the overflow policy, counted.
 """
 
 from __future__ import annotations
@@ -18,7 +25,8 @@ import logging
 
 from typing_extensions import Unpack
 
-from ..events import Event
+from ..errors import BackpressureTimeoutError, PublishError
+from ..events import PRIORITY_RANK, Event
 from .base import BusOptions, Capabilities, EventBus
 from .replies import as_request, await_reply, no_responders
 from .subscription import Subscription
@@ -47,7 +55,18 @@ class _Group:
             member = members[(start + offset) % len(members)]
             if not member.busy:
                 return member
+        for offset in range(len(members)):  # all busy: one with room for an urgent event, if any
+            member = members[(start + offset) % len(members)]
+            if not member.needs_room():
+                return member
         return members[start]
+
+    def needs_room(self) -> Subscription | None:
+        """A member, when every member needs room (an urgent event would have nowhere to go)."""
+        for member in self.members:
+            if not member.needs_room():
+                return None
+        return self.members[0]
 
 
 class _Route:
@@ -75,7 +94,49 @@ class MemoryBus(EventBus):
             self._check_open()
         if self.sequencer is not None:
             await self.sequencer.admit()
+        elif PRIORITY_RANK[event.priority] <= 1:
+            full = self._full(event)
+            if full is not None:
+                await self._wait_for_room(event, full)
         self._dispatch(event)
+
+    def _full(self, event: Event) -> Subscription | None:
+        """A subscriber on ``event``'s route that needs room for an urgent event (and may wait)."""
+        route = self._routes.get(event.topic) or self._route(event.topic)
+        for subscriber in route.subscribers:
+            if subscriber.needs_room() and not subscriber.draining_here():
+                return subscriber
+        for group in route.groups:
+            member = group.needs_room()
+            if member is not None and not member.draining_here():
+                return member
+        return None
+
+    async def _wait_for_room(self, event: Event, full: Subscription) -> None:
+        """Wait until no subscriber on the route needs room (see the module docstring), counted in the
+        subscribers' ``backpressure_waits``; ``BackpressureTimeoutError`` after the bus's timeout."""
+        full.backpressure_waits += 1
+        try:
+            async with asyncio.timeout(self.backpressure_timeout):
+                while True:
+                    await full.room()
+                    self._check_open()
+                    found = self._full(event)
+                    if found is None:
+                        return
+                    if found is not full:
+                        found.backpressure_waits += 1
+                    full = found
+        except TimeoutError:
+            full.backpressure_timeouts += 1
+            message = (
+                f"backpressure: subscriber {full.name!r} ({full.pattern}) still has {full.urgent_pending:,}"
+                f" critical/high events waiting (max_urgent {full.max_urgent:,}) after"
+                f" {self.backpressure_timeout:g} s; {event.priority} event {event.id} on {event.topic!r}"
+                " was not published"
+            )
+            log.error(message, extra={"subscriber": full.name, "topic": event.topic, "event_id": event.id})
+            raise BackpressureTimeoutError(message, subscriber=full.name, topic=event.topic) from None
 
     def _dispatch(self, event: Event) -> None:
         route = self._routes.get(event.topic) or self._route(event.topic)
@@ -137,6 +198,13 @@ class MemoryBus(EventBus):
             self._waiting.pop(correlation_id, None)
 
     async def reply(self, request: Event, response: Event) -> None:
+        reply_to = request.metadata.get("replyTo")
+        if reply_to is not None and reply_to != _REPLY_TO:
+            raise PublishError(
+                f"reply to request {request.id} on {request.topic!r} refused: its metadata.replyTo "
+                f"{str(reply_to)[:80]!r} is not a request of this bus; a reply goes to its requester only "
+                "(docs/events.md)"
+            )
         response = self.as_reply(request, response)
         future = self._waiting.get(response.correlation_id or "")
         if future is None or future.done():

@@ -18,8 +18,15 @@ Delivery rules:
 * Queued events are served by priority: a ``critical`` event overtakes queued lower-priority ones.
 * The backlog is bounded by ``max_pending``. When full, the oldest ``low`` event is dropped, then the
   oldest ``normal`` one; a new ``low``/``normal`` event that would displace only more urgent ones is
-  dropped itself. ``critical`` and ``high`` events are never dropped: they are admitted past the
-  bound. Every drop is counted and reported (``system.bus.overflow``), never silent.
+  dropped itself. Every drop is counted per priority (``dropped``) and reported
+  (``system.bus.overflow``), never silent.
+* ``critical`` and ``high`` events are not dropped: they are admitted past ``max_pending``, up to
+  ``max_urgent`` of them waiting. Past that the subscriber :meth:`needs_room`, and a publisher that can
+  wait (the memory bus's ``publish``) waits for :meth:`room` before handing the event to anyone, up to
+  the bus's backpressure timeout (then ``BackpressureTimeoutError``). So memory stays bounded without
+  losing them. An arrival that cannot wait (core NATS from another process, the bus's own reports, a
+  handler publishing to its own full inbox) is still admitted, up to twice ``max_urgent``; past that
+  hard ceiling it is dropped too, counted under its priority and reported as an error.
 * A handler that raises is isolated: the error is reported (``system.handler.failed``) and the
   subscriber goes on with the next event.
 * One subscription may cover several patterns: it is still one inbox, so events matching any of them
@@ -45,7 +52,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any, Protocol
 
 from ..errors import HandledFailure
-from ..events import PRIORITY_RANK, Event
+from ..events import PRIORITIES, PRIORITY_RANK, Event
 from .position import reset_delivery_position, set_delivery_position
 
 __all__ = ["Arrivals", "Handler", "Receipts", "Subscription"]
@@ -138,12 +145,16 @@ class Subscription:
         "_on_error",
         "_on_overflow",
         "_pending",
+        "_room",
         "_task",
+        "backpressure_timeouts",
+        "backpressure_waits",
         "delivered",
         "dropped",
         "durable",
         "failed",
         "max_pending",
+        "max_urgent",
         "name",
         "overflow_admitted",
         "pattern",
@@ -164,12 +175,15 @@ class Subscription:
         queue: str | None = None,
         durable: str | None = None,
         max_pending: int = 10_000,
+        max_urgent: int | None = None,
         on_error: ErrorCallback,
         on_overflow: OverflowCallback,
         sequencer: Arrivals | None = None,
     ) -> None:
         if max_pending < 1:
             raise ValueError(f"max_pending must be >= 1, got {max_pending}")
+        if max_urgent is not None and max_urgent < 1:
+            raise ValueError(f"max_urgent must be >= 1, got {max_urgent}")
         if not patterns:
             raise ValueError("a subscription needs at least one pattern")
         if not callable(handler):
@@ -187,10 +201,17 @@ class Subscription:
         self.queue = queue
         self.durable = durable
         self.max_pending = max_pending
+        #: How many ``critical``/``high`` events may wait before their publishers have to (default:
+        #: ``max_pending``).
+        self.max_urgent = max_pending if max_urgent is None else max_urgent
         self.delivered = 0
         self.failed = 0
-        self.dropped = [0, 0, 0, 0]  # by priority rank; only low/normal can ever be non-zero
+        #: Drops by priority rank (critical, high, normal, low): urgent ones only past the hard ceiling.
+        self.dropped = [0, 0, 0, 0]
         self.overflow_admitted = 0
+        #: Publishes that had to wait for room (:meth:`room`), and those that gave up waiting.
+        self.backpressure_waits = 0
+        self.backpressure_timeouts = 0
         self._handler: _CoroutineHandler = _as_coroutine_function(handler)
         self._on_error = on_error
         self._on_overflow = on_overflow
@@ -202,6 +223,8 @@ class Subscription:
         self._closed = False
         self._task: asyncio.Task[None] | None = None
         self._idle: asyncio.Event | None = None
+        #: Made by the first publisher that has to wait for room; set when room is made.
+        self._room: asyncio.Event | None = None
         self._detach: Callable[[Subscription], Awaitable[None]] | None = None
 
     def __repr__(self) -> str:
@@ -216,6 +239,38 @@ class Subscription:
     @property
     def busy(self) -> bool:
         return self._active
+
+    @property
+    def urgent_pending(self) -> int:
+        """``critical`` and ``high`` events waiting in the backlog."""
+        backlog = self._backlog
+        return 0 if backlog is None else len(backlog[0]) + len(backlog[1])
+
+    def needs_room(self) -> bool:
+        """True while a ``critical``/``high`` event should not be added: ``max_urgent`` of them wait.
+
+        A publisher that can wait checks this for every subscriber it is about to deliver to and
+        awaits :meth:`room` (the memory bus's ``publish``); a closed subscription never needs room.
+        """
+        backlog = self._backlog
+        return (
+            backlog is not None and len(backlog[0]) + len(backlog[1]) >= self.max_urgent and not self._closed
+        )
+
+    def draining_here(self) -> bool:
+        """True inside this subscription's own handler task: waiting for its own room would deadlock
+        (its backlog only shrinks once the handler returns), so such a publish is admitted instead."""
+        task = self._task
+        return task is not None and task is asyncio.current_task()
+
+    async def room(self) -> None:
+        """Return once an urgent event has left the backlog (or the subscription closed). The caller
+        checks :meth:`needs_room` again: another publisher may have taken the room first."""
+        room = self._room
+        if room is None:
+            room = self._room = asyncio.Event()
+        room.clear()
+        await room.wait()
 
     @property
     def closed(self) -> bool:
@@ -312,19 +367,25 @@ class Subscription:
             self._give_back(receipt)
             return
         rank = PRIORITY_RANK[event.priority]
-        if self._pending >= self.max_pending:
-            if rank <= 1:
-                self.overflow_admitted += 1
-            elif not self._make_room(rank):
-                self.dropped[rank] += 1
-                self._give_back(receipt)
-                self._on_overflow(self)
+        if rank <= 1:
+            if self.urgent_pending >= 2 * self.max_urgent:  # the hard ceiling (module docstring)
+                self._drop(rank, receipt)
                 return
+            if self._pending >= self.max_pending:
+                self.overflow_admitted += 1
+        elif self._pending >= self.max_pending and not self._make_room(rank):
+            self._drop(rank, receipt)
+            return
         backlog = self._backlog
         if backlog is None:
             backlog = self._backlog = (deque(), deque(), deque(), deque())
         backlog[rank].append((event, receipt))
         self._pending += 1
+
+    def _drop(self, rank: int, receipt: Any) -> None:
+        self.dropped[rank] += 1
+        self._give_back(receipt)
+        self._on_overflow(self)
 
     def _make_room(self, rank: int) -> bool:
         """Drop the oldest queued event of the least urgent class the new one may displace."""
@@ -352,7 +413,8 @@ class Subscription:
 
     async def _drain(self) -> None:
         backlog = self._backlog
-        assert backlog is not None, "draining is only started with events pending"
+        if backlog is None:  # a suspended handler finished and nothing arrived meanwhile
+            return
         handled = 0
         while self._pending:
             for queue in backlog:  # most urgent first
@@ -360,6 +422,9 @@ class Subscription:
                     event, receipt = queue.popleft()
                     break
             self._pending -= 1
+            room = self._room
+            if room is not None and not room.is_set() and not self.needs_room():
+                room.set()  # a publisher waits for room for an urgent event
             try:
                 await (self._handler(event) if receipt is None else self._receipted(event, receipt))
                 self.delivered += 1
@@ -401,6 +466,8 @@ class Subscription:
         if self._closed:
             return
         self._closed = True
+        if self._room is not None:
+            self._room.set()
         if self._detach is not None:
             await self._detach(self)
         if drain:
@@ -417,6 +484,8 @@ class Subscription:
                 self._give_back(receipt)
             queue.clear()
         self._pending = 0
+        if self._room is not None:
+            self._room.set()  # waiting publishers look again: a closed subscription needs no room
         if self._task is not None:
             self._task.cancel()
 
@@ -430,6 +499,12 @@ class Subscription:
             "delivered": self.delivered,
             "failed": self.failed,
             "pending": self._pending,
-            "dropped": {"low": self.dropped[3], "normal": self.dropped[2]},
+            "dropped": dict(zip(PRIORITIES, self.dropped, strict=True)),
+            "dropped_total": sum(self.dropped),
             "overflow_admitted": self.overflow_admitted,
+            "urgent_pending": self.urgent_pending,
+            "max_pending": self.max_pending,
+            "max_urgent": self.max_urgent,
+            "backpressure_waits": self.backpressure_waits,
+            "backpressure_timeouts": self.backpressure_timeouts,
         }

@@ -25,6 +25,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from ..events import PRIORITIES
 from ..topics import matches
 from ..wiring import HOST_PUBLISHES
 
@@ -122,8 +123,8 @@ class HostCollector(Collector):
             subscription = runner.subscription
             backlog.add_metric([bot_id], subscription.pending if subscription is not None else 0)
             if subscription is not None:
-                dropped.add_metric([bot_id, "normal"], subscription.dropped[2])
-                dropped.add_metric([bot_id, "low"], subscription.dropped[3])
+                for priority, count in zip(PRIORITIES, subscription.dropped, strict=True):
+                    dropped.add_metric([bot_id, priority], count)
             pnl.add_metric([bot_id], dashboard.book.pnl_of(bot_id))
             timings = runner.timings
             if timings is not None:
@@ -213,7 +214,17 @@ class HostCollector(Collector):
         failures.add_metric([], stats.get("handler_failures", 0))
         reconnects = CounterMetricFamily("citarion_bus_reconnects", "NATS reconnections (memory: 0)")
         reconnects.add_metric([], (stats.get("nats") or {}).get("reconnects", 0))
-        yield from (connected, published, malformed, dead, failures, reconnects)
+        waits = CounterMetricFamily(
+            "citarion_bus_backpressure_waits",
+            "Publishes of critical/high events that waited for room in a full subscriber's backlog",
+        )
+        waits.add_metric([], stats.get("backpressure_waits", 0))
+        timeouts = CounterMetricFamily(
+            "citarion_bus_backpressure_timeouts",
+            "Publishes that gave up waiting (BackpressureTimeoutError after backpressure_timeout_s)",
+        )
+        timeouts.add_metric([], stats.get("backpressure_timeouts", 0))
+        yield from (connected, published, malformed, dead, failures, reconnects, waits, timeouts)
         if "stalls" in stats:
             stalls = CounterMetricFamily(
                 "citarion_bus_stalls", "Deterministic mode: deliveries given up waiting for (stall_timeout_s)"

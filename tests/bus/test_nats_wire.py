@@ -82,7 +82,9 @@ async def test_lean_wire_off_uses_the_public_api(shared_nats_server: NatsServer)
     settings = NatsSettings(servers=[shared_nats_server.url], jetstream=False, lean_wire=False)
     async with NatsBus(settings) as bus:
         assert not bus._wire.lean
-        assert "_process_msg" not in vars(bus.nc)
+        # only the reader's guard (guard_reader) wraps nats-py's own _process_msg, no lean routing
+        assert getattr(bus.nc._process_msg, "__self__", None) is not bus._wire
+        assert bus.nc._process_msg.__qualname__.startswith("guard_reader")
 
 
 async def test_a_topic_that_is_not_a_subject_is_refused_and_the_connection_lives(bus: NatsBus) -> None:

@@ -161,3 +161,28 @@ async def test_routes_follow_subscription_changes_and_count_unrouted() -> None:
         await bus.publish(event(2))
     assert seen == ["analytics.tick.done"]
     assert bus.stats()["published"] == 3
+
+
+async def test_a_suspended_handler_that_finishes_alone_leaves_no_failed_task() -> None:
+    """The backlog is made on first use: a handler that suspends and finishes with nothing queued
+    behind it must not end its task in an error (it surfaced as "Task exception was never retrieved")."""
+    loop = asyncio.get_running_loop()
+    errors: list[dict[str, object]] = []
+    loop.set_exception_handler(lambda _loop, context: errors.append(context))
+    finished: list[asyncio.Task[object]] = []
+    try:
+
+        async def handler(e: Event) -> None:
+            await asyncio.sleep(0)  # from here on, the subscription's own task runs it
+            finished.append(asyncio.current_task())  # type: ignore[arg-type]
+
+        async with MemoryBus() as bus:
+            subscription = await bus.subscribe("analytics.>", handler)
+            await bus.publish(event(1))
+            await subscription.wait_idle()
+            assert subscription.delivered == 1
+        task = finished[0]
+        assert task.done() and not task.cancelled() and task.exception() is None
+        assert errors == []
+    finally:
+        loop.set_exception_handler(None)

@@ -221,6 +221,8 @@ class NatsBus(EventBus):
         if self._closed:
             self._check_open()
         data = self._encode(event)
+        if len(data) > self.max_event_bytes:
+            raise self._too_big(event, data)
         if self._publisher is None and self.sequencer is None and self._send_gate.is_set():
             try:  # core, concurrent: the hot path of the core benchmark, straight to the wire
                 await self._wire.publish(event.topic, data)
@@ -249,6 +251,8 @@ class NatsBus(EventBus):
         if self._closed:
             self._check_open()
         data = self._encode(event)
+        if len(data) > self.max_event_bytes:
+            raise self._too_big(event, data)
         if not self._stored_topics.get(event.topic):
             self._check_stored(event.topic)
         item = Outgoing(event.topic, data, event.id, event)
@@ -258,6 +262,13 @@ class NatsBus(EventBus):
         else:
             await publisher.post(item)
         self.published += 1
+
+    def _too_big(self, event: Event, data: bytes) -> PublishError:
+        return PublishError(
+            f"event {event.id} on {event.topic!r} is {len(data)} bytes encoded, over [backend] "
+            f"max_event_bytes ({self.max_event_bytes}; the server's max_payload is {self.nc.max_payload}): "
+            "not sent (docs/limits.md)"
+        )
 
     def _unstored(self, items: list[Outgoing], reason: str) -> None:
         """Posted events the store never confirmed: counted, reported (to this host's subscribers: the
@@ -298,6 +309,9 @@ class NatsBus(EventBus):
         if self._publisher is not None:
             batch = list(events)
             items = [Outgoing(event.topic, encode(event), event.id) for event in batch]
+            for event, item in zip(batch, items, strict=True):
+                if len(item.data) > self.max_event_bytes:
+                    raise self._too_big(event, item.data)
             for topic in {item.subject for item in items}:
                 self._check_stored(topic)
             if self.sequencer is not None:
@@ -413,7 +427,9 @@ class NatsBus(EventBus):
 
     async def _attach(self, subscription: Subscription, **options: Any) -> None:
         plan: ConsumerPlan | None = options.get("plan")
-        context = FeedContext(self._wire, self.settings, self.catalog, self.dead_letter, self._spawn)
+        context = FeedContext(
+            self._wire, self.settings, self.catalog, self.dead_letter, self._spawn, self.max_event_bytes
+        )
         feed: Feed
         if plan is None:
             feed = CoreFeed(context, subscription)
@@ -489,8 +505,17 @@ class NatsBus(EventBus):
         return await self._requests.request(event, timeout, self.publish)
 
     async def reply(self, request: Event, response: Event) -> None:
-        """Send ``response`` to the requester's inbox (core NATS: replies are not stored)."""
-        await self._requests.reply(self.as_reply(request, response), request.metadata.get("replyTo"))
+        """Send ``response`` to the requester's inbox (core NATS: replies are not stored), and nowhere
+        else: a ``metadata.replyTo`` that is no reply inbox is refused (``PublishError``)."""
+        self._check_open()
+        await self._requests.reply(
+            request, self.as_reply(request, response), request.metadata.get("replyTo"), self._stores
+        )
+
+    def _stores(self, subject: str) -> bool:
+        """Whether the stream stores ``subject`` (core mode: nothing is stored)."""
+        subjects = self.stream_info.config.subjects or [] if self.stream_info else []
+        return any(matches(pattern, subject) for pattern in subjects)
 
     # -- introspection ----------------------------------------------------------------------------
 

@@ -10,6 +10,8 @@ Two pieces, both checked rather than assumed:
   relies on one nats-py internal, checked at subscribe time: ``_process_msg`` hands each message to
   ``sub._pending_queue.put_nowait``; if that is not there, the regular callback path is used.
 * **the lean wire** (:class:`Wire`), described below.
+* **the reader's guard** (:func:`guard_reader`, on both paths): no message, however malformed (a
+  subject that is not UTF-8), ends nats-py's read loop; it reaches the feed, which dead-letters it.
 
 The core hot path between the bus and nats-py's connection: publish bytes, receive bytes.
 
@@ -57,7 +59,7 @@ from nats.errors import MaxPayloadError
 from ...errors import PublishError
 from ...topics import split_topic
 
-__all__ = ["OnMessage", "OnMsg", "Wire", "close_connection", "subscribe_direct"]
+__all__ = ["OnMessage", "OnMsg", "Wire", "close_connection", "guard_reader", "subscribe_direct"]
 
 log = logging.getLogger("citarion_host.bus.nats")
 
@@ -166,8 +168,9 @@ class Wire:
         self.publish_stored: Callable[[str, bytes, str, str], Awaitable[None]] = self._publish_stored_public
         #: ``await ack(msg)``: acknowledge a JetStream delivery.
         self.ack: Callable[[Msg], Awaitable[None]] = _ack_public
+        guard_reader(nc)  # both paths: a poison message must not end nats-py's read loop
+        self._original_process_msg = nc._process_msg  # the guarded one
         if lean:
-            self._original_process_msg = nc._process_msg
             nc._process_msg = self._process_msg  # type: ignore[method-assign]
             self.publish = self._publish_lean
             self.publish_stored = self._publish_stored_lean
@@ -292,7 +295,11 @@ class Wire:
             stats["in_msgs"] += 1
             stats["in_bytes"] += len(data)
             try:
-                on_message(subject.decode(), data)
+                try:
+                    text = subject.decode()
+                except UnicodeDecodeError:  # refused by the catalog, dead-lettered by the feed
+                    text = _text(subject)
+                on_message(text, data)
             except Exception:  # pragma: no cover - must never end nats-py's read loop
                 log.exception("dispatching a NATS message failed", extra={"subject": subject})
             return
@@ -304,9 +311,54 @@ class Wire:
         stats["in_msgs"] += 1
         stats["in_bytes"] += len(data)
         try:
-            on_msg(Msg(self._nc, subject.decode(), reply.decode(), data, None, _sid=sid))
+            on_msg(Msg(self._nc, _text(subject), _text(reply), data, None, _sid=sid))
         except Exception:  # pragma: no cover - must never end nats-py's read loop
             log.exception("dispatching a NATS message failed", extra={"subject": subject})
+
+
+def _text(raw: bytes) -> str:
+    """A subject as text. One that is not UTF-8 (the server does not check) keeps its bytes as
+    surrogates, so the event catalog refuses it as a topic and the feed dead-letters and terminates the
+    message, instead of ``UnicodeDecodeError`` dropping it unsettled (redelivered for ever)."""
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def guard_reader(nc: Client) -> None:
+    """Keep nats-py's read loop alive whatever a message holds (both wire paths).
+
+    nats-py's reader turns each message into a ``Msg`` with ``subject.decode()``: a subject that is not
+    UTF-8 raises there, the read loop ends, and the client still says "connected" while nothing flows.
+    So the message builder keeps undecodable bytes as surrogates (see :func:`_text`), and any other
+    error out of ``_process_msg`` is logged and the message skipped rather than ending the loop.
+    Idempotent; an instance attribute, so other clients are untouched. Checked, like the lean path:
+    if this nats-py has no ``_build_message``, only the loop guard applies (logged once).
+    """
+    if getattr(nc, "_citarion_guarded", False):
+        return
+    nc._citarion_guarded = True  # type: ignore[attr-defined]
+    build = getattr(type(nc), "_build_message", None)
+    if build is not None and list(inspect.signature(build).parameters) == _PROCESS_MSG_PARAMETERS:
+
+        def build_message(sid: int, subject: bytes, reply: bytes, data: bytes, headers: Any) -> Msg:
+            return nc.msg_class(
+                subject=_text(subject), reply=_text(reply), data=data, headers=headers, _client=nc, _sid=sid
+            )
+
+        nc._build_message = build_message  # type: ignore[method-assign]
+    else:
+        log.warning(
+            "nats-py has no _build_message(sid, subject, reply, data, headers); non-UTF-8 subjects"
+            " are skipped, not dead-lettered"
+        )
+    process = nc._process_msg
+
+    async def process_msg(sid: int, subject: bytes, reply: bytes, data: bytes, headers: Any) -> None:
+        try:
+            await process(sid, subject, reply, data, headers)
+        except Exception:  # must never end nats-py's read loop
+            log.exception("a NATS message could not be processed; skipped", extra={"subject": _text(subject)})
+
+    nc._process_msg = process_msg  # type: ignore[method-assign]
 
 
 def _check_msg_id(msg_id: str) -> None:

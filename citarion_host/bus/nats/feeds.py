@@ -13,6 +13,10 @@ Two kinds of feed:
   acks the message, or applies the retry policy (nak with backoff up to ``max_deliver``, then the dead
   letter). What is never handled (dropped, discarded, unsubscribed) is naked at once, for redelivery.
 
+A message that is not a valid event (whatever the decoder raises, or over ``max_event_bytes``) is
+dead-lettered once with its kind and, from a stream, terminated: poison never waits for a redelivery
+that would fail the same way, so it cannot fill a consumer's ``max_ack_pending``.
+
 What the feeds need from the bus comes in explicitly, as a :class:`FeedContext`: the wire, the settings,
 the catalog, how to dead-letter and how to run background work. Nothing here imports the bus.
 """
@@ -37,6 +41,7 @@ from nats.js.errors import NotFoundError
 from ...errors import BusError
 from ...events import Event, EventCatalog, InvalidEventError
 from ...topics import PatternIndex, matches, overlaps
+from ..base import oversized, printable_subject
 from ..config import NatsSettings
 from ..subscription import Subscription
 from ._client import Wire
@@ -65,6 +70,14 @@ class FeedContext:
     catalog: EventCatalog
     dead_letter: DeadLetter
     spawn: Callable[[Coroutine[Any, Any, Any]], None]
+    max_event_bytes: int
+
+
+def refusal(subject: str, error: Exception) -> InvalidEventError:
+    """``error`` (raised while reading a message) as the reason a message is malformed."""
+    if isinstance(error, InvalidEventError):
+        return error
+    return InvalidEventError(printable_subject(subject), "<root>", repr(error), kind="undecodable")
 
 
 async def _settle(action: Awaitable[None], what: str, event: Event | None) -> None:
@@ -78,13 +91,21 @@ async def _settle(action: Awaitable[None], what: str, event: Event | None) -> No
         )
 
 
-async def _malformed(ctx: FeedContext, subject: str, data: bytes, error: Exception, msg: Msg | None) -> None:
+async def _malformed(
+    ctx: FeedContext, subject: str, data: bytes, error: InvalidEventError, msg: Msg | None
+) -> None:
     """Dead-letter a message that is not a valid event, once whoever saw it (the key is derived from
     the message), then terminate it in the stream; if it cannot be stored, keep it for a later try."""
-    digest = hashlib.blake2b(subject.encode() + b"\0" + data, digest_size=12).hexdigest()
+    shown = printable_subject(subject) or ""
+    digest = hashlib.blake2b(shown.encode() + b"\0" + data, digest_size=12).hexdigest()
     try:
         await ctx.dead_letter(
-            data, reason="malformed", error=str(error), subject=subject, key=f"malformed-{digest}"
+            data,
+            reason="malformed",
+            error=str(error),
+            subject=shown,
+            key=f"malformed-{digest}",
+            kind=error.kind,
         )
     except BusError as exc:
         log.error("could not dead-letter a malformed message", extra={"error": repr(exc)})
@@ -156,6 +177,7 @@ class CoreFeed(Feed):
         self._wire = ctx.wire
         self.subscription = subscription
         self._decode = ctx.catalog.decode
+        self._max_bytes = ctx.max_event_bytes
         self._domains = ctx.catalog.domains
         self._subs: dict[str, list[NatsSubscription]] = {}  # per pattern: one, or one per domain
         #: For each pattern that may deliver: the earlier patterns overlapping it (an event one of them
@@ -237,9 +259,11 @@ class CoreFeed(Feed):
         if self.stopping:
             return
         try:
+            if len(data) > self._max_bytes:
+                raise oversized(data, self._max_bytes, subject)
             event = self._decode(data, subject)  # the subject is the topic it must carry
-        except InvalidEventError as exc:
-            self._ctx.spawn(_malformed(self._ctx, subject, data, exc, None))
+        except Exception as exc:  # whatever it is: dead-lettered, never a dropped message
+            self._ctx.spawn(_malformed(self._ctx, subject, data, refusal(subject, exc), None))
             return
         self.subscription.deliver(event)
 
@@ -263,6 +287,7 @@ class StreamFeed(Feed):
         self.subscription = subscription
         self.plan = plan
         self._decode = ctx.catalog.decode
+        self._max_bytes = ctx.max_event_bytes
         self.consumer: str | None = None
         self._last: Msg | None = None  # the latest delivery: its reply subject holds the stream sequence
         self._arrival = asyncio.Event()
@@ -300,10 +325,13 @@ class StreamFeed(Feed):
             return
         self._last = msg
         self._arrival.set()
+        data = msg.data
         try:
-            event = self._decode(msg.data, msg.subject)  # the subject is the topic it must carry
-        except InvalidEventError as exc:
-            self._ctx.spawn(_malformed(self._ctx, msg.subject, msg.data, exc, msg))
+            if len(data) > self._max_bytes:
+                raise oversized(data, self._max_bytes, msg.subject)
+            event = self._decode(data, msg.subject)  # the subject is the topic it must carry
+        except Exception as exc:  # whatever it is: dead-lettered and terminated, never left to redeliver
+            self._ctx.spawn(_malformed(self._ctx, msg.subject, data, refusal(msg.subject, exc), msg))
             return
         self.subscription.deliver(event, msg)
 

@@ -29,14 +29,43 @@ from nats.errors import TimeoutError as NatsTimeoutError
 
 from ...errors import PublishError
 from ...events import Event, EventCatalog, InvalidEventError
+from ...topics import TopicError, split_topic
 from ..replies import as_request, await_reply, no_responders, timeout_error
 
-__all__ = ["RESPONDERS_PREFIX", "Requests"]
+__all__ = ["REPLY_ROOTS", "RESPONDERS_PREFIX", "Requests", "check_reply_subject"]
 
 log = logging.getLogger("citarion_host.bus.nats")
 
 #: Every subscription also listens on ``<prefix>.<pattern>`` (see the module docstring).
 RESPONDERS_PREFIX = "_CIT.responders"
+#: Where a reply may go: a requester's inbox (nats-py's and nats.js's ``_INBOX.``, or the per-bot reply
+#: root of docs/nats-auth.md). Never an event topic: a reply is for its requester only.
+REPLY_ROOTS = ("_INBOX.", "_CIT.reply.")
+
+
+def check_reply_subject(request: Event, reply_to: str, stored: Callable[[str], bool]) -> None:
+    """Refuse a ``metadata.replyTo`` that is not a reply inbox (``PublishError`` naming the request).
+
+    ``replyTo`` comes from whoever published the request; sending there unchecked would let a request
+    make its responder publish on any subject: an event topic (stored in the stream and delivered as
+    an event), a JetStream API call. ``stored``: whether the stream would store the subject.
+    """
+    reason = None
+    if not reply_to.startswith(REPLY_ROOTS):
+        reason = f"not a reply inbox (one of {', '.join(r + '...' for r in REPLY_ROOTS)})"
+    else:
+        try:
+            split_topic(reply_to)
+        except TopicError as exc:
+            reason = str(exc)
+        else:
+            if stored(reply_to):
+                reason = "a subject the stream stores"
+    if reason is not None:
+        raise PublishError(
+            f"reply to request {request.id} on {request.topic!r} refused: its metadata.replyTo "
+            f"{reply_to[:80]!r} is {reason}; a reply goes to its requester only (docs/events.md)"
+        )
 
 
 class Requests:
@@ -84,14 +113,23 @@ class Requests:
         finally:
             self._waiting.pop(token, None)
 
-    async def reply(self, response: Event, reply_to: object) -> None:
-        """Send ``response`` (already carrying the correlation id) to the requester's inbox."""
-        if not isinstance(reply_to, str) or not reply_to:
+    async def reply(
+        self, request: Event, response: Event, reply_to: object, stored: Callable[[str], bool]
+    ) -> None:
+        """Send ``response`` (already carrying the correlation id) to the requester's inbox, and only
+        there (:func:`check_reply_subject`)."""
+        if reply_to is None or reply_to == "":
             log.warning(
-                "reply to an event that was not a request (no metadata.replyTo)",
+                "reply to an event that was not a request (no metadata.replyTo): nothing sent",
                 extra={"correlation_id": response.correlation_id, "topic": response.topic},
             )
             return
+        if not isinstance(reply_to, str):
+            raise PublishError(
+                f"reply to request {request.id} on {request.topic!r} refused: its metadata.replyTo is a "
+                f"{type(reply_to).__name__}, not a reply inbox"
+            )
+        check_reply_subject(request, reply_to, stored)
         try:
             await self._nc.publish(reply_to, self._catalog.encode(response))
         except NatsError as exc:

@@ -26,7 +26,7 @@ from typing import Any
 
 from pydantic import Field
 
-from citarion_host.bot import Bot
+from citarion_host.bot import Bot, BotContext
 from citarion_host.events import Event
 from citarion_host.hookspecs import hookimpl
 from citarion_host.payloads import OrderBook
@@ -70,14 +70,12 @@ class ArbitrageState(DeskState, kw_only=True):
     expected_profit: float = 0.0
 
 
-class ArbitrageBot(DeskBot):
+class ArbitrageBot(DeskBot[ArbitrageParams]):
     type_name = "arbitrage"
     description = "ARB: cross-exchange arbitrage; both legs as IOC limits when the net edge after fees pays"
-    Params = ArbitrageParams
     State = ArbitrageState
-    params: ArbitrageParams
 
-    def __init__(self, ctx: Any, params: Any) -> None:
+    def __init__(self, ctx: BotContext, params: ArbitrageParams) -> None:
         super().__init__(ctx, params)
         self.groups: dict[str, _Group] = {}
         self._group_seq = 0

@@ -24,7 +24,7 @@ from typing import Any, Literal
 import msgspec
 from pydantic import Field, model_validator
 
-from citarion_host.bot import Bot
+from citarion_host.bot import Bot, BotContext
 from citarion_host.events import Event
 from citarion_host.hookspecs import hookimpl
 from citarion_host.payloads import Candle
@@ -71,14 +71,12 @@ class BasketState(DeskState, kw_only=True):
     z: float | None = None
 
 
-class BasketBot(DeskBot):
+class BasketBot(DeskBot[BasketParams]):
     type_name = "basket"
     description = "MRB: mean-reversion basket; Johansen rank gate and weights, basket z-score across its legs"
-    Params = BasketParams
     State = BasketState
-    params: BasketParams
 
-    def __init__(self, ctx: Any, params: Any) -> None:
+    def __init__(self, ctx: BotContext, params: BasketParams) -> None:
         super().__init__(ctx, params)
         p = self.params
         self.model = BasketModel(p.lookback, p.refit_every, significance=p.significance)

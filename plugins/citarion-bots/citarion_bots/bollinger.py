@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from citarion_host.bot import Bot
+from citarion_host.bot import Bot, BotContext
 from citarion_host.events import Event
 from citarion_host.hookspecs import hookimpl
 from citarion_host.payloads import Candle
@@ -53,14 +53,12 @@ class BollingerState(StrategyState, kw_only=True):
     zones: list[tuple[SeriesKey, Zone]] = []
 
 
-class BollingerBot(StrategyBot):
+class BollingerBot(StrategyBot[BollingerParams]):
     type_name = "bollinger"
     description = "BBB: Bollinger bands (SMA +/- k sigma); mean-reversion or breakout signals"
-    Params = BollingerParams
     State = BollingerState
-    params: BollingerParams
 
-    def __init__(self, ctx: Any, params: Any) -> None:
+    def __init__(self, ctx: BotContext, params: BollingerParams) -> None:
         super().__init__(ctx, params)
         self.closes: dict[SeriesKey, RollingBands] = {}
         self.bands: dict[SeriesKey, Bands] = {}

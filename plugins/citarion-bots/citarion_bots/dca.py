@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import Field
 
-from citarion_host.bot import Bot
+from citarion_host.bot import Bot, BotContext
 from citarion_host.events import Event
 from citarion_host.hookspecs import hookimpl
 from citarion_host.payloads import Candle, Order
@@ -51,14 +51,12 @@ class DcaState(StrategyState, kw_only=True):
     amounts: dict[str, float] = {}
 
 
-class DcaBot(StrategyBot):
+class DcaBot(StrategyBot[DcaParams]):
     type_name = "dca"
     description = "DCA: buys a fixed quote amount every N bars, more on dips; optional take-profit"
-    Params = DcaParams
     State = DcaState
-    params: DcaParams
 
-    def __init__(self, ctx: Any, params: Any) -> None:
+    def __init__(self, ctx: BotContext, params: DcaParams) -> None:
         super().__init__(ctx, params)
         self.closes: dict[SeriesKey, deque[float]] = {}
         self.cost: dict[SeriesKey, float] = {}

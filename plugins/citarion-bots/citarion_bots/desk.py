@@ -39,8 +39,9 @@ from typing import Any, ClassVar, Literal
 
 import msgspec
 from pydantic import Field
+from typing_extensions import TypeVar
 
-from citarion_host.bot import Bot
+from citarion_host.bot import Bot, BotContext
 from citarion_host.events import Event
 from citarion_host.payloads import Balance, Candle, Order, OrderBook, Signal, Ticker, Trade, Transfer
 
@@ -130,13 +131,16 @@ class DeskState(msgspec.Struct, kw_only=True):
     risk: StandDownState = msgspec.field(default_factory=StandDownState)
 
 
-class DeskBot(Bot):
+#: The params model of a concrete subclass (``class X(DeskBot[XParams])``).
+DeskParamsT = TypeVar("DeskParamsT", bound=DeskParams, default=DeskParams)
+
+
+class DeskBot(Bot[DeskParamsT]):
     """Base of ARB, PAR, STA, MMK, MRB, TRF, HFT, MFT and LFT."""
 
     State: ClassVar[type[DeskState]] = DeskState
-    params: DeskParams
 
-    def __init__(self, ctx: Any, params: Any) -> None:
+    def __init__(self, ctx: BotContext, params: DeskParamsT) -> None:
         super().__init__(ctx, params)
         self.orders: dict[str, Working] = {}
         self.position: defaultdict[SeriesKey, float] = defaultdict(float)

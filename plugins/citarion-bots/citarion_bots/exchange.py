@@ -61,7 +61,7 @@ from typing import Any, Literal
 import msgspec
 from pydantic import Field, model_validator
 
-from citarion_host.bot import Bot
+from citarion_host.bot import Bot, BotContext
 from citarion_host.events import Event
 from citarion_host.hookspecs import hookimpl
 from citarion_host.lineage import DATA_TIME
@@ -121,17 +121,15 @@ class PaperExchangeParams(StrictParams):
         return self
 
 
-class PaperExchange(Bot):
+class PaperExchange(Bot[PaperExchangeParams]):
     type_name = "paper-exchange"
     description = (
         "EXC: paper exchange; fills orders on bar prices or level-2 books with fees, keeps per-bot books, "
         "balances and transfers"
     )
-    Params = PaperExchangeParams
     State = ExchangeState
-    params: PaperExchangeParams
 
-    def __init__(self, ctx: Any, params: Any) -> None:
+    def __init__(self, ctx: BotContext, params: PaperExchangeParams) -> None:
         super().__init__(ctx, params)
         self.prices: dict[SeriesKey, Decimal] = {}
         # a bar clock per series: advanced by a bar's first quote (its ticker), or by its candle when

@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from citarion_host.bot import Bot
+from citarion_host.bot import Bot, BotContext
 from citarion_host.events import Event
 from citarion_host.hookspecs import hookimpl
 from citarion_host.payloads import Candle
@@ -52,14 +52,12 @@ class ForecastState(StrategyState, kw_only=True):
     last: list[tuple[SeriesKey, tuple[float, float]]] = []
 
 
-class ForecastBot(StrategyBot):
+class ForecastBot(StrategyBot[ForecastParams]):
     type_name = "forecast"
     description = "FCS: Holt double exponential smoothing forecast; signals when it leaves the sigma band"
-    Params = ForecastParams
     State = ForecastState
-    params: ForecastParams
 
-    def __init__(self, ctx: Any, params: Any) -> None:
+    def __init__(self, ctx: BotContext, params: ForecastParams) -> None:
         super().__init__(ctx, params)
         self.models: dict[SeriesKey, Holt] = {}
         self.views: dict[SeriesKey, View] = {}

@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from citarion_host.bot import Bot
+from citarion_host.bot import Bot, BotContext
 from citarion_host.events import Event
 from citarion_host.hookspecs import hookimpl
 from citarion_host.payloads import Candle, Order
@@ -73,14 +73,12 @@ class GridState(StrategyState, kw_only=True):
     lot_orders: dict[str, tuple[SeriesKey, tuple[int, float], str]] = {}
 
 
-class GridBot(StrategyBot):
+class GridBot(StrategyBot[GridParams]):
     type_name = "grid"
     description = "GRD: grid trading; buys levels crossed downwards, sells them one level up"
-    Params = GridParams
     State = GridState
-    params: GridParams
 
-    def __init__(self, ctx: Any, params: Any) -> None:
+    def __init__(self, ctx: BotContext, params: GridParams) -> None:
         super().__init__(ctx, params)
         self.grids: dict[SeriesKey, _Grid] = {}
         self._lot_orders: dict[str, tuple[SeriesKey, tuple[int, float], str]] = {}

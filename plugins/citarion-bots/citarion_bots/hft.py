@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from citarion_host.bot import Bot
+from citarion_host.bot import Bot, BotContext
 from citarion_host.events import Event
 from citarion_host.hookspecs import hookimpl
 from citarion_host.payloads import OrderBook
@@ -63,14 +63,12 @@ class HftState(DeskState, kw_only=True):
     last: list[tuple[SeriesKey, tuple[float, float]]] = []
 
 
-class HftBot(DeskBot):
+class HftBot(DeskBot[HftParams]):
     type_name = "hft-imbalance"
     description = "HFT: order-book imbalance and micro-price scalping with a time stop and an inventory cap"
-    Params = HftParams
     State = HftState
-    params: HftParams
 
-    def __init__(self, ctx: Any, params: Any) -> None:
+    def __init__(self, ctx: BotContext, params: HftParams) -> None:
         super().__init__(ctx, params)
         self.entered: dict[SeriesKey, int] = {}
         self.last_entry: dict[SeriesKey, int] = {}

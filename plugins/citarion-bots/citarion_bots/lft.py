@@ -23,7 +23,7 @@ from typing import Any, Literal
 import msgspec
 from pydantic import Field, model_validator
 
-from citarion_host.bot import Bot
+from citarion_host.bot import Bot, BotContext
 from citarion_host.events import Event
 from citarion_host.hookspecs import hookimpl
 from citarion_host.payloads import Candle
@@ -79,14 +79,12 @@ class CrossoverState(DeskState, kw_only=True):
     series: list[tuple[SeriesKey, SeriesState]] = []
 
 
-class CrossoverBot(DeskBot):
+class CrossoverBot(DeskBot[CrossoverParams]):
     type_name = "lft-crossover"
     description = "LFT: moving-average crossover on daily bars with a trailing stop"
-    Params = CrossoverParams
     State = CrossoverState
-    params: CrossoverParams
 
-    def __init__(self, ctx: Any, params: Any) -> None:
+    def __init__(self, ctx: BotContext, params: CrossoverParams) -> None:
         super().__init__(ctx, params)
         self.bars = IntervalBars(self.params.interval, self.params.aggregate)
         self.series: dict[SeriesKey, _Series] = {}

@@ -34,7 +34,7 @@ from typing import Any, Literal
 import msgspec
 from pydantic import Field
 
-from citarion_host.bot import Bot
+from citarion_host.bot import Bot, BotContext
 from citarion_host.events import Event
 from citarion_host.hookspecs import hookimpl
 from citarion_host.payloads import BotLifecycle, Candle, Decision, Order, Position, Signal
@@ -89,14 +89,12 @@ class LogosState(msgspec.Struct, kw_only=True):
     risk: StandDownState = msgspec.field(default_factory=StandDownState)
 
 
-class LogosBot(Bot):
+class LogosBot(Bot[LogosParams]):
     type_name = "logos"
     description = "LOG: LOGOS; weighted signal consensus per symbol, decisions and autonomous orders"
-    Params = LogosParams
     State = LogosState
-    params: LogosParams
 
-    def __init__(self, ctx: Any, params: Any) -> None:
+    def __init__(self, ctx: BotContext, params: LogosParams) -> None:
         super().__init__(ctx, params)
         self.series: dict[SeriesKey, _Series] = {}
         self.hits = HitRate(self.params.hit_memory)

@@ -37,8 +37,9 @@ from typing import Any, Literal
 
 import msgspec
 from pydantic import Field
+from typing_extensions import TypeVar
 
-from citarion_host.bot import Bot
+from citarion_host.bot import Bot, BotContext
 from citarion_host.hookspecs import hookimpl
 from citarion_host.lineage import DATA_TIME
 from citarion_host.payloads import Candle, OrderBook, Trade
@@ -92,13 +93,16 @@ class FeedState(msgspec.Struct, kw_only=True):
     completed: bool = False
 
 
-class _FeedBot(Bot):
+#: The params model of a concrete subclass (``class X(_FeedBot[XParams])``).
+FeedParamsT = TypeVar("FeedParamsT", bound=FeedParams, default=FeedParams)
+
+
+class _FeedBot(Bot[FeedParamsT]):
     """The replay loop: publish each bar, pace it, announce the end."""
 
     State = FeedState
-    params: FeedParams
 
-    def __init__(self, ctx: Any, params: Any) -> None:
+    def __init__(self, ctx: BotContext, params: FeedParamsT) -> None:
         super().__init__(ctx, params)
         self._task: asyncio.Task[Any] | None = None
         self.sent = 0
@@ -227,13 +231,11 @@ class _FeedBot(Bot):
         }
 
 
-class LumiSyntheticBot(_FeedBot):
+class LumiSyntheticBot(_FeedBot[LumiSyntheticParams]):
     """Seeded synthetic market: trends, ranges, two venues with small gaps, an injected pump."""
 
     type_name = "lumi-synthetic"
     description = "LUM: seeded synthetic OHLCV feed (regimes, venue gaps, injected pump-and-dump)"
-    Params = LumiSyntheticParams
-    params: LumiSyntheticParams
 
     def bars(self) -> Iterable[Bar]:
         spec = SyntheticSpec.model_validate(self.params.model_dump(include=set(SyntheticSpec.model_fields)))
@@ -243,13 +245,11 @@ class LumiSyntheticBot(_FeedBot):
         return self.params.interval
 
 
-class LumiCsvBot(_FeedBot):
+class LumiCsvBot(_FeedBot[LumiCsvParams]):
     """Replays an OHLCV CSV file (the packaged sample when no path is given)."""
 
     type_name = "lumi-csv"
     description = "LUM: replays an OHLCV CSV file (timestamp,symbol,exchange,open,high,low,close,volume)"
-    Params = LumiCsvParams
-    params: LumiCsvParams
 
     def bars(self) -> Sequence[Bar]:
         interval_ms(self.params.interval)
@@ -281,17 +281,15 @@ class MarketFeedState(msgspec.Struct, kw_only=True):
     completed: bool = False
 
 
-class LumiMarketBot(Bot):
+class LumiMarketBot(Bot[LumiMarketParams]):
     """Replays :func:`~citarion_bots.market.scenario.generate_market`'s events, each stamped with its
     data time; settles (``speed = 0``) or sleeps (``speed > 0``) when the base bar's time moves on."""
 
     type_name = "lumi-market"
     description = "LUM: seeded synthetic market; L2 books, trades, multi-interval candles, planted structure"
-    Params = LumiMarketParams
     State = MarketFeedState
-    params: LumiMarketParams
 
-    def __init__(self, ctx: Any, params: Any) -> None:
+    def __init__(self, ctx: BotContext, params: LumiMarketParams) -> None:
         super().__init__(ctx, params)
         self._task: asyncio.Task[Any] | None = None
         self.sent = 0

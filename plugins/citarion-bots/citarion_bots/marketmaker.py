@@ -28,7 +28,7 @@ from typing import Any, Literal
 import msgspec
 from pydantic import Field
 
-from citarion_host.bot import Bot
+from citarion_host.bot import Bot, BotContext
 from citarion_host.events import Event
 from citarion_host.hookspecs import hookimpl
 from citarion_host.payloads import OrderBook
@@ -66,14 +66,12 @@ class MarketMakerState(DeskState, kw_only=True):
     last: Record | None = None
 
 
-class MarketMakerBot(DeskBot):
+class MarketMakerBot(DeskBot[MarketMakerParams]):
     type_name = "market-maker"
     description = "MMK: Avellaneda-Stoikov market making; inventory-skewed quotes as resting limits"
-    Params = MarketMakerParams
     State = MarketMakerState
-    params: MarketMakerParams
 
-    def __init__(self, ctx: Any, params: Any) -> None:
+    def __init__(self, ctx: BotContext, params: MarketMakerParams) -> None:
         super().__init__(ctx, params)
         self.vol = MidVolatility(self.params.vol_window, self.params.time_unit_ms)
         self.last: Quotes | None = None

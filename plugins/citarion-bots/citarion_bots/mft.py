@@ -26,7 +26,7 @@ from typing import Any, Literal
 import msgspec
 from pydantic import Field, model_validator
 
-from citarion_host.bot import Bot
+from citarion_host.bot import Bot, BotContext
 from citarion_host.events import Event
 from citarion_host.hookspecs import hookimpl
 from citarion_host.payloads import Candle
@@ -90,14 +90,12 @@ class BreakoutState(DeskState, kw_only=True):
     series: list[tuple[SeriesKey, SeriesState]] = []
 
 
-class BreakoutBot(DeskBot):
+class BreakoutBot(DeskBot[BreakoutParams]):
     type_name = "mft-breakout"
     description = "MFT: Donchian/turtle breakouts on intraday bars with ATR stops and ATR-sized positions"
-    Params = BreakoutParams
     State = BreakoutState
-    params: BreakoutParams
 
-    def __init__(self, ctx: Any, params: Any) -> None:
+    def __init__(self, ctx: BotContext, params: BreakoutParams) -> None:
         super().__init__(ctx, params)
         self.bars = IntervalBars(self.params.interval, self.params.aggregate)
         self.series: dict[SeriesKey, _Series] = {}

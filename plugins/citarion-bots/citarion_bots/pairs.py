@@ -26,7 +26,7 @@ from typing import Any, Literal
 import msgspec
 from pydantic import Field, model_validator
 
-from citarion_host.bot import Bot
+from citarion_host.bot import Bot, BotContext
 from citarion_host.events import Event
 from citarion_host.hookspecs import hookimpl
 from citarion_host.payloads import Candle
@@ -73,14 +73,12 @@ class PairsState(DeskState, kw_only=True):
     z: float | None = None
 
 
-class PairsBot(DeskBot):
+class PairsBot(DeskBot[PairsParams]):
     type_name = "pairs"
     description = "PAR: pairs trading; Engle-Granger hedge ratio and gate, spread z-score entries/exits/stops"
-    Params = PairsParams
     State = PairsState
-    params: PairsParams
 
-    def __init__(self, ctx: Any, params: Any) -> None:
+    def __init__(self, ctx: BotContext, params: PairsParams) -> None:
         super().__init__(ctx, params)
         p = self.params
         self.model = PairModel(p.lookback, p.refit_every, maxlag=p.max_lag)

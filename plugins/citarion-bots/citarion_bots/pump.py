@@ -28,7 +28,7 @@ from typing import Any
 
 from pydantic import Field
 
-from citarion_host.bot import Bot
+from citarion_host.bot import Bot, BotContext
 from citarion_host.events import Event
 from citarion_host.hookspecs import hookimpl
 from citarion_host.payloads import Candle, RiskAlert
@@ -102,16 +102,14 @@ class PumpState(StrategyState, kw_only=True):
     detections: list[tuple[SeriesKey, int, int]] = []
 
 
-class PumpBot(StrategyBot):
+class PumpBot(StrategyBot[PumpParams]):
     type_name = "pump-dump"
     description = (
         "PND: pump-and-dump detector; volume spike + fast rise -> critical risk alert + SHORT signal"
     )
-    Params = PumpParams
     State = PumpState
-    params: PumpParams
 
-    def __init__(self, ctx: Any, params: Any) -> None:
+    def __init__(self, ctx: BotContext, params: PumpParams) -> None:
         super().__init__(ctx, params)
         self.closes: dict[SeriesKey, deque[float]] = {}
         self.volumes: dict[SeriesKey, deque[float]] = {}

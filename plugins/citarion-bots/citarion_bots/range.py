@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from citarion_host.bot import Bot
+from citarion_host.bot import Bot, BotContext
 from citarion_host.events import Event
 from citarion_host.hookspecs import hookimpl
 from citarion_host.payloads import Candle
@@ -96,14 +96,12 @@ class RangeState(StrategyState, kw_only=True):
     zones: list[tuple[SeriesKey, Zone]] = []
 
 
-class RangeBot(StrategyBot):
+class RangeBot(StrategyBot[RangeParams]):
     type_name = "range"
     description = "RNG: range trading; buys near support, sells near resistance, silent on breakouts"
-    Params = RangeParams
     State = RangeState
-    params: RangeParams
 
-    def __init__(self, ctx: Any, params: Any) -> None:
+    def __init__(self, ctx: BotContext, params: RangeParams) -> None:
         super().__init__(ctx, params)
         self.highs: dict[SeriesKey, deque[float]] = {}
         self.lows: dict[SeriesKey, deque[float]] = {}

@@ -42,7 +42,7 @@ from typing import Any
 import msgspec
 from pydantic import Field
 
-from citarion_host.bot import Bot
+from citarion_host.bot import Bot, BotContext
 from citarion_host.events import Event
 from citarion_host.hookspecs import hookimpl
 from citarion_host.payloads import Candle, Order, Position, RiskAlert
@@ -162,14 +162,12 @@ class RiskGuardState(msgspec.Struct, kw_only=True):
     counts: dict[str, int] = {}
 
 
-class RiskGuard(Bot):
+class RiskGuard(Bot[RiskGuardParams]):
     type_name = "risk-guard"
     description = "RSK: risk guard; drawdown / exposure / loss-streak limits -> critical alert + bot block"
-    Params = RiskGuardParams
     State = RiskGuardState
-    params: RiskGuardParams
 
-    def __init__(self, ctx: Any, params: Any) -> None:
+    def __init__(self, ctx: BotContext, params: RiskGuardParams) -> None:
         super().__init__(ctx, params)
         self.accounts: dict[str, _Account] = {}
         self.holders: dict[SeriesKey, list[_Account]] = {}  # accounts with a position entry per series

@@ -23,7 +23,7 @@ from typing import Any
 import msgspec
 from pydantic import Field, model_validator
 
-from citarion_host.bot import Bot
+from citarion_host.bot import Bot, BotContext
 from citarion_host.events import Event
 from citarion_host.hookspecs import hookimpl
 from citarion_host.payloads import Candle
@@ -85,16 +85,14 @@ class StatArbState(DeskState, kw_only=True):
     series: list[tuple[SeriesKey, SeriesState]] = []
 
 
-class StatArbBot(DeskBot):
+class StatArbBot(DeskBot[StatArbParams]):
     type_name = "stat-arb"
     description = (
         "STA: statistical trading; OU fit by AR(1) behind an ADF gate, entries at k equilibrium sigmas"
     )
-    Params = StatArbParams
     State = StatArbState
-    params: StatArbParams
 
-    def __init__(self, ctx: Any, params: Any) -> None:
+    def __init__(self, ctx: BotContext, params: StatArbParams) -> None:
         super().__init__(ctx, params)
         self.series: dict[SeriesKey, _State] = {}
 

@@ -27,8 +27,9 @@ from typing import Any, ClassVar, Literal
 
 import msgspec
 from pydantic import Field, field_validator
+from typing_extensions import TypeVar
 
-from citarion_host.bot import Bot
+from citarion_host.bot import Bot, BotContext
 from citarion_host.events import Event
 from citarion_host.payloads import Candle, Order, Signal
 
@@ -76,13 +77,16 @@ class StrategyState(msgspec.Struct, kw_only=True):
     risk: StandDownState = msgspec.field(default_factory=StandDownState)
 
 
-class StrategyBot(Bot):
+#: The params model of a concrete subclass (``class X(StrategyBot[XParams])``).
+StrategyParamsT = TypeVar("StrategyParamsT", bound=StrategyParams, default=StrategyParams)
+
+
+class StrategyBot(Bot[StrategyParamsT]):
     """Base of the six operational strategies."""
 
     State: ClassVar[type[StrategyState]] = StrategyState
-    params: StrategyParams
 
-    def __init__(self, ctx: Any, params: Any) -> None:
+    def __init__(self, ctx: BotContext, params: StrategyParamsT) -> None:
         super().__init__(ctx, params)
         self.inventory: defaultdict[SeriesKey, float] = defaultdict(float)
         self.bars: Counter[SeriesKey] = Counter()

@@ -25,7 +25,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from citarion_host.bot import Bot
+from citarion_host.bot import Bot, BotContext
 from citarion_host.events import Event
 from citarion_host.hookspecs import hookimpl
 from citarion_host.payloads import Balance, Transfer
@@ -69,14 +69,12 @@ class TransferState(DeskState, kw_only=True):
     fees: float = 0.0
 
 
-class TransferBot(DeskBot):
+class TransferBot(DeskBot[TransferParams]):
     type_name = "transfer"
     description = "TRF: keeps an asset's per-exchange balances near target weights with fee-aware transfers"
-    Params = TransferParams
     State = TransferState
-    params: TransferParams
 
-    def __init__(self, ctx: Any, params: Any) -> None:
+    def __init__(self, ctx: BotContext, params: TransferParams) -> None:
         super().__init__(ctx, params)
         self.in_flight: dict[str, Transfer] = {}
         self.moved = 0.0

@@ -59,7 +59,7 @@ import httpx
 import msgspec
 from pydantic import Field, field_validator
 
-from citarion_host.bot import Bot
+from citarion_host.bot import Bot, BotContext
 from citarion_host.events import Event
 from citarion_host.hookspecs import hookimpl
 from citarion_host.payloads import BotLifecycle, DeadLetter, HandlerFailure, Order, RiskAlert
@@ -181,14 +181,12 @@ class WolfState(msgspec.Struct, kw_only=True):
     counts: dict[str, int] = {}
 
 
-class WolfBot(Bot):
+class WolfBot(Bot[WolfParams]):
     type_name = "wolf"
     description = "WLF: alerts to console, JSON-lines file and webhook (retry/backoff), de-duplicated"
-    Params = WolfParams
     State = WolfState
-    params: WolfParams
 
-    def __init__(self, ctx: Any, params: Any) -> None:
+    def __init__(self, ctx: BotContext, params: WolfParams) -> None:
         super().__init__(ctx, params)
         self.last_sent: dict[str, int] = {}
         self.counts: Counter[str] = Counter()

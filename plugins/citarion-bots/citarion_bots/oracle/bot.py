@@ -25,7 +25,7 @@ from typing import Any
 import msgspec
 from pydantic import Field
 
-from citarion_host.bot import Bot
+from citarion_host.bot import Bot, BotContext
 from citarion_host.events import Event
 from citarion_host.hookspecs import hookimpl
 from citarion_host.payloads import Answer, Query
@@ -55,14 +55,12 @@ class OracleState(msgspec.Struct, kw_only=True):
     counts: dict[str, int] = {}
 
 
-class OracleBot(Bot):
+class OracleBot(Bot[OracleParams]):
     type_name = "oracle"
     description = "ORA: the platform's assistant; answers questions from the bus's events (request/reply)"
-    Params = OracleParams
     State = OracleState
-    params: OracleParams
 
-    def __init__(self, ctx: Any, params: Any) -> None:
+    def __init__(self, ctx: BotContext, params: OracleParams) -> None:
         super().__init__(ctx, params)
         self.state = PlatformState(alert_memory=self.params.alert_memory)
         self._router: Router | None = None
