@@ -35,6 +35,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from .bus.nats.lanes import INBOX_ROOT, inbox_prefix  # the bus connects a bot with this prefix
 from .bus.nats.requests import RESPONDERS_PREFIX
 from .bus.nats.stream import deliver_subject, reduce_filters, validate_consumer_name
 from .errors import ConfigError
@@ -56,19 +57,12 @@ __all__ = [
     "reply_prefix",
 ]
 
-#: Root of the private inboxes: a bot connects with ``inbox_prefix = "_INBOX.<bot id>"``.
-INBOX_ROOT = "_INBOX"
 #: Root of the reply inboxes: ``metadata.replyTo`` (and the probe's reply) of a bot's requests.
 REPLY_ROOT = "_CIT.reply"
 #: Name of the host user (bot ids cannot start with ``_``, so it never collides with one).
 HOST_USER = "_host"
 _JS_API = "$JS.API"
 _JS_ACK = "$JS.ACK"
-
-
-def inbox_prefix(bot_id: str) -> str:
-    """The ``inbox_prefix`` a bot's connection uses: everything below it is the bot's alone."""
-    return f"{INBOX_ROOT}.{bot_id}"
 
 
 def reply_prefix(bot_id: str) -> str:

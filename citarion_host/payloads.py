@@ -31,6 +31,7 @@ __all__ = [
     "OrderBook",
     "Payload",
     "PayloadError",
+    "PermissionViolation",
     "Position",
     "Query",
     "RiskAlert",
@@ -332,6 +333,15 @@ class BusOverflow(Payload, frozen=True, gc=False):
     queued: int
 
 
+class PermissionViolation(Payload, frozen=True, gc=False):
+    """The NATS server refused what a bot's own connection tried (``system.bus.permission``, with
+    ``[backend.nats] isolation = "per-bot"``): ``operation`` is ``publish`` or ``subscribe``."""
+
+    bot_id: str
+    operation: str
+    subject: str
+
+
 class ConnectionStatus(Payload, frozen=True, gc=False):
     """The bus backend's connection changed (``system.connection.*``)."""
 
@@ -441,6 +451,7 @@ BUILTIN_PAYLOADS: dict[str, type[Payload]] = {
     "system.handler.>": HandlerFailure,
     "system.deadletter.>": DeadLetter,
     "system.bus.overflow": BusOverflow,
+    "system.bus.permission": PermissionViolation,
     "system.connection.>": ConnectionStatus,
     "trading.order.transfer.>": Transfer,
     "trading.position.balance.>": Balance,

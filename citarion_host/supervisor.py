@@ -74,15 +74,15 @@ class BusOutlet:
             runner.suppress = max(runner.suppress - 1, 0)
             runner.suppressed += 1
             return
-        await runner.bus.post(event)  # in order; on JetStream the store's ack comes in the background
+        await runner.lane.post(event)  # in order; on JetStream the store's ack comes in the background
         runner.attempt_published += 1
         runner.published[event.entity] = runner.published.get(event.entity, 0) + 1
 
     async def request(self, event: Event, timeout: float) -> Event:
-        return await self._runner.bus.request(event, timeout=timeout)
+        return await self._runner.lane.request(event, timeout=timeout)
 
     async def reply(self, request: Event, response: Event) -> None:
-        await self._runner.bus.reply(request, response)
+        await self._runner.lane.reply(request, response)
 
     def spawn(self, work: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         """Background work (a data feed) under supervision: if it raises, the bot restarts."""
@@ -119,6 +119,8 @@ class BotRunner:
         self.config = config
         self.bot_type = bot_type
         self.bus = bus
+        #: What the bot sends and subscribes through: the bus, or its own connection (per-bot isolation).
+        self.lane = bus.for_bot(config.id)
         self.settings = settings
         self.state: State = "created"
         self.bot: Bot | None = None
@@ -192,7 +194,7 @@ class BotRunner:
         # live (core) queue subscription instead.
         stored = capabilities.persistent and (config.durable or config.queue is None)
         start_sequence = await self._resume_point(durable, stored) if stored else None
-        self.subscription = await self.bus.subscribe(
+        self.subscription = await self.lane.subscribe(
             patterns,
             self._handle,
             queue=config.queue,

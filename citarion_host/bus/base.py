@@ -26,7 +26,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Self, TypedDict
+from typing import Any, Protocol, Self, TypedDict
 
 from ..errors import BusClosedError
 from ..events import PRIORITIES, Event, EventCatalog, InvalidEventError, catalog
@@ -41,6 +41,7 @@ __all__ = [
     "BUS_SOURCE",
     "DEAD_LETTER_MAX_ORIGINAL",
     "DEFAULT_MAX_EVENT_BYTES",
+    "BotLane",
     "BusOptions",
     "Capabilities",
     "EventBus",
@@ -77,6 +78,31 @@ class Wanted:
     @property
     def positioned(self) -> bool:
         return self.start_sequence is not None or self.start_time is not None
+
+
+class BotLane(Protocol):
+    """What one hosted bot sends and subscribes through (:meth:`EventBus.for_bot`): the bus itself,
+    or (NATS with ``isolation = "per-bot"``) a view of it over the bot's own connection."""
+
+    async def post(self, event: Event) -> None: ...
+
+    async def request(self, event: Event, *, timeout: float = 5.0) -> Event: ...
+
+    async def reply(self, request: Event, response: Event) -> None: ...
+
+    async def subscribe(
+        self,
+        pattern: str | Sequence[str],
+        handler: Handler,
+        *,
+        queue: str | None = None,
+        durable: str | None = None,
+        name: str | None = None,
+        max_pending: int | None = None,
+        start_sequence: int | None = None,
+        start_time: datetime | None = None,
+        stored: bool = False,
+    ) -> Subscription: ...
 
 
 class BusOptions(TypedDict, total=False):
@@ -281,6 +307,29 @@ class EventBus(abc.ABC):
         delivering something else (the host leaves ``durable`` out on such backends: see
         ``docs/configuration.md``).
         """
+        wanted = self._wanted(pattern, queue, durable, max_pending, start_sequence, start_time, stored)
+        options = self._subscription_options(wanted)
+        return await self._add_subscription(
+            wanted.patterns,
+            handler,
+            queue=queue,
+            durable=durable,
+            name=name,
+            max_pending=max_pending,
+            **options,
+        )
+
+    def _wanted(
+        self,
+        pattern: str | Sequence[str],
+        queue: str | None,
+        durable: str | None,
+        max_pending: int | None,
+        start_sequence: int | None,
+        start_time: datetime | None,
+        stored: bool,
+    ) -> Wanted:
+        """The arguments of :meth:`subscribe`, checked (``ValueError``/``TopicError`` naming the bad one)."""
         self._check_open()
         patterns = self.patterns_of(pattern)
         self._check_capabilities(durable, start_sequence, start_time, stored)
@@ -289,11 +338,12 @@ class EventBus(abc.ABC):
         if start_time is not None and start_time.tzinfo is None:
             raise ValueError("start_time must be timezone-aware (e.g. datetime.now(UTC))")
         bound = self.max_pending if max_pending is None else max_pending
-        wanted = Wanted(patterns, queue, durable, bound, start_sequence, start_time, stored)
-        options = self._subscription_options(wanted)
-        return await self._add_subscription(
-            patterns, handler, queue=queue, durable=durable, name=name, max_pending=max_pending, **options
-        )
+        return Wanted(patterns, queue, durable, bound, start_sequence, start_time, stored)
+
+    def for_bot(self, bot_id: str) -> BotLane:
+        """What bot ``bot_id`` sends and subscribes through: this bus, unless the backend gives each bot
+        a connection of its own (``NatsBus`` with ``isolation = "per-bot"``)."""
+        return self
 
     def _subscription_options(self, wanted: Wanted) -> dict[str, Any]:
         """What the backend's ``_attach`` needs beyond the subscription (checked arguments in, options

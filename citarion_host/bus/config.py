@@ -54,6 +54,15 @@ class NatsSettings(_Strict):
     #: Path of an NKey seed file.
     nkeys_seed: str | None = None
     tls: NatsTlsSettings | None = None
+    #: "shared": one connection (the credentials above) carries every bot's traffic. "per-bot": each
+    #: bot publishes and subscribes over a connection of its own, authenticated as that bot's NATS user
+    #: (``citarion-host nats-config``), so the server itself refuses what the bot was not granted; the
+    #: credentials above are then the host user's (stream, consumers, key-value, reports).
+    isolation: Literal["shared", "per-bot"] = "shared"
+    #: Per-bot isolation: the directory of the bots' NKey seed files, ``<bot id>.nk`` (the
+    #: ``secrets/bots`` directory ``nats-config`` writes). ``CITARION_BOT_SEED_<ID>`` (the seed itself)
+    #: takes precedence for a bot.
+    bot_seeds_dir: str | None = None
     connect_timeout_s: float = Field(default=2.0, gt=0)
     #: Reconnect backoff: the first retry of a server waits this long, doubling up to the maximum.
     reconnect_wait_s: float = Field(default=0.5, gt=0)

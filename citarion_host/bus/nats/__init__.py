@@ -28,8 +28,11 @@ The package reads top-down, and imports only downward (a test keeps it so):
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import os
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
+from datetime import datetime
 from typing import Any
 
 from nats.aio.client import Client
@@ -39,24 +42,28 @@ from typing_extensions import Unpack
 
 from ...errors import BusError, PublishError
 from ...events import Event
-from ...payloads import ConnectionStatus
+from ...payloads import ConnectionStatus, PermissionViolation
 from ...topics import TopicError, matches
-from ..base import BUS_SOURCE, BusOptions, Capabilities, EventBus, Wanted
+from ..base import BUS_SOURCE, BotLane, BusOptions, Capabilities, EventBus, Wanted
 from ..config import NatsSettings
 from ..position import DurableRewind
 from ..sequencer import Sequencer
-from ..subscription import Subscription
+from ..subscription import Handler, Subscription
 from ._client import Wire, close_connection
 from .connection import connect, server_url, sync_with_server
 from .feeds import CoreFeed, Feed, FeedContext, HostInbox, StreamFeed
+from .lanes import BotLink
 from .publisher import JetStreamPublisher, Outgoing
 from .requests import RESPONDERS_PREFIX, Requests
 from .resume import rewind_durable
 from .stream import ConsumerPlan, ensure_stream, validate_consumer_name
 
-__all__ = ["RESPONDERS_PREFIX", "NatsBus"]
+__all__ = ["RESPONDERS_PREFIX", "BotView", "NatsBus"]
 
 log = logging.getLogger("citarion_host.bus.nats")
+
+#: Distinct (bot, operation, subject) refusals reported and logged; beyond it they are only counted.
+_VIOLATIONS_REPORTED = 1024
 
 
 class NatsBus(EventBus):
@@ -92,6 +99,13 @@ class NatsBus(EventBus):
         self.unstored = 0
         self._tasks: set[asyncio.Task[Any]] = set()
         self._encode = self.catalog.encode
+        #: ``isolation = "per-bot"``: each bot's view over its own connection (opened on first use),
+        #: and which subscription is fed through which bot's connection.
+        self._lanes: dict[str, BotView] = {}
+        self._feed_links: dict[Subscription, BotLink] = {}
+        #: Operations the server refused to a bot's own connection (reported on ``system.bus.permission``).
+        self.permission_violations = 0
+        self._reported_violations: set[tuple[str, str, str]] = set()
 
     @property
     def wire(self) -> Wire:
@@ -153,6 +167,9 @@ class NatsBus(EventBus):
             task.cancel()
         if self._publisher is not None:
             self._publisher.fail_all("the bus is closed")
+        for lane in self._lanes.values():
+            if lane.link.state != "new":
+                await lane.link.close()
         if self.nc.is_connected:
             try:
                 await sync_with_server(self.nc, timeout=2)  # the last acks and naks
@@ -213,6 +230,63 @@ class NatsBus(EventBus):
 
     async def _on_error(self, error: Exception) -> None:
         log.debug("NATS client error", extra={"error": repr(error)})
+
+    # -- per-bot connections --------------------------------------------------------------------
+
+    def for_bot(self, bot_id: str) -> BotLane:
+        """``isolation = "per-bot"``: a :class:`BotView` whose sends and subscription go over the bot's
+        own connection (``lanes.py``); otherwise this bus (``EventBus.for_bot``)."""
+        if self.settings.isolation != "per-bot":
+            return self
+        lane = self._lanes.get(bot_id)
+        if lane is None:
+            link = BotLink(bot_id, self.settings, self._violation, self._link_reconnected)
+            lane = self._lanes[bot_id] = BotView(self, link)
+        return lane
+
+    def _violation(self, link: BotLink, operation: str, subject: str) -> None:
+        """The server refused a bot's operation: counted always; the first time per bot, operation
+        and subject, logged and reported to this host's subscribers on ``system.bus.permission``
+        (critical; locally, since the bot's connection is what was refused). The host goes on."""
+        self.permission_violations += 1
+        key = (link.bot_id, operation, subject)
+        if key in self._reported_violations or len(self._reported_violations) >= _VIOLATIONS_REPORTED:
+            return
+        self._reported_violations.add(key)
+        log.error(
+            "the NATS server refused a bot's operation: outside its NATS user's permissions",
+            extra={"bot": link.bot_id, "operation": operation, "subject": subject},
+        )
+        payload = PermissionViolation(bot_id=link.bot_id, operation=operation, subject=subject)
+        self._tell_locally("system.bus.permission", payload)
+
+    def _link_reconnected(self, link: BotLink) -> None:
+        for subscription, feed in list(self._feeds.items()):
+            if self._feed_links.get(subscription) is link:
+                self._spawn(feed.recover())
+
+    async def _post_via(self, link: BotLink, event: Event) -> None:
+        """:meth:`post` over a bot's own connection (same checks, same place in the publish order)."""
+        self._check_open()
+        data = self._encode(event)
+        if len(data) > self.max_event_bytes:
+            raise self._too_big(event, data)
+        publisher = link.publisher
+        sending: Callable[[], Awaitable[None]]
+        if publisher is None:
+            sending = lambda: link.send_core(event.topic, data)  # noqa: E731
+        else:
+            if not self._stored_topics.get(event.topic):
+                self._check_stored(event.topic)
+            item = Outgoing(event.topic, data, event.id, event)
+            sending = lambda: publisher.post(item)  # noqa: E731
+        if self.sequencer is not None:
+            await self.sequencer.admit()
+            await self._sequenced(sending, (event,))
+        else:
+            await sending()
+        self.published += 1
+        link.published += 1
 
     # -- publish ----------------------------------------------------------------------------------
 
@@ -427,21 +501,29 @@ class NatsBus(EventBus):
 
     async def _attach(self, subscription: Subscription, **options: Any) -> None:
         plan: ConsumerPlan | None = options.get("plan")
+        link: BotLink | None = options.get("link")  # a bot's own connection (per-bot isolation)
+        wire = self._wire if link is None else link.wire
         context = FeedContext(
-            self._wire, self.settings, self.catalog, self.dead_letter, self._spawn, self.max_event_bytes
+            wire, self.settings, self.catalog, self.dead_letter, self._spawn, self.max_event_bytes
         )
         feed: Feed
         if plan is None:
             feed = CoreFeed(context, subscription)
-        elif plan.durable is None and plan.queue is None and not plan.positioned:
+        elif link is None and plan.durable is None and plan.queue is None and not plan.positioned:
             feed = self._host_inbox(context).membership(subscription)  # one consumer for all of these
         else:
             assert self._jsm is not None, "stream-backed subscriptions exist in JetStream mode only"
+            if link is not None and plan.durable is None:
+                # The consumer the bot's user was granted (natsauth.bot_consumer): named after the bot,
+                # created by the host's connection, read and acked over the bot's.
+                plan = dataclasses.replace(plan, name=link.bot_id)
             stream_feed = StreamFeed(context, self._jsm, subscription, plan)
             subscription.receipts = stream_feed  # the feed settles what it hands over
             feed = stream_feed
         await feed.start()
         self._feeds[subscription] = feed
+        if link is not None:
+            self._feed_links[subscription] = link
         for each in subscription.patterns:
             await self._requests.add_responder(each)
         # Once subscribe() returns, the server has our interest, so events (and requests)
@@ -455,8 +537,9 @@ class NatsBus(EventBus):
         return self._inbox
 
     async def _confirm(self, subscription: Subscription, what: str) -> None:
+        link = self._feed_links.get(subscription)
         try:
-            await sync_with_server(self.nc, self.settings.api_timeout_s)
+            await sync_with_server(self.nc if link is None else link.nc, self.settings.api_timeout_s)
         except TimeoutError:
             await self._detach(subscription)
             raise BusError(
@@ -478,6 +561,7 @@ class NatsBus(EventBus):
                 await self._requests.remove_responder(each)
 
     async def _detach(self, subscription: Subscription) -> None:
+        self._feed_links.pop(subscription, None)
         feed = self._feeds.pop(subscription, None)
         if feed is not None:
             await feed.stop()
@@ -487,6 +571,8 @@ class NatsBus(EventBus):
     async def _flush(self) -> None:
         if self._publisher is not None:
             await self._publisher.flush()
+        for lane in self._lanes.values():
+            await lane.link.flush()
 
     async def _sync(self) -> None:
         """Settle without the sequencer: our publishes acknowledged, core deliveries received (a
@@ -494,6 +580,8 @@ class NatsBus(EventBus):
         await self._flush()
         if self.nc.is_connected:
             await sync_with_server(self.nc, self.settings.api_timeout_s)
+        for lane in self._lanes.values():
+            await lane.link.sync(self.settings.api_timeout_s)
         for feed in list(self._feeds.values()):
             await feed.caught_up()
 
@@ -531,8 +619,88 @@ class NatsBus(EventBus):
             "resent": self._publisher.resent if self._publisher else 0,
             "unstored": self.unstored,
             "reconnects": self.nc.stats.get("reconnects", 0),
+            "isolation": self.settings.isolation,
+            "permission_violations": self.permission_violations,
         }
+        if self._lanes:
+            stats["nats"]["bots"] = {
+                bot_id: {
+                    "connection": lane.link.state,
+                    "published": lane.link.published,
+                    "permission_violations": lane.link.violations,
+                }
+                for bot_id, lane in sorted(self._lanes.items())
+            }
         return stats
+
+
+class BotView:
+    """One bot's side of a :class:`NatsBus` with ``isolation = "per-bot"`` (:meth:`NatsBus.for_bot`).
+
+    Its posts, requests and subscription go over the bot's own connection (:class:`~.lanes.BotLink`,
+    opened on first use), so the server checks them against the bot's NATS user; everything else (the
+    catalog, the stream, the consumers, the sequencer, local delivery, the host's reports) is the bus's.
+    Replies and the no-responders probes stay on the host's connection (``docs/nats.md``).
+    """
+
+    __slots__ = ("_bus", "link")
+
+    def __init__(self, bus: NatsBus, link: BotLink) -> None:
+        self._bus = bus
+        self.link = link
+
+    def __repr__(self) -> str:
+        return f"<BotView {self.link.bot_id} on {self._bus.name}>"
+
+    async def _opened(self) -> BotLink:
+        link = self.link
+        if not link.opened:
+            bus = self._bus
+            bus._check_open()
+            await link.open(os.environ, bus.jetstream, bus._unstored)
+        return link
+
+    async def post(self, event: Event) -> None:
+        link = self.link if self.link.opened else await self._opened()
+        await self._bus._post_via(link, event)
+
+    async def request(self, event: Event, *, timeout: float = 5.0) -> Event:
+        link = await self._opened()
+        bus = self._bus
+        bus._check_open()
+        return await bus._requests.request(event, timeout, lambda sent: bus._post_via(link, sent))
+
+    async def reply(self, request: Event, response: Event) -> None:
+        await self._bus.reply(request, response)
+
+    async def subscribe(
+        self,
+        pattern: str | Sequence[str],
+        handler: Handler,
+        *,
+        queue: str | None = None,
+        durable: str | None = None,
+        name: str | None = None,
+        max_pending: int | None = None,
+        start_sequence: int | None = None,
+        start_time: datetime | None = None,
+        stored: bool = False,
+    ) -> Subscription:
+        """As :meth:`EventBus.subscribe`, fed through the bot's connection."""
+        link = await self._opened()
+        bus = self._bus
+        wanted = bus._wanted(pattern, queue, durable, max_pending, start_sequence, start_time, stored)
+        options = bus._subscription_options(wanted)
+        return await bus._add_subscription(
+            wanted.patterns,
+            handler,
+            queue=queue,
+            durable=durable,
+            name=name,
+            max_pending=max_pending,
+            link=link,
+            **options,
+        )
 
 
 async def _withdrawn_on_failure(

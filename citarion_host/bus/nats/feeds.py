@@ -292,13 +292,15 @@ class StreamFeed(Feed):
         self._last: Msg | None = None  # the latest delivery: its reply subject holds the stream sequence
         self._arrival = asyncio.Event()
         self._returned: list[Msg] = []
-        if plan.durable is not None:
-            self._deliver = deliver_subject(settings.stream, plan.durable)
+        if plan.consumer is not None:
+            self._deliver = deliver_subject(settings.stream, plan.consumer)
         else:
             self._deliver = wire.nc.new_inbox()
         self._config = consumer_config(plan, settings, self._deliver)
 
     async def start(self) -> None:
+        if self.plan.durable is None and self.plan.name is not None:
+            await self._remove_leftover(self.plan.name)
         info = await ensure_consumer(
             self._jsm, self._settings.stream, self._config, self._settings.api_timeout_s
         )
@@ -311,6 +313,15 @@ class StreamFeed(Feed):
             "stream consumer attached",
             extra={"consumer": self.consumer, "patterns": self.plan.patterns, "queue": self.plan.queue},
         )
+
+    async def _remove_leftover(self, name: str) -> None:
+        """A named ephemeral consumer left by a run that ended without deleting it (it expires after
+        ``inactive_threshold_s``): this subscription starts afresh, as a non-durable one does."""
+        try:
+            await self._jsm.delete_consumer(self._settings.stream, name)
+        except NotFoundError:
+            return
+        log.info("leftover ephemeral consumer removed", extra={"consumer": name})
 
     @property
     def last_stream_seq(self) -> int:

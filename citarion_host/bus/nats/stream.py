@@ -197,6 +197,15 @@ class ConsumerPlan:
     start_sequence: int | None
     start_time: datetime | None
     max_ack_pending: int
+    #: A non-durable consumer with this name (not one the server makes up): a bot's own connection may
+    #: only ack, and receive on the deliver subject of, the consumer its NATS user was granted
+    #: (``natsauth.bot_consumer``). It is still ephemeral: removed when unused.
+    name: str | None = None
+
+    @property
+    def consumer(self) -> str | None:
+        """The consumer's name when known in advance (durable or named), else None."""
+        return self.durable or self.name
 
     @property
     def positioned(self) -> bool:
@@ -237,6 +246,7 @@ def consumer_config(plan: ConsumerPlan, settings: NatsSettings, deliver: str) ->
         policy, start_seq, start_time = api.DeliverPolicy.ALL, None, None
     return api.ConsumerConfig(
         durable_name=plan.durable,
+        name=plan.name if plan.durable is None else None,
         description=f"citarion-host {plan.durable or 'stored'} on {' | '.join(plan.patterns)}",
         deliver_policy=policy,
         opt_start_seq=start_seq,
