@@ -1,0 +1,228 @@
+"""Per-bot identities on the wire (``[backend.nats] isolation = "per-bot"``) against a real nats-server.
+
+The server runs the configuration ``nats-config`` generates from a *granted* topology; the host runs a
+topology in which one bot, ``rogue``, declares more than it was granted (what a bot reaching past the
+host's own check amounts to: the host lets the publish through, only the server can refuse it). The
+server refuses it (nothing delivered), the refusal is reported on ``system.bus.permission`` and counted,
+and the other bots go on: a publisher, a stored subscriber (named ephemeral consumer) and a durable one,
+each over its own connection. Seeds come from the seed directory, one from the environment, and appear
+neither in the logs nor in ``config show``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from citarion_host.bus.nats import NatsBus
+from citarion_host.bus.nats.lanes import BotLink, bot_credentials, permission_violation, seed_env_name
+from citarion_host.cli import main as cli_main
+from citarion_host.errors import BusError, ConfigError
+from citarion_host.host import Host
+from citarion_host.natsconf import DeployOptions, write_deployment
+from citarion_host.natsserver import NatsServer
+from citarion_host.plugins import Plugins
+from citarion_host.settings import load_config
+from tests.bus.conftest import Collector, eventually
+from tests.host_bots import Numbers, Recorder
+
+pytestmark = pytest.mark.nats
+
+COUNT = 40
+
+
+def bots(rogue_publish: str) -> str:
+    """The topology; ``rogue_publish``: what the rogue bot declares (granted: ``analytics.other.>``)."""
+    return f"""
+[[bots]]
+id = "numbers"
+code = "ORA"
+plugin = "tests.host_bots:Numbers"
+publish = ["analytics.number.>"]
+[bots.params]
+count = {COUNT}
+
+[[bots]]
+id = "recorder"
+code = "ORA"
+plugin = "tests.host_bots:Recorder"
+subscribe = ["analytics.number.>"]
+
+[[bots]]
+id = "keeper"
+code = "ORA"
+plugin = "tests.host_bots:Recorder"
+subscribe = ["analytics.number.>"]
+durable = true
+
+[[bots]]
+id = "rogue"
+code = "ORA"
+plugin = "tests.host_bots:Numbers"
+publish = {rogue_publish}
+[bots.params]
+topic = "analytics.rogue.emitted"
+count = 3
+
+[[bots]]
+id = "watcher"
+code = "ORA"
+plugin = "tests.host_bots:Recorder"
+subscribe = ["analytics.rogue.>"]
+"""
+
+
+def backend(url: str, out: Path, isolation: str = "per-bot") -> str:
+    return f"""
+[host]
+progress_interval_s = 0
+summary = false
+
+[backend]
+type = "nats"
+[backend.nats]
+servers = ["{url}"]
+stream = "perbot"
+storage = "memory"
+isolation = "{isolation}"
+nkeys_seed = "{out / "secrets" / "host.nk"}"
+bot_seeds_dir = "{out / "secrets" / "bots"}"
+publish_timeout_s = 1.0
+publish_ack_timeout_s = 0.5
+"""
+
+
+@pytest.fixture
+def deployment(tmp_path: Path) -> Iterator[tuple[NatsServer, Path]]:
+    """A nats-server from the config generated for the granted topology (rogue: analytics.other.>)."""
+    granted = tmp_path / "granted.toml"
+    granted.write_text(backend("nats://127.0.0.1:4222", tmp_path) + bots('["analytics.other.>"]'))
+    out = tmp_path / "deploy"
+    write_deployment(load_config(granted), out, DeployOptions(store_dir=str(out / "store"), check=False))
+    with NatsServer.from_config(out / "nats-server.conf") as server:
+        yield server, out
+
+
+@pytest.fixture(autouse=True)
+def _reset_bots() -> Iterator[None]:
+    Recorder.seen.clear()
+    Recorder.instances.clear()
+    Numbers.gate = None
+    yield
+
+
+def seeds(out: Path) -> list[str]:
+    return [path.read_text().strip() for path in (out / "secrets").rglob("*.nk")]
+
+
+async def test_the_server_refuses_what_a_bot_was_not_granted_and_the_others_go_on(
+    deployment: tuple[NatsServer, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    server, out = deployment
+    # One bot's seed from the environment instead of its file.
+    recorder_seed = out / "secrets" / "bots" / "recorder.nk"
+    recorder_seed_text = recorder_seed.read_text().strip()
+    monkeypatch.setenv(seed_env_name("recorder"), recorder_seed_text)
+    recorder_seed.unlink()
+    config = tmp_path / "host.toml"
+    config.write_text(backend(server.url, out) + bots('["analytics.>"]'))  # rogue declares more
+    caplog.set_level(logging.DEBUG)
+
+    host = Host(load_config(config), plugins=Plugins())
+    reports = Collector()
+    await host.bus.start()
+    await host.bus.subscribe("system.bus.permission", reports)
+    await host.start()
+    try:
+        await eventually(lambda: len(Recorder.seen.get("recorder", [])) == COUNT, 30, "recorder's numbers")
+        await eventually(lambda: len(Recorder.seen.get("keeper", [])) == COUNT, 30, "keeper's numbers")
+        await eventually(lambda: len(reports.events) >= 1, 30, "the server's refusal reported")
+        bus = host.bus
+        assert isinstance(bus, NatsBus)
+        # A bot reaching through to its own connection: the server refuses that too.
+        rogue_link = bus._lanes["rogue"].link
+        await rogue_link.nc.publish("analytics.number.forged", b"{}")
+        await rogue_link.sync(5)
+        await host.bus.settle()
+        stats = bus.stats()["nats"]
+    finally:
+        await host.stop()
+
+    assert [e.payload["n"] for e in Recorder.seen["recorder"]] == list(range(COUNT))
+    assert [e.payload["n"] for e in Recorder.seen["keeper"]] == list(range(COUNT))
+    assert Recorder.seen["watcher"] == []  # nothing the server refused was delivered
+    refused = {(e.payload.bot_id, e.payload.operation, e.payload.subject) for e in reports.events}
+    assert refused == {
+        ("rogue", "publish", "analytics.rogue.emitted"),
+        ("rogue", "publish", "analytics.number.forged"),
+    }
+    assert all(e.priority == "critical" for e in reports.events)
+    assert stats["isolation"] == "per-bot"
+    assert stats["permission_violations"] >= 4  # three events (and their resends) and the forgery
+    assert stats["bots"]["rogue"]["permission_violations"] == stats["permission_violations"]
+    assert {b: s["permission_violations"] for b, s in stats["bots"].items() if b != "rogue"} == {
+        "numbers": 0,
+        "recorder": 0,
+        "keeper": 0,
+        "watcher": 0,
+    }
+    assert stats["bots"]["numbers"]["published"] == COUNT
+    print(f"violations counted: {stats['permission_violations']}, reported: {len(reports.events)}")
+    logged = "\n".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
+    assert "refused a bot's operation" in logged
+    secrets = [*seeds(out), recorder_seed_text]
+    assert all(secret.startswith("SU") for secret in secrets)  # NKey user seeds, all of them
+    assert not [secret for secret in secrets if secret in logged]
+
+
+def test_config_show_never_prints_a_seed(
+    deployment: tuple[NatsServer, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server, out = deployment
+    config = tmp_path / "host.toml"
+    config.write_text(backend(server.url, out) + bots('["analytics.other.>"]'))
+    assert cli_main(["config", "show", "--config", str(config)]) == 0
+    shown = capsys.readouterr().out
+    assert 'isolation = "per-bot"' in shown
+    for seed in seeds(out):
+        assert seed not in shown
+
+
+async def test_a_bot_without_its_seed_fails_naming_the_bot_and_where_to_put_it(
+    deployment: tuple[NatsServer, Path], tmp_path: Path
+) -> None:
+    server, out = deployment
+    settings = load_config(_written(tmp_path, backend(server.url, out) + bots("[]"))).config.backend.nats
+    with pytest.raises(ConfigError) as refused:
+        bot_credentials(settings, "ghost", {})
+    message = str(refused.value)
+    assert "'ghost'" in message and seed_env_name("ghost") in message and "ghost.nk" in message
+    assert bot_credentials(settings, "numbers", {}) == {"nkeys_seed": str(out / "secrets/bots/numbers.nk")}
+    # A seed that is no seed: the connection fails, one line naming the bot, the value not shown.
+    link = BotLink("numbers", settings, lambda *_: None, lambda _: None)
+    with pytest.raises(BusError) as failed:
+        await link.open({seed_env_name("numbers"): "SUAINVALIDSEED"}, True, lambda *_: None)
+    assert "'numbers'" in str(failed.value) and "SUAINVALIDSEED" not in str(failed.value)
+
+
+def _written(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "other.toml"
+    path.write_text(text)
+    return path
+
+
+def test_permission_violation_is_read_from_the_servers_error_text() -> None:
+    assert permission_violation(Exception('nats: permissions violation for publish to "a.b"')) == (
+        "publish",
+        "a.b",
+    )
+    assert permission_violation(
+        Exception('nats: Permissions Violation for Subscription to "x.>" using queue "q"')
+    ) == ("subscribe", "x.>")
+    assert permission_violation(Exception("nats: authorization violation")) is None
