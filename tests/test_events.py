@@ -31,6 +31,7 @@ from citarion_host.payloads import (
     OrderBook,
     Payload,
     PayloadError,
+    PermissionViolation,
     Position,
     Query,
     RiskAlert,
@@ -99,6 +100,9 @@ EXAMPLES: dict[type[Payload], tuple[str, dict[str, Any]]] = {
         "subscriber": "s", "pattern": "market.>", "droppedLow": 3, "droppedNormal": 0, "queued": 10,
     }),
     ConnectionStatus: ("system.connection.lost", {"backend": "nats", "state": "disconnected", "detail": None}),
+    PermissionViolation: ("system.bus.permission", {
+        "botId": "rogue", "operation": "publish", "subject": "trading.order.submitted",
+    }),
     Balance: ("trading.position.balance.binance", {
         "botId": "arb-1", "exchange": "binance", "asset": "USDT", "total": 5000.0, "available": 4900.0,
     }),
