@@ -181,6 +181,40 @@ async def test_the_server_refuses_what_a_bot_was_not_granted_and_the_others_go_o
     assert not [secret for secret in secrets if secret in logged]
 
 
+async def test_core_nats_a_subscription_outside_the_grant_is_refused_by_the_server(
+    deployment: tuple[NatsServer, Path], tmp_path: Path
+) -> None:
+    """Core NATS (nothing stored): the bot's own connection subscribes to its patterns itself, so a
+    pattern wider than its grant is refused by the server. The refusal arrives before the server's
+    confirmation of the subscription, so wiring the bot fails with one line naming it (like any wiring
+    error at start: the host does not half-start), reported and counted; no subscription that would
+    never receive anything is left behind for the deterministic mode to wait on."""
+    server, out = deployment
+    config = tmp_path / "host.toml"
+    text = backend(server.url, out) + "jetstream = false\n" + bots('["analytics.other.>"]')
+    # The watcher declares more than it was granted (analytics.rogue.>).
+    text = text.replace('subscribe = ["analytics.rogue.>"]', 'subscribe = ["analytics.>"]')
+    config.write_text(text)
+    host = Host(load_config(config), plugins=Plugins())
+    reports = Collector()
+    await host.bus.start()
+    await host.bus.subscribe("system.bus.permission", reports)
+    try:
+        with pytest.raises(BusError) as refused:
+            await host.start()
+        stats = host.bus.stats()["nats"]
+        assert not [s for s in host.bus.subscriptions if s.name == "watcher"]
+    finally:
+        await host.stop()
+    message = str(refused.value)
+    assert "'watcher'" in message and "'analytics.>'" in message and "nats-config" in message
+    assert [(e.payload.bot_id, e.payload.operation, e.payload.subject) for e in reports.events] == [
+        ("watcher", "subscribe", "analytics.>")
+    ]
+    assert stats["bots"]["watcher"]["permission_violations"] == 1
+    assert stats["permission_violations"] == 1
+
+
 def test_config_show_never_prints_a_seed(
     deployment: tuple[NatsServer, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

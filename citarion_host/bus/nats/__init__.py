@@ -520,6 +520,7 @@ class NatsBus(EventBus):
             stream_feed = StreamFeed(context, self._jsm, subscription, plan)
             subscription.receipts = stream_feed  # the feed settles what it hands over
             feed = stream_feed
+        refused = link.refused_subscriptions if link is not None else 0
         await feed.start()
         self._feeds[subscription] = feed
         if link is not None:
@@ -529,6 +530,19 @@ class NatsBus(EventBus):
         # Once subscribe() returns, the server has our interest, so events (and requests)
         # published from any other connection from then on reach this subscriber.
         await self._confirm(subscription, f"subscribing to {subscription.pattern!r}")
+        if link is not None and link.refused_subscriptions > refused:
+            await self._refused(subscription, link)
+
+    async def _refused(self, subscription: Subscription, link: BotLink) -> None:
+        """The server refused (part of) a bot's subscription; its refusal arrived before the
+        confirmation, which the server answers after it. A subscription that would never receive
+        those events must not exist: the deterministic mode would wait for its deliveries."""
+        await self._detach(subscription)
+        raise BusError(
+            f"bot {link.bot_id!r}: the NATS server refused its subscription to "
+            f"{link.last_refused_subject!r}: outside its NATS user's permissions (regenerate them with "
+            "`citarion-host nats-config` from this config, or narrow the bot's subscribe patterns)"
+        )
 
     def _host_inbox(self, context: FeedContext) -> HostInbox:
         if self._inbox is None:
@@ -555,7 +569,11 @@ class NatsBus(EventBus):
         for each in patterns:
             if each not in old:
                 await self._requests.add_responder(each)
+        link = self._feed_links.get(subscription)
+        refused = link.refused_subscriptions if link is not None else 0
         await feed.repattern(patterns, lambda: self._confirm(subscription, f"resubscribing to {patterns}"))
+        if link is not None and link.refused_subscriptions > refused:
+            await self._refused(subscription, link)
         for each in old:
             if each not in patterns:
                 await self._requests.remove_responder(each)

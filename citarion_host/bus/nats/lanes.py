@@ -123,8 +123,11 @@ class BotLink:
         self.wire = Wire(self.nc, lean=False)
         self.publisher: JetStreamPublisher | None = None
         self.state = "new"
-        #: Refusals the server reported to this connection.
+        #: Refusals the server reported to this connection; of them, subscriptions, and the latest
+        #: refused subscription's subject (the bus checks these after each subscribe).
         self.violations = 0
+        self.refused_subscriptions = 0
+        self.last_refused_subject = ""
         self.published = 0
         self._settings = settings
         self._on_violation = on_violation
@@ -213,6 +216,7 @@ class BotLink:
             await self.publisher.flush()
 
     async def close(self) -> None:
+        self.state = "closing"
         if self.publisher is not None:
             self.publisher.fail_all("the bus is closed")
         if self.nc.is_connected:
@@ -229,7 +233,11 @@ class BotLink:
         refused = permission_violation(error)
         if refused is not None:
             self.violations += 1
-            self._on_violation(self, *refused)
+            operation, subject = refused
+            if operation == "subscribe":
+                self.refused_subscriptions += 1
+                self.last_refused_subject = subject
+            self._on_violation(self, operation, subject)
             return
         log.debug("NATS client error on a bot's connection", extra={"bot": self.bot_id, "error": repr(error)})
 
@@ -253,6 +261,8 @@ class BotLink:
         self._gate.set()  # waiting publishers go on and fail with "connection closed"
         if self.state == "closed":
             return
+        if self.state != "closing":
+            log.error("bot's NATS connection closed for good", extra={"bot": self.bot_id})
         self.state = "closed"
         if self.publisher is not None:
             self.publisher.fail_all(f"bot {self.bot_id!r}: NATS connection closed")
