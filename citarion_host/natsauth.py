@@ -35,7 +35,8 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from .bus.nats.lanes import INBOX_ROOT, inbox_prefix  # the bus connects a bot with this prefix
+# What a bot's own connection uses (bus/nats/lanes.py), so the permissions and the bus cannot disagree.
+from .bus.nats.lanes import INBOX_ROOT, REPLY_ROOT, inbox_prefix, reply_prefix
 from .bus.nats.requests import RESPONDERS_PREFIX
 from .bus.nats.stream import deliver_subject, reduce_filters, validate_consumer_name
 from .errors import ConfigError
@@ -57,21 +58,10 @@ __all__ = [
     "reply_prefix",
 ]
 
-#: Root of the reply inboxes: ``metadata.replyTo`` (and the probe's reply) of a bot's requests.
-REPLY_ROOT = "_CIT.reply"
 #: Name of the host user (bot ids cannot start with ``_``, so it never collides with one).
 HOST_USER = "_host"
 _JS_API = "$JS.API"
 _JS_ACK = "$JS.ACK"
-
-
-def reply_prefix(bot_id: str) -> str:
-    """Where answers to a bot's requests go: bots that may answer it may publish below it.
-
-    Apart from the private inbox on purpose: a responder can write here, so it must not be able to
-    forge what arrives in the private inbox (JetStream publish acks, API answers).
-    """
-    return f"{REPLY_ROOT}.{bot_id}"
 
 
 def consumer_name(bot: BotConfig) -> str:

@@ -17,10 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from citarion_host.bus.nats import NatsBus
+from citarion_host.bus.nats import BotView, NatsBus
 from citarion_host.bus.nats.lanes import BotLink, bot_credentials, permission_violation, seed_env_name
 from citarion_host.cli import main as cli_main
 from citarion_host.errors import BusError, ConfigError
+from citarion_host.events import Event, catalog
 from citarion_host.host import Host
 from citarion_host.natsconf import DeployOptions, write_deployment
 from citarion_host.natsserver import NatsServer
@@ -239,7 +240,7 @@ async def test_a_bot_without_its_seed_fails_naming_the_bot_and_where_to_put_it(
     assert "'ghost'" in message and seed_env_name("ghost") in message and "ghost.nk" in message
     assert bot_credentials(settings, "numbers", {}) == {"nkeys_seed": str(out / "secrets/bots/numbers.nk")}
     # A seed that is no seed: the connection fails, one line naming the bot, the value not shown.
-    link = BotLink("numbers", settings, lambda *_: None, lambda _: None)
+    link = BotLink("numbers", settings, catalog, lambda *_: None, lambda _: None)
     with pytest.raises(BusError) as failed:
         await link.open({seed_env_name("numbers"): "SUAINVALIDSEED"}, True, lambda *_: None)
     assert "'numbers'" in str(failed.value) and "SUAINVALIDSEED" not in str(failed.value)
@@ -260,3 +261,43 @@ def test_permission_violation_is_read_from_the_servers_error_text() -> None:
         Exception('nats: Permissions Violation for Subscription to "x.>" using queue "q"')
     ) == ("subscribe", "x.>")
     assert permission_violation(Exception("nats: authorization violation")) is None
+
+
+async def test_requests_and_replies_go_over_the_bots_own_connections(
+    deployment: tuple[NatsServer, Path], tmp_path: Path
+) -> None:
+    """``numbers`` asks, ``recorder`` (which receives its events, so may answer it) replies: probe,
+    request and reply over their own connections, the answer in ``_CIT.reply.numbers``. ``watcher``
+    (which cannot receive numbers' events) forging an answer into that inbox is refused by the server."""
+    server, out = deployment
+    config = tmp_path / "host.toml"
+    config.write_text(backend(server.url, out) + bots('["analytics.other.>"]'))
+    bus = NatsBus(load_config(config).config.backend.nats)
+    await bus.start()
+    reports = Collector()
+    await bus.subscribe("system.bus.permission", reports)
+    asker, answerer, forger = bus.for_bot("numbers"), bus.for_bot("recorder"), bus.for_bot("watcher")
+    asked: list[Event] = []
+
+    async def answer(event: Event) -> None:
+        asked.append(event)
+        await answerer.reply(event, bus.catalog.make("analytics.number.answered", {"n": 2}, source="ORA"))
+
+    try:
+        await answerer.subscribe("analytics.number.>", answer, name="recorder")
+        request = bus.catalog.make("analytics.number.asked", {"n": 1}, source="ORA")
+        response = await asker.request(request, timeout=10)
+        assert response.payload == {"n": 2} and response.correlation_id == request.id
+        reply_to = asked[0].metadata["replyTo"]
+        assert reply_to.startswith("_CIT.reply.numbers.")
+        await forger.reply(asked[0], bus.catalog.make("analytics.rogue.answered", {"n": 0}, source="ORA"))
+        assert isinstance(forger, BotView)
+        await forger.link.sync(5)
+        stats = bus.stats()["nats"]
+    finally:
+        await bus.close()
+    assert [(e.payload.bot_id, e.payload.operation) for e in reports.events] == [("watcher", "publish")]
+    assert reports.events[0].payload.subject == reply_to.lower()  # nats-py lower-cases the error line
+    assert stats["bots"]["numbers"]["permission_violations"] == 0
+    assert stats["bots"]["recorder"]["permission_violations"] == 0
+    assert stats["bots"]["numbers"]["published"] == 1

@@ -52,7 +52,7 @@ from ..subscription import Handler, Subscription
 from ._client import Wire, close_connection
 from .connection import connect, server_url, sync_with_server
 from .feeds import CoreFeed, Feed, FeedContext, HostInbox, StreamFeed
-from .lanes import BotLink
+from .lanes import REPLY_ROOT, BotLink
 from .publisher import JetStreamPublisher, Outgoing
 from .requests import RESPONDERS_PREFIX, Requests
 from .resume import rewind_durable
@@ -240,7 +240,7 @@ class NatsBus(EventBus):
             return self
         lane = self._lanes.get(bot_id)
         if lane is None:
-            link = BotLink(bot_id, self.settings, self._violation, self._link_reconnected)
+            link = BotLink(bot_id, self.settings, self.catalog, self._violation, self._link_reconnected)
             lane = self._lanes[bot_id] = BotView(self, link)
         return lane
 
@@ -658,7 +658,7 @@ class BotView:
     Its posts, requests and subscription go over the bot's own connection (:class:`~.lanes.BotLink`,
     opened on first use), so the server checks them against the bot's NATS user; everything else (the
     catalog, the stream, the consumers, the sequencer, local delivery, the host's reports) is the bus's.
-    Replies and the no-responders probes stay on the host's connection (``docs/nats.md``).
+    The responders' probe subscriptions stay on the host's connection (``docs/nats.md``).
     """
 
     __slots__ = ("_bus", "link")
@@ -683,13 +683,25 @@ class BotView:
         await self._bus._post_via(link, event)
 
     async def request(self, event: Event, *, timeout: float = 5.0) -> Event:
+        """Probe, request and answer over the bot's connection; the answer comes to its reply inbox
+        (``_CIT.reply.<id>``), where only the bots that can receive its requests may write."""
         link = await self._opened()
         bus = self._bus
         bus._check_open()
-        return await bus._requests.request(event, timeout, lambda sent: bus._post_via(link, sent))
+        return await link.requests.request(event, timeout, lambda sent: bus._post_via(link, sent))
 
     async def reply(self, request: Event, response: Event) -> None:
-        await self._bus.reply(request, response)
+        """To another bot's reply inbox over the bot's connection (the server checks that it may
+        answer that bot); to any other requester's inbox (a service, ``citarion-host ask``) over the
+        host's, which only ever sends to reply inboxes (``check_reply_subject``)."""
+        bus = self._bus
+        reply_to = request.metadata.get("replyTo")
+        if not (isinstance(reply_to, str) and reply_to.startswith(REPLY_ROOT + ".")):
+            await bus.reply(request, response)
+            return
+        link = await self._opened()
+        bus._check_open()
+        await link.requests.reply(request, bus.as_reply(request, response), reply_to, bus._stores)
 
     async def subscribe(
         self,

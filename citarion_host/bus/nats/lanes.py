@@ -30,19 +30,23 @@ from nats.aio.client import Client
 from nats.errors import Error as NatsError
 
 from ...errors import BusError, ConfigError, PublishError
+from ...events import EventCatalog
 from ...topics import TopicError
 from ..config import NatsSettings
 from ._client import Wire, close_connection
 from .connection import connect, sync_with_server
 from .publisher import JetStreamPublisher, Outgoing
+from .requests import Requests
 
 __all__ = [
     "INBOX_ROOT",
+    "REPLY_ROOT",
     "SEED_ENV_PREFIX",
     "BotLink",
     "bot_credentials",
     "inbox_prefix",
     "permission_violation",
+    "reply_prefix",
     "seed_env_name",
 ]
 
@@ -50,6 +54,8 @@ log = logging.getLogger("citarion_host.bus.nats")
 
 #: Root of the private inboxes: a bot connects with ``inbox_prefix = "_INBOX.<bot id>"``.
 INBOX_ROOT = "_INBOX"
+#: Root of the reply inboxes: ``metadata.replyTo`` (and the probe's reply) of a bot's requests.
+REPLY_ROOT = "_CIT.reply"
 #: ``CITARION_BOT_SEED_<ID>``: a bot's NKey seed (not a path), ahead of its file in ``bot_seeds_dir``.
 SEED_ENV_PREFIX = "CITARION_BOT_SEED_"
 _VIOLATION = re.compile(r'permissions violation for (publish|subscription) to "([^"]*)"', re.IGNORECASE)
@@ -62,6 +68,15 @@ OnViolation = Callable[["BotLink", str, str], None]
 def inbox_prefix(bot_id: str) -> str:
     """The ``inbox_prefix`` a bot's connection uses: everything below it is the bot's alone."""
     return f"{INBOX_ROOT}.{bot_id}"
+
+
+def reply_prefix(bot_id: str) -> str:
+    """Where answers to a bot's requests go: bots that may answer it may publish below it.
+
+    Apart from the private inbox on purpose: a responder can write here, so it must not be able to
+    forge what arrives in the private inbox (JetStream publish acks, API answers).
+    """
+    return f"{REPLY_ROOT}.{bot_id}"
 
 
 def seed_env_name(bot_id: str) -> str:
@@ -96,7 +111,8 @@ def bot_credentials(settings: NatsSettings, bot_id: str, environ: Mapping[str, s
 
 def permission_violation(error: BaseException) -> tuple[str, str] | None:
     """``(operation, subject)`` if ``error`` is the server's permissions violation, else None;
-    ``operation`` is ``publish`` or ``subscribe``."""
+    ``operation`` is ``publish`` or ``subscribe``. The subject is lower-case: nats-py (2.16) lower-cases
+    the server's whole ``-ERR`` line before anyone sees it."""
     match = _VIOLATION.search(str(error))
     if match is None:
         return None
@@ -115,6 +131,7 @@ class BotLink:
         self,
         bot_id: str,
         settings: NatsSettings,
+        catalog: EventCatalog,
         on_violation: OnViolation,
         on_reconnected: Callable[[BotLink], None],
     ) -> None:
@@ -122,6 +139,9 @@ class BotLink:
         self.nc = Client()
         self.wire = Wire(self.nc, lean=False)
         self.publisher: JetStreamPublisher | None = None
+        #: The bot's requests: probes and answers over this connection, answers in its reply inbox.
+        self.requests = Requests(self.nc, catalog, reply_prefix(bot_id))
+        self._catalog = catalog
         self.state = "new"
         #: Refusals the server reported to this connection; of them, subscriptions, and the latest
         #: refused subscription's subject (the bus checks these after each subscribe).
@@ -175,6 +195,8 @@ class BotLink:
             self.state = "failed"
             raise BusError(f"bot {self.bot_id!r}: own connection (per-bot isolation): {exc}") from None
         self.wire = Wire.for_client(self.nc, lean=base.lean_wire)
+        self.requests = Requests(self.nc, self._catalog, reply_prefix(self.bot_id))
+        await self.requests.start()
         if jetstream:
             self.publisher = JetStreamPublisher(
                 self.nc,
@@ -217,6 +239,7 @@ class BotLink:
 
     async def close(self) -> None:
         self.state = "closing"
+        self.requests.cancel_all()
         if self.publisher is not None:
             self.publisher.fail_all("the bus is closed")
         if self.nc.is_connected:

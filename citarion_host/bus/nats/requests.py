@@ -71,16 +71,20 @@ def check_reply_subject(request: Event, reply_to: str, stored: Callable[[str], b
 class Requests:
     """The requester's inbox and pending requests, and the responders' probe subscriptions."""
 
-    def __init__(self, nc: Client, catalog: EventCatalog) -> None:
+    def __init__(self, nc: Client, catalog: EventCatalog, root: str | None = None) -> None:
+        """``root``: where the reply inbox goes (a bot's ``_CIT.reply.<id>``, the only place other
+        bots may answer it: docs/nats-auth.md); default: the connection's own inbox prefix."""
         self._nc = nc
         self._catalog = catalog
+        self._root = root
         self._inbox = ""
         self._tokens = itertools.count(1)
         self._waiting: dict[str, tuple[str, asyncio.Future[Event]]] = {}
         self._responders: dict[str, tuple[NatsSubscription, int]] = {}
 
     async def start(self) -> None:
-        self._inbox = self._nc.new_inbox()
+        inbox = self._nc.new_inbox()
+        self._inbox = inbox if self._root is None else f"{self._root}.{inbox.rsplit('.', 1)[-1]}"
         await self._nc.subscribe(self._inbox + ".*", cb=self._on_reply)
 
     def cancel_all(self) -> None:
