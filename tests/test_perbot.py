@@ -246,6 +246,21 @@ async def test_a_bot_without_its_seed_fails_naming_the_bot_and_where_to_put_it(
     assert "'numbers'" in str(failed.value) and "SUAINVALIDSEED" not in str(failed.value)
 
 
+async def test_a_host_with_a_bot_without_a_seed_does_not_start(
+    deployment: tuple[NatsServer, Path], tmp_path: Path
+) -> None:
+    server, out = deployment
+    ghost = '\n[[bots]]\nid = "ghost"\ncode = "ORA"\nplugin = "tests.host_bots:Recorder"\n'
+    config = _written(tmp_path, backend(server.url, out) + bots('["analytics.other.>"]') + ghost)
+    host = Host(load_config(config), plugins=Plugins())
+    try:
+        with pytest.raises(ConfigError, match="bot 'ghost'.*CITARION_BOT_SEED_GHOST"):
+            await host.start()
+        assert not any(lane.link.opened for lane in host.bus._lanes.values())  # type: ignore[attr-defined]
+    finally:
+        await host.stop()
+
+
 def _written(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "other.toml"
     path.write_text(text)

@@ -52,7 +52,7 @@ from ..subscription import Handler, Subscription
 from ._client import Wire, close_connection
 from .connection import connect, server_url, sync_with_server
 from .feeds import CoreFeed, Feed, FeedContext, HostInbox, StreamFeed
-from .lanes import REPLY_ROOT, BotLink
+from .lanes import REPLY_ROOT, BotLink, bot_credentials
 from .publisher import JetStreamPublisher, Outgoing
 from .requests import RESPONDERS_PREFIX, Requests
 from .resume import rewind_durable
@@ -235,11 +235,13 @@ class NatsBus(EventBus):
 
     def for_bot(self, bot_id: str) -> BotLane:
         """``isolation = "per-bot"``: a :class:`BotView` whose sends and subscription go over the bot's
-        own connection (``lanes.py``); otherwise this bus (``EventBus.for_bot``)."""
+        own connection (``lanes.py``, connected on first use); otherwise this bus (``EventBus.for_bot``).
+        A bot without a seed is refused here (:class:`ConfigError` naming it), before anything starts."""
         if self.settings.isolation != "per-bot":
             return self
         lane = self._lanes.get(bot_id)
         if lane is None:
+            bot_credentials(self.settings, bot_id, os.environ)  # fail fast; read again when connecting
             link = BotLink(bot_id, self.settings, self.catalog, self._violation, self._link_reconnected)
             lane = self._lanes[bot_id] = BotView(self, link)
         return lane
