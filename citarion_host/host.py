@@ -265,6 +265,7 @@ class Host:
                     await self._restart_changed(bot)
                 for bot_id in diff.removed:
                     await self.runners.pop(bot_id).stop(drain=True)
+                    await self.bus.release_bot(bot_id)  # its own NATS connection, if it has one
                 if old_host.stop_on != loaded.config.host.stop_on:
                     await self._watch_stop_on()
                 else:

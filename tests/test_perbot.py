@@ -316,3 +316,26 @@ async def test_requests_and_replies_go_over_the_bots_own_connections(
     assert stats["bots"]["numbers"]["permission_violations"] == 0
     assert stats["bots"]["recorder"]["permission_violations"] == 0
     assert stats["bots"]["numbers"]["published"] == 1
+
+
+async def test_a_bot_removed_by_a_reload_has_its_connection_closed(
+    deployment: tuple[NatsServer, Path], tmp_path: Path
+) -> None:
+    server, out = deployment
+    before = backend(server.url, out) + bots('["analytics.other.>"]')
+    config = _written(tmp_path, before)
+    host = Host(load_config(config), plugins=Plugins())
+    await host.start()
+    try:
+        bus = host.bus
+        assert isinstance(bus, NatsBus)
+        watcher = bus._lanes["watcher"].link
+        assert watcher.opened
+        # The same topology without the watcher (the last bot of the file).
+        after = before[: before.index('[[bots]]\nid = "watcher"')]
+        await host.apply(load_config(_written(tmp_path, after)))
+        assert "watcher" not in bus.stats()["nats"]["bots"]
+        assert watcher.state == "closed" and watcher.nc.is_closed
+        assert bus._lanes["recorder"].link.opened
+    finally:
+        await host.stop()

@@ -345,6 +345,10 @@ class EventBus(abc.ABC):
         a connection of its own (``NatsBus`` with ``isolation = "per-bot"``)."""
         return self
 
+    async def release_bot(self, bot_id: str) -> None:
+        """Bot ``bot_id`` left the topology (stopped, unsubscribed): close what :meth:`for_bot` opened
+        for it. Default: nothing."""
+
     def _subscription_options(self, wanted: Wanted) -> dict[str, Any]:
         """What the backend's ``_attach`` needs beyond the subscription (checked arguments in, options
         out; ``ValueError`` for a combination the backend cannot honour). Default: nothing."""

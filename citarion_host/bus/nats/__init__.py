@@ -246,6 +246,12 @@ class NatsBus(EventBus):
             lane = self._lanes[bot_id] = BotView(self, link)
         return lane
 
+    async def release_bot(self, bot_id: str) -> None:
+        """A removed bot's connection is closed (its subscription was closed by the host first)."""
+        lane = self._lanes.pop(bot_id, None)
+        if lane is not None and lane.link.state != "new":
+            await lane.link.close()
+
     def _violation(self, link: BotLink, operation: str, subject: str) -> None:
         """The server refused a bot's operation: counted always; the first time per bot, operation
         and subject, logged and reported to this host's subscribers on ``system.bus.permission``
