@@ -348,6 +348,7 @@ class EventBus(abc.ABC):
     async def release_bot(self, bot_id: str) -> None:
         """Bot ``bot_id`` left the topology (stopped, unsubscribed): close what :meth:`for_bot` opened
         for it. Default: nothing."""
+        return None
 
     def _subscription_options(self, wanted: Wanted) -> dict[str, Any]:
         """What the backend's ``_attach`` needs beyond the subscription (checked arguments in, options
