@@ -261,6 +261,9 @@ class BotLink:
                 self.refused_subscriptions += 1
                 self.last_refused_subject = subject
             self._on_violation(self, operation, subject)
+            if operation == "publish" and self.publisher is not None:
+                reason = f"bot {self.bot_id!r}: the NATS server refused publishing on it (permissions)"
+                self.publisher.refused(subject, reason)
             return
         log.debug("NATS client error on a bot's connection", extra={"bot": self.bot_id, "error": repr(error)})
 

@@ -239,6 +239,31 @@ class JetStreamPublisher:
             batch.wake()
         self._space.set()
 
+    def refused(self, subject: str, reason: str) -> None:
+        """The server refused a publish on ``subject`` (a permissions violation; lower-case, as the
+        error gives it): no message on that subject awaiting an ack will ever be stored, so none is
+        resent. A posted one is reported through ``on_unstored`` at once (not after the publish
+        timeout: the deterministic mode would wait for it until then); an awaited ``publish`` raises."""
+        lost = [item for item in self._pending.values() if item.subject.lower() == subject and not item.acked]
+        posted: list[Outgoing] = []
+        for item in lost:
+            batch = item.batch
+            if item.event is None and batch is not None:  # an awaited publish: it raises
+                batch.error = PublishError(f"event {item.msg_id} on {item.subject!r}: {reason}")
+                batch.wake()
+                continue
+            if item.token is not None:
+                self._pending.pop(item.token, None)
+            item.acked = True  # settled: never resent, not counted as lost again
+            posted.append(item)
+            if batch is not None:
+                batch.remaining -= 1
+                if batch.remaining == 0:
+                    batch.wake()
+        if posted:
+            self._space.set()
+            self._on_unstored(posted, reason)
+
     # -- sending ----------------------------------------------------------------------------------
 
     async def _send(self, item: Outgoing, batch: _Batch) -> None:
