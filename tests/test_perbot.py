@@ -11,12 +11,14 @@ neither in the logs nor in ``config show``.
 
 from __future__ import annotations
 
+import io
 import logging
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from citarion_host.app import run_host
 from citarion_host.bus.nats import BotView, NatsBus
 from citarion_host.bus.nats.lanes import BotLink, bot_credentials, permission_violation, seed_env_name
 from citarion_host.cli import main as cli_main
@@ -347,3 +349,39 @@ async def test_a_bot_removed_by_a_reload_has_its_connection_closed(
         assert bus._lanes["recorder"].link.opened
     finally:
         await host.stop()
+
+
+@pytest.mark.slow
+async def test_the_platform_runs_per_bot_within_the_generated_permissions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """configs/prod.toml (the whole platform: queue groups, durables, requests, a feed) with per-bot
+    connections on a server running the permissions generated from it: it completes with the books
+    balanced and not one refusal, every bot on a connection of its own."""
+    root = Path(__file__).resolve().parents[1]
+    prod = load_config(root / "configs" / "prod.toml")
+    out = tmp_path / "deploy"
+    write_deployment(prod, out, DeployOptions(store_dir=str(out / "store"), check=False))
+    monkeypatch.chdir(tmp_path)
+    caplog.set_level(logging.INFO)
+    with NatsServer.from_config(out / "nats-server.conf") as server:
+        environ = {
+            "CITARION_BACKEND__NATS__SERVERS": server.url,
+            "CITARION_BACKEND__NATS__NKEYS_SEED": str(out / "secrets" / "host.nk"),
+            "CITARION_BACKEND__NATS__ISOLATION": "per-bot",
+            "CITARION_BACKEND__NATS__BOT_SEEDS_DIR": str(out / "secrets" / "bots"),
+            "CITARION_HOST__PROGRESS_INTERVAL_S": "0",
+            "CITARION_HOST__RECORD": "",
+        }
+        loaded = load_config(out / "citarion-host.toml", environ=environ)
+        summary = await run_host(loaded, reload=False, handle_signals=False, out=io.StringIO())
+    rows = {row["bot"]: row for row in summary["bots"]}
+    assert summary["events"] > 8_000 and all(row["errors"] == 0 for row in rows.values())
+    assert rows["lumi"]["stats"]["completed"] is True and rows["exchange"]["stats"]["balanced"] is True
+    records = caplog.records
+    assert not [r for r in records if "refused a bot's operation" in r.getMessage()]
+    own = {
+        getattr(r, "bot", None) for r in records if r.getMessage() == "bot connected to NATS as its own user"
+    }
+    assert own == {bot.id for bot in prod.config.bots if bot.enabled and (bot.publish or bot.subscribe)}
+    print(f"per-bot platform run: {summary['events']} events, {summary['events_per_s']:.0f} events/s")
