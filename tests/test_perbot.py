@@ -11,6 +11,7 @@ neither in the logs nor in ``config show``.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 from collections.abc import Iterator
@@ -385,3 +386,40 @@ async def test_the_platform_runs_per_bot_within_the_generated_permissions(
     }
     assert own == {bot.id for bot in prod.config.bots if bot.enabled and (bot.publish or bot.subscribe)}
     print(f"per-bot platform run: {summary['events']} events, {summary['events_per_s']:.0f} events/s")
+
+
+async def test_bots_own_connections_come_back_after_the_server_is_killed(
+    deployment: tuple[NatsServer, Path], tmp_path: Path
+) -> None:
+    """SIGKILL of the server mid-stream (file storage): every bot's connection reconnects, the
+    publisher's unacknowledged events are resent, the consumers go on (the named ephemeral one
+    recreated by the host after the last event its bot saw), and every event arrives."""
+    server, out = deployment
+    count = 400
+    text = backend(server.url, out).replace('storage = "memory"', 'storage = "file"')
+    text += "reconnect_wait_s = 0.05\nreconnect_wait_max_s = 0.2\n"
+    text += bots('["analytics.other.>"]').replace(f"count = {COUNT}", f"count = {count}\npace_s = 0.002")
+    config = _written(tmp_path, text.replace("analytics.rogue.emitted", "analytics.other.emitted"))
+    host = Host(load_config(config), plugins=Plugins())
+    await host.start()
+    try:
+        await eventually(lambda: len(Recorder.seen.get("recorder", [])) >= 40, 30, "40 numbers")
+        await asyncio.to_thread(server.kill)
+        await asyncio.to_thread(server.start)
+        for bot_id in ("recorder", "keeper"):
+            await eventually(
+                lambda b=bot_id: {e.payload["n"] for e in Recorder.seen.get(b, [])} == set(range(count)),
+                60,
+                f"every number at {bot_id}",
+            )
+        bus = host.bus
+        assert isinstance(bus, NatsBus)
+        stats = bus.stats()["nats"]
+    finally:
+        await host.stop()
+    assert stats["permission_violations"] == 0
+    assert all(lane["connection"] == "connected" for lane in stats["bots"].values())
+    print(
+        f"after the kill: recorder handled {len(Recorder.seen['recorder'])}, "
+        f"keeper {len(Recorder.seen['keeper'])} of {count}; unstored {bus.unstored}"
+    )

@@ -160,14 +160,16 @@ class BotLink:
 
     @property
     def opened(self) -> bool:
-        return self.state == "connected"
+        """Connected once: from then on nats-py reconnects it by itself (a send while it is away waits
+        for it, or fails when it is closed for good); only a link never connected is opened again."""
+        return self.state not in ("new", "failed")
 
     async def open(
         self, environ: Mapping[str, str], jetstream: bool, on_unstored: Callable[[list[Outgoing], str], None]
     ) -> None:
         """Connect as the bot (once; concurrent callers wait for the same attempt). A failure raises
         :class:`BusError` naming the bot, and the next call tries again."""
-        if self._opening is None or (self._opening.done() and self.state != "connected"):
+        if self._opening is None or (self._opening.done() and not self.opened):
             self._opening = asyncio.ensure_future(self._open(environ, jetstream, on_unstored))
         await asyncio.shield(self._opening)
 
