@@ -20,6 +20,7 @@ The package reads top-down, and imports only downward (a test keeps it so):
 
 * ``__init__`` — :class:`NatsBus`, the backend: publish, subscribe, request/reply, connection events;
 * ``feeds`` — feeding subscriptions (core subscriptions, JetStream consumers) and settling receipts;
+* ``lanes`` — a bot's own connection (``isolation = "per-bot"``: :meth:`NatsBus.for_bot`, :class:`BotView`);
 * ``publisher`` — acknowledged, pipelined JetStream publishing; ``requests`` — request/reply;
 * ``stream`` — stream and consumer management; ``connection`` — options, connecting, reconnect backoff;
 * ``_client`` — the only module that touches nats-py's internals (direct dispatch, the lean wire).
