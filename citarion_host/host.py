@@ -427,6 +427,7 @@ class Host:
             reasons.append("the host is not running")
         if not connected:
             reasons.append(f"bus {bus.name!r} not connected ({state})")
+        reasons += bus.connection_problems()  # e.g. a bot's own NATS connection (per-bot isolation)
         bots: dict[str, str] = {}
         for bot in self._placed(self.config):
             runner = self.runners.get(bot.id)

@@ -405,6 +405,8 @@ async def test_bots_own_connections_come_back_after_the_server_is_killed(
     try:
         await eventually(lambda: len(Recorder.seen.get("recorder", [])) >= 40, 30, "40 numbers")
         await asyncio.to_thread(server.kill)
+        away = "its own NATS connection is disconnected"
+        await eventually(lambda: any(away in r for r in host.health().reasons), 30, "readiness says so")
         await asyncio.to_thread(server.start)
         for bot_id in ("recorder", "keeper"):
             await eventually(
@@ -415,6 +417,7 @@ async def test_bots_own_connections_come_back_after_the_server_is_killed(
         bus = host.bus
         assert isinstance(bus, NatsBus)
         stats = bus.stats()["nats"]
+        await eventually(lambda: host.health().ready, 30, "ready again")
     finally:
         await host.stop()
     assert stats["permission_violations"] == 0

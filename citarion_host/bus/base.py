@@ -345,6 +345,11 @@ class EventBus(abc.ABC):
         a connection of its own (``NatsBus`` with ``isolation = "per-bot"``)."""
         return self
 
+    def connection_problems(self) -> list[str]:
+        """Connections of this bus, other than its own, that cannot carry events now (one line each:
+        a bot's own NATS connection, ``isolation = "per-bot"``); part of the host's readiness."""
+        return []
+
     async def release_bot(self, bot_id: str) -> None:
         """Bot ``bot_id`` left the topology (stopped, unsubscribed): close what :meth:`for_bot` opened
         for it. Default: nothing."""

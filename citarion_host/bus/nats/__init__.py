@@ -247,6 +247,14 @@ class NatsBus(EventBus):
             lane = self._lanes[bot_id] = BotView(self, link)
         return lane
 
+    def connection_problems(self) -> list[str]:
+        """Bots whose own connection is away (nats-py reconnects it) or closed for good."""
+        return [
+            f"bot {bot_id!r}: its own NATS connection is {lane.link.state}"
+            for bot_id, lane in sorted(self._lanes.items())
+            if lane.link.state in ("disconnected", "closed")
+        ]
+
     async def release_bot(self, bot_id: str) -> None:
         """A removed bot's connection is closed (its subscription was closed by the host first)."""
         lane = self._lanes.pop(bot_id, None)
