@@ -228,12 +228,17 @@ async def test_core_nats_a_subscription_outside_the_grant_is_refused_by_the_serv
 
 
 def test_config_show_never_prints_a_seed(
-    deployment: tuple[NatsServer, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    deployment: tuple[NatsServer, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     server, out = deployment
+    monkeypatch.setenv(seed_env_name("numbers"), (out / "secrets" / "bots" / "numbers.nk").read_text())
     config = tmp_path / "host.toml"
     config.write_text(backend(server.url, out) + bots('["analytics.other.>"]'))
     assert cli_main(["config", "show", "--config", str(config)]) == 0
+    assert cli_main(["config", "show", "--show-secrets", "--config", str(config)]) == 0
     shown = capsys.readouterr().out
     assert 'isolation = "per-bot"' in shown
     for seed in seeds(out):
