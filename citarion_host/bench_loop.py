@@ -25,8 +25,8 @@ from .bench import (
     ratio,
     rounds_sync,
 )
-from .bench_demo import DEMO_CONFIG, demo_round
-from .bench_nats import core_bus, core_raw_codec, core_round, drop_stream, jetstream_settings
+from .bench_demo import DEMO_CONFIG, demo_round, jetstream_round
+from .bench_nats import core_bus, core_raw_codec, core_round
 
 __all__ = ["run_loops"]
 
@@ -49,11 +49,7 @@ async def _one_loop(
     bus_p50 = await _latency_p50(url, core_bus, latency_events)
     raw_p50 = await _latency_p50(url, core_raw_codec, latency_events)
     memory = await demo_round(path, {"type": "memory"})
-    backend = {"type": "nats", "nats": jetstream_settings(url, stream).model_dump(mode="json")}
-    try:
-        jetstream = await demo_round(path, backend, pid)
-    finally:
-        await drop_stream(url, stream)
+    jetstream = await jetstream_round(path, url, stream, pid)
     return {
         "core_events_per_s": core["events_per_s"],
         "core_cpu_us": core["cpu_us_per_event"],

@@ -10,13 +10,24 @@ stream, ``docs/nats-auth.md``): no second connection, and the snapshot writes sh
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from typing import Any
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import api
-from nats.js.errors import BucketNotFoundError, KeyDeletedError, KeyNotFoundError, NoKeysError
+from nats.js.errors import (
+    BucketNotFoundError,
+    KeyDeletedError,
+    KeyNotFoundError,
+    NoKeysError,
+    ServiceUnavailableError,
+)
 from nats.js.kv import KeyValue
 
 from .bus.config import NatsSettings
@@ -25,6 +36,16 @@ from .errors import StateError
 __all__ = ["KvStore", "open_kv_store"]
 
 log = logging.getLogger("citarion_host.state")
+
+T = TypeVar("T")
+
+#: Errors that mean "no answer yet", not "no": a bucket's replicas electing a leader (a new bucket in
+#: a cluster, a node lost) answer nothing for a few seconds. Reads and puts of a whole value are
+#: idempotent, so they are retried within :data:`RETRY_BUDGET_S`.
+_TRANSIENT = (NatsTimeoutError, NoRespondersError, ServiceUnavailableError)
+
+#: How long a state read or write keeps retrying a transient error (docs/limits.md).
+RETRY_BUDGET_S = 30.0
 
 
 class KvStore:
@@ -36,9 +57,26 @@ class KvStore:
         self.where = f"kv {bucket}"
         self.max_payload = max_payload
 
+    async def _retrying(self, operation: Callable[[], Awaitable[T]], what: str) -> T:
+        """``operation``, again after a transient error until :data:`RETRY_BUDGET_S` has passed."""
+        deadline = time.monotonic() + RETRY_BUDGET_S
+        delay = 0.1
+        while True:
+            try:
+                return await operation()
+            except _TRANSIENT as exc:
+                if time.monotonic() + delay > deadline:
+                    raise
+                if delay == 0.1:  # one line per operation, not one per retry
+                    log.warning(
+                        "state store not answering yet: retrying", extra={"what": what, "error": repr(exc)}
+                    )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
     async def load(self, bot_id: str) -> bytes | None:
         try:
-            entry = await self._kv.get(bot_id)
+            entry = await self._retrying(lambda: self._kv.get(bot_id), f"read {bot_id!r}")
         except (KeyNotFoundError, KeyDeletedError):
             return None
         except NatsError as exc:
@@ -53,7 +91,7 @@ class KvStore:
                 ' or use [state] store = "dir"'
             )
         try:
-            await self._kv.put(bot_id, data)
+            await self._retrying(lambda: self._kv.put(bot_id, data), f"write {bot_id!r}")
         except NatsError as exc:
             raise StateError(f"bot {bot_id!r}: cannot write its state to {self.where}: {exc!r}") from exc
 

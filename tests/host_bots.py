@@ -142,3 +142,22 @@ IMPORT_GATE = threading.Event()
 def import_hangs(seconds: float = 30.0) -> None:
     """Called at module level by a test plugin: blocks its import until IMPORT_GATE is set."""
     IMPORT_GATE.wait(seconds)
+
+
+class Picky(Bot):
+    """Fails on every delivery of the number ``fail_on`` and handles the rest; counts calls per number
+    in a class-level dict (survives the restarts the failures cause)."""
+
+    type_name = "test-picky"
+    calls: ClassVar[dict[int, int]] = {}
+
+    class Params(_Params):
+        fail_on: int = 2
+
+    params: Params
+
+    async def handle(self, event: Event) -> None:
+        n = int(event.payload["n"])
+        Picky.calls[n] = Picky.calls.get(n, 0) + 1
+        if n == self.params.fail_on:
+            raise RuntimeError(f"cannot take {n}")

@@ -240,3 +240,27 @@ def test_a_host_killed_mid_run_resumes_with_the_figures_of_an_uninterrupted_run(
     assert main(["state", "reset", "--config", str(killed), "--bot", "tally"]) == 0
     assert "reset tally (kv state-killed)" in capsys.readouterr().out
     assert snapshot_of(nats_server, "killed") is None
+
+
+async def test_a_state_read_while_the_server_is_briefly_away_is_retried_not_failed(
+    nats_server: NatsServer,
+) -> None:
+    """A bucket's server that does not answer for a moment (a restart here; in a cluster, the bucket's
+    replicas electing a leader) delays a state read; it does not fail the bot's start."""
+    from citarion_host.bus.config import NatsSettings
+    from citarion_host.statekv import open_kv_store
+
+    settings = NatsSettings(servers=[nats_server.url], api_timeout_s=0.5)
+    connection = await nats.connect(nats_server.url, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
+    try:
+        store = await open_kv_store(connection, settings, "citarion-state")
+        assert store is not None
+        await store.save("argus", b"state")
+        nats_server.stop()
+        reading = asyncio.create_task(store.load("argus"))
+        await asyncio.sleep(1.5)  # several api timeouts while the server is gone
+        assert not reading.done(), "the read waits for the server instead of failing"
+        nats_server.start()
+        assert await asyncio.wait_for(reading, 30) == b"state"
+    finally:
+        await connection.close()
