@@ -143,7 +143,10 @@ class MemoryBus(EventBus):
         self.published += 1
         if self.sequencer is not None and "replyTo" not in event.metadata:
             members = [group.pick() for group in route.groups]
-            self.sequencer.push(event, [*route.subscribers, *members] if members else route.subscribers)
+            if members:  # a queue group's pick: not in creation order among the others
+                self.sequencer.push(event, [*route.subscribers, *members])
+            else:
+                self.sequencer.push(event, route.subscribers, ordered=True)  # sorted by _route
             return
         for subscriber in route.subscribers:
             subscriber.deliver(event)
