@@ -243,14 +243,21 @@ class PaperExchange(Bot[PaperExchangeParams]):
                 self.ticks[key] += 1
             self._mark(key, dec(payload.last))
             data_time = event.metadata.get(DATA_TIME)
+            # The common case stays synchronous (no coroutine per step): held orders, due transfers and
+            # deposits are awaited only when there are some.
             if isinstance(data_time, int):
-                await self._bar_seen(key, data_time, payload.last)
-                await self._tick(event, data_time)
-            await self._deposit_due(event, key)
+                ready = self._record_bar(key, data_time, payload.last)
+                for _, held_event, order in ready or ():
+                    await self._submit(held_event, order)
+                if self._advance(data_time):
+                    await self._settle_due(event)
+            if self._deposits:
+                await self._deposit_due(event, key)
         elif isinstance(payload, Candle):
             if self.params.interval is None or payload.interval == self.params.interval:
                 await self._on_candle(event, payload)
-                await self._tick(event, payload.open_time)
+                if self._advance(payload.open_time):
+                    await self._settle_due(event)
         elif isinstance(payload, OrderBook):
             await self._on_book(event, payload)
         elif isinstance(payload, Trade):
@@ -278,15 +285,27 @@ class PaperExchange(Bot[PaperExchangeParams]):
 
     async def _tick(self, event: Event, data_time: int) -> None:
         """The data clock moved: settle the transfers that are due."""
+        if self._advance(data_time):
+            await self._settle_due(event)
+
+    def _advance(self, data_time: int) -> bool:
+        """Move the data clock to ``data_time`` (never back); True if a transfer is due now."""
         if data_time > self.clock:
             self.clock = data_time
         due = self.transfers.next_due
-        if due is not None and due <= self.clock:
-            for record in self.transfers.due(self.clock):
-                await self._settle(event, record)
+        return due is not None and due <= self.clock
+
+    async def _settle_due(self, event: Event) -> None:
+        for record in self.transfers.due(self.clock):
+            await self._settle(event, record)
 
     async def _bar_seen(self, key: SeriesKey, data_time: int, close: float) -> None:
         """Record a bar's close by its data time; fill the orders that were waiting for it."""
+        for _, held_event, order in self._record_bar(key, data_time, close) or ():
+            await self._submit(held_event, order)
+
+    def _record_bar(self, key: SeriesKey, data_time: int, close: float) -> list[tuple[int, Event, Order]] | None:
+        """Record a bar's close by its data time; the held orders it releases (to submit, in order)."""
         history = self.history.get(key)
         if history is None:
             history = self.history[key] = History({}, data_time)
@@ -295,11 +314,11 @@ class PaperExchange(Bot[PaperExchangeParams]):
         while len(history.bars) > self.params.price_history_bars:
             del history.bars[next(iter(history.bars))]
         waiting = self.held.get(key)
-        if waiting:
-            ready = [item for item in waiting if item[0] <= history.last_time]
-            self.held[key] = [item for item in waiting if item[0] > history.last_time]
-            for _, held_event, order in ready:
-                await self._submit(held_event, order)
+        if not waiting:
+            return None
+        ready = [item for item in waiting if item[0] <= history.last_time]
+        self.held[key] = [item for item in waiting if item[0] > history.last_time]
+        return ready
 
     async def _on_candle(self, event: Event, candle: Candle) -> None:
         key = (candle.exchange, candle.symbol)
