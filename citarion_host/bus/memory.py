@@ -92,8 +92,10 @@ class MemoryBus(EventBus):
     async def publish(self, event: Event) -> None:
         if self._closed:
             self._check_open()
-        if self.sequencer is not None:
-            await self.sequencer.admit()
+        sequencer = self.sequencer
+        if sequencer is not None:
+            if sequencer.crowded():
+                await sequencer.admit()
         elif PRIORITY_RANK[event.priority] <= 1:
             full = self._full(event)
             if full is not None:
