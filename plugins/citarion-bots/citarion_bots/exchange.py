@@ -304,7 +304,9 @@ class PaperExchange(Bot[PaperExchangeParams]):
         for _, held_event, order in self._record_bar(key, data_time, close) or ():
             await self._submit(held_event, order)
 
-    def _record_bar(self, key: SeriesKey, data_time: int, close: float) -> list[tuple[int, Event, Order]] | None:
+    def _record_bar(
+        self, key: SeriesKey, data_time: int, close: float
+    ) -> list[tuple[int, Event, Order]] | None:
         """Record a bar's close by its data time; the held orders it releases (to submit, in order)."""
         history = self.history.get(key)
         if history is None:
