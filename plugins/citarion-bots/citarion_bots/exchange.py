@@ -136,6 +136,9 @@ class PaperExchange(Bot[PaperExchangeParams]):
         # no ticker came, so a resting limit is only matched against bars that began after it
         self.ticks: Counter[SeriesKey] = Counter()
         self._quoted: set[SeriesKey] = set()
+        #: Each series' last marked float and its Decimal: a bar's ticker and candle carry the same
+        #: price, converted once (derived, not state).
+        self._last_marked: dict[SeriesKey, tuple[float, Decimal]] = {}
         self.resting: dict[SeriesKey, list[Resting]] = {}
         self.history: dict[SeriesKey, History] = {}
         self.depth: dict[SeriesKey, Depth] = {}
@@ -241,7 +244,7 @@ class PaperExchange(Bot[PaperExchangeParams]):
             if key not in self._quoted:
                 self._quoted.add(key)
                 self.ticks[key] += 1
-            self._mark(key, dec(payload.last))
+            self._mark(key, self._mark_price(key, payload.last))
             data_time = event.metadata.get(DATA_TIME)
             # The common case stays synchronous (no coroutine per step): held orders, due transfers and
             # deposits are awaited only when there are some.
@@ -353,10 +356,21 @@ class PaperExchange(Bot[PaperExchangeParams]):
                 await self._report_resting(
                     "trading.order.cancelled", resting, resting.cause, status="CANCELLED", reason="expired"
                 )
-        self._mark(key, dec(candle.close))
+        self._mark(key, self._mark_price(key, candle.close))
         every = self.params.mark_every_bars
         if every and now % every == 0:
             await self._publish_marks(event, (key,))
+
+    def _mark_price(self, key: SeriesKey, price: float) -> Decimal:
+        """``dec(price)``, reused when the series was last marked at the same float (``dec`` formats
+        and parses the float: the costliest step of a tick)."""
+        last = self._last_marked.get(key)
+        if last is not None and last[0] == price and type(price) is float and price:
+            return last[1]
+        mark = dec(price)
+        if type(price) is float:
+            self._last_marked[key] = (price, mark)
+        return mark
 
     def _mark(self, key: SeriesKey, mark: Decimal) -> None:
         """Set the series' last price and revalue every bot holding it (no event: see the module doc)."""
