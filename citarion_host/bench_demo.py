@@ -28,7 +28,7 @@ from .bench import BenchError, Figures, Table, median_figures, paired, ratio, ro
 from .bench_nats import drop_stream, jetstream_settings
 from .settings import LoadedConfig, load_config, parse_config
 
-__all__ = ["DEMO_CONFIG", "demo_config", "demo_round", "drop_bucket", "process_cpu_seconds", "run_demo"]
+__all__ = ["DEMO_CONFIG", "demo_config", "demo_round", "process_cpu_seconds", "run_demo"]
 
 #: ``configs/dev.toml`` of a source checkout (the demo's config).
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "dev.toml"

@@ -25,7 +25,7 @@ from .bench import (
     ratio,
     rounds_sync,
 )
-from .bench_demo import DEMO_CONFIG, demo_round, drop_bucket
+from .bench_demo import DEMO_CONFIG, demo_round
 from .bench_nats import core_bus, core_raw_codec, core_round, drop_stream, jetstream_settings
 
 __all__ = ["run_loops"]
@@ -50,11 +50,10 @@ async def _one_loop(
     raw_p50 = await _latency_p50(url, core_raw_codec, latency_events)
     memory = await demo_round(path, {"type": "memory"})
     backend = {"type": "nats", "nats": jetstream_settings(url, stream).model_dump(mode="json")}
-    try:  # its own state bucket too: a run must not resume the state an earlier one left
-        jetstream = await demo_round(path, backend, pid, state_bucket=stream)
+    try:
+        jetstream = await demo_round(path, backend, pid)
     finally:
         await drop_stream(url, stream)
-        await drop_bucket(url, stream)
     return {
         "core_events_per_s": core["events_per_s"],
         "core_cpu_us": core["cpu_us_per_event"],
