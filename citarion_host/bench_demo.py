@@ -20,9 +20,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import nats
-from nats.errors import Error as NatsError
-
 from .app import run_host
 from .bench import BenchError, Figures, Table, median_figures, paired, ratio, rounds
 from .bench_nats import drop_stream, jetstream_settings
@@ -34,20 +31,14 @@ __all__ = ["DEMO_CONFIG", "demo_config", "demo_round", "process_cpu_seconds", "r
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "dev.toml"
 
 
-def demo_config(
-    path: Path, backend: dict[str, Any], record: Path, state_bucket: str | None = None
-) -> LoadedConfig:
-    """``path``'s config on ``backend``; no reload, progress or summary; records to ``record``.
-    ``state_bucket``: the bots' state in this key-value bucket (on NATS), so that a round does not
-    resume from the state an earlier round left (the feed would find its replay done)."""
+def demo_config(path: Path, backend: dict[str, Any], record: Path) -> LoadedConfig:
+    """``path``'s config on ``backend``; no reload, progress or summary; records to ``record``."""
     loaded = load_config(path)
     data = loaded.config.model_dump(mode="json")
     data["host"].update(
         reload=False, watch_plugins=False, progress_interval_s=0, summary=False, record=str(record)
     )
     data["backend"] = {**backend, "max_pending": data["backend"]["max_pending"]}
-    if state_bucket is not None:
-        data["state"]["bucket"] = state_bucket
     return parse_config(data, loaded.path, files=loaded.files, bot_origins=list(loaded.bot_origins))
 
 
@@ -60,12 +51,10 @@ def process_cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def demo_round(
-    path: Path, backend: dict[str, Any], server_pid: int | None = None, state_bucket: str | None = None
-) -> Figures:
+async def demo_round(path: Path, backend: dict[str, Any], server_pid: int | None = None) -> Figures:
     """One demo run on ``backend``: events/s, wall time, CPU us per event (this process, the server)."""
     with tempfile.TemporaryDirectory(prefix="citarion-bench-") as tmp:
-        loaded = demo_config(path, backend, Path(tmp) / "events.jsonl", state_bucket)
+        loaded = demo_config(path, backend, Path(tmp) / "events.jsonl")
         server_before = process_cpu_seconds(server_pid) if server_pid else None
         cpu, wall = time.process_time(), time.perf_counter()
         summary = await run_host(loaded, reload=False, out=io.StringIO(), handle_signals=False)
@@ -86,17 +75,6 @@ async def demo_round(
     return figures
 
 
-async def drop_bucket(url: str, bucket: str) -> None:
-    """Delete the key-value bucket ``bucket`` (a round's bot state), if it was made."""
-    nc = await nats.connect(url)
-    try:
-        await nc.jetstream().delete_key_value(bucket)
-    except NatsError:
-        pass  # never created: nothing to drop
-    finally:
-        await nc.close()
-
-
 async def _jetstream_round(
     path: Path, url: str, stream: str, server_pid: int | None, deterministic: bool = True
 ) -> Figures:
@@ -105,11 +83,10 @@ async def _jetstream_round(
         "deterministic": deterministic,
         "nats": jetstream_settings(url, stream).model_dump(mode="json"),
     }
-    try:  # a fresh stream and state bucket per round: no round resumes what another left
-        return await demo_round(path, backend, server_pid, state_bucket=stream)
+    try:
+        return await demo_round(path, backend, server_pid)
     finally:
         await drop_stream(url, stream)
-        await drop_bucket(url, stream)
 
 
 async def run_demo(

@@ -259,21 +259,6 @@ async def test_demo_case(shared_nats_server: NatsServer, small_demo: Path) -> No
     assert table.ratios[0].name == "JetStream / memory (events/s)"
 
 
-@pytest.mark.slow
-async def test_demo_case_jetstream_rounds_do_not_resume_each_others_state(
-    shared_nats_server: NatsServer, small_demo: Path
-) -> None:
-    """Every bot keeps state (a JetStream key-value bucket on NATS): a second round sharing the first's
-    bucket resumed the feed after its last bar and ran a few dozen events. Each round has its own."""
-    (table,) = await run_demo(
-        shared_nats_server.url, small_demo, rounds_=2, server_pid=shared_nats_server.pid
-    )
-    memory = table.row("memory")["events"]
-    print({row["name"]: row["events"] for row in table.rows})
-    assert table.row("JetStream")["events"] == memory, "deterministic: the same run, every round"
-    assert table.row("JetStream, free-running")["events"] > memory / 2
-
-
 async def test_state_case(shared_nats_server: NatsServer, small_demo: Path) -> None:
     from citarion_host.bench_state import run_state_bench
 
