@@ -22,12 +22,16 @@ from typing import Any
 
 from .events import Event
 
-__all__ = ["DATA_TIME", "current_event", "handling", "stamp"]
+__all__ = ["CURRENT_EVENT", "DATA_TIME", "current_event", "handling", "stamp"]
 
 #: The metadata key of an event's data time (Unix ms of the bar it belongs to).
 DATA_TIME = "dataTime"
 
 _current: contextvars.ContextVar[Event | None] = contextvars.ContextVar("citarion_event", default=None)
+
+#: The variable :class:`handling` sets, for the host's runner: it sets and resets it inline on every
+#: event's path (no object per handled event; :class:`handling` elsewhere).
+CURRENT_EVENT = _current
 
 
 def current_event() -> Event | None:

@@ -22,7 +22,7 @@ from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO
 
 from .bus import EventBus, Subscription
 from .events import PRIORITIES, Event
@@ -69,7 +69,7 @@ class RunMonitor:
         self.recent_alerts: deque[str] = deque(maxlen=5)  # the last few, for the live display
         self.started = time.perf_counter()
         self.finished: float | None = None
-        self._file: TextIO | None = None
+        self._file: BinaryIO | None = None
         self._subscription: Subscription | None = None
         self._encode: Callable[[Event], bytes] = lambda event: b""
         self._last_report = (self.started, 0)
@@ -81,7 +81,9 @@ class RunMonitor:
         if self.record_path is not None:
             self.record_path.parent.mkdir(parents=True, exist_ok=True)
             # Kept open for the whole run (closed in close), so no context manager.
-            self._file = open(self.record_path, "w", encoding="utf-8", buffering=1 << 16)  # noqa: SIM115
+            # Binary: the codec's JSON bytes (UTF-8) go out as they are, not decoded to text and
+            # encoded back on every event.
+            self._file = open(self.record_path, "wb", buffering=1 << 16)  # noqa: SIM115
         self.started = time.perf_counter()
         self._last_report = (self.started, 0)
 
@@ -112,8 +114,8 @@ class RunMonitor:
         self.events += 1
         self.by_topic[f"{event.domain}.{event.entity}.{event.action}"] += 1
         if self._file is not None:
-            self._file.write(self._encode(event).decode())
-            self._file.write("\n")
+            self._file.write(self._encode(event))
+            self._file.write(b"\n")
         payload = event.payload
         if isinstance(payload, Order) and payload.bot_id:
             figures = self._bot(payload.bot_id)

@@ -42,7 +42,7 @@ from .checkpoint import Checkpoints
 from .context import GuardedContext
 from .errors import HandledFailure
 from .events import Event
-from .lineage import handling
+from .lineage import CURRENT_EVENT, handling
 from .payloads import BotLifecycle
 from .settings import BotConfig, HostSettings
 from .tasks import Tasks
@@ -238,6 +238,11 @@ class BotRunner:
         return start
 
     async def _handle(self, event: Event) -> None:
+        """Handle ``event`` on the bot: lineage set around the handler, a failure reported (a stateful
+        bot's rolled back, :meth:`_crashed`), the duration observed when the host asks for timings.
+
+        Every delivery's path: one coroutine, the lineage variable set and reset inline (no context
+        manager object) and a stateful bot's bookkeeping inline (no second coroutine per event)."""
         if not self._ready.is_set():
             await self._ready.wait()
         bot = self.bot
@@ -245,13 +250,43 @@ class BotRunner:
             return
         timings = self.timings
         started = time.perf_counter() if timings is not None else 0.0
+        checkpoints = self.checkpoints
         try:
-            if self.checkpoints is not None:
-                await self._apply(event, self.checkpoints)
+            if checkpoints is not None:
+                # On a stream the delivery's position is what a snapshot covers: its context is kept,
+                # and the position read from it only when a snapshot needs it (parsing it costs more
+                # than the rest).
+                where = copy_context() if self._positions else None
+                self._handling += 1
+                try:
+                    self.attempt_published = 0
+                    if checkpoints.replay_until:
+                        self.quiet = self._replaying(checkpoints)
+                    try:
+                        token = CURRENT_EVENT.set(event)
+                        try:
+                            await bot.handle(event)
+                        finally:
+                            CURRENT_EVENT.reset(token)
+                    except Exception as exc:
+                        self.quiet = False
+                        await self._crashed(event, exc, where, checkpoints)
+                        return
+                    finally:
+                        self.quiet = False
+                    self.handled += 1
+                    checkpoints.applied(bot, event, where)
+                finally:
+                    self._handling -= 1
+                    if not self._handling and self._handled_all is not None:
+                        self._handled_all.set()
                 return
             try:
-                with handling(event):
+                token = CURRENT_EVENT.set(event)
+                try:
                     await bot.handle(event)
+                finally:
+                    CURRENT_EVENT.reset(token)
                 self.handled += 1
             except Exception as exc:
                 self._failed(event, exc)
@@ -261,35 +296,6 @@ class BotRunner:
         finally:
             if timings is not None:
                 timings.observe(time.perf_counter() - started)
-
-    async def _apply(self, event: Event, checkpoints: Checkpoints) -> None:
-        """Handle ``event`` on a stateful bot, then let its checkpoints know (a snapshot may be due); a
-        failure is rolled back (:meth:`_crashed`). Every event's path: kept to the minimum."""
-        bot = self.bot
-        assert bot is not None
-        # On a stream the delivery's position is what a snapshot covers: its context is kept, and the
-        # position read from it only when a snapshot needs it (parsing it costs more than the rest).
-        where = copy_context() if self._positions else None
-        self._handling += 1
-        try:
-            self.attempt_published = 0
-            if checkpoints.replay_until:
-                self.quiet = self._replaying(checkpoints)
-            try:
-                with handling(event):
-                    await bot.handle(event)
-            except Exception as exc:
-                self.quiet = False
-                await self._crashed(event, exc, where, checkpoints)
-                return
-            finally:
-                self.quiet = False
-            self.handled += 1
-            checkpoints.applied(bot, event, where)
-        finally:
-            self._handling -= 1
-            if not self._handling and self._handled_all is not None:
-                self._handled_all.set()
 
     @staticmethod
     def _replaying(checkpoints: Checkpoints) -> bool:

@@ -92,8 +92,10 @@ class MemoryBus(EventBus):
     async def publish(self, event: Event) -> None:
         if self._closed:
             self._check_open()
-        if self.sequencer is not None:
-            await self.sequencer.admit()
+        sequencer = self.sequencer
+        if sequencer is not None:
+            if sequencer.crowded():
+                await sequencer.admit()
         elif PRIORITY_RANK[event.priority] <= 1:
             full = self._full(event)
             if full is not None:
@@ -143,7 +145,10 @@ class MemoryBus(EventBus):
         self.published += 1
         if self.sequencer is not None and "replyTo" not in event.metadata:
             members = [group.pick() for group in route.groups]
-            self.sequencer.push(event, [*route.subscribers, *members] if members else route.subscribers)
+            if members:  # a queue group's pick: not in creation order among the others
+                self.sequencer.push(event, [*route.subscribers, *members])
+            else:
+                self.sequencer.push(event, route.subscribers, ordered=True)  # sorted by _route
             return
         for subscriber in route.subscribers:
             subscriber.deliver(event)

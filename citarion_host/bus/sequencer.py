@@ -44,7 +44,7 @@ import asyncio
 import contextvars
 import logging
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..events import Event
@@ -61,14 +61,22 @@ _running: contextvars.ContextVar[Sequencer | None] = contextvars.ContextVar("seq
 
 
 class _Entry:
-    __slots__ = ("arrived", "event", "waiting")
+    __slots__ = ("arrived", "event", "pushed", "waiting")
 
     def __init__(
-        self, event: Event, waiting: set[Subscription], arrived: list[tuple[Subscription, Any]]
+        self,
+        event: Event,
+        waiting: set[Subscription],
+        arrived: list[tuple[Subscription, Any]],
+        pushed: Sequence[Subscription] | None = None,
     ) -> None:
         self.event = event
         self.waiting = waiting  # expected subscribers whose delivery has not arrived yet
         self.arrived = arrived  # (subscriber, receipt) holding the event, run in creation order
+        #: Pushed by the memory bus: its subscribers (no receipts), in creation order. Such an entry is
+        #: never in ``_by_id``, never sorted, and no (subscriber, receipt) pair is built for it: the
+        #: path of every event on memory.
+        self.pushed = pushed
 
 
 class Sequencer:
@@ -103,6 +111,11 @@ class Sequencer:
 
     # -- what the bus reports ------------------------------------------------------------------------
 
+    def crowded(self) -> bool:
+        """Would :meth:`admit` wait? Checked first by a publisher, so that the common case (room)
+        costs no coroutine."""
+        return len(self._external) >= self.external_limit and _running.get() is not self
+
     async def admit(self) -> None:
         """Wait, if the caller is an external publisher, until fewer than ``external_limit`` events from
         outside the handlers wait to be handled."""
@@ -127,9 +140,12 @@ class Sequencer:
             entry.waiting.clear()
             self._progress.set()
 
-    def push(self, event: Event, subscribers: Iterable[Subscription]) -> None:
-        """``event`` was published and already delivered to ``subscribers`` (the memory bus)."""
-        self._append(_Entry(event, set(), [(s, None) for s in subscribers]))
+    def push(self, event: Event, subscribers: Sequence[Subscription], ordered: bool = False) -> None:
+        """``event`` was published and already delivered to ``subscribers`` (the memory bus);
+        ``ordered``: they are in creation order already (no sort per event)."""
+        if not ordered:
+            subscribers = sorted(subscribers, key=_seq)
+        self._append(_Entry(event, set(), [], pushed=subscribers))
 
     def arrived(self, subscription: Subscription, event: Event, receipt: Any = None) -> None:
         """``subscription`` received ``event`` (called from ``Subscription.deliver``)."""
@@ -170,13 +186,19 @@ class Sequencer:
                     self._space.set()
                 if entry.waiting:
                     await self._wait_for(entry)
-                if by_id.get(entry.event.id) is entry:
-                    del by_id[entry.event.id]
-                arrived = entry.arrived
-                if len(arrived) > 1:
-                    arrived.sort(key=_creation)
-                for subscription, receipt in arrived:
-                    await subscription.run(entry.event, receipt)
+                pushed = entry.pushed
+                if pushed is not None:
+                    event = entry.event
+                    for subscription in pushed:
+                        await subscription.run(event)
+                else:
+                    if by_id.get(entry.event.id) is entry:
+                        del by_id[entry.event.id]
+                    arrived = entry.arrived
+                    if len(arrived) > 1:
+                        arrived.sort(key=_creation)
+                    for subscription, receipt in arrived:
+                        await subscription.run(entry.event, receipt)
                 self._head = None
                 self.handled += 1
         finally:
@@ -228,3 +250,7 @@ class Sequencer:
 
 def _creation(arrival: tuple[Subscription, Any]) -> int:
     return arrival[0].seq
+
+
+def _seq(subscription: Subscription) -> int:
+    return subscription.seq

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import random
+
 import msgspec
 import pytest
-from citarion_bots.grid import GridBot, crossed_levels, grid_levels
+from citarion_bots.grid import GridBot, _Levels, crossed_levels, grid_levels
 
 from citarion_host.payloads import Order, Signal
 from citarion_host.testing import BotHarness
@@ -111,3 +113,18 @@ def test_params_are_validated() -> None:
         GridBot.Params.model_validate({"levels": 50, "spacing_pct": 0.02})
     with pytest.raises(ValueError, match="Extra inputs"):
         GridBot.Params.model_validate({"level": 5})
+
+
+def test_the_cached_levels_cross_exactly_what_crossed_levels_crosses() -> None:
+    """The bot's per-reference levels (bisection on the ascending prices) against the reference
+    function, on random grids and closes, closes exactly on a level included."""
+    rng = random.Random(12)
+    for _ in range(20_000):
+        reference = rng.uniform(0.5, 70_000.0)
+        spacing, count = rng.choice([0.001, 0.004, 0.01, 0.05]), rng.choice([1, 2, 5, 10])
+        cached = _Levels(reference, spacing, count)
+        prices = list(cached.levels.values())
+        anywhere = [reference * (1 + rng.uniform(-1.2, 1.2) * count * spacing) for _ in range(2)]
+        prev, close = (rng.choice([x, rng.choice(prices)]) for x in anywhere)
+        assert cached.crossed(prev, close) == crossed_levels(cached.levels, prev, close)
+        assert cached.crossed(prev, prev) == crossed_levels(cached.levels, prev, prev) == []

@@ -80,7 +80,10 @@ class HitRate:
         self.outcomes: dict[str, deque[bool]] = {}
 
     def record(self, source: str, hit: bool) -> None:
-        self.outcomes.setdefault(source, deque(maxlen=self.memory)).append(hit)
+        outcomes = self.outcomes.get(source)
+        if outcomes is None:  # not setdefault: that builds a deque per vote
+            outcomes = self.outcomes[source] = deque(maxlen=self.memory)
+        outcomes.append(hit)
 
     def rate(self, source: str) -> float:
         """Laplace-smoothed hit rate: (hits + 1) / (n + 2); 0.5 with no history."""

@@ -89,7 +89,9 @@ class DcaBot(StrategyBot[DcaParams]):
 
     async def on_candle(self, event: Event, candle: Candle) -> None:
         key, close, p = (candle.exchange, candle.symbol), candle.close, self.params
-        closes = self.closes.setdefault(key, deque(maxlen=p.dip_lookback))
+        closes = self.closes.get(key)
+        if closes is None:  # not setdefault: that builds a deque per candle
+            closes = self.closes[key] = deque(maxlen=p.dip_lookback)
         average = self.average_cost(key)
         if p.take_profit_pct and average is not None and close >= average * (1 + p.take_profit_pct):
             await self.signal(

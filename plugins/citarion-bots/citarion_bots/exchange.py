@@ -136,6 +136,9 @@ class PaperExchange(Bot[PaperExchangeParams]):
         # no ticker came, so a resting limit is only matched against bars that began after it
         self.ticks: Counter[SeriesKey] = Counter()
         self._quoted: set[SeriesKey] = set()
+        #: Each series' last marked float and its Decimal: a bar's ticker and candle carry the same
+        #: price, converted once (derived, not state).
+        self._last_marked: dict[SeriesKey, tuple[float, Decimal]] = {}
         self.resting: dict[SeriesKey, list[Resting]] = {}
         self.history: dict[SeriesKey, History] = {}
         self.depth: dict[SeriesKey, Depth] = {}
@@ -241,16 +244,23 @@ class PaperExchange(Bot[PaperExchangeParams]):
             if key not in self._quoted:
                 self._quoted.add(key)
                 self.ticks[key] += 1
-            self._mark(key, dec(payload.last))
+            self._mark(key, self._mark_price(key, payload.last))
             data_time = event.metadata.get(DATA_TIME)
+            # The common case stays synchronous (no coroutine per step): held orders, due transfers and
+            # deposits are awaited only when there are some.
             if isinstance(data_time, int):
-                await self._bar_seen(key, data_time, payload.last)
-                await self._tick(event, data_time)
-            await self._deposit_due(event, key)
+                ready = self._record_bar(key, data_time, payload.last)
+                for _, held_event, order in ready or ():
+                    await self._submit(held_event, order)
+                if self._advance(data_time):
+                    await self._settle_due(event)
+            if self._deposits:
+                await self._deposit_due(event, key)
         elif isinstance(payload, Candle):
             if self.params.interval is None or payload.interval == self.params.interval:
                 await self._on_candle(event, payload)
-                await self._tick(event, payload.open_time)
+                if self._advance(payload.open_time):
+                    await self._settle_due(event)
         elif isinstance(payload, OrderBook):
             await self._on_book(event, payload)
         elif isinstance(payload, Trade):
@@ -278,15 +288,29 @@ class PaperExchange(Bot[PaperExchangeParams]):
 
     async def _tick(self, event: Event, data_time: int) -> None:
         """The data clock moved: settle the transfers that are due."""
+        if self._advance(data_time):
+            await self._settle_due(event)
+
+    def _advance(self, data_time: int) -> bool:
+        """Move the data clock to ``data_time`` (never back); True if a transfer is due now."""
         if data_time > self.clock:
             self.clock = data_time
         due = self.transfers.next_due
-        if due is not None and due <= self.clock:
-            for record in self.transfers.due(self.clock):
-                await self._settle(event, record)
+        return due is not None and due <= self.clock
+
+    async def _settle_due(self, event: Event) -> None:
+        for record in self.transfers.due(self.clock):
+            await self._settle(event, record)
 
     async def _bar_seen(self, key: SeriesKey, data_time: int, close: float) -> None:
         """Record a bar's close by its data time; fill the orders that were waiting for it."""
+        for _, held_event, order in self._record_bar(key, data_time, close) or ():
+            await self._submit(held_event, order)
+
+    def _record_bar(
+        self, key: SeriesKey, data_time: int, close: float
+    ) -> list[tuple[int, Event, Order]] | None:
+        """Record a bar's close by its data time; the held orders it releases (to submit, in order)."""
         history = self.history.get(key)
         if history is None:
             history = self.history[key] = History({}, data_time)
@@ -295,11 +319,11 @@ class PaperExchange(Bot[PaperExchangeParams]):
         while len(history.bars) > self.params.price_history_bars:
             del history.bars[next(iter(history.bars))]
         waiting = self.held.get(key)
-        if waiting:
-            ready = [item for item in waiting if item[0] <= history.last_time]
-            self.held[key] = [item for item in waiting if item[0] > history.last_time]
-            for _, held_event, order in ready:
-                await self._submit(held_event, order)
+        if not waiting:
+            return None
+        ready = [item for item in waiting if item[0] <= history.last_time]
+        self.held[key] = [item for item in waiting if item[0] > history.last_time]
+        return ready
 
     async def _on_candle(self, event: Event, candle: Candle) -> None:
         key = (candle.exchange, candle.symbol)
@@ -332,10 +356,21 @@ class PaperExchange(Bot[PaperExchangeParams]):
                 await self._report_resting(
                     "trading.order.cancelled", resting, resting.cause, status="CANCELLED", reason="expired"
                 )
-        self._mark(key, dec(candle.close))
+        self._mark(key, self._mark_price(key, candle.close))
         every = self.params.mark_every_bars
         if every and now % every == 0:
             await self._publish_marks(event, (key,))
+
+    def _mark_price(self, key: SeriesKey, price: float) -> Decimal:
+        """``dec(price)``, reused when the series was last marked at the same float (``dec`` formats
+        and parses the float: the costliest step of a tick)."""
+        last = self._last_marked.get(key)
+        if last is not None and last[0] == price and type(price) is float and price:
+            return last[1]
+        mark = dec(price)
+        if type(price) is float:
+            self._last_marked[key] = (price, mark)
+        return mark
 
     def _mark(self, key: SeriesKey, mark: Decimal) -> None:
         """Set the series' last price and revalue every bot holding it (no event: see the module doc)."""

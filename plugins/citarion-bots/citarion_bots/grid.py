@@ -15,6 +15,7 @@ levels by more than a spacing re-centres on the current close instead of sitting
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,6 +59,29 @@ def crossed_levels(levels: dict[int, float], prev: float, close: float) -> list[
     return []
 
 
+class _Levels:
+    """One reference's levels, kept until the reference moves: computed once per re-centre instead of
+    once per candle, crossings found by bisection on the ascending prices (the same levels, in the
+    same order, as :func:`crossed_levels`: ``L_k`` is non-decreasing in k)."""
+
+    __slots__ = ("keys", "levels", "prices", "reference", "shape")
+
+    def __init__(self, reference: float, spacing: float, levels: int) -> None:
+        self.reference = reference
+        self.shape = (spacing, levels)
+        self.levels = grid_levels(reference, spacing, levels)
+        self.keys = list(self.levels)  # ascending: -levels..levels
+        self.prices = list(self.levels.values())
+
+    def crossed(self, prev: float, close: float) -> list[int]:
+        keys, prices = self.keys, self.prices
+        if close < prev:  # close <= L_k < prev, highest first
+            return keys[bisect_left(prices, close) : bisect_left(prices, prev)][::-1]
+        if close > prev:  # prev < L_k <= close, lowest first
+            return keys[bisect_right(prices, prev) : bisect_right(prices, close)]
+        return []
+
+
 @dataclass(slots=True)
 class _Grid:
     reference: float
@@ -82,6 +106,7 @@ class GridBot(StrategyBot[GridParams]):
         super().__init__(ctx, params)
         self.grids: dict[SeriesKey, _Grid] = {}
         self._lot_orders: dict[str, tuple[SeriesKey, tuple[int, float], str]] = {}
+        self._levels: dict[SeriesKey, _Levels] = {}  # derived from each grid's reference: not state
 
     def state_fields(self) -> dict[str, Any]:
         return {**super().state_fields(), "grids": list(self.grids.items()), "lot_orders": self._lot_orders}
@@ -97,8 +122,11 @@ class GridBot(StrategyBot[GridParams]):
         if grid is None:
             self.grids[key] = _Grid(reference=p.reference or close, prev=close)
             return
-        levels = grid_levels(grid.reference, p.spacing_pct, p.levels)
-        for k in crossed_levels(levels, grid.prev, close):
+        cached = self._levels.get(key)
+        if cached is None or cached.reference != grid.reference or cached.shape != (p.spacing_pct, p.levels):
+            cached = self._levels[key] = _Levels(grid.reference, p.spacing_pct, p.levels)
+        levels = cached.levels
+        for k in cached.crossed(grid.prev, close):
             if close < grid.prev:
                 await self._buy(event, candle, grid, levels, k)
             else:

@@ -229,7 +229,7 @@ class Holt:
 
     def sigma(self) -> float:
         """RMS of the recorded one-step errors (0 until there is one)."""
-        return rms(list(self.errors)) if self.errors else 0.0
+        return rms(self.errors) if self.errors else 0.0  # the deque itself: no copy per bar
 
     def sigma_ahead(self, horizon: int) -> float:
         """Sigma of the ``horizon``-step forecast error (Hyndman & Athanasopoulos, ETS(A,A,N))::

@@ -139,9 +139,14 @@ class PumpBot(StrategyBot[PumpParams]):
 
     async def on_candle(self, event: Event, candle: Candle) -> None:
         key, p = (candle.exchange, candle.symbol), self.params
-        closes = self.closes.setdefault(key, deque(maxlen=max(p.baseline_bars, p.price_window) + 1))
-        volumes = self.volumes.setdefault(key, deque(maxlen=p.baseline_bars))
-        returns = self.returns.setdefault(key, deque(maxlen=p.baseline_bars))
+        # get, not setdefault: that would build three deques per candle
+        closes, volumes, returns = self.closes.get(key), self.volumes.get(key), self.returns.get(key)
+        if closes is None:
+            closes = self.closes[key] = deque(maxlen=max(p.baseline_bars, p.price_window) + 1)
+        if volumes is None:
+            volumes = self.volumes[key] = deque(maxlen=p.baseline_bars)
+        if returns is None:
+            returns = self.returns[key] = deque(maxlen=p.baseline_bars)
         # The volume spike is the rarer condition: test it first (the same mean read_pump takes), so
         # the returns' sigma is only computed for bars that could be a pump.
         base = mean(volumes) if len(volumes) == p.baseline_bars else 0.0

@@ -62,6 +62,13 @@ class RiskGuardParams(StrictParams):
     bots: list[str] = []
 
 
+class _Clear:
+    """What :meth:`RiskGuard._assess` returns for a blocked account: look at clearing it instead."""
+
+
+_CLEAR = _Clear()
+
+
 @dataclass(slots=True)
 class _Block:
     kind: str
@@ -213,11 +220,21 @@ class RiskGuard(Bot[RiskGuardParams]):
             if payload.open_time > self.now:
                 self.now = payload.open_time
                 self.clock += 1
+            # Every candle, every account: the decisions are synchronous, a coroutine is awaited only
+            # for an account with something to publish (a breach or a cleared block).
             for bot_id, account in self.accounts.items():
                 if key in account.quantities:
-                    await self._check(event, bot_id, account)
+                    breach = self._assess(account)
+                    if isinstance(breach, tuple):
+                        await self._breach(event, bot_id, account, *breach)
+                    elif breach is not None:  # blocked: may it be cleared?
+                        block = self._clearable(account)
+                        if block is not None:
+                            await self._cleared(event, bot_id, block)
                 elif account.block is not None:
-                    await self._maybe_clear(event, bot_id, account)
+                    block = self._clearable(account)
+                    if block is not None:
+                        await self._cleared(event, bot_id, block)
         elif isinstance(payload, Position) and self.watches(payload.bot_id):
             account = self.accounts.setdefault(payload.bot_id, _Account())
             key = (payload.exchange, payload.symbol)
@@ -243,44 +260,44 @@ class RiskGuard(Bot[RiskGuardParams]):
             self.accounts[payload.bot_id or ""].fills += 1
 
     async def _check(self, event: Event, bot_id: str, account: _Account) -> None:
+        breach = self._assess(account)
+        if isinstance(breach, tuple):
+            await self._breach(event, bot_id, account, *breach)
+        elif breach is not None:  # blocked: may it be cleared?
+            await self._maybe_clear(event, bot_id, account)
+
+    def _assess(self, account: _Account) -> tuple[str, float, float, str] | _Clear | None:
+        """Move the account's peak; what breaches (kind, value, limit, message), :data:`_CLEAR` if it
+        is blocked (a clear is looked at instead), None if all is well."""
         equity = self.equity(account)
         account.peak = equity if account.peak is None else max(account.peak, equity)
         if account.block is not None:
-            await self._maybe_clear(event, bot_id, account)
-            return
+            return _CLEAR
         p = self.params
         drawdown = (account.peak - equity) / account.peak if account.peak > 0 else 0.0
         exposure = self.exposure(account)
         if drawdown >= p.max_drawdown:
-            await self._breach(
-                event,
-                bot_id,
-                account,
+            return (
                 "drawdown",
                 drawdown,
                 p.max_drawdown,
                 f"drawdown {drawdown:.1%} from peak equity {account.peak:.2f} (limit {p.max_drawdown:.1%})",
             )
-        elif p.max_gross_exposure is not None and exposure > p.max_gross_exposure:
-            await self._breach(
-                event,
-                bot_id,
-                account,
+        if p.max_gross_exposure is not None and exposure > p.max_gross_exposure:
+            return (
                 "exposure",
                 exposure,
                 p.max_gross_exposure,
                 f"gross exposure {exposure:.2f} over limit {p.max_gross_exposure:.2f}",
             )
-        elif p.max_loss_streak is not None and account.streak >= p.max_loss_streak:
-            await self._breach(
-                event,
-                bot_id,
-                account,
+        if p.max_loss_streak is not None and account.streak >= p.max_loss_streak:
+            return (
                 "loss_streak",
                 float(account.streak),
                 float(p.max_loss_streak),
                 f"{account.streak} losing exits in a row (limit {p.max_loss_streak})",
             )
+        return None
 
     async def _breach(
         self,
@@ -316,26 +333,36 @@ class RiskGuard(Bot[RiskGuardParams]):
         self.ctx.log.warning("bot blocked: %s: %s", bot_id, message)
 
     async def _maybe_clear(self, event: Event, bot_id: str, account: _Account) -> None:
+        block = self._clearable(account)
+        if block is not None:
+            await self._cleared(event, bot_id, block)
+
+    def _clearable(self, account: _Account) -> _Block | None:
+        """Lift the account's block if it may be (then its peak or streak starts afresh); the lifted
+        block, to announce, or None."""
         block, p = account.block, self.params
         if block is None:
-            return
+            return None
         equity = self.equity(account)
         waited = self.clock - block.since >= p.cooldown_bars
         if block.kind == "drawdown":
             peak = account.peak or 0.0
             recovered = peak > 0 and (peak - equity) / peak < p.max_drawdown * p.drawdown_clear_ratio
             if not (waited or recovered):
-                return
+                return None
             account.peak = equity
         elif block.kind == "exposure":
             limit = p.max_gross_exposure
             if limit is not None and self.exposure(account) > limit * p.exposure_clear_ratio:
-                return
+                return None
         elif not waited:
-            return
+            return None
         else:
             account.streak = 0
         account.block = None
+        return block
+
+    async def _cleared(self, event: Event, bot_id: str, block: _Block) -> None:
         key = f"{block.kind}:{bot_id}"
         meta = {"dataTime": self.now}
         cleared = {"botId": bot_id, "kind": block.kind, "reason": f"cleared: {block.reason}", "key": key}

@@ -181,8 +181,11 @@ class StrategyBot(Bot[StrategyParamsT]):
 
     def available(self, key: SeriesKey) -> float:
         """Inventory not already promised to an in-flight sell."""
+        held = self.inventory[key]
+        if held <= 0.0:  # nothing to sell whatever is promised (what most calls find, once per candle)
+            return 0.0
         reserved = sum(q for k, side, q in self._pending.values() if k == key and side == "SELL")
-        return round_qty(max(0.0, self.inventory[key] - reserved))
+        return round_qty(max(0.0, held - reserved))
 
     async def signal(
         self,
