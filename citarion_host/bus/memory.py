@@ -82,6 +82,7 @@ class MemoryBus(EventBus):
 
     name = "memory"
     capabilities = Capabilities()
+    tappable = True
 
     def __init__(self, **options: Unpack[BusOptions]) -> None:
         super().__init__(**options)
@@ -141,6 +142,8 @@ class MemoryBus(EventBus):
     def _dispatch(self, event: Event) -> None:
         route = self._routes.get(event.topic) or self._route(event.topic)
         self.published += 1
+        if self._taps:
+            self._tapped(event)
         if self.sequencer is not None and "replyTo" not in event.metadata:
             members = [group.pick() for group in route.groups]
             self.sequencer.push(event, [*route.subscribers, *members] if members else route.subscribers)
