@@ -8,6 +8,8 @@ const TAIL_ROWS = 200;      // rows kept in the tail table
 const TAIL_BUFFER = 5000;   // events kept to re-filter the tail
 const TAIL_EVERY_MS = 250;  // the tail is redrawn at most this often: a fast run must not cost a row per event
 const SIGNAL_ROWS = 100;
+const SIGNALS_EVERY_MS = 250;    // the LOGOS panel and signals likewise while shown,
+const SIGNALS_HIDDEN_MS = 1000;  // and at most once a second while another page is shown
 
 const state = {
   received: 0,         // events received over SSE (the overhead benchmark reads it)
@@ -406,11 +408,16 @@ async function refreshConsensus() {
   renderSignals();
 }
 
+// Signals arrive by the hundred per second in a fast replay: drawing both tables on every animation
+// frame (even on a page that does not show them) took the browser more CPU than the host's whole
+// replay (docs/ui.md "Cost"). The state is kept up to date per event; the tables are drawn at most
+// every SIGNALS_EVERY_MS while the signals page is shown, every SIGNALS_HIDDEN_MS otherwise.
 let signalsScheduled = false;
 function scheduleSignals() {
   if (signalsScheduled) return;
   signalsScheduled = true;
-  requestAnimationFrame(() => { signalsScheduled = false; renderSignals(); });
+  const delay = page === "signals" ? SIGNALS_EVERY_MS : SIGNALS_HIDDEN_MS;
+  setTimeout(() => requestAnimationFrame(() => { signalsScheduled = false; renderSignals(); }), delay);
 }
 function renderSignals() {
   const series = [...new Set([...Object.keys(state.decisions), ...Object.keys(state.latest)])].sort();
