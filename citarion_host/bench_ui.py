@@ -12,15 +12,20 @@ record on, as ``make demo``), in interleaved rounds:
   is charged to the host too: a worse case than twenty browsers elsewhere).
 
 Throughput is events over the time from the host's start to the feed's completion, the same for
-every variant. After the replay each stream must have delivered every event of the run, exactly once
-and in order (the browser: the count the page received; the clients: every id), else the round
-fails: losing events is not a slower result, it is a wrong one.
+every variant. Beside the host's own CPU per event: ``host_cores`` (its CPU over that time: 1.0 is a
+whole core; less means it waited for a core, or for nothing) and ``browser_cpu_us_per_event`` (what
+the processes this one started, Chromium and Playwright's driver, used meanwhile): on a 2-core
+machine what the browser takes is what the replay cannot have. After the replay each stream must
+have delivered every event of the run, exactly once and in order (the browser: the count the page
+received; the clients: every id), else the round fails: losing events is not a slower result, it is
+a wrong one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import tempfile
 import time
 from collections.abc import AsyncIterator
@@ -29,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from .bench import BenchError, Figures, Table, median_figures, paired, ratio, rounds
-from .bench_demo import DEMO_CONFIG, demo_config
+from .bench_demo import DEMO_CONFIG, demo_config, process_cpu_seconds
 from .host import Host
 from .monitor import RunMonitor
 from .settings import UiSettings
@@ -75,6 +80,29 @@ async def _read_stream(url: str, ids: list[str]) -> None:
                 raise BenchError(f"ui bench: an SSE client lost events: {sse.data}")
 
 
+def _children_cpu_seconds() -> float:
+    """CPU seconds of every live process descending from this one (Chromium's, Playwright's driver)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(fields[1])
+    mine, total = {os.getpid()}, 0.0
+    changed = True
+    while changed:
+        changed = False
+        for pid, parent in parents.items():
+            if parent in mine and pid not in mine:
+                mine.add(pid)
+                changed = True
+    for pid in mine - {os.getpid()}:
+        total += process_cpu_seconds(pid) or 0.0
+    return total
+
+
 async def ui_round(path: Path, variant: str, browser: Any = None) -> Figures:
     """One demo run as ``variant`` (``off``, ``browser``, ``clients``)."""
     from .ui import Dashboard, DashboardServer
@@ -91,10 +119,12 @@ async def ui_round(path: Path, variant: str, browser: Any = None) -> Figures:
         server = DashboardServer(Dashboard(host, loaded.config.ui)) if variant != "off" else None
         async with _watchers(server, variant, browser) as received:
             monitor.open()
+            children = _children_cpu_seconds()
             cpu, wall = time.process_time(), time.perf_counter()
             await host.start()
             await host.finished.wait()
             cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+            children = _children_cpu_seconds() - children
             await host.bus.settle()
             events = monitor.events
             if server is not None:
@@ -107,6 +137,8 @@ async def ui_round(path: Path, variant: str, browser: Any = None) -> Figures:
         "events": events,
         "events_per_s": events / wall,
         "cpu_us_per_event": cpu * 1e6 / events,
+        "host_cores": round(cpu / wall, 2),
+        "browser_cpu_us_per_event": round(children * 1e6 / events, 1),
     }
     if server is not None:
         figures["streamed"] = wanted
@@ -206,7 +238,17 @@ async def run_ui_bench(path: Path = DEMO_CONFIG, rounds_: int = 3, chromium: str
         "events/s from the host's start to the feed's completion (memory bus, record on); every stream"
         " must then have delivered every event its patterns match (streamed), exactly once (delivered_min:"
         " the fewest any stream got)",
-        ["events", "events_per_s", "cpu_us_per_event", "streamed", "delivered_min", "lost", "spread_pct"],
+        [
+            "events",
+            "events_per_s",
+            "cpu_us_per_event",
+            "host_cores",
+            "browser_cpu_us_per_event",
+            "streamed",
+            "delivered_min",
+            "lost",
+            "spread_pct",
+        ],
         [{"name": name, **median_figures(r)} for name, r in results.items()],
     )
     fleet, tail = "ui on + browser (fleet)", "ui on + browser (tail)"
