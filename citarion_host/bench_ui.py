@@ -6,7 +6,7 @@ record on, as ``make demo``), in interleaved rounds:
 * ``ui off``: as ``make demo`` runs;
 * ``ui on + browser (fleet)``: the dashboard served and headless Chromium (Debian's, driven by
   Playwright) on the fleet page, connected before the first bot starts; that page streams what its
-  panels update live (signals, decisions, risk and system reports) and reads the rest over REST;
+  cards update live (the bots' lifecycle) and reads the rest over REST once a second;
 * ``ui on + browser (tail)``: the same on the live tail, which streams every event;
 * ``ui on + 20 SSE clients``: twenty streams of every event, read in this process (so their parsing
   is charged to the host too: a worse case than twenty browsers elsewhere).
@@ -147,15 +147,15 @@ async def ui_round(path: Path, variant: str, browser: Any = None) -> Figures:
     return figures
 
 
-#: What the page streams off the live tail (``PANEL_TOPICS`` in static/app.js).
-PANEL_TOPICS = ("trading.signal.>", "analytics.decision.>", "risk.>", "system.>")
+#: What the fleet page streams (``FLEET_TOPICS`` in static/app.js): its cards are REST figures.
+FLEET_TOPICS = ("system.bot.>",)
 
 
 def _expected(server: Any, variant: str) -> int:
     """Events the watchers must each get: those their streams' patterns match."""
     from .ui.sse import TopicFilter
 
-    wanted = TopicFilter(PANEL_TOPICS if variant == "fleet" else (">",))
+    wanted = TopicFilter(FLEET_TOPICS if variant == "fleet" else (">",))
     return sum(n for (_, topic), n in server.dashboard.feed.counts.items() if wanted(topic))
 
 
