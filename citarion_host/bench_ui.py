@@ -80,8 +80,8 @@ async def _read_stream(url: str, ids: list[str]) -> None:
                 raise BenchError(f"ui bench: an SSE client lost events: {sse.data}")
 
 
-def _children_cpu_seconds() -> float:
-    """CPU seconds of every live process descending from this one (Chromium's, Playwright's driver)."""
+def _children_cpu() -> dict[int, float]:
+    """CPU seconds of each live process descending from this one (Chromium's, Playwright's driver)."""
     parents: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -90,7 +90,7 @@ def _children_cpu_seconds() -> float:
             except OSError:
                 continue
             parents[int(entry.name)] = int(fields[1])
-    mine, total = {os.getpid()}, 0.0
+    mine = {os.getpid()}
     changed = True
     while changed:
         changed = False
@@ -98,9 +98,13 @@ def _children_cpu_seconds() -> float:
             if parent in mine and pid not in mine:
                 mine.add(pid)
                 changed = True
-    for pid in mine - {os.getpid()}:
-        total += process_cpu_seconds(pid) or 0.0
-    return total
+    found = {pid: process_cpu_seconds(pid) for pid in mine - {os.getpid()}}
+    return {pid: cpu for pid, cpu in found.items() if cpu is not None}
+
+
+def _children_cpu_since(before: dict[int, float]) -> float:
+    """CPU the descendants used since ``before`` (a process that exited meanwhile: not counted)."""
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in _children_cpu().items())
 
 
 async def ui_round(path: Path, variant: str, browser: Any = None) -> Figures:
@@ -119,12 +123,12 @@ async def ui_round(path: Path, variant: str, browser: Any = None) -> Figures:
         server = DashboardServer(Dashboard(host, loaded.config.ui)) if variant != "off" else None
         async with _watchers(server, variant, browser) as received:
             monitor.open()
-            children = _children_cpu_seconds()
+            children = _children_cpu()
             cpu, wall = time.process_time(), time.perf_counter()
             await host.start()
             await host.finished.wait()
             cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-            children = _children_cpu_seconds() - children
+            browser_cpu = _children_cpu_since(children)
             await host.bus.settle()
             events = monitor.events
             if server is not None:
@@ -138,7 +142,7 @@ async def ui_round(path: Path, variant: str, browser: Any = None) -> Figures:
         "events_per_s": events / wall,
         "cpu_us_per_event": cpu * 1e6 / events,
         "host_cores": round(cpu / wall, 2),
-        "browser_cpu_us_per_event": round(children * 1e6 / events, 1),
+        "browser_cpu_us_per_event": round(browser_cpu * 1e6 / events, 1),
     }
     if server is not None:
         figures["streamed"] = wanted
