@@ -1,9 +1,11 @@
 """``bench --case ui``: what the dashboard costs the demo, with a real browser watching, and SSE fan-out.
 
-Three variants of the demo (``configs/dev.toml``'s topology, the seeded replay, the memory bus, the
+Five variants of the demo (``configs/dev.toml``'s topology, the seeded replay, the memory bus, the
 record on, as ``make demo``), in interleaved rounds:
 
 * ``ui off``: as ``make demo`` runs;
+* ``ui on, nobody watching``: the dashboard served, no browser: what the host itself pays for it
+  (the feed, the rates sampler), apart from what a browser costs;
 * ``ui on + browser (fleet)``: the dashboard served and headless Chromium (Debian's, driven by
   Playwright) on the fleet page, connected before the first bot starts; that page streams what its
   cards update live (the bots' lifecycle) and reads the rest over REST once a second;
@@ -108,7 +110,7 @@ def _children_cpu_since(before: dict[int, float]) -> float:
 
 
 async def ui_round(path: Path, variant: str, browser: Any = None) -> Figures:
-    """One demo run as ``variant`` (``off``, ``browser``, ``clients``)."""
+    """One demo run as ``variant`` (``off``, ``idle``, ``fleet``, ``tail``, ``clients``)."""
     from .ui import Dashboard, DashboardServer
 
     with tempfile.TemporaryDirectory(prefix="citarion-bench-") as tmp:
@@ -159,6 +161,8 @@ def _expected(server: Any, variant: str) -> int:
     """Events the watchers must each get: those their streams' patterns match."""
     from .ui.sse import TopicFilter
 
+    if variant == "idle":
+        return 0
     wanted = TopicFilter(FLEET_TOPICS if variant == "fleet" else (">",))
     return sum(n for (_, topic), n in server.dashboard.feed.counts.items() if wanted(topic))
 
@@ -174,7 +178,9 @@ async def _watchers(server: Any, variant: str, browser: Any) -> AsyncIterator[An
     tasks: list[asyncio.Task[None]] = []
     page = None
     try:
-        if variant in ("fleet", "tail"):
+        if variant == "idle":
+            yield lambda: 0
+        elif variant in ("fleet", "tail"):
             page = await browser.new_page()
             await page.goto(f"{server.url}#{variant}")
             await _until(lambda: len(streams.open) == 1, 20, "the browser's stream")
@@ -228,6 +234,7 @@ async def run_ui_bench(path: Path = DEMO_CONFIG, rounds_: int = 3, chromium: str
             results = await rounds(
                 {
                     "ui off": lambda: ui_round(path, "off"),
+                    "ui on, nobody watching": lambda: ui_round(path, "idle"),
                     "ui on + browser (fleet)": lambda: ui_round(path, "fleet", browser),
                     "ui on + browser (tail)": lambda: ui_round(path, "tail", browser),
                     f"ui on + {SSE_CLIENTS} SSE clients": lambda: ui_round(path, "clients"),
@@ -258,6 +265,17 @@ async def run_ui_bench(path: Path = DEMO_CONFIG, rounds_: int = 3, chromium: str
     fleet, tail = "ui on + browser (fleet)", "ui on + browser (tail)"
     table.ratios = [
         ratio(f"{fleet} / ui off (events/s)", paired(results, fleet, "ui off"), at_least=0.9),
+        # The host's own CPU per event: what the dashboard and a browser sharing its cores cost it,
+        # whether or not other work on the machine took cores from it meanwhile (events/s above).
+        ratio(
+            "ui on, nobody watching / ui off (host CPU us/event)",
+            paired(results, "ui on, nobody watching", "ui off", "cpu_us_per_event"),
+        ),
+        ratio(
+            f"{fleet} / ui off (host CPU us/event)",
+            paired(results, fleet, "ui off", "cpu_us_per_event"),
+            at_most=1.1,
+        ),
         ratio(f"{tail} / ui off (events/s)", paired(results, tail, "ui off")),
         ratio(f"{clients} / ui off (events/s)", paired(results, clients, "ui off")),
     ]

@@ -7,7 +7,8 @@ immutable :class:`~citarion_host.events.Event`. A subscription with several patt
 a route however many of its patterns match, so it gets the event once, in publish order.
 
 In deterministic mode the route goes to the sequencer instead (``bus/sequencer.py``), which runs
-the handlers one at a time in publish order.
+the handlers one at a time in publish order. Taps (``EventBus.tap``: passive observers such as the
+dashboard's feed) are called first, in line, and are no part of either.
 
 Backpressure: a ``critical``/``high`` event is never dropped, so a slow subscriber could otherwise
 hold an unbounded number of them. ``publish`` waits instead while any subscriber on the route
