@@ -44,7 +44,7 @@ async def test_the_ui_case_runs_every_variant_and_checks_every_stream(short_demo
     assert 0 < table.row("ui on + browser (fleet)")["streamed"] < events  # the bots' lifecycle only
     assert table.row("ui on, nobody watching")["streamed"] == 0
     for row in table.rows:  # the host's share of a core, what the browser took meanwhile
-        assert 0 < row["host_cores"] and row["browser_cpu_us_per_event"] >= 0, row["name"]
+        assert row["host_cores"] > 0 and row["browser_cpu_us_per_event"] >= 0, row["name"]
     for name in names[1:]:
         row = table.row(name)
         assert row["delivered_min"] >= row["streamed"] and row["lost"] == 0, name
