@@ -106,8 +106,8 @@ class Host:
         self._checked: LoadedConfig | None = None
         #: Bot state: the store, the latest snapshots (kept across reloads and backend switches).
         self.state = HostState()
-        #: Per bot, when someone (the dashboard's metrics) asked for handler durations: kept across
-        #: restarts and backend switches, so a histogram covers the whole run.
+        #: Per bot, once someone asked for handler durations (:meth:`time_handlers`): kept across
+        #: restarts and backend switches, so a histogram covers the run from then on.
         self.handler_timings: dict[str, HandlerTimings] | None = None
         self.stopped_by_operator: set[str] = set()  # bots stopped through :meth:`stop_bot`
         #: Set when the host cannot go on (its bus's connection closed for good): ``run`` stops on it.
@@ -150,6 +150,16 @@ class Host:
     def _placed(self, config: HostConfig) -> list[BotConfig]:
         """The enabled bots of ``config`` this host runs."""
         return [bot for bot in config.bots if bot.enabled and self.placement.runs(bot.id)]
+
+    def time_handlers(self) -> dict[str, HandlerTimings]:
+        """Count handler durations per bot from now on (the bots running now and every later one):
+        two clock reads and a bucket per handled event, paid only once someone asks for them (the
+        dashboard's ``/metrics``, at its first scrape)."""
+        if self.handler_timings is None:
+            self.handler_timings = {}
+            for bot_id, runner in self.runners.items():
+                runner.timings = self.handler_timings.setdefault(bot_id, HandlerTimings())
+        return self.handler_timings
 
     def observe(self, observer: BusObserver) -> None:
         """Hand ``observer`` the host's bus from :meth:`start` on, and every bus after a backend switch."""

@@ -3,8 +3,8 @@
 Why not prometheus_client's ``Histogram.observe`` on the hot path: it takes a lock and walks its
 buckets, about 1 µs per call, and the demo calls bot handlers some 60,000 times a second; a bisect
 into a list costs a tenth of that. The metrics endpoint turns these counts into a Prometheus histogram
-at scrape time (``ui/metrics.py``). The host only counts when asked (``Host.handler_timings``), so a
-run without the dashboard pays nothing.
+at scrape time (``ui/metrics.py``). The host only counts once asked (``Host.time_handlers``), so a
+run without a scraped dashboard pays nothing.
 """
 
 from __future__ import annotations

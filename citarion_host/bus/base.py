@@ -22,7 +22,7 @@ import itertools
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -139,6 +139,8 @@ class EventBus(abc.ABC):
     capabilities: Capabilities = Capabilities()
     #: Appended to a refusal for a missing capability: how to get it, where there is a way.
     capability_hint: str = ""
+    #: Whether :meth:`tap` works here: the backend hands every event it routes to its taps.
+    tappable: bool = False
 
     def __init__(
         self,
@@ -180,6 +182,8 @@ class EventBus(abc.ABC):
         self.dead_lettered: dict[str, int] = {}
         #: Deterministic mode (see ``bus/sequencer.py``): None when handlers run concurrently.
         self.sequencer: Sequencer | None = None
+        #: Passive observers (:meth:`tap`), called in line as each event is routed.
+        self._taps: tuple[Callable[[Event], None], ...] = ()
         if deterministic:
             self.sequencer = Sequencer(stall_timeout=stall_timeout, on_stall=self._stalled)
 
@@ -461,6 +465,35 @@ class EventBus(abc.ABC):
         if self.sequencer is not None:
             self.sequencer.forget(subscription)
         await self._detach(subscription)
+
+    def tap(self, observer: Callable[[Event], None]) -> Callable[[], None]:
+        """Call ``observer(event)`` for every event this bus routes, in publish order; returns the
+        function that removes it.
+
+        Why not a subscription on ``>``: a subscriber is one more handler per event, and in
+        deterministic mode one the sequencer runs and waits for (an await, an arrival to record and
+        sort) for every event of the run. A tap is a plain call at the moment the event is routed,
+        outside every subscriber's order and backlog: what a passive observer (the dashboard's feed)
+        needs and no more. So it must be quick, must not block and should not raise: an exception is
+        logged and swallowed, never raised into the publisher. Only backends that route every event
+        themselves have it (:attr:`tappable`, the memory bus); others raise ``ValueError``.
+        """
+        if not self.tappable:
+            raise ValueError(f"the {self.name or type(self).__name__} bus has no taps: subscribe instead")
+        self._taps = (*self._taps, observer)
+
+        def untap() -> None:
+            self._taps = tuple(each for each in self._taps if each is not observer)
+
+        return untap
+
+    def _tapped(self, event: Event) -> None:
+        """Hand ``event`` to every tap (backends call this when ``_taps`` is not empty)."""
+        for observer in self._taps:
+            try:
+                observer(event)
+            except Exception:
+                log.exception("a bus tap failed", extra={"event_id": event.id, "topic": event.topic})
 
     @property
     def subscriptions(self) -> frozenset[Subscription]:

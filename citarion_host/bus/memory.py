@@ -7,7 +7,8 @@ immutable :class:`~citarion_host.events.Event`. A subscription with several patt
 a route however many of its patterns match, so it gets the event once, in publish order.
 
 In deterministic mode the route goes to the sequencer instead (``bus/sequencer.py``), which runs
-the handlers one at a time in publish order.
+the handlers one at a time in publish order. Taps (``EventBus.tap``: passive observers such as the
+dashboard's feed) are called first, in line, and are no part of either.
 
 Backpressure: a ``critical``/``high`` event is never dropped, so a slow subscriber could otherwise
 hold an unbounded number of them. ``publish`` waits instead while any subscriber on the route
@@ -82,6 +83,7 @@ class MemoryBus(EventBus):
 
     name = "memory"
     capabilities = Capabilities()
+    tappable = True
 
     def __init__(self, **options: Unpack[BusOptions]) -> None:
         super().__init__(**options)
@@ -143,6 +145,8 @@ class MemoryBus(EventBus):
     def _dispatch(self, event: Event) -> None:
         route = self._routes.get(event.topic) or self._route(event.topic)
         self.published += 1
+        if self._taps:
+            self._tapped(event)
         if self.sequencer is not None and "replyTo" not in event.metadata:
             members = [group.pick() for group in route.groups]
             if members:  # a queue group's pick: not in creation order among the others

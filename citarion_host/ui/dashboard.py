@@ -78,8 +78,8 @@ class Dashboard:
         self.started = time.time()
         self.url: str | None = None
         host.observe(self.feed)
-        if host.handler_timings is None:
-            host.handler_timings = {}  # the metrics' handler-duration histograms
+        # Handler durations (the metrics' histograms) are counted from the first scrape of /metrics
+        # on (``HostCollector``), not from here: a dashboard nobody scrapes costs the bots nothing.
 
     # -- rates ----------------------------------------------------------------------------------------
 

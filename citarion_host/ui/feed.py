@@ -1,11 +1,13 @@
 """The dashboard's live feed: a host observer that keeps the last events, numbered, for the browsers.
 
 It is a :class:`~citarion_host.host.BusObserver`: the host attaches it to its bus before any bot
-starts and moves it along when a reload switches the backend. It subscribes to ``>`` like the run
-monitor, and its handler does the least it can, because in deterministic mode every handler runs in
-line with the bots: number the event, put it in the ring, update the :class:`~.book.Book`, wake the
-streams if they sleep. Encoding to JSON happens later, once per event, in whichever browser stream
-needs it first.
+starts and moves it along when a reload switches the backend. On the memory bus it is a passive
+*tap* (``EventBus.tap``): called as each event is routed, it is not one more subscriber, so the
+deterministic mode's sequencer neither runs nor waits for it (a subscription on ``>`` cost every
+event an awaited handler and an arrival to sort). On a bus with stored events it subscribes to the
+stream, which is where the positions come from. Either way it does the least it can per event:
+number it, put it in the ring, update the :class:`~.book.Book`, wake the streams if they sleep.
+Encoding to JSON happens later, once per event, in whichever browser stream needs it first.
 
 **Positions (SSE ids).** On a bus with stored events (JetStream) the feed reads the stream itself
 (``stored=True``) and numbers each event with its stream sequence (``delivery_position()``): the
@@ -100,6 +102,7 @@ class LiveFeed:
         self._last: tuple[int, int] = (0, 0)
         self._counter = 0
         self._subscription: Subscription | None = None
+        self._untap: Callable[[], None] | None = None
         self._encode: Callable[[Event], bytes] = lambda event: b"{}"
         self._signal: asyncio.Future[None] | None = None
 
@@ -110,16 +113,28 @@ class LiveFeed:
         self.bus = bus
         self._encode = bus.catalog.encode
         self.stored = bus.capabilities.persistent
+        if bus.tappable and not self.stored:
+            self._untap = bus.tap(self._on_tap)
+            return
         self._subscription = await bus.subscribe(
             ">", self._on_event, name="host:ui", max_pending=1 << 20, stored=self.stored
         )
 
     async def detach(self) -> None:
+        untap, self._untap = self._untap, None
+        if untap is not None:
+            untap()
         subscription, self._subscription = self._subscription, None
         if subscription is not None and not subscription.closed:
             await subscription.unsubscribe(drain=True)
 
+    def _on_tap(self, event: Event) -> None:
+        """An event the bus routed (memory): numbered by the feed's own counter."""
+        self._counter += 1
+        self._take(event, (self._counter, 0))
+
     async def _on_event(self, event: Event) -> None:
+        """An event of a subscription: numbered by its stream position where it has one."""
         if self.stored:
             position = delivery_position()
             if position is None:
@@ -132,6 +147,9 @@ class LiveFeed:
         else:
             self._counter += 1
             key = (self._counter, 0)
+        self._take(event, key)
+
+    def _take(self, event: Event, key: tuple[int, int]) -> None:
         self._last = key
         entry = Retained(key, event)
         ring = self.ring

@@ -3,7 +3,8 @@
 A custom collector (prometheus_client's documented pattern for values another object already
 keeps) reads the runners, the bus, the feed and the dashboard's streams when Prometheus asks, so
 nothing is counted twice and the hot path pays nothing for metrics (handler durations excepted:
-``citarion_host/timings.py``). Labels are bots and *declared* patterns, never concrete topics, so the
+``citarion_host/timings.py``; counted from the first scrape on, so a dashboard nobody scrapes does
+not time every handler). Labels are bots and *declared* patterns, never concrete topics, so the
 number of series is bounded by the config, not by the symbols traded. Every metric is described in
 ``docs/metrics.md``.
 
@@ -72,6 +73,7 @@ class HostCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         dashboard = self.dashboard
         host, feed = dashboard.host, dashboard.feed
+        host.time_handlers()  # from this first scrape on (a no-op after it)
         runners = dict(host.runners)
         yield from self._flow(dashboard)
         up = GaugeMetricFamily("citarion_bot_up", "1 when the bot is running, else 0", labels=["bot", "code"])

@@ -106,6 +106,28 @@ async def test_a_published_signal_reaches_the_tail_and_the_logos_panel_within_2s
     no_problems(page)
 
 
+async def test_the_fleet_streams_only_the_bots_lifecycle_and_another_page_starts_live(
+    browser: Browser, quiet: Served
+) -> None:
+    """The fleet's cards are REST figures: its stream carries the bots' lifecycle and nothing else (a
+    fast replay's signals cost the browser more than the replay). Switching to the tail then starts at
+    the live end rather than pulling back everything since the fleet's last event."""
+    page = await open_page(browser, quiet)
+    streams = quiet.dashboard.streams
+    await until(lambda: len(streams.open) == 1, 5, "the fleet's stream")
+    (fleet,) = streams.open.values()
+    assert fleet.patterns == ("system.bot.>",)
+    for _ in range(20):
+        await quiet.host.bus.publish(signal())
+    await quiet.host.bus.settle()
+    await page.goto(f"{quiet.url}#tail")
+    await until(lambda: [i.patterns for i in streams.open.values()] == [(">",)], 5, "the tail's stream")
+    (tail,) = streams.open.values()
+    assert tail.resumed_from is None and tail.sent == 0
+    assert await page.evaluate("window.citarion.received") == 0  # none of the 20 signals
+    no_problems(page)
+
+
 async def test_stop_on_a_card_stops_the_bot_on_the_host(browser: Browser, quiet: Served) -> None:
     page = await open_page(browser, quiet)
     card = page.locator(".bot-card[data-bot='mesh']")

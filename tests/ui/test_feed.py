@@ -73,3 +73,50 @@ async def test_the_book_follows_positions_fills_and_alerts() -> None:
     assert feed.book.total_pnl.to_dict() == {"x": [5], "y": [15.0]}
     assert feed.book.alert_counts[("drawdown", "critical")] == 1
     await bus.close()
+
+
+async def test_on_memory_the_feed_is_a_tap_not_a_subscriber_the_sequencer_waits_for() -> None:
+    """The feed sees every event, yet the deterministic sequencer runs only the real subscribers."""
+    bus = MemoryBus(deterministic=True)
+    await bus.start()
+    feed = LiveFeed(Book())
+    await feed.attach(bus)
+    got: list[int] = []
+
+    async def handler(event: object) -> None:
+        got.append(1)
+
+    await bus.subscribe("analytics.>", handler)
+    for n in range(5):
+        await bus.publish(make_event("analytics.number.emitted", {"n": n}, source="HOST"))
+    await bus.settle()
+    assert [s.name for s in bus.subscriptions if s.name == "host:ui"] == []
+    assert feed.events == 5 and len(got) == 5
+    assert bus.stats()["subscriptions"] and all(s["name"] != "host:ui" for s in bus.stats()["subscriptions"])
+    await feed.detach()
+    await bus.publish(make_event("analytics.number.emitted", {"n": 5}, source="HOST"))
+    await bus.settle()
+    assert feed.events == 5 and len(got) == 6  # detached: the tap is gone, the subscriber goes on
+    await bus.close()
+
+
+async def test_a_tap_that_raises_is_logged_and_never_reaches_the_publisher(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    bus = MemoryBus()
+    await bus.start()
+    seen: list[str] = []
+
+    def broken(event: object) -> None:
+        raise RuntimeError("tap broke")
+
+    untap = bus.tap(broken)
+    bus.tap(lambda event: seen.append(event.topic))  # type: ignore[attr-defined]
+    await bus.publish(make_event("analytics.number.emitted", {"n": 1}, source="HOST"))
+    assert seen == ["analytics.number.emitted"]
+    assert "a bus tap failed" in caplog.text
+    untap()
+    caplog.clear()
+    await bus.publish(make_event("analytics.number.emitted", {"n": 2}, source="HOST"))
+    assert len(seen) == 2 and "a bus tap failed" not in caplog.text
+    await bus.close()

@@ -16,7 +16,7 @@ from citarion_host.monitor import RunMonitor
 from citarion_host.settings import load_config
 from citarion_host.ui import Dashboard, DashboardServer
 
-from .conftest import until
+from .conftest import Served, until
 
 PAPER = Path(__file__).resolve().parents[2] / "configs" / "paper-trading.toml"
 
@@ -54,12 +54,14 @@ def demo() -> Any:
         dashboard = Dashboard(host, loaded.config.ui)
         server = DashboardServer(dashboard)
         await server.start()
+        import httpx
+
+        async with httpx.AsyncClient(base_url=server.url) as client:
+            await client.get("/metrics")  # as Prometheus would, from the start: handlers timed from here
         await host.start()
         try:
             await until(host.finished.is_set, 120, "the feed to complete")
             await host.bus.settle()
-            import httpx
-
             async with httpx.AsyncClient(base_url=server.url) as client:
                 text = (await client.get("/metrics")).text
             seen = Counts(monitor.events, dict(monitor.by_topic))  # at the scrape: the stop adds more
@@ -150,3 +152,19 @@ def test_every_metric_is_documented(demo: Any) -> None:
     for family in text_string_to_metric_families(text):
         name = family.name + ("_total" if family.type == "counter" else "")
         assert f"`{name}`" in documented, name
+
+
+async def test_handlers_are_timed_only_from_the_first_scrape_on(quiet: Served) -> None:
+    """Timing every handler costs the bots two clock reads and a bucket per event: not paid for a
+    dashboard nobody scrapes; from the first scrape on, every bot (and every later one) is timed."""
+    host = quiet.host
+    await until(lambda: all(r.state == "running" for r in host.runners.values()), what="running bots")
+    assert host.handler_timings is None and all(r.timings is None for r in host.runners.values())
+    async with quiet.client() as client:
+        first = samples((await client.get("/metrics")).text)
+    assert {labels["bot"] for labels, _ in first["citarion_bot_handler_duration_seconds_count"]} == set(
+        host.runners
+    )
+    assert all(r.timings is not None for r in host.runners.values())
+    await host.restart_bot("scout")
+    assert host.runners["scout"].timings is host.handler_timings["scout"]  # type: ignore[index]

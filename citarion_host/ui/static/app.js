@@ -8,6 +8,9 @@ const TAIL_ROWS = 200;      // rows kept in the tail table
 const TAIL_BUFFER = 5000;   // events kept to re-filter the tail
 const TAIL_EVERY_MS = 250;  // the tail is redrawn at most this often: a fast run must not cost a row per event
 const SIGNAL_ROWS = 100;
+const SIGNALS_EVERY_MS = 250;    // the LOGOS panel and signals likewise while shown,
+const SIGNALS_HIDDEN_MS = 1000;  // and at most once a second while another page is shown
+const BOTS_EVERY_MS = 100;        // the fleet redrawn this soon after a bot's lifecycle event
 
 const state = {
   received: 0,         // events received over SSE (the overhead benchmark reads it)
@@ -87,22 +90,32 @@ function summary(e) {
 // What the page streams: on the live tail, what its filter asks for; elsewhere only what the panels
 // update live (signals and LOGOS decisions, risk and system reports): a fast run's market data and
 // positions reach those pages through the REST figures, not event by event.
+// The fleet's cards are REST figures; of the live feed they only need the bots' lifecycle (a card
+// redrawn as soon as a bot stops, fails or restarts), so the fleet page streams nothing else.
 const PANEL_TOPICS = ["trading.signal.>", "analytics.decision.>", "risk.>", "system.>"];
+const FLEET_TOPICS = ["system.bot.>"];
 let source = null;
 let streaming = "";
+let streamingPage = "";
 
 function streamTopics() {
-  return page === "tail" ? filterPatterns : PANEL_TOPICS;
+  if (page === "tail") return filterPatterns;
+  return page === "fleet" ? FLEET_TOPICS : PANEL_TOPICS;
 }
 
 function connect() {
   const topics = streamTopics();
   const key = topics.join(" ");
   if (source && key === streaming) return;
-  if (source) source.close();  // a new filter: resume from the last event seen, so nothing is missed
+  // A new filter on the same page: resume from the last event seen, so nothing is missed. Another
+  // page: start at the live end (its REST figures cover the past), or a page that streamed little
+  // (the fleet) would pull the whole window back in.
+  const resume = source && streamingPage === page;
+  if (source) source.close();
   streaming = key;
+  streamingPage = page;
   const query = topics.map((t) => "topic=" + encodeURIComponent(t));
-  if (state.lastId) query.push("lastEventId=" + encodeURIComponent(state.lastId));
+  if (resume && state.lastId) query.push("lastEventId=" + encodeURIComponent(state.lastId));
   source = new EventSource("/events?" + query.join("&"));
   source.onopen = () => { state.connected = true; renderStream(); };
   source.onerror = () => {
@@ -129,7 +142,9 @@ function receive(event) {
     if (state.pendingTail.length > 2 * TAIL_ROWS) state.pendingTail.splice(0, state.pendingTail.length - TAIL_ROWS);
     scheduleTail();
   }
-  if (event.entity === "signal") {
+  if (event.domain === "system" && event.entity === "bot") {
+    scheduleBots();
+  } else if (event.entity === "signal") {
     const row = asRow(event);
     state.signals.unshift(row);
     if (state.signals.length > SIGNAL_ROWS) state.signals.length = SIGNAL_ROWS;
@@ -146,6 +161,13 @@ function receive(event) {
 
 function asRow(e) {
   return { id: e.id, topic: e.topic, source: e.source, timestamp: e.timestamp, time: (e.metadata && e.metadata.dataTime) || e.timestamp, payload: e.payload || {} };
+}
+
+let botsScheduled = false;
+function scheduleBots() {  // a bot's lifecycle changed: its card and pill now, not at the next second
+  if (botsScheduled) return;
+  botsScheduled = true;
+  setTimeout(() => { botsScheduled = false; refreshBots().catch(() => {}); }, BOTS_EVERY_MS);
 }
 
 let tailScheduled = false;
@@ -406,11 +428,16 @@ async function refreshConsensus() {
   renderSignals();
 }
 
+// Signals arrive by the hundred per second in a fast replay: drawing both tables on every animation
+// frame (even on a page that does not show them) took the browser more CPU than the host's whole
+// replay (docs/ui.md "Cost"). The state is kept up to date per event; the tables are drawn at most
+// every SIGNALS_EVERY_MS while the signals page is shown, every SIGNALS_HIDDEN_MS otherwise.
 let signalsScheduled = false;
 function scheduleSignals() {
   if (signalsScheduled) return;
   signalsScheduled = true;
-  requestAnimationFrame(() => { signalsScheduled = false; renderSignals(); });
+  const delay = page === "signals" ? SIGNALS_EVERY_MS : SIGNALS_HIDDEN_MS;
+  setTimeout(() => requestAnimationFrame(() => { signalsScheduled = false; renderSignals(); }), delay);
 }
 function renderSignals() {
   const series = [...new Set([...Object.keys(state.decisions), ...Object.keys(state.latest)])].sort();
