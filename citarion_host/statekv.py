@@ -31,6 +31,7 @@ from nats.js.errors import (
 from nats.js.kv import KeyValue
 
 from .bus.config import NatsSettings
+from .bus.nats.stream import retry_api
 from .errors import StateError
 
 __all__ = ["KvStore", "open_kv_store"]
@@ -127,7 +128,7 @@ async def open_kv_store(
             replicas=settings.replicas,
         )
         try:
-            kv = await js.create_key_value(config)
+            kv = await retry_api(lambda: js.create_key_value(config), settings.api_timeout_s * 3)
         except NatsError as exc:
             raise StateError(f"cannot create the key-value bucket {bucket!r} for bot state: {exc!r}") from exc
         log.info(

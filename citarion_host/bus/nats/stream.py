@@ -312,12 +312,18 @@ async def ensure_consumer(
 # -- retries ------------------------------------------------------------------------------------
 
 
+#: JetStream's "no suitable peers for placement": a cluster that does not know enough peers yet.
+_NO_PLACEMENT = 10005
+
+
 async def retry_api(call: Callable[[], Awaitable[T]], timeout: float) -> T:
     """Run a JetStream API call, retrying while JetStream is temporarily unavailable.
 
     Right after a (re)connection or in a cluster during a leader election the API answers "no
-    responders" or 503 for a moment; that is worth waiting for, an actual error (not found, bad
-    config) is not.
+    responders" or 503 for a moment, and a cluster still gathering its peers refuses a replicated
+    stream or bucket with "no suitable peers for placement" (err_code 10005); that is worth waiting
+    for, an actual error (not found, bad config) is not. A placement that can never succeed (more
+    replicas than servers) fails the same way once ``timeout`` has passed.
     """
     deadline = asyncio.get_running_loop().time() + timeout
     delay = 0.02
@@ -328,7 +334,8 @@ async def retry_api(call: Callable[[], Awaitable[T]], timeout: float) -> T:
             if asyncio.get_running_loop().time() + delay > deadline:
                 raise
         except APIError as exc:
-            if exc.code != 503 or asyncio.get_running_loop().time() + delay > deadline:
+            transient = exc.code == 503 or exc.err_code == _NO_PLACEMENT
+            if not transient or asyncio.get_running_loop().time() + delay > deadline:
                 raise
         await asyncio.sleep(delay)
         delay = min(delay * 2, 0.5)
