@@ -315,6 +315,8 @@ class Host:
             await self._start_bots([config])
             return
         await runner.wire(config)
+        if runner.state == "failed":  # the server refused its new subscription: it stays failed
+            return
         await runner.restart("definition changed", reset_state=config.reset_state)
 
     async def _switch_backend(self, loaded: LoadedConfig) -> None:
