@@ -166,7 +166,7 @@ class BotRunner:
 
     # -- wiring -----------------------------------------------------------------------------------
 
-    async def wire(self, config: BotConfig) -> None:
+    async def wire(self, config: BotConfig) -> bool:
         """Bring the bot's one subscription in line with ``config``.
 
         A change of patterns only is applied in place (``EventBus.repattern``: same inbox, nothing
@@ -176,12 +176,14 @@ class BotRunner:
         missed, as for any resubscription).
 
         A subscription the server refuses (per-bot isolation: outside the bot's NATS grant) fails
-        this bot only (:meth:`_wiring_refused`); callers check :attr:`state` for ``failed``.
+        this bot only (:meth:`_wiring_refused`) and returns False (True: wired).
         """
         try:
             await self._wire(config)
         except SubscriptionRefusedError as exc:
             await self._wiring_refused(exc)
+            return False
+        return True
 
     async def _wiring_refused(self, exc: SubscriptionRefusedError) -> None:
         """The server refused the bot's subscription: the bot is marked failed at once, reported on
@@ -189,7 +191,9 @@ class BotRunner:
         a permission refusal does not heal by retrying (the fix is the grant or the patterns, then a
         reload or ``start_bot``). Nothing of its subscription is left, so the deterministic mode never
         waits for deliveries it will not get; a running instance (a reload's rewiring) is stopped."""
-        log.error("bot's subscription refused by the server", extra={"bot": self.config.id, "reason": str(exc)})
+        log.error(
+            "bot's subscription refused by the server", extra={"bot": self.config.id, "reason": str(exc)}
+        )
         if self._restart_task is not None:
             self._restart_task.cancel()
             self._restart_task = None
@@ -383,10 +387,8 @@ class BotRunner:
         if self.state == "failed":  # its wiring was refused (:meth:`_wiring_refused`)
             return
         self._set_state("starting")
-        if not wired:
-            await self.wire(self.config)
-            if self.state == "failed":
-                return
+        if not wired and not await self.wire(self.config):
+            return
         try:
             await self._create_and_start()
         except Exception as exc:
