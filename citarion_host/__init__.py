@@ -43,6 +43,7 @@ from .errors import (
     PublishNotAllowedError,
     RequestTimeoutError,
     StateError,
+    SubscriptionRefusedError,
 )
 from .events import (
     DOMAINS,
@@ -134,6 +135,7 @@ __all__ = [
     "Snapshot",
     "StateError",
     "Subscription",
+    "SubscriptionRefusedError",
     "Ticker",
     "TopicError",
     "Trade",

@@ -9,7 +9,9 @@
     │   ├── BackpressureTimeoutError a high/critical publish found a subscriber's backlog full for
     │   │                           longer than the bus's backpressure timeout (names both)
     │   ├── NoRespondersError       a request found no subscriber
-    │   └── RequestTimeoutError     a request got no reply in time
+    │   ├── RequestTimeoutError     a request got no reply in time
+    │   └── SubscriptionRefusedError the server refused a bot's subscription (per-bot isolation:
+    │                               outside its NATS user's grant; names the bot and the subject)
     ├── PublishNotAllowedError      a bot published outside its declared patterns
     ├── StateError                  a bot's state cannot be snapshotted, stored or restored (names
     │                               the bot and the field)
@@ -37,6 +39,7 @@ __all__ = [
     "PublishNotAllowedError",
     "RequestTimeoutError",
     "StateError",
+    "SubscriptionRefusedError",
 ]
 
 
@@ -74,6 +77,17 @@ class NoRespondersError(BusError):
 
 class RequestTimeoutError(BusError, TimeoutError):
     """A request got no reply within its timeout."""
+
+
+class SubscriptionRefusedError(BusError):
+    """The NATS server refused a bot's subscription (``isolation = "per-bot"``: a pattern outside its
+    NATS user's grant). Raised by the bus with nothing of that subscription left in place; the host
+    marks only that bot failed (a permission refusal does not heal by retrying), the others go on."""
+
+    def __init__(self, message: str, bot_id: str, subject: str) -> None:
+        super().__init__(message)
+        self.bot_id = bot_id
+        self.subject = subject
 
 
 class PublishNotAllowedError(CitarionError):

@@ -3,7 +3,9 @@
 Order of operations, and why:
 
 * **start** — check the whole topology first (registry rules, plugins, params), and refuse to start
-  on any error, so a bad config never half-starts. Then open the bus and start each enabled bot.
+  on any error, so a bad config never half-starts. Then open the bus and start each enabled bot. What
+  only the NATS server can refuse (per-bot isolation: a subscription outside a bot's grant) fails
+  that bot alone, at start or on a reload (``BotRunner.wire``); the others run.
 * **apply** (reload) — check the new config the same way; if it is invalid, raise and leave the
   running topology untouched. Otherwise add new bots first, then rewire and restart changed ones,
   and stop removed ones last (after draining their backlog): bots that did not change are never
@@ -195,7 +197,8 @@ class Host:
         ``previous``: runners of the same ids whose counters carry over (a backend switch).
 
         Stored states are loaded and checked before anything else: a state that does not fit raises
-        :class:`ConfigError` with no bot of ``bots`` started."""
+        :class:`ConfigError` with no bot of ``bots`` started. A bot whose subscription the server
+        refuses is failed by its wiring and not started; the others are."""
         runners = [self._runner(bot) for bot in bots]
         await self.state.load(runners, self.loaded)
         for runner in runners:
@@ -314,7 +317,8 @@ class Host:
             await runner.stop(drain=True)  # its last state goes to the keeper; the new runner takes it
             await self._start_bots([config])
             return
-        await runner.wire(config)
+        if not await runner.wire(config):  # the server refused its new subscription: it stays failed
+            return
         await runner.restart("definition changed", reset_state=config.reset_state)
 
     async def _switch_backend(self, loaded: LoadedConfig) -> None:

@@ -40,7 +40,7 @@ from .bounded import Overran, limited, within
 from .bus import EventBus, Subscription, delivery_position
 from .checkpoint import Checkpoints
 from .context import GuardedContext
-from .errors import HandledFailure
+from .errors import HandledFailure, SubscriptionRefusedError
 from .events import Event
 from .lineage import CURRENT_EVENT, handling
 from .payloads import BotLifecycle
@@ -166,7 +166,7 @@ class BotRunner:
 
     # -- wiring -----------------------------------------------------------------------------------
 
-    async def wire(self, config: BotConfig) -> None:
+    async def wire(self, config: BotConfig) -> bool:
         """Bring the bot's one subscription in line with ``config``.
 
         A change of patterns only is applied in place (``EventBus.repattern``: same inbox, nothing
@@ -174,7 +174,37 @@ class BotRunner:
         the old one is drained and closed first, so no event is handled twice (a durable consumer
         resumes where the old one stopped; on a live subscription events published in between are
         missed, as for any resubscription).
+
+        A subscription the server refuses (per-bot isolation: outside the bot's NATS grant) fails
+        this bot only (:meth:`_wiring_refused`) and returns False (True: wired).
         """
+        try:
+            await self._wire(config)
+        except SubscriptionRefusedError as exc:
+            await self._wiring_refused(exc)
+            return False
+        return True
+
+    async def _wiring_refused(self, exc: SubscriptionRefusedError) -> None:
+        """The server refused the bot's subscription: the bot is marked failed at once, reported on
+        ``system.bot.failed`` with the refusal as the reason (the bus counted the refusal). No restart:
+        a permission refusal does not heal by retrying (the fix is the grant or the patterns, then a
+        reload or ``start_bot``). Nothing of its subscription is left, so the deterministic mode never
+        waits for deliveries it will not get; a running instance (a reload's rewiring) is stopped."""
+        log.error(
+            "bot's subscription refused by the server", extra={"bot": self.config.id, "reason": str(exc)}
+        )
+        if self._restart_task is not None:
+            self._restart_task.cancel()
+            self._restart_task = None
+        subscription, self.subscription = self.subscription, None
+        self._set_state("failed", str(exc))
+        if subscription is not None:
+            await subscription.unsubscribe(drain=False)
+        await self._stop_bot()
+        self._ready.set()  # handlers still waiting return (they see state != running and skip)
+
+    async def _wire(self, config: BotConfig) -> None:
         old, self.config = self.config, config
         self.context.set_publish(config.publish)
         patterns = list(dict.fromkeys(config.subscribe))
@@ -351,12 +381,14 @@ class BotRunner:
     async def start(self, *, wired: bool = False) -> None:
         """Subscribe the bot (unless ``wired`` already), create it, start it.
 
-        A failing start schedules a restart. Events arriving before the bot runs wait in its
-        subscriptions' backlogs.
+        A failing start schedules a restart; a bot whose subscription was refused is not started (it
+        stays failed). Events arriving before the bot runs wait in its subscriptions' backlogs.
         """
+        if self.state == "failed":  # its wiring was refused (:meth:`_wiring_refused`)
+            return
         self._set_state("starting")
-        if not wired:
-            await self.wire(self.config)
+        if not wired and not await self.wire(self.config):
+            return
         try:
             await self._create_and_start()
         except Exception as exc:

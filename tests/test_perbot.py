@@ -193,38 +193,113 @@ async def test_the_server_refuses_what_a_bot_was_not_granted_and_the_others_go_o
     assert not [secret for secret in secrets if secret in logged]
 
 
+def _watcher_wider_than_granted(server: NatsServer, out: Path) -> str:
+    """Core NATS; the watcher subscribes to more than it was granted (``analytics.rogue.>``); the rogue
+    publishes nothing (this is about the watcher)."""
+    text = backend(server.url, out) + "jetstream = false\n" + bots('["analytics.other.>"]')
+    text = text.replace('subscribe = ["analytics.rogue.>"]', 'subscribe = ["analytics.>"]')
+    return text.replace("count = 3\n", "count = 0\n")
+
+
 async def test_core_nats_a_subscription_outside_the_grant_is_refused_by_the_server(
     deployment: tuple[NatsServer, Path], tmp_path: Path
 ) -> None:
     """Core NATS (nothing stored): the bot's own connection subscribes to its patterns itself, so a
     pattern wider than its grant is refused by the server. The refusal arrives before the server's
-    confirmation of the subscription, so wiring the bot fails with one line naming it (like any wiring
-    error at start: the host does not half-start), reported and counted; no subscription that would
-    never receive anything is left behind for the deterministic mode to wait on."""
+    confirmation of the subscription, so only that bot fails, at once (no restarts: a permission
+    refusal does not heal): reported on ``system.bot.failed`` with the server's refusal as the reason,
+    and counted; no subscription that would never receive anything is left behind for the
+    deterministic mode to wait on. The host starts and the other bots run; it is not ready (a failed
+    enabled bot)."""
     server, out = deployment
     config = tmp_path / "host.toml"
-    text = backend(server.url, out) + "jetstream = false\n" + bots('["analytics.other.>"]')
-    # The watcher declares more than it was granted (analytics.rogue.>).
-    text = text.replace('subscribe = ["analytics.rogue.>"]', 'subscribe = ["analytics.>"]')
-    config.write_text(text)
+    config.write_text(_watcher_wider_than_granted(server, out))
     host = Host(load_config(config), plugins=Plugins())
-    reports = Collector()
+    reports, failed = Collector(), Collector()
     await host.bus.start()
     await host.bus.subscribe("system.bus.permission", reports)
+    await host.bus.subscribe("system.bot.failed", failed)
     try:
-        with pytest.raises(BusError) as refused:
-            await host.start()
+        await host.start()
+        await eventually(lambda: len(Recorder.seen.get("recorder", [])) == COUNT, 30, "recorder's numbers")
+        await eventually(lambda: len(failed.events) >= 1, 30, "the watcher's failure reported")
+        await host.bus.settle()
+        states = {bot_id: runner.state for bot_id, runner in host.runners.items()}
+        watcher = host.runners["watcher"]
         stats = host.bus.stats()["nats"]
+        health = host.health()
         assert not [s for s in host.bus.subscriptions if s.name == "watcher"]
+        assert watcher.subscription is None and watcher.bot is None
     finally:
         await host.stop()
-    message = str(refused.value)
-    assert "'watcher'" in message and "'analytics.>'" in message and "nats-config" in message
+    assert states == {
+        "numbers": "running",
+        "recorder": "running",
+        "keeper": "running",
+        "rogue": "running",
+        "watcher": "failed",
+    }
+    assert watcher.restarts == 0
+    assert "watcher" not in Recorder.instances  # never created
+    assert [e.payload.bot_id for e in failed.events] == ["watcher"]
+    reason = failed.events[0].payload.reason
+    assert "'watcher'" in reason and "'analytics.>'" in reason and "nats-config" in reason
     assert [(e.payload.bot_id, e.payload.operation, e.payload.subject) for e in reports.events] == [
         ("watcher", "subscribe", "analytics.>")
     ]
     assert stats["bots"]["watcher"]["permission_violations"] == 1
     assert stats["permission_violations"] == 1
+    assert not health.ready and health.bots["watcher"] == "failed"
+    assert health.reasons == ("bot 'watcher' is failed",)
+    assert [e.payload["n"] for e in Recorder.seen["recorder"]] == list(range(COUNT))
+    print(f"failed reason: {reason}; health reasons: {health.reasons}")
+
+
+async def test_a_reload_widening_a_subscription_past_the_grant_fails_only_that_bot(
+    deployment: tuple[NatsServer, Path], tmp_path: Path
+) -> None:
+    """A reload that widens a running bot's patterns past its grant: the server refuses the new
+    interest, the reload is applied and only that bot fails (its instance stopped, its subscription
+    gone, reported on ``system.bot.failed``); the other bots are not touched."""
+    server, out = deployment
+    config = tmp_path / "host.toml"
+    granted = _watcher_wider_than_granted(server, out).replace(
+        'subscribe = ["analytics.>"]', 'subscribe = ["analytics.rogue.>"]'
+    )
+    config.write_text(granted)
+    host = Host(load_config(config), plugins=Plugins())
+    failed = Collector()
+    await host.bus.start()
+    await host.bus.subscribe("system.bot.failed", failed)
+    try:
+        await host.start()
+        assert host.runners["watcher"].state == "running"
+        await eventually(lambda: len(Recorder.seen.get("recorder", [])) == COUNT, 30, "recorder's numbers")
+        others = {bot_id: runner for bot_id, runner in host.runners.items() if bot_id != "watcher"}
+        config.write_text(_watcher_wider_than_granted(server, out))
+        diff = await host.apply(load_config(config))
+        await eventually(lambda: len(failed.events) >= 1, 30, "the watcher's failure reported")
+        await host.bus.settle()
+        states = {bot_id: runner.state for bot_id, runner in host.runners.items()}
+        watcher = host.runners["watcher"]
+        kept = all(host.runners[bot_id] is runner for bot_id, runner in others.items())
+        health = host.health()
+        assert not [s for s in host.bus.subscriptions if s.name == "watcher"]
+        assert watcher.subscription is None and watcher.bot is None
+    finally:
+        await host.stop()
+    assert [bot.id for bot in diff.rewired] == ["watcher"]
+    assert kept
+    assert states == {
+        "numbers": "running",
+        "recorder": "running",
+        "keeper": "running",
+        "rogue": "running",
+        "watcher": "failed",
+    }
+    assert [e.payload.bot_id for e in failed.events] == ["watcher"]
+    assert "'analytics.>'" in failed.events[0].payload.reason
+    assert health.reasons == ("bot 'watcher' is failed",)
 
 
 def test_config_show_never_prints_a_seed(

@@ -41,7 +41,7 @@ from nats.errors import Error as NatsError
 from nats.js import JetStreamManager, api
 from typing_extensions import Unpack
 
-from ...errors import BusError, PublishError
+from ...errors import BusError, PublishError, SubscriptionRefusedError
 from ...events import Event
 from ...payloads import ConnectionStatus, PermissionViolation
 from ...topics import TopicError, matches
@@ -553,12 +553,15 @@ class NatsBus(EventBus):
     async def _refused(self, subscription: Subscription, link: BotLink) -> None:
         """The server refused (part of) a bot's subscription; its refusal arrived before the
         confirmation, which the server answers after it. A subscription that would never receive
-        those events must not exist: the deterministic mode would wait for its deliveries."""
+        those events must not exist: the deterministic mode would wait for its deliveries (on a
+        repattern the subscription is still registered: its owner unsubscribes it, as the host does)."""
         await self._detach(subscription)
-        raise BusError(
+        raise SubscriptionRefusedError(
             f"bot {link.bot_id!r}: the NATS server refused its subscription to "
             f"{link.last_refused_subject!r}: outside its NATS user's permissions (regenerate them with "
-            "`citarion-host nats-config` from this config, or narrow the bot's subscribe patterns)"
+            "`citarion-host nats-config` from this config, or narrow the bot's subscribe patterns)",
+            link.bot_id,
+            link.last_refused_subject,
         )
 
     def _host_inbox(self, context: FeedContext) -> HostInbox:
