@@ -29,10 +29,11 @@ from citarion_host.events import Event
 from citarion_host.hookspecs import hookimpl
 from citarion_host.payloads import Candle
 
-from .desk import DeskBot, DeskParams, DeskState
-from .quant.bands import BandRule, BandRuleState, ConfirmedGate, GateState
+from .desk import DeskParams
+from .quant.bands import BandRule, ConfirmedGate
 from .quant.johansen import BasketFit, BasketModel, BasketModelState
-from .sync import BarSync, BarSyncState
+from .spread import SpreadDesk, SpreadState
+from .sync import BarSync
 
 __all__ = ["BasketBot", "BasketParams", "citarion_bot_types"]
 
@@ -61,20 +62,17 @@ class BasketParams(DeskParams):
         return self
 
 
-class BasketState(DeskState, kw_only=True):
+class BasketState(SpreadState, kw_only=True):
     """A desk's state plus the basket's model (rows and fit), rule, gate, bar sync and last z."""
 
     model: BasketModelState = msgspec.field(default_factory=BasketModelState)
-    rule: BandRuleState = ("flat", False)
-    gate: GateState = (0, -1)
-    sync: BarSyncState = msgspec.field(default_factory=lambda: ({}, None, 0))
-    z: float | None = None
 
 
-class BasketBot(DeskBot[BasketParams]):
+class BasketBot(SpreadDesk[BasketParams]):
     type_name = "basket"
     description = "MRB: mean-reversion basket; Johansen rank gate and weights, basket z-score across its legs"
     State = BasketState
+    model: BasketModel
 
     def __init__(self, ctx: BotContext, params: BasketParams) -> None:
         super().__init__(ctx, params)
@@ -84,24 +82,6 @@ class BasketBot(DeskBot[BasketParams]):
         self.gate = ConfirmedGate(p.confirm_fits)
         self.sync = BarSync(p.symbols)
         self.z: float | None = None
-
-    def state_fields(self) -> dict[str, Any]:
-        return {
-            **super().state_fields(),
-            "model": self.model.state(),
-            "rule": self.rule.state(),
-            "gate": self.gate.state(),
-            "sync": self.sync.state(),
-            "z": self.z,
-        }
-
-    def restore(self, state: Any) -> None:
-        super().restore(state)
-        self.model.restore(state.model)
-        self.rule.restore(state.rule)
-        self.gate.restore(state.gate)
-        self.sync.restore(state.sync)
-        self.z = state.z
 
     async def on_candle(self, event: Event, candle: Candle) -> None:
         p = self.params

@@ -31,10 +31,11 @@ from citarion_host.events import Event
 from citarion_host.hookspecs import hookimpl
 from citarion_host.payloads import Candle
 
-from .desk import DeskBot, DeskParams, DeskState
-from .quant.bands import BandRule, BandRuleState, ConfirmedGate, GateState
+from .desk import DeskParams
+from .quant.bands import BandRule, ConfirmedGate
 from .quant.pairs import PairModel, PairModelState
-from .sync import BarSync, BarSyncState
+from .spread import SpreadDesk, SpreadState
+from .sync import BarSync
 
 __all__ = ["PairsBot", "PairsParams", "citarion_bot_types"]
 
@@ -63,20 +64,17 @@ class PairsParams(DeskParams):
         return self
 
 
-class PairsState(DeskState, kw_only=True):
+class PairsState(SpreadState, kw_only=True):
     """A desk's state plus the pair's model (window and fit), rule, gate, bar sync and last z."""
 
     model: PairModelState = msgspec.field(default_factory=PairModelState)
-    rule: BandRuleState = ("flat", False)
-    gate: GateState = (0, -1)
-    sync: BarSyncState = msgspec.field(default_factory=lambda: ({}, None, 0))
-    z: float | None = None
 
 
-class PairsBot(DeskBot[PairsParams]):
+class PairsBot(SpreadDesk[PairsParams]):
     type_name = "pairs"
     description = "PAR: pairs trading; Engle-Granger hedge ratio and gate, spread z-score entries/exits/stops"
     State = PairsState
+    model: PairModel
 
     def __init__(self, ctx: BotContext, params: PairsParams) -> None:
         super().__init__(ctx, params)
@@ -86,24 +84,6 @@ class PairsBot(DeskBot[PairsParams]):
         self.sync = BarSync((p.y, p.x))
         self.gate = ConfirmedGate(p.confirm_fits)
         self.z: float | None = None
-
-    def state_fields(self) -> dict[str, Any]:
-        return {
-            **super().state_fields(),
-            "model": self.model.state(),
-            "rule": self.rule.state(),
-            "gate": self.gate.state(),
-            "sync": self.sync.state(),
-            "z": self.z,
-        }
-
-    def restore(self, state: Any) -> None:
-        super().restore(state)
-        self.model.restore(state.model)
-        self.rule.restore(state.rule)
-        self.gate.restore(state.gate)
-        self.sync.restore(state.sync)
-        self.z = state.z
 
     async def on_candle(self, event: Event, candle: Candle) -> None:
         p = self.params
