@@ -334,7 +334,8 @@ async def retry_api(call: Callable[[], Awaitable[T]], timeout: float) -> T:
             if asyncio.get_running_loop().time() + delay > deadline:
                 raise
         except APIError as exc:
-            transient = exc.code == 503 or exc.err_code == _NO_PLACEMENT
+            # getattr: some of nats-py's APIError subclasses (KeyNotFoundError...) never set them
+            transient = getattr(exc, "code", None) == 503 or getattr(exc, "err_code", None) == _NO_PLACEMENT
             if not transient or asyncio.get_running_loop().time() + delay > deadline:
                 raise
         await asyncio.sleep(delay)
