@@ -36,7 +36,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .bus import EventBus, create_bus
 from .errors import CitarionError, ConfigError
@@ -46,11 +46,15 @@ from .hoststate import HostState
 from .plugins import Plugins
 from .registry import BotRegistry, load_registry
 from .settings import BotConfig, HostConfig, LoadedConfig
+from .split import split_role
 from .supervisor import HOST_SOURCE, BotRunner, State
 from .timings import HandlerTimings
 from .topics import overlaps
 from .topology import Placement, TopologyDiff, diff_topology
 from .wiring import Finding, WiringCheck, has_errors
+
+if TYPE_CHECKING:
+    from .bus.nats.relay import Coordinator, FollowerLink
 
 __all__ = ["BusObserver", "Host"]
 
@@ -115,6 +119,8 @@ class Host:
         #: Set when the host cannot go on (its bus's connection closed for good): ``run`` stops on it.
         self.lost = asyncio.Event()
         self.lost_reason: str | None = None
+        #: A split deterministic run (``split.py``): this host's side of the relay, from :meth:`start`.
+        self.relay: Coordinator | FollowerLink | None = None
 
     @property
     def config(self) -> HostConfig:
@@ -170,13 +176,20 @@ class Host:
     async def start(self) -> None:
         if self._checked is not self.loaded:  # run_host checks before opening anything
             self.check(self.loaded)
+        role = split_role(self.loaded, self.placement, self.bus)
+        if role == "follower":
+            self._follow()  # before any subscription exists: they all take the follower's sequencer
         await self.bus.start()
         await self.state.open(self.config, self.bus)
         for observer in self.observers:
             await observer.attach(self.bus)
-        await self._watch_stop_on()
+        if role != "follower":  # a follower finishes when the coordinator ends the run
+            await self._watch_stop_on()
         await self._watch_bus()
-        await self._start_bots(self._placed(self.config))
+        if role is None:
+            await self._start_bots(self._placed(self.config))
+        else:
+            await self._start_split(role)
         self.state.start_timer(self.runners, self.config.state.every_s)
         self._started = True
         self.plugins.manager.hook.citarion_host_started(host=self)
@@ -210,13 +223,103 @@ class Host:
         for runner in runners:
             await runner.start(wired=True)
 
+    # -- a split deterministic run (``split.py``, ``bus/nats/relay.py``) --------------------------------
+
+    def _follow(self) -> None:
+        from .bus.nats.relay import Follower
+
+        sequencer = self.bus.sequencer
+        assert sequencer is not None, "split_role gives a role to deterministic buses only"
+        self.bus.sequencer = Follower.replacing(sequencer, (b.id for b in self._placed(self.config)))
+
+    async def _start_split(self, role: str) -> None:
+        """Like :meth:`_start_bots`, with the whole topology's order: the coordinator wires its bots
+        and a stand-in for each bot of another host in the config's order, waits for every follower,
+        then starts them all in that order (its own here, the others through their hosts); a follower
+        wires its bots and leaves their starts to the coordinator."""
+        from .bus.nats import NatsBus
+        from .bus.nats.relay import Coordinator, Follower, FollowerLink
+
+        bus = self.bus
+        assert isinstance(bus, NatsBus), "split_role gives a role to NATS JetStream buses only"
+        placed = self._placed(self.config)
+        runners = {bot.id: self._runner(bot) for bot in placed}
+        await self.state.load(list(runners.values()), self.loaded)
+        if role == "follower":
+            assert isinstance(bus.sequencer, Follower)
+            for runner in runners.values():
+                await runner.wire(runner.config)
+            link = FollowerLink(
+                bus, bus.sequencer, start=self._start_placed, stop=self._stop_placed, ended=self.finished
+            )
+            self.relay = link
+            await link.open()
+            return
+        coordinator = self.relay = Coordinator(bus, wait_s=self.config.host.split_wait_s)
+        order = [bot for bot in self.config.bots if bot.enabled]
+        for bot in order:
+            if bot.id in runners:
+                await runners[bot.id].wire(bot)
+            else:
+                await coordinator.add(bot.id, list(dict.fromkeys(bot.subscribe)))
+        await coordinator.begin()
+        for bot in order:
+            if bot.id in runners:
+                await runners[bot.id].start(wired=True)
+            else:
+                await coordinator.start(bot.id)
+
+    async def _start_placed(self, bot_id: str) -> None:
+        await self.runners[bot_id].start(wired=True)
+
+    async def _stop_placed(self, bot_id: str) -> None:
+        runner = self.runners[bot_id]
+        if runner.state != "stopped":
+            await runner.stop(drain=True)
+
+    async def _stop_split(self, coordinator: Coordinator) -> None:
+        """:meth:`_stop_bots` over the whole topology, in the order one host would stop it."""
+        order = [bot for bot in self.config.bots if bot.enabled]
+        sources = [bot for bot in order if not bot.subscribe]
+        others = [bot for bot in reversed(order) if bot.subscribe]
+        for bot in sources:
+            await self._stop_one(coordinator, bot.id)
+        await self._settle("the feeds stopped")
+        for bot in others:
+            await self._stop_one(coordinator, bot.id)
+            await self._settle(f"bot {bot.id!r} stopped")
+        await coordinator.end()
+        self.final_stats = {bot_id: runner.final_stats for bot_id, runner in self.runners.items()}
+        self.runners.clear()
+
+    async def _stop_one(self, coordinator: Coordinator, bot_id: str) -> None:
+        runner = self.runners.get(bot_id)
+        if runner is not None:
+            if runner.state != "stopped":
+                await runner.stop(drain=True)
+        elif coordinator.runs_remotely(bot_id):
+            try:
+                await coordinator.stop(bot_id)
+            except CitarionError as exc:  # its host is gone: nothing to wait for
+                log.error("could not stop a bot on its host", extra={"bot": bot_id, "error": str(exc)})
+
     async def stop(self) -> None:
         """Stop intake, settle, stop every bot, detach the observers, close the bus. Safe to call twice."""
         if self.bus.closed:
             return
         self.plugins.manager.hook.citarion_host_stopping(host=self)
         self.state.stop_timer()
-        await self._stop_bots()
+        relay, self.relay = self.relay, None
+        if relay is None:
+            await self._stop_bots()
+        else:
+            from .bus.nats.relay import Coordinator
+
+            if isinstance(relay, Coordinator):
+                await self._stop_split(relay)
+            else:
+                await self._stop_bots()
+            await relay.close()
         await self.state.close()  # the last snapshots written, while the bus (a KV store's) is open
         for observer in self.observers:
             await observer.detach()

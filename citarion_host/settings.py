@@ -97,6 +97,9 @@ class HostSettings(_Strict):
     stop_timeout_s: float = Field(default=10.0, gt=0)
     #: After SIGINT/SIGTERM, the whole shutdown; past it the process exits with status 1.
     shutdown_timeout_s: float = Field(default=120.0, gt=0)
+    #: A split deterministic run (``split.py``): how long the coordinator waits for the hosts of the
+    #: other bots to answer (started later, restarting) before it gives up (docs/limits.md).
+    split_wait_s: float = Field(default=120.0, gt=0)
     #: ``auto``: uvloop when importable, else asyncio's loop (see ``citarion_host.loops``). Read at start.
     event_loop: Literal["auto", "asyncio", "uvloop"] = "auto"
 

@@ -41,10 +41,11 @@ handler the sequencer runs, so queueing them would deadlock.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..events import Event
@@ -92,7 +93,7 @@ class Sequencer:
         self.stall_timeout = stall_timeout
         self.external_limit = external_limit
         self._space = asyncio.Event()
-        self._on_stall = on_stall
+        self.on_stall = on_stall
         self._internal: deque[_Entry] = deque()
         self._external: deque[_Entry] = deque()
         self._head: _Entry | None = None  # the entry being waited for or handled
@@ -101,6 +102,9 @@ class Sequencer:
         self._idle = asyncio.Event()
         self._idle.set()
         self._task: asyncio.Task[None] | None = None
+        self._holds = 0  # :meth:`hold`
+        self._released = asyncio.Event()
+        self._released.set()
         self.handled = 0
         self.stalls = 0
 
@@ -132,6 +136,38 @@ class Sequencer:
             entry = _Entry(event, waiting, [])
             self._by_id[event.id] = entry
             self._append(entry)
+
+    def claim(self, event: Event, subscribers: Iterable[Subscription]) -> None:
+        """``event`` was published by another process in this place of the order (a turn or a start
+        another host ran for this one: ``bus/nats/relay.py``): announce it like :meth:`expect`, also
+        when its deliveries arrived before we knew (then it is moved from where its first arrival put
+        it to this place, still waiting for the subscribers it has not reached yet)."""
+        entry = self._by_id.get(event.id)
+        if entry is None or entry is self._head:
+            self.expect(event, subscribers)
+            return
+        reached = {s for s, _ in entry.arrived}
+        entry.waiting = {s for s in subscribers if s.queue is None and not s.closed and s not in reached}
+        if _running.get() is self:
+            try:
+                self._external.remove(entry)
+            except ValueError:  # already among the internal ones: it keeps its place
+                return
+            self._internal.append(entry)
+
+    @contextlib.asynccontextmanager
+    async def hold(self) -> AsyncIterator[None]:
+        """Start no new event meanwhile (the one being handled finishes): another host is running a
+        bot's start or stop for this one, and what that publishes must be announced (:meth:`claim`)
+        before any of it can be handled as an unannounced arrival."""
+        self._holds += 1
+        self._released.clear()
+        try:
+            yield
+        finally:
+            self._holds -= 1
+            if not self._holds:
+                self._released.set()
 
     def withdraw(self, event: Event) -> None:
         """The publish of ``event`` failed: its deliveries will never come."""
@@ -179,6 +215,9 @@ class Sequencer:
         internal, external, by_id = self._internal, self._external, self._by_id
         try:
             while internal or external:
+                if self._holds:
+                    await self._released.wait()
+                    continue
                 if internal:
                     entry = self._head = internal.popleft()
                 else:
@@ -229,8 +268,8 @@ class Sequencer:
                         "timeout_s": self.stall_timeout,
                     },
                 )
-                if self._on_stall is not None:
-                    self._on_stall(entry.event, missing)
+                if self.on_stall is not None:
+                    self.on_stall(entry.event, missing)
 
     async def settle(self) -> None:
         """Return once every event announced so far has been handled by every subscriber."""

@@ -57,7 +57,7 @@ from .lanes import REPLY_ROOT, BotLink, bot_credentials
 from .publisher import JetStreamPublisher, Outgoing
 from .requests import RESPONDERS_PREFIX, Requests
 from .resume import rewind_durable
-from .stream import ConsumerPlan, ensure_stream, validate_consumer_name
+from .stream import ConsumerPlan, ensure_stream, retry_api, validate_consumer_name
 
 __all__ = ["RESPONDERS_PREFIX", "BotView", "NatsBus"]
 
@@ -611,6 +611,14 @@ class NatsBus(EventBus):
             await self._publisher.flush()
         for lane in self._lanes.values():
             await lane.link.flush()
+
+    async def stream_position(self) -> int:
+        """The stream's last sequence now (0 when empty): where what is published from now on starts."""
+        jsm = self._jsm
+        if jsm is None:
+            raise ValueError("stream positions need NatsSettings.jetstream = true")
+        info = await retry_api(lambda: jsm.stream_info(self.settings.stream), self.settings.api_timeout_s)
+        return int(info.state.last_seq or 0)
 
     async def _sync(self) -> None:
         """Settle without the sequencer: our publishes acknowledged, core deliveries received (a
