@@ -1,0 +1,139 @@
+"""The sequencer's parts for a split run (``bus/nats/relay.py``): :meth:`Sequencer.claim` puts an event
+published by another process where a local handler's publish would have been, :meth:`Sequencer.hold`
+starts nothing meanwhile, and a :class:`Follower` holds its bots' deliveries for their turns."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from citarion_host.bus import Subscription
+from citarion_host.bus.nats.relay import Follower, collect
+from citarion_host.bus.sequencer import Sequencer
+from citarion_host.events import Event, make_event
+
+from .conftest import eventually
+
+
+def event(n: int) -> Event:
+    return make_event("analytics.tick.done", {"n": n}, source="LOG")
+
+
+def subscriber(
+    name: str,
+    seq: int,
+    sequencer: Sequencer,
+    seen: list[tuple[str, int]],
+    then: Callable[[Event], Any] | None = None,
+) -> Subscription:
+    async def handler(e: Event) -> None:
+        seen.append((name, e.payload["n"]))
+        if then is not None:
+            await then(e)
+
+    def ignore(*_: Any) -> None:
+        return None
+
+    return Subscription(
+        ("analytics.>",),
+        handler,
+        name=name,
+        seq=seq,
+        on_error=ignore,
+        on_overflow=ignore,
+        sequencer=sequencer,
+    )
+
+
+async def test_a_claimed_event_takes_the_place_of_a_local_publish_even_when_it_arrived_first() -> None:
+    """A's handler stands for a bot on another host: what that bot published (X) reaches B before the
+    answer says so. Claimed, X is handled right after E0's handlers, before the next outside event
+    E1, and once: as if A had published it here."""
+    sequencer = Sequencer()
+    seen: list[tuple[str, int]] = []
+    x = event(99)
+
+    async def remote_turn(e: Event) -> None:
+        if e.payload["n"] != 0:
+            return
+        asyncio.get_running_loop().call_soon(b.deliver, x)  # X arrives from the transport meanwhile
+        await asyncio.sleep(0.01)
+        sequencer.claim(x, [b])
+
+    a = subscriber("A", 1, sequencer, seen, remote_turn)
+    b = subscriber("B", 2, sequencer, seen)
+    e0, e1 = event(0), event(1)
+    sequencer.expect(e0, [a])
+    sequencer.expect(e1, [a, b])
+    a.deliver(e0)
+    a.deliver(e1)
+    b.deliver(e1)
+    await sequencer.settle()
+    assert seen == [("A", 0), ("B", 99), ("A", 1), ("B", 1)]
+
+
+async def test_a_claim_before_the_arrival_waits_for_it() -> None:
+    sequencer = Sequencer()
+    seen: list[tuple[str, int]] = []
+    x = event(99)
+
+    async def remote_turn(e: Event) -> None:
+        if e.payload["n"] == 0:
+            sequencer.claim(x, [b])
+            asyncio.get_running_loop().call_later(0.01, b.deliver, x)
+
+    a = subscriber("A", 1, sequencer, seen, remote_turn)
+    b = subscriber("B", 2, sequencer, seen)
+    e0, e1 = event(0), event(1)
+    sequencer.expect(e0, [a])
+    sequencer.expect(e1, [b])
+    a.deliver(e0)
+    b.deliver(e1)
+    await sequencer.settle()
+    assert seen == [("A", 0), ("B", 99), ("B", 1)]
+
+
+async def test_hold_starts_nothing_until_released() -> None:
+    sequencer = Sequencer()
+    seen: list[tuple[str, int]] = []
+    a = subscriber("A", 1, sequencer, seen)
+    one = event(1)
+    async with sequencer.hold():
+        sequencer.expect(one, [a])
+        a.deliver(one)
+        await asyncio.sleep(0.01)
+        assert seen == [] and sequencer.pending == 1
+    await sequencer.settle()
+    assert seen == [("A", 1)]
+
+
+async def test_a_follower_holds_its_bots_deliveries_for_their_turns() -> None:
+    """Deliveries to the bots it drives wait for :meth:`Follower.take_turn` (in the coordinator's order,
+    not arrival order); the host's own subscriptions run as they come; a turn returns what the bot
+    published; after :meth:`Follower.end` what is still held runs here."""
+    follower = Follower(["bot"], stall_timeout=5.0)
+    seen: list[tuple[str, int]] = []
+    published = event(7)
+
+    async def publish(e: Event) -> None:
+        if e.payload["n"] == 2:
+            follower.expect(published, [])
+
+    bot = subscriber("bot", 1, follower, seen, publish)
+    record = subscriber("host:record", 2, follower, seen)
+    follower.begin(0)
+    events = [event(n) for n in range(4)]
+    for e in events:
+        bot.deliver(e)
+        record.deliver(e)
+    await eventually(lambda: len(seen) == 4)
+    assert seen == [("host:record", n) for n in range(4)] and follower.held == 4
+    assert await follower.take_turn("bot", events[2].id) == [published]
+    assert await follower.take_turn("bot", events[0].id) == []
+    assert seen[4:] == [("bot", 2), ("bot", 0)]
+    follower.end()
+    await follower.settle()
+    assert seen[6:] == [("bot", 1), ("bot", 3)] and follower.held == 0
+    assert await follower.take_turn("bot", "never-delivered") is None
+    assert await collect(asyncio.sleep(0)) == []
