@@ -49,8 +49,9 @@ def subscriber(
 async def test_a_claimed_event_takes_the_place_of_a_local_publish_even_when_it_arrived_first() -> None:
     """A's handler stands for a bot on another host: what that bot published (X) reaches B before the
     answer says so. Claimed, X is handled right after E0's handlers, before the next outside event
-    E1, and once: as if A had published it here."""
-    sequencer = Sequencer()
+    E1, and once: as if A had published it here (announced with ``expect`` instead, the sequencer
+    would wait for a delivery that came already, and stall)."""
+    sequencer = Sequencer(stall_timeout=2.0)
     seen: list[tuple[str, int]] = []
     x = event(99)
 
@@ -70,7 +71,7 @@ async def test_a_claimed_event_takes_the_place_of_a_local_publish_even_when_it_a
     a.deliver(e1)
     b.deliver(e1)
     await sequencer.settle()
-    assert seen == [("A", 0), ("B", 99), ("A", 1), ("B", 1)]
+    assert seen == [("A", 0), ("B", 99), ("A", 1), ("B", 1)] and sequencer.stalls == 0
 
 
 async def test_a_claim_before_the_arrival_waits_for_it() -> None:
