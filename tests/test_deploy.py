@@ -176,11 +176,12 @@ def test_the_walkthrough_on_loopback_with_one_host(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_the_walkthrough_with_three_hosts(tmp_path: Path) -> None:
     """docs/deploy.md step 3, three hosts: a 3-node cluster from the generated files, three host
-    processes each running a third of prod.toml's topology (--only), the services started first."""
+    processes each running a third of prod.toml's topology (--only), started together in any order:
+    the feed's host orders the run (``split.py``). Then the same config as one process on the same
+    cluster (the split run's stream and states deleted first): every bot's figures are the same."""
     import asyncio
 
     import nats
-    import nats.errors
 
     base = free_port_block(9)
     out = tmp_path / "deploy"
@@ -198,73 +199,60 @@ def test_the_walkthrough_with_three_hosts(tmp_path: Path) -> None:
         "CITARION_BACKEND__NATS__NKEYS_SEED": str(out / "secrets" / "host.nk"),
         "CITARION_HOST__PROGRESS_INTERVAL_S": "0",
     }
-    thirds = {"services": "exchange,risk,wolf", "strategies": "argus,mesh,scale,band,edge,vision",
-              "feed": "logos,lumi"}  # fmt: skip
 
-    directories: dict[int, Path] = {}
-
-    def host(name: str) -> subprocess.Popen[str]:
-        directory = tmp_path / name
-        directory.mkdir()
-        with open(directory / "stdout", "w") as stdout, open(directory / "stderr", "w") as stderr:
-            # files, not pipes: a host blocked on a full pipe nobody reads yet would stall the run
-            process = subprocess.Popen(
-                [sys.executable, "-m", "citarion_host.cli", "run", "--config", str(out / "citarion-host.toml"),
-                 "--only", thirds[name], "--summary-json", str(directory / "summary.json")],
-                cwd=directory, env=env, stdout=stdout, stderr=stderr, text=True,
-            )  # fmt: skip
-        directories[process.pid] = directory
-        return process
-
-    def stderr_of(process: subprocess.Popen[str]) -> str:
-        return (directories[process.pid] / "stderr").read_text()[-3000:]
-
-    async def start_and_wait(bots: set[str], names: list[str]) -> list[subprocess.Popen[str]]:
-        """Start these hosts and wait until the bots announced they run (their subscriptions exist
-        before that). Subscribed before any host starts, so no announcement can be missed; a host that
-        exits early fails the test with its own stderr instead of a bare timeout."""
-        seed = (out / "secrets" / "host.nk").read_text().strip()
-        nc = await nats.connect(servers[0].url, nkeys_seed_str=seed)
-        seen: set[str] = set()
+    async def drop_the_run(url: str, seed: str) -> None:
+        """The split run's stream and states deleted: the one-process run starts from nothing too."""
+        nc = await nats.connect(url, nkeys_seed_str=seed)
         try:
-            sub = await nc.subscribe("system.bot.started")
-            await nc.flush()
-            started = [host(name) for name in names]
-            processes.extend(started)
-            deadline = asyncio.get_running_loop().time() + 300
-            while not bots <= seen:
-                for process in started:
-                    assert process.poll() is None, f"a host exited early: {stderr_of(process)}"
-                assert asyncio.get_running_loop().time() < deadline, f"never announced: {bots - seen}"
-                try:
-                    msg = await sub.next_msg(timeout=5)
-                except nats.errors.TimeoutError:
-                    continue
-                seen.add(json.loads(msg.data)["payload"]["botId"])
+            await nc.jsm().delete_stream("citarion-events")
+            await nc.jsm().delete_stream("KV_citarion-state")
         finally:
             await nc.close()
-        return started
 
-    processes: list[subprocess.Popen[str]] = []
-    try:
-        with NatsCluster.of(servers, name="citarion"):
-            bots = {"exchange", "risk", "wolf", "argus", "mesh", "scale", "band", "edge", "vision"}
-            asyncio.run(start_and_wait(bots, ["services", "strategies"]))
-            processes.append(host("feed"))
-            for process in processes:
+    thirds = {"feed": "logos,lumi", "services": "exchange,risk,wolf",
+              "strategies": "argus,mesh,scale,band,edge,vision", "one": None}  # fmt: skip
+
+    def host(name: str, extra: dict[str, str] | None = None) -> subprocess.Popen[str]:
+        directory = tmp_path / name
+        directory.mkdir()
+        only = ["--only", thirds[name]] if thirds[name] else []
+        with open(directory / "stdout", "w") as stdout, open(directory / "stderr", "w") as stderr:
+            # files, not pipes: a host blocked on a full pipe nobody reads yet would stall the run
+            return subprocess.Popen(
+                [sys.executable, "-m", "citarion_host.cli", "run", "--config", str(out / "citarion-host.toml"),
+                 *only, "--summary-json", str(directory / "summary.json")],
+                cwd=directory, env={**env, **(extra or {})}, stdout=stdout, stderr=stderr, text=True,
+            )  # fmt: skip
+
+    def run(names: list[str], extra: dict[str, str] | None = None) -> None:
+        processes = [host(name, extra) for name in names]
+        try:
+            for name, process in zip(names, processes, strict=True):
                 process.wait(timeout=600)
-                assert process.returncode == 0, stderr_of(process)
-    finally:
-        for process in processes:  # a failed run leaves no host behind (nor a ResourceWarning later)
-            if process.poll() is None:
-                process.kill()
-            process.wait()
+                assert process.returncode == 0, (tmp_path / name / "stderr").read_text()[-3000:]
+        finally:
+            for process in processes:  # a failed run leaves no host behind (nor a ResourceWarning later)
+                if process.poll() is None:
+                    process.kill()
+                process.wait()
+
+    with NatsCluster.of(servers, name="citarion"):
+        run(["feed", "services", "strategies"])  # the feed's host first: it waits for the others
+        asyncio.run(drop_the_run(servers[0].url, (out / "secrets" / "host.nk").read_text().strip()))
+        run(["one"])
     summaries = {name: json.loads((tmp_path / name / "summary.json").read_text()) for name in thirds}
-    rows = {row["bot"]: row for s in summaries.values() for row in s["bots"]}
-    assert set(rows) >= {"exchange", "risk", "wolf", "argus", "mesh", "logos", "lumi"}
+    rows = {row["bot"]: row for name in ("feed", "services", "strategies") for row in summaries[name]["bots"]}
+    one = {row["bot"]: row for row in summaries["one"]["bots"]}
+    assert set(rows) == set(one) >= {"exchange", "risk", "wolf", "argus", "mesh", "logos", "lumi"}
     assert rows["lumi"]["stats"]["completed"] is True, "the feed replayed every bar"
     assert rows["exchange"]["stats"]["balanced"] is True, "the books balance across the split"
     assert all(row["errors"] == 0 for row in rows.values())
+    different = {
+        bot: sorted(k for k in row if row[k] != rows[bot].get(k))
+        for bot, row in one.items()
+        if row != rows[bot]
+    }
+    assert different == {}, "three hosts give every bot the figures of one process"
     lines = (tmp_path / "services" / "runs" / "prod-events.jsonl").read_text().splitlines()
     record = [json.loads(line) for line in lines]
     ids = {event["id"] for event in record}
