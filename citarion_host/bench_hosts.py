@@ -1,8 +1,9 @@
 """The platform split across 1, 2 and 3 host processes on a 3-node loopback cluster (``--case hosts``).
 
 The paper-trading topology of ``configs/prod.toml`` (the demo's, on JetStream) runs as one process, then
-split with ``run --only`` into two and into three processes, each on its own server of the cluster, the
-services started first (as docs/deploy.md says). Figures: the events the run stored (from the stream)
+split with ``run --only`` into two and into three processes, each on its own server of the cluster:
+deterministic (the feed's host orders every host's handlers: ``split.py``) and free-running (the
+services started first, as docs/deploy.md says). Figures: the events the run stored (from the stream)
 over the wall time from the first host's start to the last one's exit, and the processes' CPU. In
 interleaved rounds, a fresh stream each.
 
@@ -73,9 +74,12 @@ async def _until_started(
         await asyncio.sleep(0.05)
 
 
-async def _split_round(cluster: NatsCluster, processes: int, stream: str) -> Figures:
+async def _split_round(
+    cluster: NatsCluster, processes: int, stream: str, deterministic: bool = True
+) -> Figures:
     urls = cluster.urls
     env = {
+        "CITARION_BACKEND__DETERMINISTIC": "true" if deterministic else "false",
         **os.environ,
         "PYTHONPATH": str(REPO),
         "CITARION_BACKEND__NATS__STREAM": stream,
@@ -113,7 +117,8 @@ async def _split_round(cluster: NatsCluster, processes: int, stream: str) -> Fig
                     text=True,
                 )
             )
-            if only and index < len(SPLITS[processes]) - 1:  # subscribed before the feed starts
+            if only and not deterministic and index < len(SPLITS[processes]) - 1:
+                # free-running: subscribed before the feed starts (deterministic: the feed's host waits)
                 await _until_started(seen, set(only.split(",")), running[-1])
         for process in running:
             _, stderr = await asyncio.to_thread(process.communicate, timeout=600)
@@ -135,26 +140,37 @@ async def run_hosts(rounds_: int = 1) -> list[Table]:
     with NatsCluster(3) as cluster:
         serial = iter(range(1_000_000))
 
-        def variant(n: int) -> Callable[[], Awaitable[Figures]]:
-            return lambda: _split_round(cluster, n, f"bench-hosts-{next(serial)}")
+        def variant(n: int, deterministic: bool) -> Callable[[], Awaitable[Figures]]:
+            return lambda: _split_round(cluster, n, f"bench-hosts-{next(serial)}", deterministic)
 
-        results = await rounds(
-            {f"{n} host process{'es' if n > 1 else ''}": variant(n) for n in SPLITS}, rounds_
-        )
+        cases = {
+            f"{n} host process{'es' if n > 1 else ''}{'' if deterministic else ', free-running'}": variant(
+                n, deterministic
+            )
+            for deterministic in (True, False)
+            for n in SPLITS
+        }
+        results = await rounds(cases, rounds_)
     table = Table(
         "the paper-trading platform on a 3-node loopback cluster, split across host processes",
         "configs/prod.toml (stream replicas 3) as 1 process, or split with run --only into 2 or 3 (each on"
-        " its own server); events stored over the wall time of the whole run; CPU of the host processes",
+        " its own server); deterministic (the default: the feed's host orders every host's handlers, the"
+        " figures of one process) and free-running ([backend] deterministic = false); events stored over"
+        " the wall time of the whole run; CPU of the host processes",
         ["events", "events_per_s", "cpu_us_per_event", "spread_pct"],
         [{"name": name, **median_figures(r)} for name, r in results.items()],
     )
-    one = "1 host process"
+    one, free = "1 host process", ", free-running"
     table.ratios = [
         ratio("2 processes / 1", paired(results, "2 host processes", one)),
         ratio("3 processes / 1", paired(results, "3 host processes", one)),
+        ratio("2 processes / 1, free-running", paired(results, "2 host processes" + free, one + free)),
+        ratio("3 processes / 1, free-running", paired(results, "3 host processes" + free, one + free)),
     ]
     table.notes.append(
-        "2 cores for 3 servers and up to 3 hosts: the processes compete for CPU; split runs are correct"
-        " but not identical to one process (docs/deploy.md)"
+        "2 cores for 3 servers and up to 3 hosts: the processes compete for CPU. Deterministic split runs"
+        " give one process's figures at one request/reply round trip per remote handler call, one handler"
+        " at a time across the fleet; free-running split runs are correct but not identical to one"
+        " process (docs/deploy.md)"
     )
     return [table]
