@@ -365,6 +365,11 @@ class Host:
         async with self._apply_lock:
             self.check(loaded)
             diff = diff_topology(self.config, loaded.config, self.placement)
+            if self.relay is not None and (not diff.empty or loaded.config.bots != self.config.bots):
+                raise ConfigError(
+                    f"{loaded.path}: a deterministic run split across hosts keeps the topology it started"
+                    " with (every host orders by it): restart the hosts to change it (docs/deploy.md)"
+                )
             await self._check_states(loaded, diff)
             if diff.backend_changed:
                 await self._switch_backend(loaded)

@@ -135,3 +135,64 @@ def test_the_feeds_split_over_two_hosts_are_refused_and_roles_follow_the_feeds(t
     )
     free_running = LoadedConfig(config=free, path=loaded.path, files=loaded.files)
     assert split_role(free_running, Placement.of(["lumi"]), create_bus(free.backend)) is None
+
+
+SMALL = """
+[host]
+stop_on = "market.feed.completed"
+progress_interval_s = 0
+
+[backend]
+type = "nats"
+
+[backend.nats]
+servers = ["{url}"]
+
+[[bots]]
+id = "numbers"
+code = "LUM"
+plugin = "tests.host_bots:Numbers"
+publish = ["market.number.>", "market.feed.completed"]
+params = {{ count = 20, topic = "market.number.emitted", announce_done = "market.feed.completed" }}
+
+[[bots]]
+id = "recorder"
+code = "ORA"
+plugin = "tests.host_bots:Recorder"
+subscribe = ["market.number.>"]
+params = {{ label = "{label}" }}
+"""
+
+
+async def test_a_split_run_refuses_a_reload_and_the_follower_finishes_when_the_coordinator_ends(
+    tmp_path: Path,
+) -> None:
+    """Every host orders by the topology it started with: a reload that changes it is refused (the
+    running run goes on); the follower's host finishes when the coordinator ends the run."""
+    from citarion_host.host import Host
+    from tests.host_bots import Recorder
+
+    Recorder.seen.clear()
+    with NatsServer(store_dir=tmp_path / "store") as server:
+        path = tmp_path / "small.toml"
+        path.write_text(SMALL.format(url=server.url, label=""))
+        loaded = load_config(path)
+        coordinator = Host(loaded, placement=Placement.of(["numbers"]))
+        follower = Host(loaded, placement=Placement.of(["recorder"]))
+        await asyncio.gather(coordinator.start(), follower.start())
+        try:
+            assert (
+                type(coordinator.relay).__name__ == "Coordinator"
+                and type(follower.relay).__name__ == "FollowerLink"
+            )
+            await asyncio.wait_for(coordinator.finished.wait(), 60)
+            path.write_text(SMALL.format(url=server.url, label="changed"))
+            for host in (coordinator, follower):
+                with pytest.raises(ConfigError, match="keeps the topology it started with"):
+                    await host.apply(load_config(path))
+            assert not follower.finished.is_set(), "stop_on alone does not end a follower"
+        finally:
+            await coordinator.stop()
+            await asyncio.wait_for(follower.finished.wait(), 60)
+            await follower.stop()
+    assert [e.payload["n"] for e in Recorder.seen["recorder"]] == list(range(20))
