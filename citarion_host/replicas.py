@@ -126,7 +126,7 @@ class Replica:
         self._timer: asyncio.TimerHandle | None = None
         self._activation: asyncio.Task[None] | None = None
         self._task: asyncio.Task[None] | None = None
-        self._fence_reason = "lease lost"
+        self.fence_reason: str | None = None  # why it was fenced last
 
     @property
     def active(self) -> bool:
@@ -239,7 +239,7 @@ class Replica:
             self._activation.cancel()
         self.fences += 1
         log.error("replica fenced: it handles nothing more", extra={"bot": self.bot_id, "reason": reason})
-        self._fence_reason = reason
+        self.fence_reason = reason
         self._lost.set()
 
     async def _retire(self) -> None:
@@ -250,7 +250,7 @@ class Replica:
         fresh = self._make_runner(old.config)
         fresh.carry_over(old)
         self.runner = fresh
-        fresh.stand_by(f"fenced: {self._fence_reason}")
+        fresh.stand_by(f"fenced: {self.fence_reason}")
 
     # -- the host stopping --------------------------------------------------------------------------
 
@@ -283,6 +283,7 @@ class Replica:
             "active": self.active,
             "takeovers": self.takeovers,
             "fences": self.fences,
+            "fence_reason": self.fence_reason,
         }
 
 

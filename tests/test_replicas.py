@@ -1,0 +1,433 @@
+"""Bot replicas (``replicas.py``, ``lease.py``): leases, standbys, takeovers and fencing, on real
+nats-server processes from the fixtures; host processes started with ``citarion-host run --only`` and
+killed with SIGKILL.
+
+No durations are asserted: the waits have generous timeouts, and the lease tests move a clock of
+their own instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter as Tally
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import nats
+import pytest
+from nats.aio.client import Client
+from nats.js.kv import KeyValue
+
+from citarion_host.bus.config import NatsSettings
+from citarion_host.host import Host
+from citarion_host.lease import LeaseBucket, LeaseTiming, open_lease_bucket
+from citarion_host.natsserver import NatsServer
+from citarion_host.plugins import Plugins
+from citarion_host.settings import load_config
+from citarion_host.topology import Placement
+from citarion_host.wiring import check_config
+from tests.bus.conftest import eventually
+
+from .state_helpers import FAST_RESTARTS, entry, write
+
+REPO = Path(__file__).resolve().parents[1]
+TIMING = LeaseTiming(ttl_s=4.0, renew_s=1.0)
+
+pytestmark = pytest.mark.nats
+
+
+class Clock:
+    """A clock the test moves: the lease logic reads time only through it."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+async def leases(nats_server: NatsServer) -> AsyncIterator[KeyValue]:
+    connection = await nats.connect(nats_server.url)
+    try:
+        yield await open_lease_bucket(connection, NatsSettings(servers=[nats_server.url]), "leases")
+    finally:
+        await connection.close()
+
+
+def contender(kv: KeyValue, name: str, clock: Clock) -> LeaseBucket:
+    return LeaseBucket(kv, TIMING, name, clock)
+
+
+# -- the lease --------------------------------------------------------------------------------------
+
+
+async def test_of_two_contenders_for_a_free_seat_exactly_one_wins(leases: KeyValue) -> None:
+    clock = Clock()
+    first, second = contender(leases, "a", clock), contender(leases, "b", clock)
+    for key in (f"bot.{i}" for i in range(20)):
+        won = await asyncio.gather(first.acquire(key), second.acquire(key))
+        assert sum(lease is not None for lease in won) == 1, key
+        winner = "a" if won[0] is not None else "b"
+        assert await first.holder_of(key) == winner
+
+
+async def test_a_renewed_lease_is_never_taken_over(leases: KeyValue) -> None:
+    clock = Clock()
+    holder, standby = contender(leases, "a", clock), contender(leases, "b", clock)
+    lease = await holder.acquire("bot.0")
+    assert lease is not None and lease.took_over is None
+    for _ in range(20):  # 20 renewals, each within the ttl of the standby's last look
+        assert await standby.acquire("bot.0") is None
+        clock.now += TIMING.renew_s
+        assert await holder.renew(lease)
+        assert lease.deadline == clock.now + TIMING.valid_s
+        clock.now += TIMING.ttl_s - TIMING.renew_s  # the standby looks again just before the ttl
+    assert await standby.holder_of("bot.0") == "a"
+
+
+async def test_a_lapsed_lease_is_taken_over_and_its_old_holder_was_fenced_before(leases: KeyValue) -> None:
+    clock = Clock()
+    holder, standby = contender(leases, "a", clock), contender(leases, "b", clock)
+    lease = await holder.acquire("bot.0")
+    assert lease is not None
+    clock.now = 0.5
+    assert await standby.acquire("bot.0") is None  # first look: the revision starts counting
+    clock.now = 0.5 + TIMING.ttl_s - 0.01
+    assert await standby.acquire("bot.0") is None, "not before the ttl has passed on its clock"
+    clock.now = 0.5 + TIMING.ttl_s
+    taken = await standby.acquire("bot.0")
+    assert taken is not None and taken.took_over == "a"
+    assert lease.deadline < clock.now, "the old holder's deadline (its fence) came before the takeover"
+    assert not await holder.renew(lease), "the old holder learns it lost the lease at its renewal"
+    assert not await holder.release(lease), "nor can it release the new holder's lease"
+    assert await holder.holder_of("bot.0") == "b"
+
+
+async def test_a_released_lease_is_free_at_once(leases: KeyValue) -> None:
+    clock = Clock()
+    holder, standby = contender(leases, "a", clock), contender(leases, "b", clock)
+    lease = await holder.acquire("bot.0")
+    assert lease is not None and await standby.acquire("bot.0") is None
+    assert await holder.release(lease)
+    assert await standby.holder_of("bot.0") is None
+    taken = await standby.acquire("bot.0")  # the same instant: no ttl to wait for
+    assert taken is not None and taken.took_over is None
+    assert await holder.acquire("bot.0") is None
+
+
+async def test_a_contender_racing_a_renewal_loses(leases: KeyValue) -> None:
+    """A standby that saw the revision stand for the ttl but whose takeover comes after a renewal
+    (the holder was slow, not dead) fails its conditional write: the holder keeps the lease."""
+    clock = Clock()
+    holder, standby = contender(leases, "a", clock), contender(leases, "b", clock)
+    lease = await holder.acquire("bot.0")
+    assert lease is not None
+    assert await standby.acquire("bot.0") is None
+    clock.now = TIMING.ttl_s
+    seen_revision = lease.revision
+    assert await holder.renew(lease) and lease.revision != seen_revision
+    # the standby still believes seen_revision stood for the ttl; its write is refused on the server
+    standby._seen["bot.0"].revision = seen_revision  # the race, made deterministic
+    assert await standby.acquire("bot.0") is None
+    assert await standby.holder_of("bot.0") == "a" and await holder.renew(lease)
+
+
+# -- the host: fencing --------------------------------------------------------------------------------
+
+
+def nats_backend(
+    server: NatsServer, stream: str, *, ttl: float = 4.0, renew: float = 0.5, ack_wait: float = 30
+) -> str:
+    """``ack_wait``: when an event a killed instance held comes back to another (and when one still
+    waiting in a live instance's backlog is sent again: keep it above the time to work off a backlog)."""
+    return (
+        f'[backend]\ntype = "nats"\n[backend.nats]\nservers = ["{server.url}"]\nstream = "{stream}"\n'
+        f'durable_start = "all"\nack_wait_s = {ack_wait}\n'
+        "[state]\nevery_events = 50\nevery_s = 0.2\nmax_share = 1.0\n"
+        f"[replicas]\nlease_ttl_s = {ttl}\nrenew_s = {renew}\n"
+    )
+
+
+def numbers(count: int, pace_s: float) -> str:
+    return entry(
+        "numbers",
+        "tests.host_bots:Numbers",
+        publish='["analytics.number.>"]',
+        count=count,
+        pace_s=pace_s,
+    )
+
+
+def replicated(bot_id: str, plugin: str, *, replicas: int = 2, sleep_s: float = 0.0, extra: str = "") -> str:
+    return entry(
+        bot_id,
+        f"tests.replica_bots:{plugin}",
+        publish='["analytics.replica.>"]',
+        subscribe='["analytics.number.>"]',
+        extra=f"durable = true\nreplicas = {replicas}\n{extra}",
+        sleep_s=sleep_s,
+    )
+
+
+async def until(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
+    await eventually(condition, timeout=timeout, what=what)
+
+
+async def test_an_active_replica_whose_lease_is_taken_is_fenced_and_stands_by(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    """Another instance takes the seat (as after a partition): at its next renewal the active one
+    stops handling, writes no more snapshots, and stands by; the events go on to nobody here."""
+    path = write(
+        tmp_path / "host.toml",
+        FAST_RESTARTS,
+        nats_backend(nats_server, "fence"),
+        replicated("counter", "Counter"),
+    )
+    host = Host(load_config(path), plugins=Plugins())
+    await host.start()
+    connection = await nats.connect(nats_server.url)
+    try:
+        await until(lambda: host.runners["counter"].state == "running", "the replica to take its seat")
+        replica = host.replicas.replicas["counter"]
+        assert replica.lease is not None and replica.lease.key == "counter.0"
+        kv = await connection.jetstream().key_value("citarion-leases")
+        thief = LeaseBucket(kv, TIMING, "thief")
+        entry_ = await kv.get("counter.0")
+        await kv.update("counter.0", json.dumps({"holder": "thief"}).encode(), last=entry_.revision)
+        assert await thief.holder_of("counter.0") == "thief"
+        await until(lambda: replica.fences == 1, "the replica to be fenced")
+        await until(lambda: host.runners["counter"].state == "standby", "the fenced replica to stand by")
+        fenced = host.runners["counter"]
+        assert fenced.subscription is None and fenced.bot is None
+        assert host.health().ready, host.health().reasons  # a standby is a healthy state
+        assert host.stats()["replicas"]["counter"]["active"] is False
+    finally:
+        await connection.close()
+        await host.stop()
+
+
+async def test_an_active_replica_that_cannot_renew_is_fenced_at_its_deadline(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    """The server goes away (the host is partitioned from it): renewals fail, and at the lease's
+    deadline the instance stops handling and stands by, before any standby may take its seat."""
+    path = write(
+        tmp_path / "host.toml",
+        FAST_RESTARTS,
+        nats_backend(nats_server, "deadline", ttl=2.0, renew=0.5),
+        replicated("counter", "Counter"),
+    )
+    host = Host(load_config(path), plugins=Plugins())
+    await host.start()
+    try:
+        await until(lambda: host.runners["counter"].state == "running", "the replica to take its seat")
+        replica = host.replicas.replicas["counter"]
+        nats_server.kill()
+        await until(lambda: replica.fences == 1, "the replica to be fenced")
+        await until(lambda: host.runners["counter"].state == "standby", "the fenced replica to stand by")
+        assert "not renewed in time" in replica.fence_reason or ""
+    finally:
+        nats_server.restart()
+        await host.stop()
+
+
+# -- host processes, killed ---------------------------------------------------------------------------
+
+
+class Hosts:
+    """``citarion-host run --only ...`` processes on one config, logs in files (not pipes: a host
+    blocked on a full pipe nobody reads would stall)."""
+
+    def __init__(self, config: Path) -> None:
+        self.config = config
+        self.processes: dict[str, subprocess.Popen[str]] = {}
+
+    def start(self, name: str, only: str) -> subprocess.Popen[str]:
+        directory = self.config.parent / name
+        directory.mkdir()
+        env = {**os.environ, "PYTHONPATH": str(REPO), "CITARION_HOST__PROGRESS_INTERVAL_S": "0"}
+        with open(directory / "stdout", "w") as stdout, open(directory / "stderr", "w") as stderr:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "citarion_host.cli", "run", "--config", str(self.config),
+                 "--only", only],
+                cwd=directory, env=env, stdout=stdout, stderr=stderr, text=True,
+            )  # fmt: skip
+        self.processes[name] = process
+        return process
+
+    def log(self, name: str) -> str:
+        return (self.config.parent / name / "stderr").read_text()[-3000:]
+
+    def alive(self) -> None:
+        for name, process in self.processes.items():
+            assert process.poll() is None or process.returncode == -signal.SIGKILL, self.log(name)
+
+    def kill(self, name: str) -> None:
+        process = self.processes[name]
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+
+    def close(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+class Outputs:
+    """Every event on ``subject``, as the server delivers it live to the test (core subscription)."""
+
+    def __init__(self) -> None:
+        self.payloads: list[dict[str, Any]] = []
+        self.lifecycle: list[tuple[str, str]] = []  # (topic action, bot id)
+        self._connection: Client | None = None
+
+    async def open(self, url: str, subject: str) -> None:
+        self._connection = await nats.connect(url)
+
+        async def output(msg: Any) -> None:
+            self.payloads.append(json.loads(msg.data)["payload"])
+
+        async def lifecycle(msg: Any) -> None:
+            data = json.loads(msg.data)
+            self.lifecycle.append((data["topic"].rsplit(".", 1)[-1], data["payload"]["botId"]))
+
+        await self._connection.subscribe(subject, cb=output)
+        await self._connection.subscribe("system.bot.>", cb=lifecycle)
+        await self._connection.flush()
+
+    async def close(self) -> None:
+        if self._connection is not None:
+            await self._connection.close()
+
+    def by_pid(self) -> Tally[int]:
+        return Tally(int(p["pid"]) for p in self.payloads)
+
+
+async def feed(config: Path) -> Host:
+    """The feed, in this process (``--only numbers``): it lives through the kills of the others."""
+    host = Host(load_config(config), plugins=Plugins(), placement=Placement.of(["numbers"]))
+    await host.start()
+    return host
+
+
+@pytest.mark.slow
+async def test_killing_a_host_of_a_replicated_stateless_bot_loses_none_of_its_events(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    """Two hosts run ``echo`` (replicas = 2, no state) and share its durable consumer; one is killed
+    with SIGKILL mid-run. Every event is handled by some instance: the ones the killed host held
+    unacknowledged come back to the other after ``ack_wait_s``. Counted by the number each event
+    carries, from what the instances publish: at least once, so a number may appear twice (handled,
+    then killed before its acknowledgement), never zero times."""
+    total = 600
+    config = write(
+        tmp_path / "host.toml",
+        FAST_RESTARTS,
+        nats_backend(nats_server, "stateless", ack_wait=5),
+        numbers(total, pace_s=0.01),
+        # at most 50 events in flight for both: what the killed one held comes back after ack_wait
+        replicated("echo", "Echo", sleep_s=0.002, extra="max_pending = 50"),
+    )
+    assert not [f for f in check_config(config) if f.severity == "error"]
+    outputs, hosts = Outputs(), Hosts(config)
+    await outputs.open(nats_server.url, "analytics.replica.handled")
+    source: Host | None = None
+    try:
+        first, second = hosts.start("a", "echo"), hosts.start("b", "echo")
+        await until(lambda: outputs.lifecycle.count(("started", "echo")) == 2, "both instances to start")
+        source = await feed(config)
+        await until(lambda: outputs.by_pid()[first.pid] >= 100, "the first host to handle 100 events")
+        hosts.alive()
+        hosts.kill("a")
+        killed_at = outputs.by_pid()
+        assert sum(killed_at.values()) < total, "killed mid-run"
+        handled = lambda: {int(p["n"]) for p in outputs.payloads}  # noqa: E731
+        await until(lambda: len(handled()) == total, "every event to be handled by some instance", 120)
+        hosts.alive()
+    finally:
+        if source is not None:
+            await source.stop()
+        hosts.close()
+        await outputs.close()
+    by_pid = outputs.by_pid()
+    assert handled() == set(range(total)), "no event lost"
+    assert set(by_pid) == {first.pid, second.pid}, "both instances shared the work"
+    assert by_pid[second.pid] > killed_at[second.pid], "the replica took the rest"
+    duplicates = sum(by_pid.values()) - total
+    assert 0 <= duplicates <= by_pid[first.pid], "only events of the killed host can come twice"
+
+
+@pytest.mark.slow
+async def test_a_stateful_bots_standby_takes_over_from_a_killed_host_with_its_state(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    """Two hosts run ``counter`` (replicas = 2, it keeps state): one is active, the other stands by
+    and handles nothing. The active host is killed with SIGKILL; the standby takes the seat over once
+    the lease lapses, restores the state from the key-value store, and counts on from there (not from
+    0) to the end: its final state has counted every event exactly once."""
+    total = 600
+    config = write(
+        tmp_path / "host.toml",
+        FAST_RESTARTS,
+        nats_backend(nats_server, "stateful"),
+        numbers(total, pace_s=0.01),
+        replicated("counter", "Counter", sleep_s=0.002),
+    )
+    assert not [f for f in check_config(config) if f.severity == "error"]
+    outputs, hosts = Outputs(), Hosts(config)
+    await outputs.open(nats_server.url, "analytics.replica.counted")
+    source: Host | None = None
+    try:
+        processes = {"a": hosts.start("a", "counter"), "b": hosts.start("b", "counter")}
+        await until(lambda: outputs.lifecycle.count(("standby", "counter")) == 2, "both to stand by first")
+        await until(lambda: ("started", "counter") in outputs.lifecycle, "one instance to start")
+        source = await feed(config)
+        await until(lambda: len(outputs.payloads) >= 200, "200 events counted")
+        hosts.alive()
+        active = {int(p["pid"]) for p in outputs.payloads}
+        assert len(active) == 1, "exactly one instance handles events"
+        name = next(n for n, p in processes.items() if p.pid in active)
+        standby = processes["b" if name == "a" else "a"]
+        assert outputs.lifecycle.count(("started", "counter")) == 1, "the standby did not start"
+        hosts.kill(name)
+        await until(lambda: standby.pid in outputs.by_pid(), "the standby to take over and count", 120)
+        resumed = next(p for p in outputs.payloads if int(p["pid"]) == standby.pid)
+        assert resumed["count"] > 1, "it counts on from the stored state, not from 0"
+        await until(lambda: any(p["count"] == total for p in outputs.payloads), "every event counted", 120)
+        hosts.alive()
+        assert ("takeover", "counter") in outputs.lifecycle
+    finally:
+        if source is not None:
+            await source.stop()
+        hosts.close()
+        await outputs.close()
+    last = [p for p in outputs.payloads if int(p["pid"]) == standby.pid][-1]
+    assert last["count"] == total and last["n"] == total - 1
+    snapshot = await stored_state(nats_server, "counter")
+    assert snapshot["state"]["count"] == total, "each event applied once: no gap, no repeat in the state"
+    assert snapshot["state"]["gaps"] == snapshot["state"]["repeats"] == 0
+    assert snapshot["state"]["total"] == sum(range(total))
+
+
+async def stored_state(server: NatsServer, bot_id: str) -> dict[str, Any]:
+    connection = await nats.connect(server.url)
+    try:
+        kv = await connection.jetstream().key_value("citarion-state")
+        data: dict[str, Any] = json.loads((await kv.get(bot_id)).value or b"{}")
+        return data
+    finally:
+        await connection.close()
