@@ -25,6 +25,7 @@ from nats.aio.client import Client
 from nats.js.kv import KeyValue
 
 from citarion_host.bus.config import NatsSettings
+from citarion_host.errors import ConfigError
 from citarion_host.host import Host
 from citarion_host.lease import LeaseBucket, LeaseTiming, open_lease_bucket
 from citarion_host.natsserver import NatsServer
@@ -38,8 +39,6 @@ from .state_helpers import FAST_RESTARTS, entry, write
 
 REPO = Path(__file__).resolve().parents[1]
 TIMING = LeaseTiming(ttl_s=4.0, renew_s=1.0)
-
-pytestmark = pytest.mark.nats
 
 
 class Clock:
@@ -63,6 +62,101 @@ async def leases(nats_server: NatsServer) -> AsyncIterator[KeyValue]:
 
 def contender(kv: KeyValue, name: str, clock: Clock) -> LeaseBucket:
     return LeaseBucket(kv, TIMING, name, clock)
+
+
+# -- configs ------------------------------------------------------------------------------------------
+
+
+def nats_backend(
+    server: NatsServer, stream: str, *, ttl: float = 4.0, renew: float = 0.5, ack_wait: float = 30
+) -> str:
+    """``ack_wait``: when an event a killed instance held comes back to another (and when one still
+    waiting in a live instance's backlog is sent again: keep it above the time to work off a backlog)."""
+    return (
+        f'[backend]\ntype = "nats"\n[backend.nats]\nservers = ["{server.url}"]\nstream = "{stream}"\n'
+        f'durable_start = "all"\nack_wait_s = {ack_wait}\n'
+        "[state]\nevery_events = 50\nevery_s = 0.2\nmax_share = 1.0\n"
+        f"[replicas]\nlease_ttl_s = {ttl}\nrenew_s = {renew}\n"
+    )
+
+
+def numbers(count: int, pace_s: float) -> str:
+    return entry(
+        "numbers",
+        "tests.host_bots:Numbers",
+        publish='["analytics.number.>"]',
+        count=count,
+        pace_s=pace_s,
+    )
+
+
+def replicated(bot_id: str, plugin: str, *, replicas: int = 2, sleep_s: float = 0.0, extra: str = "") -> str:
+    return entry(
+        bot_id,
+        f"tests.replica_bots:{plugin}",
+        publish='["analytics.replica.>"]',
+        subscribe='["analytics.number.>"]',
+        extra=f"durable = true\nreplicas = {replicas}\n{extra}",
+        sleep_s=sleep_s,
+    )
+
+
+async def until(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
+    await eventually(condition, timeout=timeout, what=what)
+
+
+# -- the check ----------------------------------------------------------------------------------------
+
+
+def replica_findings(tmp_path: Path, backend: str, bot: str) -> list[tuple[str, str]]:
+    path = write(tmp_path / "check.toml", backend, numbers(10, pace_s=0), bot)
+    return [(f.severity, f.message) for f in check_config(path) if f.key == "replicas"]
+
+
+CORE = '[backend]\ntype = "nats"\n[backend.nats]\njetstream = false\n'
+JETSTREAM = '[backend]\ntype = "nats"\n'
+
+
+@pytest.mark.parametrize(
+    ("backend", "bot", "expected"),
+    [
+        ("", replicated("echo", "Echo"), ("warning", "no effect on the in-memory bus")),
+        (CORE, replicated("echo", "Echo"), ("error", "replicas needs JetStream")),
+        (JETSTREAM, replicated("echo", "Echo").replace("durable = true", ""), ("error", "durable = true")),
+        (JETSTREAM, replicated("c", "Counter", extra='queue = "q"'), ("error", "cannot share queue group")),
+        (JETSTREAM + '[state]\nstore = "process"\n', replicated("c", "Counter"), ("error", "cannot read")),
+        (
+            JETSTREAM + '[state]\nstore = "dir"\ndir = "s"\n',
+            replicated("c", "Counter"),
+            ("warning", "shares"),
+        ),
+        (JETSTREAM + "[state]\nenabled = false\n", replicated("c", "Counter"), ("warning", "fresh")),
+    ],
+    ids=["memory", "core", "not-durable", "stateful-queue", "store-process", "store-dir", "no-state"],
+)
+def test_check_names_replicas_that_cannot_work(
+    tmp_path: Path, backend: str, bot: str, expected: tuple[str, str]
+) -> None:
+    found = replica_findings(tmp_path, backend, bot)
+    assert len(found) == 1 and found[0][0] == expected[0] and expected[1] in found[0][1], found
+
+
+@pytest.mark.parametrize("plugin", ["Echo", "Counter"])
+def test_check_accepts_replicas_on_jetstream_with_a_durable(tmp_path: Path, plugin: str) -> None:
+    assert replica_findings(tmp_path, JETSTREAM, replicated("r", plugin)) == []
+    assert (
+        replica_findings(
+            tmp_path, JETSTREAM, replicated("r", plugin, replicas=1).replace("durable = true", "")
+        )
+        == []
+    )
+
+
+def test_a_renewal_interval_over_half_the_lease_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path / "bad.toml", "[replicas]\nlease_ttl_s = 4\nrenew_s = 2.5\n")
+    with pytest.raises(ConfigError) as refused:
+        load_config(path)
+    assert "renew_s (2.5) must be at most half of lease_ttl_s (4)" in "\n".join(refused.value.problems)
 
 
 # -- the lease --------------------------------------------------------------------------------------
@@ -140,44 +234,6 @@ async def test_a_contender_racing_a_renewal_loses(leases: KeyValue) -> None:
 
 
 # -- the host: fencing --------------------------------------------------------------------------------
-
-
-def nats_backend(
-    server: NatsServer, stream: str, *, ttl: float = 4.0, renew: float = 0.5, ack_wait: float = 30
-) -> str:
-    """``ack_wait``: when an event a killed instance held comes back to another (and when one still
-    waiting in a live instance's backlog is sent again: keep it above the time to work off a backlog)."""
-    return (
-        f'[backend]\ntype = "nats"\n[backend.nats]\nservers = ["{server.url}"]\nstream = "{stream}"\n'
-        f'durable_start = "all"\nack_wait_s = {ack_wait}\n'
-        "[state]\nevery_events = 50\nevery_s = 0.2\nmax_share = 1.0\n"
-        f"[replicas]\nlease_ttl_s = {ttl}\nrenew_s = {renew}\n"
-    )
-
-
-def numbers(count: int, pace_s: float) -> str:
-    return entry(
-        "numbers",
-        "tests.host_bots:Numbers",
-        publish='["analytics.number.>"]',
-        count=count,
-        pace_s=pace_s,
-    )
-
-
-def replicated(bot_id: str, plugin: str, *, replicas: int = 2, sleep_s: float = 0.0, extra: str = "") -> str:
-    return entry(
-        bot_id,
-        f"tests.replica_bots:{plugin}",
-        publish='["analytics.replica.>"]',
-        subscribe='["analytics.number.>"]',
-        extra=f"durable = true\nreplicas = {replicas}\n{extra}",
-        sleep_s=sleep_s,
-    )
-
-
-async def until(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
-    await eventually(condition, timeout=timeout, what=what)
 
 
 async def test_an_active_replica_whose_lease_is_taken_is_fenced_and_stands_by(
