@@ -15,10 +15,10 @@ one NATS JetStream. Each of its instances must hold a *seat* to handle events: a
 
 A standby has no subscription and never handles an event. The holder of a seat renews its lease every
 ``renew_s``; if it cannot (partitioned, stalled), it is **fenced** at its lease's deadline, before any
-standby may take over: its subscription is discarded (the events waiting and the one being handled go
-back to the server unacknowledged), it publishes nothing more, writes no more snapshots, and its
-instance is stopped; it then stands by again. Every change is reported on ``system.bot.*``: ``standby``,
-``takeover``, then ``started``.
+standby may take over: it begins no further event and takes no further snapshot, then its instance is
+stopped and its subscription closed (the events it held go back to the server unacknowledged; the one
+being handled at the fence finishes or is cancelled); it then stands by again. Every change is
+reported on ``system.bot.*``: ``standby``, ``takeover``, then ``started``.
 
 Each replica's seat work runs in one task; the host owns the :class:`Replicas` and calls it at start,
 at a reload and at stop (the seats are released after the last snapshots are written).
@@ -30,19 +30,17 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime
 from typing import Any
 
 from nats.errors import Error as NatsError
 
-from .bus import EventBus, Subscription
-from .errors import BusError, ConfigError
-from .events import Event
+from .bus import EventBus
+from .errors import ConfigError
 from .lease import Lease, LeaseBucket, LeaseTiming, holder_id, open_lease_bucket
 from .settings import BotConfig, HostConfig
 from .supervisor import BotRunner
 
-__all__ = ["FencedLane", "Replica", "Replicas", "keeps_state", "seats_of"]
+__all__ = ["Replica", "Replicas", "keeps_state", "seats_of"]
 
 log = logging.getLogger("citarion_host.replicas")
 
@@ -59,42 +57,6 @@ def keeps_state(bot_type: type[Any]) -> bool:
 def seats_of(config: BotConfig, bot_type: type[Any]) -> int:
     """How many instances of the bot may handle events at once."""
     return 1 if keeps_state(bot_type) else config.replicas
-
-
-class FencedLane:
-    """What a fenced instance sends through: nothing. Its publications are counted and dropped (another
-    instance holds the bot now), its requests and subscriptions refused."""
-
-    def __init__(self, bot_id: str) -> None:
-        self.bot_id = bot_id
-        self.dropped = 0
-
-    def _refused(self) -> BusError:
-        return BusError(f"bot {self.bot_id!r} is fenced (its lease lapsed): it sends and receives nothing")
-
-    async def post(self, event: Event) -> None:
-        self.dropped += 1
-
-    async def request(self, event: Event, *, timeout: float = 5.0) -> Event:
-        raise self._refused()
-
-    async def reply(self, request: Event, response: Event) -> None:
-        self.dropped += 1
-
-    async def subscribe(
-        self,
-        pattern: str | Sequence[str],
-        handler: Any,
-        *,
-        queue: str | None = None,
-        durable: str | None = None,
-        name: str | None = None,
-        max_pending: int | None = None,
-        start_sequence: int | None = None,
-        start_time: datetime | None = None,
-        stored: bool = False,
-    ) -> Subscription:
-        raise self._refused()
 
 
 class Replica:
@@ -223,27 +185,25 @@ class Replica:
                 await asyncio.sleep(self.timing.renew_s)
 
     def fence(self, reason: str) -> None:
-        """Stop handling at once (the lease is lost or about to be): nothing more is handled, published
-        or snapshotted by this instance; its queued events go back unacknowledged. The instance itself
-        is stopped by the replica's task."""
+        """Stop handling at once (the lease is lost or about to be): no further event is begun and no
+        snapshot taken by this instance; the replica's task then stops it, which gives the events it
+        holds back to the server unacknowledged (the one being handled finishes or is cancelled)."""
         if self._lost.is_set() or self.lease is None:
             return
         runner = self.runner
+        runner.hold()
         runner.checkpoints = None  # no snapshot of this instance from here on
         self._forget_local(self.bot_id)
-        runner.lane = FencedLane(self.bot_id)
-        subscription = runner.subscription
-        if subscription is not None:
-            subscription.discard()
         if self._activation is not None:
             self._activation.cancel()
         self.fences += 1
-        log.error("replica fenced: it handles nothing more", extra={"bot": self.bot_id, "reason": reason})
         self.fence_reason = reason
+        log.error("replica fenced: it handles nothing more", extra={"bot": self.bot_id, "reason": reason})
         self._lost.set()
 
     async def _retire(self) -> None:
-        """Stop the fenced instance and stand by with a fresh one."""
+        """Stop the fenced instance (its subscription detached: the consumer is free for the next
+        holder, what it held goes back) and stand by with a fresh one."""
         old = self.runner
         self.lease = None
         await old.stop(drain=False)

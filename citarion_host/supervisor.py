@@ -623,6 +623,11 @@ class BotRunner:
         ``system.bot.standby``; it has no subscription and handles nothing until it is started."""
         self._set_state("standby", reason)
 
+    def hold(self) -> None:
+        """Begin no further event (a replica fenced, ``replicas.py``): deliveries wait, unsettled, until
+        :meth:`stop` gives them back to the bus; the one being handled finishes or is cancelled there."""
+        self._ready.clear()
+
     def report_takeover(self, reason: str) -> None:
         """This standby won its lease and starts (``system.bot.takeover``, then ``started``)."""
         self._report("system.bot.takeover", "takeover", reason)

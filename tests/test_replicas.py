@@ -240,7 +240,8 @@ async def test_an_active_replica_whose_lease_is_taken_is_fenced_and_stands_by(
     nats_server: NatsServer, tmp_path: Path
 ) -> None:
     """Another instance takes the seat (as after a partition): at its next renewal the active one
-    stops handling, writes no more snapshots, and stands by; the events go on to nobody here."""
+    stops handling, takes no more snapshots, lets go of the bot's durable consumer (so the new holder
+    can subscribe it), and stands by."""
     path = write(
         tmp_path / "host.toml",
         FAST_RESTARTS,
@@ -252,19 +253,24 @@ async def test_an_active_replica_whose_lease_is_taken_is_fenced_and_stands_by(
     connection = await nats.connect(nats_server.url)
     try:
         await until(lambda: host.runners["counter"].state == "running", "the replica to take its seat")
+        active = host.runners["counter"]
         replica = host.replicas.replicas["counter"]
         assert replica.lease is not None and replica.lease.key == "counter.0"
-        kv = await connection.jetstream().key_value("citarion-leases")
-        thief = LeaseBucket(kv, TIMING, "thief")
-        entry_ = await kv.get("counter.0")
-        await kv.update("counter.0", json.dumps({"holder": "thief"}).encode(), last=entry_.revision)
-        assert await thief.holder_of("counter.0") == "thief"
+        jsm = connection.jetstream()
+        assert (await jsm.consumer_info("fence", "counter")).push_bound
+        kv = await jsm.key_value("citarion-leases")
+        held = await kv.get("counter.0")
+        await kv.update("counter.0", json.dumps({"holder": "thief"}).encode(), last=held.revision)
         await until(lambda: replica.fences == 1, "the replica to be fenced")
         await until(lambda: host.runners["counter"].state == "standby", "the fenced replica to stand by")
-        fenced = host.runners["counter"]
-        assert fenced.subscription is None and fenced.bot is None
+        assert "taken by another instance" in (replica.fence_reason or "")
+        assert active.state == "stopped" and active.subscription is None and active.bot is None
+        assert active.checkpoints is None, "the fenced instance takes no more snapshots"
+        assert not (await jsm.consumer_info("fence", "counter")).push_bound, "the consumer is free"
+        assert host.runners["counter"] is not active and host.runners["counter"].bot is None
         assert host.health().ready, host.health().reasons  # a standby is a healthy state
         assert host.stats()["replicas"]["counter"]["active"] is False
+        assert json.loads((await kv.get("counter.0")).value or b"{}")["holder"] == "thief"
     finally:
         await connection.close()
         await host.stop()
