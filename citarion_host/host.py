@@ -286,6 +286,7 @@ class Host:
                 if diff.host_changed:
                     for runner in self.runners.values():
                         runner.settings = loaded.config.host
+                await self.replicas.open(loaded.config, self.bus, self._placed(loaded.config))
                 await self._start_bots(list(diff.added))
                 for bot in diff.rewired:
                     if self._replicated(bot):

@@ -67,6 +67,7 @@ class Replica:
         self,
         runner: BotRunner,
         seats: int,
+        group: str | None,
         bucket: LeaseBucket,
         make_runner: MakeRunner,
         restore: Restore,
@@ -75,6 +76,8 @@ class Replica:
         self.runner = runner
         self.bot_id = runner.config.id
         self.keys = [f"{self.bot_id}.{seat}" for seat in range(seats)]
+        #: The queue group every instance of this bot joins (a bot without state), else None.
+        self.group = group
         self.bucket = bucket
         self.timing = bucket.timing
         self._make_runner = make_runner
@@ -109,7 +112,7 @@ class Replica:
             for key in self.keys:
                 try:
                     lease = await self.bucket.acquire(key)
-                except (NatsError, TimeoutError) as exc:
+                except Exception as exc:  # no answer (NATS errors, a timeout): look again later
                     log.warning("lease bucket not answering", extra={"bot": self.bot_id, "error": repr(exc)})
                     break
                 if lease is not None:
@@ -170,6 +173,7 @@ class Replica:
         reason = f"seat {lease.key}" + (f" taken over from {lease.took_over}" if lease.took_over else "")
         log.warning("replica takes its seat", extra={"bot": self.bot_id, "reason": reason})
         runner.report_takeover(reason)
+        runner.group = self.group
         while True:
             self._forget_local(self.bot_id)  # the store's snapshot is the newest: another host wrote it
             try:
@@ -257,12 +261,16 @@ class Replicas:
         self._restore = restore
         self._forget_local = forget_local
         self._bucket: LeaseBucket | None = None
+        self._bus: EventBus | None = None
         self.replicas: dict[str, Replica] = {}
 
     async def open(self, config: HostConfig, bus: EventBus, bots: Sequence[BotConfig]) -> None:
         """Bind to the lease bucket when this host runs a replicated bot on NATS JetStream (elsewhere
-        ``replicas`` has no effect, as ``check`` says)."""
-        self._bucket = None
+        ``replicas`` has no effect, as ``check`` says). Bound once per bus: a reload that adds a
+        replicated bot calls it again."""
+        if self._bus is bus and self._bucket is not None:
+            return
+        self._bucket, self._bus = None, bus
         backend = config.backend
         if not (backend.type == "nats" and backend.nats.jetstream and any(b.replicas > 1 for b in bots)):
             return
@@ -286,11 +294,10 @@ class Replicas:
         """Make ``runner`` a standby that contends for a seat (the host does not start it itself)."""
         assert self._bucket is not None
         bot_type = runner.bot_type
-        if not keeps_state(bot_type):
-            runner.group = runner.config.consumer  # the instances share the bot's consumer
         replica = Replica(
             runner,
             seats_of(runner.config, bot_type),
+            None if keeps_state(bot_type) else runner.config.consumer,  # they share the bot's consumer
             self._bucket,
             self._make_runner,
             self._restore,

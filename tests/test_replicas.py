@@ -236,41 +236,51 @@ async def test_a_contender_racing_a_renewal_loses(leases: KeyValue) -> None:
 # -- the host: fencing --------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("plugin", ["Counter", "Echo"])
 async def test_an_active_replica_whose_lease_is_taken_is_fenced_and_stands_by(
-    nats_server: NatsServer, tmp_path: Path
+    nats_server: NatsServer, tmp_path: Path, plugin: str
 ) -> None:
     """Another instance takes the seat (as after a partition): at its next renewal the active one
     stops handling, takes no more snapshots, lets go of the bot's durable consumer (so the new holder
-    can subscribe it), and stands by."""
+    can subscribe it), and stands by; once the seat is free again it takes it back."""
     path = write(
         tmp_path / "host.toml",
         FAST_RESTARTS,
         nats_backend(nats_server, "fence"),
-        replicated("counter", "Counter"),
+        replicated("bot", plugin, replicas=1 if plugin == "Counter" else 2).replace(
+            "replicas = 1", "replicas = 2"
+        ),
     )
     host = Host(load_config(path), plugins=Plugins())
     await host.start()
     connection = await nats.connect(nats_server.url)
     try:
-        await until(lambda: host.runners["counter"].state == "running", "the replica to take its seat")
-        active = host.runners["counter"]
-        replica = host.replicas.replicas["counter"]
-        assert replica.lease is not None and replica.lease.key == "counter.0"
+        await until(lambda: host.runners["bot"].state == "running", "the replica to take its seat")
+        active = host.runners["bot"]
+        replica = host.replicas.replicas["bot"]
+        assert replica.lease is not None
+        seat = replica.lease.key
         jsm = connection.jetstream()
-        assert (await jsm.consumer_info("fence", "counter")).push_bound
+        assert (await jsm.consumer_info("fence", "bot")).push_bound
         kv = await jsm.key_value("citarion-leases")
-        held = await kv.get("counter.0")
-        await kv.update("counter.0", json.dumps({"holder": "thief"}).encode(), last=held.revision)
+        held = await kv.get(seat)
+        await kv.update(seat, json.dumps({"holder": "thief"}).encode(), last=held.revision)
         await until(lambda: replica.fences == 1, "the replica to be fenced")
-        await until(lambda: host.runners["counter"].state == "standby", "the fenced replica to stand by")
+        await until(lambda: host.runners["bot"] is not active, "the fenced instance to be replaced")
         assert "taken by another instance" in (replica.fence_reason or "")
         assert active.state == "stopped" and active.subscription is None and active.bot is None
         assert active.checkpoints is None, "the fenced instance takes no more snapshots"
-        assert not (await jsm.consumer_info("fence", "counter")).push_bound, "the consumer is free"
-        assert host.runners["counter"] is not active and host.runners["counter"].bot is None
         assert host.health().ready, host.health().reasons  # a standby is a healthy state
-        assert host.stats()["replicas"]["counter"]["active"] is False
-        assert json.loads((await kv.get("counter.0")).value or b"{}")["holder"] == "thief"
+        if plugin == "Counter":  # one seat, held by the thief: nothing consumes the bot's durable
+            assert host.runners["bot"].state == "standby" and host.runners["bot"].bot is None
+            assert not (await jsm.consumer_info("fence", "bot")).push_bound, "the consumer is free"
+            assert host.stats()["replicas"]["bot"]["active"] is False
+            assert json.loads((await kv.get(seat)).value or b"{}")["holder"] == "thief"
+            await kv.delete(seat)  # the thief stops cleanly
+        # a stateless bot has a second seat, free: it takes that one at its next look
+        await until(lambda: host.runners["bot"].state == "running", "the replica to take a seat again")
+        assert replica.lease is not None and host.stats()["replicas"]["bot"]["active"] is True
+        assert (await jsm.consumer_info("fence", "bot")).push_bound
     finally:
         await connection.close()
         await host.stop()
