@@ -503,3 +503,87 @@ async def stored_state(server: NatsServer, bot_id: str) -> dict[str, Any]:
         return data
     finally:
         await connection.close()
+
+
+# -- in one process: a clean stop, a reload ----------------------------------------------------------
+
+
+def counted(host: Host, bot_id: str = "counter") -> int:
+    bot = host.runners[bot_id].bot
+    return int(bot.stats()["count"]) if bot is not None else -1
+
+
+async def test_a_clean_stop_hands_the_seat_to_the_standby_with_the_final_snapshot(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    """Two hosts in this process: the active one stops (drained, its final snapshot written, its seat
+    released); the standby takes the seat at its next look, from that snapshot, and counts on."""
+    total = 400
+    path = write(
+        tmp_path / "host.toml",
+        FAST_RESTARTS,
+        nats_backend(nats_server, "handover"),
+        numbers(total, pace_s=0.005),
+        replicated("counter", "Counter"),
+    )
+
+    async def host(*bots: str) -> Host:
+        started = Host(load_config(path), plugins=Plugins(), placement=Placement.of(bots))
+        await started.start()
+        return started
+
+    first = await host("counter")
+    second: Host | None = None
+    source: Host | None = None
+    try:
+        await until(lambda: first.runners["counter"].state == "running", "the first host to take the seat")
+        second = await host("counter")
+        assert second.runners["counter"].state == "standby"
+        source = await host("numbers")
+        await until(lambda: counted(first) >= 100, "100 events counted")
+        await first.stop()
+        stopped_at = first.final_stats["counter"]["bot"]["count"]
+        assert stopped_at < total, "stopped mid-run"
+        standby = second
+        await until(lambda: standby.runners["counter"].state == "running", "the standby to take the seat")
+        assert counted(standby) >= stopped_at, "it counts on from the final snapshot, not from 0"
+        await until(lambda: counted(standby) == total, "every event counted", 120)
+        figures = standby.runners["counter"].bot.stats()  # type: ignore[union-attr]
+        assert figures["gaps"] == figures["repeats"] == 0 and figures["total"] == sum(range(total))
+        assert standby.stats()["replicas"]["counter"]["takeovers"] == 0, "a released seat is free"
+    finally:
+        for each in (source, second, first):
+            if each is not None:
+                await each.stop()
+
+
+async def test_a_reload_that_changes_a_replicated_bot_gives_its_seat_back_and_takes_it_again(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    path = write(
+        tmp_path / "host.toml",
+        FAST_RESTARTS,
+        nats_backend(nats_server, "reload"),
+        numbers(100, pace_s=0.0),
+        replicated("counter", "Counter"),
+    )
+    host = Host(load_config(path), plugins=Plugins())
+    await host.start()
+    try:
+        await until(lambda: counted(host) == 100, "100 events counted")
+        before = host.runners["counter"]
+        changed = write(
+            tmp_path / "changed.toml",
+            FAST_RESTARTS,
+            nats_backend(nats_server, "reload"),
+            numbers(100, pace_s=0.0),
+            replicated("counter", "Counter", sleep_s=0.001),
+        )
+        diff = await host.apply(load_config(changed))
+        assert [bot.id for bot in diff.restarted] == ["counter"]
+        await until(lambda: host.runners["counter"].state == "running", "the seat taken again")
+        assert host.runners["counter"] is not before and before.state == "stopped"
+        assert counted(host) == 100, "the state came back through the store"
+        assert host.runners["counter"].bot.params.sleep_s == 0.001  # type: ignore[union-attr]
+    finally:
+        await host.stop()
