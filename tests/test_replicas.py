@@ -68,7 +68,7 @@ def contender(kv: KeyValue, name: str, clock: Clock) -> LeaseBucket:
 
 
 def nats_backend(
-    server: NatsServer, stream: str, *, ttl: float = 4.0, renew: float = 0.5, ack_wait: float = 30
+    server: NatsServer, stream: str, *, ttl: float = 6.0, renew: float = 1.0, ack_wait: float = 30
 ) -> str:
     """``ack_wait``: when an event a killed instance held comes back to another (and when one still
     waiting in a live instance's backlog is sent again: keep it above the time to work off a backlog)."""
