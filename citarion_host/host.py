@@ -45,6 +45,7 @@ from .health import UNREADY_TOPIC, Health
 from .hoststate import HostState
 from .plugins import Plugins
 from .registry import BotRegistry, load_registry
+from .replicas import Replicas
 from .settings import BotConfig, HostConfig, LoadedConfig
 from .split import split_role
 from .supervisor import HOST_SOURCE, BotRunner, State
@@ -112,6 +113,8 @@ class Host:
         self._checked: LoadedConfig | None = None
         #: Bot state: the store, the latest snapshots (kept across reloads and backend switches).
         self.state = HostState()
+        #: Bots with ``replicas`` > 1 on NATS JetStream: their seats, standbys and takeovers.
+        self.replicas = Replicas(self._runner, self._restore, self.state.keeper.drop_local)
         #: Per bot, once someone asked for handler durations (:meth:`time_handlers`): kept across
         #: restarts and backend switches, so a histogram covers the run from then on.
         self.handler_timings: dict[str, HandlerTimings] | None = None
@@ -181,6 +184,7 @@ class Host:
             self._follow()  # before any subscription exists: they all take the follower's sequencer
         await self.bus.start()
         await self.state.open(self.config, self.bus)
+        await self.replicas.open(self.config, self.bus, self._placed(self.config))
         for observer in self.observers:
             await observer.attach(self.bus)
         if role != "follower":  # a follower finishes when the coordinator ends the run
@@ -211,17 +215,26 @@ class Host:
 
         Stored states are loaded and checked before anything else: a state that does not fit raises
         :class:`ConfigError` with no bot of ``bots`` started. A bot whose subscription the server
-        refuses is failed by its wiring and not started; the others are."""
+        refuses is failed by its wiring and not started; the others are. A replicated bot (``replicas``)
+        is not started here: it stands by and starts when it wins a seat (``replicas.py``)."""
         runners = [self._runner(bot) for bot in bots]
         await self.state.load(runners, self.loaded)
         for runner in runners:
             self.runners[runner.config.id] = runner
             if previous and runner.config.id in previous:
                 runner.carry_over(previous[runner.config.id])
+        replicated = [runner for runner in runners if self.replicas.manages(runner.config)]
+        runners = [runner for runner in runners if runner not in replicated]
         for runner in runners:
             await runner.wire(runner.config)
         for runner in runners:
             await runner.start(wired=True)
+        for runner in replicated:
+            self.replicas.enroll(runner)
+
+    async def _restore(self, runner: BotRunner) -> None:
+        """A replica taking its seat: its state as the store has it now (another host wrote it)."""
+        await self.state.load([runner], self.loaded)
 
     # -- a split deterministic run (``split.py``, ``bus/nats/relay.py``) --------------------------------
 
@@ -309,6 +322,7 @@ class Host:
             return
         self.plugins.manager.hook.citarion_host_stopping(host=self)
         self.state.stop_timer()
+        await self.replicas.quiesce()  # no standby takes a seat now; the active ones keep theirs
         relay, self.relay = self.relay, None
         if relay is None:
             await self._stop_bots()
@@ -321,6 +335,7 @@ class Host:
                 await self._stop_bots()
             await relay.close()
         await self.state.close()  # the last snapshots written, while the bus (a KV store's) is open
+        await self.replicas.release()  # then the seats: a standby elsewhere restores those snapshots
         for observer in self.observers:
             await observer.detach()
         await self.bus.close(drain=True, timeout=self.config.host.drain_timeout_s)
@@ -379,13 +394,18 @@ class Host:
                 if diff.host_changed:
                     for runner in self.runners.values():
                         runner.settings = loaded.config.host
+                await self.replicas.open(loaded.config, self.bus, self._placed(loaded.config))
                 await self._start_bots(list(diff.added))
                 for bot in diff.rewired:
-                    await self.runners[bot.id].wire(bot)
+                    if self._replicated(bot):
+                        await self._reseat(bot)
+                    else:
+                        await self.runners[bot.id].wire(bot)
                 for bot in diff.restarted:
                     await self._restart_changed(bot)
                 for bot_id in diff.removed:
                     await self.runners.pop(bot_id).stop(drain=True)
+                    await self.replicas.drop(bot_id)
                     await self.bus.release_bot(bot_id)  # its own NATS connection, if it has one
                 if old_host.stop_on != loaded.config.host.stop_on:
                     await self._watch_stop_on()
@@ -419,7 +439,22 @@ class Host:
                 f"{loaded.path}: {len(problems)} bot states the new config cannot take", problems
             )
 
+    def _replicated(self, config: BotConfig) -> bool:
+        """Is ``config``'s bot, as it runs now or as it will, a replicated one (``replicas.py``)?"""
+        return self.replicas.manages(config) or config.id in self.replicas.replicas
+
+    async def _reseat(self, config: BotConfig) -> None:
+        """A reload changed a replicated bot: its instance stops (its last snapshot written), its seat
+        is given back, and it contends again with the new config (a standby elsewhere may win)."""
+        await self.runners[config.id].stop(drain=True)
+        await self.state.keeper.flush()
+        await self.replicas.drop(config.id)
+        await self._start_bots([config])
+
     async def _restart_changed(self, config: BotConfig) -> None:
+        if self._replicated(config):
+            await self._reseat(config)
+            return
         runner = self.runners[config.id]
         if runner.config.plugin != config.plugin or runner.config.code != config.code:
             await runner.stop(drain=True)  # its last state goes to the keeper; the new runner takes it
@@ -441,6 +476,7 @@ class Host:
         self.bus = create_bus(loaded.config.backend, catalog=self.catalog)
         await self.bus.start()
         await self.state.open(loaded.config, self.bus)  # the snapshots kept in the process carry over
+        await self.replicas.open(loaded.config, self.bus, self._placed(loaded.config))
         for observer in self.observers:
             await observer.attach(self.bus)
         await self._watch_stop_on()
@@ -554,7 +590,7 @@ class Host:
         for bot in self._placed(self.config):
             runner = self.runners.get(bot.id)
             bots[bot.id] = runner.state if runner is not None else "absent"
-            if bots[bot.id] != "running" and bot.id not in self.stopped_by_operator:
+            if bots[bot.id] not in ("running", "standby") and bot.id not in self.stopped_by_operator:
                 reasons.append(f"bot {bot.id!r} is {bots[bot.id]}")
         return Health(not reasons, tuple(reasons), bus.name, connected, bots, self.lost_reason)
 
@@ -571,6 +607,9 @@ class Host:
             self.stopped_by_operator.add(bot_id)
             if runner.state != "stopped":
                 await runner.stop(drain=True)
+            if bot_id in self.replicas.replicas:  # its seat goes to a standby elsewhere
+                await self.state.keeper.flush()
+                await self.replicas.drop(bot_id)
 
     async def start_bot(self, bot_id: str) -> None:
         """Start a stopped or failed bot again (a fresh instance; its counters carry on)."""
@@ -583,6 +622,9 @@ class Host:
                 await previous.stop(drain=False)
             runner = self._runner(previous.config)
             runner.carry_over(previous)
+            if self.replicas.manages(runner.config):
+                self.replicas.enroll(runner)  # it stands by until it wins a seat
+                return
             await runner.start()
 
     async def restart_bot(self, bot_id: str) -> None:
@@ -590,6 +632,8 @@ class Host:
         runner = self.runners[bot_id]
         if runner.state in ("stopped", "failed"):
             await self.start_bot(bot_id)
+            return
+        if runner.state == "standby":  # no instance to replace: it starts when it wins a seat
             return
         async with self._apply_lock:
             await runner.restart("restarted by an operator")
@@ -613,5 +657,6 @@ class Host:
         return {
             "bus": self.bus.stats(),
             "state": self.state.stats(),
+            "replicas": self.replicas.stats(),
             "bots": {bot_id: r.stats() for bot_id, r in self.runners.items()},
         }

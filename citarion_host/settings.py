@@ -45,6 +45,7 @@ __all__ = [
     "HostSettings",
     "LoadedConfig",
     "LoggingSettings",
+    "ReplicaSettings",
     "StateSettings",
     "UiSettings",
     "load_config",
@@ -142,6 +143,29 @@ class StateSettings(_Strict):
     bucket: str = Field(default="citarion-state", pattern=r"^[A-Za-z0-9_-]{1,64}$")
 
 
+class ReplicaSettings(_Strict):
+    """``[replicas]``: the leases that decide which instances of a replicated bot handle events
+    (``[[bots]] replicas``, ``docs/deploy.md``). Used on NATS JetStream only."""
+
+    #: The key-value bucket of the leases (created when missing, replicas and storage from [backend.nats]).
+    bucket: str = Field(default="citarion-leases", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    #: A lease not renewed for this long may be taken over by a standby (measured on the standby's clock).
+    lease_ttl_s: float = Field(default=10.0, gt=0, le=3600)
+    #: The holder renews its lease this often, and a standby looks at it this often. The holder stops
+    #: handling (fencing) ``lease_ttl_s - renew_s`` after the send of its last successful renewal.
+    renew_s: float = Field(default=2.0, gt=0, le=1800)
+
+    @model_validator(mode="after")
+    def _renew_within_ttl(self) -> ReplicaSettings:
+        if self.renew_s * 2 > self.lease_ttl_s:
+            raise ValueError(
+                f"renew_s ({self.renew_s:g}) must be at most half of lease_ttl_s ({self.lease_ttl_s:g}):"
+                " the holder fences itself lease_ttl_s - renew_s after its last renewal, and must get"
+                " more than one renewal in before that"
+            )
+        return self
+
+
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
@@ -191,6 +215,9 @@ class BotConfig(_Strict):
     max_pending: int | None = Field(default=None, ge=1)
     #: Start this bot without its stored state (and replace it): for a state its new code cannot take.
     reset_state: bool = False
+    #: How many host processes may run this bot at once (docs/deploy.md, "Replicas and standbys"): a
+    #: bot without state handles events in up to this many, a bot with state in one (the others stand by).
+    replicas: int = Field(default=1, ge=1, le=64)
     params: dict[str, Any] = Field(default_factory=dict)
 
     @property
@@ -218,6 +245,7 @@ class HostConfig(BaseModel):
     backend: BackendSettings = Field(default_factory=BackendSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     state: StateSettings = Field(default_factory=StateSettings)
+    replicas: ReplicaSettings = Field(default_factory=ReplicaSettings)
     ui: UiSettings = Field(default_factory=UiSettings)
     bots: list[BotConfig] = Field(default_factory=list)
 

@@ -12,7 +12,8 @@ figures one process would, so one host orders the whole topology (``bus/nats/rel
 
 Without ``stop_on`` there is no run to order (a live topology, or one that runs until stopped): each
 host then sequences its own bots only, which ``check``-style logging says once at start. The feeds
-split over two hosts have no single order: refused with a :class:`ConfigError`.
+split over two hosts have no single order, nor do bots with ``replicas`` (which instance handles an
+event is the server's choice): both refused with a :class:`ConfigError`.
 """
 
 from __future__ import annotations
@@ -64,5 +65,12 @@ def split_role(loaded: LoadedConfig, placement: Placement, bus: EventBus) -> Rol
             f"{loaded.path}: a deterministic run split across hosts is ordered by the host running every"
             f" [host] stop_on publisher: this host runs {here} but not {elsewhere} (run them together,"
             " or set [backend] deterministic = false)"
+        )
+    replicated = [bot.id for bot in enabled if bot.replicas > 1]
+    if replicated:
+        raise ConfigError(
+            f"{loaded.path}: bots {replicated} have replicas, which a deterministic run split across hosts"
+            " cannot order (which instance handles an event is the server's choice, and a takeover moves"
+            " a bot between hosts): set [backend] deterministic = false for a split run with replicas"
         )
     return "coordinator" if here else "follower"

@@ -186,6 +186,12 @@ class StateKeeper:
         if self.store is not None:
             await self.store.delete(bot_id)
 
+    def drop_local(self, bot_id: str) -> None:
+        """Forget ``bot_id``'s snapshot in the process only, and write none still pending: another
+        process holds the bot now (a replica's takeover reads the store; a fenced one writes nothing)."""
+        self.latest.pop(bot_id, None)
+        self._pending.pop(bot_id, None)
+
     async def flush(self) -> None:
         """Return once every snapshot put so far is written (or failed, logged)."""
         if self._writer is not None:

@@ -51,7 +51,7 @@ from .timings import HandlerTimings
 __all__ = ["BotRunner", "BusOutlet", "HostBotContext"]
 
 log = logging.getLogger("citarion_host.supervisor")
-State = Literal["created", "starting", "running", "restarting", "stopped", "failed"]
+State = Literal["created", "standby", "starting", "running", "restarting", "stopped", "failed"]
 HOST_SOURCE = "HOST"
 
 
@@ -133,6 +133,9 @@ class BotRunner:
         self.published: dict[str, int] = {}
         self.timings: HandlerTimings | None = None  # handler durations, when the host asks for them
         self.subscription: Subscription | None = None
+        #: A replicated bot without state: the queue group its instances in other processes share
+        #: (set by the host, ``replicas.py``); None: the config's ``queue`` alone.
+        self.group: str | None = None
         self.final_stats: dict[str, Any] = {}
         #: Set by the host for a bot that keeps state (docs/state.md); None: no snapshots.
         self.checkpoints: Checkpoints | None = None
@@ -227,7 +230,7 @@ class BotRunner:
         self.subscription = await self.lane.subscribe(
             patterns,
             self._handle,
-            queue=config.queue,
+            queue=config.queue or self.group,
             durable=durable,  # ``durable`` means nothing without stored events (docs/configuration.md)
             stored=stored,
             name=config.id,
@@ -615,6 +618,20 @@ class BotRunner:
         if self.subscription is not None:
             self.subscription.discard()
 
+    def stand_by(self, reason: str) -> None:
+        """A replicated bot's instance waiting for its lease (``replicas.py``): reported on
+        ``system.bot.standby``; it has no subscription and handles nothing until it is started."""
+        self._set_state("standby", reason)
+
+    def hold(self) -> None:
+        """Begin no further event (a replica fenced, ``replicas.py``): deliveries wait, unsettled, until
+        :meth:`stop` gives them back to the bus; the one being handled finishes or is cancelled there."""
+        self._ready.clear()
+
+    def report_takeover(self, reason: str) -> None:
+        """This standby won its lease and starts (``system.bot.takeover``, then ``started``)."""
+        self._report("system.bot.takeover", "takeover", reason)
+
     def _set_state(self, state: State, reason: str | None = None) -> None:
         self.state = state
         self._on_state(self, state, reason)
@@ -667,6 +684,7 @@ class BotRunner:
 
 
 _STATE_TOPICS: dict[str, str] = {
+    "standby": "system.bot.standby",
     "running": "system.bot.started",
     "restarting": "system.bot.restarting",
     "stopped": "system.bot.stopped",

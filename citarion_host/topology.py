@@ -3,8 +3,9 @@
 The classification decides what a reload may leave running:
 
 * **added** / **removed** — new ids (or newly enabled) / ids gone (or disabled);
-* **restarted** — the bot's definition changed (``code``, ``plugin``, ``params``, ``reset_state``): a new
-  instance (which takes over its state, unless ``reset_state`` says to start fresh);
+* **restarted** — the bot's definition changed (``code``, ``plugin``, ``params``, ``reset_state``,
+  ``replicas``): a new instance (which takes over its state, unless ``reset_state`` says to start fresh;
+  a replicated bot gives its seat back and contends again);
 * **rewired** — only its wiring changed (``publish``, ``subscribe``, ``queue``, ``durable``,
   ``max_pending``): subscriptions and the publish allow-list are updated in place, no restart;
 * **unchanged** — untouched: keeps running and loses no event.
@@ -46,7 +47,7 @@ class Placement:
         return sorted(i for i in (self.only or frozenset()) | self.excluded if i not in ids)
 
 
-_DEFINITION = ("code", "plugin", "params", "reset_state")
+_DEFINITION = ("code", "plugin", "params", "reset_state", "replicas")
 _WIRING = ("publish", "subscribe", "queue", "durable", "max_pending")
 
 
@@ -96,7 +97,7 @@ def diff_topology(old: HostConfig, new: HostConfig, placement: Placement = Place
         restarted=tuple(restarted),
         rewired=tuple(rewired),
         unchanged=tuple(unchanged),
-        backend_changed=old.backend != new.backend or old.state != new.state,
+        backend_changed=old.backend != new.backend or old.state != new.state or old.replicas != new.replicas,
         host_changed=old.host != new.host,
     )
 

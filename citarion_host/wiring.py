@@ -32,6 +32,7 @@ from .feeds import FeedIndex
 from .findings import Finding, Severity, format_findings, has_errors
 from .plugins import PluginError, Plugins
 from .registry import BotInfo, BotRegistry, UnknownBotError, load_registry
+from .replica_rules import replica_problems
 from .settings import BotConfig, LoadedConfig, load_for_check
 from .topics import TopicError, overlaps
 
@@ -213,6 +214,9 @@ class WiringCheck:
                         " their subscriptions match"
                     )
                     yield index, _Problem("warning", "queue", message)
+        for index, bot in enabled:
+            for severity, message in replica_problems(loaded.config, bot, per_entry[index].bot_type):
+                yield index, _Problem(severity, "replicas", message)
         backend = loaded.config.backend
         if backend.type == "nats" and not backend.nats.jetstream:
             for index, bot in enabled:

@@ -130,6 +130,17 @@ def test_the_feeds_split_over_two_hosts_are_refused_and_roles_follow_the_feeds(t
     split_feeds = LoadedConfig(config=two_feeds, path=loaded.path, files=loaded.files)
     with pytest.raises(ConfigError, match=r"runs \['lumi'\] but not \['lumi-2'\]"):
         split_role(split_feeds, Placement.of(["lumi", "logos"]), bus)
+    replicated = loaded.config.model_copy(
+        update={
+            "bots": [
+                b.model_copy(update={"replicas": 2}) if b.id == "argus" else b for b in loaded.config.bots
+            ]
+        }
+    )
+    with pytest.raises(ConfigError, match=r"bots \['argus'\] have replicas"):
+        split_role(
+            LoadedConfig(config=replicated, path=loaded.path, files=loaded.files), Placement.of(["lumi"]), bus
+        )
     free = loaded.config.model_copy(
         update={"backend": loaded.config.backend.model_copy(update={"deterministic": False})}
     )

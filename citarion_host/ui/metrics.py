@@ -37,7 +37,7 @@ __all__ = ["HOST_BOT", "HostCollector", "registry_for"]
 
 #: The ``bot`` label of what the host itself publishes (lifecycle, failures, bus reports).
 HOST_BOT = "host"
-_STATES = ("created", "starting", "running", "restarting", "stopped", "failed")
+_STATES = ("created", "standby", "starting", "running", "restarting", "stopped", "failed")
 
 
 def registry_for(dashboard: Dashboard) -> CollectorRegistry:

@@ -50,7 +50,9 @@ class BotView(_Open):
     plugin: str
     category: str = Field(description="registry category id (operational, institutional, ...)")
     categoryName: str
-    state: str = Field(description="created, starting, running, restarting, stopped, failed or disabled")
+    state: str = Field(
+        description="created, standby, starting, running, restarting, stopped, failed or disabled"
+    )
     enabled: bool
     stoppedByOperator: bool
     restarts: int
