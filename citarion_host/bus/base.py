@@ -453,6 +453,8 @@ class EventBus(abc.ABC):
                 )
 
     async def _release(self, subscription: Subscription) -> None:
+        if self._closed:  # the bus closed (and discarded it) already: nothing left to detach from
+            return
         if subscription in self._subscriptions:
             self._subscriptions.discard(subscription)
             for each in subscription.patterns:

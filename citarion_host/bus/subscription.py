@@ -463,13 +463,15 @@ class Subscription:
 
         Without ``drain`` queued events are discarded and counted in ``dropped``.
         """
-        if self._closed:
-            return
+        detach, self._detach = self._detach, None  # once, also after a discard (a bot given up)
+        discarded = self._closed
         self._closed = True
         if self._room is not None:
             self._room.set()
-        if self._detach is not None:
-            await self._detach(self)
+        if detach is not None:
+            await detach(self)
+        if discarded:
+            return
         if drain:
             await self.wait_idle()
         else:

@@ -186,3 +186,21 @@ async def test_a_suspended_handler_that_finishes_alone_leaves_no_failed_task() -
         assert errors == []
     finally:
         loop.set_exception_handler(None)
+
+
+async def test_a_discarded_subscription_is_still_detached_by_unsubscribe() -> None:
+    """A bot given up discards its subscription (``BotRunner._give_up``); stopping it later must still
+    take it off the bus (on NATS: stop its consumer feed), not return early because it is closed."""
+    seen: list[int] = []
+
+    async def handler(e: Event) -> None:
+        seen.append(e.payload["n"])
+
+    async with MemoryBus() as bus:
+        subscription = await bus.subscribe("analytics.>", handler)
+        subscription.discard()
+        await subscription.unsubscribe()
+        assert subscription not in bus.subscriptions
+        await bus.publish(event(1))
+        assert seen == [] and bus.unrouted == 1
+        await subscription.unsubscribe()  # twice: nothing more
