@@ -179,6 +179,7 @@ async def test_killing_a_cluster_node_mid_run_loses_no_acknowledged_event(
         leader = await stream_leader(nats_cluster.urls)
         killed = choose_victim(nats_cluster, leader, bus.stats()["nats"]["server"], victim)
         revision_at_kill = (await snapshot_record(nats_cluster.urls, "second"))[1] if stateful else 0
+        posted_at_kill = len(Ledger.posted.get("feed", []))
         await asyncio.to_thread(killed.kill)
         survivors = [server.url for server in nats_cluster if server is not killed]
 
@@ -197,9 +198,14 @@ async def test_killing_a_cluster_node_mid_run_loses_no_acknowledged_event(
                 what=f"{bot_id} to get every stored event ({len(wanted - set(seen_ids(bot_id)))} missing)",
             )
         unstored = bus.unstored
+        connected = bus.stats()["nats"]["server"]
         tally = host.runners["second"].bot if stateful else None
+        new_leader = await stream_leader(survivors)
     # The host stopped cleanly (its final snapshot written): now the figures.
     acknowledged = Ledger.posted["feed"]
+    assert posted_at_kill < COUNT, "the node was killed after the feed had finished: not mid-run"
+    assert connected in survivors, "the host is not connected to a surviving node"
+    assert new_leader != killed.server_name
     assert Ledger.failed["feed"] == [], "a publish raised: the outage is far shorter than publish_timeout_s"
     assert unstored == 0, "a post was never confirmed by the store"
     assert len(acknowledged) == COUNT

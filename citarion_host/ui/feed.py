@@ -14,8 +14,8 @@ the streams; the numbering, the ring, the indexes and the book take the list in 
 holds ``INGEST_BATCH`` events, or sooner when anything reads the feed (a stream, a page's request,
 a scrape: every reader goes through :meth:`LiveFeed.flush`, which the properties below call). The
 work is the same; done a few hundred events at a time instead of one event between two bots'
-handlers, the feed's data stays in the CPU's caches and the bots' data stays in theirs: in the demo
-the dashboard's share of the host's CPU per event fell by about half (``docs/ui.md``, "Cost").
+handlers, the feed's data stays in the CPU's caches and the bots' data stays in theirs, and the
+per-event calls and bookkeeping are paid once per batch (``docs/ui.md``, "Cost", has the figures).
 What a reader sees is never stale: it flushes first. The events are immutable, and the list is
 bounded, so the delay costs no memory that the window would not hold anyway.
 
