@@ -57,9 +57,7 @@ def _reset() -> Iterator[None]:
 def config(cluster: NatsCluster, *, stateful: bool) -> str:
     """The feed and two durable readers on the cluster; ``stateful``: one reader keeps state (KV)."""
     servers = ", ".join(f'"{url}"' for url in cluster.urls)
-    second = (
-        'plugin = "tests.state_bots:SeenTally"' if stateful else 'plugin = "tests.host_bots:Recorder"'
-    )
+    second = 'plugin = "tests.state_bots:SeenTally"' if stateful else 'plugin = "tests.host_bots:Recorder"'
     return f"""
 [host]
 progress_interval_s = 0
