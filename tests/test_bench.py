@@ -353,7 +353,9 @@ def test_bench_reports_a_failing_case_in_one_line(capsys: pytest.CaptureFixture[
     assert err.startswith("error: bench: ") and "missing.toml: no such config" in err
 
 
-async def test_paired_rounds_runs_each_variant_next_to_its_own_baseline_alternating_which_goes_first() -> None:
+async def test_paired_rounds_runs_each_variant_next_to_its_own_baseline_alternating_which_goes_first() -> (
+    None
+):
     from citarion_host.bench import paired_rounds, paired_with
 
     order: list[str] = []
