@@ -44,6 +44,8 @@ __all__ = [
     "median_figures",
     "paced",
     "paired",
+    "paired_rounds",
+    "paired_with",
     "ratio",
     "rounds",
     "rounds_sync",
@@ -83,6 +85,8 @@ _COLUMNS: dict[str, tuple[str, str]] = {
     "p99_us": ("p99 us", "{:,.1f}"),
     "max_us": ("max us", "{:,.0f}"),
     "spread_pct": ("spread", "{:.0f}%"),
+    "vs_off_events_per_s": ("vs off ev/s", "{:.3f}"),
+    "vs_off_cpu_us_per_event": ("vs off CPU/ev", "{:.3f}"),
     "core_events_per_s": ("core events/s", "{:,.0f}"),
     "core_cpu_us": ("CPU us/ev", "{:,.2f}"),
     "core_bus_p50_us": ("core bus p50 us", "{:,.1f}"),
@@ -249,6 +253,39 @@ def rounds_sync(variants: Mapping[str, Callable[[], Figures]], count: int) -> di
 
 def _orders(names: list[str], count: int) -> list[list[str]]:
     return [names[i % len(names) :] + names[: i % len(names)] for i in range(count)]
+
+
+async def paired_rounds(
+    baseline: Callable[[], Awaitable[Figures]],
+    variants: Mapping[str, Callable[[], Awaitable[Figures]]],
+    count: int,
+) -> tuple[list[Figures], dict[str, list[tuple[Figures, Figures]]]]:
+    """Each variant run back to back with its own run of ``baseline``: off, on, off, on...
+
+    For a comparison with one baseline, where :func:`rounds` would run the variant and the baseline
+    minutes apart in a long round. Per round, every variant in a rotated order, each as a pair with a
+    fresh baseline run next to it; which of the two goes first alternates, so a machine getting busier
+    or quieter within a pair does not favour one side. Returns every baseline run and, per variant,
+    its ``(variant, baseline)`` pairs (see :func:`paired_with`).
+    """
+    base: list[Figures] = []
+    pairs: dict[str, list[tuple[Figures, Figures]]] = {name: [] for name in variants}
+    flip = 0
+    for order in _orders(list(variants), count):
+        for name in order:
+            flip += 1
+            sides: dict[str, Figures] = {}
+            for side in ("variant", "baseline") if flip % 2 else ("baseline", "variant"):
+                gc.collect()
+                sides[side] = await (variants[name]() if side == "variant" else baseline())
+            base.append(sides["baseline"])
+            pairs[name].append((sides["variant"], sides["baseline"]))
+    return base, pairs
+
+
+def paired_with(pairs: Sequence[tuple[Figures, Figures]], key: str = "events_per_s") -> float:
+    """The median of ``variant[key] / baseline[key]`` over the pairs of :func:`paired_rounds`."""
+    return float(statistics.median(v[key] / b[key] for v, b in pairs))
 
 
 def median_figures(results: list[Figures], main: str = "events_per_s") -> Figures:

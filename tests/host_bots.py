@@ -51,6 +51,38 @@ class Numbers(Bot):
             )
 
 
+class Ledger(Bot):
+    """Publishes ``{"n": 0..count-1}`` like :class:`Numbers`, and keeps per bot id (class-level, for the
+    test to read) the ids of the events whose ``ctx.publish`` returned and the errors of those that
+    raised: what the feed was told, to hold against what the store has."""
+
+    type_name = "test-ledger"
+    posted: ClassVar[dict[str, list[str]]] = {}
+    failed: ClassVar[dict[str, list[str]]] = {}
+
+    class Params(_Params):
+        topic: str = "analytics.number.emitted"
+        count: int = Field(default=100, ge=0)
+        pace_s: float = 0.0
+
+    params: Params
+
+    async def start(self) -> None:
+        self.ctx.spawn(self._run(), "ledger")
+
+    async def _run(self) -> None:
+        posted = Ledger.posted.setdefault(self.ctx.bot_id, [])
+        failed = Ledger.failed.setdefault(self.ctx.bot_id, [])
+        for n in range(len(posted) + len(failed), self.params.count):  # a restart goes on, not over
+            try:
+                event = await self.ctx.publish(self.params.topic, {"n": n})
+            except Exception as exc:  # what the feed was told is the point
+                failed.append(f"{n}: {exc!r}")
+            else:
+                posted.append(event.id)
+            await asyncio.sleep(self.params.pace_s)
+
+
 class Recorder(Bot):
     """Keeps every event it gets, in a class-level dict by bot id (survives restarts)."""
 

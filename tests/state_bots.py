@@ -88,6 +88,18 @@ class Tally(Bot):
         return self.figures()
 
 
+class SeenTally(Tally):
+    """:class:`Tally` that also notes, outside its state, the id of every event it is handed (per bot
+    id, class-level): what was delivered to a stateful bot, counted by event id."""
+
+    type_name = "test-seen-tally"
+    seen: ClassVar[dict[str, list[str]]] = {}
+
+    async def handle(self, event: Event) -> None:
+        SeenTally.seen.setdefault(self.ctx.bot_id, []).append(event.id)
+        await super().handle(event)
+
+
 class TallyEventsState(msgspec.Struct):
     events: int  # was ``count``: no default, so a version-1 state does not fit without migration
     total: int = 0

@@ -351,3 +351,23 @@ def test_bench_reports_a_failing_case_in_one_line(capsys: pytest.CaptureFixture[
     assert main(["bench", "--case", "demo", "--rounds", "1", "--config", str(tmp_path / "missing.toml")]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: bench: ") and "missing.toml: no such config" in err
+
+
+async def test_paired_rounds_runs_each_variant_next_to_its_own_baseline_alternating_which_goes_first() -> (
+    None
+):
+    from citarion_host.bench import paired_rounds, paired_with
+
+    order: list[str] = []
+
+    def run(name: str, value: float) -> Any:
+        async def one() -> dict[str, Any]:
+            order.append(name)
+            return {"events_per_s": value}
+
+        return one
+
+    base, pairs = await paired_rounds(run("off", 10.0), {"a": run("a", 5.0), "b": run("b", 20.0)}, 2)
+    assert order == ["a", "off", "off", "b", "b", "off", "off", "a"]  # rotated, sides alternating
+    assert len(base) == 4 and [len(p) for p in pairs.values()] == [2, 2]
+    assert paired_with(pairs["a"]) == 0.5 and paired_with(pairs["b"]) == 2.0

@@ -71,8 +71,7 @@ class Dashboard:
     def __init__(self, host: Host, settings: UiSettings) -> None:
         self.host = host
         self.settings = settings
-        self.book = Book(settings.series_points)
-        self.feed = LiveFeed(self.book, retain=settings.retain_events)
+        self.feed = LiveFeed(Book(settings.series_points), retain=settings.retain_events)
         self.streams = Streams(self.feed, settings.heartbeat_s)
         self.rates = Rates(self._counters)
         self.started = time.time()
@@ -80,6 +79,11 @@ class Dashboard:
         host.observe(self.feed)
         # Handler durations (the metrics' histograms) are counted from the first scrape of /metrics
         # on (``HostCollector``), not from here: a dashboard nobody scrapes costs the bots nothing.
+
+    @property
+    def book(self) -> Book:
+        """The feed's book, with every event the feed has been handed taken in (``LiveFeed.flush``)."""
+        return self.feed.book
 
     # -- rates ----------------------------------------------------------------------------------------
 

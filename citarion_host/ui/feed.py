@@ -9,6 +9,16 @@ stream, which is where the positions come from. Either way it does the least it 
 number it, put it in the ring, update the :class:`~.book.Book`, wake the streams if they sleep.
 Encoding to JSON happens later, once per event, in whichever browser stream needs it first.
 
+**Taken in in batches.** On the memory bus the tap only appends the event to a short list and wakes
+the streams; the numbering, the ring, the indexes and the book take the list in at once when it
+holds ``INGEST_BATCH`` events, or sooner when anything reads the feed (a stream, a page's request,
+a scrape: every reader goes through :meth:`LiveFeed.flush`, which the properties below call). The
+work is the same; done a few hundred events at a time instead of one event between two bots'
+handlers, the feed's data stays in the CPU's caches and the bots' data stays in theirs, and the
+per-event calls and bookkeeping are paid once per batch (``docs/ui.md``, "Cost", has the figures).
+What a reader sees is never stale: it flushes first. The events are immutable, and the list is
+bounded, so the delay costs no memory that the window would not hold anyway.
+
 **Positions (SSE ids).** On a bus with stored events (JetStream) the feed reads the stream itself
 (``stored=True``) and numbers each event with its stream sequence (``delivery_position()``): the
 same number every reader of the stream sees, stable across a restart of the host. On the memory bus
@@ -33,31 +43,36 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
+
 from ..bus import EventBus, Subscription
 from ..bus.position import delivery_position
 from ..events import Event
 from .book import Book
 from .ring import Ring
 
-__all__ = ["LiveFeed", "Retained"]
+__all__ = ["INGEST_BATCH", "LiveFeed", "Retained"]
 
 log = logging.getLogger("citarion_host.ui.feed")
 
+#: Tapped events taken in at once (sooner when read): see "Taken in in batches" above.
+INGEST_BATCH = 512
 
-class Retained:
+
+class Retained(msgspec.Struct, gc=False):
     """One event in the window: its key ``(position, n)`` and, once asked for, its SSE frame.
 
     ``n`` is 0 for an event with a position (its SSE id is the position) and 1, 2, ... for events
-    without one that came after position ``position``.
+    without one that came after position ``position``. A struct outside the garbage collector's
+    tracking (it holds an event, a tuple of ints and bytes: no cycle can pass through it): the
+    window keeps up to ``[ui] retain_events`` of them, which the collector would otherwise walk on
+    every full collection.
     """
 
-    __slots__ = ("_frame", "_wire", "event", "key")
-
-    def __init__(self, key: tuple[int, int], event: Event) -> None:
-        self.key = key
-        self.event = event
-        self._wire: bytes | None = None
-        self._frame: bytes | None = None
+    key: tuple[int, int]
+    event: Event
+    _wire: bytes | None = None
+    _frame: bytes | None = None
 
     @property
     def position(self) -> int | None:
@@ -86,17 +101,18 @@ class LiveFeed:
     """Keeps the last ``retain`` events of the host's bus and wakes the browser streams."""
 
     def __init__(self, book: Book, *, retain: int = 50_000) -> None:
-        self.book = book
-        self.ring: Ring[Retained] = Ring(retain)
-        self.by_id: dict[str, Retained] = {}
+        self._book = book
+        self._ring: Ring[Retained] = Ring(retain)
+        self._by_id: dict[str, Retained] = {}
         self._index: dict[int, int] = {}  # position -> absolute ring index
         self._highest = 0  # the highest position seen (out-of-order arrivals do not lower it)
         self.bus: EventBus | None = None
         self.stored = False
-        self.events = 0  # events seen
+        self._events = 0  # events seen
         self.duplicates = 0  # stream redeliveries of a position already seen (skipped)
         self.dropped = 0  # events browsers lost because they fell out of the window while they lagged
-        self.counts: dict[tuple[str, str], int] = {}  # (source, topic) -> events: the metrics' input
+        self._counts: dict[tuple[str, str], int] = {}  # (source, topic) -> events: the metrics' input
+        self._pending: list[Event] = []  # tapped, not yet taken in (flush)
         self.generation = 0  # bumped by cut(): streams of an older generation end
         self.closed = False
         self._last: tuple[int, int] = (0, 0)
@@ -105,6 +121,35 @@ class LiveFeed:
         self._untap: Callable[[], None] | None = None
         self._encode: Callable[[Event], bytes] = lambda event: b"{}"
         self._signal: asyncio.Future[None] | None = None
+
+    # -- what readers see: always after a flush --------------------------------------------------------
+
+    @property
+    def book(self) -> Book:
+        self.flush()
+        return self._book
+
+    @property
+    def ring(self) -> Ring[Retained]:
+        self.flush()
+        return self._ring
+
+    @property
+    def by_id(self) -> dict[str, Retained]:
+        self.flush()
+        return self._by_id
+
+    @property
+    def events(self) -> int:
+        """Events seen."""
+        self.flush()
+        return self._events
+
+    @property
+    def counts(self) -> dict[tuple[str, str], int]:
+        """(source, topic) -> events: the metrics' input."""
+        self.flush()
+        return self._counts
 
     # -- observer -----------------------------------------------------------------------------------
 
@@ -124,17 +169,62 @@ class LiveFeed:
         untap, self._untap = self._untap, None
         if untap is not None:
             untap()
+            self.flush()
         subscription, self._subscription = self._subscription, None
         if subscription is not None and not subscription.closed:
             await subscription.unsubscribe(drain=True)
 
     def _on_tap(self, event: Event) -> None:
-        """An event the bus routed (memory): numbered by the feed's own counter."""
-        self._counter += 1
-        self._take(event, (self._counter, 0))
+        """An event the bus routed (memory): kept for the next flush, numbered then by the feed's counter."""
+        pending = self._pending
+        pending.append(event)
+        if len(pending) >= INGEST_BATCH:
+            self.flush()
+            return
+        signal = self._signal
+        if signal is not None and not signal.done():
+            signal.set_result(None)
+
+    def flush(self) -> None:
+        """Take in what the tap kept: number, window, indexes, book, in the order it was routed.
+
+        :meth:`_take` for a run of counted events, with the per-event bookkeeping that does not
+        depend on the event (last key, highest position, total, waking the streams) done once.
+        """
+        pending = self._pending
+        if not pending:
+            return
+        self._pending = []
+        ring, by_id, index, counts = self._ring, self._by_id, self._index, self._counts
+        on_event = self._book.on_event
+        counter = self._counter
+        for event in pending:
+            counter += 1
+            entry = Retained((counter, 0), event)
+            evicted = ring.append(entry)
+            index[counter] = ring.end - 1
+            if evicted is not None:
+                self._forget(evicted)
+            by_id[event.id] = entry
+            counted = (event.source, event.topic)
+            counts[counted] = counts.get(counted, 0) + 1
+            on_event(event)
+        self._counter = counter
+        self._last = (counter, 0)
+        self._highest = max(self._highest, counter)
+        self._events += len(pending)
+        self.wake()
+
+    def _forget(self, evicted: Retained) -> None:
+        """Drop an event that fell out of the window from the indexes (unless a newer entry took over)."""
+        if self._by_id.get(evicted.event.id) is evicted:
+            del self._by_id[evicted.event.id]
+        if evicted.key[1] == 0 and self._index.get(evicted.key[0]) == self._ring.start - 1:
+            del self._index[evicted.key[0]]
 
     async def _on_event(self, event: Event) -> None:
         """An event of a subscription: numbered by its stream position where it has one."""
+        self.flush()
         if self.stored:
             position = delivery_position()
             if position is None:
@@ -152,21 +242,19 @@ class LiveFeed:
     def _take(self, event: Event, key: tuple[int, int]) -> None:
         self._last = key
         entry = Retained(key, event)
-        ring = self.ring
+        ring = self._ring
         evicted = ring.append(entry)
         if key[1] == 0:
             self._index[key[0]] = ring.end - 1
             self._highest = max(self._highest, key[0])
         if evicted is not None:
-            if self.by_id.get(evicted.event.id) is evicted:
-                del self.by_id[evicted.event.id]
-            if evicted.key[1] == 0 and self._index.get(evicted.key[0]) == ring.start - 1:
-                del self._index[evicted.key[0]]
-        self.by_id[event.id] = entry
-        self.events += 1
+            self._forget(evicted)
+        self._by_id[event.id] = entry
+        self._events += 1
         counted = (event.source, event.topic)
-        self.counts[counted] = self.counts.get(counted, 0) + 1
-        self.book.on_event(event)
+        counts = self._counts
+        counts[counted] = counts.get(counted, 0) + 1
+        self._book.on_event(event)
         signal = self._signal
         if signal is not None and not signal.done():
             signal.set_result(None)
@@ -176,6 +264,7 @@ class LiveFeed:
     @property
     def last_position(self) -> int:
         """The position of the last event the feed took in (0 before any): a new stream starts after it."""
+        self.flush()
         return self._last[0]
 
     def encode(self, entry: Retained) -> bytes:
@@ -193,7 +282,7 @@ class LiveFeed:
         place (newer than anything seen, e.g. from before a restart on memory; not a number): the
         browser gets the whole window and should start over.
         """
-        ring = self.ring
+        ring = self.ring  # flushed
         if last_event_id is None:
             return ring.end, None, 0
         try:
@@ -215,7 +304,7 @@ class LiveFeed:
 
     async def wait(self, index: int, timeout: float) -> None:
         """Until an event past absolute ``index`` exists, the feed closes, or ``timeout`` passes."""
-        if index < self.ring.end or self.closed:
+        if index < self.ring.end or self.closed:  # flushed
             return
         signal = self._signal
         if signal is None or signal.done():
@@ -241,6 +330,7 @@ class LiveFeed:
         return self.by_id.get(event_id)
 
     def stats(self) -> dict[str, Any]:
+        self.flush()
         return {
             "events": self.events,
             "retained": len(self.ring),

@@ -119,6 +119,7 @@ class Streams:
         feed, ring = self.feed, self.feed.ring
         generation = feed.generation
         while not feed.closed and feed.generation == generation:
+            feed.flush()  # what the bus's tap handed the feed since: into the ring
             if index < ring.start:  # fell out of the window while this browser lagged
                 lost = ring.start - index
                 info.dropped += lost
@@ -128,7 +129,7 @@ class Streams:
             end = ring.end
             if index >= end:
                 await feed.wait(index, self.heartbeat_s)
-                if index >= ring.end and not feed.closed and feed.generation == generation:
+                if index >= feed.ring.end and not feed.closed and feed.generation == generation:
                     yield b": keep-alive\n\n"
                 continue
             stop = min(end, index + BATCH)

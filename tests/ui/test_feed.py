@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from citarion_host.bus import MemoryBus
 from citarion_host.events import make_event
 from citarion_host.ui.book import Book
-from citarion_host.ui.feed import LiveFeed
+from citarion_host.ui.feed import INGEST_BATCH, LiveFeed
 
 
 async def fed(count: int, retain: int = 100) -> tuple[LiveFeed, MemoryBus]:
@@ -48,6 +50,36 @@ async def test_resume_at(last: str | None, first_position: int | None, note: str
     index, got_note, got_lost = feed.resume_at(last)
     position = feed.ring.get(index).position if index < feed.ring.end else None
     assert (position, got_note, got_lost) == (first_position, note, lost)
+    await bus.close()
+
+
+async def test_tapped_events_taken_in_by_batches_are_numbered_in_routing_order_and_never_stale() -> None:
+    """The tap keeps events for a batch; any read takes them in first, across batch boundaries."""
+    count = 2 * INGEST_BATCH + 3
+    feed, bus = await fed(count, retain=count)
+    assert feed.events == count  # the last 3 were still pending: reading took them in
+    entries = [feed.ring.get(i) for i in range(feed.ring.start, feed.ring.end)]
+    assert [e.position for e in entries] == list(range(1, count + 1))
+    assert [e.event.payload["n"] for e in entries] == list(range(count))  # routing order
+    await bus.publish(make_event("analytics.number.emitted", {"n": count}, source="HOST"))
+    await bus.settle()
+    last = feed.find(entries[-1].event.id)
+    assert last is entries[-1] and feed.last_position == count + 1  # one pending event, seen at once
+    assert feed.counts[("HOST", "analytics.number.emitted")] == count + 1
+    index, note, lost = feed.resume_at(str(count))
+    assert (feed.ring.get(index).position, note, lost) == (count + 1, None, 0)
+    await bus.close()
+
+
+async def test_a_waiting_stream_is_woken_by_one_tapped_event() -> None:
+    feed, bus = await fed(1)
+    end = feed.ring.end
+    waiting = asyncio.create_task(feed.wait(end, timeout=60))
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    await bus.publish(make_event("analytics.number.emitted", {"n": 1}, source="HOST"))
+    await asyncio.wait_for(waiting, 30)  # generous: woken by the tap, not by the timeout
+    assert feed.ring.end == end + 1
     await bus.close()
 
 

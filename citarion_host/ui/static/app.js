@@ -1,6 +1,9 @@
 // citarion-host dashboard. One EventSource for everything live (the tail, the LOGOS panel); the REST
 // API for aggregates the host computes (fleet, positions, PnL...), refreshed once a second for the
-// visible page. Charts: plotly.js (served from the installed plotly package). No framework, no build.
+// visible page, not at all while the browser tab is hidden. The DOM is written only where a figure
+// changed: a card, a pill or a header figure that reads the same is left alone, so a quiet fleet costs
+// the browser no layout. Charts: plotly.js (served from the installed plotly package). No framework,
+// no build.
 "use strict";
 
 const CONTROL = { "X-Citarion-Control": "1", "Content-Type": "application/json" };
@@ -33,6 +36,9 @@ const $ = (id) => document.getElementById(id);
 const fmt = (x, d = 2) => (x === null || x === undefined ? "-" : Number(x).toLocaleString(undefined, { minimumFractionDigits: d, maximumFractionDigits: d }));
 const signed = (x) => (x > 0 ? "+" : "") + fmt(x);
 const time = (ms) => (ms ? new Date(ms).toISOString().replace("T", " ").slice(0, 19) : "-");
+// Write a text only when it changed: the same text written again still costs a style and layout pass.
+function setText(el, text) { if (el.textContent !== text) el.textContent = text; }
+function setClass(el, name) { if (el.className !== name) el.className = name; }
 const esc = (s) => String(s ?? "").replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" }[c]));
 
 async function api(path, options) {
@@ -220,13 +226,13 @@ function renderStream() {
 
 async function refreshOverview() {
   const o = await api("/api/overview");
-  $("host-name").textContent = o.host;
-  $("backend").textContent = `${o.backend}${o.deterministic ? " · deterministic" : ""}${o.finished ? " · feed completed" : ""}`;
-  $("ready").textContent = o.ready ? "ready" : "not ready";
-  $("ready").className = "pill " + (o.ready ? "ok" : "bad");
-  $("events").textContent = `${o.events.toLocaleString()} events`;
-  $("rate").textContent = `${Math.round(o.eventsPerS).toLocaleString()}/s`;
-  $("drops").textContent = `${o.sseDropped} lost`;
+  setText($("host-name"), o.host);
+  setText($("backend"), `${o.backend}${o.deterministic ? " · deterministic" : ""}${o.finished ? " · feed completed" : ""}`);
+  setText($("ready"), o.ready ? "ready" : "not ready");
+  setClass($("ready"), "pill " + (o.ready ? "ok" : "bad"));
+  setText($("events"), `${o.events.toLocaleString()} events`);
+  setText($("rate"), `${Math.round(o.eventsPerS).toLocaleString()}/s`);
+  setText($("drops"), `${o.sseDropped} lost`);
 }
 
 async function refreshBots() {
@@ -235,7 +241,11 @@ async function refreshBots() {
   renderFleet();
 }
 
-function renderStrip() {
+let stripDrawn = "";
+function renderStrip() {  // rebuilt only when a bot came, went or changed state (clicks: see DOMContentLoaded)
+  const key = state.bots.map((bot) => `${bot.id} ${bot.code} ${bot.state}`).join("\n");
+  if (key === stripDrawn) return;
+  stripDrawn = key;
   const strip = $("strip");
   strip.innerHTML = "";
   for (const bot of state.bots) {
@@ -245,7 +255,6 @@ function renderStrip() {
     pill.dataset.bot = bot.id;
     pill.textContent = bot.id;
     pill.title = `${bot.id} (${bot.code}) ${bot.state}`;
-    pill.addEventListener("click", (ev) => openPopover(bot.id, ev.target));
     strip.append(pill);
   }
 }
@@ -282,8 +291,7 @@ function renderFleet() {
         card.dataset.bot = bot.id;
         cards.append(card);
       }
-      card.dataset.state = bot.state;
-      card.innerHTML = `
+      const html = `
         <div class="card-head"><strong>${esc(bot.id)}</strong> <span class="muted">${esc(bot.code)} · ${esc(bot.plugin)}</span>
           <span class="state state-${bot.state}">${esc(bot.state)}</span></div>
         <div class="card-figures">
@@ -297,8 +305,10 @@ function renderFleet() {
           <button class="control" data-action="start" ${bot.state === "running" || bot.state === "disabled" ? "disabled" : ""}>Start</button>
           <button class="control" data-action="restart" ${bot.state === "disabled" ? "disabled" : ""}>Restart</button>
         </div>`;
-      for (const button of card.querySelectorAll("button[data-action]")) {
-        button.addEventListener("click", () => control(bot.id, button.dataset.action));
+      if (card.dataset.state !== bot.state) card.dataset.state = bot.state;
+      if (card.drawn !== html) {  // a card whose figures did not change is not touched
+        card.drawn = html;
+        card.innerHTML = html;
       }
     }
   }
@@ -521,7 +531,7 @@ function route() {
 
 let refreshing = false;
 async function refresh(force) {
-  if (refreshing && !force) return;
+  if ((refreshing || document.hidden) && !force) return;  // a hidden tab: nobody to draw for
   refreshing = true;
   try {
     await refreshOverview();
@@ -554,6 +564,17 @@ window.addEventListener("DOMContentLoaded", () => {
   $("series").addEventListener("change", (e) => { state.series = e.target.value; refreshTrading(); });
   $("lineage-go").addEventListener("click", () => { location.hash = `#lineage/${encodeURIComponent($("lineage-id").value.trim())}`; });
   $("reload").addEventListener("click", reloadConfig);
+  // One listener each for the cards' controls and the strip's pills, however often they are redrawn.
+  $("fleet").addEventListener("click", (e) => {
+    const button = e.target.closest("button[data-action]");
+    const card = button && button.closest(".bot-card");
+    if (card) control(card.dataset.bot, button.dataset.action);
+  });
+  $("strip").addEventListener("click", (e) => {
+    const pill = e.target.closest(".bot-pill");
+    if (pill) openPopover(pill.dataset.bot, pill);
+  });
+  document.addEventListener("visibilitychange", () => { if (!document.hidden) refresh(true); });
   for (const button of document.querySelectorAll("#popover button[data-action]")) {
     button.addEventListener("click", async () => { $("popover").hidden = true; await control(state.popoverBot, button.dataset.action); });
   }
