@@ -34,13 +34,11 @@ from typing import Any
 
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
-from nats.js import api
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from .bus.config import NatsSettings
-from .bus.nats.stream import retry_api
-from .errors import StateError
+from .bus.nats.stream import ensure_bucket
 
 __all__ = ["Lease", "LeaseBucket", "LeaseTiming", "holder_id", "open_lease_bucket"]
 
@@ -172,23 +170,12 @@ def _holder(value: bytes | None) -> str | None:
 async def open_lease_bucket(nc: Client, settings: NatsSettings, bucket: str) -> KeyValue:
     """Bind to ``bucket``, creating it when missing (one value per key, replicas and storage as the
     event stream, like the state bucket)."""
-    js = nc.jetstream(timeout=settings.api_timeout_s)
-    try:
-        return await retry_api(lambda: js.key_value(bucket), settings.api_timeout_s * 3)
-    except BucketNotFoundError:
-        pass
-    config: Any = api.KeyValueConfig(
-        bucket=bucket,
+    kv = await ensure_bucket(
+        nc,
+        settings,
+        bucket,
         description="citarion-host replica leases (docs/deploy.md)",
-        history=1,
-        storage=api.StorageType.FILE if settings.storage == "file" else api.StorageType.MEMORY,
-        replicas=settings.replicas,
+        purpose="for replica leases",
     )
-    try:
-        kv = await retry_api(lambda: js.create_key_value(config), settings.api_timeout_s * 3)
-    except NatsError as exc:
-        raise StateError(
-            f"cannot create the key-value bucket {bucket!r} for replica leases: {exc!r}"
-        ) from exc
-    log.info("lease bucket created", extra={"bucket": bucket, "replicas": settings.replicas})
+    assert kv is not None, "created when missing"
     return kv

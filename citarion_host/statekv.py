@@ -14,15 +14,13 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js import api
 from nats.js.errors import (
-    BucketNotFoundError,
     KeyDeletedError,
     KeyNotFoundError,
     NoKeysError,
@@ -31,7 +29,7 @@ from nats.js.errors import (
 from nats.js.kv import KeyValue
 
 from .bus.config import NatsSettings
-from .bus.nats.stream import retry_api
+from .bus.nats.stream import ensure_bucket
 from .errors import StateError
 
 __all__ = ["KvStore", "open_kv_store"]
@@ -114,25 +112,14 @@ async def open_kv_store(
 ) -> KvStore | None:
     """Bind to ``bucket``, creating it when missing (replicas and storage as the event stream); with
     ``create`` false a missing bucket is None (reading tools must not create one)."""
-    js = nc.jetstream(timeout=settings.api_timeout_s)
-    try:
-        kv = await js.key_value(bucket)
-    except BucketNotFoundError:
-        if not create:
-            return None
-        config: Any = api.KeyValueConfig(
-            bucket=bucket,
-            description="citarion-host bot state snapshots (docs/state.md)",
-            history=1,
-            storage=api.StorageType.FILE if settings.storage == "file" else api.StorageType.MEMORY,
-            replicas=settings.replicas,
-        )
-        try:
-            kv = await retry_api(lambda: js.create_key_value(config), settings.api_timeout_s * 3)
-        except NatsError as exc:
-            raise StateError(f"cannot create the key-value bucket {bucket!r} for bot state: {exc!r}") from exc
-        log.info(
-            "state bucket created",
-            extra={"bucket": bucket, "replicas": settings.replicas, "storage": settings.storage},
-        )
+    kv = await ensure_bucket(
+        nc,
+        settings,
+        bucket,
+        description="citarion-host bot state snapshots (docs/state.md)",
+        purpose="for bot state",
+        create=create,
+    )
+    if kv is None:
+        return None
     return KvStore(kv, bucket, nc.max_payload)

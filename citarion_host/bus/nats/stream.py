@@ -26,12 +26,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from nats.aio.client import Client
+from nats.errors import Error as NatsError
 from nats.errors import NoRespondersError as NatsNoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamManager, api
-from nats.js.errors import APIError, NotFoundError, ServiceUnavailableError
+from nats.js.errors import APIError, BucketNotFoundError, NotFoundError, ServiceUnavailableError
+from nats.js.kv import KeyValue
 
-from ...errors import ConfigError
+from ...errors import ConfigError, StateError
 from ...topics import TopicError, contains
 from ..config import NatsSettings
 
@@ -39,6 +42,7 @@ __all__ = [
     "ConsumerPlan",
     "consumer_config",
     "deliver_subject",
+    "ensure_bucket",
     "ensure_consumer",
     "ensure_stream",
     "reduce_filters",
@@ -340,3 +344,38 @@ async def retry_api(call: Callable[[], Awaitable[T]], timeout: float) -> T:
                 raise
         await asyncio.sleep(delay)
         delay = min(delay * 2, 0.5)
+
+
+async def ensure_bucket(
+    nc: Client, settings: NatsSettings, bucket: str, *, description: str, purpose: str, create: bool = True
+) -> KeyValue | None:
+    """Bind to the key-value ``bucket``, creating it when missing like the event stream (replicas and
+    storage from ``settings``, one value per key); with ``create`` false a missing bucket is None
+    (reading tools must not create one). ``purpose`` names it in the error (``for bot state``)."""
+    js = nc.jetstream(timeout=settings.api_timeout_s)
+    try:
+        return await retry_api(lambda: js.key_value(bucket), settings.api_timeout_s * 3)
+    except BucketNotFoundError:
+        if not create:
+            return None
+    config: Any = api.KeyValueConfig(
+        bucket=bucket,
+        description=description,
+        history=1,
+        storage=api.StorageType.FILE if settings.storage == "file" else api.StorageType.MEMORY,
+        replicas=settings.replicas,
+    )
+    try:
+        kv = await retry_api(lambda: js.create_key_value(config), settings.api_timeout_s * 3)
+    except NatsError as exc:
+        raise StateError(f"cannot create the key-value bucket {bucket!r} {purpose}: {exc!r}") from exc
+    log.info(
+        "key-value bucket created",
+        extra={
+            "bucket": bucket,
+            "purpose": purpose,
+            "replicas": settings.replicas,
+            "storage": settings.storage,
+        },
+    )
+    return kv
