@@ -586,11 +586,21 @@ class Host:
         if not connected:
             reasons.append(f"bus {bus.name!r} not connected ({state})")
         reasons += bus.connection_problems()  # e.g. a bot's own NATS connection (per-bot isolation)
+        waiting = self.relay is not None and self.relay.waiting
+        if waiting:
+            reasons.append(
+                "split run: waiting for the coordinator (the host running the stop_on feeds) to start this"
+                " host's bots"
+            )
         bots: dict[str, str] = {}
         for bot in self._placed(self.config):
             runner = self.runners.get(bot.id)
             bots[bot.id] = runner.state if runner is not None else "absent"
-            if bots[bot.id] not in ("running", "standby") and bot.id not in self.stopped_by_operator:
+            if (
+                bots[bot.id] not in ("running", "standby")
+                and bot.id not in self.stopped_by_operator
+                and not waiting
+            ):
                 reasons.append(f"bot {bot.id!r} is {bots[bot.id]}")
         return Health(not reasons, tuple(reasons), bus.name, connected, bots, self.lost_reason)
 

@@ -190,13 +190,17 @@ async def test_a_split_run_refuses_a_reload_and_the_follower_finishes_when_the_c
         loaded = load_config(path)
         coordinator = Host(loaded, placement=Placement.of(["numbers"]))
         follower = Host(loaded, placement=Placement.of(["recorder"]))
-        await asyncio.gather(coordinator.start(), follower.start())
+        await follower.start()
+        health = follower.health()
+        assert not health.ready and any("waiting for the coordinator" in r for r in health.reasons)
+        await coordinator.start()
         try:
             assert (
                 type(coordinator.relay).__name__ == "Coordinator"
                 and type(follower.relay).__name__ == "FollowerLink"
             )
             await asyncio.wait_for(coordinator.finished.wait(), 60)
+            assert follower.health().ready, follower.health().reasons
             path.write_text(SMALL.format(url=server.url, label="changed"))
             for host in (coordinator, follower):
                 with pytest.raises(ConfigError, match="keeps the topology it started with"):

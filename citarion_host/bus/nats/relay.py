@@ -220,6 +220,11 @@ class _Link:
     def nc(self) -> Client:
         return self.bus.nc
 
+    @property
+    def waiting(self) -> bool:
+        """A follower whose coordinator has not begun the run yet (the host is not ready meanwhile)."""
+        return False
+
     async def _listen(self, subject: str, callback: Callable[[Msg], Awaitable[None]]) -> None:
         self._subs.append(await self.nc.subscribe(subject, cb=callback))
 
@@ -359,6 +364,10 @@ class FollowerLink(_Link):
         self._start, self._stop = start, stop
         #: Set when the coordinator says the run's order is complete (the host's ``finished``).
         self.ended = ended or asyncio.Event()
+
+    @property
+    def waiting(self) -> bool:
+        return self.follower.after is None and not self.ended.is_set()
 
     async def open(self) -> None:
         """Answer for our bots (their subscriptions exist now), then learn where the order starts."""
