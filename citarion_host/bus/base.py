@@ -816,7 +816,11 @@ class EventBus(abc.ABC):
             "dead_lettered": dict(self.dead_lettered),
             "handler_failures": self.handler_failures,
             **(
-                {"sequenced": self.sequencer.handled, "stalls": self.sequencer.stalls}
+                {
+                    "sequenced": self.sequencer.handled,
+                    "stalls": self.sequencer.stalls,
+                    "redelivered_early": self.sequencer.redelivered,
+                }
                 if self.sequencer is not None
                 else {}
             ),

@@ -107,6 +107,8 @@ class Sequencer:
         self._released.set()
         self.handled = 0
         self.stalls = 0
+        #: Deliveries that came again while the event still waited to be handled (kept once).
+        self.redelivered = 0
 
     @property
     def pending(self) -> int:
@@ -186,11 +188,21 @@ class Sequencer:
     def arrived(self, subscription: Subscription, event: Event, receipt: Any = None) -> None:
         """``subscription`` received ``event`` (called from ``Subscription.deliver``)."""
         entry = self._by_id.get(event.id)
-        if entry is None or any(s is subscription for s, _ in entry.arrived):  # unannounced, or again
+        if entry is None:  # unannounced (another process's), or delivered again after it was handled
             entry = _Entry(event, set(), [(subscription, receipt)])
             self._by_id[event.id] = entry
             self._append(entry)
             return
+        arrived = entry.arrived
+        for index, (held, _) in enumerate(arrived):
+            if held is subscription:
+                # Delivered again before it was handled (the store redelivers what was not acknowledged
+                # within ack_wait, e.g. while a lost delivery held the order up): it keeps its place,
+                # with the newest receipt (the one to settle). A second entry would take the other
+                # subscribers' arrivals away from this one, which would then wait for them forever.
+                arrived[index] = (subscription, receipt)
+                self.redelivered += 1
+                return
         entry.waiting.discard(subscription)
         entry.arrived.append((subscription, receipt))
         if not entry.waiting and entry is self._head:

@@ -138,3 +138,39 @@ async def test_a_follower_holds_its_bots_deliveries_for_their_turns() -> None:
     assert seen[6:] == [("bot", 1), ("bot", 3)] and follower.held == 0
     assert await follower.take_turn("bot", "never-delivered") is None
     assert await collect(asyncio.sleep(0)) == []
+
+
+class Settled:
+    """Receipts that record which receipt was settled (a JetStream ack, in the real backend)."""
+
+    def __init__(self) -> None:
+        self.settled: list[Any] = []
+
+    def position(self, receipt: Any) -> int:
+        return 0
+
+    async def settle(self, event: Event, receipt: Any, error: BaseException | None) -> None:
+        self.settled.append(receipt)
+
+    def give_back(self, receipt: Any) -> None:
+        return None
+
+
+async def test_a_delivery_that_comes_again_before_it_is_handled_keeps_its_place_once() -> None:
+    """The store redelivers what was not acknowledged in time (here: while the event waited for B's
+    delivery). The second copy to A must not make a second entry: that one would take B's arrival, and
+    the first would wait for it forever (a stall on every such event after a cluster node died)."""
+    sequencer = Sequencer(stall_timeout=2.0)
+    seen: list[tuple[str, int]] = []
+    a = subscriber("A", 1, sequencer, seen)
+    b = subscriber("B", 2, sequencer, seen)
+    receipts = Settled()
+    a.receipts = b.receipts = receipts
+    e = event(5)
+    sequencer.expect(e, [a, b])
+    a.deliver(e, "a-first")
+    a.deliver(e, "a-again")  # redelivered after ack_wait
+    b.deliver(e, "b-first")
+    await sequencer.settle()
+    assert seen == [("A", 5), ("B", 5)] and sequencer.stalls == 0 and sequencer.redelivered == 1
+    assert receipts.settled == ["a-again", "b-first"], "the newest delivery is the one settled"
