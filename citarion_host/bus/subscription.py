@@ -536,4 +536,7 @@ async def run_each(event: Event, subscriptions: Iterable[Subscription]) -> None:
         except BaseException:  # cancelled (the bus closes without a drain): not busy any more
             subscription._active = False
             raise
-        subscription._ran()
+        if subscription._pending or subscription._idle is not None:
+            subscription._ran()
+        else:  # _ran()'s common case, inline
+            subscription._active = False

@@ -15,7 +15,6 @@ import math
 import operator
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import msgspec
 
@@ -55,9 +54,10 @@ def rms(values: Sequence[float]) -> float:
     return math.sqrt(math.fsum(map(operator.mul, values, values)) / len(values))  # x * x, in C
 
 
-@dataclass(frozen=True, slots=True)
-class Bands:
-    """Bollinger bands over one window: ``middle`` = SMA, ``lower/upper`` = middle -/+ k * sigma."""
+class Bands(msgspec.Struct, frozen=True, gc=False):
+    """Bollinger bands over one window: ``middle`` = SMA, ``lower/upper`` = middle -/+ k * sigma. A
+    Struct, not a frozen dataclass: one is built per candle (a frozen dataclass sets each field through
+    ``object.__setattr__``); encoded the same in a snapshot."""
 
     lower: float
     middle: float
