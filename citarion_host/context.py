@@ -22,6 +22,9 @@ from .lineage import stamp
 
 __all__ = ["GuardedContext", "Outlet"]
 
+#: Topics a context remembers as allowed (then it starts again).
+_ALLOWED_KEPT = 1024
+
 
 class Outlet(Protocol):
     """Where a context's events go and its background work runs (the host's bus, or a recording)."""
@@ -55,7 +58,7 @@ class GuardedContext:
     """A bot's :class:`~citarion_host.bot.BotContext`: publish, request and reply within its declared
     patterns, lineage stamped, payloads validated by ``catalog``; events handed to ``outlet``."""
 
-    __slots__ = ("_catalog", "_code", "_guard", "_log", "_outlet", "bot_id")
+    __slots__ = ("_allowed", "_catalog", "_code", "_guard", "_log", "_outlet", "bot_id")
 
     def __init__(
         self, bot_id: str, code: str, publish: Iterable[str], catalog: EventCatalog, outlet: Outlet
@@ -65,6 +68,8 @@ class GuardedContext:
         self._catalog = catalog
         self._outlet = outlet
         self._guard = PublishGuard(bot_id, publish)
+        #: Topics the guard let through (a publish checks one set lookup, not the guard's trie).
+        self._allowed: set[str] = set()
         self._log = logging.LoggerAdapter(
             logging.getLogger(f"citarion.bot.{bot_id}"), {"bot": bot_id, "code": code}
         )
@@ -84,15 +89,21 @@ class GuardedContext:
     def set_publish(self, patterns: Iterable[str]) -> None:
         """Replace the publish allow-list in place (a config-only change: no new instance)."""
         self._guard = PublishGuard(self.bot_id, patterns)
+        self._allowed = set()
 
     def check(self, topic: str) -> None:
         """Return if the bot may send on ``topic``; note the refusal and raise
         :class:`PublishNotAllowedError` otherwise (nothing is sent)."""
+        if topic in self._allowed:
+            return
         try:
             self._guard.check(topic)
         except PublishNotAllowedError:
             self._outlet.note_refused(topic)
             raise
+        if len(self._allowed) >= _ALLOWED_KEPT:  # a topic per order id or the like: stay bounded
+            self._allowed.clear()
+        self._allowed.add(topic)
 
     async def publish(
         self,

@@ -327,6 +327,11 @@ class EventCatalog:
         """The event as JSON bytes (camelCase names)."""
         return self._encoder.encode(event)
 
+    def encode_into(self, event: Event, buffer: bytearray) -> None:
+        """Append the event's JSON (as :meth:`encode`) to ``buffer``: a record of many events builds no
+        bytes object per event."""
+        self._encoder.encode_into(event, buffer, -1)
+
     def decode(self, data: bytes | str, topic: str | None = None) -> Event[Any]:
         """Parse and validate wire bytes into an :class:`Event` with a typed payload.
 

@@ -9,6 +9,7 @@ increasing and ids from different processes differ in their random tail.
 from __future__ import annotations
 
 import os
+import random
 import time
 
 __all__ = ["id_at", "new_id"]
@@ -18,22 +19,28 @@ _HEX3 = tuple(f"{value:03x}" for value in range(_COUNTER_LIMIT))  # a lookup bea
 
 
 class _UUIDv7Generator:
-    __slots__ = ("_ms", "_prefix", "_seq", "_suffix")
+    """The tails come from a generator of this process's own, seeded from ``os.urandom`` (at start
+    and after a fork): a tail per millisecond in a busy process made ``os.urandom``'s system call
+    the costliest step of building an event. Uniqueness, not secrecy, is what the tail is for."""
+
+    __slots__ = ("_ms", "_prefix", "_random", "_seq", "_suffix")
 
     def __init__(self) -> None:
         self._ms = -1
         self._seq = 0
         self._prefix = ""
         self._suffix = ""
+        self._random = random.Random(os.urandom(16))
 
     def reset(self) -> None:
         """Forget the state (after ``fork``, so a child never repeats its parent's tail)."""
         self._ms = -1
+        self._random.seed(os.urandom(16))
 
     def _roll(self, ms: int) -> None:
         self._ms = ms
         self._seq = 0
-        tail = int.from_bytes(os.urandom(8), "big") >> 2  # 62 random bits
+        tail = self._random.getrandbits(62)
         self._prefix = f"{ms >> 16:08x}-{ms & 0xFFFF:04x}-7"
         self._suffix = f"-{0x8000 | (tail >> 48):04x}-{tail & 0xFFFF_FFFF_FFFF:012x}"
 

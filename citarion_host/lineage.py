@@ -1,10 +1,13 @@
 """Automatic lineage: what a bot publishes while handling an event carries that event as its cause.
 
-The host sets the event being handled in a context variable around each call of ``Bot.handle``
-(:func:`handling`); :func:`stamp` fills ``causationId``, ``correlationId`` and the data time of what the
-bot publishes from it, unless the bot set them itself. A context variable, because it follows the
-handler into everything it awaits and into tasks it spawns (asyncio copies the context into a new
-task), and never leaks into another handler: each delivery runs in its own copy of the context.
+The host sets the event being handled in a context variable before each call of ``Bot.handle`` (its
+runner inline, :func:`handling` elsewhere); :func:`stamp` fills ``causationId``, ``correlationId`` and
+the data time of what the bot publishes from it, unless the bot set them itself. A context variable,
+because it follows the handler into everything it awaits and into tasks it spawns (asyncio copies the
+context into a new task), and never reaches the publisher (a delivery runs in the sequencer's task or
+in a copy of the publisher's context). The runner does not reset it after the handler: every runner
+sets it before its bot's handler runs, so no handler reads what another one set, and an event handed
+to several bots in a row is set once (a set and reset per delivery was a tenth of the host's path).
 
 What travels:
 

@@ -130,6 +130,12 @@ class _Importer:
         return result
 
 
+def _imported(name: str) -> bool:
+    """Module ``name`` is imported, and not still being imported (by a thread whose import hung)."""
+    module = sys.modules.get(name)
+    return module is not None and not getattr(getattr(module, "__spec__", None), "_initializing", False)
+
+
 def _hung(key: str, timeout: float) -> str:
     return f"import of {key!r} did not finish within {timeout:g}s (plugin_import_timeout_s)"
 
@@ -161,15 +167,26 @@ class Plugins:
 
     def load_entry_points(self, group: str = ENTRY_POINT_GROUP) -> None:
         seen: set[tuple[str, str]] = set()
+        # Each distribution's metadata parsed once (a distribution has many entry points, and its name
+        # and version are each a parse of its METADATA file).
+        sources: dict[int, str] = {}
         for entry_point in importlib.metadata.entry_points(group=group):
             key = (entry_point.name, entry_point.value)
             if key in seen or entry_point.name in self._infos:
                 continue  # the same plugin found twice (editable install, symlinked site-packages)
             seen.add(key)
             dist = entry_point.dist
-            source = f"entry point {group}" + (f" ({dist.name} {dist.version})" if dist else "")
+            source = sources.get(id(dist))
+            if source is None:
+                meta = dist.metadata if dist else None
+                source = sources[id(dist)] = f"entry point {group}" + (
+                    f" ({meta['Name']} {meta['Version']})" if meta else ""
+                )
             try:
-                plugin = self._importer.run(entry_point.module, entry_point.load, self.import_timeout_s)
+                if _imported(entry_point.module):  # nothing left that could hang: no thread
+                    plugin = entry_point.load()
+                else:
+                    plugin = self._importer.run(entry_point.module, entry_point.load, self.import_timeout_s)
                 self._register(plugin, entry_point.name, source)
             except BaseException as exc:  # an import's SystemExit included: the others still load
                 error = f"{type(exc).__name__}: {exc}"

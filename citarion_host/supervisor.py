@@ -150,7 +150,7 @@ class BotRunner:
         self._handling = 0
         self._handled_all: asyncio.Event | None = None  # made by whoever waits for the handlers
         self._on_state = on_state
-        self._ready = asyncio.Event()
+        self._ready = _Gate()
         self._recent_failures: deque[float] = deque()
         #: The bot's background work (``ctx.spawn``): a failure restarts the bot.
         self.tasks = Tasks(config.id, self._task_failed)
@@ -271,18 +271,26 @@ class BotRunner:
         return start
 
     async def _handle(self, event: Event) -> None:
-        """Handle ``event`` on the bot: lineage set around the handler, a failure reported (a stateful
+        """Handle ``event`` on the bot: lineage set for the handler, a failure reported (a stateful
         bot's rolled back, :meth:`_crashed`), the duration observed when the host asks for timings.
 
-        Every delivery's path: one coroutine, the lineage variable set and reset inline (no context
-        manager object) and a stateful bot's bookkeeping inline (no second coroutine per event)."""
-        if not self._ready.is_set():
+        Every delivery's path: one coroutine, the lineage variable set inline and a stateful bot's
+        bookkeeping inline (no second coroutine per event).
+
+        The lineage variable is set and not reset: every runner sets it before its bot's handler runs,
+        so no handler reads what another one set, and an event handed to several bots in a row (the
+        deterministic mode runs them one after the other in one task) is set once, not set and reset
+        for each (that pair cost as much as the rest of this path). What a handler spawns copies the
+        context with the variable set, as before."""
+        if not self._ready.open:
             await self._ready.wait()
         bot = self.bot
         if bot is None or self.state != "running":
             return
         timings = self.timings
         started = time.perf_counter() if timings is not None else 0.0
+        if CURRENT_EVENT.get() is not event:
+            CURRENT_EVENT.set(event)
         checkpoints = self.checkpoints
         try:
             if checkpoints is not None:
@@ -296,11 +304,7 @@ class BotRunner:
                     if checkpoints.replay_until:
                         self.quiet = self._replaying(checkpoints)
                     try:
-                        token = CURRENT_EVENT.set(event)
-                        try:
-                            await bot.handle(event)
-                        finally:
-                            CURRENT_EVENT.reset(token)
+                        await bot.handle(event)
                     except Exception as exc:
                         self.quiet = False
                         await self._crashed(event, exc, where, checkpoints)
@@ -315,11 +319,7 @@ class BotRunner:
                         self._handled_all.set()
                 return
             try:
-                token = CURRENT_EVENT.set(event)
-                try:
-                    await bot.handle(event)
-                finally:
-                    CURRENT_EVENT.reset(token)
+                await bot.handle(event)
                 self.handled += 1
             except Exception as exc:
                 self._failed(event, exc)
@@ -681,6 +681,21 @@ class BotRunner:
                 else {}
             ),
         }
+
+
+class _Gate(asyncio.Event):
+    """An :class:`asyncio.Event` whose state is also a plain attribute (``open``), read on every
+    delivery's path: ``is_set()`` is a method call there."""
+
+    open = False
+
+    def set(self) -> None:
+        self.open = True
+        super().set()
+
+    def clear(self) -> None:
+        self.open = False
+        super().clear()
 
 
 _STATE_TOPICS: dict[str, str] = {

@@ -104,6 +104,10 @@ class MemoryBus(EventBus):
                 await self._wait_for_room(event, full)
         self._dispatch(event)
 
+    #: Posting is publishing on memory (nothing is confirmed later): the same coroutine, not a second
+    #: one awaiting it on every event a bot sends.
+    post = publish
+
     def _full(self, event: Event) -> Subscription | None:
         """A subscriber on ``event``'s route that needs room for an urgent event (and may wait)."""
         route = self._routes.get(event.topic) or self._route(event.topic)
@@ -148,8 +152,8 @@ class MemoryBus(EventBus):
         if self._taps:
             self._tapped(event)
         if self.sequencer is not None and "replyTo" not in event.metadata:
-            members = [group.pick() for group in route.groups]
-            if members:  # a queue group's pick: not in creation order among the others
+            if route.groups:  # a queue group's pick: not in creation order among the others
+                members = [group.pick() for group in route.groups]
                 self.sequencer.push(event, [*route.subscribers, *members])
             else:
                 self.sequencer.push(event, route.subscribers, ordered=True)  # sorted by _route

@@ -49,6 +49,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..events import Event
+from .subscription import run_each
 
 if TYPE_CHECKING:
     from .subscription import Subscription
@@ -239,9 +240,7 @@ class Sequencer:
                     await self._wait_for(entry)
                 pushed = entry.pushed
                 if pushed is not None:
-                    event = entry.event
-                    for subscription in pushed:
-                        await subscription.run(event)
+                    await run_each(entry.event, pushed)
                 else:
                     if by_id.get(entry.event.id) is entry:
                         del by_id[entry.event.id]

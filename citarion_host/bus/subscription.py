@@ -48,14 +48,14 @@ import asyncio
 import contextvars
 import inspect
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, Generator
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable
 from typing import Any, Protocol
 
 from ..errors import HandledFailure
 from ..events import PRIORITIES, PRIORITY_RANK, Event
 from .position import reset_delivery_position, set_delivery_position
 
-__all__ = ["Arrivals", "Handler", "Receipts", "Subscription"]
+__all__ = ["Arrivals", "Handler", "Receipts", "Subscription", "run_each"]
 
 Handler = Callable[[Event], Awaitable[Any]]
 _CoroutineHandler = Callable[[Event], Coroutine[Any, Any, Any]]
@@ -311,7 +311,8 @@ class Subscription:
             self._active = False
 
     async def run(self, event: Event, receipt: Any = None) -> None:
-        """Handle ``event`` now and return when done (the deterministic mode's sequencer calls this).
+        """Handle ``event`` now and return when done (the deterministic mode's sequencer calls this;
+        :func:`run_each` for events without receipts).
 
         Same counters and error isolation as :meth:`deliver`; no backlog, since the sequencer hands
         events over one at a time. Requests that arrived meanwhile (they stay eager) are served after.
@@ -328,6 +329,10 @@ class Subscription:
         except BaseException:  # cancelled (the bus closes without a drain): not busy any more
             self._active = False
             raise
+        self._ran()
+
+    def _ran(self) -> None:
+        """A sequenced handler returned: serve the requests that came meanwhile, or go idle."""
         if self._pending:
             self._start_task(self._drain())
         else:
@@ -510,3 +515,28 @@ class Subscription:
             "backpressure_waits": self.backpressure_waits,
             "backpressure_timeouts": self.backpressure_timeouts,
         }
+
+
+async def run_each(event: Event, subscriptions: Iterable[Subscription]) -> None:
+    """:meth:`Subscription.run` for each of ``subscriptions`` in turn (an event without receipts: the
+    memory bus's), each handler done before the next starts.
+
+    One coroutine for the event, not one per subscriber: the deterministic mode's sequencer hands every
+    event on memory to its subscribers through this (four of them per event in the demo), and a
+    coroutine per delivery cost as much as the rest of the delivery's bookkeeping here."""
+    for subscription in subscriptions:
+        if subscription._closed:
+            continue
+        subscription._active = True
+        try:
+            await subscription._handler(event)
+            subscription.delivered += 1
+        except Exception as exc:
+            subscription._report(event, exc)
+        except BaseException:  # cancelled (the bus closes without a drain): not busy any more
+            subscription._active = False
+            raise
+        if subscription._pending or subscription._idle is not None:
+            subscription._ran()
+        else:  # _ran()'s common case, inline
+            subscription._active = False

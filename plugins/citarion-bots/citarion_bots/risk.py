@@ -269,19 +269,21 @@ class RiskGuard(Bot[RiskGuardParams]):
     def _assess(self, account: _Account) -> tuple[str, float, float, str] | _Clear | None:
         """Move the account's peak; what breaches (kind, value, limit, message), :data:`_CLEAR` if it
         is blocked (a clear is looked at instead), None if all is well."""
-        equity = self.equity(account)
-        account.peak = equity if account.peak is None else max(account.peak, equity)
+        equity = account.cash + account.value  # self.equity(account), inline: every candle, every holder
+        peak = account.peak
+        if peak is None or equity > peak:  # max(peak, equity), without the call
+            peak = account.peak = equity
         if account.block is not None:
             return _CLEAR
         p = self.params
-        drawdown = (account.peak - equity) / account.peak if account.peak > 0 else 0.0
-        exposure = self.exposure(account)
+        drawdown = (peak - equity) / peak if peak > 0 else 0.0
+        exposure = account.exposure
         if drawdown >= p.max_drawdown:
             return (
                 "drawdown",
                 drawdown,
                 p.max_drawdown,
-                f"drawdown {drawdown:.1%} from peak equity {account.peak:.2f} (limit {p.max_drawdown:.1%})",
+                f"drawdown {drawdown:.1%} from peak equity {peak:.2f} (limit {p.max_drawdown:.1%})",
             )
         if p.max_gross_exposure is not None and exposure > p.max_gross_exposure:
             return (

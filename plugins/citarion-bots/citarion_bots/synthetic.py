@@ -23,8 +23,8 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Iterator
-from dataclasses import dataclass
 
+import msgspec
 from pydantic import Field, model_validator
 
 from citarion_host.payloads import Candle, Ticker
@@ -34,9 +34,10 @@ from .common import StrictParams, interval_ms
 __all__ = ["Bar", "PumpSpec", "SyntheticSpec", "generate"]
 
 
-@dataclass(frozen=True, slots=True)
-class Bar:
-    """One OHLCV bar of one series; ``time`` is the bar's open time in Unix ms."""
+class Bar(msgspec.Struct, frozen=True, gc=False):
+    """One OHLCV bar of one series; ``time`` is the bar's open time in Unix ms. A Struct, not a frozen
+    dataclass: one is built per bar of every series, and a frozen dataclass sets each field through
+    ``object.__setattr__``."""
 
     time: int
     symbol: str
