@@ -290,31 +290,21 @@ class Host:
         if runner.state != "stopped":
             await runner.stop(drain=True)
 
-    async def _stop_split(self, coordinator: Coordinator) -> None:
-        """:meth:`_stop_bots` over the whole topology, in the order one host would stop it."""
-        order = [bot for bot in self.config.bots if bot.enabled]
-        sources = [bot for bot in order if not bot.subscribe]
-        others = [bot for bot in reversed(order) if bot.subscribe]
-        for bot in sources:
-            await self._stop_one(coordinator, bot.id)
-        await self._settle("the feeds stopped")
-        for bot in others:
-            await self._stop_one(coordinator, bot.id)
-            await self._settle(f"bot {bot.id!r} stopped")
-        await coordinator.end()
-        self.final_stats = {bot_id: runner.final_stats for bot_id, runner in self.runners.items()}
-        self.runners.clear()
-
-    async def _stop_one(self, coordinator: Coordinator, bot_id: str) -> None:
+    async def _stop_one(self, bot_id: str, coordinator: Coordinator | None) -> bool:
+        """Stop ``bot_id``, here or (split run) on its host; False when there was nothing to stop."""
         runner = self.runners.get(bot_id)
         if runner is not None:
-            if runner.state != "stopped":
-                await runner.stop(drain=True)
-        elif coordinator.runs_remotely(bot_id):
-            try:
-                await coordinator.stop(bot_id)
-            except CitarionError as exc:  # its host is gone: nothing to wait for
-                log.error("could not stop a bot on its host", extra={"bot": bot_id, "error": str(exc)})
+            if runner.state == "stopped":  # already stopped by an operator (stop_bot)
+                return False
+            await runner.stop(drain=True)
+            return True
+        if coordinator is None or not coordinator.runs_remotely(bot_id):
+            return False
+        try:
+            await coordinator.stop(bot_id)
+        except CitarionError as exc:  # its host is gone: nothing to wait for
+            log.error("could not stop a bot on its host", extra={"bot": bot_id, "error": str(exc)})
+        return True
 
     async def stop(self) -> None:
         """Stop intake, settle, stop every bot, detach the observers, close the bus. Safe to call twice."""
@@ -329,10 +319,7 @@ class Host:
         else:
             from .bus.nats.relay import Coordinator
 
-            if isinstance(relay, Coordinator):
-                await self._stop_split(relay)
-            else:
-                await self._stop_bots()
+            await self._stop_bots(relay if isinstance(relay, Coordinator) else None)
             await relay.close()
         await self.state.close()  # the last snapshots written, while the bus (a KV store's) is open
         await self.replicas.release()  # then the seats: a standby elsewhere restores those snapshots
@@ -341,21 +328,24 @@ class Host:
         await self.bus.close(drain=True, timeout=self.config.host.drain_timeout_s)
         log.info("host stopped")
 
-    async def _stop_bots(self) -> None:
+    async def _stop_bots(self, coordinator: Coordinator | None = None) -> None:
         """Feeds first, then the others in reverse start order, the bus settling after each: a bot's
         last events (and the host's report that it stopped) are handled by the bots still running, the
-        same way on every run and every backend, before the next one stops."""
-        sources = [r for r in self.runners.values() if not r.config.subscribe]
-        others = [r for r in reversed(self.runners.values()) if r.config.subscribe]
-        for runner in sources:
-            if runner.state != "stopped":  # not already stopped by an operator (stop_bot)
-                await runner.stop(drain=True)
+        same way on every run and every backend, before the next one stops. A split run's coordinator
+        does it over the whole topology (the other hosts' bots through their hosts), then ends the run."""
+        if coordinator is None:
+            order = [(runner.config.id, bool(runner.config.subscribe)) for runner in self.runners.values()]
+        else:
+            order = [(bot.id, bool(bot.subscribe)) for bot in self.config.bots if bot.enabled]
+        for bot_id, subscribes in order:
+            if not subscribes:
+                await self._stop_one(bot_id, coordinator)
         await self._settle("the feeds stopped")
-        for runner in others:
-            if runner.state == "stopped":
-                continue
-            await runner.stop(drain=True)
-            await self._settle(f"bot {runner.config.id!r} stopped")
+        for bot_id, subscribes in reversed(order):
+            if subscribes and await self._stop_one(bot_id, coordinator):
+                await self._settle(f"bot {bot_id!r} stopped")
+        if coordinator is not None:
+            await coordinator.end()
         self.final_stats = {bot_id: runner.final_stats for bot_id, runner in self.runners.items()}
         self.runners.clear()
 

@@ -37,7 +37,7 @@ import asyncio
 import contextlib
 import contextvars
 import logging
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -48,6 +48,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 
 from ...errors import BusError
 from ...events import Event
+from ...tasks import Tasks
 from ..position import delivery_position
 from ..sequencer import Sequencer
 
@@ -214,7 +215,7 @@ class _Link:
         self.bus = bus
         self.subject = base_subject(bus.settings.stream)
         self._subs: list[NatsSubscription] = []
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = Tasks("relay")  # the answers being worked out, one task each
 
     @property
     def nc(self) -> Client:
@@ -228,18 +229,12 @@ class _Link:
     async def _listen(self, subject: str, callback: Callable[[Msg], Awaitable[None]]) -> None:
         self._subs.append(await self.nc.subscribe(subject, cb=callback))
 
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
     async def close(self) -> None:
         for sub in self._subs:
             with contextlib.suppress(NatsError):  # the connection is gone already
                 await sub.unsubscribe()
         self._subs.clear()
-        for task in list(self._tasks):
-            task.cancel()
+        await self._tasks.cancel_all(timeout=5.0)
 
 
 class Coordinator(_Link):
@@ -294,8 +289,7 @@ class Coordinator(_Link):
 
     async def start(self, bot: str) -> None:
         """Start ``bot`` on its host now; what the start published takes its place here."""
-        async with self.sequencer.hold():
-            self._claim(await self._ask(f"{self.subject}.start.{bot}", _Ask(bot), self.wait_s, patient=True))
+        await self._control("start", bot)
 
     async def stop(self, bot: str) -> None:
         """Stop ``bot`` on its host now (drained); what the stop published takes its place here. Its
@@ -303,8 +297,12 @@ class Coordinator(_Link):
         standin = self._standins.pop(bot, None)
         if standin is not None:
             await standin.unsubscribe(drain=True)
+        await self._control("stop", bot)
+
+    async def _control(self, verb: str, bot: str) -> None:
+        """Ask ``bot``'s host to ``verb`` it, no event of ours starting meanwhile (:meth:`Sequencer.hold`)."""
         async with self.sequencer.hold():
-            self._claim(await self._ask(f"{self.subject}.stop.{bot}", _Ask(bot), self.wait_s, patient=True))
+            self._claim(await self._ask(f"{self.subject}.{verb}.{bot}", _Ask(bot), self.wait_s, patient=True))
 
     async def end(self) -> None:
         """Tell the followers the order is complete: they finish on their own from here."""
@@ -410,7 +408,7 @@ class FollowerLink(_Link):
                 except NatsError as exc:
                     log.error("could not answer the coordinator", extra={"error": repr(exc)})
 
-            self._spawn(answer())
+            self._tasks.spawn(answer(), "answer")
 
         return serve
 
