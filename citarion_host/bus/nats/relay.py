@@ -113,7 +113,6 @@ class Follower(Sequencer):
         #: The coordinator's start: deliveries at a later stream position wait for a turn.
         self.after: int | None = None
         self.following = True
-        self.turns = 0
         self._held: dict[tuple[str, str], tuple[Subscription, Event, Any]] = {}
         self._early: list[tuple[Subscription, Event, Any]] = []  # before the coordinator began
         self._changed = asyncio.Event()
@@ -193,7 +192,6 @@ class Follower(Sequencer):
                 return None
         subscription, event, receipt = self._held.pop(key)
         outputs = await collect(subscription.run(event, receipt))
-        self.turns += 1
         return outputs
 
 
@@ -249,7 +247,6 @@ class Coordinator(_Link):
         #: How long to wait for a follower to answer for one of its bots (started late, restarting).
         self.wait_s = wait_s
         self.after: int | None = None
-        self.turns = 0
         self._remote: list[str] = []
         self._standins: dict[str, Subscription] = {}
 
@@ -265,7 +262,6 @@ class Coordinator(_Link):
             if position is None or self.after is None or position <= self.after:
                 return  # not from the stream (a report to this host only), or before we began
             self._claim(await self._ask(subject, _Ask(bot, event.id), self.sequencer.stall_timeout))
-            self.turns += 1
 
         self._standins[bot] = await self.bus.subscribe(list(patterns), turn, name=f"relay:{bot}", stored=True)
 
