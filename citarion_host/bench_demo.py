@@ -8,24 +8,59 @@ temporary file; progress lines and the summary are off.
 
 Figures: events/s through the bus (the monitor's count over its run time, what the demo prints), and
 CPU per event: this process's CPU time over the run divided by the events, plus the NATS server's
-when it is a local child (``/proc``): on JetStream some of the work moves to the server.
+when it is a local child (``/proc``): on JetStream some of the work moves to the server. With the
+server's monitoring port, also the NATS messages per event between the host and the server.
+
+**The client's floor** (``raw nats-py: the demo's NATS traffic``): raw nats-py, through its public API,
+moving exactly the NATS traffic a JetStream demo run moves, with none of the host around it: the run's
+own events (the JSON bytes a memory round recorded, on their topics) published with ``publish_async``
+and a ``Nats-Msg-Id`` (the store's acks collected in the background), read back through one push
+consumer filtered on the bots' patterns (what the host inbox reads; each delivery acked), and through
+core subscriptions on every domain (what the monitor reads). Free-running and pipelined: the least CPU
+per event nats-py spends on that traffic. The host cannot spend less on JetStream than the memory run's
+CPU per event (the same bots, the same host) plus this floor, so on a CPU-bound host JetStream's events/s
+cannot exceed memory's times ``memory CPU / (memory CPU + floor)``: the bound printed under the table.
 """
 
 from __future__ import annotations
 
+import asyncio
 import io
+import json
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import nats
+from nats.js import api
+
 from .app import run_host
 from .bench import BenchError, Figures, Table, median_figures, paired, ratio, rounds
-from .bench_nats import drop_stream, jetstream_settings
+from .bench_nats import ASYNC_WINDOW, drop_stream, jetstream_settings, make_stream
+from .bus.nats.stream import reduce_filters
+from .events import catalog
 from .settings import LoadedConfig, load_config, parse_config
+from .topics import matches
 
-__all__ = ["DEMO_CONFIG", "demo_config", "demo_round", "jetstream_round", "process_cpu_seconds", "run_demo"]
+#: A monitoring endpoint of the NATS server the rounds use (``NatsServer.monitor``): ``varz`` counts.
+Monitor = Callable[[str], Any]
+
+__all__ = [
+    "DEMO_CONFIG",
+    "demo_config",
+    "demo_round",
+    "jetstream_round",
+    "process_cpu_seconds",
+    "recorded_events",
+    "run_demo",
+    "traffic_floor_round",
+]
+
+#: The row of raw nats-py moving the demo's NATS traffic (the module docstring's "client's floor").
+FLOOR = "raw nats-py: the demo's NATS traffic"
 
 #: ``configs/dev.toml`` of a source checkout (the demo's config).
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "dev.toml"
@@ -55,17 +90,34 @@ def process_cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _messages(monitor: Monitor | None) -> int | None:
+    """Messages into and out of the server so far (every connection), from its ``varz``."""
+    if monitor is None:
+        return None
+    varz = monitor("varz")
+    return int(varz["in_msgs"]) + int(varz["out_msgs"])
+
+
 async def demo_round(
-    path: Path, backend: dict[str, Any], server_pid: int | None = None, state: dict[str, Any] | None = None
+    path: Path,
+    backend: dict[str, Any],
+    server_pid: int | None = None,
+    state: dict[str, Any] | None = None,
+    *,
+    monitor: Monitor | None = None,
+    keep_record: Path | None = None,
 ) -> Figures:
-    """One demo run on ``backend``: events/s, wall time, CPU us per event (this process, the server)."""
+    """One demo run on ``backend``: events/s, wall time, CPU us per event (this process, the server),
+    NATS messages per event (with ``monitor``). ``keep_record``: where to leave the run's record."""
     with tempfile.TemporaryDirectory(prefix="citarion-bench-") as tmp:
-        loaded = demo_config(path, backend, Path(tmp) / "events.jsonl", state)
+        loaded = demo_config(path, backend, keep_record or Path(tmp) / "events.jsonl", state)
         server_before = process_cpu_seconds(server_pid) if server_pid else None
+        messages_before = _messages(monitor)
         cpu, wall = time.process_time(), time.perf_counter()
         summary = await run_host(loaded, reload=False, out=io.StringIO(), handle_signals=False)
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
         server_after = process_cpu_seconds(server_pid) if server_pid else None
+        messages_after = _messages(monitor)
     events = summary["events"]
     failing = [row["bot"] for row in summary["bots"] if row["errors"] or row["state"] != "running"]
     if not events or failing:
@@ -78,11 +130,18 @@ async def demo_round(
     }
     if server_before is not None and server_after is not None:
         figures["server_cpu_us_per_event"] = (server_after - server_before) * 1e6 / events
+    if messages_before is not None and messages_after is not None:
+        figures["nats_msgs_per_event"] = (messages_after - messages_before) / events
     return figures
 
 
 async def jetstream_round(
-    path: Path, url: str, stream: str, server_pid: int | None, deterministic: bool = True
+    path: Path,
+    url: str,
+    stream: str,
+    server_pid: int | None,
+    deterministic: bool = True,
+    monitor: Monitor | None = None,
 ) -> Figures:
     backend = {
         "type": "nats",
@@ -93,27 +152,134 @@ async def jetstream_round(
     # the bots' snapshots of the round before (the feed at its end: a run of a few dozen events).
     bucket = f"{stream}-state"
     try:
-        return await demo_round(path, backend, server_pid, state={"bucket": bucket})
+        return await demo_round(path, backend, server_pid, state={"bucket": bucket}, monitor=monitor)
     finally:
         await drop_stream(url, stream)
         await drop_stream(url, f"KV_{bucket}")
 
 
+def recorded_events(record: Path) -> list[tuple[str, bytes]]:
+    """A run's events as the bus sends them: (topic, JSON body) from its record (one event per line,
+    written by the same codec the NATS bus publishes with)."""
+    events = []
+    for line in record.read_bytes().splitlines():
+        if line:
+            events.append((json.loads(line)["topic"], line))
+    return events
+
+
+async def traffic_floor_round(
+    url: str,
+    stream: str,
+    events: list[tuple[str, bytes]],
+    filters: list[str],
+    server_pid: int | None = None,
+    monitor: Monitor | None = None,
+) -> Figures:
+    """Raw nats-py moving a JetStream demo run's NATS traffic (see the module docstring): ``events``
+    stored with ``publish_async``, read back through a push consumer on ``filters`` (each delivery
+    acked) and through core subscriptions on every event domain. CPU us per event of this process
+    from the first publish until every delivery arrived and every ack was sent."""
+    await make_stream(url, stream)
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream(publish_async_max_pending=ASYNC_WINDOW)
+        stored = sum(1 for topic, _ in events if any(matches(p, topic) for p in filters))
+        expected = stored + len(events)
+        arrived = 0
+        done = asyncio.get_running_loop().create_future()
+
+        def note() -> None:
+            nonlocal arrived
+            arrived += 1
+            if arrived == expected and not done.done():
+                done.set_result(None)
+
+        async def from_consumer(msg: Any) -> None:
+            await msg.ack()
+            note()
+
+        async def live(msg: Any) -> None:
+            note()
+
+        for domain in sorted(catalog.domains):  # as the bus subscribes ``>`` (``feeds.CoreFeed``)
+            await nc.subscribe(f"{domain}.>", cb=live)
+        inbox = nc.new_inbox()
+        await nc.subscribe(inbox, cb=from_consumer)
+        await nc.jsm().add_consumer(
+            stream,
+            api.ConsumerConfig(
+                deliver_subject=inbox,
+                ack_policy=api.AckPolicy.EXPLICIT,
+                deliver_policy=api.DeliverPolicy.NEW,
+                filter_subjects=reduce_filters(filters),
+                max_ack_pending=ASYNC_WINDOW,
+            ),
+        )
+        await nc.flush()
+        server_before = process_cpu_seconds(server_pid) if server_pid else None
+        messages_before = _messages(monitor)
+        cpu, wall = time.process_time(), time.perf_counter()
+        for serial, (topic, data) in enumerate(events):
+            await js.publish_async(topic, data, headers={"Nats-Msg-Id": f"floor-{serial}"})
+        await js.publish_async_completed()
+        await asyncio.wait_for(done, 60.0)
+        await nc.flush()  # the last acks are on the wire
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        figures: Figures = {
+            "events": len(events),
+            "events_per_s": round(len(events) / wall),
+            "seconds": wall,
+            "cpu_us_per_event": cpu * 1e6 / len(events),
+        }
+        server_after = process_cpu_seconds(server_pid) if server_pid else None
+        if server_before is not None and server_after is not None:
+            figures["server_cpu_us_per_event"] = (server_after - server_before) * 1e6 / len(events)
+        messages_after = _messages(monitor)
+        if messages_before is not None and messages_after is not None:
+            figures["nats_msgs_per_event"] = (messages_after - messages_before) / len(events)
+        return figures
+    finally:
+        await nc.close()
+        await drop_stream(url, stream)
+
+
+def _bots_patterns(path: Path) -> list[str]:
+    """Every pattern the config's enabled bots subscribe to: what the host inbox's consumer reads."""
+    config = load_config(path).config
+    return list(dict.fromkeys(p for bot in config.bots if bot.enabled for p in bot.subscribe))
+
+
 async def run_demo(
-    url: str, path: Path = DEMO_CONFIG, rounds_: int = 3, server_pid: int | None = None
+    url: str,
+    path: Path = DEMO_CONFIG,
+    rounds_: int = 3,
+    server_pid: int | None = None,
+    monitor: Monitor | None = None,
 ) -> list[Table]:
-    """The demo on memory and on JetStream, deterministic (the default) and free-running, interleaved;
-    the JetStream/memory ratios and what the deterministic mode costs on each."""
+    """The demo on memory and on JetStream, deterministic (the default) and free-running, and raw
+    nats-py moving the same NATS traffic, interleaved; the JetStream/memory ratios, what the
+    deterministic mode costs on each, and the bound the client's floor puts on JetStream/memory."""
     if not path.is_file():
         raise BenchError(f"{path}: no such config (the demo case needs a source checkout, or --config)")
+    with tempfile.TemporaryDirectory(prefix="citarion-bench-") as tmp:
+        record = Path(tmp) / "events.jsonl"
+        await demo_round(path, {"type": "memory"}, keep_record=record)  # also warms every import up
+        recorded = recorded_events(record)
+    filters = _bots_patterns(path)
     serial = iter(range(1_000_000))
     results = await rounds(
         {
             "memory": lambda: demo_round(path, {"type": "memory"}),
-            "JetStream": lambda: jetstream_round(path, url, f"bench-demo-{next(serial)}", server_pid),
+            "JetStream": lambda: jetstream_round(
+                path, url, f"bench-demo-{next(serial)}", server_pid, monitor=monitor
+            ),
             "memory, free-running": lambda: demo_round(path, {"type": "memory", "deterministic": False}),
             "JetStream, free-running": lambda: jetstream_round(
-                path, url, f"bench-demo-{next(serial)}", server_pid, deterministic=False
+                path, url, f"bench-demo-{next(serial)}", server_pid, deterministic=False, monitor=monitor
+            ),
+            FLOOR: lambda: traffic_floor_round(
+                url, f"bench-demo-{next(serial)}", recorded, filters, server_pid, monitor
             ),
         },
         rounds_,
@@ -131,15 +297,27 @@ async def run_demo(
         f"demo: the {path.name} topology, memory vs JetStream, deterministic vs free-running",
         "the same bots and seeded replay through run_host, only [backend] differs (type, deterministic);"
         " events/s through the bus; CPU us per event of this process (and of the local nats-server)",
-        ["events", "events_per_s", "cpu_us_per_event", "server_cpu_us_per_event", "spread_pct"],
+        [
+            "events",
+            "events_per_s",
+            "cpu_us_per_event",
+            "server_cpu_us_per_event",
+            "nats_msgs_per_event",
+            "spread_pct",
+        ],
         [{"name": name, **median_figures(r)} for name, r in results.items()],
     )
+    memory_cpu, floor_cpu = table.row("memory")["cpu_us_per_event"], table.row(FLOOR)["cpu_us_per_event"]
     free_memory, free_jetstream = "memory, free-running", "JetStream, free-running"
     table.ratios = [
         ratio("JetStream / memory (events/s)", paired(results, "JetStream", "memory"), at_least=0.5),
         ratio("free-running: JetStream / memory", paired(results, free_jetstream, free_memory)),
         ratio("memory: deterministic / free-running", paired(results, "memory", free_memory), at_least=0.7),
         ratio("JetStream: deterministic / free-running", paired(results, "JetStream", free_jetstream)),
-        ratio("memory CPU us/event", table.row("memory")["cpu_us_per_event"], at_most=25),
+        ratio("memory CPU us/event", memory_cpu, at_most=25),
+        ratio(
+            "JetStream / memory bound by the client's floor: memory CPU / (memory CPU + floor CPU)",
+            memory_cpu / (memory_cpu + floor_cpu),
+        ),
     ]
     return [table]

@@ -57,6 +57,7 @@ from .bus.nats import NatsBus
 from .events import Event, catalog, make_event
 
 __all__ = [
+    "ASYNC_WINDOW",
     "CORE_PATHS",
     "core_bus",
     "core_raw_bytes",
@@ -75,7 +76,7 @@ PathFactory = Callable[[str, Counter], Any]  # (url, counter) -> async context m
 _MAX_PENDING = (
     1_000_000  # raw subscriptions: never drop for lack of room (the bus's own bound is the default)
 )
-_ASYNC_WINDOW = 4096  # raw publish_async in-flight window = NatsSettings.publish_max_in_flight's default
+ASYNC_WINDOW = 4096  # raw publish_async in-flight window = NatsSettings.publish_max_in_flight's default
 
 
 # -- paths -----------------------------------------------------------------------------------------
@@ -275,7 +276,7 @@ async def _js_raw(
     await make_stream(url, stream)
     nc = await nats.connect(url)
     try:
-        js = nc.jetstream(publish_async_max_pending=_ASYNC_WINDOW)
+        js = nc.jetstream(publish_async_max_pending=ASYNC_WINDOW)
         data = catalog.encode(make_event(TOPIC, SIGNAL, source="GRD"))
         async with _stored(url, stream) as wait_stored:
             watch = Stopwatch()
@@ -305,7 +306,7 @@ async def _js_batch_raw(url: str, stream: str, count: int) -> Figures:
     await make_stream(url, stream)
     nc = await nats.connect(url)
     try:
-        js = nc.jetstream(publish_async_max_pending=_ASYNC_WINDOW)
+        js = nc.jetstream(publish_async_max_pending=ASYNC_WINDOW)
         events = [make_event(TOPIC, SIGNAL, source="GRD") for _ in range(count)]
         encode = catalog.encode
         async with _stored(url, stream) as wait_stored:

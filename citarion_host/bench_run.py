@@ -83,7 +83,7 @@ def _latency(options: BenchOptions, server: NatsServer | None) -> list[Table]:
 
 def _demo(options: BenchOptions, server: NatsServer | None) -> list[Table]:
     assert server is not None
-    coro = run_demo(server.url, options.config, options.rounds, server.pid)
+    coro = run_demo(server.url, options.config, options.rounds, server.pid, server.monitor)
     return loops.run(coro, options.loop)
 
 
