@@ -15,8 +15,8 @@ server's monitoring port, also the NATS messages per event between the host and 
 moving exactly the NATS traffic a JetStream demo run moves, with none of the host around it: the run's
 own events (the JSON bytes a memory round recorded, on their topics) published with ``publish_async``
 and a ``Nats-Msg-Id`` (the store's acks collected in the background), read back through one push
-consumer filtered on the bots' patterns (what the host inbox reads; each delivery acked), and through
-core subscriptions on every domain (what the monitor reads). Free-running and pipelined: the least CPU
+consumer (the host inbox's: the monitor reads ``>`` from the store with the bots, so it takes every
+event; each delivery acked). Free-running and pipelined: the least CPU
 per event nats-py spends on that traffic. The host cannot spend less on JetStream than the memory run's
 CPU per event (the same bots, the same host) plus this floor, so on a CPU-bound host JetStream's events/s
 cannot exceed memory's times ``memory CPU / (memory CPU + floor)``: the bound printed under the table.
@@ -41,7 +41,6 @@ from .app import run_host
 from .bench import BenchError, Figures, Table, median_figures, paired, ratio, rounds
 from .bench_nats import ASYNC_WINDOW, drop_stream, jetstream_settings, make_stream
 from .bus.nats.stream import reduce_filters
-from .events import catalog
 from .settings import LoadedConfig, load_config, parse_config
 from .topics import matches
 
@@ -178,14 +177,13 @@ async def traffic_floor_round(
 ) -> Figures:
     """Raw nats-py moving a JetStream demo run's NATS traffic (see the module docstring): ``events``
     stored with ``publish_async``, read back through a push consumer on ``filters`` (each delivery
-    acked) and through core subscriptions on every event domain. CPU us per event of this process
-    from the first publish until every delivery arrived and every ack was sent."""
+    acked). CPU us per event of this process from the first publish until every delivery arrived and
+    every ack was sent."""
     await make_stream(url, stream)
     nc = await nats.connect(url)
     try:
         js = nc.jetstream(publish_async_max_pending=ASYNC_WINDOW)
-        stored = sum(1 for topic, _ in events if any(matches(p, topic) for p in filters))
-        expected = stored + len(events)
+        expected = sum(1 for topic, _ in events if any(matches(p, topic) for p in filters))
         arrived = 0
         done = asyncio.get_running_loop().create_future()
 
@@ -199,11 +197,6 @@ async def traffic_floor_round(
             await msg.ack()
             note()
 
-        async def live(msg: Any) -> None:
-            note()
-
-        for domain in sorted(catalog.domains):  # as the bus subscribes ``>`` (``feeds.CoreFeed``)
-            await nc.subscribe(f"{domain}.>", cb=live)
         inbox = nc.new_inbox()
         await nc.subscribe(inbox, cb=from_consumer)
         await nc.jsm().add_consumer(
@@ -244,10 +237,11 @@ async def traffic_floor_round(
         await drop_stream(url, stream)
 
 
-def _bots_patterns(path: Path) -> list[str]:
-    """Every pattern the config's enabled bots subscribe to: what the host inbox's consumer reads."""
+def _inbox_patterns(path: Path) -> list[str]:
+    """What the host inbox's consumer reads: every pattern the config's enabled bots subscribe to, and
+    the monitor's ``>``."""
     config = load_config(path).config
-    return list(dict.fromkeys(p for bot in config.bots if bot.enabled for p in bot.subscribe))
+    return list(dict.fromkeys([">", *(p for bot in config.bots if bot.enabled for p in bot.subscribe)]))
 
 
 async def run_demo(
@@ -266,7 +260,7 @@ async def run_demo(
         record = Path(tmp) / "events.jsonl"
         await demo_round(path, {"type": "memory"}, keep_record=record)  # also warms every import up
         recorded = recorded_events(record)
-    filters = _bots_patterns(path)
+    filters = _inbox_patterns(path)
     serial = iter(range(1_000_000))
     results = await rounds(
         {

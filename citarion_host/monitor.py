@@ -103,8 +103,13 @@ class RunMonitor:
             self._earlier = _add_totals(self._earlier, self.bus.subscriber_totals())
         self.bus = bus
         self._encode_into = bus.catalog.encode_into
+        # On a bus that stores events (JetStream) the monitor reads the store, as the bots do: it then
+        # shares the host's one consumer with them (``feeds.HostInbox``), so each event reaches this
+        # process once, not a second time over a core subscription (one NATS message in five of the
+        # JetStream demo's), and the record is in the stream's order. Every event the bus publishes
+        # there is stored (it refuses a topic the stream does not cover).
         self._subscription = await bus.subscribe(
-            ">", self._on_event, name="host:monitor", max_pending=1 << 20
+            ">", self._on_event, name="host:monitor", max_pending=1 << 20, stored=bus.capabilities.persistent
         )
 
     async def detach(self) -> None:

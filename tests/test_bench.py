@@ -26,7 +26,7 @@ from citarion_host.bench import (
     ratio,
     rounds,
 )
-from citarion_host.bench_demo import DEMO_CONFIG, process_cpu_seconds, run_demo
+from citarion_host.bench_demo import DEMO_CONFIG, FLOOR, process_cpu_seconds, run_demo
 from citarion_host.bench_latency import EchoServer, run_latency
 from citarion_host.bench_loop import run_loops
 from citarion_host.bench_memory import run_memory
@@ -249,14 +249,30 @@ async def test_latency_case(shared_nats_server: NatsServer) -> None:
 @pytest.mark.slow
 async def test_demo_case(shared_nats_server: NatsServer, small_demo: Path) -> None:
     (table,) = await run_demo(
-        shared_nats_server.url, small_demo, rounds_=1, server_pid=shared_nats_server.pid
+        shared_nats_server.url,
+        small_demo,
+        rounds_=1,
+        server_pid=shared_nats_server.pid,
+        monitor=shared_nats_server.monitor,
     )
-    assert names(table) == ["memory", "JetStream", "memory, free-running", "JetStream, free-running"]
+    assert names(table) == ["memory", "JetStream", "memory, free-running", "JetStream, free-running", FLOOR]
     assert_sane(table, "events", "events_per_s", "cpu_us_per_event")
     assert table.row("memory")["events"] == table.row("JetStream")["events"], "deterministic: the same run"
+    assert table.row(FLOOR)["events"] == table.row("memory")["events"], "the floor replays the run's events"
     assert table.row("JetStream")["server_cpu_us_per_event"] >= 0
     assert "server_cpu_us_per_event" not in table.row("memory")
+    # Like with like: the floor moves the NATS traffic of the JetStream run (one publish, its ack, one
+    # delivery and its ack per event), give or take the run's own start, stop and state traffic.
+    demo_msgs, floor_msgs = (
+        table.row("JetStream")["nats_msgs_per_event"],
+        table.row(FLOOR)["nats_msgs_per_event"],
+    )
+    assert 3.9 <= floor_msgs <= 4.1, floor_msgs
+    assert abs(demo_msgs - floor_msgs) < 0.5, (demo_msgs, floor_msgs)
     assert table.ratios[0].name == "JetStream / memory (events/s)"
+    bound = table.ratios[-1]
+    memory_cpu, floor_cpu = table.row("memory")["cpu_us_per_event"], table.row(FLOOR)["cpu_us_per_event"]
+    assert bound.value == pytest.approx(memory_cpu / (memory_cpu + floor_cpu), abs=1e-3)
 
 
 async def test_state_case(shared_nats_server: NatsServer, small_demo: Path) -> None:
