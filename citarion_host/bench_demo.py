@@ -17,9 +17,16 @@ own events (the JSON bytes a memory round recorded, on their topics) published w
 and a ``Nats-Msg-Id`` (the store's acks collected in the background), read back through one push
 consumer (the host inbox's: the monitor reads ``>`` from the store with the bots, so it takes every
 event; each delivery acked). Free-running and pipelined: the least CPU
-per event nats-py spends on that traffic. The host cannot spend less on JetStream than the memory run's
-CPU per event (the same bots, the same host) plus this floor, so on a CPU-bound host JetStream's events/s
-cannot exceed memory's times ``memory CPU / (memory CPU + floor)``: the bound printed under the table.
+per event nats-py spends on that traffic. **The bus alone** (``bus alone: the demo's NATS traffic``)
+moves the same events through ``NatsBus.post`` and a stored subscription to ``>``: the bus's own NATS
+path, typed events included, with no host and no bots.
+
+The bounds printed under the table: the host cannot spend less on JetStream than the memory run's CPU
+per event (the same bots, the same host) plus the bus alone's, so a CPU-bound host's JetStream events/s
+cannot exceed memory's times ``memory CPU / (memory CPU + bus alone CPU)``. A deterministic run waits
+for the store at every hop of a cascade (a bot handles an event once the stream delivers it, which is
+the proof that it is stored), so the host and the server take turns: ``(host + server CPU per event) x
+events/s`` near 1 shows it, and its bound adds the server's CPU for that traffic.
 """
 
 from __future__ import annotations
@@ -40,7 +47,9 @@ from nats.js import api
 from .app import run_host
 from .bench import BenchError, Figures, Table, median_figures, paired, ratio, rounds
 from .bench_nats import ASYNC_WINDOW, drop_stream, jetstream_settings, make_stream
+from .bus.nats import NatsBus
 from .bus.nats.stream import reduce_filters
+from .events import Event, catalog
 from .settings import LoadedConfig, load_config, parse_config
 from .topics import matches
 
@@ -60,6 +69,8 @@ __all__ = [
 
 #: The row of raw nats-py moving the demo's NATS traffic (the module docstring's "client's floor").
 FLOOR = "raw nats-py: the demo's NATS traffic"
+#: The row of the bus alone (no host, no bots) moving the same traffic.
+BUS_ALONE = "bus alone: the demo's NATS traffic"
 
 #: ``configs/dev.toml`` of a source checkout (the demo's config).
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "dev.toml"
@@ -219,22 +230,78 @@ async def traffic_floor_round(
         await asyncio.wait_for(done, 60.0)
         await nc.flush()  # the last acks are on the wire
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-        figures: Figures = {
-            "events": len(events),
-            "events_per_s": round(len(events) / wall),
-            "seconds": wall,
-            "cpu_us_per_event": cpu * 1e6 / len(events),
-        }
         server_after = process_cpu_seconds(server_pid) if server_pid else None
-        if server_before is not None and server_after is not None:
-            figures["server_cpu_us_per_event"] = (server_after - server_before) * 1e6 / len(events)
         messages_after = _messages(monitor)
-        if messages_before is not None and messages_after is not None:
-            figures["nats_msgs_per_event"] = (messages_after - messages_before) / len(events)
-        return figures
+        return _traffic_figures(
+            len(events), cpu, wall, server_before, server_after, messages_before, messages_after
+        )
     finally:
         await nc.close()
         await drop_stream(url, stream)
+
+
+async def bus_traffic_round(
+    url: str,
+    stream: str,
+    events: list[tuple[str, bytes]],
+    server_pid: int | None = None,
+    monitor: Monitor | None = None,
+) -> Figures:
+    """The bus alone moving the same traffic as :func:`traffic_floor_round`: the run's events (decoded
+    beforehand, as a bot hands them over) posted through ``NatsBus.post`` (encoded, stored, acks in the
+    background) and read back by a stored subscription to ``>`` (the host inbox: decoded, handed to a
+    handler that counts, acked). Free-running, no bots: what the bus's own NATS path costs per event."""
+    decoded = [catalog.decode(data, topic) for topic, data in events]
+    expected = len(decoded)
+    async with NatsBus(jetstream_settings(url, stream)) as bus:
+        arrived = 0
+        done = asyncio.get_running_loop().create_future()
+
+        async def count(event: Event) -> None:
+            nonlocal arrived
+            arrived += 1
+            if arrived == expected and not done.done():
+                done.set_result(None)
+
+        await bus.subscribe(">", count, stored=True, max_pending=expected)
+        server_before = process_cpu_seconds(server_pid) if server_pid else None
+        messages_before = _messages(monitor)
+        cpu, wall = time.process_time(), time.perf_counter()
+        for event in decoded:
+            await bus.post(event)
+        await asyncio.wait_for(done, 60.0)
+        await bus.settle()  # every store ack in, every delivery handled and acked
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        server_after = process_cpu_seconds(server_pid) if server_pid else None
+        messages_after = _messages(monitor)
+    try:
+        return _traffic_figures(
+            expected, cpu, wall, server_before, server_after, messages_before, messages_after
+        )
+    finally:
+        await drop_stream(url, stream)
+
+
+def _traffic_figures(
+    events: int,
+    cpu: float,
+    wall: float,
+    server_before: float | None,
+    server_after: float | None,
+    messages_before: int | None,
+    messages_after: int | None,
+) -> Figures:
+    figures: Figures = {
+        "events": events,
+        "events_per_s": round(events / wall),
+        "seconds": wall,
+        "cpu_us_per_event": cpu * 1e6 / events,
+    }
+    if server_before is not None and server_after is not None:
+        figures["server_cpu_us_per_event"] = (server_after - server_before) * 1e6 / events
+    if messages_before is not None and messages_after is not None:
+        figures["nats_msgs_per_event"] = (messages_after - messages_before) / events
+    return figures
 
 
 def _inbox_patterns(path: Path) -> list[str]:
@@ -275,6 +342,9 @@ async def run_demo(
             FLOOR: lambda: traffic_floor_round(
                 url, f"bench-demo-{next(serial)}", recorded, filters, server_pid, monitor
             ),
+            BUS_ALONE: lambda: bus_traffic_round(
+                url, f"bench-demo-{next(serial)}", recorded, server_pid, monitor
+            ),
         },
         rounds_,
     )
@@ -302,6 +372,7 @@ async def run_demo(
         [{"name": name, **median_figures(r)} for name, r in results.items()],
     )
     memory_cpu, floor_cpu = table.row("memory")["cpu_us_per_event"], table.row(FLOOR)["cpu_us_per_event"]
+    bus_cpu, jetstream = table.row(BUS_ALONE)["cpu_us_per_event"], table.row("JetStream")
     free_memory, free_jetstream = "memory, free-running", "JetStream, free-running"
     table.ratios = [
         ratio("JetStream / memory (events/s)", paired(results, "JetStream", "memory"), at_least=0.5),
@@ -309,9 +380,21 @@ async def run_demo(
         ratio("memory: deterministic / free-running", paired(results, "memory", free_memory), at_least=0.7),
         ratio("JetStream: deterministic / free-running", paired(results, "JetStream", free_jetstream)),
         ratio("memory CPU us/event", memory_cpu, at_most=25),
+        ratio("bus alone / raw nats-py (CPU per event, the same traffic)", bus_cpu / floor_cpu),
         ratio(
-            "JetStream / memory bound by the client's floor: memory CPU / (memory CPU + floor CPU)",
-            memory_cpu / (memory_cpu + floor_cpu),
+            "JetStream / memory bound by the NATS path: memory CPU / (memory CPU + bus alone CPU)",
+            memory_cpu / (memory_cpu + bus_cpu),
+        ),
+        ratio(
+            "JetStream deterministic: (host + server CPU per event) x events/s (1: they take turns)",
+            (jetstream["cpu_us_per_event"] + jetstream.get("server_cpu_us_per_event", 0.0))
+            * jetstream["events_per_s"]
+            / 1e6,
+        ),
+        ratio(
+            "deterministic JetStream / memory bound when they take turns:"
+            " memory CPU / (memory CPU + bus alone CPU + its server CPU)",
+            memory_cpu / (memory_cpu + bus_cpu + table.row(BUS_ALONE).get("server_cpu_us_per_event", 0.0)),
         ),
     ]
     return [table]

@@ -26,7 +26,7 @@ from citarion_host.bench import (
     ratio,
     rounds,
 )
-from citarion_host.bench_demo import DEMO_CONFIG, FLOOR, process_cpu_seconds, run_demo
+from citarion_host.bench_demo import BUS_ALONE, DEMO_CONFIG, FLOOR, process_cpu_seconds, run_demo
 from citarion_host.bench_latency import EchoServer, run_latency
 from citarion_host.bench_loop import run_loops
 from citarion_host.bench_memory import run_memory
@@ -255,24 +255,32 @@ async def test_demo_case(shared_nats_server: NatsServer, small_demo: Path) -> No
         server_pid=shared_nats_server.pid,
         monitor=shared_nats_server.monitor,
     )
-    assert names(table) == ["memory", "JetStream", "memory, free-running", "JetStream, free-running", FLOOR]
+    assert names(table) == [
+        "memory",
+        "JetStream",
+        "memory, free-running",
+        "JetStream, free-running",
+        FLOOR,
+        BUS_ALONE,
+    ]
     assert_sane(table, "events", "events_per_s", "cpu_us_per_event")
     assert table.row("memory")["events"] == table.row("JetStream")["events"], "deterministic: the same run"
-    assert table.row(FLOOR)["events"] == table.row("memory")["events"], "the floor replays the run's events"
+    for row in (FLOOR, BUS_ALONE):
+        assert table.row(row)["events"] == table.row("memory")["events"], "the run's events, replayed"
     assert table.row("JetStream")["server_cpu_us_per_event"] >= 0
     assert "server_cpu_us_per_event" not in table.row("memory")
-    # Like with like: the floor moves the NATS traffic of the JetStream run (one publish, its ack, one
-    # delivery and its ack per event), give or take the run's own start, stop and state traffic.
-    demo_msgs, floor_msgs = (
-        table.row("JetStream")["nats_msgs_per_event"],
-        table.row(FLOOR)["nats_msgs_per_event"],
-    )
-    assert 3.9 <= floor_msgs <= 4.1, floor_msgs
-    assert abs(demo_msgs - floor_msgs) < 0.5, (demo_msgs, floor_msgs)
+    # Like with like: the floor and the bus alone move the NATS traffic of the JetStream run (one
+    # publish, its ack, one delivery and its ack per event), give or take the run's own start, stop and
+    # state traffic.
+    demo_msgs = table.row("JetStream")["nats_msgs_per_event"]
+    for row in (FLOOR, BUS_ALONE):
+        msgs = table.row(row)["nats_msgs_per_event"]
+        assert 3.9 <= msgs <= 4.1, (row, msgs)
+        assert abs(demo_msgs - msgs) < 0.5, (row, demo_msgs, msgs)
     assert table.ratios[0].name == "JetStream / memory (events/s)"
-    bound = table.ratios[-1]
-    memory_cpu, floor_cpu = table.row("memory")["cpu_us_per_event"], table.row(FLOOR)["cpu_us_per_event"]
-    assert bound.value == pytest.approx(memory_cpu / (memory_cpu + floor_cpu), abs=1e-3)
+    bound = next(r for r in table.ratios if r.name.startswith("JetStream / memory bound by the NATS path"))
+    memory_cpu, bus_cpu = table.row("memory")["cpu_us_per_event"], table.row(BUS_ALONE)["cpu_us_per_event"]
+    assert bound.value == pytest.approx(memory_cpu / (memory_cpu + bus_cpu), abs=1e-3)
 
 
 async def test_state_case(shared_nats_server: NatsServer, small_demo: Path) -> None:
