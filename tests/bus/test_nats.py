@@ -668,3 +668,32 @@ async def test_three_node_cluster_with_replicas_survives_losing_the_stream_leade
 
 def _connected(bus: NatsBus) -> str | None:
     return bus.stats()["nats"]["server"]
+
+
+async def test_the_host_inbox_routes_each_topic_to_its_current_members(bus: NatsBus) -> None:
+    """Stored subscriptions share one consumer (the host inbox), which remembers each topic's members:
+    a member that joins later gets only what is published after it joined, one that leaves gets
+    nothing more, and a member's new patterns route the topics they match from then on."""
+    first, late, moved = Collector("first"), Collector("late"), Collector("moved")
+    await bus.subscribe("trading.signal.>", first, stored=True)
+    moving = await bus.subscribe("trading.order.>", moved, stored=True)
+    await bus.publish(signal(1))  # routes trading.signal.generated before the late member joins
+    await first.wait_for(1)
+    joined = await bus.subscribe("trading.signal.>", late, stored=True)
+    await bus.publish(signal(2))
+    await first.wait_for(2)
+    await late.wait_for(1)
+    assert numbers(late.events) == [2], "a late member gets what was published after it joined"
+
+    await bus.repattern(moving, "trading.signal.>")
+    await bus.publish(signal(3))
+    await moved.wait_for(1)
+    assert numbers(moved.events) == [3], "the new pattern routes the topic from then on"
+
+    await joined.unsubscribe()
+    await bus.publish(signal(4))
+    await first.wait_for(4)
+    await moved.wait_for(2)
+    await late.settle()
+    assert numbers(first.events) == [1, 2, 3, 4]
+    assert numbers(late.events) == [2, 3], "a member that left gets nothing more"

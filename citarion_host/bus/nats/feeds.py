@@ -536,6 +536,10 @@ class HostInbox:
         self._max_ack_pending = max_ack_pending
         self._index: PatternIndex[Subscription] = PatternIndex()
         self._members: dict[Subscription, int] = {}  # member -> stream sequence it joined after
+        #: Per topic: its members in creation order, and whether one of them joined while the consumer
+        #: ran (its deliveries then need the message's stream sequence). Cleared on every change of
+        #: members or patterns; bounded like the pattern index's own cache.
+        self._routes: dict[str, tuple[tuple[Subscription, ...], bool]] = {}
         self._feed: StreamFeed | None = None
         self._lock = asyncio.Lock()
 
@@ -566,6 +570,7 @@ class HostInbox:
         async with self._lock:
             if self._members.pop(subscription, None) is None:
                 return
+            self._routes.clear()
             for pattern in subscription.patterns:
                 self._index.remove(pattern, subscription)
             feed = self._feed
@@ -588,6 +593,7 @@ class HostInbox:
                 self._index.remove(pattern, subscription)
             for pattern in patterns:
                 self._index.add(pattern, subscription)
+            self._routes.clear()
             if self._feed is not None:
                 union = tuple(dict.fromkeys([*self._union(), *patterns]))
                 await self._feed.repattern(union, _nothing)
@@ -595,22 +601,33 @@ class HostInbox:
     def _add(self, subscription: Subscription) -> None:
         for pattern in subscription.patterns:
             self._index.add(pattern, subscription)
+        self._routes.clear()
 
     # -- the consumer's target ----------------------------------------------------------------------
 
     def deliver(self, event: Event, receipt: Any = None) -> None:
         msg: Msg = receipt
-        members = sorted(set(self._index.match(event.topic)), key=_by_creation)
-        late = [m for m in members if self._members.get(m, 0)]
+        route = self._routes.get(event.topic)
+        if route is None:
+            route = self._route(event.topic)
+        members, late = route
         if late:
             seq = msg.metadata.sequence.stream
-            members = [m for m in members if self._members.get(m, 0) < seq]
+            members = tuple(m for m in members if self._members.get(m, 0) < seq)
         if not members:
             self._ctx.spawn(_settle(self._ctx.wire.ack(msg), "ack", event))
             return
         shared = _Shared(msg, len(members))
         for member in members:
             member.deliver(event, shared)
+
+    def _route(self, topic: str) -> tuple[tuple[Subscription, ...], bool]:
+        members = tuple(sorted(set(self._index.match(topic)), key=_by_creation))
+        route = members, any(self._members.get(m, 0) for m in members)
+        if len(self._routes) >= 65_536:
+            self._routes.clear()
+        self._routes[topic] = route
+        return route
 
     # -- receipts (each member's ``Receipts``) --------------------------------------------------------
 
