@@ -418,6 +418,10 @@ class StreamFeed(Feed):
             return
         plan = dataclasses.replace(self.plan, patterns=patterns)
         config = consumer_config(plan, self._settings, self._deliver)
+        if _same_filters(config, self._config):  # e.g. the host inbox, whose monitor reads ``>`` already
+            self.plan, self._config = plan, config
+            await confirm()
+            return
         current = await self._jsm.consumer_info(self._settings.stream, self.consumer)
         update = current.config.evolve(
             name=self.consumer,  # an ephemeral's config may not carry its server-given name: update, not add
@@ -684,6 +688,13 @@ class _Member(Feed):
 
     async def recover(self) -> None:
         await self._inbox.recover()
+
+
+def _same_filters(a: api.ConsumerConfig, b: api.ConsumerConfig) -> bool:
+    """Do two consumer configs select the same subjects (nothing to update on the server)?"""
+    return a.filter_subject == b.filter_subject and sorted(a.filter_subjects or []) == sorted(
+        b.filter_subjects or []
+    )
 
 
 async def _nothing() -> None:
