@@ -213,18 +213,37 @@ class RiskGuard(Bot[RiskGuardParams]):
     async def handle(self, event: Event) -> None:
         payload = event.payload
         if isinstance(payload, Candle):
-            key = (payload.exchange, payload.symbol)
-            self.marks[key] = payload.close
-            for holder in self.holders.get(key, ()):
-                holder.revalue(key, payload.close)
+            key, mark = (payload.exchange, payload.symbol), payload.close
+            self.marks[key] = mark
             if payload.open_time > self.now:
                 self.now = payload.open_time
                 self.clock += 1
             # Every candle, every account: the decisions are synchronous, a coroutine is awaited only
-            # for an account with something to publish (a breach or a cleared block).
+            # for an account with something to publish (a breach or a cleared block). A holder of the
+            # series is revalued right before it is assessed (``_Account.revalue``, inline: the same
+            # arithmetic; an account's figures never depend on another's).
+            p = self.params
+            max_drawdown, max_exposure, max_streak = p.max_drawdown, p.max_gross_exposure, p.max_loss_streak
             for bot_id, account in self.accounts.items():
-                if key in account.quantities:
-                    breach = self._assess(account)
+                quantity = account.quantities.get(key)
+                if quantity is not None:
+                    values = account.values
+                    old, new = values[key], quantity * mark
+                    values[key] = new
+                    account.value += new - old
+                    account.exposure += abs(new) - abs(old)
+                    # _assess's peak and "all is well", inline: what nearly every candle finds
+                    equity, peak = account.cash + account.value, account.peak
+                    if peak is None or equity > peak:
+                        peak = account.peak = equity
+                    if (
+                        account.block is None
+                        and ((peak - equity) / peak if peak > 0 else 0.0) < max_drawdown
+                        and (max_exposure is None or not account.exposure > max_exposure)
+                        and (max_streak is None or account.streak < max_streak)
+                    ):
+                        continue
+                    breach = self._assess(account)  # the peak moved already: the same answer
                     if isinstance(breach, tuple):
                         await self._breach(event, bot_id, account, *breach)
                     elif breach is not None:  # blocked: may it be cleared?
