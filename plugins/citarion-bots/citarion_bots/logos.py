@@ -141,9 +141,11 @@ class LogosBot(Bot[LogosParams]):
     async def handle(self, event: Event) -> None:
         payload = event.payload
         if isinstance(payload, Candle):
-            interval = self.params.interval
-            if self.wants(payload.exchange, payload.symbol) and (
-                interval is None or payload.interval == interval
+            p = self.params  # ``wants`` inline: every candle comes here
+            if (
+                (not p.symbols or payload.symbol in p.symbols)
+                and (not p.exchanges or payload.exchange in p.exchanges)
+                and (p.interval is None or payload.interval == p.interval)
             ):
                 await self._on_candle(event, payload)
         elif isinstance(payload, Signal):
@@ -169,25 +171,38 @@ class LogosBot(Bot[LogosParams]):
             self.risk.observe(event)
 
     async def _on_candle(self, event: Event, candle: Candle) -> None:
-        key = (candle.exchange, candle.symbol)
-        series = self._series(key)
-        series.time, series.close = max(series.time, candle.open_time), candle.close
+        key, close = (candle.exchange, candle.symbol), candle.close
+        series = self.series.get(key)
+        if series is None:
+            series = self.series[key] = _Series()
+        if candle.open_time > series.time:
+            series.time = candle.open_time
+        series.close, now = close, series.time
         if candle.interval != series.interval:
             series.bar_ms, series.interval = interval_ms(candle.interval), candle.interval
-        self.risk.clock(candle.open_time, candle.interval)
-        still: list[tuple[Vote, int]] = []
-        for vote, due in series.pending:
-            if series.time < due:
-                still.append((vote, due))
-            elif vote.reference is not None:
-                moved = candle.close - vote.reference
-                self.hits.record(vote.source, moved > 0 if vote.direction == "LONG" else moved < 0)
-        series.pending = still
+        risk = self.risk
+        if candle.open_time > risk.now_ms or candle.interval != risk.interval:
+            risk.clock(candle.open_time, candle.interval)  # once a bar, not once a candle
+        pending = series.pending
+        if pending:  # judge the votes that came due (most candles find none, or none yet due)
+            still: list[tuple[Vote, int]] = []
+            for item in pending:
+                vote, due = item
+                if now < due:
+                    still.append(item)
+                elif vote.reference is not None:
+                    moved = close - vote.reference
+                    self.hits.record(vote.source, moved > 0 if vote.direction == "LONG" else moved < 0)
+            if len(still) != len(pending):
+                series.pending = still
+        votes = series.votes
+        if not votes:
+            return
         window = self.params.window_bars * series.bar_ms
-        expired = [s for s, vote in series.votes.items() if series.time - vote.time > window]
-        for source in expired:
-            del series.votes[source]
+        expired = [s for s, vote in votes.items() if now - vote.time > window]
         if expired:
+            for source in expired:
+                del votes[source]
             self.counts["expired"] += len(expired)
             await self._decide(event, key)
 
@@ -218,7 +233,8 @@ class LogosBot(Bot[LogosParams]):
     async def _decide(self, event: Event, key: SeriesKey) -> Consensus:
         series = self.series[key]
         votes = list(series.votes.values())
-        result = consensus(votes, {v.source: self.hits.rate(v.source) for v in votes})
+        rates = {v.source: self.hits.rate(v.source) for v in votes}
+        result = consensus(votes, rates)
         self.last_decision[key] = result
         decision = Decision(
             symbol=key[1],
@@ -228,7 +244,7 @@ class LogosBot(Bot[LogosParams]):
             agreement=round(result.agreement, 6),
             sources=result.sources,
         )
-        hit_rates = {v.source: round(self.hits.rate(v.source), 4) for v in votes}
+        hit_rates = {source: round(rate, 4) for source, rate in rates.items()}
         await self.ctx.publish(
             "analytics.decision.made",
             decision,
