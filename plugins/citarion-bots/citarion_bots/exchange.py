@@ -258,7 +258,14 @@ class PaperExchange(Bot[PaperExchangeParams]):
                 await self._deposit_due(event, key)
         elif isinstance(payload, Candle):
             if self.params.interval is None or payload.interval == self.params.interval:
-                await self._on_candle(event, payload)
+                key = (payload.exchange, payload.symbol)
+                if key in self._quoted and not self.resting.get(key) and not self.params.mark_every_bars:
+                    # what _on_candle comes to for a quoted bar with nothing resting, without a
+                    # coroutine: the bar's ticker already advanced the clock and recorded the bar
+                    self._quoted.discard(key)
+                    self._mark(key, self._mark_price(key, payload.close))
+                else:
+                    await self._on_candle(event, payload)
                 if self._advance(payload.open_time):
                     await self._settle_due(event)
         elif isinstance(payload, OrderBook):
@@ -315,7 +322,8 @@ class PaperExchange(Bot[PaperExchangeParams]):
         if history is None:
             history = self.history[key] = History({}, data_time)
         history.bars[data_time] = (close, self.ticks[key])
-        history.last_time = max(history.last_time, data_time)
+        if data_time > history.last_time:
+            history.last_time = data_time
         while len(history.bars) > self.params.price_history_bars:
             del history.bars[next(iter(history.bars))]
         waiting = self.held.get(key)
@@ -724,14 +732,13 @@ class PaperExchange(Bot[PaperExchangeParams]):
         self, order: Order, qty: Decimal, price: Decimal, cause: str, fee_bps: Decimal | None = None
     ) -> None:
         """One whole fill at ``price`` (bar mode), at the taker fee unless ``fee_bps`` says otherwise."""
-        fee_bps = self._fee_bps if fee_bps is None else fee_bps
-        refusal = self._refusal(order, qty, price, fee_bps)
+        notional, fee = quote(qty, price, self._fee_bps if fee_bps is None else fee_bps)
+        refusal = self._refusal_for(order, qty, notional, fee, price)  # _refusal, the quote reused
         if refusal is not None:
             await self._reject(order, cause, refusal)
             return
         assert order.bot_id is not None
         key = (order.exchange, order.symbol)
-        _, fee = quote(qty, price, fee_bps)
         fill = self.book(order.bot_id).apply(key, order.side, qty, price, fee)
         self.counts["filled"] += 1
         await self._report(
