@@ -132,10 +132,11 @@ class GridBot(StrategyBot[GridParams]):
             else:
                 await self._sell(event, candle, grid, levels, k)
         grid.prev = close
-        low, high = levels[-p.levels] * (1 - p.spacing_pct), levels[p.levels] * (1 + p.spacing_pct)
-        if p.recenter and not grid.lots and not low <= close <= high:
-            grid.reference = close
-            self.counts["recenters"] += 1
+        if p.recenter and not grid.lots:  # the outer bounds only matter to a flat grid
+            low, high = levels[-p.levels] * (1 - p.spacing_pct), levels[p.levels] * (1 + p.spacing_pct)
+            if not low <= close <= high:
+                grid.reference = close
+                self.counts["recenters"] += 1
 
     async def _buy(self, event: Event, candle: Candle, grid: _Grid, levels: dict[int, float], k: int) -> None:
         n, s = self.params.levels, self.params.spacing_pct

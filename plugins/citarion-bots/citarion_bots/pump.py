@@ -148,9 +148,16 @@ class PumpBot(StrategyBot[PumpParams]):
         if returns is None:
             returns = self.returns[key] = deque(maxlen=p.baseline_bars)
         # The volume spike is the rarer condition: test it first (the same mean read_pump takes), so
-        # the returns' sigma is only computed for bars that could be a pump.
-        base = mean(volumes) if len(volumes) == p.baseline_bars else 0.0
-        quiet = base > 0 and candle.volume / base < p.volume_mult
+        # the returns' sigma is only computed for bars that could be a pump. Most bars are far below
+        # it: a plain sum (within n ulps of the exact one, the volumes being >= 0) settles those with
+        # a 1e-9 margin; only a bar near the threshold needs the exact mean to decide.
+        quiet, n = False, len(volumes)
+        if n == p.baseline_bars:
+            rough = sum(volumes)
+            quiet = rough > 0 and candle.volume * n < rough * p.volume_mult * (1 - 1e-9)
+            if not quiet:
+                base = math.fsum(volumes) / n  # mean(volumes)
+                quiet = base > 0 and candle.volume / base < p.volume_mult
         reading = None if quiet else read_pump(closes, volumes, candle.close, candle.volume, p, returns)
         if closes:
             returns.append(candle.close / closes[-1] - 1)
