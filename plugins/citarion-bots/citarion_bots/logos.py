@@ -104,6 +104,9 @@ class LogosBot(Bot[LogosParams]):
         self.last_decision: dict[SeriesKey, Consensus] = {}
         self.next_order = 1
         self.risk = StandDown(ctx.bot_id, self.params.alert_cooldown_bars)
+        # every series of every interval, decided once (see StrategyBot: params attributes are slow)
+        self._wants_every = not params.symbols and not params.exchanges and params.interval is None
+        self._window_bars = params.window_bars
 
     def snapshot(self) -> LogosState:
         return LogosState(
@@ -142,7 +145,7 @@ class LogosBot(Bot[LogosParams]):
         payload = event.payload
         if isinstance(payload, Candle):
             p = self.params  # ``wants`` inline: every candle comes here
-            if (
+            if self._wants_every or (
                 (not p.symbols or payload.symbol in p.symbols)
                 and (not p.exchanges or payload.exchange in p.exchanges)
                 and (p.interval is None or payload.interval == p.interval)
@@ -198,7 +201,7 @@ class LogosBot(Bot[LogosParams]):
         votes = series.votes
         if not votes:
             return
-        window = self.params.window_bars * series.bar_ms
+        window = self._window_bars * series.bar_ms
         expired = [s for s, vote in votes.items() if now - vote.time > window]
         if expired:
             for source in expired:

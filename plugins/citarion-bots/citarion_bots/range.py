@@ -128,6 +128,14 @@ class RangeBot(StrategyBot[RangeParams]):
         self.zones: dict[SeriesKey, Zone] = {}
         #: Each series' windows sorted ascending, kept beside the deques (derived, not state).
         self._sorted: dict[SeriesKey, tuple[list[float], list[float]]] = {}
+        # the detection's params, read once (a params attribute costs about twice a plain one)
+        self._detect = (
+            params.lookback,
+            params.min_width_pct,
+            params.max_width_pct,
+            params.entry_zone,
+            params.min_touches,
+        )
 
     def state_fields(self) -> dict[str, Any]:
         return {
@@ -148,29 +156,29 @@ class RangeBot(StrategyBot[RangeParams]):
         self._sorted = {}
 
     async def on_candle(self, event: Event, candle: Candle) -> None:
-        key, close, p = (candle.exchange, candle.symbol), candle.close, self.params
+        key, close = (candle.exchange, candle.symbol), candle.close
+        lookback, min_width, max_width, entry_zone, min_touches = self._detect
         highs, lows = self.highs.get(key), self.lows.get(key)  # not setdefault: a deque per candle
         if highs is None:
-            highs = self.highs[key] = deque(maxlen=p.lookback)
+            highs = self.highs[key] = deque(maxlen=lookback)
         if lows is None:
-            lows = self.lows[key] = deque(maxlen=p.lookback)
+            lows = self.lows[key] = deque(maxlen=lookback)
         ordered = self._sorted.get(key)
         if ordered is None:
             ordered = self._sorted[key] = (sorted(highs), sorted(lows))
         sorted_highs, sorted_lows = ordered
         found = None
-        if len(highs) == p.lookback == len(lows):
-            found = _sorted_range(
-                sorted_highs, sorted_lows, p.min_width_pct, p.max_width_pct, p.entry_zone, p.min_touches
-            )
+        if len(highs) == lookback == len(lows):
+            found = _sorted_range(sorted_highs, sorted_lows, min_width, max_width, entry_zone, min_touches)
         self.ranges[key] = found
         _slide(highs, sorted_highs, candle.high)
         _slide(lows, sorted_lows, candle.low)
-        zone = self._zone(found, close)
+        zone: Zone = "none" if found is None else self._zone(found, close)
         previous = self.zones.get(key, "none")
         self.zones[key] = zone
         if found is None or zone == previous:
             return
+        p = self.params
         if zone == "broken":
             self.counts["breaks"] += 1
             if close < found.support and self.available(key) > 0:
