@@ -236,9 +236,13 @@ class RiskGuard(Bot[RiskGuardParams]):
                     equity, peak = account.cash + account.value, account.peak
                     if peak is None or equity > peak:
                         peak = account.peak = equity
+                    if account.block is not None:  # what _assess answers (_CLEAR): may it be cleared?
+                        block = self._clearable(account)
+                        if block is not None:
+                            await self._cleared(event, bot_id, block)
+                        continue
                     if (
-                        account.block is None
-                        and ((peak - equity) / peak if peak > 0 else 0.0) < max_drawdown
+                        ((peak - equity) / peak if peak > 0 else 0.0) < max_drawdown
                         and (max_exposure is None or not account.exposure > max_exposure)
                         and (max_streak is None or account.streak < max_streak)
                     ):
@@ -361,25 +365,26 @@ class RiskGuard(Bot[RiskGuardParams]):
     def _clearable(self, account: _Account) -> _Block | None:
         """Lift the account's block if it may be (then its peak or streak starts afresh); the lifted
         block, to announce, or None."""
-        block, p = account.block, self.params
+        block = account.block
         if block is None:
             return None
-        equity = self.equity(account)
-        waited = self.clock - block.since >= p.cooldown_bars
-        if block.kind == "drawdown":
-            peak = account.peak or 0.0
-            recovered = peak > 0 and (peak - equity) / peak < p.max_drawdown * p.drawdown_clear_ratio
-            if not (waited or recovered):
-                return None
-            account.peak = equity
-        elif block.kind == "exposure":
+        p, kind = self.params, block.kind  # asked on every candle while blocked: no calls on the way
+        if kind == "exposure":
             limit = p.max_gross_exposure
-            if limit is not None and self.exposure(account) > limit * p.exposure_clear_ratio:
+            if limit is not None and account.exposure > limit * p.exposure_clear_ratio:
                 return None
-        elif not waited:
-            return None
         else:
-            account.streak = 0
+            waited = self.clock - block.since >= p.cooldown_bars
+            if kind == "drawdown":
+                equity, peak = account.cash + account.value, account.peak or 0.0
+                recovered = peak > 0 and (peak - equity) / peak < p.max_drawdown * p.drawdown_clear_ratio
+                if not (waited or recovered):
+                    return None
+                account.peak = equity
+            elif not waited:
+                return None
+            else:
+                account.streak = 0
         account.block = None
         return block
 
