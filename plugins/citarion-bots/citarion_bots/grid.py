@@ -107,6 +107,7 @@ class GridBot(StrategyBot[GridParams]):
         self.grids: dict[SeriesKey, _Grid] = {}
         self._lot_orders: dict[str, tuple[SeriesKey, tuple[int, float], str]] = {}
         self._levels: dict[SeriesKey, _Levels] = {}  # derived from each grid's reference: not state
+        self._shape = (params.spacing_pct, params.levels)  # read once: params attributes are slow
 
     def state_fields(self) -> dict[str, Any]:
         return {**super().state_fields(), "grids": list(self.grids.items()), "lot_orders": self._lot_orders}
@@ -123,7 +124,7 @@ class GridBot(StrategyBot[GridParams]):
             self.grids[key] = _Grid(reference=p.reference or close, prev=close)
             return
         cached = self._levels.get(key)
-        if cached is None or cached.reference != grid.reference or cached.shape != (p.spacing_pct, p.levels):
+        if cached is None or cached.reference != grid.reference or cached.shape != self._shape:
             cached = self._levels[key] = _Levels(grid.reference, p.spacing_pct, p.levels)
         levels = cached.levels
         for k in cached.crossed(grid.prev, close):

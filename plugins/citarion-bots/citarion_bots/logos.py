@@ -107,6 +107,9 @@ class LogosBot(Bot[LogosParams]):
         # every series of every interval, decided once (see StrategyBot: params attributes are slow)
         self._wants_every = not params.symbols and not params.exchanges and params.interval is None
         self._window_bars = params.window_bars
+        #: Each series' oldest live vote time (derived, not state): a candle that cannot expire a vote
+        #: skips the scan over the votes.
+        self._oldest: dict[SeriesKey, int] = {}
 
     def snapshot(self) -> LogosState:
         return LogosState(
@@ -130,6 +133,13 @@ class LogosBot(Bot[LogosParams]):
         self.last_decision = dict(state.last_decision)
         self.next_order = state.next_order
         self.risk.restore(state.risk)
+        self._oldest = {}
+
+    def _oldest_vote(self, key: SeriesKey, votes: dict[str, Vote]) -> None:
+        if votes:
+            self._oldest[key] = min(vote.time for vote in votes.values())
+        else:
+            self._oldest.pop(key, None)
 
     def _series(self, key: SeriesKey) -> _Series:
         found = self.series.get(key)
@@ -202,10 +212,15 @@ class LogosBot(Bot[LogosParams]):
         if not votes:
             return
         window = self._window_bars * series.bar_ms
+        oldest = self._oldest.get(key)
+        if oldest is not None and now - oldest <= window:
+            return  # every vote is at least as young as the oldest: none expires
         expired = [s for s, vote in votes.items() if now - vote.time > window]
         if expired:
             for source in expired:
                 del votes[source]
+        self._oldest_vote(key, votes)
+        if expired:
             self.counts["expired"] += len(expired)
             await self._decide(event, key)
 
@@ -221,6 +236,7 @@ class LogosBot(Bot[LogosParams]):
         reference = signal.entry_price or series.close or None
         vote = Vote(source, signal.direction, signal.confidence, time, reference)
         series.votes[source] = vote
+        self._oldest_vote(key, series.votes)
         series.pending.append((vote, time + self.params.hit_horizon_bars * series.bar_ms))
         self.counts["signals"] += 1
         await self._decide(event, key)
@@ -230,6 +246,7 @@ class LogosBot(Bot[LogosParams]):
             gone = [s for s in series.votes if s in names]
             for source in gone:
                 del series.votes[source]
+            self._oldest_vote(key, series.votes)
             if gone:
                 await self._decide(event, key)
 
