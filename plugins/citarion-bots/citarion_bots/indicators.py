@@ -159,7 +159,8 @@ class RollingBands:
         shift = self._sum / n
         middle = self._anchor + shift
         sigma = math.sqrt(max(0.0, self._squares / n - shift * shift))
-        return Bands(lower=middle - self.k * sigma, middle=middle, upper=middle + self.k * sigma, sigma=sigma)
+        spread = self.k * sigma
+        return Bands(middle - spread, middle, middle + spread, sigma)  # lower, middle, upper, sigma
 
 
 class HoltState(msgspec.Struct, kw_only=True):
