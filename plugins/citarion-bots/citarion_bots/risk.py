@@ -182,6 +182,8 @@ class RiskGuard(Bot[RiskGuardParams]):
         self.clock = 0
         self.now = -1
         self.counts: Counter[str] = Counter()
+        # read on every candle (a params attribute costs about twice a plain one)
+        self._limits = (params.max_drawdown, params.max_gross_exposure, params.max_loss_streak)
 
     def snapshot(self) -> RiskGuardState:
         owner = {id(account): bot_id for bot_id, account in self.accounts.items()}
@@ -222,8 +224,7 @@ class RiskGuard(Bot[RiskGuardParams]):
             # for an account with something to publish (a breach or a cleared block). A holder of the
             # series is revalued right before it is assessed (``_Account.revalue``, inline: the same
             # arithmetic; an account's figures never depend on another's).
-            p = self.params
-            max_drawdown, max_exposure, max_streak = p.max_drawdown, p.max_gross_exposure, p.max_loss_streak
+            max_drawdown, max_exposure, max_streak = self._limits
             for bot_id, account in self.accounts.items():
                 quantity = account.quantities.get(key)
                 if quantity is not None:
