@@ -63,6 +63,8 @@ class BollingerBot(StrategyBot[BollingerParams]):
         self.closes: dict[SeriesKey, RollingBands] = {}
         self.bands: dict[SeriesKey, Bands] = {}
         self.zones: dict[SeriesKey, Zone] = {}
+        # read once per candle (params attributes are slow): the window, the exit rule and its side
+        self._rule = (params.period, params.exit_at_middle, params.mode == "reversion")
 
     def state_fields(self) -> dict[str, Any]:
         return {
@@ -88,7 +90,8 @@ class BollingerBot(StrategyBot[BollingerParams]):
         if closes is None:
             closes = self.closes[key] = RollingBands(p.period, p.k)
         closes.append(close)
-        if len(closes) < p.period:
+        period, exit_at_middle, reversion = self._rule
+        if len(closes) < period:
             return
         bands = self.bands[key] = closes.bands()
         zone: Zone = "below" if close < bands.lower else "above" if close > bands.upper else "inside"
@@ -96,8 +99,8 @@ class BollingerBot(StrategyBot[BollingerParams]):
         self.zones[key] = zone
         if zone != "inside" and zone != previous:
             await self._enter(event, candle, bands, zone)
-        elif p.exit_at_middle and self.available(key) > 0:
-            back = close >= bands.middle if p.mode == "reversion" else close < bands.middle
+        elif exit_at_middle and self.available(key) > 0:
+            back = close >= bands.middle if reversion else close < bands.middle
             if back:
                 await self.order(event, candle, "SELL", self.available(key), reason="back at the middle band")
 

@@ -78,17 +78,24 @@ class HitRate:
     def __init__(self, memory: int = 50) -> None:
         self.memory = memory
         self.outcomes: dict[str, deque[bool]] = {}
+        self._hits: dict[str, int] = {}  # the hits among each source's outcomes (derived, not state)
 
     def record(self, source: str, hit: bool) -> None:
         outcomes = self.outcomes.get(source)
         if outcomes is None:  # not setdefault: that builds a deque per vote
             outcomes = self.outcomes[source] = deque(maxlen=self.memory)
+        hits = self._hits.get(source, 0) + hit
+        if len(outcomes) == outcomes.maxlen:
+            hits -= outcomes[0]  # the oldest outcome leaves the window
         outcomes.append(hit)
+        self._hits[source] = hits
 
     def rate(self, source: str) -> float:
         """Laplace-smoothed hit rate: (hits + 1) / (n + 2); 0.5 with no history."""
-        seen = self.outcomes.get(source, ())
-        return (sum(seen) + 1) / (len(seen) + 2)
+        seen = self.outcomes.get(source)
+        if seen is None:
+            return 0.5  # (0 + 1) / (0 + 2)
+        return (self._hits[source] + 1) / (len(seen) + 2)
 
     def raw(self, source: str) -> tuple[int, int]:
         seen = self.outcomes.get(source, ())
@@ -104,3 +111,4 @@ class HitRate:
     def restore(self, outcomes: dict[str, list[bool]]) -> None:
         """Take outcomes back (each source's last ``memory`` of them)."""
         self.outcomes = {source: deque(seen, maxlen=self.memory) for source, seen in outcomes.items()}
+        self._hits = {source: sum(seen) for source, seen in self.outcomes.items()}

@@ -63,6 +63,8 @@ class DcaBot(StrategyBot[DcaParams]):
         self.committed = 0.0
         self.buys: list[tuple[SeriesKey, int, float]] = []  # (series, bar number, quote amount)
         self._amounts: dict[str, float] = {}
+        # read on every candle (params attributes are slow): the take-profit and the schedule
+        self._take_profit, self._every = params.take_profit_pct, params.every_bars
 
     def state_fields(self) -> dict[str, Any]:
         return {
@@ -92,13 +94,13 @@ class DcaBot(StrategyBot[DcaParams]):
         closes = self.closes.get(key)
         if closes is None:  # not setdefault: that builds a deque per candle
             closes = self.closes[key] = deque(maxlen=p.dip_lookback)
-        average = self.average_cost(key)
-        if p.take_profit_pct and average is not None and close >= average * (1 + p.take_profit_pct):
+        average, take_profit = self.average_cost(key), self._take_profit
+        if take_profit and average is not None and close >= average * (1 + take_profit):
             await self.signal(
                 event, candle, "SHORT", 0.6, entry=close, reason="take profit on the averaged position"
             )
             await self.order(event, candle, "SELL", self.inventory[key], reason="dca take profit")
-        if (self.bars[key] - 1) % p.every_bars == 0:
+        if (self.bars[key] - 1) % self._every == 0:
             dip = len(closes) == p.dip_lookback and close <= mean(closes) * (1 - p.dip_pct)
             amount = p.order_quote * (p.dip_multiplier if dip else 1.0)
             if p.budget is not None:

@@ -139,6 +139,11 @@ class PaperExchange(Bot[PaperExchangeParams]):
         #: Each series' last marked float and its Decimal: a bar's ticker and candle carry the same
         #: price, converted once (derived, not state).
         self._last_marked: dict[SeriesKey, tuple[float, Decimal]] = {}
+        #: Series whose latest bar price is not yet marked in Decimal: a bar's mark is only read when
+        #: an order of the series fills, a position is reported or a snapshot taken, so the float waits
+        #: here (:meth:`_mark_later`) and :meth:`_marks_due` marks it right before any of those (the
+        #: marks they see are the ones marking at once gave; derived, not state).
+        self._unmarked: dict[SeriesKey, float] = {}
         self.resting: dict[SeriesKey, list[Resting]] = {}
         self.history: dict[SeriesKey, History] = {}
         self.depth: dict[SeriesKey, Depth] = {}
@@ -158,6 +163,11 @@ class PaperExchange(Bot[PaperExchangeParams]):
         maker = self.params.maker_fee_bps
         self._maker_bps = self._fee_bps if maker is None else dec(maker)
         self._slip = dec(self.params.slippage_bps) / Decimal(10_000)
+        # read on every bar (params attributes cost about twice a plain one): the bars' interval, the
+        # periodic marks and the price history's length
+        self._interval = self.params.interval
+        self._mark_every = self.params.mark_every_bars
+        self._history_bars = self.params.price_history_bars
         # assets held at start wait for their series' first price to enter the books at it
         self._deposits: dict[SeriesKey, list[tuple[str, Decimal]]] = {}
         for bot_id, venues in self.params.accounts.items():
@@ -195,6 +205,7 @@ class PaperExchange(Bot[PaperExchangeParams]):
     # -- state (docs/state.md) ----------------------------------------------------------------------
 
     def snapshot(self) -> ExchangeState:
+        self._marks_due()
         return ExchangeState(
             prices=list(self.prices.items()),
             ticks=list(self.ticks.items()),
@@ -234,6 +245,7 @@ class PaperExchange(Bot[PaperExchangeParams]):
         self._deposits = {key: list(waiting) for key, waiting in state.deposits}
         self._announced = state.announced
         self._holders, self._holders_books = {}, len(self.books)
+        self._unmarked = {}
 
     # -- events ----------------------------------------------------------------------------------
 
@@ -244,7 +256,7 @@ class PaperExchange(Bot[PaperExchangeParams]):
             if key not in self._quoted:
                 self._quoted.add(key)
                 self.ticks[key] += 1
-            self._mark(key, self._mark_price(key, payload.last))
+            self._mark_later(key, payload.last)
             data_time = event.metadata.get(DATA_TIME)
             # The common case stays synchronous (no coroutine per step): held orders, due transfers and
             # deposits are awaited only when there are some.
@@ -257,8 +269,15 @@ class PaperExchange(Bot[PaperExchangeParams]):
             if self._deposits:
                 await self._deposit_due(event, key)
         elif isinstance(payload, Candle):
-            if self.params.interval is None or payload.interval == self.params.interval:
-                await self._on_candle(event, payload)
+            if self._interval is None or payload.interval == self._interval:
+                key = (payload.exchange, payload.symbol)
+                if key in self._quoted and not self.resting.get(key) and not self._mark_every:
+                    # what _on_candle comes to for a quoted bar with nothing resting, without a
+                    # coroutine: the bar's ticker already advanced the clock and recorded the bar
+                    self._quoted.discard(key)
+                    self._mark_later(key, payload.close)
+                else:
+                    await self._on_candle(event, payload)
                 if self._advance(payload.open_time):
                     await self._settle_due(event)
         elif isinstance(payload, OrderBook):
@@ -277,6 +296,7 @@ class PaperExchange(Bot[PaperExchangeParams]):
                 await self._transfer(event, payload)
         elif topic == FEED_COMPLETED:
             if self.params.final_marks:
+                self._marks_due()
                 await self._publish_marks(event, self.prices)
         elif topic.startswith("risk.block.") and isinstance(payload, dict):
             bot_id = payload.get("botId")
@@ -315,8 +335,9 @@ class PaperExchange(Bot[PaperExchangeParams]):
         if history is None:
             history = self.history[key] = History({}, data_time)
         history.bars[data_time] = (close, self.ticks[key])
-        history.last_time = max(history.last_time, data_time)
-        while len(history.bars) > self.params.price_history_bars:
+        if data_time > history.last_time:
+            history.last_time = data_time
+        while len(history.bars) > self._history_bars:
             del history.bars[next(iter(history.bars))]
         waiting = self.held.get(key)
         if not waiting:
@@ -327,6 +348,7 @@ class PaperExchange(Bot[PaperExchangeParams]):
 
     async def _on_candle(self, event: Event, candle: Candle) -> None:
         key = (candle.exchange, candle.symbol)
+        self._marks_due(key)  # the bar's ticker mark, before a resting order fills
         if key in self._quoted:
             self._quoted.discard(key)  # this bar's ticker already advanced the clock
         else:
@@ -372,8 +394,29 @@ class PaperExchange(Bot[PaperExchangeParams]):
             self._last_marked[key] = (price, mark)
         return mark
 
+    def _mark_later(self, key: SeriesKey, price: float) -> None:
+        """Mark the series at ``price`` when a mark is next read (:meth:`_marks_due`); a series' first
+        price at once (``prices`` keeps the order series were first priced in)."""
+        if key in self.prices:
+            self._unmarked[key] = price
+        else:
+            self._mark(key, self._mark_price(key, price))
+
+    def _marks_due(self, key: SeriesKey | None = None) -> None:
+        """Mark what :meth:`_mark_later` left waiting: ``key``'s price, or every series'."""
+        unmarked = self._unmarked
+        if not unmarked:
+            return
+        if key is None:
+            for waiting, price in list(unmarked.items()):
+                self._mark(waiting, self._mark_price(waiting, price))
+        elif key in unmarked:
+            self._mark(key, self._mark_price(key, unmarked[key]))
+
     def _mark(self, key: SeriesKey, mark: Decimal) -> None:
         """Set the series' last price and revalue every bot holding it (no event: see the module doc)."""
+        if self._unmarked:
+            self._unmarked.pop(key, None)  # this mark is the latest
         self.prices[key] = mark
         holders = self._holders.get(key)
         if holders is None or len(self.books) != self._holders_books:  # a new series or a new bot
@@ -393,6 +436,8 @@ class PaperExchange(Bot[PaperExchangeParams]):
     async def _deposit_due(self, event: Event, key: SeriesKey) -> None:
         """Assets held at start enter the books at their series' first price (a position report each)."""
         waiting = self._deposits.pop(key, None) if self._deposits else None
+        if waiting:
+            self._marks_due(key)
         for bot_id, quantity in waiting or ():
             self.book(bot_id).deposit(key, quantity, self.prices[key])
             self._holders.pop(key, None)
@@ -418,6 +463,7 @@ class PaperExchange(Bot[PaperExchangeParams]):
         return [self.position(bot_id, key) for bot_id, book in self.books.items() if key in book.holdings]
 
     def position(self, bot_id: str, key: SeriesKey) -> Position:
+        self._marks_due(key)
         book = self.book(bot_id)
         held = book.holding(key)
         return Position(
@@ -477,6 +523,7 @@ class PaperExchange(Bot[PaperExchangeParams]):
     async def _maker_fill(self, resting: Resting, quantity: Decimal, cause: str) -> None:
         """``quantity`` of a resting order fills at its limit, at the maker fee."""
         order, key = resting.order, (resting.order.exchange, resting.order.symbol)
+        self._marks_due(key)
         price = dec(order.price or 0)
         notional, fee = quote(quantity, price, self._maker_bps)
         refusal = self._refusal_for(order, quantity, notional, fee)
@@ -559,6 +606,7 @@ class PaperExchange(Bot[PaperExchangeParams]):
     async def _submit_to_book(self, event: Event, order: Order, qty: Decimal, depth: Depth) -> None:
         """Book mode: take what is marketable (taker fee), then cancel (MARKET, IOC) or rest (GTC)."""
         key, side = (order.exchange, order.symbol), order.side
+        self._marks_due(key)
         limit = None if order.type == "MARKET" else dec(order.price or 0)
         post_only = event.metadata.get("postOnly") is True
         ioc = order.type == "MARKET" or event.metadata.get("timeInForce") == "IOC"
@@ -622,6 +670,7 @@ class PaperExchange(Bot[PaperExchangeParams]):
         None: that bar has not been seen yet (hold the order). A string: why there is none.
         """
         if not isinstance(data_time, int):
+            self._marks_due(key)
             return self.prices[key], self.ticks[key]
         history = self.history.get(key)
         if history is None or history.last_time < data_time:
@@ -690,6 +739,7 @@ class PaperExchange(Bot[PaperExchangeParams]):
         if order.side == "SELL" and qty > max(held, Decimal(0)):
             if not self.params.allow_short:
                 return f"insufficient position: selling {qty}, holding {held}"
+            self._marks_due()  # the book's equity reads every mark
             unit = price if price is not None else notional / qty
             short_value = (qty - held) * unit  # the whole short after this fill
             if short_value > book.equity:
@@ -724,14 +774,14 @@ class PaperExchange(Bot[PaperExchangeParams]):
         self, order: Order, qty: Decimal, price: Decimal, cause: str, fee_bps: Decimal | None = None
     ) -> None:
         """One whole fill at ``price`` (bar mode), at the taker fee unless ``fee_bps`` says otherwise."""
-        fee_bps = self._fee_bps if fee_bps is None else fee_bps
-        refusal = self._refusal(order, qty, price, fee_bps)
+        self._marks_due((order.exchange, order.symbol))  # the fill marks at its price: after the bar's
+        notional, fee = quote(qty, price, self._fee_bps if fee_bps is None else fee_bps)
+        refusal = self._refusal_for(order, qty, notional, fee, price)  # _refusal, the quote reused
         if refusal is not None:
             await self._reject(order, cause, refusal)
             return
         assert order.bot_id is not None
         key = (order.exchange, order.symbol)
-        _, fee = quote(qty, price, fee_bps)
         fill = self.book(order.bot_id).apply(key, order.side, qty, price, fee)
         self.counts["filled"] += 1
         await self._report(
@@ -968,6 +1018,7 @@ class PaperExchange(Bot[PaperExchangeParams]):
         await self.ctx.publish(topic, transfer, causation_id=cause, metadata={DATA_TIME: self.clock})
 
     def stats(self) -> dict[str, Any]:
+        self._marks_due()
         books = self.books.values()
         return {
             "filled": self.counts["filled"],

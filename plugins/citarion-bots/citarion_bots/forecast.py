@@ -62,6 +62,7 @@ class ForecastBot(StrategyBot[ForecastParams]):
         self.models: dict[SeriesKey, Holt] = {}
         self.views: dict[SeriesKey, View] = {}
         self.last: dict[SeriesKey, tuple[float, float]] = {}  # (forecast, band) after the last bar
+        self._band = (params.warmup, params.horizon, params.band_z)  # read once: params are slow
 
     def state_fields(self) -> dict[str, Any]:
         return {
@@ -87,10 +88,11 @@ class ForecastBot(StrategyBot[ForecastParams]):
         if model is None:
             model = self.models[key] = Holt(p.alpha, p.beta, p.residual_window)
         model.update(close)
-        if model.count < p.warmup or not model.errors:
+        warmup, horizon, band_z = self._band
+        if model.count < warmup or not model.errors:
             return
-        forecast = model.forecast(p.horizon)
-        band = p.band_z * model.sigma_ahead(p.horizon)
+        forecast = model.forecast(horizon)
+        band = band_z * model.sigma_ahead(horizon)
         self.last[key] = (forecast, band)
         deviation = forecast - close
         view: View = None

@@ -107,6 +107,7 @@ class GridBot(StrategyBot[GridParams]):
         self.grids: dict[SeriesKey, _Grid] = {}
         self._lot_orders: dict[str, tuple[SeriesKey, tuple[int, float], str]] = {}
         self._levels: dict[SeriesKey, _Levels] = {}  # derived from each grid's reference: not state
+        self._shape = (params.spacing_pct, params.levels)  # read once: params attributes are slow
 
     def state_fields(self) -> dict[str, Any]:
         return {**super().state_fields(), "grids": list(self.grids.items()), "lot_orders": self._lot_orders}
@@ -123,7 +124,7 @@ class GridBot(StrategyBot[GridParams]):
             self.grids[key] = _Grid(reference=p.reference or close, prev=close)
             return
         cached = self._levels.get(key)
-        if cached is None or cached.reference != grid.reference or cached.shape != (p.spacing_pct, p.levels):
+        if cached is None or cached.reference != grid.reference or cached.shape != self._shape:
             cached = self._levels[key] = _Levels(grid.reference, p.spacing_pct, p.levels)
         levels = cached.levels
         for k in cached.crossed(grid.prev, close):
@@ -132,10 +133,11 @@ class GridBot(StrategyBot[GridParams]):
             else:
                 await self._sell(event, candle, grid, levels, k)
         grid.prev = close
-        low, high = levels[-p.levels] * (1 - p.spacing_pct), levels[p.levels] * (1 + p.spacing_pct)
-        if p.recenter and not grid.lots and not low <= close <= high:
-            grid.reference = close
-            self.counts["recenters"] += 1
+        if p.recenter and not grid.lots:  # the outer bounds only matter to a flat grid
+            low, high = levels[-p.levels] * (1 - p.spacing_pct), levels[p.levels] * (1 + p.spacing_pct)
+            if not low <= close <= high:
+                grid.reference = close
+                self.counts["recenters"] += 1
 
     async def _buy(self, event: Event, candle: Candle, grid: _Grid, levels: dict[int, float], k: int) -> None:
         n, s = self.params.levels, self.params.spacing_pct

@@ -159,7 +159,8 @@ class RollingBands:
         shift = self._sum / n
         middle = self._anchor + shift
         sigma = math.sqrt(max(0.0, self._squares / n - shift * shift))
-        return Bands(lower=middle - self.k * sigma, middle=middle, upper=middle + self.k * sigma, sigma=sigma)
+        spread = self.k * sigma
+        return Bands(middle - spread, middle, middle + spread, sigma)  # lower, middle, upper, sigma
 
 
 class HoltState(msgspec.Struct, kw_only=True):
@@ -196,6 +197,10 @@ class Holt:
         self.trend = 0.0
         self.count = 0
         self.errors: deque[float] = deque(maxlen=window)
+        # derived, not state: each error squared as it is recorded (the terms :func:`rms` sums), and
+        # the horizon factor of :meth:`sigma_ahead` per horizon (constant for the model's alpha, beta)
+        self._squares: deque[float] = deque(maxlen=window)
+        self._spreads: dict[int, float] = {}
 
     def update(self, y: float) -> float | None:
         """Take one observation; returns its one-step-ahead error (None during initialisation)."""
@@ -213,6 +218,7 @@ class Holt:
         self.level = self.alpha * y + (1.0 - self.alpha) * forecast
         self.trend = self.beta * (self.level - previous) + (1.0 - self.beta) * self.trend
         self.errors.append(error)
+        self._squares.append(error * error)
         return error
 
     def state(self) -> HoltState:
@@ -223,6 +229,8 @@ class Holt:
         self.level, self.trend, self.count = state.level, state.trend, state.count
         self.errors.clear()
         self.errors.extend(state.errors)
+        self._squares.clear()
+        self._squares.extend(e * e for e in self.errors)
 
     def forecast(self, horizon: int = 1) -> float:
         """``l + h * b``: the forecast ``horizon`` steps after the last observation."""
@@ -230,7 +238,8 @@ class Holt:
 
     def sigma(self) -> float:
         """RMS of the recorded one-step errors (0 until there is one)."""
-        return rms(self.errors) if self.errors else 0.0  # the deque itself: no copy per bar
+        squares = self._squares  # rms(self.errors), the squares kept: the same sum, the same float
+        return math.sqrt(math.fsum(squares) / len(squares)) if squares else 0.0
 
     def sigma_ahead(self, horizon: int) -> float:
         """Sigma of the ``horizon``-step forecast error (Hyndman & Athanasopoulos, ETS(A,A,N))::
@@ -240,6 +249,9 @@ class Holt:
         (B is the trend's smoothing in error-correction form). Uncertainty grows with the horizon
         because the trend estimate's error compounds, which a flat sigma would ignore.
         """
-        a, b, h = self.alpha, self.alpha * self.beta, horizon
-        factor = 1 + (h - 1) * (a * a + a * b * h + b * b * h * (2 * h - 1) / 6)
-        return self.sigma() * math.sqrt(factor)
+        spread = self._spreads.get(horizon)
+        if spread is None:
+            a, b, h = self.alpha, self.alpha * self.beta, horizon
+            factor = 1 + (h - 1) * (a * a + a * b * h + b * b * h * (2 * h - 1) / 6)
+            spread = self._spreads[horizon] = math.sqrt(factor)
+        return self.sigma() * spread

@@ -104,6 +104,12 @@ class LogosBot(Bot[LogosParams]):
         self.last_decision: dict[SeriesKey, Consensus] = {}
         self.next_order = 1
         self.risk = StandDown(ctx.bot_id, self.params.alert_cooldown_bars)
+        # every series of every interval, decided once (see StrategyBot: params attributes are slow)
+        self._wants_every = not params.symbols and not params.exchanges and params.interval is None
+        self._window_bars = params.window_bars
+        #: Each series' oldest live vote time (derived, not state): a candle that cannot expire a vote
+        #: skips the scan over the votes.
+        self._oldest: dict[SeriesKey, int] = {}
 
     def snapshot(self) -> LogosState:
         return LogosState(
@@ -127,6 +133,13 @@ class LogosBot(Bot[LogosParams]):
         self.last_decision = dict(state.last_decision)
         self.next_order = state.next_order
         self.risk.restore(state.risk)
+        self._oldest = {}
+
+    def _oldest_vote(self, key: SeriesKey, votes: dict[str, Vote]) -> None:
+        if votes:
+            self._oldest[key] = min(vote.time for vote in votes.values())
+        else:
+            self._oldest.pop(key, None)
 
     def _series(self, key: SeriesKey) -> _Series:
         found = self.series.get(key)
@@ -141,9 +154,11 @@ class LogosBot(Bot[LogosParams]):
     async def handle(self, event: Event) -> None:
         payload = event.payload
         if isinstance(payload, Candle):
-            interval = self.params.interval
-            if self.wants(payload.exchange, payload.symbol) and (
-                interval is None or payload.interval == interval
+            p = self.params  # ``wants`` inline: every candle comes here
+            if self._wants_every or (
+                (not p.symbols or payload.symbol in p.symbols)
+                and (not p.exchanges or payload.exchange in p.exchanges)
+                and (p.interval is None or payload.interval == p.interval)
             ):
                 await self._on_candle(event, payload)
         elif isinstance(payload, Signal):
@@ -169,24 +184,42 @@ class LogosBot(Bot[LogosParams]):
             self.risk.observe(event)
 
     async def _on_candle(self, event: Event, candle: Candle) -> None:
-        key = (candle.exchange, candle.symbol)
-        series = self._series(key)
-        series.time, series.close = max(series.time, candle.open_time), candle.close
+        key, close = (candle.exchange, candle.symbol), candle.close
+        series = self.series.get(key)
+        if series is None:
+            series = self.series[key] = _Series()
+        if candle.open_time > series.time:
+            series.time = candle.open_time
+        series.close, now = close, series.time
         if candle.interval != series.interval:
             series.bar_ms, series.interval = interval_ms(candle.interval), candle.interval
-        self.risk.clock(candle.open_time, candle.interval)
-        still: list[tuple[Vote, int]] = []
-        for vote, due in series.pending:
-            if series.time < due:
-                still.append((vote, due))
-            elif vote.reference is not None:
-                moved = candle.close - vote.reference
-                self.hits.record(vote.source, moved > 0 if vote.direction == "LONG" else moved < 0)
-        series.pending = still
-        window = self.params.window_bars * series.bar_ms
-        expired = [s for s, vote in series.votes.items() if series.time - vote.time > window]
-        for source in expired:
-            del series.votes[source]
+        risk = self.risk
+        if candle.open_time > risk.now_ms or candle.interval != risk.interval:
+            risk.clock(candle.open_time, candle.interval)  # once a bar, not once a candle
+        pending = series.pending
+        if pending:  # judge the votes that came due (most candles find none, or none yet due)
+            still: list[tuple[Vote, int]] = []
+            for item in pending:
+                vote, due = item
+                if now < due:
+                    still.append(item)
+                elif vote.reference is not None:
+                    moved = close - vote.reference
+                    self.hits.record(vote.source, moved > 0 if vote.direction == "LONG" else moved < 0)
+            if len(still) != len(pending):
+                series.pending = still
+        votes = series.votes
+        if not votes:
+            return
+        window = self._window_bars * series.bar_ms
+        oldest = self._oldest.get(key)
+        if oldest is not None and now - oldest <= window:
+            return  # every vote is at least as young as the oldest: none expires
+        expired = [s for s, vote in votes.items() if now - vote.time > window]
+        if expired:
+            for source in expired:
+                del votes[source]
+        self._oldest_vote(key, votes)
         if expired:
             self.counts["expired"] += len(expired)
             await self._decide(event, key)
@@ -203,6 +236,7 @@ class LogosBot(Bot[LogosParams]):
         reference = signal.entry_price or series.close or None
         vote = Vote(source, signal.direction, signal.confidence, time, reference)
         series.votes[source] = vote
+        self._oldest_vote(key, series.votes)
         series.pending.append((vote, time + self.params.hit_horizon_bars * series.bar_ms))
         self.counts["signals"] += 1
         await self._decide(event, key)
@@ -212,13 +246,15 @@ class LogosBot(Bot[LogosParams]):
             gone = [s for s in series.votes if s in names]
             for source in gone:
                 del series.votes[source]
+            self._oldest_vote(key, series.votes)
             if gone:
                 await self._decide(event, key)
 
     async def _decide(self, event: Event, key: SeriesKey) -> Consensus:
         series = self.series[key]
         votes = list(series.votes.values())
-        result = consensus(votes, {v.source: self.hits.rate(v.source) for v in votes})
+        rates = {v.source: self.hits.rate(v.source) for v in votes}
+        result = consensus(votes, rates)
         self.last_decision[key] = result
         decision = Decision(
             symbol=key[1],
@@ -228,7 +264,7 @@ class LogosBot(Bot[LogosParams]):
             agreement=round(result.agreement, 6),
             sources=result.sources,
         )
-        hit_rates = {v.source: round(self.hits.rate(v.source), 4) for v in votes}
+        hit_rates = {source: round(rate, 4) for source, rate in rates.items()}
         await self.ctx.publish(
             "analytics.decision.made",
             decision,

@@ -111,6 +111,7 @@ class _FeedBot(Bot[FeedParamsT]):
         self.first_time: int | None = None
         self.last_time: int | None = None
         self.completed = False
+        self._topics: dict[tuple[str, str], tuple[str, str]] = {}  # ticker and candle topic per series
 
     def snapshot(self) -> FeedState:
         return FeedState(
@@ -155,23 +156,30 @@ class _FeedBot(Bot[FeedParamsT]):
             resumed = {"sent": self.sent, "bars": self.bars_published}
             self.ctx.log.info("feed resumes after its state", extra=resumed)
         try:
+            # Only this task moves ``sent`` once the replay runs: the events its state covers are the
+            # first ``skip``; a bar's series is added with the bar's first event published.
+            skip, publish, last_bar = self.sent, self.ctx.publish, None
             for index, (bar, topic, payload) in enumerate(self.events(bars)):
-                if index < self.sent:
+                if index < skip:
                     continue  # published before the restart (the state covers it)
-                if self.last_time is not None and bar.time > self.last_time:  # a new bar time
+                time = bar.time
+                if self.last_time is not None and time > self.last_time:  # a new bar time
                     if params.speed:
-                        await asyncio.sleep((bar.time - self.last_time) / 1000 / params.speed)
+                        await asyncio.sleep((time - self.last_time) / 1000 / params.speed)
                     else:
                         await self.ctx.settle()  # the platform is done with the previous bars
                 # Counted before it goes out: a stop that lands inside the publish (the event already
                 # handed over) must not make the next start send it again; a failed publish is not.
                 candle = isinstance(payload, Candle)
                 self.sent, self.bars_published = self.sent + 1, self.bars_published + candle
-                self.series.add((bar.exchange, bar.symbol))
-                self.first_time = bar.time if self.first_time is None else self.first_time
-                self.last_time = bar.time
+                if bar is not last_bar:
+                    last_bar = bar
+                    self.series.add((bar.exchange, bar.symbol))
+                if self.first_time is None:
+                    self.first_time = time
+                self.last_time = time
                 try:
-                    await self.ctx.publish(topic, payload, metadata={DATA_TIME: bar.time})
+                    await publish(topic, payload, metadata={DATA_TIME: time})
                 except Exception:
                     self.sent, self.bars_published = self.sent - 1, self.bars_published - candle
                     raise
@@ -194,8 +202,11 @@ class _FeedBot(Bot[FeedParamsT]):
     def bar_events(self, bar: Bar) -> Iterator[tuple[Bar, str, Any]]:
         params, key = self.params, (bar.exchange, bar.symbol)
         ticker = bar.ticker(params.ticker_spread_bps)
-        yield bar, ticker_topic(*key), ticker
-        yield bar, candle_topic(*key), bar.candle(self.bar_interval())
+        topics = self._topics.get(key)
+        if topics is None:  # formatted once per series, not twice per bar
+            topics = self._topics[key] = (ticker_topic(*key), candle_topic(*key))
+        yield bar, topics[0], ticker
+        yield bar, topics[1], bar.candle(self.bar_interval())
         if params.emit_trades:
             side: Literal["BUY", "SELL"] = "BUY" if bar.close >= bar.open else "SELL"
             trade = Trade(

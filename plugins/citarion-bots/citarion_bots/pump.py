@@ -116,6 +116,8 @@ class PumpBot(StrategyBot[PumpParams]):
         self.returns: dict[SeriesKey, deque[float]] = {}  # the baseline's one-bar returns, rolling
         self.quiet_until: dict[SeriesKey, int] = {}
         self.detections: list[tuple[SeriesKey, int, int]] = []  # (series, bar number, open time)
+        # read once per candle: the baseline length and the volume screen's multiple less its margin
+        self._screen = (params.baseline_bars, params.volume_mult * (1 - 1e-9))
 
     def state_fields(self) -> dict[str, Any]:
         return {
@@ -139,6 +141,7 @@ class PumpBot(StrategyBot[PumpParams]):
 
     async def on_candle(self, event: Event, candle: Candle) -> None:
         key, p = (candle.exchange, candle.symbol), self.params
+        baseline, screen = self._screen
         # get, not setdefault: that would build three deques per candle
         closes, volumes, returns = self.closes.get(key), self.volumes.get(key), self.returns.get(key)
         if closes is None:
@@ -148,9 +151,16 @@ class PumpBot(StrategyBot[PumpParams]):
         if returns is None:
             returns = self.returns[key] = deque(maxlen=p.baseline_bars)
         # The volume spike is the rarer condition: test it first (the same mean read_pump takes), so
-        # the returns' sigma is only computed for bars that could be a pump.
-        base = mean(volumes) if len(volumes) == p.baseline_bars else 0.0
-        quiet = base > 0 and candle.volume / base < p.volume_mult
+        # the returns' sigma is only computed for bars that could be a pump. Most bars are far below
+        # it: a plain sum (within n ulps of the exact one, the volumes being >= 0) settles those with
+        # a 1e-9 margin; only a bar near the threshold needs the exact mean to decide.
+        quiet, n = False, len(volumes)
+        if n == baseline:
+            rough = sum(volumes)
+            quiet = rough > 0 and candle.volume * n < rough * screen
+            if not quiet:
+                base = math.fsum(volumes) / n  # mean(volumes)
+                quiet = base > 0 and candle.volume / base < p.volume_mult
         reading = None if quiet else read_pump(closes, volumes, candle.close, candle.volume, p, returns)
         if closes:
             returns.append(candle.close / closes[-1] - 1)

@@ -182,6 +182,8 @@ class RiskGuard(Bot[RiskGuardParams]):
         self.clock = 0
         self.now = -1
         self.counts: Counter[str] = Counter()
+        # read on every candle (a params attribute costs about twice a plain one)
+        self._limits = (params.max_drawdown, params.max_gross_exposure, params.max_loss_streak)
 
     def snapshot(self) -> RiskGuardState:
         owner = {id(account): bot_id for bot_id, account in self.accounts.items()}
@@ -213,18 +215,40 @@ class RiskGuard(Bot[RiskGuardParams]):
     async def handle(self, event: Event) -> None:
         payload = event.payload
         if isinstance(payload, Candle):
-            key = (payload.exchange, payload.symbol)
-            self.marks[key] = payload.close
-            for holder in self.holders.get(key, ()):
-                holder.revalue(key, payload.close)
+            key, mark = (payload.exchange, payload.symbol), payload.close
+            self.marks[key] = mark
             if payload.open_time > self.now:
                 self.now = payload.open_time
                 self.clock += 1
             # Every candle, every account: the decisions are synchronous, a coroutine is awaited only
-            # for an account with something to publish (a breach or a cleared block).
+            # for an account with something to publish (a breach or a cleared block). A holder of the
+            # series is revalued right before it is assessed (``_Account.revalue``, inline: the same
+            # arithmetic; an account's figures never depend on another's).
+            max_drawdown, max_exposure, max_streak = self._limits
             for bot_id, account in self.accounts.items():
-                if key in account.quantities:
-                    breach = self._assess(account)
+                quantity = account.quantities.get(key)
+                if quantity is not None:
+                    values = account.values
+                    old, new = values[key], quantity * mark
+                    values[key] = new
+                    account.value += new - old
+                    account.exposure += abs(new) - abs(old)
+                    # _assess's peak and "all is well", inline: what nearly every candle finds
+                    equity, peak = account.cash + account.value, account.peak
+                    if peak is None or equity > peak:
+                        peak = account.peak = equity
+                    if account.block is not None:  # what _assess answers (_CLEAR): may it be cleared?
+                        block = self._clearable(account)
+                        if block is not None:
+                            await self._cleared(event, bot_id, block)
+                        continue
+                    if (
+                        ((peak - equity) / peak if peak > 0 else 0.0) < max_drawdown
+                        and (max_exposure is None or not account.exposure > max_exposure)
+                        and (max_streak is None or account.streak < max_streak)
+                    ):
+                        continue
+                    breach = self._assess(account)  # the peak moved already: the same answer
                     if isinstance(breach, tuple):
                         await self._breach(event, bot_id, account, *breach)
                     elif breach is not None:  # blocked: may it be cleared?
@@ -342,25 +366,26 @@ class RiskGuard(Bot[RiskGuardParams]):
     def _clearable(self, account: _Account) -> _Block | None:
         """Lift the account's block if it may be (then its peak or streak starts afresh); the lifted
         block, to announce, or None."""
-        block, p = account.block, self.params
+        block = account.block
         if block is None:
             return None
-        equity = self.equity(account)
-        waited = self.clock - block.since >= p.cooldown_bars
-        if block.kind == "drawdown":
-            peak = account.peak or 0.0
-            recovered = peak > 0 and (peak - equity) / peak < p.max_drawdown * p.drawdown_clear_ratio
-            if not (waited or recovered):
-                return None
-            account.peak = equity
-        elif block.kind == "exposure":
+        p, kind = self.params, block.kind  # asked on every candle while blocked: no calls on the way
+        if kind == "exposure":
             limit = p.max_gross_exposure
-            if limit is not None and self.exposure(account) > limit * p.exposure_clear_ratio:
+            if limit is not None and account.exposure > limit * p.exposure_clear_ratio:
                 return None
-        elif not waited:
-            return None
         else:
-            account.streak = 0
+            waited = self.clock - block.since >= p.cooldown_bars
+            if kind == "drawdown":
+                equity, peak = account.cash + account.value, account.peak or 0.0
+                recovered = peak > 0 and (peak - equity) / peak < p.max_drawdown * p.drawdown_clear_ratio
+                if not (waited or recovered):
+                    return None
+                account.peak = equity
+            elif not waited:
+                return None
+            else:
+                account.streak = 0
         account.block = None
         return block
 

@@ -45,7 +45,7 @@ class StandDown:
         self.blocked: str | None = None
         self.now_ms = 0
         self.bar_ms = 60_000
-        self._interval = ""
+        self.interval = ""  # the candles' interval (``bar_ms`` is parsed from it)
         self.alerts = 0
         self._halted_until: dict[str, int] = {}
 
@@ -53,8 +53,8 @@ class StandDown:
         """Advance data time to a candle's open time (never backwards)."""
         if open_time > self.now_ms:
             self.now_ms = open_time
-        if interval != self._interval:  # parsed once per interval, not once per candle
-            self.bar_ms, self._interval = interval_ms(interval), interval
+        if interval != self.interval:  # parsed once per interval, not once per candle
+            self.bar_ms, self.interval = interval_ms(interval), interval
 
     def observe(self, event: Event) -> bool:
         """Take in a risk event; True when it was one this class handles."""
@@ -83,14 +83,14 @@ class StandDown:
             blocked=self.blocked,
             now_ms=self.now_ms,
             bar_ms=self.bar_ms,
-            interval=self._interval,
+            interval=self.interval,
             alerts=self.alerts,
             halted_until=self._halted_until,
         )
 
     def restore(self, state: StandDownState) -> None:
         self.blocked, self.now_ms, self.bar_ms = state.blocked, state.now_ms, state.bar_ms
-        self._interval, self.alerts = state.interval, state.alerts
+        self.interval, self.alerts = state.interval, state.alerts
         self._halted_until = dict(state.halted_until)
 
     def halted(self, symbol: str) -> bool:

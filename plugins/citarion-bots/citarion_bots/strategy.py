@@ -89,12 +89,15 @@ class StrategyBot(Bot[StrategyParamsT]):
     def __init__(self, ctx: BotContext, params: StrategyParamsT) -> None:
         super().__init__(ctx, params)
         self.inventory: defaultdict[SeriesKey, float] = defaultdict(float)
-        self.bars: Counter[SeriesKey] = Counter()
+        self.bars: dict[SeriesKey, int] = {}  # candles seen per series (a dict: a Counter's += is slower)
         self.counts: Counter[str] = Counter()
         halt = self.params.alert_cooldown_bars if isinstance(self.params, TradingParams) else 0
         self.risk = StandDown(ctx.bot_id, halt)
         self._pending: dict[str, tuple[SeriesKey, Side, float]] = {}
         self.next_order = 1
+        # Every series of every interval (the demo's case), decided once: a params attribute costs
+        # about twice a plain one (pydantic models are not specialised), and handle reads it per candle.
+        self._wants_every = not params.symbols and not params.exchanges and params.interval is None
 
     # -- state (docs/state.md) --------------------------------------------------------------------
 
@@ -118,7 +121,7 @@ class StrategyBot(Bot[StrategyParamsT]):
         self.next_order = state.next_order
         self.inventory = defaultdict(float, state.inventory)
         self._pending = dict(state.pending)
-        self.bars = Counter(dict(state.bars))
+        self.bars = dict(state.bars)
         self.counts = Counter(state.counts)
         self.risk.restore(state.risk)
 
@@ -127,13 +130,17 @@ class StrategyBot(Bot[StrategyParamsT]):
     async def handle(self, event: Event) -> None:
         payload = event.payload
         if isinstance(payload, Candle):
-            interval = self.params.interval
-            if self.wants(payload.exchange, payload.symbol) and (
-                interval is None or payload.interval == interval
+            # ``wants`` inline: every candle reaches every strategy, most of them want it
+            p, exchange, symbol = self.params, payload.exchange, payload.symbol
+            if self._wants_every or (
+                (not p.symbols or symbol in p.symbols)
+                and (not p.exchanges or exchange in p.exchanges)
+                and (p.interval is None or payload.interval == p.interval)
             ):
-                key = (payload.exchange, payload.symbol)
-                self.bars[key] += 1
-                self.risk.clock(payload.open_time, payload.interval)
+                key, bars, risk = (exchange, symbol), self.bars, self.risk
+                bars[key] = bars.get(key, 0) + 1
+                if payload.open_time > risk.now_ms or payload.interval != risk.interval:
+                    risk.clock(payload.open_time, payload.interval)  # once a bar, not once a candle
                 await self.on_candle(event, payload)
         elif isinstance(payload, Order):
             if payload.bot_id == self.ctx.bot_id:
@@ -184,6 +191,8 @@ class StrategyBot(Bot[StrategyParamsT]):
         held = self.inventory[key]
         if held <= 0.0:  # nothing to sell whatever is promised (what most calls find, once per candle)
             return 0.0
+        if not self._pending:  # nothing in flight (most candles): held - 0, no generator to build
+            return round_qty(held)
         reserved = sum(q for k, side, q in self._pending.values() if k == key and side == "SELL")
         return round_qty(max(0.0, held - reserved))
 

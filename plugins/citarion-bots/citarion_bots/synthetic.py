@@ -117,11 +117,6 @@ class SyntheticSpec(StrictParams):
         return self
 
 
-def _sig(value: float) -> float:
-    """8 significant digits: readable CSV, still far finer than any tick size."""
-    return float(f"{value:.8g}")
-
-
 class _Path:
     """One symbol's reference path (first exchange) and its regime state."""
 
@@ -141,8 +136,13 @@ class _Path:
             self.left = max(1, round(spec.regime_bars * rng.uniform(0.5, 1.5)))
             self.anchor = self.x
         self.left -= 1
-        drift = {"up": spec.trend, "down": -spec.trend}.get(
-            self.kind, -spec.reversion * (self.x - self.anchor)
+        kind = self.kind  # not a dict per bar: the same drift, picked by comparison
+        drift = (
+            spec.trend
+            if kind == "up"
+            else -spec.trend
+            if kind == "down"
+            else -spec.reversion * (self.x - self.anchor)
         )
         r = drift + spec.volatility * rng.gauss(0.0, 1.0)
         volume_mult = 1.0
@@ -177,13 +177,14 @@ def generate(spec: SyntheticSpec) -> Iterator[Bar]:
                     venue = venue_rngs[(symbol, exchange)]
                     factor = 1 + spec.gap_bps / 10_000 * venue.uniform(-1.0, 1.0)
                     vol_factor = venue.uniform(0.7, 1.3)
+                # prices to 8 significant digits: readable CSV, still far finer than any tick size
                 yield Bar(
-                    time=time_ms,
-                    symbol=symbol,
-                    exchange=exchange,
-                    open=_sig(open_ * factor),
-                    high=_sig(high * factor),
-                    low=_sig(low * factor),
-                    close=_sig(close * factor),
-                    volume=round(volume * vol_factor, 4),
+                    time_ms,
+                    symbol,
+                    exchange,
+                    float(f"{open_ * factor:.8g}"),
+                    float(f"{high * factor:.8g}"),
+                    float(f"{low * factor:.8g}"),
+                    float(f"{close * factor:.8g}"),
+                    round(volume * vol_factor, 4),
                 )
