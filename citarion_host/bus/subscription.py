@@ -57,7 +57,9 @@ from .position import reset_delivery_position, set_delivery_position
 
 __all__ = ["Arrivals", "Handler", "Receipts", "Subscription", "run_each"]
 
-Handler = Callable[[Event], Awaitable[Any]]
+#: What a subscription calls per event: a coroutine function, or a plain function (its result awaited
+#: when it is awaitable).
+Handler = Callable[[Event], Awaitable[Any] | None]
 _CoroutineHandler = Callable[[Event], Coroutine[Any, Any, Any]]
 ErrorCallback = Callable[["Subscription", Event, BaseException], None]
 OverflowCallback = Callable[["Subscription"], None]
@@ -145,6 +147,7 @@ class Subscription:
         "_on_error",
         "_on_overflow",
         "_pending",
+        "_plain",
         "_room",
         "_task",
         "backpressure_timeouts",
@@ -213,6 +216,9 @@ class Subscription:
         self.backpressure_waits = 0
         self.backpressure_timeouts = 0
         self._handler: _CoroutineHandler = _as_coroutine_function(handler)
+        #: The handler when it is a plain function (``_handler`` then wraps it in a coroutine): the
+        #: deterministic mode's :func:`run_each` calls it as it is, without that coroutine.
+        self._plain: Callable[[Event], Any] | None = None if self._handler is handler else handler
         self._on_error = on_error
         self._on_overflow = on_overflow
         #: One queue per priority, made when the first event has to wait: most subscriptions never
@@ -523,13 +529,20 @@ async def run_each(event: Event, subscriptions: Iterable[Subscription]) -> None:
 
     One coroutine for the event, not one per subscriber: the deterministic mode's sequencer hands every
     event on memory to its subscribers through this (four of them per event in the demo), and a
-    coroutine per delivery cost as much as the rest of the delivery's bookkeeping here."""
+    coroutine per delivery cost as much as the rest of the delivery's bookkeeping here. A plain
+    function handler (the run monitor's) is called as it is, not through a coroutine wrapping it."""
     for subscription in subscriptions:
         if subscription._closed:
             continue
         subscription._active = True
         try:
-            await subscription._handler(event)
+            plain = subscription._plain
+            if plain is None:
+                await subscription._handler(event)
+            else:
+                result = plain(event)
+                if result is not None and inspect.isawaitable(result):
+                    await result
             subscription.delivered += 1
         except Exception as exc:
             subscription._report(event, exc)
