@@ -129,7 +129,7 @@ class RunMonitor:
         """Count ``event``, record it, and read the figures of orders, positions and risk alerts.
 
         A plain function, not a coroutine: it never waits, and the deterministic mode calls such a
-        handler without a coroutine of its own (``bus.subscription.run_each``), once per event."""
+        handler without a coroutine of its own (``bus.sequencer``), once per event."""
         self.events += 1
         kind = self._kinds.get(event.topic)
         if kind is None:
