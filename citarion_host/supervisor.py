@@ -329,7 +329,10 @@ class BotRunner:
                     finally:
                         self.quiet = False
                     self.handled += 1
-                    checkpoints.applied(bot, event, where)
+                    journal = checkpoints.journal  # Checkpoints.applied, inline
+                    journal.append(event)
+                    if where is not None or len(journal) >= checkpoints.check_at:
+                        checkpoints.cadence(bot, where)
                 finally:
                     self._handling -= 1
                     if not self._handling and self._handled_all is not None:
