@@ -82,7 +82,8 @@ class Checkpoints:
         self.cost = 0.0
         self._spaced_until = 0.0
         self._where: Context | None = None  # the last applied event's delivery (its stream position)
-        self._check_at = settings.every_events
+        #: The journal's length from which an applied event looks at the cadence (:meth:`cadence`).
+        self.check_at = settings.every_events
         self._due = time.monotonic() + settings.every_s
 
     # -- loading --------------------------------------------------------------------------------------
@@ -130,17 +131,25 @@ class Checkpoints:
     def applied(self, bot: Any, event: Event, where: Context | None) -> None:
         """``event`` was applied to ``bot`` (``where``: its delivery's context, on a bus whose deliveries
         have a stream position): journal it, snapshot if due (every ``every_events`` events, spaced by
-        the snapshot's own cost; see the module docstring). On every event's path: a snapshot deferred by
-        its spacing is looked at again 64 events on."""
+        the snapshot's own cost; see the module docstring). On every event's path, so the runner does
+        this inline: append to :attr:`journal`, and call :meth:`cadence` only when ``where`` is given or
+        the journal reached :attr:`check_at`."""
         journal = self.journal
         journal.append(event)
+        if where is not None or len(journal) >= self.check_at:
+            self.cadence(bot, where)
+
+    def cadence(self, bot: Any, where: Context | None) -> None:
+        """After :meth:`applied`'s append: keep ``where``, snapshot if due. A snapshot deferred by its
+        spacing is looked at again 64 events on."""
         if where is not None:
             self._where = where
-        if len(journal) >= self._check_at:
+        journal = self.journal
+        if len(journal) >= self.check_at:
             if time.monotonic() >= self._spaced_until:
                 self.take(bot)
             else:
-                self._check_at = len(journal) + 64
+                self.check_at = len(journal) + 64
 
     def take(self, bot: Any) -> Snapshot | None:
         """Snapshot ``bot`` now (between two events) and hand it to the keeper; None if it failed
@@ -174,7 +183,7 @@ class Checkpoints:
         self.latest = snapshot
         self.covered += len(self.journal)
         self.journal.clear()
-        self._check_at = self.settings.every_events
+        self.check_at = self.settings.every_events
         self.taken += 1
         self.keeper.put(snapshot, data)
         now = time.monotonic()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine, Iterable
+from collections.abc import Awaitable, Coroutine, Iterable
 from typing import Any, Protocol
 
 from .bot import PublishGuard
@@ -29,8 +29,9 @@ _ALLOWED_KEPT = 1024
 class Outlet(Protocol):
     """Where a context's events go and its background work runs (the host's bus, or a recording)."""
 
-    async def post(self, event: Event) -> None:
-        """Send a checked, stamped event on (in publish order)."""
+    def post(self, event: Event) -> Awaitable[None] | None:
+        """Send a checked, stamped event on (in publish order): None when it is sent already, else an
+        awaitable the context awaits (a coroutine per publish only where sending has to wait)."""
         ...
 
     async def request(self, event: Event, timeout: float) -> Event:
@@ -115,7 +116,8 @@ class GuardedContext:
         correlation_id: str | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> Event:
-        self.check(topic)
+        if topic not in self._allowed:
+            self.check(topic)
         causation_id, correlation_id, metadata = stamp(causation_id, correlation_id, metadata)
         event = self._catalog.make(
             topic,
@@ -126,7 +128,9 @@ class GuardedContext:
             correlation_id=correlation_id,
             metadata=metadata,
         )
-        await self._outlet.post(event)
+        pending = self._outlet.post(event)
+        if pending is not None:
+            await pending
         return event
 
     async def request(self, topic: str, payload: Any, *, timeout: float = 5.0) -> Event:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from itertools import accumulate
 from typing import Any, Final, Generic, Literal
 
@@ -331,6 +331,12 @@ class EventCatalog:
         """Append the event's JSON (as :meth:`encode`) to ``buffer``: a record of many events builds no
         bytes object per event."""
         self._encoder.encode_into(event, buffer, -1)
+
+    def appender(self) -> Callable[[Event, bytearray, int], None]:
+        """The codec's own ``encode_into``: ``appender()(event, buffer, -1)`` appends as
+        :meth:`encode_into` does, one Python call less for a caller on every event's path (the run
+        monitor's record)."""
+        return self._encoder.encode_into
 
     def decode(self, data: bytes | str, topic: str | None = None) -> Event[Any]:
         """Parse and validate wire bytes into an :class:`Event` with a typed payload.

@@ -78,7 +78,10 @@ class RunMonitor:
         #: Record lines not written yet (``_RECORD_CHUNK`` bytes at most); None: no record.
         self._lines: bytearray | None = None
         self._subscription: Subscription | None = None
-        self._encode_into: Callable[[Event, bytearray], None] = lambda event, buffer: None
+        #: The codec's ``encode_into(event, buffer, -1)``: appends the event's JSON to the record lines.
+        self._encode_into: Callable[[Event, bytearray, int], None] = lambda event, buffer, offset: None
+        #: What the monitor reads from a payload, by its type (:data:`_ORDER`...), found once per type.
+        self._payload_kinds: dict[type, int] = {}
         #: ``domain.entity.action`` of each topic seen (``by_topic``'s key, built once per topic).
         self._kinds: dict[str, str] = {}
         self._last_report = (self.started, 0)
@@ -102,7 +105,7 @@ class RunMonitor:
         if self.bus is not None and self.bus is not bus:  # a backend switch: keep what the old one saw
             self._earlier = _add_totals(self._earlier, self.bus.subscriber_totals())
         self.bus = bus
-        self._encode_into = bus.catalog.encode_into
+        self._encode_into = bus.catalog.appender()
         # On a bus that stores events (JetStream) the monitor reads the store, as the bots do: it then
         # shares the host's one consumer with them (``feeds.HostInbox``), so each event reaches this
         # process once, not a second time over a core subscription (one NATS message in five of the
@@ -127,7 +130,11 @@ class RunMonitor:
             self._file.close()
             self._file, self._lines = None, None
 
-    async def _on_event(self, event: Event) -> None:
+    def _on_event(self, event: Event) -> None:
+        """Count ``event``, record it, and read the figures of orders, positions and risk alerts.
+
+        A plain function, not a coroutine: it never waits, and the deterministic mode calls such a
+        handler without a coroutine of its own (``bus.sequencer``), once per event."""
         self.events += 1
         kind = self._kinds.get(event.topic)
         if kind is None:
@@ -137,25 +144,31 @@ class RunMonitor:
         self.by_topic[kind] += 1
         lines = self._lines
         if lines is not None:
-            self._encode_into(event, lines)
+            self._encode_into(event, lines, -1)
             lines.append(10)  # b"\n"
             if len(lines) >= _RECORD_CHUNK and self._file is not None:
                 self._file.write(lines)
                 lines.clear()
         payload = event.payload
-        if isinstance(payload, Order) and payload.bot_id:
-            figures = self._bot(payload.bot_id)
-            if event.action == "filled":
-                figures.fills += 1
-                figures.fees += payload.fee
-            elif event.action == "rejected":
-                figures.rejections += 1
-        elif isinstance(payload, Position):
+        read = self._payload_kinds.get(type(payload))
+        if read is None:
+            read = self._payload_kinds[type(payload)] = _payload_kind(payload)
+        if not read:  # most events (candles, signals): nothing to read
+            return
+        if read == _ORDER:
+            if payload.bot_id:
+                figures = self._bot(payload.bot_id)
+                if event.action == "filled":
+                    figures.fills += 1
+                    figures.fees += payload.fee
+                elif event.action == "rejected":
+                    figures.rejections += 1
+        elif read == _POSITION:
             figures = self._bot(payload.bot_id)
             figures.positions[f"{payload.exchange}:{payload.symbol}"] = payload
             figures.realized_pnl = sum(p.realized_pnl for p in figures.positions.values())
             figures.unrealized_pnl = sum(p.unrealized_pnl for p in figures.positions.values())
-        elif isinstance(payload, RiskAlert):
+        else:
             self.alert_kinds[(payload.kind, payload.severity)] += 1
             self.recent_alerts.append(f"{payload.severity} {payload.kind}: {payload.message}")
             if payload.bot_id:
@@ -250,6 +263,21 @@ SUMMARY_COLUMNS = (
 )
 TEXT_COLUMNS = 4
 _TOTALLED = SUMMARY_COLUMNS[TEXT_COLUMNS:]
+
+
+#: What :meth:`RunMonitor._on_event` reads from a payload (0: nothing).
+_ORDER, _POSITION, _ALERT = 1, 2, 3
+
+
+def _payload_kind(payload: object) -> int:
+    """Which figures a payload of this type carries (subclasses included, as ``isinstance`` says)."""
+    if isinstance(payload, Order):
+        return _ORDER
+    if isinstance(payload, Position):
+        return _POSITION
+    if isinstance(payload, RiskAlert):
+        return _ALERT
+    return 0
 
 
 def health(delivered: int, dropped: int) -> str:

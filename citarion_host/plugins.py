@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
+from types import FunctionType, MethodType, ModuleType
 from typing import Any
 
 import pluggy
@@ -68,9 +68,38 @@ class PluginInfo:
 
 def get_plugin_manager() -> pluggy.PluginManager:
     """A fresh plugin manager with citarion's hook specs (no global one: each host has its own)."""
-    manager = pluggy.PluginManager(hookspecs.PROJECT)
+    manager = _Manager(hookspecs.PROJECT)
     manager.add_hookspecs(hookspecs)
     return manager
+
+
+#: What pluggy can take as a hook implementation (``pluggy._manager._static_hook_attr``).
+_HOOKABLE = (FunctionType, MethodType, staticmethod, classmethod)
+#: Names a module's type resolves itself (``inspect.getattr_static`` may not read them from the module).
+_MODULE_TYPE_NAMES = frozenset(dir(ModuleType))
+
+
+class _Manager(pluggy.PluginManager):
+    """pluggy's manager, reading a module's hook implementations without pluggy's per-name look-up.
+
+    Registering a module makes pluggy look at every name of ``dir(module)`` with
+    ``inspect.getattr_static`` (so that no descriptor runs): about forty names per bot module, most of
+    them imported classes and modules, and that look-up was most of the cost of finding the plugins
+    (done by every host, so once per run). For a module, ``getattr_static`` of a name its type does not
+    define is the entry of the module's ``__dict__``, so that is read instead: a value that is not a
+    function (or a method, a ``staticmethod``, a ``classmethod``) is no hook implementation for pluggy
+    either, and a function's options are its marker attribute, as pluggy reads them. Everything else
+    (methods, plugins that are not modules) goes through pluggy's own parsing."""
+
+    def parse_hookimpl_opts(self, plugin: object, name: str) -> Any:
+        if type(plugin) is ModuleType and name not in _MODULE_TYPE_NAMES:
+            value = plugin.__dict__.get(name)
+            if type(value) is FunctionType:
+                opts = getattr(value, f"{self.project_name}_impl", None)
+                return opts if isinstance(opts, dict) else None
+            if not isinstance(value, _HOOKABLE):
+                return None
+        return super().parse_hookimpl_opts(plugin, name)
 
 
 @dataclass

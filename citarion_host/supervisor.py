@@ -29,7 +29,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from contextvars import Context, copy_context
 from typing import Any, Literal
 
@@ -61,19 +61,36 @@ class BusOutlet:
     The checks (declared patterns, lineage, payloads) are the shared context's
     (:class:`~citarion_host.context.GuardedContext`); this is only the host's side of it."""
 
-    __slots__ = ("_runner",)
+    __slots__ = ("_now", "_runner")
 
     def __init__(self, runner: BotRunner) -> None:
         self._runner = runner
+        bus = runner.bus
+        #: The bus's :meth:`~citarion_host.bus.EventBus.post_now` when the bot sends through the bus
+        #: itself and its backend has one (memory): a post that needs no waiting is made at once.
+        self._now: Callable[[Event], bool] | None = (
+            bus.post_now if runner.lane is bus and type(bus).post_now is not EventBus.post_now else None
+        )
 
-    async def post(self, event: Event) -> None:
+    def post(self, event: Event) -> Awaitable[None] | None:
+        """Post ``event`` in order: None when it is posted already, else the coroutine posting it (the
+        context awaits it). Memory posts at once, so a bot's publish has no coroutine of the host's."""
         runner = self._runner
         if runner.quiet or runner.suppress:
             # Handling again an event whose outputs went out before (a replay after a crash or a host
             # restart): the bot rebuilds its state, the world does not hear it twice.
             runner.suppress = max(runner.suppress - 1, 0)
             runner.suppressed += 1
-            return
+            return None
+        now = self._now
+        if now is None or not now(event):
+            return self._post(event)
+        runner.attempt_published += 1
+        runner.published[event.entity] = runner.published.get(event.entity, 0) + 1
+        return None
+
+    async def _post(self, event: Event) -> None:
+        runner = self._runner
         await runner.lane.post(event)  # in order; on JetStream the store's ack comes in the background
         runner.attempt_published += 1
         runner.published[event.entity] = runner.published.get(event.entity, 0) + 1
@@ -312,7 +329,10 @@ class BotRunner:
                     finally:
                         self.quiet = False
                     self.handled += 1
-                    checkpoints.applied(bot, event, where)
+                    journal = checkpoints.journal  # Checkpoints.applied, inline
+                    journal.append(event)
+                    if where is not None or len(journal) >= checkpoints.check_at:
+                        checkpoints.cadence(bot, where)
                 finally:
                     self._handling -= 1
                     if not self._handling and self._handled_all is not None:

@@ -47,7 +47,7 @@ class Recording:
         self.task_errors: list[BaseException] = []
         self.tasks = Tasks(bot_id, lambda _task, exc: self.task_errors.append(exc))
 
-    async def post(self, event: Event) -> None:
+    def post(self, event: Event) -> None:
         self.published.append(event)
 
     async def request(self, event: Event, timeout: float) -> Event:

@@ -226,3 +226,61 @@ def test_a_plugin_returning_a_non_bot_type_is_refused_by_name_and_the_others_sti
         plugins.register(BadPayload(), name="bad-payload")
     assert set(plugins.bot_types()) == {"test-recorder"}
     assert plugins.resolve("test-recorder").__name__ == "Recorder"
+
+
+def test_a_modules_hooks_are_found_as_pluggy_finds_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The host's manager reads a module's ``__dict__`` instead of pluggy's per-name static look-up:
+    it finds the same implementations (also one under another name, ``specname``, or a
+    ``staticmethod``), and nothing else (plain functions, classes, imported modules, values)."""
+    import pluggy
+
+    from citarion_host import hookspecs
+    from citarion_host.plugins import get_plugin_manager
+
+    (tmp_path / "mixed_hooks.py").write_text(
+        textwrap.dedent(
+            """
+            import json
+            from citarion_host.bot import Bot
+            from citarion_host.hookspecs import hookimpl
+
+            class Mixed(Bot):
+                type_name = "mixed"
+
+            VALUE = 3
+            citarion_domains = ["not", "a", "hook"]
+
+            def helper():
+                return 1
+
+            @hookimpl(specname="citarion_bot_types")
+            def types_under_another_name():
+                return [Mixed]
+
+            @hookimpl
+            def citarion_payload_types():
+                return {}
+
+            citarion_registry = hookimpl(staticmethod(lambda registry: None))
+            """
+        )
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import mixed_hooks  # type: ignore[import-not-found]
+
+    def found(manager: pluggy.PluginManager) -> list[tuple[str, str]]:
+        manager.register(mixed_hooks, name="mixed")
+        return sorted(
+            (impl.function.__name__, caller.name)
+            for caller in manager.get_hookcallers(mixed_hooks) or []
+            for impl in caller.get_hookimpls()
+        )
+
+    plain = pluggy.PluginManager(hookspecs.PROJECT)
+    plain.add_hookspecs(hookspecs)
+    ours = found(get_plugin_manager())
+    assert ours == found(plain)
+    assert ("types_under_another_name", "citarion_bot_types") in ours
+    assert len(ours) == 3

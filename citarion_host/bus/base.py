@@ -253,6 +253,13 @@ class EventBus(abc.ABC):
         """
         await self.publish(event)
 
+    def post_now(self, event: Event) -> bool:
+        """Post ``event`` here and now when that needs no waiting (True: done, as :meth:`post` would
+        have); False: nothing was done, :meth:`post` it. A bot's every publish asks this first (the
+        host's ``BusOutlet``), so the common case costs no coroutine. Default: False (a backend whose
+        post always waits for something, or that has not looked into it)."""
+        return False
+
     async def flush(self) -> None:
         """Return once everything published or posted so far is confirmed by the backend (or reported
         as unstored). Memory: at once."""

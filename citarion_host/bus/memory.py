@@ -108,6 +108,20 @@ class MemoryBus(EventBus):
     #: one awaiting it on every event a bot sends.
     post = publish
 
+    def post_now(self, event: Event) -> bool:
+        """:meth:`publish` without its coroutine, unless it would wait (the bus closed, the sequencer's
+        external events at their limit, a subscriber without room for an urgent event): then False."""
+        if self._closed:
+            return False
+        sequencer = self.sequencer
+        if sequencer is not None:
+            if sequencer.crowded():
+                return False
+        elif PRIORITY_RANK[event.priority] <= 1 and self._full(event) is not None:
+            return False
+        self._dispatch(event)
+        return True
+
     def _full(self, event: Event) -> Subscription | None:
         """A subscriber on ``event``'s route that needs room for an urgent event (and may wait)."""
         route = self._routes.get(event.topic) or self._route(event.topic)

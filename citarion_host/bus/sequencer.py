@@ -43,13 +43,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import inspect
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..events import Event
-from .subscription import run_each
 
 if TYPE_CHECKING:
     from .subscription import Subscription
@@ -63,22 +63,23 @@ _running: contextvars.ContextVar[Sequencer | None] = contextvars.ContextVar("seq
 
 
 class _Entry:
-    __slots__ = ("arrived", "event", "pushed", "waiting")
+    """An event announced (:meth:`Sequencer.expect`) or arrived (:meth:`Sequencer.arrived`): what it
+    waits for, and who holds it with which receipt."""
+
+    __slots__ = ("arrived", "event", "waiting")
 
     def __init__(
-        self,
-        event: Event,
-        waiting: set[Subscription],
-        arrived: list[tuple[Subscription, Any]],
-        pushed: Sequence[Subscription] | None = None,
+        self, event: Event, waiting: set[Subscription], arrived: list[tuple[Subscription, Any]]
     ) -> None:
         self.event = event
         self.waiting = waiting  # expected subscribers whose delivery has not arrived yet
         self.arrived = arrived  # (subscriber, receipt) holding the event, run in creation order
-        #: Pushed by the memory bus: its subscribers (no receipts), in creation order. Such an entry is
-        #: never in ``_by_id``, never sorted, and no (subscriber, receipt) pair is built for it: the
-        #: path of every event on memory.
-        self.pushed = pushed
+
+
+#: An event the memory bus pushed (:meth:`Sequencer.push`), with its subscribers in creation order: a
+#: plain tuple, never in ``_by_id``, never waiting, no (subscriber, receipt) pairs: the path of every
+#: event on memory, where an :class:`_Entry` and its set and list cost more than the rest of the push.
+_Pushed = tuple[Event, Sequence["Subscription"]]
 
 
 class Sequencer:
@@ -94,10 +95,11 @@ class Sequencer:
         self.stall_timeout = stall_timeout
         self.external_limit = external_limit
         self._space = asyncio.Event()
+        self._space_wanted = False  # an external publisher waits in :meth:`admit`
         self.on_stall = on_stall
-        self._internal: deque[_Entry] = deque()
-        self._external: deque[_Entry] = deque()
-        self._head: _Entry | None = None  # the entry being waited for or handled
+        self._internal: deque[_Entry | _Pushed] = deque()
+        self._external: deque[_Entry | _Pushed] = deque()
+        self._head: _Entry | _Pushed | None = None  # the entry being waited for or handled
         self._by_id: dict[str, _Entry] = {}
         self._progress = asyncio.Event()  # set when the head may have become complete
         self._idle = asyncio.Event()
@@ -128,6 +130,7 @@ class Sequencer:
         outside the handlers wait to be handled."""
         while len(self._external) >= self.external_limit and _running.get() is not self:
             self._space.clear()
+            self._space_wanted = True
             await self._space.wait()
 
     def expect(self, event: Event, subscribers: Iterable[Subscription]) -> None:
@@ -181,10 +184,13 @@ class Sequencer:
 
     def push(self, event: Event, subscribers: Sequence[Subscription], ordered: bool = False) -> None:
         """``event`` was published and already delivered to ``subscribers`` (the memory bus);
-        ``ordered``: they are in creation order already (no sort per event)."""
+        ``ordered``: they are in creation order already (no sort per event). :meth:`_append` inline:
+        this is every event's path on memory."""
         if not ordered:
             subscribers = sorted(subscribers, key=_seq)
-        self._append(_Entry(event, set(), [], pushed=subscribers))
+        (self._internal if _running.get() is self else self._external).append((event, subscribers))
+        if self._task is None:
+            self._start()
 
     def arrived(self, subscription: Subscription, event: Event, receipt: Any = None) -> None:
         """``subscription`` received ``event`` (called from ``Subscription.deliver``)."""
@@ -212,7 +218,8 @@ class Sequencer:
     def forget(self, subscription: Subscription) -> None:
         """``subscription`` is going away: never wait for it again."""
         for entry in (*self._internal, *self._external, *([self._head] if self._head else [])):
-            entry.waiting.discard(subscription)
+            if type(entry) is _Entry:  # a pushed event waits for nobody
+                entry.waiting.discard(subscription)
         self._progress.set()
 
     # -- running ----------------------------------------------------------------------------------------
@@ -220,10 +227,18 @@ class Sequencer:
     def _append(self, entry: _Entry) -> None:
         (self._internal if _running.get() is self else self._external).append(entry)
         if self._task is None:
-            self._idle.clear()
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="sequencer")
+            self._start()
+
+    def _start(self) -> None:
+        self._idle.clear()
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="sequencer")
 
     async def _run(self) -> None:
+        """Hand each event to its subscribers, one handler at a time (the module docstring's order).
+
+        A pushed event's handlers are run right here, not in a coroutine per event (nor one per
+        subscriber): :meth:`Subscription.run`'s bookkeeping inline, a plain function handler (the run
+        monitor's) called as it is. Every event on memory takes this path."""
         _running.set(self)  # this task's context: what its handlers publish is internal
         internal, external, by_id = self._internal, self._external, self._by_id
         try:
@@ -235,13 +250,12 @@ class Sequencer:
                     entry = self._head = internal.popleft()
                 else:
                     entry = self._head = external.popleft()
-                    self._space.set()
-                if entry.waiting:
-                    await self._wait_for(entry)
-                pushed = entry.pushed
-                if pushed is not None:
-                    await run_each(entry.event, pushed)
-                else:
+                    if self._space_wanted:
+                        self._space_wanted = False
+                        self._space.set()
+                if type(entry) is _Entry:
+                    if entry.waiting:
+                        await self._wait_for(entry)
                     if by_id.get(entry.event.id) is entry:
                         del by_id[entry.event.id]
                     arrived = entry.arrived
@@ -249,6 +263,30 @@ class Sequencer:
                         arrived.sort(key=_creation)
                     for subscription, receipt in arrived:
                         await subscription.run(entry.event, receipt)
+                else:  # pushed: (event, subscribers)
+                    event, pushed = entry  # type: ignore[misc]  # not an _Entry: a tuple
+                    for subscription in pushed:
+                        if subscription._closed:
+                            continue
+                        subscription._active = True
+                        try:
+                            plain = subscription._plain
+                            if plain is None:
+                                await subscription._handler(event)
+                            else:
+                                result = plain(event)
+                                if result is not None and inspect.isawaitable(result):
+                                    await result
+                            subscription.delivered += 1
+                        except Exception as exc:
+                            subscription._report(event, exc)
+                        except BaseException:  # cancelled (the bus closes without a drain): not busy
+                            subscription._active = False
+                            raise
+                        if subscription._pending or subscription._idle is not None:
+                            subscription._ran()
+                        else:  # _ran()'s common case, inline
+                            subscription._active = False
                 self._head = None
                 self.handled += 1
         finally:

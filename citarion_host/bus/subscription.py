@@ -48,16 +48,18 @@ import asyncio
 import contextvars
 import inspect
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any, Protocol
 
 from ..errors import HandledFailure
 from ..events import PRIORITIES, PRIORITY_RANK, Event
 from .position import reset_delivery_position, set_delivery_position
 
-__all__ = ["Arrivals", "Handler", "Receipts", "Subscription", "run_each"]
+__all__ = ["Arrivals", "Handler", "Receipts", "Subscription"]
 
-Handler = Callable[[Event], Awaitable[Any]]
+#: What a subscription calls per event: a coroutine function, or a plain function (its result awaited
+#: when it is awaitable).
+Handler = Callable[[Event], Awaitable[Any] | None]
 _CoroutineHandler = Callable[[Event], Coroutine[Any, Any, Any]]
 ErrorCallback = Callable[["Subscription", Event, BaseException], None]
 OverflowCallback = Callable[["Subscription"], None]
@@ -145,6 +147,7 @@ class Subscription:
         "_on_error",
         "_on_overflow",
         "_pending",
+        "_plain",
         "_room",
         "_task",
         "backpressure_timeouts",
@@ -213,6 +216,9 @@ class Subscription:
         self.backpressure_waits = 0
         self.backpressure_timeouts = 0
         self._handler: _CoroutineHandler = _as_coroutine_function(handler)
+        #: The handler when it is a plain function (``_handler`` then wraps it in a coroutine): the
+        #: deterministic mode's sequencer calls it as it is, without that coroutine (``Sequencer._run``).
+        self._plain: Callable[[Event], Any] | None = None if self._handler is handler else handler
         self._on_error = on_error
         self._on_overflow = on_overflow
         #: One queue per priority, made when the first event has to wait: most subscriptions never
@@ -312,7 +318,7 @@ class Subscription:
 
     async def run(self, event: Event, receipt: Any = None) -> None:
         """Handle ``event`` now and return when done (the deterministic mode's sequencer calls this;
-        :func:`run_each` for events without receipts).
+        its own loop for the memory bus's events, which have no receipts).
 
         Same counters and error isolation as :meth:`deliver`; no backlog, since the sequencer hands
         events over one at a time. Requests that arrived meanwhile (they stay eager) are served after.
@@ -515,28 +521,3 @@ class Subscription:
             "backpressure_waits": self.backpressure_waits,
             "backpressure_timeouts": self.backpressure_timeouts,
         }
-
-
-async def run_each(event: Event, subscriptions: Iterable[Subscription]) -> None:
-    """:meth:`Subscription.run` for each of ``subscriptions`` in turn (an event without receipts: the
-    memory bus's), each handler done before the next starts.
-
-    One coroutine for the event, not one per subscriber: the deterministic mode's sequencer hands every
-    event on memory to its subscribers through this (four of them per event in the demo), and a
-    coroutine per delivery cost as much as the rest of the delivery's bookkeeping here."""
-    for subscription in subscriptions:
-        if subscription._closed:
-            continue
-        subscription._active = True
-        try:
-            await subscription._handler(event)
-            subscription.delivered += 1
-        except Exception as exc:
-            subscription._report(event, exc)
-        except BaseException:  # cancelled (the bus closes without a drain): not busy any more
-            subscription._active = False
-            raise
-        if subscription._pending or subscription._idle is not None:
-            subscription._ran()
-        else:  # _ran()'s common case, inline
-            subscription._active = False

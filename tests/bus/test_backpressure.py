@@ -198,3 +198,21 @@ async def test_a_flood_of_mixed_priorities_loses_no_urgent_event_and_counts_ever
     assert delivered["high"] == published["high"] == 22_500
     assert dropped["normal"] + dropped["low"] > 0 and figures["out_of_order"] == 0
     assert figures["max_urgent_pending"] <= 1_000 and figures["backpressure_waits"] > 0
+
+
+async def test_post_now_posts_only_what_would_not_wait() -> None:
+    """``MemoryBus.post_now`` (what a bot's publish tries first) delivers at once when nothing has to
+    wait, and does nothing (False) when ``publish`` would wait: an urgent event for a subscriber
+    without room, a closed bus; the caller then posts it the waiting way."""
+    handler = Blocked()
+    async with MemoryBus(max_pending=1) as bus:
+        subscription = await bus.subscribe("analytics.>", handler, name="slowpoke")
+        assert bus.post_now(event(0, "high")), "an idle subscriber: handed over at once"
+        assert bus.post_now(event(1, "high")), "queued: one urgent event may wait"
+        assert subscription.needs_room()
+        assert not bus.post_now(event(2, "high")), "no room for an urgent event: not posted"
+        assert bus.post_now(event(3, "low")), "a low event never waits (the overflow policy drops it)"
+        handler.gate.set()
+        await subscription.wait_idle()
+        assert handler.seen == [0, 1]
+    assert not bus.post_now(event(4)), "a closed bus posts nothing (its post raises)"

@@ -174,3 +174,46 @@ async def test_a_delivery_that_comes_again_before_it_is_handled_keeps_its_place_
     await sequencer.settle()
     assert seen == [("A", 5), ("B", 5)] and sequencer.stalls == 0 and sequencer.redelivered == 1
     assert receipts.settled == ["a-again", "b-first"], "the newest delivery is the one settled"
+
+
+async def test_a_plain_function_handler_is_sequenced_like_a_coroutine_one() -> None:
+    """The sequencer calls a plain function handler (the run monitor's) as it is: in creation order
+    among the coroutine handlers, counted in ``delivered``, a returned awaitable awaited before the
+    next handler, a failure isolated, counted in ``failed`` and reported on ``system.handler.failed``."""
+    from citarion_host.bus.memory import MemoryBus
+
+    seen: list[str] = []
+
+    async with MemoryBus(deterministic=True) as bus:
+
+        def plain(e: Event) -> None:
+            seen.append(f"plain {e.payload['n']}")
+            if e.payload["n"] == 1:
+                raise ValueError("boom")
+
+        async def later(e: Event) -> None:
+            await asyncio.sleep(0)
+            seen.append(f"awaited {e.payload['n']}")
+
+        def returns_awaitable(e: Event) -> Any:
+            return later(e)
+
+        async def coroutine(e: Event) -> None:
+            seen.append(f"coroutine {e.payload['n']}")
+
+        failures: list[Event] = []
+
+        async def failed(e: Event) -> None:
+            failures.append(e)
+
+        await bus.subscribe("system.handler.failed", failed, name="failures")
+        first = await bus.subscribe("analytics.>", plain, name="plain")
+        second = await bus.subscribe("analytics.>", returns_awaitable, name="awaitable")
+        third = await bus.subscribe("analytics.>", coroutine, name="coroutine")
+        for n in range(3):
+            await bus.publish(event(n))
+        await bus.settle()
+
+    assert seen == [f"{kind} {n}" for n in range(3) for kind in ("plain", "awaited", "coroutine")]
+    assert (first.delivered, first.failed, second.delivered, third.delivered) == (2, 1, 3, 3)
+    assert len(failures) == 1
