@@ -102,6 +102,8 @@ class Sequencer:
         self._head: _Entry | _Pushed | None = None  # the entry being waited for or handled
         self._by_id: dict[str, _Entry] = {}
         self._progress = asyncio.Event()  # set when the head may have become complete
+        self._deadline: float | None = None  # when the wait under way stalls (:meth:`_wait_for`)
+        self._watchdog: asyncio.TimerHandle | None = None
         self._idle = asyncio.Event()
         self._idle.set()
         self._task: asyncio.Task[None] | None = None
@@ -297,14 +299,22 @@ class Sequencer:
             self._idle.set()
 
     async def _wait_for(self, entry: _Entry) -> None:
-        deadline = asyncio.get_running_loop().time() + self.stall_timeout
-        while entry.waiting:
-            self._progress.clear()
-            remaining = deadline - asyncio.get_running_loop().time()
-            try:
-                async with asyncio.timeout(max(remaining, 0.0)):
-                    await self._progress.wait()
-            except TimeoutError:
+        """Wait until every expected delivery of ``entry`` arrived, or ``stall_timeout`` passed.
+
+        On NATS every event waits here (its deliveries come back from the server), so the deadline is
+        kept by one watchdog timer (:meth:`_watch`) that is re-armed only when it fires, not by an
+        ``asyncio.timeout`` per wait (a timer scheduled and cancelled per event)."""
+        loop = asyncio.get_running_loop()
+        deadline = self._deadline = loop.time() + self.stall_timeout
+        if self._watchdog is None:
+            self._watchdog = loop.call_at(deadline, self._watch)
+        progress = self._progress
+        try:
+            while entry.waiting:
+                progress.clear()
+                await progress.wait()
+                if not entry.waiting or loop.time() < deadline:
+                    continue
                 missing = sorted(entry.waiting, key=lambda subscription: subscription.seq)
                 entry.waiting.clear()
                 self.stalls += 1
@@ -319,6 +329,20 @@ class Sequencer:
                 )
                 if self.on_stall is not None:
                     self.on_stall(entry.event, missing)
+        finally:
+            self._deadline = None
+
+    def _watch(self) -> None:
+        """The watchdog: wakes the wait whose deadline has passed; re-armed for a later wait's."""
+        self._watchdog = None
+        deadline = self._deadline
+        if deadline is None:  # no wait under way: armed again by the next one
+            return
+        loop = asyncio.get_running_loop()
+        if loop.time() >= deadline:
+            self._progress.set()
+        else:
+            self._watchdog = loop.call_at(deadline, self._watch)
 
     async def settle(self) -> None:
         """Return once every event announced so far has been handled by every subscriber."""
@@ -334,6 +358,9 @@ class Sequencer:
         """Stop running handlers (the bus is closing without a drain)."""
         if self._task is not None:
             self._task.cancel()
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
 
 
 def _creation(arrival: tuple[Subscription, Any]) -> int:

@@ -217,3 +217,39 @@ async def test_a_plain_function_handler_is_sequenced_like_a_coroutine_one() -> N
     assert seen == [f"{kind} {n}" for n in range(3) for kind in ("plain", "awaited", "coroutine")]
     assert (first.delivered, first.failed, second.delivered, third.delivered) == (2, 1, 3, 3)
     assert len(failures) == 1
+
+
+async def test_a_delivery_that_never_comes_stalls_once_after_the_timeout_and_the_rest_goes_on() -> None:
+    """The safety valve: E0 expects A and B, and B's delivery never comes. After ``stall_timeout`` the
+    sequencer hands E0 to A alone, counts one stall and reports B; E1 then runs as usual. Events whose
+    deliveries do arrive in time (E1, and every event of a waiting period that outlasts several
+    timeouts in total) never stall: the deadline is one wait's, not the watchdog's."""
+    stalled: list[tuple[int, list[str]]] = []
+    sequencer = Sequencer(
+        stall_timeout=0.3,
+        on_stall=lambda e, missing: stalled.append((e.payload["n"], [s.name for s in missing])),
+    )
+    seen: list[tuple[str, int]] = []
+    a = subscriber("A", 1, sequencer, seen)
+    b = subscriber("B", 2, sequencer, seen)
+    for n in range(3):  # 3 waits of 0.2 s each: 0.6 s in all, each one within its own timeout
+        e = event(10 + n)
+        sequencer.expect(e, [a, b])
+        a.deliver(e)
+        await asyncio.sleep(0.2)
+        b.deliver(e)
+        await sequencer.settle()
+    assert sequencer.stalls == 0 and not stalled
+    loop = asyncio.get_running_loop()
+    e0, e1 = event(0), event(1)
+    sequencer.expect(e0, [a, b])
+    sequencer.expect(e1, [a, b])
+    started = loop.time()
+    a.deliver(e0)
+    a.deliver(e1)
+    b.deliver(e1)
+    async with asyncio.timeout(5):  # a watchdog that never fires would wait here for ever
+        await sequencer.settle()
+    assert loop.time() - started >= 0.3
+    assert seen[-3:] == [("A", 0), ("A", 1), ("B", 1)]
+    assert sequencer.stalls == 1 and stalled == [(0, ["B"])]
