@@ -65,7 +65,7 @@ class _UUIDv7Generator:
             self._roll(self._ms + 1)  # counter exhausted: borrow the next millisecond
         else:
             self._seq += 1
-        return f"{self._prefix}{_HEX3[self._seq]}{self._suffix}"  # one join, not two concatenations
+        return self._prefix + _HEX3[self._seq] + self._suffix
 
 
 _generator = _UUIDv7Generator()
