@@ -121,28 +121,14 @@ async def demo_round(
     NATS messages per event (with ``monitor``). ``keep_record``: where to leave the run's record."""
     with tempfile.TemporaryDirectory(prefix="citarion-bench-") as tmp:
         loaded = demo_config(path, backend, keep_record or Path(tmp) / "events.jsonl", state)
-        server_before = process_cpu_seconds(server_pid) if server_pid else None
-        messages_before = _messages(monitor)
-        cpu, wall = time.process_time(), time.perf_counter()
+        meter = _Meter(server_pid, monitor)
         summary = await run_host(loaded, reload=False, out=io.StringIO(), handle_signals=False)
-        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-        server_after = process_cpu_seconds(server_pid) if server_pid else None
-        messages_after = _messages(monitor)
+        meter.stop()
     events = summary["events"]
     failing = [row["bot"] for row in summary["bots"] if row["errors"] or row["state"] != "running"]
     if not events or failing:
         raise BenchError(f"demo on {backend['type']}: {events} events, bots with errors: {failing or 'none'}")
-    figures: Figures = {
-        "events": events,
-        "events_per_s": summary["events_per_s"],
-        "seconds": wall,
-        "cpu_us_per_event": cpu * 1e6 / events,
-    }
-    if server_before is not None and server_after is not None:
-        figures["server_cpu_us_per_event"] = (server_after - server_before) * 1e6 / events
-    if messages_before is not None and messages_after is not None:
-        figures["nats_msgs_per_event"] = (messages_after - messages_before) / events
-    return figures
+    return meter.figures(events, summary["events_per_s"])
 
 
 async def jetstream_round(
@@ -221,20 +207,14 @@ async def traffic_floor_round(
             ),
         )
         await nc.flush()
-        server_before = process_cpu_seconds(server_pid) if server_pid else None
-        messages_before = _messages(monitor)
-        cpu, wall = time.process_time(), time.perf_counter()
+        meter = _Meter(server_pid, monitor)
         for serial, (topic, data) in enumerate(events):
             await js.publish_async(topic, data, headers={"Nats-Msg-Id": f"floor-{serial}"})
         await js.publish_async_completed()
         await asyncio.wait_for(done, 60.0)
         await nc.flush()  # the last acks are on the wire
-        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-        server_after = process_cpu_seconds(server_pid) if server_pid else None
-        messages_after = _messages(monitor)
-        return _traffic_figures(
-            len(events), cpu, wall, server_before, server_after, messages_before, messages_after
-        )
+        meter.stop()
+        return meter.figures(len(events))
     finally:
         await nc.close()
         await drop_stream(url, stream)
@@ -264,44 +244,52 @@ async def bus_traffic_round(
                 done.set_result(None)
 
         await bus.subscribe(">", count, stored=True, max_pending=expected)
-        server_before = process_cpu_seconds(server_pid) if server_pid else None
-        messages_before = _messages(monitor)
-        cpu, wall = time.process_time(), time.perf_counter()
+        meter = _Meter(server_pid, monitor)
         for event in decoded:
             await bus.post(event)
         await asyncio.wait_for(done, 60.0)
         await bus.settle()  # every store ack in, every delivery handled and acked
-        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-        server_after = process_cpu_seconds(server_pid) if server_pid else None
-        messages_after = _messages(monitor)
+        meter.stop()
     try:
-        return _traffic_figures(
-            expected, cpu, wall, server_before, server_after, messages_before, messages_after
-        )
+        return meter.figures(expected)
     finally:
         await drop_stream(url, stream)
 
 
-def _traffic_figures(
-    events: int,
-    cpu: float,
-    wall: float,
-    server_before: float | None,
-    server_after: float | None,
-    messages_before: int | None,
-    messages_after: int | None,
-) -> Figures:
-    figures: Figures = {
-        "events": events,
-        "events_per_s": round(events / wall),
-        "seconds": wall,
-        "cpu_us_per_event": cpu * 1e6 / events,
-    }
-    if server_before is not None and server_after is not None:
-        figures["server_cpu_us_per_event"] = (server_after - server_before) * 1e6 / events
-    if messages_before is not None and messages_after is not None:
-        figures["nats_msgs_per_event"] = (messages_after - messages_before) / events
-    return figures
+class _Meter:
+    """What a round measures around its work, from its creation to :meth:`stop`: this process's CPU and
+    wall time, the server's CPU (``server_pid``: a local child) and the messages through the server
+    (``monitor``)."""
+
+    def __init__(self, server_pid: int | None, monitor: Monitor | None) -> None:
+        self._pid, self._monitor = server_pid, monitor
+        self._server = process_cpu_seconds(server_pid) if server_pid else None
+        self._messages = _messages(monitor)
+        self._cpu, self._wall = time.process_time(), time.perf_counter()
+
+    def stop(self) -> None:
+        self._cpu, self._wall = time.process_time() - self._cpu, time.perf_counter() - self._wall
+        after = process_cpu_seconds(self._pid) if self._pid else None
+        self._server = after - self._server if after is not None and self._server is not None else None
+        messages = _messages(self._monitor)
+        self._messages = (
+            messages - self._messages if messages is not None and self._messages is not None else None
+        )
+
+    def figures(self, events: int, events_per_s: float | None = None) -> Figures:
+        """The round's figures for ``events``: events/s (``events_per_s``, or over the wall time), wall
+        time, CPU us per event of this process and of the server, NATS messages per event."""
+        figures: Figures = {
+            "events": events,
+            "events_per_s": events_per_s if events_per_s is not None else round(events / self._wall),
+            "seconds": self._wall,
+            "cpu_us_per_event": self._cpu * 1e6 / events,
+        }
+        if self._server is not None:
+            figures["server_cpu_us_per_event"] = self._server * 1e6 / events
+        if self._messages is not None:
+            figures["nats_msgs_per_event"] = self._messages / events
+        return figures
 
 
 def _inbox_patterns(path: Path) -> list[str]:
