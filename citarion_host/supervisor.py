@@ -85,13 +85,15 @@ class BusOutlet:
         now = self._now
         if now is None or not now(event):
             return self._post(event)
-        runner.attempt_published += 1
-        runner.published[event.entity] = runner.published.get(event.entity, 0) + 1
+        self._count(event)
         return None
 
     async def _post(self, event: Event) -> None:
+        await self._runner.lane.post(event)  # in order; on JetStream the store's ack comes in the background
+        self._count(event)
+
+    def _count(self, event: Event) -> None:
         runner = self._runner
-        await runner.lane.post(event)  # in order; on JetStream the store's ack comes in the background
         runner.attempt_published += 1
         runner.published[event.entity] = runner.published.get(event.entity, 0) + 1
 

@@ -45,7 +45,14 @@ from ..base import oversized, printable_subject
 from ..config import NatsSettings
 from ..subscription import Subscription
 from ._client import Wire
-from .stream import ConsumerPlan, consumer_config, deliver_subject, ensure_consumer, retry_api
+from .stream import (
+    ConsumerPlan,
+    consumer_config,
+    deliver_subject,
+    ensure_consumer,
+    retry_api,
+    same_filters,
+)
 
 __all__ = ["CoreFeed", "DeadLetter", "Feed", "FeedContext", "HostInbox", "StreamFeed"]
 
@@ -418,7 +425,7 @@ class StreamFeed(Feed):
             return
         plan = dataclasses.replace(self.plan, patterns=patterns)
         config = consumer_config(plan, self._settings, self._deliver)
-        if _same_filters(config, self._config):  # e.g. the host inbox, whose monitor reads ``>`` already
+        if same_filters(config, self._config):  # e.g. the host inbox, whose monitor reads ``>`` already
             self.plan, self._config = plan, config
             await confirm()
             return
@@ -688,13 +695,6 @@ class _Member(Feed):
 
     async def recover(self) -> None:
         await self._inbox.recover()
-
-
-def _same_filters(a: api.ConsumerConfig, b: api.ConsumerConfig) -> bool:
-    """Do two consumer configs select the same subjects (nothing to update on the server)?"""
-    return a.filter_subject == b.filter_subject and sorted(a.filter_subjects or []) == sorted(
-        b.filter_subjects or []
-    )
 
 
 async def _nothing() -> None:

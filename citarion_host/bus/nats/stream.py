@@ -47,6 +47,7 @@ __all__ = [
     "ensure_stream",
     "reduce_filters",
     "retry_api",
+    "same_filters",
     "stream_config",
     "validate_consumer_name",
 ]
@@ -226,6 +227,13 @@ def reduce_filters(patterns: Iterable[str]) -> list[str]:
     return [p for p in unique if not any(q != p and contains(q, p) for q in unique)]
 
 
+def same_filters(a: api.ConsumerConfig, b: api.ConsumerConfig) -> bool:
+    """Do two consumer configs select the same subjects (nothing to update on the server)?"""
+    return a.filter_subject == b.filter_subject and sorted(a.filter_subjects or []) == sorted(
+        b.filter_subjects or []
+    )
+
+
 def _filters(patterns: Iterable[str]) -> dict[str, Any]:
     """``filter_subject`` for one pattern (what older servers understand), ``filter_subjects`` else."""
     reduced = reduce_filters(patterns)
@@ -294,8 +302,7 @@ async def ensure_consumer(
     if config.deliver_group is None and info.push_bound:
         raise ValueError(f"durable {durable!r} is already being consumed by another subscriber")
     changed = (
-        current.filter_subject != config.filter_subject
-        or sorted(current.filter_subjects or []) != sorted(config.filter_subjects or [])
+        not same_filters(current, config)
         or current.deliver_subject != config.deliver_subject
         or not math.isclose(float(current.ack_wait or 0), float(config.ack_wait or 0))
         or current.max_ack_pending != config.max_ack_pending
