@@ -5,8 +5,9 @@ The runner tells :class:`Checkpoints` about every event it applied to the bot (:
 ``every_s`` timer snapshots it when it is idle), and the snapshot records the position of the last
 event applied: its stream sequence on JetStream (``delivery_position()``), its id everywhere. The
 sequence is parsed from the delivery only when a snapshot needs it (parsing a JetStream message's
-metadata costs more than the rest of the bookkeeping): :meth:`applied` keeps the delivery's context
-(``contextvars.copy_context()``, a few tens of nanoseconds) and a snapshot reads the position in it.
+metadata costs more than the rest of the bookkeeping): the runner keeps what finds the delivery's
+position (:func:`~citarion_host.bus.position_finder`, a context variable read) in :attr:`where`, and a
+snapshot calls it.
 
 A snapshot's cost grows with the state (an exchange's books and price history, ORA's index), and
 taking one every ``every_events`` events would make a large state cost more than the events
@@ -26,10 +27,9 @@ from __future__ import annotations
 
 import logging
 import time
-from contextvars import Context
 from typing import Any
 
-from .bus import delivery_position
+from .bus import PositionFinder
 from .errors import StateError
 from .events import Event
 from .settings import StateSettings
@@ -81,7 +81,8 @@ class Checkpoints:
         #: Seconds the last snapshot took (timed), and when the next one by count may be taken.
         self.cost = 0.0
         self._spaced_until = 0.0
-        self._where: Context | None = None  # the last applied event's delivery (its stream position)
+        #: What finds the stream position of the last event applied (None: no position, or read already).
+        self.where: PositionFinder | None = None
         #: The journal's length from which an applied event looks at the cadence (:meth:`cadence`).
         self.check_at = settings.every_events
         self._due = time.monotonic() + settings.every_s
@@ -128,22 +129,22 @@ class Checkpoints:
         """Events applied to this state since the bot first started (across restarts)."""
         return self.covered + len(self.journal)
 
-    def applied(self, bot: Any, event: Event, where: Context | None) -> None:
-        """``event`` was applied to ``bot`` (``where``: its delivery's context, on a bus whose deliveries
-        have a stream position): journal it, snapshot if due (every ``every_events`` events, spaced by
-        the snapshot's own cost; see the module docstring). On every event's path, so the runner does
-        this inline: append to :attr:`journal`, and call :meth:`cadence` only when ``where`` is given or
-        the journal reached :attr:`check_at`."""
+    def applied(self, bot: Any, event: Event, where: PositionFinder | None) -> None:
+        """``event`` was applied to ``bot`` (``where``: what finds its delivery's position, on a bus whose
+        deliveries have one): journal it, snapshot if due (every ``every_events`` events, spaced by the
+        snapshot's own cost; see the module docstring). On every event's path, so the runner does this
+        inline: append to :attr:`journal`, set :attr:`where`, and call :meth:`cadence` only when the
+        journal reached :attr:`check_at`."""
         journal = self.journal
         journal.append(event)
-        if where is not None or len(journal) >= self.check_at:
-            self.cadence(bot, where)
-
-    def cadence(self, bot: Any, where: Context | None) -> None:
-        """After :meth:`applied`'s append: keep ``where``, snapshot if due. A snapshot deferred by its
-        spacing is looked at again 64 events on."""
         if where is not None:
-            self._where = where
+            self.where = where
+        if len(journal) >= self.check_at:
+            self.cadence(bot)
+
+    def cadence(self, bot: Any) -> None:
+        """After :meth:`applied`'s append, once the journal reached :attr:`check_at`: snapshot if due. A
+        snapshot deferred by its spacing is looked at again 64 events on."""
         journal = self.journal
         if len(journal) >= self.check_at:
             if time.monotonic() >= self._spaced_until:
@@ -158,10 +159,9 @@ class Checkpoints:
         started = time.perf_counter()
         if self.journal:
             self.event_id = self.journal[-1].id
-        where, self._where = self._where, None
+        where, self.where = self.where, None
         if where is not None:  # the stream sequence of the last event applied, read now
-            seq = where.run(delivery_position)
-            self.seq = seq if seq is not None else self.seq
+            self.seq = where()
         try:
             snapshot, data = encode_snapshot(
                 self.bot_id,
@@ -202,7 +202,7 @@ class Checkpoints:
         self.latest, self.source = None, None
         self.journal.clear()
         self.covered, self.seq, self.event_id, self.replay_until = 0, None, None, 0
-        self._where = None
+        self.where = None
 
     def stats(self) -> dict[str, Any]:
         return {

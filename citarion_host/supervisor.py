@@ -30,14 +30,13 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
-from contextvars import Context, copy_context
 from typing import Any, Literal
 
 from pydantic import BaseModel
 
 from .bot import Bot
 from .bounded import Overran, limited, within
-from .bus import EventBus, Subscription, delivery_position
+from .bus import EventBus, PositionFinder, Subscription, delivery_position, position_finder
 from .checkpoint import Checkpoints
 from .context import GuardedContext
 from .errors import HandledFailure, SubscriptionRefusedError
@@ -313,10 +312,9 @@ class BotRunner:
         checkpoints = self.checkpoints
         try:
             if checkpoints is not None:
-                # On a stream the delivery's position is what a snapshot covers: its context is kept,
-                # and the position read from it only when a snapshot needs it (parsing it costs more
-                # than the rest).
-                where = copy_context() if self._positions else None
+                # On a stream the delivery's position is what a snapshot covers: what finds it is kept,
+                # and called only when a snapshot needs it (parsing it costs more than the rest).
+                where = position_finder() if self._positions else None
                 self._handling += 1
                 try:
                     self.attempt_published = 0
@@ -333,8 +331,10 @@ class BotRunner:
                     self.handled += 1
                     journal = checkpoints.journal  # Checkpoints.applied, inline
                     journal.append(event)
-                    if where is not None or len(journal) >= checkpoints.check_at:
-                        checkpoints.cadence(bot, where)
+                    if where is not None:
+                        checkpoints.where = where
+                    if len(journal) >= checkpoints.check_at:
+                        checkpoints.cadence(bot)
                 finally:
                     self._handling -= 1
                     if not self._handling and self._handled_all is not None:
@@ -365,7 +365,7 @@ class BotRunner:
         return False
 
     async def _crashed(
-        self, event: Event, exc: Exception, where: Context | None, checkpoints: Checkpoints
+        self, event: Event, exc: Exception, where: PositionFinder | None, checkpoints: Checkpoints
     ) -> None:
         """A stateful bot's handler failed on ``event`` (see the module docstring).
 

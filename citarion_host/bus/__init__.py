@@ -8,7 +8,7 @@ from ..events import EventCatalog
 from .base import BUS_SOURCE, Capabilities, EventBus
 from .config import BackendSettings, NatsSettings
 from .memory import MemoryBus
-from .position import delivery_position
+from .position import PositionFinder, delivery_position, position_finder
 from .subscription import Handler, Subscription
 
 __all__ = [
@@ -19,9 +19,11 @@ __all__ = [
     "Handler",
     "MemoryBus",
     "NatsSettings",
+    "PositionFinder",
     "Subscription",
     "create_bus",
     "delivery_position",
+    "position_finder",
 ]
 
 

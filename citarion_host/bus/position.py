@@ -17,9 +17,18 @@ import contextvars
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["DurableRewind", "delivery_position", "reset_delivery_position", "set_delivery_position"]
+__all__ = [
+    "DurableRewind",
+    "PositionFinder",
+    "delivery_position",
+    "position_finder",
+    "reset_delivery_position",
+    "set_delivery_position",
+]
 
 Token = contextvars.Token
+#: Gives the stream sequence of one delivery, parsed when called (see :func:`position_finder`).
+PositionFinder = Callable[[], int]
 
 _position: contextvars.ContextVar[Callable[[], int] | None] = contextvars.ContextVar(
     "citarion_delivery_position", default=None
@@ -30,6 +39,14 @@ def delivery_position() -> int | None:
     """The stream sequence of the event being handled, or None where there is none."""
     find = _position.get()
     return None if find is None else find()
+
+
+def position_finder() -> PositionFinder | None:
+    """What finds the position of the delivery being handled, to call later (None where there is none).
+
+    The bot state's bookkeeping keeps it for every event and calls it only when a snapshot needs the
+    position: reading the variable costs a few tens of nanoseconds, parsing the position much more."""
+    return _position.get()
 
 
 def set_delivery_position(find: Callable[[], int] | None) -> Token[Callable[[], int] | None]:

@@ -39,7 +39,10 @@ Receipts: a delivery from a store that wants to hear how it went (a JetStream me
 dead-letter) comes with a *receipt*, which travels with the event through the backlog (or the
 sequencer) to the handler call; afterwards the subscription's :class:`Receipts` (given by the backend)
 settles it with the outcome. A delivery that is dropped or discarded is given back (redelivered). The
-memory bus has no receipts: its path only pays a ``None`` check.
+memory bus has no receipts: its path only pays a ``None`` check. Settling is synchronous when it can
+be (an ack is written to the connection's buffer, as a publish is): a backend returns something to
+await only when it has to wait (a nak with its policy, a dead letter, a full buffer), so the common
+case costs no coroutine per delivery.
 """
 
 from __future__ import annotations
@@ -96,8 +99,9 @@ class Receipts(Protocol):
         """The delivery's position in its store (``delivery_position()`` inside the handler)."""
         ...
 
-    async def settle(self, event: Event, receipt: Any, error: BaseException | None) -> None:
-        """The handler returned (``error`` None) or raised ``error``: ack, or apply the retry policy."""
+    def settle(self, event: Event, receipt: Any, error: BaseException | None) -> Awaitable[None] | None:
+        """The handler returned (``error`` None) or raised ``error``: ack, or apply the retry policy.
+        None when that is done already; else what finishes it, which the caller awaits."""
         ...
 
     def give_back(self, receipt: Any) -> None:
@@ -362,12 +366,16 @@ class Subscription:
         try:
             await self._handler(event)
         except Exception as exc:
-            await receipts.settle(event, receipt, exc)
+            pending = receipts.settle(event, receipt, exc)
+            if pending is not None:
+                await pending
             raise
         finally:
             reset_delivery_position(token)
         # A cancelled handler (forced shutdown) is not settled: the store redelivers it later.
-        await receipts.settle(event, receipt, None)
+        pending = receipts.settle(event, receipt, None)
+        if pending is not None:
+            await pending
 
     def _give_back(self, receipt: Any) -> None:
         if receipt is not None and self.receipts is not None:

@@ -250,3 +250,71 @@ async def test_message_routes_get_body_and_reply_and_status_messages_get_their_h
         None,
     )
     assert status.data == b"" and status.headers is not None and status.headers.get("Status") == "503"
+
+
+async def _ack_pending(bus: NatsBus, stream: str) -> int:
+    """Deliveries of every consumer on ``stream`` still waiting for our ack, once the server saw ours."""
+    jsm = bus.nc.jsm()
+    for _ in range(100):
+        pending = sum(info.num_ack_pending or 0 for info in await jsm.consumers_info(stream))
+        if pending == 0:
+            return 0
+        await sync_with_server(bus.nc, timeout=5)
+    return pending
+
+
+async def test_a_post_that_need_not_wait_is_sent_at_once_in_order_and_confirmed(js_bus: NatsBus) -> None:
+    """``post_now``: a free-running bot's publish with no coroutine. Declined for a topic not checked
+    yet (``post`` checks it); then taken at once, stored in call order with its dedup id, confirmed in
+    the background; the host inbox's deliveries are acked at once too (``Wire.ack_now``)."""
+    awaited: list[Any] = []  # acks that took the awaited path
+    ack = js_bus.wire.ack
+
+    async def counting(msg: Any) -> None:
+        awaited.append(msg)
+        await ack(msg)
+
+    js_bus.wire.ack = counting
+    collector = Collector()
+    await js_bus.subscribe("trading.signal.>", collector, stored=True)
+    assert not js_bus.post_now(signal(0)), "a topic the stream was not asked about yet"
+    await js_bus.post(signal(0))
+    events = [signal(n) for n in range(1, 100)]
+    assert all(js_bus.post_now(event) for event in events)  # no await in between: nothing acked yet
+    assert js_bus.stats()["nats"]["in_flight"] >= 99
+    await js_bus.flush()
+    assert js_bus.stats()["nats"]["in_flight"] == 0 and js_bus.unstored == 0
+    assert numbers(await collector.wait_for(100)) == list(range(100))
+    jsm = js_bus.nc.jsm()
+    assert (await jsm.stream_info("wire-js")).state.messages == 100
+    assert (await jsm.get_msg("wire-js", 51)).headers == {"Nats-Msg-Id": events[49].id}
+    assert await _ack_pending(js_bus, "wire-js") == 0
+    assert awaited == [], "every delivery acked at once"
+
+
+async def test_a_post_that_would_wait_is_declined_and_posted_after_the_others(
+    shared_nats_server: NatsServer,
+) -> None:
+    """A full in-flight window: ``post_now`` declines (nothing sent), the awaited ``post`` waits for
+    room and is stored after the ones before it. Deterministic mode (the sequencer orders every post)
+    and core NATS never post at once."""
+    settings = NatsSettings(servers=[shared_nats_server.url], stream="wire-window", publish_max_in_flight=3)
+    try:
+        async with NatsBus(settings) as bus:
+            collector = Collector()
+            await bus.subscribe("trading.signal.>", collector, stored=True)
+            await bus.post(signal(0))
+            await bus.flush()
+            assert [bus.post_now(signal(n)) for n in (1, 2, 3, 4)] == [True, True, True, False]
+            await bus.post(signal(4))  # waits for an ack to free the window
+            await bus.flush()
+            assert numbers(await collector.wait_for(5)) == [0, 1, 2, 3, 4]
+            assert bus.unstored == 0
+        async with NatsBus(settings, deterministic=True) as sequenced:
+            await sequenced.post(signal(5))
+            assert not sequenced.post_now(signal(6))
+        core = NatsSettings(servers=[shared_nats_server.url], jetstream=False)
+        async with NatsBus(core) as plain:
+            assert not plain.post_now(signal(7))
+    finally:
+        await delete_stream(shared_nats_server.url, settings.stream)

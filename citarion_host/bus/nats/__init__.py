@@ -354,6 +354,23 @@ class NatsBus(EventBus):
             await publisher.post(item)
         self.published += 1
 
+    def post_now(self, event: Event) -> bool:
+        """JetStream, free-running: :meth:`post` without a coroutine when nothing has to wait (a topic
+        checked before, room in the in-flight window, the wire taking it at once); False otherwise,
+        and on core NATS or with the deterministic sequencer: :meth:`post` it."""
+        publisher = self._publisher
+        if publisher is None or self.sequencer is not None or self._closed:
+            return False
+        if not self._stored_topics.get(event.topic):
+            return False
+        data = self._encode(event)
+        if len(data) > self.max_event_bytes:
+            return False
+        if not publisher.post_now(Outgoing(event.topic, data, event.id, event)):
+            return False
+        self.published += 1
+        return True
+
     def _too_big(self, event: Event, data: bytes) -> PublishError:
         return PublishError(
             f"event {event.id} on {event.topic!r} is {len(data)} bytes encoded, over [backend] "

@@ -77,6 +77,7 @@ _CLIENT_ATTRIBUTES = (
     "_max_payload",
     "_flush_queue",
     "_flush_pending",
+    "_flusher_task",
     "_status",
     "_subs",
     "stats",
@@ -233,6 +234,61 @@ class Wire:
             return
         await self._send(b"PUB %b 0\r\n\r\n" % msg.reply.encode(), 0)
         msg._ackd = True
+
+    def publish_stored_now(self, subject: str, data: bytes, reply: str, msg_id: str) -> bool:
+        """``publish_stored`` without awaiting anything, when the lean path can (see :meth:`_queue_now`);
+        False: nothing was sent (also over ``max_payload``, or a subject not seen before), the caller
+        awaits ``publish_stored`` instead, which raises what is wrong."""
+        encoded = self._subjects.get(subject)
+        if not self.lean or encoded is None or self._nc._status != _CONNECTED:
+            return False
+        headers = b"NATS/1.0\r\nNats-Msg-Id: %b\r\n\r\n" % msg_id.encode()
+        size = len(data)
+        if size + len(headers) > self._nc._max_payload or "\r" in msg_id or "\n" in msg_id:
+            return False
+        command = b"HPUB %b %b %d %d\r\n%b%b\r\n" % (
+            encoded,
+            reply.encode(),
+            len(headers),
+            len(headers) + size,
+            headers,
+            data,
+        )
+        return self._queue_now(command, size)
+
+    def ack_now(self, msg: Msg) -> bool:
+        """Acknowledge a JetStream delivery without awaiting anything, when the lean path can (see
+        :meth:`_queue_now`). False (nothing done) when the caller must ``await ack(msg)`` instead: the
+        public path, not connected, acked before."""
+        if not self.lean or self._nc._status != _CONNECTED or not msg.reply or msg._ackd:
+            return False
+        if not self._queue_now(b"PUB %b 0\r\n\r\n" % msg.reply.encode(), 0):
+            return False
+        msg._ackd = True
+        return True
+
+    def _queue_now(self, command: bytes, size: int) -> bool:
+        """:meth:`_send` when it need not wait: the command joins nats-py's pending buffer and the
+        flusher is kicked as ``_flush_pending`` does (once per loop turn: a flush already queued writes
+        this too). False (nothing done) when the buffer is full or the flusher is not running: the
+        awaited path deals with those."""
+        nc = self._nc
+        if 0 < nc._max_pending_size < nc._pending_data_size + len(command):
+            return False
+        queue = nc._flush_queue
+        if queue is None:
+            return False
+        if queue.empty():
+            flusher = nc._flusher_task
+            if flusher is None or flusher.done() or queue.full():
+                return False
+            queue.put_nowait(asyncio.get_running_loop().create_future())
+        nc._pending.append(command)
+        nc._pending_data_size += len(command)
+        stats = nc.stats
+        stats["out_msgs"] += 1
+        stats["out_bytes"] += size
+        return True
 
     async def _send(self, command: bytes, size: int) -> None:
         """Queue ``command`` in nats-py's pending buffer, as ``nc.publish`` would."""

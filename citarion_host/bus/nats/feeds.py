@@ -359,12 +359,16 @@ class StreamFeed(Feed):
         msg: Msg = receipt
         return msg.metadata.sequence.stream
 
-    async def settle(self, event: Event, receipt: Any, error: BaseException | None) -> None:
-        """Ack a handled event; after a failure nak with backoff, and at ``max_deliver`` dead-letter it."""
+    def settle(self, event: Event, receipt: Any, error: BaseException | None) -> Awaitable[None] | None:
+        """Ack a handled event (at once when the wire can); after a failure nak with backoff, and at
+        ``max_deliver`` dead-letter it."""
         msg: Msg = receipt
         if error is None:
-            await _settle(self._wire.ack(msg), "ack", event)
-            return
+            wire = self._wire
+            return None if wire.ack_now(msg) else _settle(wire.ack(msg), "ack", event)
+        return self._failed(event, msg, error)
+
+    async def _failed(self, event: Event, msg: Msg, error: BaseException) -> None:
         settings = self._settings
         deliveries = msg.metadata.num_delivered
         if deliveries < settings.max_deliver:
@@ -646,11 +650,14 @@ class HostInbox:
         shared: _Shared = receipt
         return shared.msg.metadata.sequence.stream
 
-    async def settle(self, event: Event, receipt: Any, error: BaseException | None) -> None:
+    def settle(self, event: Event, receipt: Any, error: BaseException | None) -> Awaitable[None] | None:
         shared: _Shared = receipt
         shared.remaining -= 1
-        if shared.remaining == 0:  # every member is done: failures were reported, not retried
-            await _settle(self._ctx.wire.ack(shared.msg), "ack", event)
+        if shared.remaining:
+            return None
+        # Every member is done (failures were reported, not retried): ack, at once when the wire can.
+        wire = self._ctx.wire
+        return None if wire.ack_now(shared.msg) else _settle(wire.ack(shared.msg), "ack", event)
 
     def give_back(self, receipt: Any) -> None:
         """A member dropped it (overflow, unsubscribed): for a live subscriber it is gone, as on core."""

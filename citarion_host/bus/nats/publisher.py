@@ -18,6 +18,9 @@ Posting (:meth:`JetStreamPublisher.post`, what a bot's ``ctx.publish`` uses) doe
 the message is written to the connection in call order and the call returns; consecutive posts gather in
 an open batch that a background *settler* confirms as above (acks, resends with the same
 ``Nats-Msg-Id``, the timeout). Posts wait only when ``publish_max_in_flight`` messages are unconfirmed.
+:meth:`JetStreamPublisher.post_now` is the same post without a coroutine, for the common case where
+nothing has to wait (a free-running bot's publish: ``NatsBus.post_now``); it declines, and the caller
+awaits :meth:`~JetStreamPublisher.post`, whenever a post would wait or another one is waiting.
 A post that is never confirmed is handed to ``on_unstored`` (the bus reports and counts it): never
 silently lost. :meth:`JetStreamPublisher.flush` waits until everything posted is confirmed or reported.
 """
@@ -131,6 +134,7 @@ class JetStreamPublisher:
         self._on_unstored = on_unstored
         self._open: _Batch | None = None  # posts not yet taken up by the settler
         self._settler: asyncio.Task[None] | None = None
+        self._waiting = 0  # sends waiting for room in the window or for the connection
         self._prefix = ""
         self.duplicates = 0
         self.resent = 0
@@ -169,6 +173,33 @@ class JetStreamPublisher:
         (a failed post reported through ``on_unstored``)."""
         while not self._drained.is_set():
             await self._drained.wait()
+
+    def post_now(self, item: Outgoing) -> bool:
+        """:meth:`post` without a coroutine, when nothing has to wait: room in the in-flight window,
+        connected, and the wire takes the message at once. False: nothing was done, :meth:`post` it."""
+        if len(self._pending) >= self._max_in_flight or self._waiting or not self._connected.is_set():
+            return False  # a post waiting for room or the connection goes first
+        batch = self._open
+        if batch is not None and batch.error is not None:
+            return False
+        token = str(next(self._tokens))
+        if not self._wire.publish_stored_now(item.subject, item.data, self._prefix + token, item.msg_id):
+            return False
+        if batch is None:
+            loop = asyncio.get_running_loop()
+            batch = self._open = _Batch([], loop.time() + self._timeout)
+            self._batches.add(batch)
+            self._drained.clear()
+        item.batch = batch
+        item.token = token
+        self._pending[token] = item
+        batch.items.append(item)
+        batch.remaining += 1
+        if self._settler is None:
+            self._settler = asyncio.get_running_loop().create_task(
+                self._settle_posts(), name="jetstream-settler"
+            )
+        return True
 
     async def post(self, item: Outgoing) -> None:
         """Send ``item`` now, in call order, and return; its ack is awaited in the background.
@@ -298,6 +329,7 @@ class JetStreamPublisher:
         if condition is self._space:
             condition.clear()
         remaining = batch.deadline - asyncio.get_running_loop().time()
+        self._waiting += 1
         try:
             async with asyncio.timeout(max(remaining, 0)):
                 await condition.wait()
@@ -305,6 +337,8 @@ class JetStreamPublisher:
             raise PublishError(
                 f"{batch.remaining} event(s) not stored: waited {self._timeout:g}s for {what}"
             ) from None
+        finally:
+            self._waiting -= 1
 
     async def _settle(self, batch: _Batch) -> None:
         loop = asyncio.get_running_loop()
