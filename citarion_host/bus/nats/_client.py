@@ -41,6 +41,11 @@ without parsing headers: event messages carry only ``Nats-Msg-Id``, which nobody
 (the event id is in the body). A status message (headers and no body: "no responders", flow control)
 takes nats-py's own path, headers parsed (about a quarter faster on the JetStream benchmark:
 docs/performance.md, "Design measurements").
+
+A stored publish or an ack that has nothing to wait for (connected, room in the buffer, the flusher
+running) can also be queued without a coroutine (:meth:`Wire.publish_stored_now`,
+:meth:`Wire.ack_now`): the free-running host's every publish and every host-inbox ack go that way,
+and fall back to the awaited path when they cannot.
 """
 
 from __future__ import annotations
