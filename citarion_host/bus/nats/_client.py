@@ -288,21 +288,24 @@ class Wire:
             if flusher is None or flusher.done() or queue.full():
                 return False
             queue.put_nowait(asyncio.get_running_loop().create_future())
-        nc._pending.append(command)
-        nc._pending_data_size += len(command)
-        stats = nc.stats
-        stats["out_msgs"] += 1
-        stats["out_bytes"] += size
+        self._append(command, size)
         return True
 
-    async def _send(self, command: bytes, size: int) -> None:
-        """Queue ``command`` in nats-py's pending buffer, as ``nc.publish`` would."""
+    def _append(self, command: bytes, size: int) -> None:
         nc = self._nc
         nc._pending.append(command)
         nc._pending_data_size += len(command)
         stats = nc.stats
         stats["out_msgs"] += 1
         stats["out_bytes"] += size
+
+    async def _send(self, command: bytes, size: int) -> None:
+        """Queue ``command`` in nats-py's pending buffer, as ``nc.publish`` would (at once when
+        :meth:`_queue_now` can)."""
+        if self._queue_now(command, size):
+            return
+        nc = self._nc
+        self._append(command, size)
         if 0 < nc._max_pending_size < nc._pending_data_size:
             await nc._flush_pending(force_flush=True)  # a full buffer waits for the flusher
         if nc._flush_queue is not None and nc._flush_queue.empty():

@@ -35,7 +35,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from nats.aio.client import Client
-from nats.aio.msg import Msg
 from nats.errors import ConnectionClosedError, MaxPayloadError, OutboundBufferLimitError
 from nats.errors import Error as NatsError
 
@@ -142,8 +141,9 @@ class JetStreamPublisher:
     async def start(self) -> None:
         """Subscribe to the ack inbox (once per connection; nats-py resubscribes it after reconnects)."""
         self._prefix = self._nc.new_inbox() + "."
-        # Acks are handled right in nats-py's reader (no queue hop, no task switch per ack).
-        await self._wire.subscribe_msgs(self._prefix + "*", None, self._on_ack)
+        # Acks are handled right in nats-py's reader (no queue hop, no task switch per ack), from the
+        # subject and body alone (no ``Msg``): a status message ("no responders") has an empty body.
+        await self._wire.subscribe(self._prefix + "*", None, self._on_ack)
 
     @property
     def in_flight(self) -> int:
@@ -402,14 +402,13 @@ class JetStreamPublisher:
 
     # -- acks ---------------------------------------------------------------------------------------
 
-    def _on_ack(self, msg: Msg) -> None:
-        item = self._pending.pop(msg.subject[len(self._prefix) :], None)
+    def _on_ack(self, subject: str, data: bytes) -> None:
+        item = self._pending.pop(subject[len(self._prefix) :], None)
         if item is None or item.acked or item.batch is None:
             return  # an ack for a message already confirmed (a resend's twin) or abandoned
         batch = item.batch
         if len(self._pending) < self._max_in_flight:
             self._space.set()
-        data = msg.data
         if data.startswith(_ACK_PREFIX) and b'"error"' not in data:
             if data.endswith(b"true}") and b'"duplicate"' in data:  # '"duplicate": true' (server's spacing)
                 self.duplicates += 1
@@ -418,8 +417,7 @@ class JetStreamPublisher:
             if batch.remaining == 0:
                 batch.wake()
             return
-        status = msg.headers.get("Status") if msg.headers else None
-        if status == "503" or not data:
+        if not data:  # a status message: "503 no responders" (the stream is not there, or no leader)
             self._retry_later(batch, "JetStream unavailable (no responders)")
             return
         try:
