@@ -305,8 +305,11 @@ class Subscription:
         # sets a context variable (the host's lineage) and then suspends must not leave it set in the
         # publisher's context.
         context = contextvars.copy_context()
+        if receipt is not None:
+            self._deliver_receipted(event, receipt, context)
+            return
         try:
-            coro = self._handler(event) if receipt is None else self._receipted(event, receipt)
+            coro = self._handler(event)
             waiting_on = context.run(coro.send, None)
         except StopIteration:
             self.delivered += 1
@@ -315,6 +318,38 @@ class Subscription:
         else:  # the handler awaits something: finish it in a task, queue what comes meanwhile
             self._start_task(self._finish(coro, waiting_on, event), context)
             return
+        if self._pending:  # the handler published to itself: serve that in a task, not recursively
+            self._start_task(self._drain())
+        else:
+            self._active = False
+
+    def _deliver_receipted(self, event: Event, receipt: Any, context: contextvars.Context) -> None:
+        """:meth:`deliver` for a delivery with a receipt: what :meth:`_receipted` does, without its
+        coroutine when the handler finishes at once (a free-running host's every delivery on
+        JetStream). The delivery's position is set in ``context``, this delivery's own copy (nothing to
+        reset); the receipt is settled with the outcome, in a task only when settling has to wait."""
+        receipts = self.receipts
+        assert receipts is not None, "a receipt came to a subscription whose backend settles none"
+        context.run(set_delivery_position, lambda: receipts.position(receipt))
+        error: Exception | None = None
+        try:
+            coro = self._handler(event)
+            waiting_on = context.run(coro.send, None)
+        except StopIteration:
+            pass
+        except Exception as exc:
+            error = exc
+        else:  # the handler awaits something: finish it (and settle) in a task, queue what comes
+            self._start_task(self._finish_receipted(coro, waiting_on, event, receipt), context)
+            return
+        pending = receipts.settle(event, receipt, error)
+        if pending is not None:
+            self._start_task(self._settled(pending, event, error), context)
+            return
+        if error is None:
+            self.delivered += 1
+        else:
+            self._report(event, error)
         if self._pending:  # the handler published to itself: serve that in a task, not recursively
             self._start_task(self._drain())
         else:
@@ -429,6 +464,37 @@ class Subscription:
         except Exception as exc:
             self._report(event, exc)
         await self._drain()
+
+    async def _finish_receipted(
+        self, coro: Coroutine[Any, Any, Any], waiting_on: Any, event: Event, receipt: Any
+    ) -> None:
+        """:meth:`_finish` for a delivery with a receipt: settled with the outcome (a cancelled
+        handler is not settled: the store redelivers it later)."""
+        receipts = self.receipts
+        assert receipts is not None
+        error: Exception | None = None
+        try:
+            await _Resume(coro, waiting_on)
+        except Exception as exc:
+            error = exc
+        await self._settled(receipts.settle(event, receipt, error), event, error, drain=False)
+        await self._drain()
+
+    async def _settled(
+        self, pending: Awaitable[None] | None, event: Event, error: Exception | None, *, drain: bool = True
+    ) -> None:
+        """Wait for a settle that has to wait, then count the delivery (or report its failure)."""
+        if pending is not None:
+            try:
+                await pending
+            except Exception as exc:  # settling failed: reported as the handler's failure would be
+                error = error or exc
+        if error is None:
+            self.delivered += 1
+        else:
+            self._report(event, error)
+        if drain:
+            await self._drain()
 
     async def _drain(self) -> None:
         backlog = self._backlog
