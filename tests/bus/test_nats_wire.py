@@ -9,6 +9,8 @@ JetStream: stored publishes with their dedup header, acks, and status messages.
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -16,11 +18,16 @@ from typing import Any
 import msgspec
 import nats
 import pytest
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from nats.aio.client import Client
+from nats.errors import ProtocolError
+from nats.protocol.parser import Parser
 
 from citarion_host.bus import NatsSettings
 from citarion_host.bus.nats import NatsBus
-from citarion_host.bus.nats._client import Wire
+from citarion_host.bus.nats._client import LeanParser, Wire
 from citarion_host.bus.nats.connection import sync_with_server
 from citarion_host.errors import PublishError
 from citarion_host.events import Event, encode_event, make_event
@@ -318,3 +325,105 @@ async def test_a_post_that_would_wait_is_declined_and_posted_after_the_others(
             assert not plain.post_now(signal(7))
     finally:
         await delete_stream(shared_nats_server.url, settings.stream)
+
+
+# -- the lean parser against nats-py's own ---------------------------------------------------------
+
+
+class _Recorder:
+    """A stand-in client: records what a parser hands over, in order."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+        self._ps = Parser(self)
+
+    async def _process_msg(self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: Any) -> None:
+        self.calls.append(("msg", sid, bytes(subject), bytes(reply), data, headers))
+
+    async def _process_ping(self) -> None:
+        self.calls.append(("ping",))
+
+    async def _process_pong(self) -> None:
+        self.calls.append(("pong",))
+
+    async def _process_info(self, info: Any) -> None:
+        self.calls.append(("info", info))
+
+    async def _process_err(self, err: str) -> None:
+        self.calls.append(("err", err))
+
+
+_token = st.from_regex(rb"[A-Za-z0-9_.$>*-]{1,16}", fullmatch=True)
+_body = st.binary(max_size=40) | st.sampled_from([b"\r\n", b"MSG x 1 2\r\n", b"PING\r\n"])
+_message = st.tuples(_token, st.integers(1, 99), st.none() | _token, _body)
+
+
+def _op() -> st.SearchStrategy[bytes]:
+    def msg(parts: tuple[bytes, int, bytes | None, bytes]) -> bytes:
+        subject, sid, reply, body = parts
+        middle = b"" if reply is None else reply + b" "
+        return b"MSG %b %d %b%d\r\n%b\r\n" % (subject, sid, middle, len(body), body)
+
+    def hmsg(parts: tuple[tuple[bytes, int, bytes | None, bytes], bytes]) -> bytes:
+        (subject, sid, reply, body), value = parts
+        headers = b"NATS/1.0\r\nNats-Msg-Id: %b\r\n\r\n" % value
+        middle = b"" if reply is None else reply + b" "
+        size = len(headers)
+        return b"HMSG %b %d %b%d %d\r\n%b%b\r\n" % (
+            subject,
+            sid,
+            middle,
+            size,
+            size + len(body),
+            headers,
+            body,
+        )
+
+    return st.one_of(
+        _message.map(msg),
+        st.tuples(_message, _token).map(hmsg),
+        st.sampled_from([b"PING\r\n", b"PONG\r\n", b"+OK\r\n", b"-ERR 'Stale Connection'\r\n"]),
+        st.just(b'INFO {"server_id":"x","max_payload":1048576}\r\n'),
+    )
+
+
+async def _parse_all(chunks: list[bytes], lean: bool) -> tuple[list[tuple[Any, ...]], str | None]:
+    recorder = _Recorder()
+    if lean:
+        LeanParser.install(recorder)  # type: ignore[arg-type]
+    try:
+        for chunk in chunks:
+            await recorder._ps.parse(chunk)
+    except ProtocolError as exc:
+        return recorder.calls, str(exc)
+    return recorder.calls, None
+
+
+@given(
+    ops=st.lists(_op(), max_size=12),
+    tail=st.sampled_from(
+        [b"", b"MSG a 1 x\r\nzz\r\n", b"HMSG a 1 5 3\r\nabc\r\n", b"MSG a b\r\n", b"MSG a 1 2\r\nabcd\r\n"]
+    ),
+    cuts=st.lists(st.integers(0, 2000), max_size=6),
+    between=st.lists(st.integers(0, 200), max_size=4),
+)
+@hsettings(max_examples=300, deadline=None)
+def test_the_lean_parser_hands_over_exactly_what_nats_py_parser_does(
+    ops: list[bytes], tail: bytes, cuts: list[int], between: list[int]
+) -> None:
+    """Any stream of protocol operations, split into reads anywhere (``between``: right after a
+    ``\r``, the likeliest place to get wrong), with a malformed or incomplete message at its end: the
+    same calls in the same order, the same protocol error (if any)."""
+    stream = b"".join(ops) + tail
+    returns = [i + 1 for i, byte in enumerate(stream) if byte == 13]
+    splits = [returns[b % len(returns)] for b in between] if returns else []
+    points = sorted({0, len(stream), *splits, *(c % (len(stream) + 1) for c in cuts)})
+    chunks = [stream[a:b] for a, b in itertools.pairwise(points)]
+    assert asyncio.run(_parse_all(chunks, lean=True)) == asyncio.run(_parse_all(chunks, lean=False))
+
+
+async def test_the_lean_parser_is_installed_once_on_the_lean_path(js_bus: NatsBus) -> None:
+    parse = js_bus.nc._ps.parse
+    assert getattr(js_bus.nc._ps, "_citarion_lean", False)
+    LeanParser.install(js_bus.nc)
+    assert js_bus.nc._ps.parse is parse

@@ -60,11 +60,13 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription as NatsSubscription
 from nats.errors import MaxPayloadError
+from nats.protocol.parser import AWAITING_CONTROL_LINE as _AWAITING_CONTROL_LINE
+from nats.protocol.parser import MAX_CONTROL_LINE_SIZE as _MAX_CONTROL_LINE
 
 from ...errors import PublishError
 from ...topics import split_topic
 
-__all__ = ["OnMessage", "OnMsg", "Wire", "close_connection", "guard_reader", "subscribe_direct"]
+__all__ = ["LeanParser", "OnMessage", "OnMsg", "Wire", "close_connection", "guard_reader", "subscribe_direct"]
 
 log = logging.getLogger("citarion_host.bus.nats")
 
@@ -178,6 +180,7 @@ class Wire:
         self._original_process_msg = nc._process_msg  # the guarded one
         if lean:
             nc._process_msg = self._process_msg  # type: ignore[method-assign]
+            LeanParser.install(nc)
             self.publish = self._publish_lean
             self.publish_stored = self._publish_stored_lean
             self.ack = self._ack_lean
@@ -435,6 +438,99 @@ async def _ack_public(msg: Msg) -> None:
     await msg.ack()
 
 
+class LeanParser:
+    """Reads the messages (``MSG``, ``HMSG``) at the head of nats-py's read buffer without regular
+    expressions, and leaves everything else to nats-py's own parser.
+
+    nats-py's ``Parser.parse`` tries a regular expression per message (two for a message with
+    headers, every JetStream delivery) and cuts the buffer after each one; that was the largest single
+    cost of the NATS path left in the demo (valgrind: ~11,000 instructions per event in ``_sre``). Here
+    each message's control line is found with ``find`` and split on spaces, and the buffer is cut once
+    per read. Anything that is not a complete, well-formed message (``PING``, ``INFO``, ``-ERR``, a
+    message split across reads, a malformed line) is handed to the original parser at that point,
+    buffer and state as it expects them, so errors and the rest of the protocol are nats-py's. It
+    behaves exactly as the original on any input (``tests/bus/test_nats_wire.py``, a property test
+    against nats-py's parser on random splits).
+    """
+
+    __slots__ = ("_nc", "_original", "_ps")
+
+    def __init__(self, nc: Client) -> None:
+        self._nc = nc
+        self._ps = nc._ps
+        self._original: Callable[[bytes], Awaitable[None]] = nc._ps.parse
+
+    @classmethod
+    def install(cls, nc: Client) -> None:
+        """Read ``nc``'s messages with a lean parser (idempotent; kept across reconnects, which only
+        reset the parser's buffer)."""
+        ps = nc._ps
+        if not getattr(ps, "_citarion_lean", False):
+            ps._citarion_lean = True  # type: ignore[attr-defined]
+            ps.parse = cls(nc).parse  # type: ignore[method-assign]
+
+    async def parse(self, data: bytes = b"") -> None:
+        ps = self._ps
+        if ps.state != _AWAITING_CONTROL_LINE:  # the original is in the middle of a message
+            await self._original(data)
+            return
+        buf = ps.buf
+        buf.extend(data)
+        size = len(buf)
+        start = 0
+        try:
+            while start < size:
+                if buf.startswith(b"HMSG ", start):
+                    at = start + 5
+                elif buf.startswith(b"MSG ", start):
+                    at = start + 4
+                else:
+                    break
+                end = buf.find(b"\r\n", at, at + _MAX_CONTROL_LINE)
+                if end < 0:
+                    break
+                args = bytes(buf[at:end]).split()
+                try:
+                    if at - start == 5:  # HMSG subject sid [reply] header_size total_size
+                        if len(args) == 5:
+                            subject, sid, reply, header_size, total_size = args
+                        elif len(args) == 4:
+                            (subject, sid, header_size, total_size), reply = args, b""
+                        else:
+                            break
+                        headed = int(header_size)
+                    else:  # MSG subject sid [reply] size
+                        if len(args) == 4:
+                            subject, sid, reply, total_size = args
+                        elif len(args) == 3:
+                            (subject, sid, total_size), reply = args, b""
+                        else:
+                            break
+                        headed = 0
+                    total, number = int(total_size), int(sid)
+                except ValueError:
+                    break
+                if not 0 <= headed <= total:
+                    break
+                body = end + 2
+                after = body + total
+                if size < after + 2:  # the rest has not arrived yet
+                    break
+                if buf[after : after + 2] != b"\r\n":
+                    break
+                headers = bytes(buf[body : body + headed]) if headed else None
+                payload = bytes(buf[body + headed : after])
+                start = after + 2
+                await self._nc._process_msg(number, subject, reply, payload, headers)  # type: ignore[arg-type]
+                if ps.buf is not buf:  # the connection was reset meanwhile
+                    return
+        finally:
+            if start and ps.buf is buf:
+                del buf[:start]
+        if buf:
+            await self._original(b"")
+
+
 def _missing_internals(nc: Client) -> list[str]:
     """What the lean path needs from a connected client and does not find."""
     missing = [name for name in _CLIENT_ATTRIBUTES if not hasattr(nc, name)]
@@ -446,6 +542,9 @@ def _missing_internals(nc: Client) -> list[str]:
         missing.append("_process_msg(sid, subject, reply, data, headers)")
     if not isinstance(getattr(nc, "_pending", None), list):
         missing.append("_pending: list")
+    parser = getattr(nc, "_ps", None)
+    if not isinstance(getattr(parser, "buf", None), bytearray) or not hasattr(parser, "state"):
+        missing.append("_ps (the protocol parser: buf, state, parse)")
     fields = set(getattr(Msg, "__dataclass_fields__", ()))
     if not fields >= _MSG_FIELDS:
         missing.append(f"Msg fields {sorted(_MSG_FIELDS - fields)}")
