@@ -86,6 +86,11 @@ def _as_coroutine_function(handler: Handler) -> _CoroutineHandler:
     return adapter
 
 
+async def _awaiting(result: Awaitable[Any]) -> Any:
+    """What a plain handler returned when it is awaitable, as a coroutine to drive."""
+    return await result
+
+
 class Arrivals(Protocol):
     """Where a subscription sends what arrives in deterministic mode (``bus/sequencer.py``)."""
 
@@ -332,14 +337,21 @@ class Subscription:
         assert receipts is not None, "a receipt came to a subscription whose backend settles none"
         context.run(set_delivery_position, lambda: receipts.position(receipt))
         error: Exception | None = None
+        plain = self._plain
+        coro: Coroutine[Any, Any, Any] | None = None
         try:
-            coro = self._handler(event)
-            waiting_on = context.run(coro.send, None)
+            if plain is None:
+                coro = self._handler(event)
+            else:  # a plain function (the run monitor's) is called as it is
+                result = context.run(plain, event)
+                if result is not None and inspect.isawaitable(result):
+                    coro = _awaiting(result)
+            waiting_on = context.run(coro.send, None) if coro is not None else None
         except StopIteration:
-            pass
+            coro = None
         except Exception as exc:
-            error = exc
-        else:  # the handler awaits something: finish it (and settle) in a task, queue what comes
+            coro, error = None, exc
+        if coro is not None:  # the handler awaits something: finish it (and settle) in a task
             self._start_task(self._finish_receipted(coro, waiting_on, event, receipt), context)
             return
         pending = receipts.settle(event, receipt, error)

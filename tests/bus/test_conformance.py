@@ -9,6 +9,7 @@ is either honoured or its arguments are refused, never quietly replaced by somet
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 
 import pytest
@@ -544,3 +545,50 @@ async def test_a_stored_delivery_knows_its_stream_position(bus: EventBus) -> Non
     else:
         assert seen == [None] * 5
     assert delivery_position() is None, "never leaks out of the handler"
+
+
+async def test_every_kind_of_handler_gets_every_event_in_order_and_its_position(bus: EventBus) -> None:
+    """A coroutine function, a plain function, a plain function returning an awaitable that waits, and
+    one that raises: each gets every event in order (stored where the backend stores, so each delivery
+    is settled with its outcome); the delivery's position is visible inside all of them; the failures
+    are reported and the others go on."""
+    from citarion_host.bus import delivery_position
+
+    seen: dict[str, list[tuple[int, int | None]]] = {"coroutine": [], "plain": [], "awaiting": []}
+    failures = Collector()
+    await bus.subscribe("system.handler.failed", failures)
+
+    async def coroutine(event: Event) -> None:
+        seen["coroutine"].append((event.metadata["n"], delivery_position()))
+
+    def plain(event: Event) -> None:
+        seen["plain"].append((event.metadata["n"], delivery_position()))
+
+    def awaiting(event: Event) -> Awaitable[None]:
+        position = delivery_position()
+
+        async def later() -> None:
+            await asyncio.sleep(0.001)
+            seen["awaiting"].append((event.metadata["n"], position))
+
+        return later()
+
+    def broken(event: Event) -> None:
+        raise RuntimeError(f"plain boom {event.metadata['n']}")
+
+    stored = {"stored": True} if bus.capabilities.persistent else {}
+    for name, handler in (("coroutine", coroutine), ("plain", plain), ("awaiting", awaiting)):
+        await bus.subscribe("trading.>", handler, name=name, **stored)
+    await bus.subscribe("trading.>", broken, name="broken", **stored)
+    await bus.publish_many(signal(n) for n in range(20))
+    await eventually(lambda: all(len(got) == 20 for got in seen.values()), what="20 events each")
+    assert len(await failures.wait_for(20)) == 20
+    for name, got in seen.items():
+        assert [n for n, _ in got] == list(range(20)), name
+        positions = [p for _, p in got]
+        if bus.capabilities.persistent:
+            assert all(isinstance(p, int) for p in positions) and positions == sorted(positions), name
+        else:
+            assert positions == [None] * 20, name
+    assert seen["plain"] == seen["coroutine"] == seen["awaiting"], "the same positions for every kind"
+    await bus.settle()
