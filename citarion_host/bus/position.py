@@ -41,12 +41,11 @@ def delivery_position() -> int | None:
     return None if find is None else find()
 
 
-def position_finder() -> PositionFinder | None:
-    """What finds the position of the delivery being handled, to call later (None where there is none).
-
-    The bot state's bookkeeping keeps it for every event and calls it only when a snapshot needs the
-    position: reading the variable costs a few tens of nanoseconds, parsing the position much more."""
-    return _position.get()
+#: ``position_finder()``: what finds the position of the delivery being handled, to call later (None
+#: where there is none). The bot state's bookkeeping keeps it for every event and calls it only when a
+#: snapshot needs the position: reading the variable costs a few tens of nanoseconds (it is the
+#: variable's own ``get``, no Python call around it), parsing the position much more.
+position_finder: Callable[[], PositionFinder | None] = _position.get
 
 
 def set_delivery_position(find: Callable[[], int] | None) -> Token[Callable[[], int] | None]:

@@ -100,6 +100,12 @@ class Arrivals(Protocol):
 class Receipts(Protocol):
     """How a backend settles the deliveries it hands over with a receipt (see the module docstring)."""
 
+    #: True when the backend sets the delivery's position (``set_delivery_position``) around its
+    #: :meth:`Subscription.deliver` calls itself: once for every member a message goes to, instead of
+    #: once per member (the host inbox). A delivery handled later, from a backlog or by the sequencer,
+    #: still sets it on its own.
+    sets_position: bool
+
     def position(self, receipt: Any) -> int:
         """The delivery's position in its store (``delivery_position()`` inside the handler)."""
         ...
@@ -332,10 +338,12 @@ class Subscription:
         """:meth:`deliver` for a delivery with a receipt: what :meth:`_receipted` does, without its
         coroutine when the handler finishes at once (a free-running host's every delivery on
         JetStream). The delivery's position is set in ``context``, this delivery's own copy (nothing to
-        reset); the receipt is settled with the outcome, in a task only when settling has to wait."""
+        reset), unless the backend set it for every member already; the receipt is settled with the
+        outcome, in a task only when settling has to wait."""
         receipts = self.receipts
         assert receipts is not None, "a receipt came to a subscription whose backend settles none"
-        context.run(set_delivery_position, lambda: receipts.position(receipt))
+        if not receipts.sets_position:
+            context.run(set_delivery_position, lambda: receipts.position(receipt))
         error: Exception | None = None
         plain = self._plain
         coro: Coroutine[Any, Any, Any] | None = None

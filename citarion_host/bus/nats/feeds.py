@@ -43,6 +43,7 @@ from ...events import Event, EventCatalog, InvalidEventError
 from ...topics import PatternIndex, matches, overlaps
 from ..base import oversized, printable_subject
 from ..config import NatsSettings
+from ..position import reset_delivery_position, set_delivery_position
 from ..subscription import Subscription
 from ._client import Wire
 from .stream import (
@@ -283,6 +284,8 @@ class Target(Protocol):
 
 class StreamFeed(Feed):
     """JetStream push consumer (explicit acks) feeding a subscription; it settles the receipts."""
+
+    sets_position = False  # the subscription sets each delivery's (``Receipts.sets_position``)
 
     def __init__(
         self, ctx: FeedContext, jsm: JetStreamManager, subscription: Target, plan: ConsumerPlan
@@ -527,6 +530,10 @@ class _Shared:
         self.msg = msg
         self.remaining = remaining
 
+    def position(self) -> int:
+        """The message's stream sequence (what ``delivery_position()`` gives its handlers)."""
+        return self.msg.metadata.sequence.stream
+
 
 class HostInbox:
     """One ephemeral consumer for every stored, non-durable subscription of the bus: the stream as the
@@ -544,6 +551,8 @@ class HostInbox:
     A member added while the consumer runs gets events published from then on: ones already in the
     stream (``since``, the stream's last sequence when it joined) are not handed to it.
     """
+
+    sets_position = True  # once per message for all its members (``deliver``)
 
     def __init__(self, ctx: FeedContext, jsm: JetStreamManager, max_ack_pending: int) -> None:
         self._ctx = ctx
@@ -633,8 +642,14 @@ class HostInbox:
             self._ctx.spawn(_settle(self._ctx.wire.ack(msg), "ack", event))
             return
         shared = _Shared(msg, len(members))
-        for member in members:
-            member.deliver(event, shared)
+        # The position is set here, once for every member (each one's first step runs in a copy of
+        # this context; see ``Receipts.sets_position``).
+        token = set_delivery_position(shared.position)
+        try:
+            for member in members:
+                member.deliver(event, shared)
+        finally:
+            reset_delivery_position(token)
 
     def _route(self, topic: str) -> tuple[tuple[Subscription, ...], bool]:
         members = tuple(sorted(set(self._index.match(topic)), key=_by_creation))
@@ -648,7 +663,7 @@ class HostInbox:
 
     def position(self, receipt: Any) -> int:
         shared: _Shared = receipt
-        return shared.msg.metadata.sequence.stream
+        return shared.position()
 
     def settle(self, event: Event, receipt: Any, error: BaseException | None) -> Awaitable[None] | None:
         shared: _Shared = receipt
