@@ -390,7 +390,14 @@ def _op() -> st.SearchStrategy[bytes]:
 async def _parse_all(chunks: list[bytes], lean: bool) -> tuple[list[tuple[Any, ...]], str | None]:
     recorder = _Recorder()
     if lean:
-        LeanParser.install(recorder)  # type: ignore[arg-type]
+
+        def dispatch(sid: int, subject: bytes, reply: bytes, data: bytes, headers: Any) -> bool:
+            if sid % 2:  # odd subscriptions are not taken here: they go to _process_msg
+                return False
+            recorder.calls.append(("msg", sid, bytes(subject), bytes(reply), data, headers))
+            return True
+
+        LeanParser.install(recorder, dispatch)  # type: ignore[arg-type]
     try:
         for chunk in chunks:
             await recorder._ps.parse(chunk)

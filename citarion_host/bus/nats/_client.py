@@ -72,6 +72,9 @@ log = logging.getLogger("citarion_host.bus.nats")
 
 #: ``on_message(subject, data)``: synchronous, must not raise (see :func:`subscribe_direct`).
 OnMessage = Callable[[str, bytes], None]
+#: ``dispatch(sid, subject, reply, data, headers)``: a parsed message handed over at once; False: not
+#: taken (see :meth:`Wire.dispatch`).
+Dispatch = Callable[[int, bytes, bytes, bytes, Any], bool]
 #: ``on_msg(msg)``: the same for subscriptions that need the reply subject (JetStream); on the lean
 #: path ``msg.headers`` is None unless the message is a status message.
 OnMsg = Callable[[Msg], None]
@@ -180,7 +183,7 @@ class Wire:
         self._original_process_msg = nc._process_msg  # the guarded one
         if lean:
             nc._process_msg = self._process_msg  # type: ignore[method-assign]
-            LeanParser.install(nc)
+            LeanParser.install(nc, self.dispatch)
             self.publish = self._publish_lean
             self.publish_stored = self._publish_stored_lean
             self.ack = self._ack_lean
@@ -356,6 +359,12 @@ class Wire:
 
     async def _process_msg(self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: Any) -> None:
         """Stands in for ``Client._process_msg``: routed subscriptions get subject and data, no ``Msg``."""
+        if not self.dispatch(sid, subject, reply, data, headers):
+            await self._original_process_msg(sid, subject, reply, data, headers)
+
+    def dispatch(self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: Any) -> bool:
+        """Hand a message to its route at once (the lean parser calls this without a coroutine per
+        message); False when it is not ours or a status message, for nats-py's ``_process_msg``."""
         on_message = self._routes.get(sid)
         if on_message is not None:
             stats = self._nc.stats
@@ -369,11 +378,10 @@ class Wire:
                 on_message(text, data)
             except Exception:  # pragma: no cover - must never end nats-py's read loop
                 log.exception("dispatching a NATS message failed", extra={"subject": subject})
-            return
+            return True
         on_msg = self._msg_routes.get(sid)
         if on_msg is None or (headers and not data):  # not ours, or a status message
-            await self._original_process_msg(sid, subject, reply, data, headers)
-            return
+            return False
         stats = self._nc.stats
         stats["in_msgs"] += 1
         stats["in_bytes"] += len(data)
@@ -381,6 +389,7 @@ class Wire:
             on_msg(Msg(self._nc, _text(subject), _text(reply), data, None, _sid=sid))
         except Exception:  # pragma: no cover - must never end nats-py's read loop
             log.exception("dispatching a NATS message failed", extra={"subject": subject})
+        return True
 
 
 def _text(raw: bytes) -> str:
@@ -453,21 +462,23 @@ class LeanParser:
     against nats-py's parser on random splits).
     """
 
-    __slots__ = ("_nc", "_original", "_ps")
+    __slots__ = ("_dispatch", "_nc", "_original", "_ps")
 
-    def __init__(self, nc: Client) -> None:
+    def __init__(self, nc: Client, dispatch: Dispatch | None = None) -> None:
         self._nc = nc
         self._ps = nc._ps
         self._original: Callable[[bytes], Awaitable[None]] = nc._ps.parse
+        self._dispatch = dispatch
 
     @classmethod
-    def install(cls, nc: Client) -> None:
+    def install(cls, nc: Client, dispatch: Dispatch | None = None) -> None:
         """Read ``nc``'s messages with a lean parser (idempotent; kept across reconnects, which only
-        reset the parser's buffer)."""
+        reset the parser's buffer). ``dispatch``: takes a message at once, or says False and nats-py's
+        ``_process_msg`` gets it (without it, every message goes there)."""
         ps = nc._ps
         if not getattr(ps, "_citarion_lean", False):
             ps._citarion_lean = True  # type: ignore[attr-defined]
-            ps.parse = cls(nc).parse  # type: ignore[method-assign]
+            ps.parse = cls(nc, dispatch).parse  # type: ignore[method-assign]
 
     async def parse(self, data: bytes = b"") -> None:
         ps = self._ps
@@ -478,6 +489,7 @@ class LeanParser:
         buf.extend(data)
         size = len(buf)
         start = 0
+        dispatch = self._dispatch
         try:
             while start < size:
                 if buf.startswith(b"HMSG ", start):
@@ -521,7 +533,8 @@ class LeanParser:
                 headers = bytes(buf[body : body + headed]) if headed else None
                 payload = bytes(buf[body + headed : after])
                 start = after + 2
-                await self._nc._process_msg(number, subject, reply, payload, headers)  # type: ignore[arg-type]
+                if dispatch is None or not dispatch(number, subject, reply, payload, headers):
+                    await self._nc._process_msg(number, subject, reply, payload, headers)  # type: ignore[arg-type]
                 if ps.buf is not buf:  # the connection was reset meanwhile
                     return
         finally:
