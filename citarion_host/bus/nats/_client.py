@@ -386,17 +386,21 @@ class Wire:
         stats["in_msgs"] += 1
         stats["in_bytes"] += len(data)
         try:
-            on_msg(Msg(self._nc, _text(subject), _text(reply), data, None, _sid=sid))
+            text, reply_text = subject.decode(_UTF8, _KEEP), reply.decode(_UTF8, _KEEP)  # _text, inline
+            on_msg(Msg(self._nc, text, reply_text, data, None, _sid=sid))
         except Exception:  # pragma: no cover - must never end nats-py's read loop
             log.exception("dispatching a NATS message failed", extra={"subject": subject})
         return True
+
+
+_UTF8, _KEEP = "utf-8", "surrogateescape"
 
 
 def _text(raw: bytes) -> str:
     """A subject as text. One that is not UTF-8 (the server does not check) keeps its bytes as
     surrogates, so the event catalog refuses it as a topic and the feed dead-letters and terminates the
     message, instead of ``UnicodeDecodeError`` dropping it unsettled (redelivered for ever)."""
-    return raw.decode("utf-8", "surrogateescape")
+    return raw.decode(_UTF8, _KEEP)
 
 
 def guard_reader(nc: Client) -> None:
