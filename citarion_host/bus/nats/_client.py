@@ -225,19 +225,14 @@ class Wire:
     async def _publish_stored_lean(self, subject: str, data: bytes, reply: str, msg_id: str) -> None:
         _check_msg_id(msg_id)
         nc = self._nc
-        headers = b"NATS/1.0\r\nNats-Msg-Id: %b\r\n\r\n" % msg_id.encode()
-        size = len(data)
         if nc._status != _CONNECTED:
             await self._publish_stored_public(subject, data, reply, msg_id)
             return
-        if size + len(headers) > nc._max_payload:  # the server counts headers too, and would disconnect
-            raise MaxPayloadError
         encoded = self._subjects.get(subject) or self._remember(subject)
-        await self._send(
-            b"HPUB %b %b %d %d\r\n%b%b\r\n"
-            % (encoded, reply.encode(), len(headers), len(headers) + size, headers, data),
-            size,
-        )
+        command = _stored_command(encoded, data, reply, msg_id, nc._max_payload)
+        if command is None:  # the server counts headers too, and would disconnect
+            raise MaxPayloadError
+        await self._send(command, len(data))
 
     async def _ack_lean(self, msg: Msg) -> None:
         if self._nc._status != _CONNECTED or not msg.reply or msg._ackd:
@@ -251,21 +246,16 @@ class Wire:
         False: nothing was sent (also over ``max_payload``, or a subject not seen before), the caller
         awaits ``publish_stored`` instead, which raises what is wrong."""
         encoded = self._subjects.get(subject)
-        if not self.lean or encoded is None or self._nc._status != _CONNECTED:
+        if (
+            not self.lean
+            or encoded is None
+            or self._nc._status != _CONNECTED
+            or "\r" in msg_id
+            or "\n" in msg_id
+        ):
             return False
-        headers = b"NATS/1.0\r\nNats-Msg-Id: %b\r\n\r\n" % msg_id.encode()
-        size = len(data)
-        if size + len(headers) > self._nc._max_payload or "\r" in msg_id or "\n" in msg_id:
-            return False
-        command = b"HPUB %b %b %d %d\r\n%b%b\r\n" % (
-            encoded,
-            reply.encode(),
-            len(headers),
-            len(headers) + size,
-            headers,
-            data,
-        )
-        return self._queue_now(command, size)
+        command = _stored_command(encoded, data, reply, msg_id, self._nc._max_payload)
+        return command is not None and self._queue_now(command, len(data))
 
     def ack_now(self, msg: Msg) -> bool:
         """Acknowledge a JetStream delivery without awaiting anything, when the lean path can (see
@@ -439,6 +429,28 @@ def guard_reader(nc: Client) -> None:
             log.exception("a NATS message could not be processed; skipped", extra={"subject": _text(subject)})
 
     nc._process_msg = process_msg  # type: ignore[method-assign]
+
+
+def _stored_command(encoded: bytes, data: bytes, reply: str, msg_id: str, max_payload: int) -> bytes | None:
+    """The ``HPUB`` of a stored publish with its ``Nats-Msg-Id`` header, in one formatting; None when
+    headers and body together are over ``max_payload``."""
+    raw_id = msg_id.encode()
+    header_size = len(raw_id) + _HEADER_FRAME
+    total = header_size + len(data)
+    if total > max_payload:
+        return None
+    return b"HPUB %b %b %d %d\r\nNATS/1.0\r\nNats-Msg-Id: %b\r\n\r\n%b\r\n" % (
+        encoded,
+        reply.encode(),
+        header_size,
+        total,
+        raw_id,
+        data,
+    )
+
+
+#: ``NATS/1.0\r\nNats-Msg-Id: \r\n\r\n`` around the id: the header block's size is the id's plus this.
+_HEADER_FRAME = len(b"NATS/1.0\r\nNats-Msg-Id: \r\n\r\n")
 
 
 def _check_msg_id(msg_id: str) -> None:

@@ -407,8 +407,8 @@ class JetStreamPublisher:
         if item is None or item.acked or item.batch is None:
             return  # an ack for a message already confirmed (a resend's twin) or abandoned
         batch = item.batch
-        if len(self._pending) < self._max_in_flight:
-            self._space.set()
+        if self._waiting and len(self._pending) < self._max_in_flight:
+            self._space.set()  # a send waits for room (one that starts waiting clears it first)
         if data.startswith(_ACK_PREFIX) and b'"error"' not in data:
             if data.endswith(b"true}") and b'"duplicate"' in data:  # '"duplicate": true' (server's spacing)
                 self.duplicates += 1
