@@ -18,8 +18,8 @@ and a ``Nats-Msg-Id`` (the store's acks collected in the background), read back 
 consumer (the host inbox's: the monitor reads ``>`` from the store with the bots, so it takes every
 event; each delivery acked). Free-running and pipelined: the least CPU
 per event nats-py spends on that traffic. **The bus alone** (``bus alone: the demo's NATS traffic``)
-moves the same events through ``NatsBus.post`` and a stored subscription to ``>``: the bus's own NATS
-path, typed events included, with no host and no bots.
+moves the same events through ``NatsBus.post_now`` (``post`` when it declines) and a stored
+subscription to ``>``: the bus's own NATS path, typed events included, with no host and no bots.
 
 The bounds printed under the table: the host cannot spend less on JetStream than the memory run's CPU
 per event (the same bots, the same host) plus the bus alone's, so a CPU-bound host's JetStream events/s
@@ -228,8 +228,8 @@ async def bus_traffic_round(
     monitor: Monitor | None = None,
 ) -> Figures:
     """The bus alone moving the same traffic as :func:`traffic_floor_round`: the run's events (decoded
-    beforehand, as a bot hands them over) posted through ``NatsBus.post`` (encoded, stored, acks in the
-    background) and read back by a stored subscription to ``>`` (the host inbox: decoded, handed to a
+    beforehand, as a bot hands them over) posted as the host posts a bot's (``NatsBus.post_now``, else
+    ``NatsBus.post``: encoded, stored, acks in the background) and read back by a stored subscription to ``>`` (the host inbox: decoded, handed to a
     handler that counts, acked). Free-running, no bots: what the bus's own NATS path costs per event."""
     decoded = [catalog.decode(data, topic) for topic, data in events]
     expected = len(decoded)
@@ -246,7 +246,8 @@ async def bus_traffic_round(
         await bus.subscribe(">", count, stored=True, max_pending=expected)
         meter = _Meter(server_pid, monitor)
         for event in decoded:
-            await bus.post(event)
+            if not bus.post_now(event):  # as the host posts a bot's event: at once when it can
+                await bus.post(event)
         await asyncio.wait_for(done, 60.0)
         await bus.settle()  # every store ack in, every delivery handled and acked
         meter.stop()
