@@ -229,8 +229,9 @@ async def bus_traffic_round(
 ) -> Figures:
     """The bus alone moving the same traffic as :func:`traffic_floor_round`: the run's events (decoded
     beforehand, as a bot hands them over) posted as the host posts a bot's (``NatsBus.post_now``, else
-    ``NatsBus.post``: encoded, stored, acks in the background) and read back by a stored subscription to ``>`` (the host inbox: decoded, handed to a
-    handler that counts, acked). Free-running, no bots: what the bus's own NATS path costs per event."""
+    ``NatsBus.post``: encoded, stored, acks in the background) and read back by a stored subscription
+    to ``>`` (the host inbox: decoded, handed to a handler that counts, acked). Free-running, no bots:
+    what the bus's own NATS path costs per event."""
     decoded = [catalog.decode(data, topic) for topic, data in events]
     expected = len(decoded)
     async with NatsBus(jetstream_settings(url, stream)) as bus:

@@ -22,13 +22,15 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from nats.aio.client import Client
-from nats.errors import ProtocolError
+from nats.aio.msg import Msg
+from nats.errors import NotJSMessageError, ProtocolError
 from nats.protocol.parser import Parser
 
 from citarion_host.bus import NatsSettings
 from citarion_host.bus.nats import NatsBus
 from citarion_host.bus.nats._client import LeanParser, Wire
 from citarion_host.bus.nats.connection import sync_with_server
+from citarion_host.bus.nats.feeds import stream_sequence
 from citarion_host.errors import PublishError
 from citarion_host.events import Event, encode_event, make_event
 from citarion_host.natsserver import NatsServer
@@ -434,3 +436,35 @@ async def test_the_lean_parser_is_installed_once_on_the_lean_path(js_bus: NatsBu
     assert getattr(js_bus.nc._ps, "_citarion_lean", False)
     LeanParser.install(js_bus.nc)
     assert js_bus.nc._ps.parse is parse
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "$JS.ACK.demo.inbox-1.1.4711.12.1764500000000000000.3",  # stream, consumer, ...
+        "$JS.ACK._.ACCHASH.demo.inbox-1.2.4711.12.1764500000000000000.3",  # domain, account first
+        "$JS.ACK.hub.ACCHASH.demo.inbox-1.2.4711.12.1764500000000000000.3.tok",  # and a token after
+    ],
+)
+def test_a_stream_sequence_is_read_from_the_reply_as_nats_py_reads_it(reply: str) -> None:
+    msg = Msg(None, "trading.signal.generated", reply, b"{}")  # type: ignore[arg-type]
+    assert stream_sequence(msg) == msg.metadata.sequence.stream == 4711
+
+
+def test_a_reply_that_is_not_a_jetstream_ack_is_refused_as_nats_py_refuses_it() -> None:
+    with pytest.raises(NotJSMessageError):
+        stream_sequence(Msg(None, "x", "_INBOX.abc.1", b"{}"))  # type: ignore[arg-type]
+
+
+async def test_a_member_that_joins_later_gets_only_what_is_published_after(js_bus: NatsBus) -> None:
+    """The host inbox compares each delivery's stream sequence with when a member joined (read from
+    the reply subject): the early member gets everything, the late one only what came after it."""
+    early, late = Collector(), Collector()
+    await js_bus.subscribe("trading.signal.>", early, stored=True)
+    await js_bus.publish_many([signal(n) for n in range(5)])
+    assert numbers(await early.wait_for(5)) == list(range(5))
+    await js_bus.subscribe("trading.>", late, stored=True)
+    await js_bus.publish_many([signal(n) for n in range(5, 10)])
+    assert numbers(await early.wait_for(10)) == list(range(10))
+    assert numbers(await late.wait_for(5)) == list(range(5, 10))
+    assert numbers(await late.settle()) == list(range(5, 10))
