@@ -497,13 +497,11 @@ class Subscription:
             await _Resume(coro, waiting_on)
         except Exception as exc:
             error = exc
-        await self._settled(receipts.settle(event, receipt, error), event, error, drain=False)
-        await self._drain()
+        await self._settled(receipts.settle(event, receipt, error), event, error)
 
-    async def _settled(
-        self, pending: Awaitable[None] | None, event: Event, error: Exception | None, *, drain: bool = True
-    ) -> None:
-        """Wait for a settle that has to wait, then count the delivery (or report its failure)."""
+    async def _settled(self, pending: Awaitable[None] | None, event: Event, error: Exception | None) -> None:
+        """Wait for a settle that has to wait, count the delivery (or report its failure), then work
+        off what queued meanwhile."""
         if pending is not None:
             try:
                 await pending
@@ -513,8 +511,7 @@ class Subscription:
             self.delivered += 1
         else:
             self._report(event, error)
-        if drain:
-            await self._drain()
+        await self._drain()
 
     async def _drain(self) -> None:
         backlog = self._backlog

@@ -238,7 +238,7 @@ class Wire:
         if self._nc._status != _CONNECTED or not msg.reply or msg._ackd:
             await msg.ack()  # nats-py's errors: not a JetStream message, acked twice, not connected
             return
-        await self._send(b"PUB %b 0\r\n\r\n" % msg.reply.encode(), 0)
+        await self._send(_ack_command(msg), 0)
         msg._ackd = True
 
     def publish_stored_now(self, subject: str, data: bytes, reply: str, msg_id: str) -> bool:
@@ -246,13 +246,7 @@ class Wire:
         False: nothing was sent (also over ``max_payload``, or a subject not seen before), the caller
         awaits ``publish_stored`` instead, which raises what is wrong."""
         encoded = self._subjects.get(subject)
-        if (
-            not self.lean
-            or encoded is None
-            or self._nc._status != _CONNECTED
-            or "\r" in msg_id
-            or "\n" in msg_id
-        ):
+        if not self.lean or encoded is None or self._nc._status != _CONNECTED or not _msg_id_ok(msg_id):
             return False
         command = _stored_command(encoded, data, reply, msg_id, self._nc._max_payload)
         return command is not None and self._queue_now(command, len(data))
@@ -263,7 +257,7 @@ class Wire:
         public path, not connected, acked before."""
         if not self.lean or self._nc._status != _CONNECTED or not msg.reply or msg._ackd:
             return False
-        if not self._queue_now(b"PUB %b 0\r\n\r\n" % msg.reply.encode(), 0):
+        if not self._queue_now(_ack_command(msg), 0):
             return False
         msg._ackd = True
         return True
@@ -453,9 +447,19 @@ def _stored_command(encoded: bytes, data: bytes, reply: str, msg_id: str, max_pa
 _HEADER_FRAME = len(b"NATS/1.0\r\nNats-Msg-Id: \r\n\r\n")
 
 
-def _check_msg_id(msg_id: str) -> None:
+def _ack_command(msg: Msg) -> bytes:
+    """The ``PUB`` that acknowledges a JetStream delivery: an empty message to its reply subject."""
+    return b"PUB %b 0\r\n\r\n" % msg.reply.encode()
+
+
+def _msg_id_ok(msg_id: str) -> bool:
     """An event id becomes a header line: a line break in it would end the header (or the command)."""
-    if "\r" in msg_id or "\n" in msg_id:
+    return "\r" not in msg_id and "\n" not in msg_id
+
+
+def _check_msg_id(msg_id: str) -> None:
+    """:func:`_msg_id_ok`, or ``PublishError``."""
+    if not _msg_id_ok(msg_id):
         raise PublishError(f"event id {msg_id!r} cannot be stored: ids must not contain line breaks")
 
 

@@ -185,20 +185,10 @@ class JetStreamPublisher:
         token = str(next(self._tokens))
         if not self._wire.publish_stored_now(item.subject, item.data, self._prefix + token, item.msg_id):
             return False
-        if batch is None:
-            loop = asyncio.get_running_loop()
-            batch = self._open = _Batch([], loop.time() + self._timeout)
-            self._batches.add(batch)
-            self._drained.clear()
-        item.batch = batch
         item.token = token
         self._pending[token] = item
-        batch.items.append(item)
-        batch.remaining += 1
-        if self._settler is None:
-            self._settler = asyncio.get_running_loop().create_task(
-                self._settle_posts(), name="jetstream-settler"
-            )
+        self._join_open_batch(item)
+        self._settle_later()
         return True
 
     async def post(self, item: Outgoing) -> None:
@@ -208,15 +198,7 @@ class JetStreamPublisher:
         timeout. Raises ``PublishError`` when it cannot be sent at all (closed connection, over
         ``max_payload``); a later failure goes to ``on_unstored``.
         """
-        loop = asyncio.get_running_loop()
-        batch = self._open
-        if batch is None:
-            batch = self._open = _Batch([], loop.time() + self._timeout)
-            self._batches.add(batch)
-            self._drained.clear()
-        item.batch = batch
-        batch.items.append(item)
-        batch.remaining += 1
+        batch = self._join_open_batch(item)
         try:
             await self._send(item, batch)
         except BaseException:
@@ -229,8 +211,26 @@ class JetStreamPublisher:
                 if not self._batches:
                     self._drained.set()
             raise
+        self._settle_later()
+
+    def _join_open_batch(self, item: Outgoing) -> _Batch:
+        """Add a post to the open batch (opened now if there is none): what the settler confirms next."""
+        batch = self._open
+        if batch is None:
+            batch = self._open = _Batch([], asyncio.get_running_loop().time() + self._timeout)
+            self._batches.add(batch)
+            self._drained.clear()
+        item.batch = batch
+        batch.items.append(item)
+        batch.remaining += 1
+        return batch
+
+    def _settle_later(self) -> None:
+        """Make sure a settler confirms the open batch."""
         if self._settler is None:
-            self._settler = loop.create_task(self._settle_posts(), name="jetstream-settler")
+            self._settler = asyncio.get_running_loop().create_task(
+                self._settle_posts(), name="jetstream-settler"
+            )
 
     async def _settle_posts(self) -> None:
         """Confirm posts batch by batch (what is posted meanwhile gathers in the next batch)."""
