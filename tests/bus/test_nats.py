@@ -20,7 +20,7 @@ import pytest
 from nats.js import api
 
 from citarion_host.bus import NatsSettings, create_bus
-from citarion_host.bus.nats import NatsBus
+from citarion_host.bus.nats import NatsBus, feeds
 from citarion_host.bus.nats.connection import sync_with_server
 from citarion_host.errors import BusError, ConfigError, NoRespondersError, PublishError, RequestTimeoutError
 from citarion_host.events import Event, encode_event, make_event
@@ -697,3 +697,37 @@ async def test_the_host_inbox_routes_each_topic_to_its_current_members(bus: Nats
     await late.settle()
     assert numbers(first.events) == [1, 2, 3, 4]
     assert numbers(late.events) == [2, 3], "a member that left gets nothing more"
+
+
+async def test_the_host_inbox_hands_back_the_object_this_process_posted(
+    bus: NatsBus, stream: NatsSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An event this process posts comes back from the store as the object it posted (not decoded
+    again: ``HostInbox.expect_echo``); one published from another connection is decoded; a topic no
+    member takes is not kept, and echoes that never come are forgotten oldest first."""
+    got = Collector()
+    await bus.subscribe("trading.signal.generated", got, stored=True)
+    mine = signal(1)
+    await bus.post(mine)
+    await got.wait_for(1)
+    assert got.events[0] is mine
+    theirs = signal(2)
+    nc = await nats.connect(stream.servers)
+    try:
+        await nc.jetstream().publish(theirs.topic, encode_event(theirs))
+    finally:
+        await nc.close()
+    await got.wait_for(2)
+    assert got.events[1] == theirs and got.events[1] is not theirs
+    inbox = bus._inbox
+    assert inbox is not None and not inbox.echoes, "every echo came back"
+
+    await bus.post(signal(3, "trading.signal.expired"))  # no member takes it: nothing to wait for
+    await bus.flush()
+    assert not inbox.echoes
+
+    monkeypatch.setattr(feeds, "ECHOES_KEPT", 2)
+    kept = [signal(n) for n in (4, 5, 6)]
+    for event in kept:
+        inbox.expect_echo(event, encode_event(event))
+    assert list(inbox.echoes.values()) == kept[1:]

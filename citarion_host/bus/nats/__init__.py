@@ -297,6 +297,8 @@ class NatsBus(EventBus):
                 self._check_stored(event.topic)
             item = Outgoing(event.topic, data, event.id, event)
             sending = lambda: publisher.post(item)  # noqa: E731
+            if self._inbox is not None:
+                self._inbox.expect_echo(event, data)
         if self.sequencer is not None:
             await self.sequencer.admit()
             await self._sequenced(sending, (event,))
@@ -321,8 +323,11 @@ class NatsBus(EventBus):
                 raise PublishError(f"publish on {event.topic!r} failed: {exc!r}") from exc
             self.published += 1
             return
-        if self._publisher is not None and not self._stored_topics.get(event.topic):
-            self._check_stored(event.topic)
+        if self._publisher is not None:
+            if not self._stored_topics.get(event.topic):
+                self._check_stored(event.topic)
+            if self._inbox is not None:
+                self._inbox.expect_echo(event, data)
         if self.sequencer is not None:
             await self.sequencer.admit()
             await self._sequenced(lambda: self._send(event, data, event.id), (event,))
@@ -347,6 +352,8 @@ class NatsBus(EventBus):
         if not self._stored_topics.get(event.topic):
             self._check_stored(event.topic)
         item = Outgoing(event.topic, data, event.id, event)
+        if self._inbox is not None:
+            self._inbox.expect_echo(event, data)
         if self.sequencer is not None:
             await self.sequencer.admit()
             await self._sequenced(lambda: publisher.post(item), (event,))
@@ -368,6 +375,8 @@ class NatsBus(EventBus):
             return False
         if not publisher.post_now(Outgoing(event.topic, data, event.id, event)):
             return False
+        if self._inbox is not None:
+            self._inbox.expect_echo(event, data)
         self.published += 1
         return True
 
@@ -422,6 +431,9 @@ class NatsBus(EventBus):
                     raise self._too_big(event, item.data)
             for topic in {item.subject for item in items}:
                 self._check_stored(topic)
+            if self._inbox is not None:
+                for event, item in zip(batch, items, strict=True):
+                    self._inbox.expect_echo(event, item.data)
             if self.sequencer is not None:
                 publisher = self._publisher
                 await self._sequenced(lambda: publisher.publish(items), batch)

@@ -507,21 +507,24 @@ class LeanParser:
             return
         buf = ps.buf
         buf.extend(data)
-        size = len(buf)
+        # One copy of the buffer as bytes, read by offset: each field is then one slice (one copy),
+        # where a slice of the bytearray turned into bytes is two. The buffer itself is cut once.
+        view = bytes(buf)
+        size = len(view)
         start = 0
         dispatch = self._dispatch
         try:
             while start < size:
-                if buf.startswith(b"HMSG ", start):
+                if view.startswith(b"HMSG ", start):
                     at = start + 5
-                elif buf.startswith(b"MSG ", start):
+                elif view.startswith(b"MSG ", start):
                     at = start + 4
                 else:
                     break
-                end = buf.find(b"\r\n", at, at + _MAX_CONTROL_LINE)
+                end = view.find(b"\r\n", at, at + _MAX_CONTROL_LINE)
                 if end < 0:
                     break
-                args = bytes(buf[at:end]).split()
+                args = view[at:end].split()
                 try:
                     if at - start == 5:  # HMSG subject sid [reply] header_size total_size
                         if len(args) == 5:
@@ -548,10 +551,10 @@ class LeanParser:
                 after = body + total
                 if size < after + 2:  # the rest has not arrived yet
                     break
-                if buf[after : after + 2] != b"\r\n":
+                if not view.startswith(b"\r\n", after):
                     break
-                headers = bytes(buf[body : body + headed]) if headed else None
-                payload = bytes(buf[body + headed : after])
+                headers = view[body : body + headed] if headed else None
+                payload = view[body + headed : after]
                 start = after + 2
                 if dispatch is None or not dispatch(number, subject, reply, payload, headers):
                     await self._nc._process_msg(number, subject, reply, payload, headers)  # type: ignore[arg-type]

@@ -315,6 +315,8 @@ class StreamFeed(Feed):
         self.plan = plan
         self._decode = ctx.catalog.decode
         self._max_bytes = ctx.max_event_bytes
+        #: The host inbox's events posted by this process, by their bytes (``HostInbox.expect_echo``).
+        self._echoes: dict[bytes, Event] | None = getattr(subscription, "echoes", None)
         self.consumer: str | None = None
         self._last: Msg | None = None  # the latest delivery: its reply subject holds the stream sequence
         self._arrival = asyncio.Event()
@@ -364,6 +366,12 @@ class StreamFeed(Feed):
         self._last = msg
         self._arrival.set()
         data = msg.data
+        echoes = self._echoes
+        if echoes:  # an event this process posted, back from the store: the object it posted
+            event = echoes.pop(data, None)
+            if event is not None and event.topic == msg.subject:
+                self.subscription.deliver(event, msg)
+                return
         try:
             if len(data) > self._max_bytes:
                 raise oversized(data, self._max_bytes, msg.subject)
@@ -538,6 +546,11 @@ class StreamFeed(Feed):
                 )
 
 
+#: Posted events a host inbox keeps for their delivery back (``HostInbox.expect_echo``): far more
+#: than are ever in flight (the publisher's window, the consumer's ``max_ack_pending``).
+ECHOES_KEPT = 16_384
+
+
 class _Shared:
     """A receipt shared by the members an inbox delivery went to: acked when the last one is done."""
 
@@ -581,6 +594,9 @@ class HostInbox:
         #: ran (its deliveries then need the message's stream sequence). Cleared on every change of
         #: members or patterns; bounded like the pattern index's own cache.
         self._routes: dict[str, tuple[tuple[Subscription, ...], bool]] = {}
+        #: Events this process posted to topics the inbox takes, by their encoded bytes, until the
+        #: consumer delivers them back (:meth:`expect_echo`).
+        self.echoes: dict[bytes, Event] = {}
         self._feed: StreamFeed | None = None
         self._lock = asyncio.Lock()
 
@@ -645,6 +661,26 @@ class HostInbox:
         self._routes.clear()
 
     # -- the consumer's target ----------------------------------------------------------------------
+
+    def expect_echo(self, event: Event, data: bytes) -> None:
+        """``event``, encoded as ``data``, is being posted by this process: when the consumer delivers
+        those bytes back, the members get this object instead of a decoded copy of it.
+
+        Why: in the host's own runs every event comes back this way (the monitor reads ``>``), and
+        decoding it again was the largest cost of a delivery. It is the same event (the same bytes,
+        checked in full by the lookup); the deterministic mode already hands its handlers the object
+        that was published. Only for a topic some member takes; bounded by :data:`ECHOES_KEPT` (an
+        echo that never comes, e.g. its publish failed or the member left, is forgotten oldest first).
+        """
+        route = self._routes.get(event.topic)
+        if route is None:
+            route = self._route(event.topic)
+        if not route[0]:
+            return
+        echoes = self.echoes
+        if len(echoes) >= ECHOES_KEPT:
+            del echoes[next(iter(echoes))]
+        echoes[data] = event
 
     def deliver(self, event: Event, receipt: Any = None) -> None:
         msg: Msg = receipt
