@@ -171,7 +171,7 @@ class Wire:
         self.lean = lean
         self._routes: dict[int, OnMessage] = {}
         self._msg_routes: dict[int, OnMsg] = {}
-        self._subjects: dict[str, bytes] = {}  # topic -> its validated bytes
+        self._subjects: set[str] = set()  # topics validated for the protocol (:meth:`_remember`)
         #: ``await publish(subject, data)``: send on core NATS; errors are nats-py's.
         self.publish: Callable[[str, bytes], Awaitable[None]] = self._publish_public
         #: ``await publish_stored(subject, data, reply, msg_id)``: a JetStream publish whose ack goes
@@ -215,8 +215,9 @@ class Wire:
         if nc._status != _CONNECTED or size > nc._max_payload:
             await nc.publish(subject, data)  # reconnect buffering, closed/draining and size errors
             return
-        encoded = self._subjects.get(subject) or self._remember(subject)
-        await self._send(b"PUB %b %d\r\n%b\r\n" % (encoded, size, data), size)
+        if subject not in self._subjects:
+            self._remember(subject)
+        await self._send(b"".join((f"PUB {subject} {size}\r\n".encode(), data, b"\r\n")), size)
 
     async def _publish_stored_public(self, subject: str, data: bytes, reply: str, msg_id: str) -> None:
         _check_msg_id(msg_id)
@@ -228,8 +229,9 @@ class Wire:
         if nc._status != _CONNECTED:
             await self._publish_stored_public(subject, data, reply, msg_id)
             return
-        encoded = self._subjects.get(subject) or self._remember(subject)
-        command = _stored_command(encoded, data, reply, msg_id, nc._max_payload)
+        if subject not in self._subjects:
+            self._remember(subject)
+        command = _stored_command(subject, data, reply, msg_id, nc._max_payload)
         if command is None:  # the server counts headers too, and would disconnect
             raise MaxPayloadError
         await self._send(command, len(data))
@@ -245,10 +247,15 @@ class Wire:
         """``publish_stored`` without awaiting anything, when the lean path can (see :meth:`_queue_now`);
         False: nothing was sent (also over ``max_payload``, or a subject not seen before), the caller
         awaits ``publish_stored`` instead, which raises what is wrong."""
-        encoded = self._subjects.get(subject)
-        if not self.lean or encoded is None or self._nc._status != _CONNECTED or not _msg_id_ok(msg_id):
+        nc = self._nc
+        if (
+            not self.lean
+            or subject not in self._subjects
+            or nc._status != _CONNECTED
+            or not _msg_id_ok(msg_id)
+        ):
             return False
-        command = _stored_command(encoded, data, reply, msg_id, self._nc._max_payload)
+        command = _stored_command(subject, data, reply, msg_id, nc._max_payload)
         return command is not None and self._queue_now(command, len(data))
 
     def ack_now(self, msg: Msg) -> bool:
@@ -301,13 +308,12 @@ class Wire:
         if nc._flush_queue is not None and nc._flush_queue.empty():
             await nc._flush_pending()  # kick the flusher once per loop turn, as nc.publish does
 
-    def _remember(self, subject: str) -> bytes:
-        """Validate a subject once (a space or a wildcard would break the protocol) and cache its bytes."""
+    def _remember(self, subject: str) -> None:
+        """Validate a subject once (a space or a wildcard would break the protocol) and remember it."""
         split_topic(subject)
         if len(self._subjects) >= _SUBJECT_CACHE:
             self._subjects.clear()
-        encoded = self._subjects[subject] = subject.encode()
-        return encoded
+        self._subjects.add(subject)
 
     # -- receive ----------------------------------------------------------------------------------
 
@@ -425,22 +431,16 @@ def guard_reader(nc: Client) -> None:
     nc._process_msg = process_msg  # type: ignore[method-assign]
 
 
-def _stored_command(encoded: bytes, data: bytes, reply: str, msg_id: str, max_payload: int) -> bytes | None:
-    """The ``HPUB`` of a stored publish with its ``Nats-Msg-Id`` header, in one formatting; None when
-    headers and body together are over ``max_payload``."""
-    raw_id = msg_id.encode()
-    header_size = len(raw_id) + _HEADER_FRAME
+def _stored_command(subject: str, data: bytes, reply: str, msg_id: str, max_payload: int) -> bytes | None:
+    """The ``HPUB`` of a stored publish with its ``Nats-Msg-Id`` header, in one formatting (an f-string:
+    about 200 ns less per publish than ``bytes %``); None when headers and body together are over
+    ``max_payload``. ``subject`` was validated (``Wire._remember``)."""
+    header_size = (len(msg_id) if msg_id.isascii() else len(msg_id.encode())) + _HEADER_FRAME
     total = header_size + len(data)
     if total > max_payload:
         return None
-    return b"HPUB %b %b %d %d\r\nNATS/1.0\r\nNats-Msg-Id: %b\r\n\r\n%b\r\n" % (
-        encoded,
-        reply.encode(),
-        header_size,
-        total,
-        raw_id,
-        data,
-    )
+    head = f"HPUB {subject} {reply} {header_size} {total}\r\nNATS/1.0\r\nNats-Msg-Id: {msg_id}\r\n\r\n"
+    return b"".join((head.encode(), data, b"\r\n"))
 
 
 #: ``NATS/1.0\r\nNats-Msg-Id: \r\n\r\n`` around the id: the header block's size is the id's plus this.
@@ -449,7 +449,7 @@ _HEADER_FRAME = len(b"NATS/1.0\r\nNats-Msg-Id: \r\n\r\n")
 
 def _ack_command(msg: Msg) -> bytes:
     """The ``PUB`` that acknowledges a JetStream delivery: an empty message to its reply subject."""
-    return b"PUB %b 0\r\n\r\n" % msg.reply.encode()
+    return f"PUB {msg.reply} 0\r\n\r\n".encode()
 
 
 def _msg_id_ok(msg_id: str) -> bool:
