@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import dataclasses
 import hashlib
 import logging
@@ -43,7 +44,7 @@ from ...events import Event, EventCatalog, InvalidEventError
 from ...topics import PatternIndex, matches, overlaps
 from ..base import oversized, printable_subject
 from ..config import NatsSettings
-from ..position import reset_delivery_position, set_delivery_position
+from ..position import set_delivery_position
 from ..subscription import Subscription
 from ._client import Wire
 from .stream import (
@@ -582,7 +583,7 @@ class HostInbox:
     stream (``since``, the stream's last sequence when it joined) are not handed to it.
     """
 
-    sets_position = True  # once per message for all its members (``deliver``)
+    sets_position = True  # once per message for all its members (``deliver``, ``_hand_over``)
 
     def __init__(self, ctx: FeedContext, jsm: JetStreamManager, max_ack_pending: int) -> None:
         self._ctx = ctx
@@ -694,15 +695,9 @@ class HostInbox:
         if not members:
             self._ctx.spawn(_settle(self._ctx.wire.ack(msg), "ack", event))
             return
-        shared = _Shared(msg, len(members))
-        # The position is set here, once for every member (each one's first step runs in a copy of
-        # this context; see ``Receipts.sets_position``).
-        token = set_delivery_position(shared.position)
-        try:
-            for member in members:
-                member.deliver(event, shared)
-        finally:
-            reset_delivery_position(token)
+        # One context of the message's own for all its members: the position set once, each
+        # member's first step run in it (``Subscription.deliver_in_context``), nothing to reset.
+        contextvars.copy_context().run(_hand_over, event, members, _Shared(msg, len(members)))
 
     def _route(self, topic: str) -> tuple[tuple[Subscription, ...], bool]:
         members = tuple(sorted(set(self._index.match(topic)), key=_by_creation))
@@ -774,6 +769,13 @@ class _Member(Feed):
 
 async def _nothing() -> None:
     """A repattern confirmation with nothing to confirm (the consumer update itself was answered)."""
+
+
+def _hand_over(event: Event, members: tuple[Subscription, ...], shared: _Shared) -> None:
+    """An inbox delivery to its members, in the message's own context (``HostInbox.deliver``)."""
+    set_delivery_position(shared.position)
+    for member in members:
+        member.deliver_in_context(event, shared)
 
 
 def _by_creation(subscription: Subscription) -> int:
