@@ -482,13 +482,15 @@ class LeanParser:
     against nats-py's parser on random splits).
     """
 
-    __slots__ = ("_dispatch", "_nc", "_original", "_ps")
+    __slots__ = ("_dispatch", "_held", "_nc", "_original", "_ps")
 
     def __init__(self, nc: Client, dispatch: Dispatch | None = None) -> None:
         self._nc = nc
         self._ps = nc._ps
         self._original: Callable[[bytes], Awaitable[None]] = nc._ps.parse
         self._dispatch = dispatch
+        #: A message still arriving at the head of the buffer: (that buffer, the size it needs).
+        self._held: tuple[bytearray, int] | None = None
 
     @classmethod
     def install(cls, nc: Client, dispatch: Dispatch | None = None) -> None:
@@ -507,12 +509,18 @@ class LeanParser:
             return
         buf = ps.buf
         buf.extend(data)
+        held = self._held
+        if held is not None:
+            if held[0] is buf and len(buf) < held[1]:
+                return  # the message at the head is still arriving: nothing to read yet
+            self._held = None
         # One copy of the buffer as bytes, read by offset: each field is then one slice (one copy),
         # where a slice of the bytearray turned into bytes is two. The buffer itself is cut once.
         view = bytes(buf)
         size = len(view)
         start = 0
         dispatch = self._dispatch
+        arriving = 0  # the buffer's size the message at its head needs, when it is still arriving
         try:
             while start < size:
                 if view.startswith(b"HMSG ", start):
@@ -523,6 +531,8 @@ class LeanParser:
                     break
                 end = view.find(b"\r\n", at, at + _MAX_CONTROL_LINE)
                 if end < 0:
+                    if size - at < _MAX_CONTROL_LINE:  # its control line is still arriving
+                        arriving = size - start + 1
                     break
                 args = view[at:end].split()
                 try:
@@ -550,6 +560,7 @@ class LeanParser:
                 body = end + 2
                 after = body + total
                 if size < after + 2:  # the rest has not arrived yet
+                    arriving = after + 2 - start
                     break
                 if not view.startswith(b"\r\n", after):
                     break
@@ -563,7 +574,11 @@ class LeanParser:
         finally:
             if start and ps.buf is buf:
                 del buf[:start]
-        if buf:
+        if arriving:
+            # Kept here until it is whole (the next reads only extend the buffer): handed to nats-py's
+            # parser, it would parse all of the next read with its regular expressions.
+            self._held = (buf, arriving)
+        elif buf:
             await self._original(b"")
 
 
