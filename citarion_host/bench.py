@@ -95,6 +95,9 @@ _COLUMNS: dict[str, tuple[str, str]] = {
     "demo_memory_cpu_us": ("CPU us/ev", "{:,.1f}"),
     "demo_jetstream_events_per_s": ("demo JetStream ev/s", "{:,.0f}"),
     "demo_jetstream_cpu_us": ("CPU us/ev", "{:,.1f}"),
+    "sequencer_waits": ("store waits", "{:,.0f}"),
+    "round_trip_us": ("round trip us", "{:,.1f}"),
+    "round_trip_p10_us": ("p10 us", "{:,.1f}"),
 }
 
 

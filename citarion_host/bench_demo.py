@@ -21,12 +21,18 @@ per event nats-py spends on that traffic. **The bus alone** (``bus alone: the de
 moves the same events through ``NatsBus.post_now`` (``post`` when it declines) and a stored
 subscription to ``>``: the bus's own NATS path, typed events included, with no host and no bots.
 
+**The store's round trip** (``bus alone: one event at a time``): the bus alone posting one event and
+waiting until a stored subscription has it back before the next: median and tenth percentile.
+
 The bounds printed under the table: the host cannot spend less on JetStream than the memory run's CPU
 per event (the same bots, the same host) plus the bus alone's, so a CPU-bound host's JetStream events/s
 cannot exceed memory's times ``memory CPU / (memory CPU + bus alone CPU)``. A deterministic run waits
 for the store at every hop of a cascade (a bot handles an event once the stream delivers it, which is
 the proof that it is stored), so the host and the server take turns: ``(host + server CPU per event) x
-events/s`` near 1 shows it, and its bound adds the server's CPU for that traffic.
+events/s`` near 1 shows it, and its bound adds the server's CPU for that traffic. The tighter
+bound counts the waits themselves: the sequencer's ``sequencer_waits`` of the deterministic JetStream
+run (each hop of a cascade waits for the store, the host idle meanwhile), each at least a store round
+trip, on top of the memory run's time for the same handlers.
 """
 
 from __future__ import annotations
@@ -49,7 +55,9 @@ from .bench import BenchError, Figures, Table, median_figures, paired, ratio, ro
 from .bench_nats import ASYNC_WINDOW, drop_stream, jetstream_settings, make_stream
 from .bus.nats import NatsBus
 from .bus.nats.stream import reduce_filters
-from .events import Event, catalog
+from .events import Event, catalog, make_event
+from .hookspecs import hookimpl
+from .plugins import Plugins
 from .settings import LoadedConfig, load_config, parse_config
 from .topics import matches
 
@@ -64,6 +72,7 @@ __all__ = [
     "process_cpu_seconds",
     "recorded_events",
     "run_demo",
+    "store_round_trip_round",
     "traffic_floor_round",
 ]
 
@@ -71,6 +80,8 @@ __all__ = [
 FLOOR = "raw nats-py: the demo's NATS traffic"
 #: The row of the bus alone (no host, no bots) moving the same traffic.
 BUS_ALONE = "bus alone: the demo's NATS traffic"
+#: The row of the store's round trip for one event (the bus alone, one event at a time).
+ROUND_TRIP = "bus alone: one event at a time (store round trip)"
 
 #: ``configs/dev.toml`` of a source checkout (the demo's config).
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "dev.toml"
@@ -122,13 +133,36 @@ async def demo_round(
     with tempfile.TemporaryDirectory(prefix="citarion-bench-") as tmp:
         loaded = demo_config(path, backend, keep_record or Path(tmp) / "events.jsonl", state)
         meter = _Meter(server_pid, monitor)
-        summary = await run_host(loaded, reload=False, out=io.StringIO(), handle_signals=False)
+        # The plugins as the host finds them (measured, as in any run), and what reads the sequencer's
+        # waits for the store when the host stops.
+        plugins = Plugins.discover(import_timeout_s=loaded.config.host.plugin_import_timeout_s)
+        waits = _SequencerWaits()
+        plugins.register(waits, "bench-sequencer-waits")
+        summary = await run_host(
+            loaded, reload=False, out=io.StringIO(), handle_signals=False, plugins=plugins
+        )
         meter.stop()
     events = summary["events"]
     failing = [row["bot"] for row in summary["bots"] if row["errors"] or row["state"] != "running"]
     if not events or failing:
         raise BenchError(f"demo on {backend['type']}: {events} events, bots with errors: {failing or 'none'}")
-    return meter.figures(events, summary["events_per_s"])
+    figures = meter.figures(events, summary["events_per_s"])
+    if waits.count is not None:
+        figures["sequencer_waits"] = waits.count
+    return figures
+
+
+class _SequencerWaits:
+    """Reads how often the deterministic mode's sequencer waited for deliveries, as the host stops
+    (``bus.stats()["sequencer_waits"]``: on JetStream, each a wait for the store)."""
+
+    def __init__(self) -> None:
+        self.count: int | None = None
+
+    @hookimpl
+    def citarion_host_stopping(self, host: Any) -> None:
+        sequencer = host.bus.sequencer
+        self.count = sequencer.waits if sequencer is not None else None
 
 
 async def jetstream_round(
@@ -258,6 +292,48 @@ async def bus_traffic_round(
         await drop_stream(url, stream)
 
 
+async def store_round_trip_round(url: str, stream: str, count: int = 500) -> Figures:
+    """The bus alone, one event at a time: posted as the host posts a bot's (``post_now``, else
+    ``post``), and the next one only once a stored subscription (the host inbox) got it back: the
+    store's round trip, the least a deterministic run waits at each hop of a cascade. Median and tenth
+    percentile of ``count`` trips, after 50 to warm up."""
+    trips: list[float] = []
+    async with NatsBus(jetstream_settings(url, stream)) as bus:
+        arrived = asyncio.Event()
+
+        def got(event: Event) -> None:
+            arrived.set()
+
+        await bus.subscribe("trading.signal.>", got, stored=True)
+        cpu = 0.0
+        for n in range(count + 50):
+            event = make_event(
+                "trading.signal.generated",
+                {"symbol": "BTCUSDT", "exchange": "binance", "direction": "LONG", "confidence": 0.5},
+                source="BEN",
+                metadata={"n": n},
+            )
+            arrived.clear()
+            started, started_cpu = time.perf_counter(), time.process_time()
+            if not bus.post_now(event):
+                await bus.post(event)
+            await asyncio.wait_for(arrived.wait(), 10.0)
+            if n >= 50:
+                trips.append(time.perf_counter() - started)
+                cpu += time.process_time() - started_cpu
+    try:
+        trips.sort()
+        return {
+            "events": count,
+            "events_per_s": round(count / sum(trips)),
+            "cpu_us_per_event": cpu * 1e6 / count,
+            "round_trip_us": trips[len(trips) // 2] * 1e6,
+            "round_trip_p10_us": trips[len(trips) // 10] * 1e6,
+        }
+    finally:
+        await drop_stream(url, stream)
+
+
 class _Meter:
     """What a round measures around its work, from its creation to :meth:`stop`: this process's CPU and
     wall time, the server's CPU (``server_pid``: a local child) and the messages through the server
@@ -335,6 +411,7 @@ async def run_demo(
             BUS_ALONE: lambda: bus_traffic_round(
                 url, f"bench-demo-{next(serial)}", recorded, server_pid, monitor
             ),
+            ROUND_TRIP: lambda: store_round_trip_round(url, f"bench-demo-{next(serial)}"),
         },
         rounds_,
     )
@@ -357,6 +434,9 @@ async def run_demo(
             "cpu_us_per_event",
             "server_cpu_us_per_event",
             "nats_msgs_per_event",
+            "sequencer_waits",
+            "round_trip_us",
+            "round_trip_p10_us",
             "spread_pct",
         ],
         [{"name": name, **median_figures(r)} for name, r in results.items()],
@@ -386,5 +466,19 @@ async def run_demo(
             " memory CPU / (memory CPU + bus alone CPU + its server CPU)",
             memory_cpu / (memory_cpu + bus_cpu + table.row(BUS_ALONE).get("server_cpu_us_per_event", 0.0)),
         ),
+        ratio(
+            "deterministic JetStream / memory bound by its waits for the store:"
+            " memory time / (memory time + sequencer waits x store round trip p10)",
+            _waits_bound(table.row("memory"), jetstream, table.row(ROUND_TRIP)),
+        ),
     ]
     return [table]
+
+
+def _waits_bound(memory: Figures, jetstream: Figures, trip: Figures) -> float:
+    """The most a deterministic JetStream run can do against memory's events/s: it does at least the
+    memory run's work (the same handlers, one at a time), and at each of its ``sequencer_waits`` the
+    host is idle for at least a store round trip (the bus alone's tenth percentile, a floor)."""
+    memory_s = float(memory["events"] / memory["events_per_s"])
+    waiting_s = float(jetstream.get("sequencer_waits", 0) * trip["round_trip_p10_us"] / 1e6)
+    return memory_s / (memory_s + waiting_s)

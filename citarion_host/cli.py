@@ -183,7 +183,8 @@ def _add_bench_arguments(bench: argparse.ArgumentParser) -> None:
         " priorities to one slow subscriber: peak RSS, urgent events lost, drops accounted for), core"
         " (core NATS), jetstream (publish"
         " throughput), latency (fixed rates), demo (memory vs JetStream, and the run's NATS traffic"
-        " through raw nats-py and through the bus alone), loop (asyncio vs uvloop),"
+        " through raw nats-py and through the bus alone; the store's round trip for one event),"
+        " loop (asyncio vs uvloop),"
         " fleet (check, start and reload --bots idle bots), ui (the demo with the dashboard off / on"
         " with a browser / on with 20 SSE clients)",
     )

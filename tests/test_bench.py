@@ -26,7 +26,7 @@ from citarion_host.bench import (
     ratio,
     rounds,
 )
-from citarion_host.bench_demo import BUS_ALONE, DEMO_CONFIG, FLOOR, process_cpu_seconds, run_demo
+from citarion_host.bench_demo import BUS_ALONE, DEMO_CONFIG, FLOOR, ROUND_TRIP, process_cpu_seconds, run_demo
 from citarion_host.bench_latency import EchoServer, run_latency
 from citarion_host.bench_loop import run_loops
 from citarion_host.bench_memory import run_memory
@@ -262,6 +262,7 @@ async def test_demo_case(shared_nats_server: NatsServer, small_demo: Path) -> No
         "JetStream, free-running",
         FLOOR,
         BUS_ALONE,
+        ROUND_TRIP,
     ]
     assert_sane(table, "events", "events_per_s", "cpu_us_per_event")
     assert table.row("memory")["events"] == table.row("JetStream")["events"], "deterministic: the same run"
@@ -281,6 +282,19 @@ async def test_demo_case(shared_nats_server: NatsServer, small_demo: Path) -> No
     bound = next(r for r in table.ratios if r.name.startswith("JetStream / memory bound by the NATS path"))
     memory_cpu, bus_cpu = table.row("memory")["cpu_us_per_event"], table.row(BUS_ALONE)["cpu_us_per_event"]
     assert bound.value == pytest.approx(memory_cpu / (memory_cpu + bus_cpu), abs=1e-3)
+    # The deterministic JetStream run waits for the store at each hop of a cascade; memory never waits.
+    waits = table.row("JetStream")["sequencer_waits"]
+    assert table.row("memory")["sequencer_waits"] == 0 and waits > 0
+    assert "sequencer_waits" not in table.row("JetStream, free-running"), "no sequencer when free-running"
+    trip = table.row(ROUND_TRIP)
+    assert 0 < trip["round_trip_p10_us"] <= trip["round_trip_us"]
+    by_waits = next(
+        r for r in table.ratios if r.name.startswith("deterministic JetStream / memory bound by its")
+    )
+    memory_s = table.row("memory")["events"] / table.row("memory")["events_per_s"]
+    assert by_waits.value == pytest.approx(
+        memory_s / (memory_s + waits * trip["round_trip_p10_us"] / 1e6), abs=1e-3
+    )
 
 
 async def test_state_case(shared_nats_server: NatsServer, small_demo: Path) -> None:

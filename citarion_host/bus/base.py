@@ -825,6 +825,7 @@ class EventBus(abc.ABC):
             **(
                 {
                     "sequenced": self.sequencer.handled,
+                    "sequencer_waits": self.sequencer.waits,
                     "stalls": self.sequencer.stalls,
                     "redelivered_early": self.sequencer.redelivered,
                 }

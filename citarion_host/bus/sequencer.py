@@ -111,6 +111,9 @@ class Sequencer:
         self._released = asyncio.Event()
         self._released.set()
         self.handled = 0
+        #: Events whose deliveries had not all arrived when their turn came (on JetStream: each a wait
+        #: for the store, a round trip the host spends idle; on memory never).
+        self.waits = 0
         self.stalls = 0
         #: Deliveries that came again while the event still waited to be handled (kept once).
         self.redelivered = 0
@@ -304,6 +307,7 @@ class Sequencer:
         On NATS every event waits here (its deliveries come back from the server), so the deadline is
         kept by one watchdog timer (:meth:`_watch`) that is re-armed only when it fires, not by an
         ``asyncio.timeout`` per wait (a timer scheduled and cancelled per event)."""
+        self.waits += 1
         loop = asyncio.get_running_loop()
         deadline = self._deadline = loop.time() + self.stall_timeout
         if self._watchdog is None:
