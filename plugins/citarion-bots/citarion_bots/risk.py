@@ -184,6 +184,10 @@ class RiskGuard(Bot[RiskGuardParams]):
         self.counts: Counter[str] = Counter()
         # read on every candle (a params attribute costs about twice a plain one)
         self._limits = (params.max_drawdown, params.max_gross_exposure, params.max_loss_streak)
+        # the exposure an exposure block clears under (``_clearable``'s product, computed once): most
+        # blocks the candles find are exposure blocks still over it
+        limit = params.max_gross_exposure
+        self._exposure_clear = None if limit is None else limit * params.exposure_clear_ratio
 
     def snapshot(self) -> RiskGuardState:
         owner = {id(account): bot_id for bot_id, account in self.accounts.items()}
@@ -225,40 +229,45 @@ class RiskGuard(Bot[RiskGuardParams]):
             # series is revalued right before it is assessed (``_Account.revalue``, inline: the same
             # arithmetic; an account's figures never depend on another's).
             max_drawdown, max_exposure, max_streak = self._limits
+            exposure_clear = self._exposure_clear
             for bot_id, account in self.accounts.items():
                 quantity = account.quantities.get(key)
                 if quantity is not None:
-                    values = account.values
-                    old, new = values[key], quantity * mark
-                    values[key] = new
-                    account.value += new - old
-                    account.exposure += abs(new) - abs(old)
+                    if quantity:
+                        values = account.values
+                        old, new = values[key], quantity * mark
+                        values[key] = new
+                        account.value += new - old
+                        account.exposure += abs(new) - abs(old)
+                    # else: a flat series is worth 0.0 at any mark, what ``values`` already holds (its
+                    # sign too: the quantity's, the mark > 0), so the sums would move by 0.0
                     # _assess's peak and "all is well", inline: what nearly every candle finds
                     equity, peak = account.cash + account.value, account.peak
                     if peak is None or equity > peak:
                         peak = account.peak = equity
-                    if account.block is not None:  # what _assess answers (_CLEAR): may it be cleared?
-                        block = self._clearable(account)
-                        if block is not None:
-                            await self._cleared(event, bot_id, block)
+                    if account.block is None:
+                        if (
+                            ((peak - equity) / peak if peak > 0 else 0.0) < max_drawdown
+                            and (max_exposure is None or not account.exposure > max_exposure)
+                            and (max_streak is None or account.streak < max_streak)
+                        ):
+                            continue
+                        breach = self._assess(account)  # the peak moved already: the same answer
+                        if isinstance(breach, tuple):
+                            await self._breach(event, bot_id, account, *breach)
                         continue
-                    if (
-                        ((peak - equity) / peak if peak > 0 else 0.0) < max_drawdown
-                        and (max_exposure is None or not account.exposure > max_exposure)
-                        and (max_streak is None or account.streak < max_streak)
-                    ):
-                        continue
-                    breach = self._assess(account)  # the peak moved already: the same answer
-                    if isinstance(breach, tuple):
-                        await self._breach(event, bot_id, account, *breach)
-                    elif breach is not None:  # blocked: may it be cleared?
-                        block = self._clearable(account)
-                        if block is not None:
-                            await self._cleared(event, bot_id, block)
-                elif account.block is not None:
-                    block = self._clearable(account)
-                    if block is not None:
-                        await self._cleared(event, bot_id, block)
+                # Blocked (a holder or not): may it be cleared? An exposure block still over its clear
+                # level is what nearly every candle finds (``_clearable``'s first answer, inline).
+                block = account.block
+                if block is None or (
+                    exposure_clear is not None
+                    and block.kind == "exposure"
+                    and account.exposure > exposure_clear
+                ):
+                    continue
+                cleared = self._clearable(account)
+                if cleared is not None:
+                    await self._cleared(event, bot_id, cleared)
         elif isinstance(payload, Position) and self.watches(payload.bot_id):
             account = self.accounts.setdefault(payload.bot_id, _Account())
             key = (payload.exchange, payload.symbol)
