@@ -87,8 +87,12 @@ def _sorted_range(
     max_width_pct: float,
     zone: float,
     min_touches: int,
+    last: Range | None = None,
 ) -> Range | None:
-    """:func:`detect_range` on the windows sorted ascending (non-empty, equally long).
+    """:func:`detect_range` on the windows sorted ascending (non-empty, equally long); ``last`` itself
+    when the range found has its edges (a range usually holds for many bars, and it is frozen, so the
+    bot's stored one is shared instead of built again: a frozen dataclass sets each field through
+    ``object.__setattr__``).
 
     Sorted, the extremes are the ends, and "at least n lows <= floor" is "the n-th lowest low <=
     floor" (the same answer as counting, in one comparison): the bot keeps its windows sorted as
@@ -103,6 +107,8 @@ def _sorted_range(
     floor, ceiling = support + zone * width, resistance - zone * width
     if lows[min_touches - 1] > floor or highs[-min_touches] < ceiling:
         return None
+    if last is not None and last.support == support and last.resistance == resistance:
+        return last
     return Range(support, resistance)
 
 
@@ -136,6 +142,7 @@ class RangeBot(StrategyBot[RangeParams]):
             params.entry_zone,
             params.min_touches,
         )
+        self._break_pct = params.break_pct  # read on every candle with a range
 
     def state_fields(self) -> dict[str, Any]:
         return {
@@ -168,12 +175,26 @@ class RangeBot(StrategyBot[RangeParams]):
             ordered = self._sorted[key] = (sorted(highs), sorted(lows))
         sorted_highs, sorted_lows = ordered
         found = None
+        ranges = self.ranges
         if len(highs) == lookback == len(lows):
-            found = _sorted_range(sorted_highs, sorted_lows, min_width, max_width, entry_zone, min_touches)
-        self.ranges[key] = found
+            found = _sorted_range(
+                sorted_highs, sorted_lows, min_width, max_width, entry_zone, min_touches, ranges.get(key)
+            )
+        ranges[key] = found
         _slide(highs, sorted_highs, candle.high)
         _slide(lows, sorted_lows, candle.low)
-        zone: Zone = "none" if found is None else self._zone(found, close)
+        zone: Zone = "none"
+        if found is not None:  # where the close stands (every candle with a range: no call)
+            support, resistance, break_pct = found.support, found.resistance, self._break_pct
+            width = resistance - support
+            if close > resistance * (1 + break_pct) or close < support * (1 - break_pct):
+                zone = "broken"
+            elif close <= support + entry_zone * width:
+                zone = "support"
+            elif close >= resistance - entry_zone * width:
+                zone = "resistance"
+            else:
+                zone = "middle"
         previous = self.zones.get(key, "none")
         self.zones[key] = zone
         if found is None or zone == previous:
@@ -212,18 +233,6 @@ class RangeBot(StrategyBot[RangeParams]):
             )
             if self.available(key) > 0:
                 await self.order(event, candle, "SELL", self.available(key), reason="range resistance")
-
-    def _zone(self, found: Range | None, close: float) -> Zone:
-        if found is None:
-            return "none"
-        p, w = self.params, found.width
-        if close > found.resistance * (1 + p.break_pct) or close < found.support * (1 - p.break_pct):
-            return "broken"
-        if close <= found.support + p.entry_zone * w:
-            return "support"
-        if close >= found.resistance - p.entry_zone * w:
-            return "resistance"
-        return "middle"
 
     def _confidence(self, found: Range, close: float) -> float:
         """0.5 at the inner edge of the entry zone, up to 0.9 at the support/resistance itself."""
