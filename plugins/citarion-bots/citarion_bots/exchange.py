@@ -264,7 +264,11 @@ class PaperExchange(Bot[PaperExchangeParams]):
                 ready = self._record_bar(key, data_time, payload.last)
                 for _, held_event, order in ready or ():
                     await self._submit(held_event, order)
-                if self._advance(data_time):
+                # _advance, inline (every tick and every candle): the clock moves, due transfers settle
+                if data_time > self.clock:
+                    self.clock = data_time
+                due = self.transfers.next_due
+                if due is not None and due <= self.clock:
                     await self._settle_due(event)
             if self._deposits:
                 await self._deposit_due(event, key)
@@ -278,7 +282,10 @@ class PaperExchange(Bot[PaperExchangeParams]):
                     self._mark_later(key, payload.close)
                 else:
                     await self._on_candle(event, payload)
-                if self._advance(payload.open_time):
+                if payload.open_time > self.clock:  # _advance, inline (see the ticker's)
+                    self.clock = payload.open_time
+                due = self.transfers.next_due
+                if due is not None and due <= self.clock:
                     await self._settle_due(event)
         elif isinstance(payload, OrderBook):
             await self._on_book(event, payload)

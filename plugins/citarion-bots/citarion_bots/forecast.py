@@ -91,7 +91,7 @@ class ForecastBot(StrategyBot[ForecastParams]):
         warmup, horizon, band_z = self._band
         if model.count < warmup or not model.errors:
             return
-        forecast = model.forecast(horizon)
+        forecast = model.level + horizon * model.trend  # model.forecast(horizon), without the call
         band = band_z * model.sigma_ahead(horizon)
         self.last[key] = (forecast, band)
         deviation = forecast - close

@@ -254,4 +254,5 @@ class Holt:
             a, b, h = self.alpha, self.alpha * self.beta, horizon
             factor = 1 + (h - 1) * (a * a + a * b * h + b * b * h * (2 * h - 1) / 6)
             spread = self._spreads[horizon] = math.sqrt(factor)
-        return self.sigma() * spread
+        squares = self._squares  # self.sigma(), inline: the forecast bot asks on every candle
+        return (math.sqrt(math.fsum(squares) / len(squares)) if squares else 0.0) * spread

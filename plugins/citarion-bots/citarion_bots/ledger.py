@@ -43,6 +43,12 @@ class TransferLedger:
     records: dict[tuple[str, str], TransferRecord] = field(default_factory=dict)
     _pending: list[tuple[int, int, TransferRecord]] = field(default_factory=list)
     _next_order: int = 0
+    #: The earliest settle time still pending (None: nothing pending), kept beside the heap: the
+    #: exchange reads it on every tick and candle, where a property would cost a call.
+    next_due: int | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        self.next_due = self._pending[0][0] if self._pending else None
 
     def state(self) -> LedgerState:
         return LedgerState(
@@ -67,17 +73,14 @@ class TransferLedger:
         if transfer.status == "PENDING" and transfer.settle_time is not None:
             heapq.heappush(self._pending, (transfer.settle_time, self._next_order, record))
             self._next_order += 1
-
-    @property
-    def next_due(self) -> int | None:
-        """The earliest settle time still pending (None: nothing pending)."""
-        return self._pending[0][0] if self._pending else None
+            self.next_due = self._pending[0][0]
 
     def due(self, clock: int) -> list[TransferRecord]:
         """The pending transfers whose settle time is at or before ``clock``, in settle-time order."""
         ready = []
         while self._pending and self._pending[0][0] <= clock:
             ready.append(heapq.heappop(self._pending)[2])
+        self.next_due = self._pending[0][0] if self._pending else None
         return ready
 
     def pending(self) -> int:

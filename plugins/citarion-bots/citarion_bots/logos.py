@@ -110,6 +110,9 @@ class LogosBot(Bot[LogosParams]):
         #: Each series' oldest live vote time (derived, not state): a candle that cannot expire a vote
         #: skips the scan over the votes.
         self._oldest: dict[SeriesKey, int] = {}
+        #: ``round(rate, 4)`` per hit rate met: a rate is one of the few hundred fractions (hits + 1) /
+        #: (n + 2) with n <= ``hit_memory``, rounded once each instead of on every decision.
+        self._rounded_rates: dict[float, float] = {}
 
     def snapshot(self) -> LogosState:
         return LogosState(
@@ -264,7 +267,13 @@ class LogosBot(Bot[LogosParams]):
             agreement=round(result.agreement, 6),
             sources=result.sources,
         )
-        hit_rates = {source: round(rate, 4) for source, rate in rates.items()}
+        hit_rates: dict[str, float] = {}
+        rounded = self._rounded_rates
+        for source, rate in rates.items():
+            shown = rounded.get(rate)
+            if shown is None:
+                shown = rounded[rate] = round(rate, 4)
+            hit_rates[source] = shown
         await self.ctx.publish(
             "analytics.decision.made",
             decision,
