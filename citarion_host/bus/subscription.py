@@ -101,7 +101,7 @@ class Receipts(Protocol):
     """How a backend settles the deliveries it hands over with a receipt (see the module docstring)."""
 
     #: True when the backend sets the delivery's position (``set_delivery_position``) itself, in a
-    #: context of the message's own where it calls :meth:`Subscription.deliver_in_context` for every
+    #: context of the message's own where it calls :meth:`Subscription.deliver` (``in_context``) for every
     #: member the message goes to: once per message, not once per member (the host inbox). A delivery
     #: handled later, from a backlog or by the sequencer, still sets it on its own.
     sets_position: bool
@@ -299,9 +299,17 @@ class Subscription:
 
     # -- hot path ---------------------------------------------------------------------------------
 
-    def deliver(self, event: Event, receipt: Any = None) -> None:
+    def deliver(self, event: Event, receipt: Any = None, in_context: bool = False) -> None:
         """Hand ``event`` (and its receipt, if its store gave one) to this subscriber. Never blocks,
-        never raises."""
+        never raises.
+
+        ``in_context``: the caller runs this in a context of the delivery's own (the host inbox: one
+        copy per message for all its members, in which it set the position), so the handler's first
+        step runs right in it, without a copy and a ``Context.run`` per member (together about a third
+        of a member's delivery when its handler finishes at once). What one member's handler sets in
+        it, the next member of the same message sees, as every handler of the deterministic mode
+        shares its sequencer's; the host's own variables (lineage, position) are set by each delivery.
+        Only with a receipt."""
         if self.sequencer is not None and "replyTo" not in event.metadata:
             self.sequencer.arrived(self, event, receipt)  # requests stay eager: their requester waits
             return
@@ -312,6 +320,9 @@ class Subscription:
             self._give_back(receipt)
             return
         self._active = True
+        if in_context:
+            self._deliver_receipted(event, receipt, None)
+            return
         # The first step runs in a copy of the publisher's context, as a task would: a handler that
         # sets a context variable (the host's lineage) and then suspends must not leave it set in the
         # publisher's context.
@@ -334,31 +345,12 @@ class Subscription:
         else:
             self._active = False
 
-    def deliver_in_context(self, event: Event, receipt: Any) -> None:
-        """:meth:`deliver` for a caller that runs it in a context of the delivery's own (the host
-        inbox: one copy per message for all its members, in which it set the position): the handler's
-        first step runs right in it, without a copy and a ``Context.run`` per member (together about a
-        third of a member's delivery when its handler finishes at once). What one member's handler sets
-        in it, the next member of the same message sees, as every handler of the deterministic mode
-        shares its sequencer's; the host's own variables (lineage, position) are set by each delivery."""
-        if self.sequencer is not None and "replyTo" not in event.metadata:
-            self.sequencer.arrived(self, event, receipt)
-            return
-        if self._active:
-            self._enqueue(event, receipt)
-            return
-        if self._closed:
-            self._give_back(receipt)
-            return
-        self._active = True
-        self._deliver_receipted(event, receipt, None)
-
     def _deliver_receipted(self, event: Event, receipt: Any, context: contextvars.Context | None) -> None:
         """:meth:`deliver` for a delivery with a receipt: what :meth:`_receipted` does, without its
         coroutine when the handler finishes at once (a free-running host's every delivery on
         JetStream). The delivery's position is set in ``context``, this delivery's own copy (nothing to
         reset), unless the backend set it for every member already; ``context`` None: the caller runs
-        this in a context of the delivery's own already (:meth:`deliver_in_context`). The receipt is
+        this in a context of the delivery's own already (``deliver(..., in_context=True)``). The receipt is
         settled with the outcome, in a task only when settling has to wait."""
         receipts = self.receipts
         assert receipts is not None, "a receipt came to a subscription whose backend settles none"

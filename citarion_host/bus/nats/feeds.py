@@ -696,7 +696,7 @@ class HostInbox:
             self._ctx.spawn(_settle(self._ctx.wire.ack(msg), "ack", event))
             return
         # One context of the message's own for all its members: the position set once, each
-        # member's first step run in it (``Subscription.deliver_in_context``), nothing to reset.
+        # member's first step run in it (``Subscription.deliver``'s ``in_context``), nothing to reset.
         contextvars.copy_context().run(_hand_over, event, members, _Shared(msg, len(members)))
 
     def _route(self, topic: str) -> tuple[tuple[Subscription, ...], bool]:
@@ -775,7 +775,7 @@ def _hand_over(event: Event, members: tuple[Subscription, ...], shared: _Shared)
     """An inbox delivery to its members, in the message's own context (``HostInbox.deliver``)."""
     set_delivery_position(shared.position)
     for member in members:
-        member.deliver_in_context(event, shared)
+        member.deliver(event, shared, True)  # in_context: this message's own
 
 
 def _by_creation(subscription: Subscription) -> int:
