@@ -475,8 +475,9 @@ class LeanParser:
     headers, every JetStream delivery) and cuts the buffer after each one; that was the largest single
     cost of the NATS path left in the demo (valgrind: ~11,000 instructions per event in ``_sre``). Here
     each message's control line is found with ``find`` and split on spaces, and the buffer is cut once
-    per read. Anything that is not a complete, well-formed message (``PING``, ``INFO``, ``-ERR``, a
-    message split across reads, a malformed line) is handed to the original parser at that point,
+    per read. A message split across reads is kept at the head of the buffer until it is whole (the
+    reads in between only extend the buffer). Anything else that is not a well-formed message
+    (``PING``, ``INFO``, ``-ERR``, a malformed line) is handed to the original parser at that point,
     buffer and state as it expects them, so errors and the rest of the protocol are nats-py's. It
     behaves exactly as the original on any input (``tests/bus/test_nats_wire.py``, a property test
     against nats-py's parser on random splits).
