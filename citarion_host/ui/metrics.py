@@ -233,3 +233,10 @@ class HostCollector(Collector):
             )
             stalls.add_metric([], stats["stalls"])
             yield stalls
+            waited = CounterMetricFamily(
+                "citarion_bus_sequencer_waits",
+                "Deterministic mode: events whose deliveries had not all arrived when their turn came"
+                " (on JetStream each a wait for the store)",
+            )
+            waited.add_metric([], stats.get("sequencer_waits", 0))
+            yield waited

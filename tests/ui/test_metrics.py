@@ -92,6 +92,9 @@ def test_every_event_is_counted_once_under_a_declared_pattern(demo: Any) -> None
     assert all(labels["pattern"] != "(undeclared)" for labels, _ in published)
     assert found["citarion_ui_events_total"] == [({}, monitor.events)]
     assert found["citarion_bus_events_published_total"] == [({}, bus["published"])]
+    assert found["citarion_bus_sequencer_waits_total"] == [({}, bus["sequencer_waits"])] == [({}, 0)], (
+        "deterministic on memory: every event is delivered as it is published, nothing waits"
+    )
     lumi = {labels["pattern"]: value for labels, value in published if labels["bot"] == "lumi"}
     market = sum(n for topic, n in monitor.by_topic.items() if topic.startswith("market."))
     assert lumi == {"market.>": market}
