@@ -100,12 +100,6 @@ class Arrivals(Protocol):
 class Receipts(Protocol):
     """How a backend settles the deliveries it hands over with a receipt (see the module docstring)."""
 
-    #: True when the backend sets the delivery's position (``set_delivery_position``) itself, in a
-    #: context of the message's own where it calls :meth:`Subscription.deliver` (``in_context``) for every
-    #: member the message goes to: once per message, not once per member (the host inbox). A delivery
-    #: handled later, from a backlog or by the sequencer, still sets it on its own.
-    sets_position: bool
-
     def position(self, receipt: Any) -> int:
         """The delivery's position in its store (``delivery_position()`` inside the handler)."""
         ...
@@ -349,13 +343,12 @@ class Subscription:
         """:meth:`deliver` for a delivery with a receipt: what :meth:`_receipted` does, without its
         coroutine when the handler finishes at once (a free-running host's every delivery on
         JetStream). The delivery's position is set in ``context``, this delivery's own copy (nothing to
-        reset), unless the backend set it for every member already; ``context`` None: the caller runs
-        this in a context of the delivery's own already (``deliver(..., in_context=True)``). The receipt is
-        settled with the outcome, in a task only when settling has to wait."""
+        reset); ``context`` None: the caller runs this in a context of the delivery's own, where it set
+        the position already (``deliver(..., in_context=True)``). The receipt is settled with the
+        outcome, in a task only when the handler suspends or settling has to wait."""
         receipts = self.receipts
         assert receipts is not None, "a receipt came to a subscription whose backend settles none"
-        if not receipts.sets_position:
-            assert context is not None, "only a backend that sets the position shares a context"
+        if context is not None:
             context.run(set_delivery_position, lambda: receipts.position(receipt))
         error: Exception | None = None
         plain = self._plain
@@ -377,18 +370,15 @@ class Subscription:
             coro = None
         except Exception as exc:
             coro, error = None, exc
+        work: Coroutine[Any, Any, None] | None = None
         if coro is not None:  # the handler awaits something: finish it (and settle) in a task
-            self._start_task(
-                self._finish_receipted(coro, waiting_on, event, receipt),
-                contextvars.copy_context() if context is None else context,
-            )
-            return
-        pending = receipts.settle(event, receipt, error)
-        if pending is not None:
-            self._start_task(
-                self._settled(pending, event, error),
-                contextvars.copy_context() if context is None else context,
-            )
+            work = self._finish_receipted(coro, waiting_on, event, receipt)
+        else:
+            pending = receipts.settle(event, receipt, error)
+            if pending is not None:
+                work = self._settled(pending, event, error)
+        if work is not None:  # in a copy of the context the first step ran in, as a task would
+            self._start_task(work, contextvars.copy_context() if context is None else context)
             return
         if error is None:
             self.delivered += 1

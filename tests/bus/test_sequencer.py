@@ -143,8 +143,6 @@ async def test_a_follower_holds_its_bots_deliveries_for_their_turns() -> None:
 class Settled:
     """Receipts that record which receipt was settled (a JetStream ack, in the real backend)."""
 
-    sets_position = False
-
     def __init__(self) -> None:
         self.settled: list[Any] = []
 

@@ -303,10 +303,13 @@ class Target(Protocol):
 class StreamFeed(Feed):
     """JetStream push consumer (explicit acks) feeding a subscription; it settles the receipts."""
 
-    sets_position = False  # the subscription sets each delivery's (``Receipts.sets_position``)
-
     def __init__(
-        self, ctx: FeedContext, jsm: JetStreamManager, subscription: Target, plan: ConsumerPlan
+        self,
+        ctx: FeedContext,
+        jsm: JetStreamManager,
+        subscription: Target,
+        plan: ConsumerPlan,
+        echoes: dict[bytes, Event] | None = None,
     ) -> None:
         self._ctx = ctx
         self._wire = wire = ctx.wire
@@ -317,7 +320,7 @@ class StreamFeed(Feed):
         self._decode = ctx.catalog.decode
         self._max_bytes = ctx.max_event_bytes
         #: The host inbox's events posted by this process, by their bytes (``HostInbox.expect_echo``).
-        self._echoes: dict[bytes, Event] | None = getattr(subscription, "echoes", None)
+        self._echoes = echoes
         self.consumer: str | None = None
         self._last: Msg | None = None  # the latest delivery: its reply subject holds the stream sequence
         self._arrival = asyncio.Event()
@@ -583,8 +586,6 @@ class HostInbox:
     stream (``since``, the stream's last sequence when it joined) are not handed to it.
     """
 
-    sets_position = True  # once per message for all its members (``deliver``, ``_hand_over``)
-
     def __init__(self, ctx: FeedContext, jsm: JetStreamManager, max_ack_pending: int) -> None:
         self._ctx = ctx
         self._jsm = jsm
@@ -616,7 +617,7 @@ class HostInbox:
                 self._members[subscription] = 0
                 self._add(subscription)
                 plan = ConsumerPlan(subscription.patterns, None, None, None, None, self._max_ack_pending)
-                self._feed = StreamFeed(self._ctx, self._jsm, self, plan)
+                self._feed = StreamFeed(self._ctx, self._jsm, self, plan, self.echoes)
                 await self._feed.start()
                 return
             info = await self._jsm.stream_info(self._ctx.settings.stream)
