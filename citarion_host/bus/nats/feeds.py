@@ -53,6 +53,7 @@ from .stream import (
     deliver_subject,
     ensure_consumer,
     retry_api,
+    retry_budget,
     same_filters,
 )
 
@@ -335,7 +336,7 @@ class StreamFeed(Feed):
         if self.plan.durable is None and self.plan.name is not None:
             await self._remove_leftover(self.plan.name)
         info = await ensure_consumer(
-            self._jsm, self._settings.stream, self._config, self._settings.api_timeout_s
+            self._jsm, self._settings.stream, self._config, retry_budget(self._settings)
         )
         self.consumer = info.name
         if info.paused:  # paused by the previous subscriber's quiesce(): we take over
@@ -473,7 +474,7 @@ class StreamFeed(Feed):
             description=config.description,
         )
         await retry_api(
-            lambda: self._jsm.add_consumer(self._settings.stream, update), self._settings.api_timeout_s
+            lambda: self._jsm.add_consumer(self._settings.stream, update), retry_budget(self._settings)
         )
         self.plan, self._config = plan, config
         await confirm()
@@ -620,7 +621,8 @@ class HostInbox:
                 self._feed = StreamFeed(self._ctx, self._jsm, self, plan, self.echoes)
                 await self._feed.start()
                 return
-            info = await self._jsm.stream_info(self._ctx.settings.stream)
+            settings = self._ctx.settings
+            info = await retry_api(lambda: self._jsm.stream_info(settings.stream), retry_budget(settings))
             self._members[subscription] = info.state.last_seq
             self._add(subscription)
             await self._feed.repattern(self._union(), _nothing)

@@ -47,6 +47,7 @@ __all__ = [
     "ensure_stream",
     "reduce_filters",
     "retry_api",
+    "retry_budget",
     "same_filters",
     "stream_config",
     "validate_consumer_name",
@@ -141,10 +142,10 @@ async def ensure_stream(
     data) if ``settings.manage_stream``, else any difference is a :class:`ConfigError` with the diff."""
     wanted = stream_config(settings, domains)
     try:
-        info = await retry_api(lambda: jsm.stream_info(settings.stream), settings.api_timeout_s * 3)
+        info = await retry_api(lambda: jsm.stream_info(settings.stream), retry_budget(settings))
     except NotFoundError:
         try:
-            info = await retry_api(lambda: jsm.add_stream(wanted), settings.api_timeout_s * 3)
+            info = await retry_api(lambda: jsm.add_stream(wanted), retry_budget(settings))
         except APIError as exc:
             raise ConfigError(f"cannot create JetStream stream {settings.stream!r}: {exc}") from exc
         log.info(
@@ -177,7 +178,7 @@ async def ensure_stream(
         )
     merged = info.config.evolve(**{name: getattr(wanted, name) for name in differences})
     try:
-        info = await retry_api(lambda: jsm.update_stream(merged), settings.api_timeout_s * 3)
+        info = await retry_api(lambda: jsm.update_stream(merged), retry_budget(settings))
     except APIError as exc:
         raise ConfigError(
             f"cannot update JetStream stream {settings.stream!r} ({differences}): {exc}"
@@ -327,6 +328,12 @@ async def ensure_consumer(
 _NO_PLACEMENT = 10005
 
 
+def retry_budget(settings: NatsSettings) -> float:
+    """How long a JetStream API call that sets things up (the stream, a consumer, the state bucket) is
+    retried while JetStream is not ready: three of its own timeouts (docs/limits.md)."""
+    return settings.api_timeout_s * 3
+
+
 async def retry_api(call: Callable[[], Awaitable[T]], timeout: float) -> T:
     """Run a JetStream API call, retrying while JetStream is temporarily unavailable.
 
@@ -361,7 +368,7 @@ async def ensure_bucket(
     (reading tools must not create one). ``purpose`` names it in the error (``for bot state``)."""
     js = nc.jetstream(timeout=settings.api_timeout_s)
     try:
-        return await retry_api(lambda: js.key_value(bucket), settings.api_timeout_s * 3)
+        return await retry_api(lambda: js.key_value(bucket), retry_budget(settings))
     except BucketNotFoundError:
         if not create:
             return None
@@ -373,7 +380,7 @@ async def ensure_bucket(
         replicas=settings.replicas,
     )
     try:
-        kv = await retry_api(lambda: js.create_key_value(config), settings.api_timeout_s * 3)
+        kv = await retry_api(lambda: js.create_key_value(config), retry_budget(settings))
     except NatsError as exc:
         raise StateError(f"cannot create the key-value bucket {bucket!r} {purpose}: {exc!r}") from exc
     log.info(
