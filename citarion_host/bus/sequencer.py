@@ -142,7 +142,7 @@ class Sequencer:
         """``event`` is being published; these local subscribers will receive it."""
         if "replyTo" in event.metadata:  # a request: delivered at once, never sequenced
             return
-        waiting = {s for s in subscribers if s.queue is None and not s.closed}
+        waiting = {s for s in subscribers if s.queue is None and not s._closed}
         if waiting:  # nobody local to wait for: a queue member's delivery is sequenced on arrival
             entry = _Entry(event, waiting, [])
             self._by_id[event.id] = entry
@@ -205,7 +205,13 @@ class Sequencer:
             self._by_id[event.id] = entry
             self._append(entry)
             return
-        arrived = entry.arrived
+        waiting, arrived = entry.waiting, entry.arrived
+        if subscription in waiting:  # expected and first: every announced event's path
+            waiting.discard(subscription)
+            arrived.append((subscription, receipt))
+            if not waiting and entry is self._head:
+                self._progress.set()
+            return
         for index, (held, _) in enumerate(arrived):
             if held is subscription:
                 # Delivered again before it was handled (the store redelivers what was not acknowledged
@@ -215,9 +221,8 @@ class Sequencer:
                 arrived[index] = (subscription, receipt)
                 self.redelivered += 1
                 return
-        entry.waiting.discard(subscription)
-        entry.arrived.append((subscription, receipt))
-        if not entry.waiting and entry is self._head:
+        arrived.append((subscription, receipt))  # one it did not wait for (a queue member's)
+        if not waiting and entry is self._head:
             self._progress.set()
 
     def forget(self, subscription: Subscription) -> None:
@@ -267,7 +272,9 @@ class Sequencer:
                     if len(arrived) > 1:
                         arrived.sort(key=_creation)
                     for subscription, receipt in arrived:
-                        await subscription.run(entry.event, receipt)
+                        rest = subscription.run_now(entry.event, receipt)
+                        if rest is not None:  # the handler suspended, or its settle waits
+                            await rest
                 else:  # pushed: (event, subscribers)
                     event, pushed = entry  # type: ignore[misc]  # not an _Entry: a tuple
                     for subscription in pushed:

@@ -390,8 +390,8 @@ class Subscription:
             self._active = False
 
     async def run(self, event: Event, receipt: Any = None) -> None:
-        """Handle ``event`` now and return when done (the deterministic mode's sequencer calls this;
-        its own loop for the memory bus's events, which have no receipts).
+        """Handle ``event`` now and return when done (the deterministic mode's sequencer, through
+        :meth:`run_now` for a delivery with a receipt; its own loop for the memory bus's events).
 
         Same counters and error isolation as :meth:`deliver`; no backlog, since the sequencer hands
         events over one at a time. Requests that arrived meanwhile (they stay eager) are served after.
@@ -408,6 +408,95 @@ class Subscription:
         except BaseException:  # cancelled (the bus closes without a drain): not busy any more
             self._active = False
             raise
+        self._ran()
+
+    def run_now(self, event: Event, receipt: Any = None) -> Awaitable[None] | None:
+        """:meth:`run` for the sequencer, without its coroutines when they are not needed: None when
+        the delivery is handled and settled already, else what finishes it (the sequencer awaits it).
+
+        Why: on JetStream every sequenced delivery has a receipt, and :meth:`run` costs three
+        coroutines per delivery (its own, :meth:`_receipted`'s and the handler's adapter for a plain
+        function); most handlers finish at once and most settles need no wait, so the first step is
+        driven here, as :meth:`_deliver_receipted` does for a free-running host. The delivery's
+        position is set in the sequencer's context around the handler, as :meth:`_receipted` sets it."""
+        receipts = self.receipts
+        if receipt is None or receipts is None or self._closed:
+            return self.run(event, receipt)
+        self._active = True
+        token = set_delivery_position(lambda: receipts.position(receipt))
+        error: Exception | None = None
+        plain = self._plain
+        coro: Coroutine[Any, Any, Any] | None = None
+        try:
+            if plain is None:
+                coro = self._handler(event)
+            else:  # a plain function (the run monitor's) is called as it is
+                result = plain(event)
+                if result is not None and inspect.isawaitable(result):
+                    coro = _awaiting(result)
+            waiting_on = None if coro is None else coro.send(None)
+        except StopIteration:
+            coro = None
+        except Exception as exc:
+            coro, error = None, exc
+        except BaseException:  # cancelled (the bus closes without a drain): not settled, not busy
+            reset_delivery_position(token)
+            self._active = False
+            raise
+        if coro is not None:  # the handler awaits something: the sequencer awaits the rest
+            return self._finish_run(coro, waiting_on, event, receipt, token)
+        reset_delivery_position(token)
+        pending = receipts.settle(event, receipt, error)
+        if pending is not None:
+            return self._run_settled(pending, event, error)
+        if error is None:
+            self.delivered += 1
+        else:
+            self._report(event, error)
+        self._ran()
+        return None
+
+    async def _finish_run(
+        self,
+        coro: Coroutine[Any, Any, Any],
+        waiting_on: Any,
+        event: Event,
+        receipt: Any,
+        token: contextvars.Token[Any],
+    ) -> None:
+        """:meth:`run_now`'s handler suspended: finish it in the sequencer's task (a cancelled handler
+        is not settled: the store redelivers it later), then settle it with the outcome."""
+        receipts = self.receipts
+        assert receipts is not None
+        error: Exception | None = None
+        try:
+            await _Resume(coro, waiting_on)
+        except Exception as exc:
+            error = exc
+        except BaseException:
+            self._active = False
+            raise
+        finally:
+            reset_delivery_position(token)
+        await self._run_settled(receipts.settle(event, receipt, error), event, error)
+
+    async def _run_settled(
+        self, pending: Awaitable[None] | None, event: Event, error: Exception | None
+    ) -> None:
+        """:meth:`run_now`'s settle has to wait (or its handler suspended): wait, count the delivery
+        (or report its failure, or the settle's), then go idle or serve what came meanwhile."""
+        if pending is not None:
+            try:
+                await pending
+            except Exception as exc:  # settling failed: reported as the handler's failure would be
+                error = error or exc
+            except BaseException:
+                self._active = False
+                raise
+        if error is None:
+            self.delivered += 1
+        else:
+            self._report(event, error)
         self._ran()
 
     def _ran(self) -> None:

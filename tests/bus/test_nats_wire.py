@@ -31,6 +31,7 @@ from citarion_host.bus.nats import NatsBus
 from citarion_host.bus.nats._client import LeanParser, Wire
 from citarion_host.bus.nats.connection import sync_with_server
 from citarion_host.bus.nats.feeds import stream_sequence
+from citarion_host.bus.position import delivery_position
 from citarion_host.errors import PublishError
 from citarion_host.events import Event, encode_event, make_event
 from citarion_host.natsserver import NatsServer
@@ -301,12 +302,59 @@ async def test_a_post_that_need_not_wait_is_sent_at_once_in_order_and_confirmed(
     assert awaited == [], "every delivery acked at once"
 
 
+async def test_sequenced_stored_deliveries_keep_position_order_and_outcome(
+    shared_nats_server: NatsServer,
+) -> None:
+    """Deterministic mode on JetStream: every delivery has a receipt and the sequencer runs it without a
+    coroutine when the handler finishes at once (``Subscription.run_now``). The position is there for a
+    plain handler, and still after a coroutine handler suspends; the order is the publish order, one
+    handler at a time; a failure is counted and settled by the retry policy (a durable consumer's:
+    dead-lettered at ``max_deliver = 1``, a settle the sequencer awaits), and a success acked, so
+    nothing is left pending."""
+    settings = NatsSettings(servers=[shared_nats_server.url], stream="wire-sequenced", max_deliver=1)
+    seen: list[tuple[str, int, int | None]] = []
+
+    def plain(event: Event) -> None:
+        seen.append(("plain", event.metadata["n"], delivery_position()))
+
+    async def suspends(event: Event) -> None:
+        await asyncio.sleep(0)
+        seen.append(("suspends", event.metadata["n"], delivery_position()))
+
+    async def fails(event: Event) -> None:
+        seen.append(("fails", event.metadata["n"], delivery_position()))
+        if event.metadata["n"] == 1:
+            raise RuntimeError("boom")
+
+    try:
+        async with NatsBus(settings, deterministic=True) as bus:
+            # Two members of the host inbox, and a durable subscription (a consumer of its own).
+            subscriptions = [
+                await bus.subscribe("trading.signal.>", plain, stored=True),
+                await bus.subscribe("trading.signal.>", suspends, stored=True),
+                await bus.subscribe("trading.signal.>", fails, durable="sequenced-fails"),
+            ]
+            for n in range(3):
+                await bus.publish(signal(n))
+            await bus.settle()
+            expected = [(name, n, n + 1) for n in range(3) for name in ("plain", "suspends", "fails")]
+            assert seen == expected, "publish order, subscribers in creation order, the stream position each"
+            assert [s.delivered for s in subscriptions] == [3, 3, 2]
+            assert [s.failed for s in subscriptions] == [0, 0, 1]
+            assert bus.dead_lettered == {"failed": 1}
+            assert delivery_position() is None, "the position never leaks out of a delivery"
+            assert await _ack_pending(bus, "wire-sequenced") == 0
+    finally:
+        await delete_stream(shared_nats_server.url, settings.stream)
+
+
 async def test_a_post_that_would_wait_is_declined_and_posted_after_the_others(
     shared_nats_server: NatsServer,
 ) -> None:
     """A full in-flight window: ``post_now`` declines (nothing sent), the awaited ``post`` waits for
-    room and is stored after the ones before it. Deterministic mode (the sequencer orders every post)
-    and core NATS never post at once."""
+    room and is stored after the ones before it. Deterministic mode posts at once too, announcing the
+    event to the sequencer in the same call (its place in the order), and declines while the sequencer
+    has no room for an outside publisher; core NATS never posts at once."""
     settings = NatsSettings(servers=[shared_nats_server.url], stream="wire-window", publish_max_in_flight=3)
     try:
         async with NatsBus(settings) as bus:
@@ -320,8 +368,16 @@ async def test_a_post_that_would_wait_is_declined_and_posted_after_the_others(
             assert numbers(await collector.wait_for(5)) == [0, 1, 2, 3, 4]
             assert bus.unstored == 0
         async with NatsBus(settings, deterministic=True) as sequenced:
+            ordered = Collector()
+            await sequenced.subscribe("trading.signal.>", ordered, stored=True)
             await sequenced.post(signal(5))
-            assert not sequenced.post_now(signal(6))
+            assert sequenced.post_now(signal(6))
+            assert sequenced.sequencer is not None and sequenced.sequencer.pending == 2
+            await sequenced.post(signal(7))
+            await sequenced.settle()
+            assert numbers(ordered.events) == [5, 6, 7] and sequenced.unstored == 0
+            sequenced.sequencer.external_limit = 0  # a feed far ahead: it must wait in admit()
+            assert not sequenced.post_now(signal(8))
         core = NatsSettings(servers=[shared_nats_server.url], jetstream=False)
         async with NatsBus(core) as plain:
             assert not plain.post_now(signal(7))

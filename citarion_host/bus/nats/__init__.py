@@ -362,11 +362,18 @@ class NatsBus(EventBus):
         self.published += 1
 
     def post_now(self, event: Event) -> bool:
-        """JetStream, free-running: :meth:`post` without a coroutine when nothing has to wait (a topic
-        checked before, room in the in-flight window, the wire taking it at once); False otherwise,
-        and on core NATS or with the deterministic sequencer: :meth:`post` it."""
+        """JetStream: :meth:`post` without a coroutine when nothing has to wait (a topic checked
+        before, room in the in-flight window, the wire taking it at once, and in deterministic mode
+        room in the sequencer); False otherwise (and on core NATS): :meth:`post` it.
+
+        Deterministic mode: the event is announced to the sequencer right after the wire took it, in
+        the same call, so before any of its deliveries can be read: the same place in the order as
+        :meth:`post` gives it. A post that is never stored is withdrawn by :meth:`_unstored`."""
         publisher = self._publisher
-        if publisher is None or self.sequencer is not None or self._closed:
+        if publisher is None or self._closed:
+            return False
+        sequencer = self.sequencer
+        if sequencer is not None and sequencer.crowded():
             return False
         if not self._stored_topics.get(event.topic):
             return False
@@ -377,6 +384,8 @@ class NatsBus(EventBus):
             return False
         if self._inbox is not None:
             self._inbox.expect_echo(event, data)
+        if sequencer is not None:
+            sequencer.expect(event, self._index.match(event.topic))
         self.published += 1
         return True
 
@@ -415,8 +424,9 @@ class NatsBus(EventBus):
         order), and return the send, which withdraws them if it fails."""
         sequencer = self.sequencer
         assert sequencer is not None
+        match = self._index.match  # each subscription once: expect() gathers them in a set
         for event in events:
-            sequencer.expect(event, self.local_subscribers(event))
+            sequencer.expect(event, match(event.topic))
         return _withdrawn_on_failure(sending, sequencer, events)
 
     async def publish_many(self, events: Iterable[Event]) -> None:
