@@ -136,10 +136,16 @@ class BotContext(Protocol):
         it is cancelled when the bot stops."""
         ...
 
-    async def settle(self) -> None:
+    async def settle(self, *, lag: bool = False) -> None:
         """Wait until everything published so far has been handled everywhere, in deterministic mode
-        (``[backend] deterministic``); otherwise let the other tasks run once. A replayed feed calls
-        it between bars, so the next bar starts from a quiescent platform. Never from ``handle``."""
+        (``[backend] deterministic``); otherwise let the other tasks run once. Never from ``handle``.
+
+        ``lag=True``: wait only for what was published before this bot's previous ``settle(lag=True)``,
+        with everything it caused. A replayed feed calls that before each new bar: the bar before the
+        previous one is done, and the previous one is being handled, so one bar waits queued instead
+        of the platform idling at every bar boundary (on JetStream, a store round trip per bar). The
+        order of handling is the same either way: the sequencer handles an event from outside only
+        after the consequences of the ones before it."""
         ...
 
 

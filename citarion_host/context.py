@@ -46,8 +46,9 @@ class Outlet(Protocol):
         """Run background work under the owner's supervision."""
         ...
 
-    async def settle(self) -> None:
-        """Wait until what was published so far has been handled (see ``BotContext.settle``)."""
+    async def settle(self, lag: bool = False) -> None:
+        """Wait until what was published so far (with ``lag``: before the previous lagged call) has
+        been handled (see ``BotContext.settle``)."""
         ...
 
     def note_refused(self, topic: str) -> None:
@@ -161,5 +162,5 @@ class GuardedContext:
     def spawn(self, work: Coroutine[Any, Any, Any], name: str = "") -> asyncio.Task[Any]:
         return self._outlet.spawn(work, name)
 
-    async def settle(self) -> None:
-        await self._outlet.settle()
+    async def settle(self, *, lag: bool = False) -> None:
+        await self._outlet.settle(lag)

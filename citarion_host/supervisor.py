@@ -60,7 +60,7 @@ class BusOutlet:
     The checks (declared patterns, lineage, payloads) are the shared context's
     (:class:`~citarion_host.context.GuardedContext`); this is only the host's side of it."""
 
-    __slots__ = ("_now", "_runner")
+    __slots__ = ("_mark", "_now", "_runner")
 
     def __init__(self, runner: BotRunner) -> None:
         self._runner = runner
@@ -70,6 +70,8 @@ class BusOutlet:
         self._now: Callable[[Event], bool] | None = (
             bus.post_now if runner.lane is bus and type(bus).post_now is not EventBus.post_now else None
         )
+        #: Where the bot's previous ``settle(lag=True)`` stood in the sequencer's external queue.
+        self._mark: int | None = None
 
     def post(self, event: Event) -> Awaitable[None] | None:
         """Post ``event`` in order: None when it is posted already, else the coroutine posting it (the
@@ -106,14 +108,21 @@ class BusOutlet:
         """Background work (a data feed) under supervision: if it raises, the bot restarts."""
         return self._runner.tasks.spawn(work, name)
 
-    async def settle(self) -> None:
-        """Deterministic mode: wait until everything published so far is handled everywhere (a
-        replayed feed calls this between bars). Otherwise: let the other tasks run once."""
+    async def settle(self, lag: bool = False) -> None:
+        """Deterministic mode: wait until everything published so far is handled everywhere; with
+        ``lag``, everything published before the bot's previous ``settle(lag=True)`` (a replayed feed
+        calls that between bars: one bar stays queued ahead, see ``Sequencer.reached``). Otherwise:
+        let the other tasks run once."""
         bus = self._runner.bus
-        if bus.deterministic:
-            await bus.settle()
-        else:
+        sequencer = bus.sequencer
+        if sequencer is None:
             await asyncio.sleep(0)
+        elif lag:
+            mark, self._mark = self._mark, sequencer.external_mark()
+            if mark is not None:
+                await sequencer.reached(mark)
+        else:
+            await bus.settle()
 
     def note_refused(self, topic: str) -> None:
         self._runner.refused += 1

@@ -60,7 +60,7 @@ class Recording:
         """Run ``work`` as a task; its failure is kept in ``task_errors`` (the host would restart)."""
         return self.tasks.spawn(work, name)
 
-    async def settle(self) -> None:
+    async def settle(self, lag: bool = False) -> None:
         """Nothing is delivered anywhere here: let the other tasks run once."""
         await asyncio.sleep(0)
 

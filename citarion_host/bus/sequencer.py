@@ -117,6 +117,12 @@ class Sequencer:
         self.stalls = 0
         #: Deliveries that came again while the event still waited to be handled (kept once).
         self.redelivered = 0
+        # External events queued so far, and taken from the queue so far (:meth:`external_mark`):
+        # external events are taken in the order they were queued, so the n-th is taken once
+        # ``_external_out > n``, and then everything queued before it has been handled.
+        self._external_in = 0
+        self._external_out = 0
+        self._pacers: list[tuple[int, asyncio.Future[None]]] = []  # :meth:`reached` waiting
 
     @property
     def pending(self) -> int:
@@ -165,6 +171,9 @@ class Sequencer:
             except ValueError:  # already among the internal ones: it keeps its place
                 return
             self._internal.append(entry)
+            self._external_out += 1  # out of the external queue: the ones queued after it move up
+            if self._pacers:
+                self._wake_pacers()
 
     @contextlib.asynccontextmanager
     async def hold(self) -> AsyncIterator[None]:
@@ -193,7 +202,11 @@ class Sequencer:
         this is every event's path on memory."""
         if not ordered:
             subscribers = sorted(subscribers, key=_seq)
-        (self._internal if _running.get() is self else self._external).append((event, subscribers))
+        if _running.get() is self:
+            self._internal.append((event, subscribers))
+        else:
+            self._external.append((event, subscribers))
+            self._external_in += 1
         if self._task is None:
             self._start()
 
@@ -235,7 +248,11 @@ class Sequencer:
     # -- running ----------------------------------------------------------------------------------------
 
     def _append(self, entry: _Entry) -> None:
-        (self._internal if _running.get() is self else self._external).append(entry)
+        if _running.get() is self:
+            self._internal.append(entry)
+        else:
+            self._external.append(entry)
+            self._external_in += 1
         if self._task is None:
             self._start()
 
@@ -260,9 +277,12 @@ class Sequencer:
                     entry = self._head = internal.popleft()
                 else:
                     entry = self._head = external.popleft()
+                    self._external_out += 1
                     if self._space_wanted:
                         self._space_wanted = False
                         self._space.set()
+                    if self._pacers:
+                        self._wake_pacers()
                 if type(entry) is _Entry:
                     if entry.waiting:
                         await self._wait_for(entry)
@@ -307,6 +327,7 @@ class Sequencer:
             if internal or external:  # cancelled (bus closing) with work left: nobody runs it any more
                 log.warning("sequencer stopped with events left", extra={"pending": self.pending})
             self._idle.set()
+            self._wake_pacers(everyone=True)  # idle: whatever they wait for was handled (or never comes)
 
     async def _wait_for(self, entry: _Entry) -> None:
         """Wait until every expected delivery of ``entry`` arrived, or ``stall_timeout`` passed.
@@ -357,13 +378,48 @@ class Sequencer:
 
     async def settle(self) -> None:
         """Return once every event announced so far has been handled by every subscriber."""
-        if _running.get() is self:
-            raise RuntimeError(
-                "settle() from inside a handler would wait for itself: the sequencer runs one "
-                "handler at a time (call it from a feed task, not from handle())"
-            )
+        self._not_from_a_handler("settle()")
         while not self._idle.is_set():
             await self._idle.wait()
+
+    def external_mark(self) -> int:
+        """The place the next external event will take: :meth:`reached` with it returns once every
+        event queued before that one has been handled, with all it caused."""
+        return self._external_in
+
+    async def reached(self, mark: int) -> None:
+        """Return once the external event at ``mark`` (:meth:`external_mark`) has been taken, so
+        everything before it, and everything that caused, has been handled; at once if it has, or
+        when nothing is left to handle.
+
+        Why: a replayed feed that settles before each bar leaves the platform idle at every bar
+        boundary (on JetStream for a whole store round trip: the next bar's first event is only
+        published then). Waiting for the previous bar's first event instead (the bar before it done)
+        keeps one bar queued ahead: the same order, since external events wait for the cascades
+        before them anyway, without the idle turn."""
+        self._not_from_a_handler("reached()")
+        if self._external_out > mark or self._idle.is_set():
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._pacers.append((mark, waiter))
+        await waiter
+
+    def _wake_pacers(self, everyone: bool = False) -> None:
+        taken, waiting = self._external_out, []
+        for mark, waiter in self._pacers:
+            if everyone or taken > mark:
+                if not waiter.done():
+                    waiter.set_result(None)
+            else:
+                waiting.append((mark, waiter))
+        self._pacers = waiting
+
+    def _not_from_a_handler(self, what: str) -> None:
+        if _running.get() is self:
+            raise RuntimeError(
+                f"{what} from inside a handler would wait for itself: the sequencer runs one "
+                "handler at a time (call it from a feed task, not from handle())"
+            )
 
     def cancel(self) -> None:
         """Stop running handlers (the bus is closing without a drain)."""

@@ -253,3 +253,59 @@ async def test_a_delivery_that_never_comes_stalls_once_after_the_timeout_and_the
     assert loop.time() - started >= 0.3
     assert seen[-3:] == [("A", 0), ("A", 1), ("B", 1)]
     assert sequencer.stalls == 1 and stalled == [(0, ["B"])]
+
+
+async def test_reached_returns_once_everything_queued_before_the_mark_is_handled() -> None:
+    """``external_mark``/``reached``, what a replayed feed's ``settle(lag=True)`` waits with: the mark
+    of an event from outside is reached once the sequencer takes that event, when every event queued
+    before it has been handled with everything it caused (the cascade of E0 here), and not before;
+    a mark already passed returns at once, one that nothing took yet returns when nothing is left;
+    never from inside a handler."""
+    from citarion_host.bus.memory import MemoryBus
+
+    seen: list[str] = []
+    gate = asyncio.Event()
+
+    async with MemoryBus(deterministic=True) as bus:
+        sequencer = bus.sequencer
+        assert sequencer is not None
+
+        async def outside(e: Event) -> None:
+            n = e.payload["n"]
+            seen.append(f"outside {n}")
+            if n == 0:  # a cascade of two events: both before E1
+                await bus.publish(make_event("analytics.chain.done", {"n": 10}, source="LOG"))
+            if n == 1:
+                await gate.wait()  # E1's handler is still running when its mark is reached
+
+        async def chain(e: Event) -> None:
+            n = e.payload["n"]
+            seen.append(f"chain {n}")
+            if n == 10:
+                await bus.publish(make_event("analytics.chain.done", {"n": 11}, source="LOG"))
+
+        async def inside(e: Event) -> None:
+            try:
+                await sequencer.reached(0)
+            except RuntimeError as exc:
+                seen.append(f"refused: {exc}")
+
+        await bus.subscribe("analytics.tick.*", outside, name="outside")
+        await bus.subscribe("analytics.chain.*", chain, name="chain")
+        marks = []
+        for n in range(2):
+            marks.append(sequencer.external_mark())
+            await bus.publish(event(n))
+        assert marks == [0, 1] and sequencer.external_mark() == 2
+        await asyncio.wait_for(sequencer.reached(marks[1]), 5)
+        assert seen == ["outside 0", "chain 10", "chain 11", "outside 1"], "E0's cascade, then E1 taken"
+        await asyncio.wait_for(sequencer.reached(marks[0]), 5)  # passed already: at once
+        waiting = asyncio.ensure_future(sequencer.reached(2))  # nothing took it yet: until idle
+        await asyncio.sleep(0.01)
+        assert not waiting.done()
+        gate.set()
+        await asyncio.wait_for(waiting, 5)
+        await bus.subscribe("analytics.ask.*", inside, name="inside")
+        await bus.publish(make_event("analytics.ask.done", {"n": 0}, source="LOG"))
+        await bus.settle()
+    assert seen[-1].startswith("refused: reached() from inside a handler would wait for itself")

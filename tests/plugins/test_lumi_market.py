@@ -25,16 +25,19 @@ SMALL: dict[str, Any] = {
 
 
 class Settles(BotHarness):
-    """A harness that counts the feed's ``ctx.settle()`` calls and what had been published by then."""
+    """A harness that counts the feed's ``ctx.settle()`` calls, what had been published by then and
+    whether each was lagged (``settled_at``, ``lagged``)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.settled_at: list[int] = []
+        self.lagged: list[bool] = []
         original = self.ctx.settle
 
-        async def settle() -> None:
+        async def settle(*, lag: bool = False) -> None:
             self.settled_at.append(len(self.ctx.published))
-            await original()
+            self.lagged.append(lag)
+            await original(lag=lag)
 
         self.ctx.settle = settle  # type: ignore[method-assign]
 
@@ -72,6 +75,8 @@ async def test_it_settles_once_per_new_bar_before_that_bars_first_event() -> Non
     bars = [(e.metadata["dataTime"] - start) // bar_ms for e in harness.published[:-1]]
     firsts = [i for i in range(1, len(bars)) if bars[i] > max(bars[:i])]
     assert harness.settled_at == [*firsts, len(bars)]  # and once more before the completion
+    # Between bars it waits only for the bars before the previous one; before the completion, for all
+    assert harness.lagged == [True] * len(firsts) + [False]
 
 
 async def test_the_planted_pump_is_in_the_bars_and_pnd_finds_it_on_both_exchanges() -> None:

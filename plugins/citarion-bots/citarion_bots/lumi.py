@@ -13,8 +13,11 @@ the paper exchange fills them at that bar's close. Time is the data's (bar open 
 clock, so replays repeat exactly.
 
 Pacing: with ``speed = 0`` the feed replays as fast as the platform goes, and before each new bar time
-it calls ``ctx.settle()``: in deterministic mode (``[backend] deterministic``, the default) that waits
-until everything the previous bars caused has been handled, so a run is the same on every backend.
+it calls ``ctx.settle(lag=True)``: in deterministic mode (``[backend] deterministic``, the default)
+that waits until everything the bars before the previous one caused has been handled, so one bar waits
+queued ahead of the platform (no idle turn at a bar boundary) and the feed never runs further ahead.
+The run is the same on every backend either way: the sequencer handles an event from outside only after
+the consequences of the ones before it, whenever it was published.
 With ``speed > 0`` bars are spaced by their data time divided by ``speed`` and the feed never waits for
 the platform (a live feed does not either). When the data is exhausted the feed settles once more and
 publishes ``market.feed.completed`` with ``{"feed": <bot id>, "bars": <candles published>}``; the host
@@ -167,7 +170,7 @@ class _FeedBot(Bot[FeedParamsT]):
                     if params.speed:
                         await asyncio.sleep((time - self.last_time) / 1000 / params.speed)
                     else:
-                        await self.ctx.settle()  # the platform is done with the previous bars
+                        await self.ctx.settle(lag=True)  # the platform is done with the bars before the last
                 # Counted before it goes out: a stop that lands inside the publish (the event already
                 # handed over) must not make the next start send it again; a failed publish is not.
                 candle = isinstance(payload, Candle)
@@ -350,7 +353,7 @@ class LumiMarketBot(Bot[LumiMarketParams]):
                 await asyncio.sleep((item.data_time - last_time) / 1000 / params.speed)
                 last_time = item.data_time
             elif not params.speed and bar > last_bar >= 0:
-                await self.ctx.settle()  # the platform is done with the previous bar
+                await self.ctx.settle(lag=True)  # the platform is done with the bars before the last
             last_bar = max(last_bar, bar)
             # Counted before it goes out (see _FeedBot._run); a failed publish is not.
             kind = item.topic.split(".", 2)[1]
