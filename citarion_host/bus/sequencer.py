@@ -238,6 +238,20 @@ class Sequencer:
         if not waiting and entry is self._head:
             self._progress.set()
 
+    def arrived_all(self, subscriptions: Sequence[Subscription], event: Event, receipt: Any) -> None:
+        """:meth:`arrived` for several subscriptions holding one receipt (a host inbox message's
+        members, in creation order): one lookup for all of them when each was expected and is new,
+        the common case; otherwise each as :meth:`arrived` takes it."""
+        entry = self._by_id.get(event.id)
+        if entry is not None and entry.waiting.issuperset(subscriptions):
+            entry.waiting.difference_update(subscriptions)
+            entry.arrived.extend([(subscription, receipt) for subscription in subscriptions])
+            if not entry.waiting and entry is self._head:
+                self._progress.set()
+            return
+        for subscription in subscriptions:
+            self.arrived(subscription, event, receipt)
+
     def forget(self, subscription: Subscription) -> None:
         """``subscription`` is going away: never wait for it again."""
         for entry in (*self._internal, *self._external, *([self._head] if self._head else [])):

@@ -51,7 +51,7 @@ import asyncio
 import contextvars
 import inspect
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, Generator
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
 from typing import Any, Protocol
 
 from ..errors import HandledFailure
@@ -95,6 +95,10 @@ class Arrivals(Protocol):
     """Where a subscription sends what arrives in deterministic mode (``bus/sequencer.py``)."""
 
     def arrived(self, subscription: Subscription, event: Event, receipt: Any = None) -> None: ...
+
+    def arrived_all(self, subscriptions: Sequence[Subscription], event: Event, receipt: Any) -> None:
+        """:meth:`arrived` for each of ``subscriptions`` (one message's, holding one receipt)."""
+        ...
 
 
 class Receipts(Protocol):

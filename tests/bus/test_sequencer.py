@@ -176,6 +176,29 @@ async def test_a_delivery_that_comes_again_before_it_is_handled_keeps_its_place_
     assert receipts.settled == ["a-again", "b-first"], "the newest delivery is the one settled"
 
 
+async def test_one_message_arrives_for_all_its_members_at_once_and_redeliveries_keep_their_place() -> None:
+    """``arrived_all`` (a host inbox message's members, one receipt): expected and new, they arrive
+    together and run in creation order; a message delivered again (the store's redelivery) or one
+    nobody announced goes member by member through ``arrived``: one entry, the newest receipt."""
+    sequencer = Sequencer(stall_timeout=2.0)
+    seen: list[tuple[str, int]] = []
+    a = subscriber("A", 1, sequencer, seen)
+    b = subscriber("B", 2, sequencer, seen)
+    c = subscriber("C", 3, sequencer, seen)
+    receipts = Settled()
+    a.receipts = b.receipts = c.receipts = receipts
+    announced, unannounced = event(1), event(2)
+    sequencer.expect(announced, [a, b, c])
+    sequencer.arrived_all([a, b], announced, "ab-first")
+    sequencer.arrived_all([a, b], announced, "ab-again")  # redelivered before C's came
+    c.deliver(announced, "c-first")
+    sequencer.arrived_all([b, c], unannounced, "bc")  # another process's event
+    await sequencer.settle()
+    assert seen == [("A", 1), ("B", 1), ("C", 1), ("B", 2), ("C", 2)]
+    assert sequencer.redelivered == 2 and sequencer.stalls == 0
+    assert receipts.settled == ["ab-again", "ab-again", "c-first", "bc", "bc"]
+
+
 async def test_a_plain_function_handler_is_sequenced_like_a_coroutine_one() -> None:
     """The sequencer calls a plain function handler (the run monitor's) as it is: in creation order
     among the coroutine handlers, counted in ``delivered``, a returned awaitable awaited before the

@@ -698,6 +698,12 @@ class HostInbox:
         if not members:
             self._ctx.spawn(_settle(self._ctx.wire.ack(msg), "ack", event))
             return
+        sequencer = members[0].sequencer  # the bus's: every member's, or none's
+        if sequencer is not None and "replyTo" not in event.metadata:
+            # Deterministic: the members' handlers run when the sequencer says (it sets the position
+            # then); here the message only arrives, for all its members at once.
+            sequencer.arrived_all(members, event, _Shared(msg, len(members)))
+            return
         # One context of the message's own for all its members: the position set once, each
         # member's first step run in it (``Subscription.deliver``'s ``in_context``), nothing to reset.
         contextvars.copy_context().run(_hand_over, event, members, _Shared(msg, len(members)))

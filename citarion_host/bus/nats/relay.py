@@ -147,6 +147,10 @@ class Follower(Sequencer):
         self._held[(subscription.name, event.id)] = (subscription, event, receipt)
         self._changed.set()
 
+    def arrived_all(self, subscriptions: Sequence[Subscription], event: Event, receipt: Any) -> None:
+        for subscription in subscriptions:  # each through :meth:`arrived`: some may be held
+            self.arrived(subscription, event, receipt)
+
     def expect(self, event: Event, subscribers: Iterable[Subscription]) -> None:
         outputs = _outputs.get()
         if outputs is not None:
