@@ -403,8 +403,8 @@ class Sequencer:
 
     async def reached(self, mark: int) -> None:
         """Return once the external event at ``mark`` (:meth:`external_mark`) has been taken, so
-        everything before it, and everything that caused, has been handled; at once if it has, or
-        when nothing is left to handle.
+        everything queued before it has been handled with all it caused; at once if it has, or when
+        nothing is left to handle.
 
         Why: a replayed feed that settles before each bar leaves the platform idle at every bar
         boundary (on JetStream for a whole store round trip: the next bar's first event is only
