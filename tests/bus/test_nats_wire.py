@@ -302,6 +302,38 @@ async def test_a_post_that_need_not_wait_is_sent_at_once_in_order_and_confirmed(
     assert awaited == [], "every delivery acked at once"
 
 
+async def test_a_resend_whose_first_copy_is_still_being_stored_is_retried_not_reported_lost(
+    shared_nats_server: NatsServer,
+) -> None:
+    """A replicated stream answers a resend that arrives while its first copy is still being stored
+    with 409 / 10158, "duplicate message id is in process" (seen after a node kill in
+    ``tests/test_cluster_kill.py``, reported there as a lost post). The message is not lost: the post is
+    sent again later with the same ``Nats-Msg-Id`` and gets the duplicate ack, never ``unstored``.
+    The answer is handed to the publisher as the server words it, here for a message that is stored."""
+    settings = NatsSettings(servers=[shared_nats_server.url], stream="wire-in-process")
+    try:
+        async with NatsBus(settings) as bus:
+            collector = Collector()
+            await bus.subscribe("trading.signal.>", collector, stored=True)
+            await bus.post(signal(0))
+            await bus.flush()
+            publisher: Any = bus._publisher
+            assert bus.post_now(signal(1))
+            ((token, _),) = [(token, item) for token, item in publisher._pending.items() if not item.acked]
+            in_process = (
+                b'{"error":{"code":409,"err_code":10158,"description":"duplicate message id is in process"}}'
+            )
+            publisher._on_ack(
+                publisher._prefix + token, in_process
+            )  # before the real ack: that one is ignored
+            await asyncio.wait_for(bus.flush(), 10)
+            assert bus.unstored == 0 and publisher.resent == 1 and publisher.duplicates == 1
+            assert numbers(await collector.wait_for(2)) == [0, 1]
+            assert (await bus.nc.jsm().stream_info("wire-in-process")).state.messages == 2, "stored once"
+    finally:
+        await delete_stream(shared_nats_server.url, settings.stream)
+
+
 async def test_sequenced_stored_deliveries_keep_position_order_and_outcome(
     shared_nats_server: NatsServer,
 ) -> None:

@@ -47,6 +47,10 @@ log = logging.getLogger("citarion_host.bus.nats")
 
 _ACK_PREFIX = b'{"stream"'
 _RETRY_DELAY_MAX_S = 1.0
+#: JetStream's "duplicate message id is in process" (code 409): a resend reached a clustered stream
+#: while its first copy was still being stored (after a reconnection, or an ack timeout). Not a refusal:
+#: the message is stored, and the next resend gets the duplicate ack.
+_DUPLICATE_IN_PROCESS = 10158
 
 
 class Outgoing:
@@ -426,6 +430,9 @@ class JetStreamPublisher:
             error = {"description": data[:200].decode(errors="replace")}
         if error.get("code") == 503:
             self._retry_later(batch, f"JetStream unavailable: {error.get('description')}")
+            return
+        if error.get("err_code") == _DUPLICATE_IN_PROCESS:
+            self._retry_later(batch, f"its first copy is still being stored: {error.get('description')}")
             return
         batch.error = PublishError(
             f"event {item.msg_id} on {item.subject!r} rejected by JetStream: "
