@@ -302,6 +302,16 @@ async def test_a_post_that_need_not_wait_is_sent_at_once_in_order_and_confirmed(
     assert awaited == [], "every delivery acked at once"
 
 
+async def _stored_after_one_post(bus: NatsBus) -> Collector:
+    """A stored subscription to every signal, and signal 0 posted and confirmed: a bus with an ack behind
+    it and a reader, where a test's own posts start."""
+    collector = Collector()
+    await bus.subscribe("trading.signal.>", collector, stored=True)
+    await bus.post(signal(0))
+    await bus.flush()
+    return collector
+
+
 async def test_a_resend_whose_first_copy_is_still_being_stored_is_retried_not_reported_lost(
     shared_nats_server: NatsServer,
 ) -> None:
@@ -313,19 +323,15 @@ async def test_a_resend_whose_first_copy_is_still_being_stored_is_retried_not_re
     settings = NatsSettings(servers=[shared_nats_server.url], stream="wire-in-process")
     try:
         async with NatsBus(settings) as bus:
-            collector = Collector()
-            await bus.subscribe("trading.signal.>", collector, stored=True)
-            await bus.post(signal(0))
-            await bus.flush()
+            collector = await _stored_after_one_post(bus)
             publisher: Any = bus._publisher
             assert bus.post_now(signal(1))
             ((token, _),) = [(token, item) for token, item in publisher._pending.items() if not item.acked]
             in_process = (
                 b'{"error":{"code":409,"err_code":10158,"description":"duplicate message id is in process"}}'
             )
-            publisher._on_ack(
-                publisher._prefix + token, in_process
-            )  # before the real ack: that one is ignored
+            # Handed over before the real ack, which then finds nothing to confirm and is ignored.
+            publisher._on_ack(publisher._prefix + token, in_process)
             await asyncio.wait_for(bus.flush(), 10)
             assert bus.unstored == 0 and publisher.resent == 1 and publisher.duplicates == 1
             assert numbers(await collector.wait_for(2)) == [0, 1]
@@ -390,10 +396,7 @@ async def test_a_post_that_would_wait_is_declined_and_posted_after_the_others(
     settings = NatsSettings(servers=[shared_nats_server.url], stream="wire-window", publish_max_in_flight=3)
     try:
         async with NatsBus(settings) as bus:
-            collector = Collector()
-            await bus.subscribe("trading.signal.>", collector, stored=True)
-            await bus.post(signal(0))
-            await bus.flush()
+            collector = await _stored_after_one_post(bus)
             assert [bus.post_now(signal(n)) for n in (1, 2, 3, 4)] == [True, True, True, False]
             await bus.post(signal(4))  # waits for an ack to free the window
             await bus.flush()
