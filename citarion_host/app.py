@@ -63,6 +63,12 @@ async def run_host(
     host = Host(loaded, plugins=plugins, placement=placement)
     if speed is not None:
         host.loaded = loaded = pace_feeds(loaded, speed, host.plugins)
+        if reload if reload is not None else settings.reload:  # asked for: say why it is not done
+            log.warning(
+                "config reload is off while --speed paces the feeds"
+                " (a reload would read the file's pace back)",
+                extra={"speed": speed},
+            )
         reload = False
     host.check(loaded)  # refuse before opening anything
     server = _dashboard(host, loaded)  # its port taken now: a clear error before anything starts
