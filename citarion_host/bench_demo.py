@@ -22,7 +22,10 @@ moves the same events through ``NatsBus.post_now`` (``post`` when it declines) a
 subscription to ``>``: the bus's own NATS path, typed events included, with no host and no bots.
 
 **The store's round trip** (``bus alone: one event at a time``): the bus alone posting one event and
-waiting until a stored subscription has it back before the next: median and tenth percentile.
+waiting until a stored subscription has it back before the next: median and tenth percentile. The
+same through raw nats-py (``raw nats-py: one event at a time``: ``publish_async`` with a
+``Nats-Msg-Id``, a push consumer, each delivery acked) is the round trip the client library itself
+allows, with no bus at all.
 
 The bounds printed under the table: the host cannot spend less on JetStream than the memory run's CPU
 per event (the same bots, the same host) plus the bus alone's, so a CPU-bound host's JetStream events/s
@@ -32,18 +35,20 @@ the proof that it is stored), so the host and the server take turns: ``(host + s
 events/s`` near 1 shows it, and its bound adds the server's CPU for that traffic. The tighter
 bound counts the waits themselves: the sequencer's ``sequencer_waits`` of the deterministic JetStream
 run (each hop of a cascade waits for the store, the host idle meanwhile), each at least a store round
-trip, on top of the memory run's time for the same handlers.
+trip, on top of the memory run's time for the same handlers; taken at raw nats-py's round trip, it
+bounds any deterministic run on this client library and machine, whatever the bus costs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +75,7 @@ __all__ = [
     "demo_round",
     "jetstream_round",
     "process_cpu_seconds",
+    "raw_round_trip_round",
     "recorded_events",
     "run_demo",
     "store_round_trip_round",
@@ -82,6 +88,8 @@ FLOOR = "raw nats-py: the demo's NATS traffic"
 BUS_ALONE = "bus alone: the demo's NATS traffic"
 #: The row of the store's round trip for one event (the bus alone, one event at a time).
 ROUND_TRIP = "bus alone: one event at a time (store round trip)"
+#: The row of the same round trip through raw nats-py (no bus).
+RAW_ROUND_TRIP = "raw nats-py: one event at a time (store round trip)"
 
 #: ``configs/dev.toml`` of a source checkout (the demo's config).
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "dev.toml"
@@ -292,12 +300,22 @@ async def bus_traffic_round(
         await drop_stream(url, stream)
 
 
+def _trip_event(n: int) -> Event:
+    """The event of round trip ``n``: a signal, as a strategy bot posts one."""
+    return make_event(
+        "trading.signal.generated",
+        {"symbol": "BTCUSDT", "exchange": "binance", "direction": "LONG", "confidence": 0.5},
+        source="BEN",
+        metadata={"n": n},
+    )
+
+
 async def store_round_trip_round(url: str, stream: str, count: int = 500) -> Figures:
     """The bus alone, one event at a time: posted as the host posts a bot's (``post_now``, else
     ``post``), and the next one only once a stored subscription (the host inbox) got it back: the
     store's round trip, the least a deterministic run waits at each hop of a cascade. Median and tenth
     percentile of ``count`` trips, after 50 to warm up."""
-    trips: list[float] = []
+    trips = _Trips(count)
     async with NatsBus(jetstream_settings(url, stream)) as bus:
         arrived = asyncio.Event()
 
@@ -305,33 +323,91 @@ async def store_round_trip_round(url: str, stream: str, count: int = 500) -> Fig
             arrived.set()
 
         await bus.subscribe("trading.signal.>", got, stored=True)
-        cpu = 0.0
-        for n in range(count + 50):
-            event = make_event(
-                "trading.signal.generated",
-                {"symbol": "BTCUSDT", "exchange": "binance", "direction": "LONG", "confidence": 0.5},
-                source="BEN",
-                metadata={"n": n},
-            )
+        for n in range(count + _WARM_TRIPS):
+            event = _trip_event(n)
             arrived.clear()
-            started, started_cpu = time.perf_counter(), time.process_time()
-            if not bus.post_now(event):
-                await bus.post(event)
-            await asyncio.wait_for(arrived.wait(), 10.0)
-            if n >= 50:
-                trips.append(time.perf_counter() - started)
-                cpu += time.process_time() - started_cpu
+            with trips.trip(n):
+                if not bus.post_now(event):
+                    await bus.post(event)
+                await asyncio.wait_for(arrived.wait(), 10.0)
     try:
-        trips.sort()
-        return {
-            "events": count,
-            "events_per_s": round(count / sum(trips)),
-            "cpu_us_per_event": cpu * 1e6 / count,
-            "round_trip_us": trips[len(trips) // 2] * 1e6,
-            "round_trip_p10_us": trips[len(trips) // 10] * 1e6,
-        }
+        return trips.figures()
     finally:
         await drop_stream(url, stream)
+
+
+async def raw_round_trip_round(url: str, stream: str, count: int = 500) -> Figures:
+    """Raw nats-py, one event at a time, doing what :func:`store_round_trip_round` has the bus do:
+    the event's JSON published with ``publish_async`` and a ``Nats-Msg-Id`` (its store ack collected in
+    the background), read back through a push consumer with explicit acks (each delivery acked), and
+    the next one only once it came back. No bus, no typed events: the round trip the client library
+    itself allows, which bounds any deterministic run on it (the second waits bound)."""
+    await make_stream(url, stream)
+    trips = _Trips(count)
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream(publish_async_max_pending=ASYNC_WINDOW)
+        arrived = asyncio.Event()
+
+        async def got(msg: Any) -> None:
+            await msg.ack()
+            arrived.set()
+
+        inbox = nc.new_inbox()
+        await nc.subscribe(inbox, cb=got)
+        await nc.jsm().add_consumer(
+            stream,
+            api.ConsumerConfig(
+                deliver_subject=inbox,
+                ack_policy=api.AckPolicy.EXPLICIT,
+                deliver_policy=api.DeliverPolicy.NEW,
+                filter_subject="trading.signal.>",
+            ),
+        )
+        await nc.flush()
+        for n in range(count + _WARM_TRIPS):
+            event = _trip_event(n)
+            arrived.clear()
+            with trips.trip(n):
+                data = catalog.encode(event)  # as the bus encodes before it posts
+                await js.publish_async(event.topic, data, headers={"Nats-Msg-Id": event.id})
+                await asyncio.wait_for(arrived.wait(), 10.0)
+        await js.publish_async_completed()
+        return trips.figures()
+    finally:
+        await nc.close()
+        await drop_stream(url, stream)
+
+
+_WARM_TRIPS = 50  # round trips before the measured ones (connections, consumers, caches warm)
+
+
+class _Trips:
+    """Round trips timed one by one (wall and CPU), after :data:`_WARM_TRIPS` unmeasured ones."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.walls: list[float] = []
+        self.cpu = 0.0
+
+    @contextlib.contextmanager
+    def trip(self, n: int) -> Iterator[None]:
+        started, started_cpu = time.perf_counter(), time.process_time()
+        yield
+        if n >= _WARM_TRIPS:
+            self.walls.append(time.perf_counter() - started)
+            self.cpu += time.process_time() - started_cpu
+
+    def figures(self) -> Figures:
+        """Trips per second, CPU us per trip, median and tenth-percentile round trip."""
+        walls = sorted(self.walls)
+        return {
+            "events": self.count,
+            "events_per_s": round(self.count / sum(walls)),
+            "cpu_us_per_event": self.cpu * 1e6 / self.count,
+            "round_trip_us": walls[len(walls) // 2] * 1e6,
+            "round_trip_p10_us": walls[len(walls) // 10] * 1e6,
+        }
 
 
 class _Meter:
@@ -412,6 +488,7 @@ async def run_demo(
                 url, f"bench-demo-{next(serial)}", recorded, server_pid, monitor
             ),
             ROUND_TRIP: lambda: store_round_trip_round(url, f"bench-demo-{next(serial)}"),
+            RAW_ROUND_TRIP: lambda: raw_round_trip_round(url, f"bench-demo-{next(serial)}"),
         },
         rounds_,
     )
@@ -471,6 +548,11 @@ async def run_demo(
             " memory time / (memory time + sequencer waits x store round trip p10)",
             _waits_bound(table.row("memory"), jetstream, table.row(ROUND_TRIP)),
         ),
+        ratio(
+            "deterministic JetStream / memory bound by its waits at raw nats-py's round trip:"
+            " memory time / (memory time + sequencer waits x raw store round trip p10)",
+            _waits_bound(table.row("memory"), jetstream, table.row(RAW_ROUND_TRIP)),
+        ),
     ]
     return [table]
 
@@ -478,7 +560,8 @@ async def run_demo(
 def _waits_bound(memory: Figures, jetstream: Figures, trip: Figures) -> float:
     """The most a deterministic JetStream run can do against memory's events/s: it does at least the
     memory run's work (the same handlers, one at a time), and at each of its ``sequencer_waits`` the
-    host is idle for at least a store round trip (the bus alone's tenth percentile, a floor)."""
+    host is idle for at least a store round trip (``trip``'s tenth percentile, a floor: the bus alone's,
+    or raw nats-py's for what the client library allows whatever the bus does)."""
     memory_s = float(memory["events"] / memory["events_per_s"])
     waiting_s = float(jetstream.get("sequencer_waits", 0) * trip["round_trip_p10_us"] / 1e6)
     return memory_s / (memory_s + waiting_s)
