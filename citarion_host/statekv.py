@@ -24,6 +24,7 @@ from nats.js.errors import (
     KeyDeletedError,
     KeyNotFoundError,
     NoKeysError,
+    NoStreamResponseError,
     ServiceUnavailableError,
 )
 from nats.js.kv import KeyValue
@@ -40,8 +41,11 @@ T = TypeVar("T")
 
 #: Errors that mean "no answer yet", not "no": a bucket's replicas electing a leader (a new bucket in
 #: a cluster, a node lost) answer nothing for a few seconds. Reads and puts of a whole value are
-#: idempotent, so they are retried within :data:`RETRY_BUDGET_S`.
-_TRANSIENT = (NatsTimeoutError, NoRespondersError, ServiceUnavailableError)
+#: idempotent, so they are retried within :data:`RETRY_BUDGET_S`. A put is a JetStream publish, and
+#: nats-py words "no responders" to a publish as ``NoStreamResponseError`` (seen in
+#: ``tests/test_cluster_kill.py`` after the host's node was killed: every snapshot after the kill
+#: failed at once, the final one included, instead of waiting the election out).
+_TRANSIENT = (NatsTimeoutError, NoRespondersError, NoStreamResponseError, ServiceUnavailableError)
 
 #: How long a state read or write keeps retrying a transient error (docs/limits.md).
 RETRY_BUDGET_S = 30.0

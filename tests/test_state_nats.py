@@ -264,3 +264,31 @@ async def test_a_state_read_while_the_server_is_briefly_away_is_retried_not_fail
         assert await asyncio.wait_for(reading, 30) == b"state"
     finally:
         await connection.close()
+
+
+async def test_a_state_write_the_bucket_cannot_answer_yet_is_retried_not_failed(
+    nats_server: NatsServer,
+) -> None:
+    """A put that reaches no stream (its bucket's replicas electing a leader after a node was lost, in
+    ``tests/test_cluster_kill.py``; here the bucket's stream gone for a moment) gets "no responders",
+    which nats-py raises as ``NoStreamResponseError`` on a publish: the write waits for the bucket
+    instead of failing, and lands once it answers again."""
+    from citarion_host.bus.config import NatsSettings
+    from citarion_host.statekv import open_kv_store
+
+    settings = NatsSettings(servers=[nats_server.url], api_timeout_s=0.5)
+    connection = await nats.connect(nats_server.url)
+    try:
+        store = await open_kv_store(connection, settings, "state-briefly-gone")
+        assert store is not None
+        await store.save("argus", b"before")
+        jsm = connection.jsm()
+        await jsm.delete_stream("KV_state-briefly-gone")  # nobody answers on $KV.state-briefly-gone.>
+        writing = asyncio.create_task(store.save("argus", b"after"))
+        await asyncio.sleep(1.0)
+        assert not writing.done(), "the write waits for the bucket instead of failing"
+        assert await open_kv_store(connection, settings, "state-briefly-gone") is not None  # back
+        await asyncio.wait_for(writing, 30)
+        assert await store.load("argus") == b"after"
+    finally:
+        await connection.close()
