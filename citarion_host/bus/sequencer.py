@@ -47,9 +47,11 @@ import inspect
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from ..events import Event
+from .position import reset_delivery_position, set_delivery_position
 
 if TYPE_CHECKING:
     from .subscription import Subscription
@@ -66,7 +68,7 @@ class _Entry:
     """An event announced (:meth:`Sequencer.expect`) or arrived (:meth:`Sequencer.arrived`): what it
     waits for, and who holds it with which receipt."""
 
-    __slots__ = ("arrived", "event", "waiting")
+    __slots__ = ("arrived", "event", "together", "waiting")
 
     def __init__(
         self, event: Event, waiting: set[Subscription], arrived: list[tuple[Subscription, Any]]
@@ -74,6 +76,9 @@ class _Entry:
         self.event = event
         self.waiting = waiting  # expected subscribers whose delivery has not arrived yet
         self.arrived = arrived  # (subscriber, receipt) holding the event, run in creation order
+        #: Every arrival came at once with one receipt, in creation order (:meth:`Sequencer.arrived_all`):
+        #: nothing to sort, and the delivery's position is set once for all of them.
+        self.together = False
 
 
 #: An event the memory bus pushed (:meth:`Sequencer.push`), with its subscribers in creation order: a
@@ -219,6 +224,7 @@ class Sequencer:
             self._append(entry)
             return
         waiting, arrived = entry.waiting, entry.arrived
+        entry.together = False
         if subscription in waiting:  # expected and first: every announced event's path
             waiting.discard(subscription)
             arrived.append((subscription, receipt))
@@ -245,6 +251,7 @@ class Sequencer:
         entry = self._by_id.get(event.id)
         if entry is not None and entry.waiting.issuperset(subscriptions):
             entry.waiting.difference_update(subscriptions)
+            entry.together = bool(subscriptions) and not entry.arrived
             entry.arrived.extend([(subscription, receipt) for subscription in subscriptions])
             if not entry.waiting and entry is self._head:
                 self._progress.set()
@@ -303,12 +310,24 @@ class Sequencer:
                     if by_id.get(entry.event.id) is entry:
                         del by_id[entry.event.id]
                     arrived = entry.arrived
-                    if len(arrived) > 1:
+                    token = None
+                    if entry.together:
+                        # One message's members (one receipt of one backend's, in creation order):
+                        # the delivery's position is set once around them all, not per member.
+                        first, shared = arrived[0]
+                        receipts = first.receipts
+                        if receipts is not None:
+                            token = set_delivery_position(partial(receipts.position, shared))
+                    elif len(arrived) > 1:
                         arrived.sort(key=_creation)
-                    for subscription, receipt in arrived:
-                        rest = subscription.run_now(entry.event, receipt)
-                        if rest is not None:  # the handler suspended, or its settle waits
-                            await rest
+                    try:
+                        for subscription, receipt in arrived:
+                            rest = subscription.run_now(entry.event, receipt, token is not None)
+                            if rest is not None:  # the handler suspended, or its settle waits
+                                await rest
+                    finally:
+                        if token is not None:
+                            reset_delivery_position(token)
                 else:  # pushed: (event, subscribers)
                     event, pushed = entry  # type: ignore[misc]  # not an _Entry: a tuple
                     for subscription in pushed:

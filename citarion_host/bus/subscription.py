@@ -425,7 +425,7 @@ class Subscription:
             raise
         self._ran()
 
-    def run_now(self, event: Event, receipt: Any = None) -> Awaitable[None] | None:
+    def run_now(self, event: Event, receipt: Any = None, positioned: bool = False) -> Awaitable[None] | None:
         """:meth:`run` for the sequencer, without its coroutines when they are not needed: None when
         the delivery is handled and settled already, else what finishes it (the sequencer awaits it).
 
@@ -433,12 +433,13 @@ class Subscription:
         coroutines per delivery (its own, :meth:`_receipted`'s and the handler's adapter for a plain
         function); most handlers finish at once and most settles need no wait, so the first step is
         driven here, as :meth:`_deliver_receipted` does for a free-running host. The delivery's
-        position is set in the sequencer's context around the handler, as :meth:`_receipted` sets it."""
+        position is set in the sequencer's context around the handler, as :meth:`_receipted` sets it
+        (``positioned``: the sequencer set it already, for every member of one message)."""
         receipts = self.receipts
         if receipt is None or receipts is None or self._closed:
             return self.run(event, receipt)
         self._active = True
-        token = set_delivery_position(lambda: receipts.position(receipt))
+        token = None if positioned else set_delivery_position(lambda: receipts.position(receipt))
         # The handler's first step, inline as in :meth:`_deliver_receipted` (its twin, and why).
         error: Exception | None = None
         plain = self._plain
@@ -456,12 +457,14 @@ class Subscription:
         except Exception as exc:
             coro, error = None, exc
         except BaseException:  # cancelled (the bus closes without a drain): not settled, not busy
-            reset_delivery_position(token)
+            if token is not None:
+                reset_delivery_position(token)
             self._active = False
             raise
         if coro is not None:  # the handler awaits something: the sequencer awaits the rest
             return self._finish_run(coro, waiting_on, event, receipt, token)
-        reset_delivery_position(token)
+        if token is not None:
+            reset_delivery_position(token)
         pending = receipts.settle(event, receipt, error)
         if pending is not None:
             return self._settled(pending, event, error, sequenced=True)
@@ -478,7 +481,7 @@ class Subscription:
         waiting_on: Any,
         event: Event,
         receipt: Any,
-        token: contextvars.Token[Any],
+        token: contextvars.Token[Any] | None,
     ) -> None:
         """:meth:`run_now`'s handler suspended: finish it in the sequencer's task (a cancelled handler
         is not settled: the store redelivers it later), then settle it with the outcome."""
@@ -490,7 +493,8 @@ class Subscription:
             self._active = False
             raise
         finally:
-            reset_delivery_position(token)
+            if token is not None:
+                reset_delivery_position(token)
         await self._settled(receipts.settle(event, receipt, error), event, error, sequenced=True)
 
     def _ran(self) -> None:

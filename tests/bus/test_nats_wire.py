@@ -340,16 +340,19 @@ async def test_a_resend_whose_first_copy_is_still_being_stored_is_retried_not_re
         await delete_stream(shared_nats_server.url, settings.stream)
 
 
+@pytest.mark.parametrize("durable", [True, False], ids=["inbox-and-durable", "inbox-only"])
 async def test_sequenced_stored_deliveries_keep_position_order_and_outcome(
-    shared_nats_server: NatsServer,
+    shared_nats_server: NatsServer, durable: bool
 ) -> None:
     """Deterministic mode on JetStream: every delivery has a receipt and the sequencer runs it without a
     coroutine when the handler finishes at once (``Subscription.run_now``). The position is there for a
     plain handler, and still after a coroutine handler suspends; the order is the publish order, one
     handler at a time; a failure is counted and settled by the retry policy (a durable consumer's:
     dead-lettered at ``max_deliver = 1``, a settle the sequencer awaits), and a success acked, so
-    nothing is left pending."""
-    settings = NatsSettings(servers=[shared_nats_server.url], stream="wire-sequenced", max_deliver=1)
+    nothing is left pending. ``inbox-only``: every event's members arrive together in one host inbox
+    message, whose position the sequencer sets once for all of them (``_Entry.together``)."""
+    stream = f"wire-sequenced-{'durable' if durable else 'inbox'}"
+    settings = NatsSettings(servers=[shared_nats_server.url], stream=stream, max_deliver=1)
     seen: list[tuple[str, int, int | None]] = []
 
     def plain(event: Event) -> None:
@@ -366,11 +369,16 @@ async def test_sequenced_stored_deliveries_keep_position_order_and_outcome(
 
     try:
         async with NatsBus(settings, deterministic=True) as bus:
-            # Two members of the host inbox, and a durable subscription (a consumer of its own).
+            # Members of the host inbox, and a durable subscription (a consumer of its own) or a third
+            # member.
             subscriptions = [
                 await bus.subscribe("trading.signal.>", plain, stored=True),
                 await bus.subscribe("trading.signal.>", suspends, stored=True),
-                await bus.subscribe("trading.signal.>", fails, durable="sequenced-fails"),
+                await (
+                    bus.subscribe("trading.signal.>", fails, durable="sequenced-fails")
+                    if durable
+                    else bus.subscribe("trading.signal.>", fails, stored=True)
+                ),
             ]
             for n in range(3):
                 await bus.publish(signal(n))
@@ -379,9 +387,10 @@ async def test_sequenced_stored_deliveries_keep_position_order_and_outcome(
             assert seen == expected, "publish order, subscribers in creation order, the stream position each"
             assert [s.delivered for s in subscriptions] == [3, 3, 2]
             assert [s.failed for s in subscriptions] == [0, 0, 1]
-            assert bus.dead_lettered == {"failed": 1}
+            # A durable's failure follows its retry policy; an inbox member's is reported, then acked.
+            assert bus.dead_lettered == ({"failed": 1} if durable else {})
             assert delivery_position() is None, "the position never leaks out of a delivery"
-            assert await _ack_pending(bus, "wire-sequenced") == 0
+            assert await _ack_pending(bus, stream) == 0
     finally:
         await delete_stream(shared_nats_server.url, settings.stream)
 
