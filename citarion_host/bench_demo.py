@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import Any
 
 import nats
+from nats.aio.client import Client
 from nats.js import api
 
 from .app import run_host
@@ -232,22 +233,7 @@ async def traffic_floor_round(
             if arrived == expected and not done.done():
                 done.set_result(None)
 
-        async def from_consumer(msg: Any) -> None:
-            await msg.ack()
-            note()
-
-        inbox = nc.new_inbox()
-        await nc.subscribe(inbox, cb=from_consumer)
-        await nc.jsm().add_consumer(
-            stream,
-            api.ConsumerConfig(
-                deliver_subject=inbox,
-                ack_policy=api.AckPolicy.EXPLICIT,
-                deliver_policy=api.DeliverPolicy.NEW,
-                filter_subjects=reduce_filters(filters),
-                max_ack_pending=ASYNC_WINDOW,
-            ),
-        )
+        await _push_consumer(nc, stream, filters, note)
         await nc.flush()
         meter = _Meter(server_pid, monitor)
         for serial, (topic, data) in enumerate(events):
@@ -260,6 +246,28 @@ async def traffic_floor_round(
     finally:
         await nc.close()
         await drop_stream(url, stream)
+
+
+async def _push_consumer(nc: Client, stream: str, filters: list[str], note: Callable[[], None]) -> None:
+    """Raw nats-py reading ``stream`` back: a push consumer on ``filters`` (new events only, explicit
+    acks), each delivery acked, then ``note()`` called."""
+
+    async def from_consumer(msg: Any) -> None:
+        await msg.ack()
+        note()
+
+    inbox = nc.new_inbox()
+    await nc.subscribe(inbox, cb=from_consumer)
+    await nc.jsm().add_consumer(
+        stream,
+        api.ConsumerConfig(
+            deliver_subject=inbox,
+            ack_policy=api.AckPolicy.EXPLICIT,
+            deliver_policy=api.DeliverPolicy.NEW,
+            filter_subjects=reduce_filters(filters),
+            max_ack_pending=ASYNC_WINDOW,
+        ),
+    )
 
 
 async def bus_traffic_round(
@@ -348,22 +356,7 @@ async def raw_round_trip_round(url: str, stream: str, count: int = 500) -> Figur
     try:
         js = nc.jetstream(publish_async_max_pending=ASYNC_WINDOW)
         arrived = asyncio.Event()
-
-        async def got(msg: Any) -> None:
-            await msg.ack()
-            arrived.set()
-
-        inbox = nc.new_inbox()
-        await nc.subscribe(inbox, cb=got)
-        await nc.jsm().add_consumer(
-            stream,
-            api.ConsumerConfig(
-                deliver_subject=inbox,
-                ack_policy=api.AckPolicy.EXPLICIT,
-                deliver_policy=api.DeliverPolicy.NEW,
-                filter_subject="trading.signal.>",
-            ),
-        )
+        await _push_consumer(nc, stream, ["trading.signal.>"], arrived.set)
         await nc.flush()
         for n in range(count + _WARM_TRIPS):
             event = _trip_event(n)
