@@ -322,7 +322,7 @@ class Sequencer:
                         arrived.sort(key=_creation)
                     try:
                         for subscription, receipt in arrived:
-                            rest = subscription.run_now(entry.event, receipt, token is not None)
+                            rest = subscription.run_now(entry.event, receipt, positioned=token is not None)
                             if rest is not None:  # the handler suspended, or its settle waits
                                 await rest
                     finally:
