@@ -10,7 +10,8 @@ from pathlib import Path
 
 import nats
 import pytest
-from nats.js.api import StorageType
+from nats.js import JetStreamContext
+from nats.js.api import PubAck, StorageType
 
 from citarion_host.natsserver import (
     ENV_VAR,
@@ -168,6 +169,22 @@ def test_start_failure_reports_the_log_tail(nats_server: NatsServer) -> None:
     assert not bad.work_dir.exists(), "a failed `with` still removes the temp dir"
 
 
+async def _publish_once_answered(
+    js: JetStreamContext, subject: str, payload: bytes, *, msg_id: str
+) -> PubAck:
+    """Publish to a replicated stream, retrying (same ``Nats-Msg-Id``: stored once) until it answers.
+
+    A new replicated stream answers once its leader is elected and its interest has reached the node
+    we talk to; on a loaded machine that can trail ``add_stream()`` (CI saw "no responders" there).
+    """
+    for _ in range(100):
+        try:
+            return await js.publish(subject, payload, headers={"Nats-Msg-Id": msg_id}, timeout=2)
+        except (nats.errors.NoRespondersError, nats.js.errors.NoStreamResponseError):
+            await asyncio.sleep(0.1)
+    pytest.fail(f"the replicated stream never answered a publish to {subject!r}")
+
+
 async def test_cluster_replicates_a_stream(nats_cluster: NatsCluster) -> None:
     assert len(nats_cluster) == 3 and SHARED_PORT not in [s.port for s in nats_cluster]
     names = {server.server_name for server in nats_cluster}
@@ -180,16 +197,7 @@ async def test_cluster_replicates_a_stream(nats_cluster: NatsCluster) -> None:
         js = nc.jetstream()
         info = await js.add_stream(name="REPL", subjects=["repl.>"], num_replicas=3)
         assert info.config.num_replicas == 3
-        # A new replicated stream answers once its leader is elected and its interest has reached
-        # the node we talk to: on a loaded machine that can trail add_stream() a little.
-        for _ in range(100):
-            try:
-                ack = await js.publish("repl.one", b"x", headers={"Nats-Msg-Id": "one"}, timeout=2)
-                break
-            except (nats.errors.NoRespondersError, nats.js.errors.NoStreamResponseError):
-                await asyncio.sleep(0.1)
-        else:
-            pytest.fail("the replicated stream never answered a publish")
+        ack = await _publish_once_answered(js, "repl.one", b"x", msg_id="one")
         assert ack.seq == 1  # retried with the same id: stored once
         info = await js.stream_info("REPL")
         assert info.cluster is not None and info.cluster.leader in names
@@ -231,12 +239,12 @@ async def test_cluster_node_crash_and_rejoin(nats_cluster: NatsCluster) -> None:
     try:
         js = nc.jetstream()
         await js.add_stream(name="HA", subjects=["ha.>"], num_replicas=3)
-        await js.publish("ha.1", b"before")
+        await _publish_once_answered(js, "ha.1", b"before", msg_id="before")
         info = await js.stream_info("HA")
         assert info.cluster is not None
         victim = next(s for s in nats_cluster if s.server_name != info.cluster.leader and s is not entry)
         victim.kill()
-        await js.publish("ha.2", b"while down")  # 2 of 3 replicas are still a quorum
+        await _publish_once_answered(js, "ha.2", b"while down", msg_id="down")  # 2 of 3 are a quorum
         victim.restart()
         await asyncio.to_thread(nats_cluster.wait_ready)
         assert (await js.stream_info("HA")).state.messages == 2
