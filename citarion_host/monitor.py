@@ -114,6 +114,10 @@ class RunMonitor:
         self._subscription = await bus.subscribe(
             ">", self._on_event, name="host:monitor", max_pending=1 << 20, stored=bus.capabilities.persistent
         )
+        if bus.sequencer is not None:
+            # It only reads (counts and records) and publishes nothing: in deterministic mode the bots
+            # never wait for its deliveries, while it still sees every event in the run's order.
+            bus.sequencer.observe(self._subscription)
 
     async def detach(self) -> None:
         """Stop watching the current bus, after what it still holds for us (the host's stop)."""

@@ -128,11 +128,18 @@ class Sequencer:
         self._external_in = 0
         self._external_out = 0
         self._pacers: list[tuple[int, asyncio.Future[None]]] = []  # :meth:`reached` waiting
+        #: Subscriptions that only read (:meth:`observe`), and the events they still have to see, in
+        #: order (each entry holding only their arrivals, the others' handled already).
+        self._observers: set[Subscription] = set()
+        self._observed: deque[_Entry] = deque()
+        self._observing: _Entry | None = None  # the first of them still waiting, since when
+        self._observing_since = 0.0
+        self._for_observers = False  # the wait under way is only theirs: anything queued ends it
 
     @property
     def pending(self) -> int:
         """Events announced or arrived and not yet handled everywhere."""
-        return len(self._internal) + len(self._external) + (self._head is not None)
+        return len(self._internal) + len(self._external) + (self._head is not None) + len(self._observed)
 
     # -- what the bus reports ------------------------------------------------------------------------
 
@@ -259,11 +266,21 @@ class Sequencer:
         for subscription in subscriptions:
             self.arrived(subscription, event, receipt)
 
+    def observe(self, subscription: Subscription) -> None:
+        """``subscription`` only reads what it is handed (the host's run monitor): its handler publishes
+        nothing and no other handler depends on when it runs. It still sees every event in this order,
+        each once its own delivery arrived, but the others never wait for its deliveries: an event
+        only it receives is not waited for (on JetStream a store round trip each, half of the demo's
+        waits, the decisions only the monitor reads), and it catches up on its own (:meth:`_run`)."""
+        self._observers.add(subscription)
+
     def forget(self, subscription: Subscription) -> None:
         """``subscription`` is going away: never wait for it again."""
-        for entry in (*self._internal, *self._external, *([self._head] if self._head else [])):
+        heads = [self._head] if self._head else []
+        for entry in (*self._internal, *self._external, *heads, *self._observed):
             if type(entry) is _Entry:  # a pushed event waits for nobody
                 entry.waiting.discard(subscription)
+        self._observers.discard(subscription)
         self._progress.set()
 
     # -- running ----------------------------------------------------------------------------------------
@@ -276,6 +293,8 @@ class Sequencer:
             self._external_in += 1
         if self._task is None:
             self._start()
+        elif self._for_observers:
+            self._progress.set()
 
     def _start(self) -> None:
         self._idle.clear()
@@ -288,12 +307,24 @@ class Sequencer:
         subscriber): :meth:`Subscription.run`'s bookkeeping inline, a plain function handler (the run
         monitor's) called as it is. Every event on memory takes this path."""
         _running.set(self)  # this task's context: what its handlers publish is internal
-        internal, external, by_id = self._internal, self._external, self._by_id
+        internal, external, by_id, observed = self._internal, self._external, self._by_id, self._observed
         try:
-            while internal or external:
+            while internal or external or observed:
                 if self._holds:
                     await self._released.wait()
                     continue
+                if observed:
+                    await self._catch_up()
+                    if not (internal or external):
+                        if observed:  # nothing else to run: wait for what the observers still need,
+                            head = self._head = observed[0]  # or for something else to run
+                            self._for_observers = True
+                            try:
+                                await self._wait_for(head)
+                            finally:
+                                self._for_observers = False
+                                self._head = None
+                        continue
                 if internal:
                     entry = self._head = internal.popleft()
                 else:
@@ -305,13 +336,18 @@ class Sequencer:
                     if self._pacers:
                         self._wake_pacers()
                 if type(entry) is _Entry:
-                    if entry.waiting:
+                    waiting = entry.waiting
+                    if waiting and not (self._observers and waiting <= self._observers):
                         await self._wait_for(entry)
-                    if by_id.get(entry.event.id) is entry:
-                        del by_id[entry.event.id]
                     arrived = entry.arrived
+                    if observed or entry.waiting:
+                        # Observers wait for this one's delivery, or see earlier ones first: theirs
+                        # later, in their order (:meth:`_catch_up`); the others' now.
+                        arrived = self._defer_observers(entry)
+                    elif by_id.get(entry.event.id) is entry:
+                        del by_id[entry.event.id]
                     token = None
-                    if entry.together:
+                    if entry.together and arrived:
                         # One message's members (one receipt of one backend's, in creation order):
                         # the delivery's position is set once around them all, not per member.
                         first, shared = arrived[0]
@@ -362,6 +398,44 @@ class Sequencer:
             self._idle.set()
             self._wake_pacers(everyone=True)  # idle: whatever they wait for was handled (or never comes)
 
+    def _defer_observers(self, entry: _Entry) -> list[tuple[Subscription, Any]]:
+        """Queue ``entry`` for its observers (:meth:`observe`) behind what they still have to see, and
+        return its other arrivals, to run now (the entry then holds only the observers')."""
+        observers = self._observers
+        others = [arrival for arrival in entry.arrived if arrival[0] not in observers]
+        entry.arrived = [arrival for arrival in entry.arrived if arrival[0] in observers]
+        if entry.waiting or entry.arrived:
+            self._observed.append(entry)
+        elif self._by_id.get(entry.event.id) is entry:
+            del self._by_id[entry.event.id]
+        return others
+
+    async def _catch_up(self) -> None:
+        """Run the observers' events whose deliveries are in, in order, up to the first still on its
+        way (the loop in :meth:`_run` waits for that one only when nothing else is left to run). That
+        one stalls after ``stall_timeout`` as any wait does, also while the others never stop."""
+        observed, by_id = self._observed, self._by_id
+        while observed:
+            entry = observed[0]
+            if entry.waiting:
+                now = asyncio.get_running_loop().time()
+                if self._observing is not entry:  # a new first one: its wait starts now
+                    self._observing, self._observing_since = entry, now
+                    return
+                if now - self._observing_since < self.stall_timeout:
+                    return
+                self._stalled(entry)
+            observed.popleft()
+            if by_id.get(entry.event.id) is entry:
+                del by_id[entry.event.id]
+            arrived = entry.arrived
+            if len(arrived) > 1:
+                arrived.sort(key=_creation)
+            for subscription, receipt in arrived:
+                rest = subscription.run_now(entry.event, receipt)
+                if rest is not None:
+                    await rest
+
     async def _wait_for(self, entry: _Entry) -> None:
         """Wait until every expected delivery of ``entry`` arrived, or ``stall_timeout`` passed.
 
@@ -378,24 +452,30 @@ class Sequencer:
             while entry.waiting:
                 progress.clear()
                 await progress.wait()
-                if not entry.waiting or loop.time() < deadline:
-                    continue
-                missing = sorted(entry.waiting, key=lambda subscription: subscription.seq)
-                entry.waiting.clear()
-                self.stalls += 1
-                log.error(
-                    "deterministic delivery stalled: going on without some deliveries",
-                    extra={
-                        "event_id": entry.event.id,
-                        "topic": entry.event.topic,
-                        "missing": [s.name for s in missing],
-                        "timeout_s": self.stall_timeout,
-                    },
-                )
-                if self.on_stall is not None:
-                    self.on_stall(entry.event, missing)
+                if self._for_observers and (self._internal or self._external):
+                    return  # the observers' wait: the others' events do not wait for it
+                if entry.waiting and loop.time() >= deadline:
+                    self._stalled(entry)
         finally:
             self._deadline = None
+
+    def _stalled(self, entry: _Entry) -> None:
+        """``entry``'s missing deliveries are past ``stall_timeout``: go on without them, counted and
+        reported (``on_stall``)."""
+        missing = sorted(entry.waiting, key=lambda subscription: subscription.seq)
+        entry.waiting.clear()
+        self.stalls += 1
+        log.error(
+            "deterministic delivery stalled: going on without some deliveries",
+            extra={
+                "event_id": entry.event.id,
+                "topic": entry.event.topic,
+                "missing": [s.name for s in missing],
+                "timeout_s": self.stall_timeout,
+            },
+        )
+        if self.on_stall is not None:
+            self.on_stall(entry.event, missing)
 
     def _watch(self) -> None:
         """The watchdog: wakes the wait whose deadline has passed; re-armed for a later wait's."""

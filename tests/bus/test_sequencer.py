@@ -332,3 +332,71 @@ async def test_reached_returns_once_everything_queued_before_the_mark_is_handled
         await bus.publish(make_event("analytics.ask.done", {"n": 0}, source="LOG"))
         await bus.settle()
     assert seen[-1].startswith("refused: reached() from inside a handler would wait for itself")
+
+
+async def test_an_observer_never_holds_the_others_up_and_sees_every_event_in_order() -> None:
+    """M only reads (``observe``: the run monitor). A handles E0 and publishes X, which only M takes;
+    then comes E1. A handles E1 without waiting for X's delivery to M (on JetStream a store round
+    trip each: half of the demo's waits), and M still sees E0, X, E1 in the run's order, E1 only
+    after X, once X's delivery is in; every receipt is settled once."""
+    sequencer = Sequencer(stall_timeout=5.0)
+    seen: list[tuple[str, int]] = []
+    x, e1 = event(99), event(1)
+    a_saw_e1 = asyncio.Event()
+
+    async def publish_x(e: Event) -> None:
+        if e.payload["n"] == 0:
+            sequencer.expect(x, [m])  # as the bus announces a handler's publish
+        elif e.payload["n"] == 1:
+            a_saw_e1.set()
+
+    m = subscriber("M", 1, sequencer, seen)
+    a = subscriber("A", 2, sequencer, seen, then=publish_x)
+    receipts = Settled()
+    m.receipts = a.receipts = receipts
+    sequencer.observe(m)
+    e0 = event(0)
+    sequencer.expect(e0, [m, a])
+    sequencer.arrived_all([m, a], e0, "e0")
+    sequencer.expect(e1, [m, a])
+    sequencer.arrived_all([m, a], e1, "e1")
+    async with asyncio.timeout(2):  # before the fix: A waited for X's delivery to M, which waits here
+        await a_saw_e1.wait()
+    assert ("M", 99) not in seen and ("M", 1) not in seen, "M sees nothing before X's delivery"
+    sequencer.arrived_all([m], x, "x")
+    async with asyncio.timeout(2):
+        await sequencer.settle()
+    assert [who for who in seen if who[0] == "M"] == [("M", 0), ("M", 99), ("M", 1)]
+    assert [who for who in seen if who[0] == "A"] == [("A", 0), ("A", 1)]
+    assert sorted(receipts.settled) == ["e0", "e0", "e1", "e1", "x"]
+    assert sequencer.stalls == 0 and sequencer.pending == 0
+
+
+async def test_an_observers_lost_delivery_stalls_after_the_timeout_while_the_others_run_on() -> None:
+    """X, only M's, never arrives; A's events keep coming, one at a time, the sequencer idle in
+    between (waiting for X then: a new event of A's must end that wait). A handles every one of them
+    before X is given up; after ``stall_timeout`` X is reported missing once and M goes on with what
+    came after it, in order."""
+    seen: list[tuple[str, int]] = []
+    at_stall: list[list[tuple[str, int]]] = []
+    stalled: list[tuple[int, list[str]]] = []
+
+    def on_stall(e: Event, missing: list[Subscription]) -> None:
+        stalled.append((e.payload["n"], [s.name for s in missing]))
+        at_stall.append(list(seen))
+
+    sequencer = Sequencer(stall_timeout=1.0, on_stall=on_stall)
+    m = subscriber("M", 1, sequencer, seen)
+    a = subscriber("A", 2, sequencer, seen)
+    sequencer.observe(m)
+    sequencer.expect(event(99), [m])  # lost
+    for n in range(8):
+        e = event(n)
+        sequencer.expect(e, [m, a])
+        sequencer.arrived_all([m, a], e, None)
+        await asyncio.sleep(0.02)
+    async with asyncio.timeout(5):
+        await sequencer.settle()
+    assert at_stall == [[("A", n) for n in range(8)]], "A was not held up, M saw nothing before"
+    assert [n for who, n in seen if who == "M"] == list(range(8))
+    assert sequencer.stalls == 1 and stalled == [(99, ["M"])]
