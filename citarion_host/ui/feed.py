@@ -164,6 +164,8 @@ class LiveFeed:
         self._subscription = await bus.subscribe(
             ">", self._on_event, name="host:ui", max_pending=1 << 20, stored=self.stored
         )
+        if bus.sequencer is not None:  # it only reads, as the run monitor: the bots never wait for it
+            bus.sequencer.observe(self._subscription)
 
     async def detach(self) -> None:
         untap, self._untap = self._untap, None
