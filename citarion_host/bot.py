@@ -140,10 +140,12 @@ class BotContext(Protocol):
         """Wait until everything published so far has been handled everywhere, in deterministic mode
         (``[backend] deterministic``); otherwise let the other tasks run once. Never from ``handle``.
 
-        ``lag=True``: wait only for what was published before this bot's previous ``settle(lag=True)``,
-        with everything it caused. A replayed feed calls that before each new bar: the bar before the
-        previous one is done, and the previous one is being handled, so one bar waits queued instead
-        of the platform idling at every bar boundary (on JetStream, a store round trip per bar). The
+        ``lag=True``: wait only for what was published before this bot's ``settle(lag=True)`` two calls
+        back, with everything it caused. A replayed feed calls that before each new bar: the bars
+        before the last two are done, and the one before them is being handled, so two bars wait
+        queued instead of the platform idling at every bar boundary (on JetStream, a store round trip
+        per bar, and another whenever a bar's cascade was shorter than its successor's way to the
+        store). The
         order of handling is the same either way: the sequencer handles an event from outside only
         after the consequences of the ones before it."""
         ...

@@ -47,7 +47,7 @@ class Outlet(Protocol):
         ...
 
     async def settle(self, lag: bool = False) -> None:
-        """Wait until what was published so far (with ``lag``: before the previous lagged call) has
+        """Wait until what was published so far (with ``lag``: before the lagged call two back) has
         been handled (see ``BotContext.settle``)."""
         ...
 

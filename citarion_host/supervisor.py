@@ -50,6 +50,13 @@ from .timings import HandlerTimings
 __all__ = ["BotRunner", "BusOutlet", "HostBotContext"]
 
 log = logging.getLogger("citarion_host.supervisor")
+
+#: How many of a bot's ``settle(lag=True)`` calls back it waits for: a replayed feed, which calls it
+#: before each new bar, keeps this many bars published ahead of the one being handled. Two, not one:
+#: with one, a bar whose cascade is a single hop left the next bar's events still on their way to
+#: the store when their turn came (on the JetStream demo, a wait in six). The order of handling is
+#: the same for any value (an event from outside is handled after the cascades before it).
+LAG_SETTLES = 2
 State = Literal["created", "standby", "starting", "running", "restarting", "stopped", "failed"]
 HOST_SOURCE = "HOST"
 
@@ -60,7 +67,7 @@ class BusOutlet:
     The checks (declared patterns, lineage, payloads) are the shared context's
     (:class:`~citarion_host.context.GuardedContext`); this is only the host's side of it."""
 
-    __slots__ = ("_mark", "_now", "_runner")
+    __slots__ = ("_marks", "_now", "_runner")
 
     def __init__(self, runner: BotRunner) -> None:
         self._runner = runner
@@ -70,8 +77,9 @@ class BusOutlet:
         self._now: Callable[[Event], bool] | None = (
             bus.post_now if runner.lane is bus and type(bus).post_now is not EventBus.post_now else None
         )
-        #: Where the bot's previous ``settle(lag=True)`` stood in the sequencer's external queue.
-        self._mark: int | None = None
+        #: Where the bot's last :data:`LAG_SETTLES` ``settle(lag=True)`` calls stood in the sequencer's
+        #: external queue, oldest first.
+        self._marks: deque[int] = deque(maxlen=LAG_SETTLES)
 
     def post(self, event: Event) -> Awaitable[None] | None:
         """Post ``event`` in order: None when it is posted already, else the coroutine posting it (the
@@ -110,15 +118,18 @@ class BusOutlet:
 
     async def settle(self, lag: bool = False) -> None:
         """Deterministic mode: wait until everything published so far is handled everywhere; with
-        ``lag``, everything published before the bot's previous ``settle(lag=True)`` (a replayed feed
-        calls that between bars: one bar stays queued ahead, see ``Sequencer.reached``). Otherwise:
+        ``lag``, everything published before the bot's ``settle(lag=True)`` :data:`LAG_SETTLES` calls
+        back (a replayed feed calls that between bars: that many bars stay queued ahead, see
+        ``Sequencer.reached``). Otherwise:
         let the other tasks run once."""
         bus = self._runner.bus
         sequencer = bus.sequencer
         if sequencer is None:
             await asyncio.sleep(0)
         elif lag:
-            mark, self._mark = self._mark, sequencer.external_mark()
+            marks = self._marks
+            mark = marks[0] if len(marks) == LAG_SETTLES else None
+            marks.append(sequencer.external_mark())
             if mark is not None:
                 await sequencer.reached(mark)
         else:

@@ -51,6 +51,43 @@ class Numbers(Bot):
             )
 
 
+class Bars(Bot):
+    """A replayed feed in miniature: ``{"bar": 0..count-1}``, one event a bar, ``ctx.settle(lag=True)``
+    before each new bar, as ``lumi`` paces itself; ``sent`` counts the bars handed over (class-level)."""
+
+    type_name = "test-bars"
+    sent: ClassVar[int] = 0
+
+    class Params(_Params):
+        topic: str = "analytics.number.emitted"
+        count: int = Field(default=10, ge=0)
+
+    params: Params
+
+    async def start(self) -> None:
+        self.ctx.spawn(self._run(), "bars")
+
+    async def _run(self) -> None:
+        for n in range(self.params.count):
+            if n:
+                await self.ctx.settle(lag=True)
+            await self.ctx.publish(self.params.topic, {"bar": n})
+            Bars.sent = n + 1
+
+
+class Held(Bot):
+    """Keeps the bars it handles (class-level ``seen``); its handler of bar 0 waits for ``gate``."""
+
+    type_name = "test-held"
+    seen: ClassVar[list[int]] = []
+    gate: ClassVar[asyncio.Event | None] = None
+
+    async def handle(self, event: Event) -> None:
+        Held.seen.append(event.payload["bar"])
+        if event.payload["bar"] == 0 and Held.gate is not None:
+            await Held.gate.wait()
+
+
 class Ledger(Bot):
     """Publishes ``{"n": 0..count-1}`` like :class:`Numbers`, and keeps per bot id (class-level, for the
     test to read) the ids of the events whose ``ctx.publish`` returned and the errors of those that

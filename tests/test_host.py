@@ -16,7 +16,7 @@ from citarion_host.host import Host
 from citarion_host.plugins import Plugins
 from citarion_host.settings import load_config
 from tests.bus.conftest import Collector, eventually
-from tests.host_bots import Crasher, Numbers, Recorder, Trespasser
+from tests.host_bots import Bars, Crasher, Held, Numbers, Recorder, Trespasser
 
 FAST_RESTARTS = """
 [host]
@@ -36,6 +36,9 @@ def _reset_test_bots() -> Iterator[None]:
     Numbers.sent = 0
     Crasher.starts = 0
     Trespasser.refusals.clear()
+    Bars.sent = 0
+    Held.seen.clear()
+    Held.gate = None
     yield
 
 
@@ -86,6 +89,28 @@ async def test_bots_are_wired_and_numbers_arrive_in_order(tmp_path: Path) -> Non
     finally:
         await host.stop()
     assert host.bus.closed and host.runners == {}
+
+
+async def test_a_replayed_feed_keeps_two_bars_queued_ahead_of_the_platform(tmp_path: Path) -> None:
+    """``ctx.settle(lag=True)`` before each bar (deterministic mode, the host's default): while the
+    platform is still on bar 0, the feed hands over bars 1 and 2 and then waits, no further (on
+    JetStream the next bars are stored meanwhile: ``supervisor.LAG_SETTLES``); the order is the same."""
+    Held.gate = asyncio.Event()
+    path = write(
+        tmp_path,
+        bot("bars", "Bars", publish='["analytics.number.>"]', count=10),
+        bot("held", "Held", subscribe='["analytics.number.>"]'),
+    )
+    host = await start_host(path)
+    try:
+        await eventually(lambda: Held.seen == [0] and Bars.sent == 3, what="bars 1 and 2 queued behind bar 0")
+        await asyncio.sleep(0.1)  # room for the feed to run further ahead, if it would
+        assert Bars.sent == 3
+        Held.gate.set()
+        await eventually(lambda: Held.seen == list(range(10)), what="every bar, in order")
+    finally:
+        Held.gate.set()  # a failed check must not leave the handler holding the stop up
+        await host.stop()
 
 
 async def test_durable_bots_run_on_a_bus_without_the_capability(tmp_path: Path) -> None:

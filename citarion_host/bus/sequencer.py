@@ -507,9 +507,9 @@ class Sequencer:
 
         Why: a replayed feed that settles before each bar leaves the platform idle at every bar
         boundary (on JetStream for a whole store round trip: the next bar's first event is only
-        published then). Waiting for the previous bar's first event instead (the bar before it done)
-        keeps one bar queued ahead: the same order, since external events wait for the cascades
-        before them anyway, without the idle turn."""
+        published then). Waiting for an earlier bar's first event instead (the bars before it done)
+        keeps the bars after it queued ahead (two: ``supervisor.LAG_SETTLES``): the same order, since
+        external events wait for the cascades before them anyway, without the idle turn."""
         self._not_from_a_handler("reached()")
         if self._external_out > mark or self._idle.is_set():
             return

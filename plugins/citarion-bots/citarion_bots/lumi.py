@@ -14,7 +14,7 @@ clock, so replays repeat exactly.
 
 Pacing: with ``speed = 0`` the feed replays as fast as the platform goes, and before each new bar time
 it calls ``ctx.settle(lag=True)``: in deterministic mode (``[backend] deterministic``, the default)
-that waits until everything the bars before the previous one caused has been handled, so one bar waits
+that waits until everything the bars before the last two caused has been handled, so two bars wait
 queued ahead of the platform (no idle turn at a bar boundary) and the feed never runs further ahead.
 The run is the same on every backend either way: the sequencer handles an event from outside only after
 the consequences of the ones before it, whenever it was published.
