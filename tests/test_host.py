@@ -68,6 +68,16 @@ def write(tmp_path: Path, *parts: str, name: str = "host.toml") -> Path:
     return path
 
 
+def feed_and_reader(tmp_path: Path, feed: tuple[str, str], reader: tuple[str, str], **params: Any) -> Path:
+    """A config of two bots: ``feed`` (id, plugin) publishing ``analytics.number.>`` with ``params``,
+    ``reader`` subscribed to it."""
+    return write(
+        tmp_path,
+        bot(*feed, publish='["analytics.number.>"]', **params),
+        bot(*reader, subscribe='["analytics.number.>"]'),
+    )
+
+
 async def start_host(path: Path) -> Host:
     host = Host(load_config(path), plugins=Plugins())
     await host.start()
@@ -75,12 +85,9 @@ async def start_host(path: Path) -> Host:
 
 
 async def test_bots_are_wired_and_numbers_arrive_in_order(tmp_path: Path) -> None:
-    path = write(
-        tmp_path,
-        bot("numbers", "Numbers", publish='["analytics.number.>"]', count=200),
-        bot("recorder", "Recorder", subscribe='["analytics.number.>"]'),
+    host = await start_host(
+        feed_and_reader(tmp_path, ("numbers", "Numbers"), ("recorder", "Recorder"), count=200)
     )
-    host = await start_host(path)
     try:
         await eventually(lambda: len(Recorder.seen.get("recorder", [])) == 200, what="200 numbers")
         assert [e.payload["n"] for e in Recorder.seen["recorder"]] == list(range(200))
@@ -96,12 +103,7 @@ async def test_a_replayed_feed_keeps_two_bars_queued_ahead_of_the_platform(tmp_p
     platform is still on bar 0, the feed hands over bars 1 and 2 and then waits, no further (on
     JetStream the next bars are stored meanwhile: ``supervisor.LAG_SETTLES``); the order is the same."""
     Held.gate = asyncio.Event()
-    path = write(
-        tmp_path,
-        bot("bars", "Bars", publish='["analytics.number.>"]', count=10),
-        bot("held", "Held", subscribe='["analytics.number.>"]'),
-    )
-    host = await start_host(path)
+    host = await start_host(feed_and_reader(tmp_path, ("bars", "Bars"), ("held", "Held"), count=10))
     try:
         await eventually(lambda: Held.seen == [0] and Bars.sent == 3, what="bars 1 and 2 queued behind bar 0")
         await asyncio.sleep(0.1)  # room for the feed to run further ahead, if it would
