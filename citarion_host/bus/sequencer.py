@@ -23,6 +23,12 @@ call; on NATS the arrival is the server's proof of delivery (a core message, or 
 delivery). An event is handled once every expected subscriber has it. An event this bus did not publish
 (another process, a redelivery) is sequenced when it first arrives, after what is already waiting.
 
+A subscription that only reads (:meth:`Sequencer.observe`: the host's run monitor and dashboard,
+which count, record and publish nothing) sees every event in this order too, each once its own
+delivery is in, but nobody waits for its deliveries: its share of each event goes to a queue of its
+own (:meth:`Sequencer._catch_up`) when its delivery is not in yet or it is behind, so an event only
+it takes is never a wait for the bots (on JetStream a store round trip each).
+
 What it cannot do: make another process's publishes deterministic, or know which member of a NATS
 queue group the server picks (queue members are never waited for, only handled on arrival). A delivery
 that never comes (a server that lost it) would hold everything: after ``stall_timeout`` the sequencer
