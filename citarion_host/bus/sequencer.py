@@ -145,7 +145,8 @@ class Sequencer:
     @property
     def pending(self) -> int:
         """Events announced or arrived and not yet handled everywhere."""
-        return len(self._internal) + len(self._external) + (self._head is not None) + len(self._observed)
+        head = self._head is not None and not self._for_observers  # else it is the observers' first
+        return len(self._internal) + len(self._external) + head + len(self._observed)
 
     # -- what the bus reports ------------------------------------------------------------------------
 
@@ -322,14 +323,7 @@ class Sequencer:
                 if observed:
                     await self._catch_up()
                     if not (internal or external):
-                        if observed:  # nothing else to run: wait for what the observers still need,
-                            head = self._head = observed[0]  # or for something else to run
-                            self._for_observers = True
-                            try:
-                                await self._wait_for(head)
-                            finally:
-                                self._for_observers = False
-                                self._head = None
+                        await self._wait_for_observers()
                         continue
                 if internal:
                     entry = self._head = internal.popleft()
@@ -408,9 +402,12 @@ class Sequencer:
         """Queue ``entry`` for its observers (:meth:`observe`) behind what they still have to see, and
         return its other arrivals, to run now (the entry then holds only the observers')."""
         observers = self._observers
-        others = [arrival for arrival in entry.arrived if arrival[0] not in observers]
-        entry.arrived = [arrival for arrival in entry.arrived if arrival[0] in observers]
-        if entry.waiting or entry.arrived:
+        others: list[tuple[Subscription, Any]] = []
+        theirs: list[tuple[Subscription, Any]] = []
+        for arrival in entry.arrived:
+            (theirs if arrival[0] in observers else others).append(arrival)
+        entry.arrived = theirs
+        if entry.waiting or theirs:
             self._observed.append(entry)
         elif self._by_id.get(entry.event.id) is entry:
             del self._by_id[entry.event.id]
@@ -441,6 +438,19 @@ class Sequencer:
                 rest = subscription.run_now(entry.event, receipt)
                 if rest is not None:
                     await rest
+
+    async def _wait_for_observers(self) -> None:
+        """Nothing else to run: wait for the delivery the observers' first event still needs, or for
+        something else to run (:meth:`_append` then ends the wait)."""
+        if not self._observed:
+            return
+        head = self._head = self._observed[0]
+        self._for_observers = True
+        try:
+            await self._wait_for(head)
+        finally:
+            self._for_observers = False
+            self._head = None
 
     async def _wait_for(self, entry: _Entry) -> None:
         """Wait until every expected delivery of ``entry`` arrived, or ``stall_timeout`` passed.
