@@ -193,6 +193,22 @@ def test_replay_against_nobody_fails_within_its_connect_budget(
     print(f"replay against a closed port gave up after {elapsed:.1f}s (budget 0.5 + 2x0.1 + 1 = 1.7s)")
 
 
+def test_run_against_nobody_says_why_in_one_line_and_nothing_misleading(
+    files: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The host never connected: no "disconnected" warning, no "closed for good" error and no failed
+    report of either before the one line that says why (they said the opposite of what happened)."""
+    port = free_ports(1)[0]
+    config = nats_config(files / "nobody.toml", f"nats://127.0.0.1:{port}")
+    code, _, err = run_cli(["run", "--config", str(config)], capsys)
+    assert code == 1 and "Traceback" not in err
+    lines = err.splitlines()
+    assert lines[-1].startswith(
+        f"error: cannot connect to NATS at nats://127.0.0.1:{port}: ConnectionRefused"
+    )
+    assert [line for line in lines[:-1] if " warning " in line or " error " in line] == []
+
+
 @pytest.fixture
 def auth_server() -> Iterator[NatsServer]:
     with NatsServer(extra_args=["--user", "app", "--pass", "right"]) as server:

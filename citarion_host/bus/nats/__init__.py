@@ -181,7 +181,9 @@ class NatsBus(EventBus):
 
     async def _on_disconnected(self) -> None:
         self._send_gate.clear()
-        if self._closed:
+        if self._closed or self.connection_state == "new":
+            # Never connected: the first connect's own error says why, in one line (``_start``
+            # raises it); a "disconnected" warning and its report before it would only mislead.
             return
         self.connection_state = "disconnected"
         detail = repr(self.nc.last_error) if self.nc.last_error else None
@@ -210,7 +212,7 @@ class NatsBus(EventBus):
     async def _on_closed(self) -> None:
         """The client gave up reconnecting (``max_reconnect_attempts``): fail fast from now on."""
         self._send_gate.set()  # waiting publishers go on and fail with "connection closed"
-        if self._closed:
+        if self._closed or self.connection_state == "new":  # the first connect failed: it says so
             return
         self.connection_state = "closed"
         detail = repr(self.nc.last_error) if self.nc.last_error else "connection closed"

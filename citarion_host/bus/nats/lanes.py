@@ -289,7 +289,7 @@ class BotLink:
         self._gate.set()  # waiting publishers go on and fail with "connection closed"
         if self.state == "closed":
             return
-        if self.state != "closing":
+        if self.state not in ("closing", "new"):  # "new": its first connect failed, and says so
             log.error("bot's NATS connection closed for good", extra={"bot": self.bot_id})
         self.state = "closed"
         if self.publisher is not None:
