@@ -635,6 +635,46 @@ async def test_kill_9_during_a_publish_stream_loses_no_acknowledged_event(nats_s
         await publisher.publish(signal(9999))  # and the bus goes on
 
 
+async def test_a_stream_the_server_lost_is_reported_and_read_from_its_start_once_made_again(
+    nats_server: NatsServer,
+) -> None:
+    """Memory storage does not outlive a server restart. The bus says so, once, and is not fit to run
+    (its connection problems, the host's readiness) instead of a traceback per consumer; once the
+    stream is there again (made by an operator, here another bus starting), the consumers are made
+    again and read it from its start: its sequence numbers began anew, so going on "after the last
+    event seen" would skip what it got first."""
+    settings = NatsSettings(
+        servers=[nats_server.url],
+        storage="memory",
+        reconnect_wait_s=0.05,
+        reconnect_wait_max_s=0.2,
+        publish_timeout_s=2.0,
+    )
+    async with NatsBus(settings) as bus:
+        status, got = Collector(), Collector()
+        await bus.subscribe("system.connection.>", status)
+        await bus.subscribe("trading.signal.>", got, stored=True)
+        for n in range(5):
+            await bus.publish(signal(n))
+        await eventually(lambda: len(got.events) == 5, timeout=10, what="the first five events")
+        await asyncio.to_thread(nats_server.kill)
+        await asyncio.to_thread(nats_server.restart)
+        await eventually(lambda: bus.connection_problems() != [], timeout=20, what="the stream reported gone")
+        [problem] = bus.connection_problems()
+        assert problem.startswith(
+            f"JetStream stream {settings.stream!r} is gone from the server (storage 'memory'"
+        )
+        await asyncio.sleep(0.3)  # looked for again and again meanwhile: still one report
+        [missing] = [e for e in status.events if e.topic == "system.connection.stream_missing"]
+        assert missing.priority == "critical" and missing.payload.detail == problem
+        async with NatsBus(settings):  # an operator makes it again (a host starting does)
+            pass
+        await eventually(lambda: bus.connection_problems() == [], timeout=10, what="the stream found again")
+        await bus.publish(signal(5))  # stored first in the new stream
+        await eventually(lambda: len(got.events) == 6, timeout=10, what="the first event of the new stream")
+        assert numbers(got.events) == [0, 1, 2, 3, 4, 5]
+
+
 @pytest.mark.slow
 async def test_three_node_cluster_with_replicas_survives_losing_the_stream_leader(
     nats_cluster: NatsCluster,

@@ -60,7 +60,9 @@ async def wait_ready(served: Served, ready: bool, timeout: float = 20.0) -> dict
 
 
 async def test_readyz_follows_the_nats_connection(nats_server: NatsServer, tmp_path: Path) -> None:
-    served = await serve(write_config(tmp_path, ON_NATS.format(url=nats_server.url)))
+    # file storage: the stream outlives the restart below (memory storage: the next test)
+    config = ON_NATS.format(url=nats_server.url).replace('storage = "memory"', 'storage = "file"')
+    served = await serve(write_config(tmp_path, config))
     try:
         assert (await wait_ready(served, True))["bus"] == {"backend": "nats", "connected": True}
         nats_server.kill()
@@ -72,6 +74,37 @@ async def test_readyz_follows_the_nats_connection(nats_server: NatsServer, tmp_p
         nats_server.restart()
         up = await wait_ready(served, True)
         assert up["reasons"] == []
+    finally:
+        await close(served)
+
+
+async def test_readyz_says_when_the_server_came_back_without_the_stream(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    """Memory storage does not outlive a server restart: connected again, the host cannot store or read
+    anything, and /readyz says so and why (it used to answer 200 while every consumer failed)."""
+    # What it publishes meanwhile cannot be stored: each publish gives up after publish_timeout_s, and
+    # the stop waits for them at most drain_timeout_s (short here, not to wait for nothing).
+    config = (
+        ON_NATS.format(url=nats_server.url)
+        .replace("[host]\n", "[host]\ndrain_timeout_s = 1\n")
+        .replace("[backend.nats]\n", "[backend.nats]\npublish_timeout_s = 1.0\n")
+    )
+    served = await serve(write_config(tmp_path, config))
+    try:
+        await wait_ready(served, True)
+        nats_server.kill()
+        await wait_ready(served, False)
+        nats_server.restart()
+        bus = served.host.bus
+        await until(lambda: bus.connection_problems() != [], 20, "the stream reported gone")
+        status, body = await readiness(served)
+        assert status == 503 and body["bus"] == {"backend": "nats", "connected": True}
+        assert body["reasons"] == [  # connected, and still not ready: the stream is gone
+            "JetStream stream 'ui-readyz' is gone from the server (storage 'memory': memory storage does"
+            " not outlive a server restart; or it was deleted): nothing can be stored or read until it is"
+            " there again; restart the host to create it anew"
+        ]
     finally:
         await close(served)
 

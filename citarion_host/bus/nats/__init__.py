@@ -39,6 +39,7 @@ from typing import Any
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
 from nats.js import JetStreamManager, api
+from nats.js.errors import NotFoundError
 from typing_extensions import Unpack
 
 from ...errors import BusError, PublishError, SubscriptionRefusedError
@@ -104,6 +105,8 @@ class NatsBus(EventBus):
         #: and which subscription is fed through which bot's connection.
         self._lanes: dict[str, BotView] = {}
         self._feed_links: dict[Subscription, BotLink] = {}
+        #: Why the stream cannot be used (gone from the server after a reconnection), else None.
+        self.stream_problem: str | None = None
         #: Operations the server refused to a bot's own connection (reported on ``system.bus.permission``).
         self.permission_violations = 0
         self._reported_violations: set[tuple[str, str, str]] = set()
@@ -202,12 +205,73 @@ class NatsBus(EventBus):
         if self._publisher is not None:
             self._publisher.reconnected()
         self._send_gate.set()
-        for feed in list(self._feeds.values()):
-            self._spawn(feed.recover())
+        self._spawn(self._recover())
         self._emit_internal(
             "system.connection.reconnected",
             ConnectionStatus(backend="nats", state="reconnected", detail=server_url(self.nc)),
         )
+
+    async def _recover(self) -> None:
+        """After a reconnection: the stream first, then every feed's consumer (``Feed.recover``).
+
+        The server may come back without the stream (memory storage does not outlive a restart; an
+        operator may have deleted it). Then nothing can be stored or read and no consumer can be made
+        again; that is not papered over by making the stream anew (it would hold none of the run's
+        events): it is reported once, on ``system.connection.stream_missing`` (locally: the server
+        cannot store it), the host is not ready while it lasts (:meth:`connection_problems`), and the
+        stream is looked for every ``reconnect_wait_s`` until it is there again. A stream that is there
+        but is not the one this bus started on (made anew meanwhile: its sequence numbers began again)
+        is read by every consumer made again from its start (``Feed.recover(anew=True)``)."""
+        if not self.jetstream:
+            return
+        found = await self._find_stream()
+        if found is not None:
+            for feed in list(self._feeds.values()):
+                self._spawn(feed.recover(anew=found))
+
+    async def _find_stream(self) -> bool | None:
+        """Look the stream up: None when it is missing (reported; :meth:`_look_for_stream` keeps
+        looking), else whether it was made anew since this bus last saw it. When the server does not
+        say (gone again, too slow), False: the feeds try on their own."""
+        assert self._jsm is not None
+        jsm, name = self._jsm, self.settings.stream
+        try:
+            info = await retry_api(lambda: jsm.stream_info(name), self.settings.api_timeout_s * 6)
+        except NotFoundError:
+            if self.stream_problem is None:
+                self.stream_problem = (
+                    f"JetStream stream {name!r} is gone from the server (storage "
+                    f"{self.settings.storage!r}: memory storage does not outlive a server restart; or "
+                    "it was deleted): nothing can be stored or read until it is there again; restart the"
+                    " host to create it anew"
+                )
+                log.error("the stream is gone from the server", extra={"stream": name})
+                self._tell_locally(
+                    "system.connection.stream_missing",
+                    ConnectionStatus(backend="nats", state="stream missing", detail=self.stream_problem),
+                )
+                self._spawn(self._look_for_stream())
+            return None
+        except (NatsError, TimeoutError) as exc:
+            log.warning("could not look the stream up", extra={"stream": name, "error": repr(exc)})
+            return False
+        known, self.stream_info = self.stream_info, info
+        anew = known is not None and info.created != known.created
+        if self.stream_problem is not None:
+            self.stream_problem = None
+            log.warning("the stream is there again", extra={"stream": name, "anew": anew})
+        elif anew:
+            log.warning(
+                "the stream was made anew: its consumers read it from its start", extra={"stream": name}
+            )
+        return anew
+
+    async def _look_for_stream(self) -> None:
+        """While the stream is missing: look for it now and then; once it is there, recover."""
+        while self.stream_problem is not None and not self._closed:
+            await asyncio.sleep(self.settings.reconnect_wait_s)
+            if self.nc.is_connected:
+                await self._recover()
 
     async def _on_closed(self) -> None:
         """The client gave up reconnecting (``max_reconnect_attempts``): fail fast from now on."""
@@ -250,8 +314,10 @@ class NatsBus(EventBus):
         return lane
 
     def connection_problems(self) -> list[str]:
-        """Bots whose own connection is away (nats-py reconnects it) or closed for good."""
-        return [
+        """The stream gone from the server (:meth:`_recover`); bots whose own connection is away
+        (nats-py reconnects it) or closed for good."""
+        problems = [self.stream_problem] if self.stream_problem is not None else []
+        return problems + [
             f"bot {bot_id!r}: its own NATS connection is {lane.link.state}"
             for bot_id, lane in sorted(self._lanes.items())
             if lane.link.state in ("disconnected", "closed")

@@ -169,8 +169,9 @@ class Feed:
     async def _unsubscribe(self, sub: NatsSubscription) -> None:
         await sub.unsubscribe()
 
-    async def recover(self) -> None:
-        """Called after a reconnection (default: nothing; nats-py resubscribes core subscriptions)."""
+    async def recover(self, anew: bool = False) -> None:
+        """Called after a reconnection (default: nothing; nats-py resubscribes core subscriptions).
+        ``anew``: the stream was made anew since (its sequence numbers began again)."""
 
     async def repattern(self, patterns: tuple[str, ...], confirm: Callable[[], Awaitable[None]]) -> None:
         """Listen to ``patterns`` instead, losing and doubling nothing (``confirm`` syncs with the server)."""
@@ -432,8 +433,10 @@ class StreamFeed(Feed):
         msg: Msg = receipt
         self._ctx.spawn(_settle(msg.nak(), "nak", None))
 
-    async def recover(self) -> None:
-        """After a reconnection: recreate the consumer if the server lost it (memory storage, expiry)."""
+    async def recover(self, anew: bool = False) -> None:
+        """After a reconnection: recreate the consumer if the server lost it (memory storage, expiry).
+        An ephemeral one goes on after the last event it saw; in a stream made anew (``anew``) every
+        consumer starts at its start, since all of it came after."""
         if self.consumer is None or self._nats_sub is None:
             return
         timeout = self._settings.api_timeout_s * 6
@@ -445,7 +448,11 @@ class StreamFeed(Feed):
         except NotFoundError:
             pass
         config = self._config
-        if self.plan.durable is None and self.last_stream_seq:  # go on after the last event seen
+        if anew:
+            config = config.evolve(
+                deliver_policy=api.DeliverPolicy.ALL, opt_start_seq=None, opt_start_time=None
+            )
+        elif self.plan.durable is None and self.last_stream_seq:  # go on after the last event seen
             config = config.evolve(
                 deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
                 opt_start_seq=self.last_stream_seq + 1,
@@ -744,10 +751,10 @@ class HostInbox:
         if self._feed is not None:
             await self._feed.caught_up()
 
-    async def recover(self) -> None:
+    async def recover(self, anew: bool = False) -> None:
         async with self._lock:
             if self._feed is not None:
-                await self._feed.recover()
+                await self._feed.recover(anew)
 
 
 class _Member(Feed):
@@ -772,8 +779,8 @@ class _Member(Feed):
     async def caught_up(self) -> None:
         await self._inbox.caught_up()
 
-    async def recover(self) -> None:
-        await self._inbox.recover()
+    async def recover(self, anew: bool = False) -> None:
+        await self._inbox.recover(anew)
 
 
 async def _nothing() -> None:
