@@ -84,6 +84,9 @@ class NatsSettings(_Strict):
     publish_max_in_flight: int = Field(default=4096, ge=1)
     #: Timeout of JetStream API calls (stream/consumer management).
     api_timeout_s: float = Field(default=5.0, gt=0)
+    #: How often the bus checks that its stream consumers are still on the server (one request for all
+    #: of them); a consumer deleted meanwhile is reported and made again. 0: never.
+    consumer_check_s: float = Field(default=10.0, ge=0)
     #: The lean publish/receive/ack path through nats-py's internals (``bus/nats/_client.py``); false
     #: keeps to nats-py's public API (slower, same behaviour). Falls back by itself if they differ.
     lean_wire: bool = True

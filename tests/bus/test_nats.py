@@ -675,6 +675,42 @@ async def test_a_stream_the_server_lost_is_reported_and_read_from_its_start_once
         assert numbers(got.events) == [0, 1, 2, 3, 4, 5]
 
 
+async def test_a_consumer_deleted_while_connected_is_reported_and_made_again(nats_server: NatsServer) -> None:
+    """An operator deletes the host's consumers while the connection stays up (no reconnection makes
+    them again): within ``consumer_check_s`` each is reported and made again after the last event its
+    feed saw, so nothing published meanwhile is lost and nothing is delivered twice."""
+    settings = NatsSettings(servers=[nats_server.url], consumer_check_s=0.2, durable_start="all")
+    async with NatsBus(settings) as bus:
+        status, inbox, durable = Collector(), Collector(), Collector()
+        await bus.subscribe("system.connection.>", status)
+        await bus.subscribe("trading.signal.>", inbox, stored=True)  # the host inbox's consumer
+        await bus.subscribe("trading.signal.>", durable, durable="keeper")
+        for n in range(3):
+            await bus.publish(signal(n))
+        await eventually(lambda: len(inbox.events) == len(durable.events) == 3, timeout=10, what="3 events")
+        nc = await nats.connect(nats_server.url)
+        try:
+            jsm = nc.jsm()
+            consumers = [info.name for info in await jsm.consumers_info(settings.stream)]
+            assert len(consumers) == 2
+            for name in consumers:
+                await jsm.delete_consumer(settings.stream, name)
+            for n in range(3, 6):  # stored while nobody reads them
+                await bus.publish(signal(n))
+            await eventually(
+                lambda: bus.stats()["nats"]["consumers_lost"] == 2, timeout=10, what="both made again"
+            )
+            assert len(await jsm.consumers_info(settings.stream)) == 2
+        finally:
+            await nc.close()
+        await eventually(lambda: len(inbox.events) == len(durable.events) == 6, timeout=10, what="6 events")
+        assert numbers(inbox.events) == numbers(durable.events) == [0, 1, 2, 3, 4, 5]
+        reports = [e for e in status.events if e.topic == "system.connection.consumer_missing"]
+        assert len(reports) == 2 and all(e.priority == "critical" for e in reports)
+        assert {r.payload.detail.split("'")[1] for r in reports} == set(consumers)
+        assert all(r.payload.detail.endswith("after stream sequence 3") for r in reports)
+
+
 @pytest.mark.slow
 async def test_three_node_cluster_with_replicas_survives_losing_the_stream_leader(
     nats_cluster: NatsCluster,

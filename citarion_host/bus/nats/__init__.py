@@ -58,7 +58,7 @@ from .lanes import REPLY_ROOT, BotLink, bot_credentials
 from .publisher import JetStreamPublisher, Outgoing
 from .requests import RESPONDERS_PREFIX, Requests
 from .resume import rewind_durable
-from .stream import ConsumerPlan, ensure_stream, retry_api, validate_consumer_name
+from .stream import ConsumerPlan, consumer_names, ensure_stream, retry_api, validate_consumer_name
 
 __all__ = ["RESPONDERS_PREFIX", "BotView", "NatsBus"]
 
@@ -107,6 +107,9 @@ class NatsBus(EventBus):
         self._feed_links: dict[Subscription, BotLink] = {}
         #: Why the stream cannot be used (gone from the server after a reconnection), else None.
         self.stream_problem: str | None = None
+        #: Consumers found gone from the server while connected, and made again (:meth:`_watch_consumers`).
+        self.consumers_lost = 0
+        self._consumer_watch: asyncio.Task[None] | None = None
         #: Operations the server refused to a bot's own connection (reported on ``system.bus.permission``).
         self.permission_violations = 0
         self._reported_violations: set[tuple[str, str, str]] = set()
@@ -149,6 +152,10 @@ class NatsBus(EventBus):
                     on_unstored=self._unstored,
                 )
                 await self._publisher.start()
+                if settings.consumer_check_s > 0:
+                    self._consumer_watch = asyncio.get_running_loop().create_task(
+                        self._watch_consumers(settings.consumer_check_s), name="nats-consumer-watch"
+                    )
         except BaseException:
             await self.nc.close()
             raise
@@ -161,6 +168,8 @@ class NatsBus(EventBus):
         await super().close(drain=drain, timeout=timeout)
 
     async def _close(self) -> None:
+        if self._consumer_watch is not None:
+            self._consumer_watch.cancel()
         self._requests.cancel_all()
         for feed in list(self._feeds.values()):
             await feed.stop()
@@ -272,6 +281,47 @@ class NatsBus(EventBus):
             await asyncio.sleep(self.settings.reconnect_wait_s)
             if self.nc.is_connected:
                 await self._recover()
+
+    async def _watch_consumers(self, interval: float) -> None:
+        """Every ``interval`` seconds, one request for the names of the stream's consumers: one of this
+        bus's found gone (deleted by an operator, while the connection stayed up, so no reconnection
+        made it again) would otherwise leave its subscription without events and without a word. It
+        is logged, counted (``consumers_lost``), reported on ``system.connection.consumer_missing``
+        (locally, critical) and made again after the last event its feed saw."""
+        while not self._closed:
+            await asyncio.sleep(interval)
+            if self.nc.is_connected and self.stream_problem is None:
+                try:
+                    await self._check_consumers()
+                except (NatsError, TimeoutError) as exc:  # the next round asks again
+                    log.debug("consumer check failed", extra={"error": repr(exc)})
+
+    async def _check_consumers(self) -> None:
+        feeds: dict[int, tuple[Feed, StreamFeed]] = {}
+        for feed in list(self._feeds.values()):  # the ones that exist before the names are asked for
+            inner = feed.stream_feed()
+            if inner is not None and inner.consumer is not None:
+                feeds.setdefault(id(inner), (feed, inner))  # the host inbox: once for all its members
+        if not feeds:
+            return
+        assert self._jsm is not None
+        names = await consumer_names(self._jsm, self.settings.stream)
+        for feed, inner in feeds.values():
+            if inner.consumer in names or inner.stopping:
+                continue
+            gone, after, patterns = inner.consumer, inner.last_stream_seq, " | ".join(inner.plan.patterns)
+            if not await feed.recover():  # there after all (made meanwhile), or stopped since
+                continue
+            self.consumers_lost += 1
+            detail = (
+                f"consumer {gone!r} ({patterns}) was gone from the server while connected: made again"
+                f" as {inner.consumer!r}, after stream sequence {after}"
+            )
+            log.error("a stream consumer was gone from the server", extra={"detail": detail})
+            self._tell_locally(
+                "system.connection.consumer_missing",
+                ConnectionStatus(backend="nats", state="consumer missing", detail=detail),
+            )
 
     async def _on_closed(self) -> None:
         """The client gave up reconnecting (``max_reconnect_attempts``): fail fast from now on."""
@@ -771,6 +821,8 @@ class NatsBus(EventBus):
             "duplicates": self._publisher.duplicates if self._publisher else 0,
             "resent": self._publisher.resent if self._publisher else 0,
             "unstored": self.unstored,
+            "consumers_lost": self.consumers_lost,
+            "stream_missing": self.stream_problem is not None,
             "reconnects": self.nc.stats.get("reconnects", 0),
             "isolation": self.settings.isolation,
             "permission_violations": self.permission_violations,

@@ -169,9 +169,16 @@ class Feed:
     async def _unsubscribe(self, sub: NatsSubscription) -> None:
         await sub.unsubscribe()
 
-    async def recover(self, anew: bool = False) -> None:
-        """Called after a reconnection (default: nothing; nats-py resubscribes core subscriptions).
-        ``anew``: the stream was made anew since (its sequence numbers began again)."""
+    async def recover(self, anew: bool = False) -> bool:
+        """Called after a reconnection, or when the consumer was found gone (default: nothing to do;
+        nats-py resubscribes core subscriptions). ``anew``: the stream was made anew since (its
+        sequence numbers began again). True when a consumer had to be made again."""
+        return False
+
+    def stream_feed(self) -> StreamFeed | None:
+        """The stream consumer's feed behind this one, if any (what ``NatsBus`` checks is still on
+        the server)."""
+        return None
 
     async def repattern(self, patterns: tuple[str, ...], confirm: Callable[[], Awaitable[None]]) -> None:
         """Listen to ``patterns`` instead, losing and doubling nothing (``confirm`` syncs with the server)."""
@@ -433,18 +440,21 @@ class StreamFeed(Feed):
         msg: Msg = receipt
         self._ctx.spawn(_settle(msg.nak(), "nak", None))
 
-    async def recover(self, anew: bool = False) -> None:
-        """After a reconnection: recreate the consumer if the server lost it (memory storage, expiry).
-        An ephemeral one goes on after the last event it saw; in a stream made anew (``anew``) every
-        consumer starts at its start, since all of it came after."""
+    def stream_feed(self) -> StreamFeed | None:
+        return None if self.stopping else self
+
+    async def recover(self, anew: bool = False) -> bool:
+        """Make the consumer again if the server lost it (memory storage, expiry, deleted). It goes on
+        after the last event this feed saw (from its first place, if it saw none); in a stream made
+        anew (``anew``) it starts at the stream's start, since all of it came after."""
         if self.consumer is None or self._nats_sub is None:
-            return
+            return False
         timeout = self._settings.api_timeout_s * 6
         try:
             await retry_api(
                 lambda: self._jsm.consumer_info(self._settings.stream, self.consumer or ""), timeout
             )
-            return
+            return False
         except NotFoundError:
             pass
         config = self._config
@@ -452,7 +462,7 @@ class StreamFeed(Feed):
             config = config.evolve(
                 deliver_policy=api.DeliverPolicy.ALL, opt_start_seq=None, opt_start_time=None
             )
-        elif self.plan.durable is None and self.last_stream_seq:  # go on after the last event seen
+        elif self.last_stream_seq:  # go on after the last event seen (durable or not)
             config = config.evolve(
                 deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
                 opt_start_seq=self.last_stream_seq + 1,
@@ -460,7 +470,11 @@ class StreamFeed(Feed):
             )
         info = await retry_api(lambda: self._jsm.add_consumer(self._settings.stream, config), timeout)
         self.consumer = info.name
-        log.warning("stream consumer recreated after reconnect", extra={"consumer": self.consumer})
+        log.warning(
+            "stream consumer made again",
+            extra={"consumer": self.consumer, "after": self.last_stream_seq, "stream_anew": anew},
+        )
+        return True
 
     async def repattern(self, patterns: tuple[str, ...], confirm: Callable[[], Awaitable[None]]) -> None:
         """Update the consumer's filter subjects in place: it goes on from where it is, so nothing is
@@ -751,10 +765,9 @@ class HostInbox:
         if self._feed is not None:
             await self._feed.caught_up()
 
-    async def recover(self, anew: bool = False) -> None:
+    async def recover(self, anew: bool = False) -> bool:
         async with self._lock:
-            if self._feed is not None:
-                await self._feed.recover(anew)
+            return self._feed is not None and await self._feed.recover(anew)
 
 
 class _Member(Feed):
@@ -779,8 +792,12 @@ class _Member(Feed):
     async def caught_up(self) -> None:
         await self._inbox.caught_up()
 
-    async def recover(self, anew: bool = False) -> None:
-        await self._inbox.recover(anew)
+    async def recover(self, anew: bool = False) -> bool:
+        return await self._inbox.recover(anew)
+
+    def stream_feed(self) -> StreamFeed | None:
+        feed = self._inbox._feed
+        return feed if feed is not None and not feed.stopping else None
 
 
 async def _nothing() -> None:

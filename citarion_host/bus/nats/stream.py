@@ -18,6 +18,7 @@ measurements"), because every fetch is a request/response round trip and a Pytho
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 import re
@@ -319,6 +320,22 @@ async def ensure_consumer(
     )
     log.info("durable consumer updated", extra={"stream": stream, "durable": durable})
     return await retry_api(lambda: jsm.add_consumer(stream, update), timeout)
+
+
+async def consumer_names(jsm: JetStreamManager, stream: str) -> set[str]:
+    """The names of every consumer of ``stream`` (``$JS.API.CONSUMER.NAMES``, page by page): one
+    request for up to 1,024 of them, where ``consumers_info`` sends each one's whole state.
+    nats-py has no call for it; its request helper is used as its own calls use it."""
+    names: set[str] = set()
+    while True:
+        payload = json.dumps({"offset": len(names)}).encode()
+        response = await jsm._api_request(
+            f"{jsm._prefix}.CONSUMER.NAMES.{stream}", payload, timeout=jsm._timeout
+        )
+        page = response.get("consumers") or []
+        names.update(page)
+        if not page or len(names) >= int(response.get("total", 0)):
+            return names
 
 
 # -- retries ------------------------------------------------------------------------------------
