@@ -711,6 +711,30 @@ async def test_a_consumer_deleted_while_connected_is_reported_and_made_again(nat
         assert all(r.payload.detail.endswith("after stream sequence 3") for r in reports)
 
 
+async def test_a_stream_deleted_while_connected_is_reported_and_read_anew_once_made_again(
+    nats_server: NatsServer,
+) -> None:
+    settings = NatsSettings(servers=[nats_server.url], consumer_check_s=0.2, publish_timeout_s=2.0)
+    async with NatsBus(settings) as bus:
+        status, got = Collector(), Collector()
+        await bus.subscribe("system.connection.>", status)
+        await bus.subscribe("trading.signal.>", got, stored=True)
+        for n in range(3):
+            await bus.publish(signal(n))
+        await eventually(lambda: len(got.events) == 3, timeout=10, what="3 events")
+        await delete_stream(nats_server.url, settings.stream)
+        await eventually(lambda: bus.connection_problems() != [], timeout=10, what="the stream reported gone")
+        assert bus.stats()["nats"]["stream_missing"] is True
+        [missing] = [e for e in status.events if e.topic == "system.connection.stream_missing"]
+        assert "is gone from the server" in (missing.payload.detail or "")
+        async with NatsBus(settings):  # made again
+            pass
+        await eventually(lambda: bus.connection_problems() == [], timeout=10, what="the stream found again")
+        await bus.publish(signal(3))  # the new stream's first event
+        await eventually(lambda: len(got.events) == 4, timeout=10, what="the new stream's first event")
+        assert numbers(got.events) == [0, 1, 2, 3] and bus.stats()["nats"]["stream_missing"] is False
+
+
 @pytest.mark.slow
 async def test_three_node_cluster_with_replicas_survives_losing_the_stream_leader(
     nats_cluster: NatsCluster,

@@ -287,12 +287,15 @@ class NatsBus(EventBus):
         bus's found gone (deleted by an operator, while the connection stayed up, so no reconnection
         made it again) would otherwise leave its subscription without events and without a word. It
         is logged, counted (``consumers_lost``), reported on ``system.connection.consumer_missing``
-        (locally, critical) and made again after the last event its feed saw."""
+        (locally, critical) and made again after the last event its feed saw. The stream itself gone
+        is taken as after a reconnection (:meth:`_recover`)."""
         while not self._closed:
             await asyncio.sleep(interval)
             if self.nc.is_connected and self.stream_problem is None:
                 try:
                     await self._check_consumers()
+                except NotFoundError:  # the stream itself is gone (deleted): said as after a reconnection
+                    await self._recover()
                 except (NatsError, TimeoutError) as exc:  # the next round asks again
                     log.debug("consumer check failed", extra={"error": repr(exc)})
 
