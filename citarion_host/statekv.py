@@ -20,11 +20,13 @@ from nats.aio.client import Client
 from nats.errors import Error as NatsError
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamManager
 from nats.js.errors import (
     KeyDeletedError,
     KeyNotFoundError,
     NoKeysError,
     NoStreamResponseError,
+    NotFoundError,
     ServiceUnavailableError,
 )
 from nats.js.kv import KeyValue
@@ -52,22 +54,71 @@ RETRY_BUDGET_S = 30.0
 
 
 class KvStore:
-    """A :class:`~citarion_host.statestore.StateStore` over one key-value bucket."""
+    """A :class:`~citarion_host.statestore.StateStore` over one key-value bucket.
 
-    def __init__(self, kv: KeyValue, bucket: str, max_payload: int) -> None:
+    A bucket gone from the server (deleted; memory storage after a server restart) is made again at
+    the first write that finds it gone, loudly (an error log, :attr:`remade`): the snapshots written
+    from then on are kept, where retrying a write to nothing would hold every snapshot, and the host's
+    stop, for :data:`RETRY_BUDGET_S` each."""
+
+    def __init__(
+        self,
+        kv: KeyValue,
+        bucket: str,
+        max_payload: int,
+        remake: Callable[[], Awaitable[KeyValue | None]] | None = None,
+        jsm: JetStreamManager | None = None,
+    ) -> None:
         self._kv = kv
         self.bucket = bucket
         self.where = f"kv {bucket}"
         self.max_payload = max_payload
+        self._remake = remake
+        self._jsm = jsm
+        #: Times the bucket was found gone and made again.
+        self.remade = 0
+
+    async def _gone(self) -> bool:
+        """Is the bucket's stream gone from the server? (Not answering is not gone.)"""
+        if self._jsm is None:
+            return False
+        try:
+            await self._jsm.stream_info(f"KV_{self.bucket}")
+        except NotFoundError:
+            return True
+        except (NatsError, TimeoutError):
+            return False
+        return False
+
+    async def _make_again(self) -> bool:
+        if self._remake is None:
+            return False
+        kv = await self._remake()
+        if kv is None:
+            return False
+        self._kv = kv
+        self.remade += 1
+        log.error(
+            "the state bucket was gone from the server: made again (the snapshots before it are lost;"
+            " each bot's next one is kept)",
+            extra={"bucket": self.bucket},
+        )
+        return True
 
     async def _retrying(self, operation: Callable[[], Awaitable[T]], what: str) -> T:
-        """``operation``, again after a transient error until :data:`RETRY_BUDGET_S` has passed."""
+        """``operation``, again after a transient error until :data:`RETRY_BUDGET_S` has passed; at
+        once after making the bucket again when "no stream answered" meant it is gone."""
         deadline = time.monotonic() + RETRY_BUDGET_S
         delay = 0.1
+        remade = False
         while True:
             try:
                 return await operation()
             except _TRANSIENT as exc:
+                if isinstance(exc, NoStreamResponseError) and not remade and await self._gone():
+                    remade = await self._make_again()
+                    if remade:
+                        continue
                 if time.monotonic() + delay > deadline:
                     raise
                 if delay == 0.1:  # one line per operation, not one per retry
@@ -115,15 +166,20 @@ async def open_kv_store(
     nc: Client, settings: NatsSettings, bucket: str, *, create: bool = True
 ) -> KvStore | None:
     """Bind to ``bucket``, creating it when missing (replicas and storage as the event stream); with
-    ``create`` false a missing bucket is None (reading tools must not create one)."""
-    kv = await ensure_bucket(
-        nc,
-        settings,
-        bucket,
-        description="citarion-host bot state snapshots (docs/state.md)",
-        purpose="for bot state",
-        create=create,
-    )
+    ``create`` false a missing bucket is None (reading tools must not create one, nor make it again)."""
+
+    async def bind(make: bool = True) -> KeyValue | None:
+        return await ensure_bucket(
+            nc,
+            settings,
+            bucket,
+            description="citarion-host bot state snapshots (docs/state.md)",
+            purpose="for bot state",
+            create=make,
+        )
+
+    kv = await bind(create)
     if kv is None:
         return None
-    return KvStore(kv, bucket, nc.max_payload)
+    jsm = nc.jsm(timeout=settings.api_timeout_s)
+    return KvStore(kv, bucket, nc.max_payload, bind if create else None, jsm)
