@@ -635,20 +635,23 @@ async def test_kill_9_during_a_publish_stream_loses_no_acknowledged_event(nats_s
         await publisher.publish(signal(9999))  # and the bus goes on
 
 
-async def test_a_stream_the_server_lost_is_reported_and_read_from_its_start_once_made_again(
-    nats_server: NatsServer,
+@pytest.mark.parametrize("how", ["restarted", "deleted"])
+async def test_a_stream_gone_from_the_server_is_reported_and_read_from_its_start_once_made_again(
+    nats_server: NatsServer, how: str
 ) -> None:
-    """Memory storage does not outlive a server restart. The bus says so, once, and is not fit to run
-    (its connection problems, the host's readiness) instead of a traceback per consumer; once the
-    stream is there again (made by an operator, here another bus starting), the consumers are made
-    again and read it from its start: its sequence numbers began anew, so going on "after the last
-    event seen" would skip what it got first."""
+    """The stream gone: memory storage does not outlive a server restart (found after the
+    reconnection), or an operator deleted it while the host stayed connected (found by the consumer
+    check). The bus says so, once, and is not fit to run (its connection problems, the host's
+    readiness) instead of a traceback per consumer; once the stream is there again (made by an
+    operator, here another bus starting), the consumers are made again and read it from its start:
+    its sequence numbers began anew, so going on "after the last event seen" would skip its first."""
     settings = NatsSettings(
         servers=[nats_server.url],
         storage="memory",
         reconnect_wait_s=0.05,
         reconnect_wait_max_s=0.2,
         publish_timeout_s=2.0,
+        consumer_check_s=0.2,
     )
     async with NatsBus(settings) as bus:
         status, got = Collector(), Collector()
@@ -657,14 +660,18 @@ async def test_a_stream_the_server_lost_is_reported_and_read_from_its_start_once
         for n in range(5):
             await bus.publish(signal(n))
         await eventually(lambda: len(got.events) == 5, timeout=10, what="the first five events")
-        await asyncio.to_thread(nats_server.kill)
-        await asyncio.to_thread(nats_server.restart)
+        if how == "restarted":
+            await asyncio.to_thread(nats_server.kill)
+            await asyncio.to_thread(nats_server.restart)
+        else:
+            await delete_stream(nats_server.url, settings.stream)
         await eventually(lambda: bus.connection_problems() != [], timeout=20, what="the stream reported gone")
         [problem] = bus.connection_problems()
         assert problem.startswith(
             f"JetStream stream {settings.stream!r} is gone from the server (storage 'memory'"
         )
-        await asyncio.sleep(0.3)  # looked for again and again meanwhile: still one report
+        assert bus.stats()["nats"]["stream_missing"] is True
+        await asyncio.sleep(0.5)  # looked for again and again meanwhile: still one report
         [missing] = [e for e in status.events if e.topic == "system.connection.stream_missing"]
         assert missing.priority == "critical" and missing.payload.detail == problem
         async with NatsBus(settings):  # an operator makes it again (a host starting does)
@@ -672,7 +679,7 @@ async def test_a_stream_the_server_lost_is_reported_and_read_from_its_start_once
         await eventually(lambda: bus.connection_problems() == [], timeout=10, what="the stream found again")
         await bus.publish(signal(5))  # stored first in the new stream
         await eventually(lambda: len(got.events) == 6, timeout=10, what="the first event of the new stream")
-        assert numbers(got.events) == [0, 1, 2, 3, 4, 5]
+        assert numbers(got.events) == [0, 1, 2, 3, 4, 5] and bus.stats()["nats"]["stream_missing"] is False
 
 
 async def test_a_consumer_deleted_while_connected_is_reported_and_made_again(nats_server: NatsServer) -> None:
@@ -709,30 +716,6 @@ async def test_a_consumer_deleted_while_connected_is_reported_and_made_again(nat
         assert len(reports) == 2 and all(e.priority == "critical" for e in reports)
         assert {r.payload.detail.split("'")[1] for r in reports} == set(consumers)
         assert all(r.payload.detail.endswith("after stream sequence 3") for r in reports)
-
-
-async def test_a_stream_deleted_while_connected_is_reported_and_read_anew_once_made_again(
-    nats_server: NatsServer,
-) -> None:
-    settings = NatsSettings(servers=[nats_server.url], consumer_check_s=0.2, publish_timeout_s=2.0)
-    async with NatsBus(settings) as bus:
-        status, got = Collector(), Collector()
-        await bus.subscribe("system.connection.>", status)
-        await bus.subscribe("trading.signal.>", got, stored=True)
-        for n in range(3):
-            await bus.publish(signal(n))
-        await eventually(lambda: len(got.events) == 3, timeout=10, what="3 events")
-        await delete_stream(nats_server.url, settings.stream)
-        await eventually(lambda: bus.connection_problems() != [], timeout=10, what="the stream reported gone")
-        assert bus.stats()["nats"]["stream_missing"] is True
-        [missing] = [e for e in status.events if e.topic == "system.connection.stream_missing"]
-        assert "is gone from the server" in (missing.payload.detail or "")
-        async with NatsBus(settings):  # made again
-            pass
-        await eventually(lambda: bus.connection_problems() == [], timeout=10, what="the stream found again")
-        await bus.publish(signal(3))  # the new stream's first event
-        await eventually(lambda: len(got.events) == 4, timeout=10, what="the new stream's first event")
-        assert numbers(got.events) == [0, 1, 2, 3] and bus.stats()["nats"]["stream_missing"] is False
 
 
 @pytest.mark.slow
