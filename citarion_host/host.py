@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from .bus import EventBus, create_bus
 from .errors import CitarionError, ConfigError
 from .events import Event, EventCatalog
+from .handlerwatch import HandlerWatch
 from .health import UNREADY_TOPIC, Health
 from .hoststate import HostState
 from .plugins import Plugins
@@ -113,6 +114,8 @@ class Host:
         self._checked: LoadedConfig | None = None
         #: Bot state: the store, the latest snapshots (kept across reloads and backend switches).
         self.state = HostState()
+        #: Reports a bot whose handler has been on one event for ``[host] handler_stuck_s``.
+        self.handler_watch = HandlerWatch(self.runners)
         #: Bots with ``replicas`` > 1 on NATS JetStream: their seats, standbys and takeovers.
         self.replicas = Replicas(self._runner, self._restore, self.state.keeper.drop_local)
         #: Per bot, once someone asked for handler durations (:meth:`time_handlers`): kept across
@@ -195,6 +198,7 @@ class Host:
         else:
             await self._start_split(role)
         self.state.start_timer(self.runners, self.config.state.every_s)
+        self.handler_watch.start(self.config.host.handler_stuck_s, self.bus.sequencer is not None)
         self._started = True
         self.plugins.manager.hook.citarion_host_started(host=self)
         log.info("host started", extra={"bots": list(self.runners), "backend": self.bus.name})
@@ -312,6 +316,7 @@ class Host:
             return
         self.plugins.manager.hook.citarion_host_stopping(host=self)
         self.state.stop_timer()
+        self.handler_watch.stop()
         await self.replicas.quiesce()  # no standby takes a seat now; the active ones keep theirs
         relay, self.relay = self.relay, None
         if relay is None:
@@ -384,6 +389,10 @@ class Host:
                 if diff.host_changed:
                     for runner in self.runners.values():
                         runner.settings = loaded.config.host
+                    if old_host.handler_stuck_s != loaded.config.host.handler_stuck_s:
+                        self.handler_watch.start(
+                            loaded.config.host.handler_stuck_s, self.bus.sequencer is not None
+                        )
                 await self.replicas.open(loaded.config, self.bus, self._placed(loaded.config))
                 await self._start_bots(list(diff.added))
                 for bot in diff.rewired:
@@ -473,6 +482,7 @@ class Host:
         await self._watch_bus()
         await self._start_bots(self._placed(loaded.config), previous)
         self.state.start_timer(self.runners, loaded.config.state.every_s)
+        self.handler_watch.start(loaded.config.host.handler_stuck_s, self.bus.sequencer is not None)
 
     async def reload_plugin_code(self, files: Iterable[Path]) -> list[str]:
         """Restart, with freshly imported code, every bot built from a ``module:object`` in ``files``."""
@@ -576,6 +586,7 @@ class Host:
         if not connected:
             reasons.append(f"bus {bus.name!r} not connected ({state})")
         reasons += bus.connection_problems()  # e.g. a bot's own NATS connection (per-bot isolation)
+        reasons += self.handler_watch.reasons()
         waiting = self.relay is not None and self.relay.waiting
         if waiting:
             reasons.append(

@@ -96,6 +96,9 @@ class HostSettings(_Strict):
     start_timeout_s: float = Field(default=30.0, gt=0)
     #: A bot's ``stop()`` (and its spawned tasks' ends) past this is abandoned, reported and logged.
     stop_timeout_s: float = Field(default=10.0, gt=0)
+    #: A bot handling one event for longer is reported (``system.bot.stuck``) and the host is not
+    #: ready until that handler returns (``handlerwatch.py``); 0: never.
+    handler_stuck_s: float = Field(default=30.0, ge=0)
     #: After SIGINT/SIGTERM, the whole shutdown; past it the process exits with status 1.
     shutdown_timeout_s: float = Field(default=120.0, gt=0)
     #: A split deterministic run (``split.py``): how long the coordinator waits for the hosts of the

@@ -503,7 +503,7 @@ class BotRunner:
             self._ready.set()  # handlers waiting for a restart return (they skip: not running)
         subscription, self.subscription = self.subscription, None
         if subscription is not None:
-            await subscription.unsubscribe(drain=drain and running)
+            await self._unsubscribe(subscription, drain=drain and running)
         snapshot = running and drain and self.state == "running"
         if snapshot:
             await self._idle_handlers()
@@ -515,6 +515,26 @@ class BotRunner:
             self.final_stats["checkpoints"] = {**self.checkpoints.stats(), "suppressed": self.suppressed}
         if self.state != "failed":
             self._set_state("stopped")
+
+    async def _unsubscribe(self, subscription: Subscription, *, drain: bool) -> None:
+        """Stop the subscription, its backlog handled first (``drain``) within ``stop_timeout_s``: a
+        handler that does not return (``handlerwatch.py``) would hold the host's stop forever, so past
+        it the stop is reported as overrun and the backlog discarded (counted in ``dropped``; on
+        JetStream the unacknowledged events come back to the next run)."""
+        if not drain:
+            await subscription.unsubscribe(drain=False)
+            return
+        timeout = self.settings.stop_timeout_s
+        try:
+            await within(
+                subscription.unsubscribe(drain=True),
+                timeout,
+                "the drain of its backlog",
+                "[host] stop_timeout_s",
+            )
+        except Overran as exc:
+            self._stop_overran(f"{exc}: a handler that does not return; its backlog is discarded")
+            subscription.discard()
 
     async def _stop_bot(self, *, snapshot: bool = False) -> None:
         self._ready.clear()
@@ -535,6 +555,18 @@ class BotRunner:
                 self._stop_overran(str(exc))
             except Exception:
                 log.exception("bot stop failed", extra={"bot": self.config.id})
+
+    def stuck(self, reason: str) -> None:
+        """The host's handler watch found this bot on one event for too long (``handlerwatch.py``):
+        logged and reported on ``system.bot.stuck``. (In deterministic mode the report is handled
+        once the sequencer moves again; the log line and the host's readiness say it at once.)"""
+        log.error("bot handler stuck", extra={"bot": self.config.id, "reason": reason})
+        self._report("system.bot.stuck", "stuck", reason)
+
+    def unstuck(self, reason: str) -> None:
+        """The handler :meth:`stuck` named returned at last."""
+        log.warning("bot handler moving again", extra={"bot": self.config.id, "reason": reason})
+        self._report("system.bot.unstuck", "running", reason)
 
     def _stop_overran(self, reason: str) -> None:
         """A bot's stop overran ``stop_timeout_s``: logged and reported on ``system.bot.error``; the

@@ -98,6 +98,79 @@ async def test_bots_are_wired_and_numbers_arrive_in_order(tmp_path: Path) -> Non
     assert host.bus.closed and host.runners == {}
 
 
+@pytest.mark.parametrize("deterministic", [True, False])
+async def test_a_handler_stuck_on_one_event_is_reported_and_the_host_not_ready_until_it_returns(
+    tmp_path: Path, deterministic: bool
+) -> None:
+    """A handler that does not return raises nothing: before the handler watch, a deterministic run
+    stood still at 0 events/s without a word. Now one error line, ``system.bot.stuck``, and the host
+    is not ready, naming the bot, until the handler returns (``system.bot.unstuck``)."""
+    Held.gate = asyncio.Event()
+    path = write(
+        tmp_path,
+        f"[host]\nhandler_stuck_s = 0.3\n[backend]\ndeterministic = {str(deterministic).lower()}\n",
+        bot("bars", "Bars", publish='["analytics.number.>"]', count=3),
+        bot("held", "Held", subscribe='["analytics.number.>"]'),
+        bot("watch", "Recorder", subscribe='["system.bot.>"]'),
+    )
+    host = await start_host(path)
+    try:
+        await eventually(lambda: not host.health().ready, timeout=5, what="the host not ready")
+        [reason] = host.health().reasons
+        waits = "deterministic mode: every bot waits for it" if deterministic else "its next events wait"
+        assert reason.startswith("bot 'held' has been handling one event for ") and waits in reason
+        Held.gate.set()
+        await eventually(lambda: host.health().ready, timeout=5, what="ready again")
+        await eventually(lambda: Held.seen == [0, 1, 2], what="the other bars")
+
+        def reports() -> list[tuple[str, str]]:
+            return [
+                (e.topic, e.payload.state)
+                for e in Recorder.seen.get("watch", [])
+                if e.payload.bot_id == "held" and e.topic.endswith("stuck")
+            ]
+
+        await eventually(lambda: len(reports()) == 2, what="both reports")
+        assert reports() == [("system.bot.stuck", "stuck"), ("system.bot.unstuck", "running")]
+    finally:
+        Held.gate.set()  # a failed check must not leave the handler holding the stop up
+        await host.stop()
+
+
+@pytest.mark.parametrize("deterministic", [True, False])
+async def test_a_host_with_a_stuck_handler_still_stops_within_its_timeouts(
+    tmp_path: Path, deterministic: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The drain of a stuck bot's backlog never ends: it is bounded by ``stop_timeout_s`` (reported as
+    an overrun, the backlog discarded), where the stop used to wait until ``shutdown_timeout_s``."""
+    Held.gate = asyncio.Event()
+    path = write(
+        tmp_path,
+        "[host]\ndrain_timeout_s = 0.3\nstop_timeout_s = 0.3\nhandler_stuck_s = 0.2\n"
+        f"[backend]\ndeterministic = {str(deterministic).lower()}\n",
+        bot("bars", "Bars", publish='["analytics.number.>"]', count=3),
+        bot("held", "Held", subscribe='["analytics.number.>"]'),
+    )
+    host = await start_host(path)
+    try:
+        await eventually(lambda: not host.health().ready, timeout=5, what="the handler reported stuck")
+        async with asyncio.timeout(10):  # 0.3 s to settle, 0.3 s for the drain, then the rest
+            await host.stop()
+        assert host.bus.closed and Held.seen == [0]
+        overruns = [
+            str(getattr(r, "reason", ""))
+            for r in caplog.records
+            if r.getMessage() == "bot stop overran its timeout"
+        ]
+        assert overruns == [
+            "the drain of its backlog did not return within 0.3s ([host] stop_timeout_s): a handler that does"
+            " not return; its backlog is discarded"
+        ]
+    finally:
+        Held.gate.set()
+        await host.stop()
+
+
 async def test_a_replayed_feed_keeps_two_bars_queued_ahead_of_the_platform(tmp_path: Path) -> None:
     """``ctx.settle(lag=True)`` before each bar (deterministic mode, the host's default): while the
     platform is still on bar 0, the feed hands over bars 1 and 2 and then waits, no further (on

@@ -102,6 +102,14 @@ async def test_filters_by_topic_severity_and_skips_its_own_events() -> None:
             "bot grid (GRD) failed: ZeroDivisionError",
         ),
         (
+            "system.bot.stuck",
+            BotLifecycle(bot_id="grid", code="GRD", state="stuck", reason="handling one event for 31 s"),
+            "critical",
+            "bot_stuck",
+            "bot_stuck:grid",
+            "bot grid (GRD) stuck: handling one event for 31 s",
+        ),
+        (
             "system.handler.failed",
             HandlerFailure(
                 subscriber="s",

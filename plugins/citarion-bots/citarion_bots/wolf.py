@@ -79,6 +79,7 @@ DEFAULT_PATTERNS = [
     "trading.order.rejected",
     "system.bot.failed",
     "system.bot.error",
+    "system.bot.stuck",
     "system.handler.failed",
     "system.deadletter.>",
 ]
@@ -139,7 +140,7 @@ def alert_record(event: Event) -> dict[str, Any]:
         message = f"order {order} of {p.bot_id} rejected: {p.reason}"
         key = f"order_rejected:{p.bot_id}:{p.reason}"
     elif isinstance(p, BotLifecycle):
-        severity = "critical" if p.state == "failed" else "warning"
+        severity = "critical" if p.state in ("failed", "stuck") else "warning"
         kind, bot_id = f"bot_{p.state}", p.bot_id
         message = f"bot {p.bot_id} ({p.code}) {p.state}: {p.reason or 'no reason given'}"
         key = f"bot_{p.state}:{p.bot_id}"
