@@ -345,21 +345,29 @@ class Host:
         for bot_id, subscribes in order:
             if not subscribes:
                 await self._stop_one(bot_id, coordinator)
-        await self._settle("the feeds stopped")
+        settled = await self._settle("the feeds stopped")
         for bot_id, subscribes in reversed(order):
-            if subscribes and await self._stop_one(bot_id, coordinator):
-                await self._settle(f"bot {bot_id!r} stopped")
+            if subscribes and await self._stop_one(bot_id, coordinator) and settled:
+                settled = await self._settle(f"bot {bot_id!r} stopped")
         if coordinator is not None:
             await coordinator.end()
         self.final_stats = {bot_id: runner.final_stats for bot_id, runner in self.runners.items()}
         self.runners.clear()
 
-    async def _settle(self, after: str) -> None:
+    async def _settle(self, after: str) -> bool:
+        """Wait for the bus to settle, at most ``drain_timeout_s``. False past it: the bots left then
+        stop without waiting for it again (a handler that does not return would cost that wait once
+        per bot, well past ``shutdown_timeout_s``)."""
         try:
             async with asyncio.timeout(self.config.host.drain_timeout_s):
                 await self.bus.settle()
         except TimeoutError:
-            log.warning("stop: the bus did not settle in time", extra={"after": after, "bus": self.bus.name})
+            log.warning(
+                "stop: the bus did not settle in time; the bots left stop without waiting for it",
+                extra={"after": after, "bus": self.bus.name},
+            )
+            return False
+        return True
 
     async def __aenter__(self) -> Host:
         await self.start()

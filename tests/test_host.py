@@ -142,7 +142,9 @@ async def test_a_host_with_a_stuck_handler_still_stops_within_its_timeouts(
     tmp_path: Path, deterministic: bool, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The drain of a stuck bot's backlog never ends: it is bounded by ``stop_timeout_s`` (reported as
-    an overrun, the backlog discarded), where the stop used to wait until ``shutdown_timeout_s``."""
+    an overrun, the backlog discarded), and the bus, which cannot settle, is waited for once, not once
+    per bot stopped after it (``drain_timeout_s`` each): the stop used to run into
+    ``shutdown_timeout_s``."""
     Held.gate = asyncio.Event()
     path = write(
         tmp_path,
@@ -150,6 +152,7 @@ async def test_a_host_with_a_stuck_handler_still_stops_within_its_timeouts(
         f"[backend]\ndeterministic = {str(deterministic).lower()}\n",
         bot("bars", "Bars", publish='["analytics.number.>"]', count=3),
         bot("held", "Held", subscribe='["analytics.number.>"]'),
+        *(bot(f"reader{n}", "Recorder", subscribe='["analytics.number.>"]') for n in range(3)),
     )
     host = await start_host(path)
     try:
@@ -157,6 +160,8 @@ async def test_a_host_with_a_stuck_handler_still_stops_within_its_timeouts(
         async with asyncio.timeout(10):  # 0.3 s to settle, 0.3 s for the drain, then the rest
             await host.stop()
         assert host.bus.closed and Held.seen == [0]
+        settles = [r for r in caplog.records if r.getMessage().startswith("stop: the bus did not settle")]
+        assert len(settles) == 1, [getattr(r, "after", "") for r in settles]
         overruns = [
             str(getattr(r, "reason", ""))
             for r in caplog.records
