@@ -517,20 +517,20 @@ class BotRunner:
             self._set_state("stopped")
 
     async def _unsubscribe(self, subscription: Subscription, *, drain: bool) -> None:
-        """Stop the subscription, its backlog handled first (``drain``) within ``stop_timeout_s``: a
+        """Stop the subscription, its backlog handled first (``drain``) within ``drain_timeout_s``: a
         handler that does not return (``handlerwatch.py``) would hold the host's stop forever, so past
         it the stop is reported as overrun and the backlog discarded (counted in ``dropped``; on
         JetStream the unacknowledged events come back to the next run)."""
         if not drain:
             await subscription.unsubscribe(drain=False)
             return
-        timeout = self.settings.stop_timeout_s
+        timeout = self.settings.drain_timeout_s
         try:
             await within(
                 subscription.unsubscribe(drain=True),
                 timeout,
                 "the drain of its backlog",
-                "[host] stop_timeout_s",
+                "[host] drain_timeout_s",
             )
         except Overran as exc:
             self._stop_overran(f"{exc}: a handler that does not return; its backlog is discarded")

@@ -141,7 +141,7 @@ async def test_a_handler_stuck_on_one_event_is_reported_and_the_host_not_ready_u
 async def test_a_host_with_a_stuck_handler_still_stops_within_its_timeouts(
     tmp_path: Path, deterministic: bool, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The drain of a stuck bot's backlog never ends: it is bounded by ``stop_timeout_s`` (reported as
+    """The drain of a stuck bot's backlog never ends: it is bounded by ``drain_timeout_s`` (reported as
     an overrun, the backlog discarded), and the bus, which cannot settle, is waited for once, not once
     per bot stopped after it (``drain_timeout_s`` each): the stop used to run into
     ``shutdown_timeout_s``."""
@@ -168,7 +168,7 @@ async def test_a_host_with_a_stuck_handler_still_stops_within_its_timeouts(
             if r.getMessage() == "bot stop overran its timeout"
         ]
         assert overruns == [
-            "the drain of its backlog did not return within 0.3s ([host] stop_timeout_s): a handler that does"
+            "the drain of its backlog did not return within 0.3s ([host] drain_timeout_s): a handler that does"
             " not return; its backlog is discarded"
         ]
     finally:
