@@ -80,18 +80,17 @@ class HandlerWatch:
     def _sample(self, now: float, stuck_s: float) -> None:
         for bot_id, runner in list(self._runners.items()):
             subscription = runner.subscription
-            count = -1 if subscription is None else subscription.delivered + subscription.failed
+            busy = subscription is not None and subscription.busy
+            count = subscription.delivered + subscription.failed if subscription is not None else -1
             seen = self._seen.get(bot_id)
-            if subscription is None or not subscription.busy or (seen is not None and seen[0] != count):
-                self._seen.pop(bot_id, None)
+            if not busy or seen is None or seen[0] != count:  # not on the event of the last sample
                 since = self._stuck.pop(bot_id, None)
                 if since is not None:
                     runner.unstuck(f"its handler returned after about {now - since:.0f} s on one event")
-                if subscription is not None and subscription.busy:
+                if busy:
                     self._seen[bot_id] = (count, now)
-                continue
-            if seen is None:
-                self._seen[bot_id] = (count, now)
+                else:
+                    self._seen.pop(bot_id, None)
             elif bot_id not in self._stuck and now - seen[1] >= stuck_s:
                 self._stuck[bot_id] = seen[1]
                 runner.stuck(self._stuck_for(now - seen[1]))

@@ -198,7 +198,7 @@ class Host:
         else:
             await self._start_split(role)
         self.state.start_timer(self.runners, self.config.state.every_s)
-        self.handler_watch.start(self.config.host.handler_stuck_s, self.bus.sequencer is not None)
+        self._watch_handlers(self.config)
         self._started = True
         self.plugins.manager.hook.citarion_host_started(host=self)
         log.info("host started", extra={"bots": list(self.runners), "backend": self.bus.name})
@@ -354,6 +354,11 @@ class Host:
         self.final_stats = {bot_id: runner.final_stats for bot_id, runner in self.runners.items()}
         self.runners.clear()
 
+    def _watch_handlers(self, config: HostConfig) -> None:
+        """(Re)start the handler watch with ``config``'s ``handler_stuck_s``, on the current bus (its
+        report says who waits: every bot in deterministic mode)."""
+        self.handler_watch.start(config.host.handler_stuck_s, self.bus.sequencer is not None)
+
     async def _settle(self, after: str) -> bool:
         """Wait for the bus to settle, at most ``drain_timeout_s``. False past it: the bots left then
         stop without waiting for it again (a handler that does not return would cost that wait once
@@ -398,9 +403,7 @@ class Host:
                     for runner in self.runners.values():
                         runner.settings = loaded.config.host
                     if old_host.handler_stuck_s != loaded.config.host.handler_stuck_s:
-                        self.handler_watch.start(
-                            loaded.config.host.handler_stuck_s, self.bus.sequencer is not None
-                        )
+                        self._watch_handlers(loaded.config)
                 await self.replicas.open(loaded.config, self.bus, self._placed(loaded.config))
                 await self._start_bots(list(diff.added))
                 for bot in diff.rewired:
@@ -490,7 +493,7 @@ class Host:
         await self._watch_bus()
         await self._start_bots(self._placed(loaded.config), previous)
         self.state.start_timer(self.runners, loaded.config.state.every_s)
-        self.handler_watch.start(loaded.config.host.handler_stuck_s, self.bus.sequencer is not None)
+        self._watch_handlers(loaded.config)
 
     async def reload_plugin_code(self, files: Iterable[Path]) -> list[str]:
         """Restart, with freshly imported code, every bot built from a ``module:object`` in ``files``."""

@@ -79,8 +79,9 @@ class KvStore:
         self.remade = 0
 
     async def _gone(self) -> bool:
-        """Is the bucket's stream gone from the server? (Not answering is not gone.)"""
-        if self._jsm is None:
+        """Is the bucket's stream gone from the server? (Not answering is not gone.) Only asked by a
+        store that may make it again."""
+        if self._jsm is None or self._remake is None:
             return False
         try:
             await self._jsm.stream_info(f"KV_{self.bucket}")
@@ -91,8 +92,7 @@ class KvStore:
         return False
 
     async def _make_again(self) -> bool:
-        if self._remake is None:
-            return False
+        assert self._remake is not None  # _gone() says so only with it
         kv = await self._remake()
         if kv is None:
             return False
@@ -181,5 +181,6 @@ async def open_kv_store(
     kv = await bind(create)
     if kv is None:
         return None
-    jsm = nc.jsm(timeout=settings.api_timeout_s)
-    return KvStore(kv, bucket, nc.max_payload, bind if create else None, jsm)
+    if not create:  # a reading tool: a bucket found gone is not made again
+        return KvStore(kv, bucket, nc.max_payload)
+    return KvStore(kv, bucket, nc.max_payload, bind, nc.jsm(timeout=settings.api_timeout_s))
