@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from .errors import BusError
 from .host import Host
-from .monitor import RunMonitor
+from .monitor import RecordError, RunMonitor
 from .pacing import pace_feeds
 from .plugins import Plugins
 from .reload import ConfigReloader
@@ -76,7 +76,12 @@ async def run_host(
     record = Path(settings.record) if settings.record else None
     monitor = RunMonitor(record)
     host.observe(monitor)  # attached to the bus before the bots start, so the record misses nothing
-    monitor.open()
+    try:
+        monitor.open()
+    except RecordError as exc:
+        if server is not None:
+            await server.stop()  # its port was taken: given back
+        raise RecordError(f"{loaded.path}: {exc}") from None
     signals = None
     if handle_signals:
         signals = ShutdownSignals(stop, shutdown_timeout_s=settings.shutdown_timeout_s)
@@ -114,14 +119,22 @@ async def run_host(
             signals.remove()
     summary = monitor.summary(host.final_stats)
     summary["record"] = str(record) if record else None
+    summary["record_error"] = monitor.record_error
+    summary["unrecorded"] = monitor.unrecorded
+    incomplete = (
+        f"the record {str(record)!r} is incomplete ({monitor.record_error}): it holds the run's first"
+        f" {monitor.recorded:,} events, {monitor.unrecorded:,} are missing"
+    )
     if settings.summary:
         print_summary(summary, out)
-        if record:
+        if record and monitor.record_error is None:  # else the error below says what it holds
             print(f"events recorded to {record}", file=out)
     if summary_json is not None:
         summary_json.write_text(json.dumps(summary, indent=2))
     if host.lost_reason is not None:
         raise BusError(f"{host.lost_reason}; the host stopped")
+    if monitor.record_error is not None:  # what the run was asked to keep is not all there: exit 1
+        raise RecordError(f"{loaded.path}: [host] record: {incomplete}")
     return summary
 
 

@@ -17,12 +17,15 @@ drops per bot and marks a bot that dropped any event ``LOSSY`` instead of ``ok``
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from io import FileIO
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from .bus import EventBus, Subscription
 from .events import PRIORITIES, Event
@@ -33,10 +36,13 @@ _RECORD_CHUNK = 1 << 16
 #: Topics whose ``by_topic`` key is kept built (then the cache starts again).
 _KINDS_KEPT = 4096
 
+log = logging.getLogger("citarion_host.monitor")
+
 __all__ = [
     "SUMMARY_COLUMNS",
     "TEXT_COLUMNS",
     "BotFigures",
+    "RecordError",
     "RunMonitor",
     "format_summary",
     "health",
@@ -61,8 +67,17 @@ class BotFigures:
         return self.realized_pnl + self.unrealized_pnl
 
 
+class RecordError(OSError):
+    """The record file cannot be opened (``[host] record``): the run does not start."""
+
+
 class RunMonitor:
-    """Counts every event on the bus; optionally records them to a JSON-lines file."""
+    """Counts every event on the bus; optionally records them to a JSON-lines file.
+
+    A record that cannot be written any more (a full disk, a removed mount) stops recording, not the
+    run: one error line, and the summary says from which event on the record is incomplete
+    (``record_error``, ``unrecorded``); ``citarion-host run`` then exits 1. Before, every event raised
+    in the monitor's handler (a traceback each) and the run ended without its summary."""
 
     def __init__(self, record: Path | None = None) -> None:
         self.bus: EventBus | None = None
@@ -74,7 +89,7 @@ class RunMonitor:
         self.recent_alerts: deque[str] = deque(maxlen=5)  # the last few, for the live display
         self.started = time.perf_counter()
         self.finished: float | None = None
-        self._file: BinaryIO | None = None
+        self._file: FileIO | None = None
         #: Record lines not written yet (``_RECORD_CHUNK`` bytes at most); None: no record.
         self._lines: bytearray | None = None
         self._subscription: Subscription | None = None
@@ -82,6 +97,10 @@ class RunMonitor:
         self._encode_into: Callable[[Event, bytearray, int], None] = lambda event, buffer, offset: None
         #: What the monitor reads from a payload, by its type (:data:`_ORDER`...), found once per type.
         self._payload_kinds: dict[type, int] = {}
+        #: Why the record stopped (None: it did not); events up to ``recorded`` are in the file.
+        self.record_error: str | None = None
+        self.recorded = 0
+        self._size = 0  # bytes written to the record
         #: ``domain.entity.action`` of each topic seen (``by_topic``'s key, built once per topic).
         self._kinds: dict[str, str] = {}
         self._last_report = (self.started, 0)
@@ -89,13 +108,22 @@ class RunMonitor:
         self._earlier: dict[str, dict[str, Any]] = {}
 
     def open(self) -> None:
-        """Start the clock and the record file (before the host starts)."""
-        if self.record_path is not None:
-            self.record_path.parent.mkdir(parents=True, exist_ok=True)
-            # Kept open for the whole run (closed in close), so no context manager.
-            # Binary: the codec appends each event's JSON bytes (UTF-8) to ``_lines``, written in
-            # chunks of ``_RECORD_CHUNK`` (no bytes object and no write call per event).
-            self._file = open(self.record_path, "wb", buffering=_RECORD_CHUNK)  # noqa: SIM115
+        """Start the clock and the record file (before the host starts). Raises
+        :class:`RecordError` naming the file when it cannot be made."""
+        path = self.record_path
+        if path is not None:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                # Kept open for the whole run (closed in close), so no context manager.
+                # Binary: the codec appends each event's JSON bytes (UTF-8) to ``_lines``, written in
+                # chunks of ``_RECORD_CHUNK`` (no bytes object and no write call per event), unbuffered:
+                # what a write call returned is in the file, so a failure knows what the record holds.
+                self._file = open(path, "wb", buffering=0)  # noqa: SIM115
+            except OSError as exc:
+                where = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(path) else ""
+                raise RecordError(
+                    f"[host] record: cannot write {str(path)!r}: {exc.strerror or exc}{where}"
+                ) from None
             self._lines = bytearray()
         self.started = time.perf_counter()
         self._last_report = (self.started, 0)
@@ -126,13 +154,54 @@ class RunMonitor:
             await subscription.unsubscribe(drain=True)
 
     def close(self) -> None:
-        """Stop the clock, close the record."""
+        """Stop the clock, close the record (a failure to write its end is reported, not raised)."""
         self.finished = time.perf_counter()
-        if self._file is not None:
-            if self._lines:
-                self._file.write(self._lines)
-            self._file.close()
-            self._file, self._lines = None, None
+        file, lines = self._file, self._lines
+        if file is not None and lines is not None:
+            if lines:
+                self._write(lines)
+            if self._file is not None:  # the last lines written
+                self._file.close()
+        self._file, self._lines = None, None
+
+    @property
+    def unrecorded(self) -> int:
+        """Events of the run missing from the record after it failed (0 when it did not)."""
+        return self.events - self.recorded if self.record_error is not None else 0
+
+    def _write(self, lines: bytearray) -> None:
+        """Write a chunk of record lines, all of it (the file is unbuffered: a short write is
+        continued); a failure stops the record (:meth:`_record_failed`)."""
+        file = self._file
+        assert file is not None  # only called while recording
+        done = 0
+        with memoryview(lines) as view:
+            try:
+                while done < len(view):
+                    done += file.write(view[done:]) or 0
+            except OSError as exc:
+                self._record_failed(exc, lines, done)
+                return
+        lines.clear()
+        self.recorded = self.events
+        self._size += done
+
+    def _record_failed(self, exc: OSError, lines: bytearray, done: int) -> None:
+        """Stop recording, say so once: the run goes on with its figures complete. The record keeps
+        the lines written whole (a line cut by the failure is cut off the file, so that it still
+        reads as JSON lines), and ``recorded`` counts them."""
+        whole = lines.rfind(b"\n", 0, done) + 1
+        self.recorded += lines.count(b"\n", 0, whole)
+        self.record_error = exc.strerror or str(exc)
+        log.error(
+            "the record cannot be written: recording stopped, the run goes on",
+            extra={"record": str(self.record_path), "error": self.record_error, "recorded": self.recorded},
+        )
+        file, self._file, self._lines = self._file, None, None
+        if file is not None:
+            with contextlib.suppress(OSError):  # shrinking a file needs no space
+                file.truncate(self._size + whole)
+            file.close()
 
     def _on_event(self, event: Event) -> None:
         """Count ``event``, record it, and read the figures of orders, positions and risk alerts.
@@ -150,9 +219,8 @@ class RunMonitor:
         if lines is not None:
             self._encode_into(event, lines, -1)
             lines.append(10)  # b"\n"
-            if len(lines) >= _RECORD_CHUNK and self._file is not None:
-                self._file.write(lines)
-                lines.clear()
+            if len(lines) >= _RECORD_CHUNK:
+                self._write(lines)
         payload = event.payload
         read = self._payload_kinds.get(type(payload))
         if read is None:

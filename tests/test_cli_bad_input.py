@@ -7,7 +7,10 @@ servers: one that nobody listens on, and one that wants a password.
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +19,9 @@ import pytest
 
 from citarion_host.cli import main
 from citarion_host.natsserver import NatsServer, free_ports
+
+#: The demo's bots (``configs/paper-trading.toml``), for a run through the real CLI.
+DEMO_TOPOLOGY = Path(__file__).resolve().parent.parent / "configs" / "paper-trading.toml"
 
 GOOD = '[[bots]]\nid = "feed"\ncode = "LUM"\nplugin = "citarion_host.examples:TickerFeed"\npublish = ["market.ticker.>"]\n'
 FILES: dict[str, bytes] = {
@@ -34,6 +40,8 @@ FILES: dict[str, bytes] = {
     "bad-pattern.toml": GOOD.replace('"market.ticker.>"', '"market..x"').encode(),
     "inf.toml": b"[host]\ndrain_timeout_s = inf\n",
     "a-file": b"not a directory",
+    "bad-record.toml": b'[host]\nrecord = "/proc/nope/events.jsonl"\n[logging]\nlevel = "ERROR"\n'
+    + GOOD.encode(),
 }
 
 # (argv, environment, exit code, what the stderr line says)
@@ -68,6 +76,12 @@ CASES: list[tuple[list[str], dict[str, str], int, str]] = [
     (["run", "--config", "{d}/missing.toml"], {}, 1, "missing.toml: no such config file"),
     (["run", "--config", "{d}/latin1.toml"], {}, 1, "latin1.toml: not valid UTF-8: byte 0xe9 at line 2"),
     (["run", "--config", "{d}/good.toml", "--summary-json", "{d}/nope/s.json"], {}, 2, "no such directory"),
+    (
+        ["run", "--config", "{d}/bad-record.toml"],
+        {},
+        1,
+        "bad-record.toml: [host] record: cannot write '/proc/nope/events.jsonl': No such file or directory",
+    ),
     (["config", "show", "--config", "{d}/missing.toml"], {}, 1, "no such config file"),
     (["config", "show", "--config", "{d}"], {}, 1, "no such config file (it is a directory)"),
     (
@@ -246,3 +260,53 @@ def test_run_with_a_wrong_password_names_the_cause(
     config = nats_config(files / "auth.toml", f"nats://app:wrong@127.0.0.1:{auth_server.port}")
     code, _, err = run_cli(["run", "--config", str(config)], capsys)
     assert code == 1 and "authorization violation" in err
+
+
+# --- the record, cut short by the kernel ----------------------------------------------------------
+
+LIMIT = 100_000  # bytes: the record's first 64 KB chunk fits, the second is cut in the middle of a line
+
+
+#: Run in a child before it becomes the CLI (``exec``): its files may not grow past LIMIT (a write
+#: past it fails with EFBIG, as a full disk fails with ENOSPC), and SIGXFSZ, which would kill it
+#: instead, is ignored. Both outlive the ``exec``; no ``preexec_fn`` in a process with threads.
+LIMITED = (
+    "import os, resource, signal, sys\n"
+    "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+    "resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[1]), resource.RLIM_INFINITY))\n"
+    "os.execv(sys.argv[2], sys.argv[2:])\n"
+)
+
+
+def test_a_record_cut_short_keeps_whole_lines_and_the_run_its_summary(tmp_path: Path) -> None:
+    """The real CLI in a process whose files cannot grow past 100 KB: the kernel writes part of a
+    chunk, then refuses. The record keeps only whole lines (the cut one is cut off, so the file still
+    reads as JSON lines), the run goes to its end and prints its summary, one error line says when
+    the record stopped and the last line how many events it holds; exit 1."""
+    record = tmp_path / "events.jsonl"
+    config = tmp_path / "run.toml"
+    config.write_text(
+        f"include = [{str(DEMO_TOPOLOGY)!r}]\n"
+        f'[host]\nrecord = "{record}"\nreload = false\nprogress_interval_s = 0\n'
+        '[logging]\nlevel = "ERROR"\n'
+    )
+    cli = Path(sys.executable).parent / "citarion-host"
+    done = subprocess.run(
+        [sys.executable, "-c", LIMITED, str(LIMIT), str(cli), "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+    assert "total" in done.stdout and "9,350 events in" in done.stdout  # the summary, whole
+    errors = [line for line in done.stderr.splitlines() if " error " in line and "citarion.bot." not in line]
+    assert len(errors) == 1 and "the record cannot be written: recording stopped" in errors[0], errors
+    assert "File too large" in errors[0]
+    lines = record.read_bytes().split(b"\n")
+    assert lines[-1] == b""  # ends with a whole line
+    kept = [json.loads(line) for line in lines[:-1]]
+    assert 0 < record.stat().st_size <= LIMIT and len(kept) > 150
+    last = done.stderr.splitlines()[-1]
+    assert last.startswith("error: ") and "[host] record: the record" in last
+    assert f"it holds the run's first {len(kept):,} events, {9_350 - len(kept):,} are missing" in last
