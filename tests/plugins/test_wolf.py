@@ -240,3 +240,36 @@ async def test_webhook_gives_up_after_the_retries() -> None:
         await h.stop()
     assert hook.statuses == [500, 500, 500]
     assert delivered(h)[0]["failed"] == ["webhook"] and delivered(h)[0]["channels"] == []
+
+
+async def test_an_alert_file_that_cannot_be_written_fails_that_channel_not_the_bot(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A full disk under ``jsonl_path`` (``/dev/full``) raised out of the handler: the bot failed,
+    was rolled back and restarted into the same error, and no alert reached the console or the
+    webhook any more. Now the file is one failed channel: the alert still reaches the others,
+    ``system.alert.delivered`` lists ``file`` as failed, ``fileErrors`` counts it, one error line says
+    so, and one info line when the file works again."""
+    path = tmp_path / "alerts.jsonl"
+    with Hook(failures=0) as hook, caplog.at_level("INFO"):
+        h = wolf(console="log", jsonl_path="/dev/full", webhook_url=hook.url, webhook_timeout_s=2)
+        await h.start()
+        await h.feed("risk.alert.triggered", drawdown(), source="RSK")
+        await h.feed("risk.alert.triggered", drawdown("dca"), source="RSK")
+        h.bot.params.jsonl_path = str(path)  # the disk has room again
+        await h.feed("risk.alert.triggered", drawdown("pairs"), source="RSK")
+        await h.stop()
+    assert [b["key"] for b in hook.bodies] == ["drawdown:grid", "drawdown:dca", "drawdown:pairs"]
+    reports = delivered(h)
+    assert [(r["channels"], r["failed"]) for r in reports] == [
+        (["console", "webhook"], ["file"]),
+        (["console", "webhook"], ["file"]),
+        (["console", "file", "webhook"], []),
+    ]
+    assert [json.loads(line)["key"] for line in path.read_text().splitlines()] == ["drawdown:pairs"]
+    assert h.bot.stats()["fileErrors"] == 2
+    said = [(r.levelname, r.getMessage()) for r in caplog.records if "alert file" in r.getMessage()]
+    assert said == [
+        ("ERROR", "alert file cannot be written: alerts go on to the other channels"),
+        ("INFO", "alert file written again"),
+    ]

@@ -9,7 +9,8 @@ it has one, else one derived from kind, bot and reason. A key already delivered 
 Channels, each optional:
 
 * console: the bot's logger (``console = "log"``, level by severity) or stdout lines;
-* ``jsonl_path``: one JSON object per line, appended (an audit trail a script can read back);
+* ``jsonl_path``: one JSON object per line, appended (an audit trail a script can read back); a file
+  that cannot be written fails this channel only (``fileErrors``), never the bot;
 * ``webhook_url``: HTTP POST of the JSON record, by a background worker so a slow or failing
   endpoint never delays the other channels. Failures (connection errors, timeouts, HTTP >= 400, a
   refused redirect) are retried ``webhook_retries`` times with exponential backoff
@@ -195,6 +196,7 @@ class WolfBot(Bot[WolfParams]):
         self._worker: asyncio.Task[Any] | None = None
         self._current: dict[str, Any] | None = None  # the item being sent (re-sent at stop if cut)
         self._client: httpx.AsyncClient | None = None
+        self._file_failing = False  # the alert file's last write failed (said once, until it works)
 
     async def start(self) -> None:
         self._ensure_worker()
@@ -270,16 +272,18 @@ class WolfBot(Bot[WolfParams]):
             self.counts["suppressed"] += 1
             return
         self.last_sent[record["key"]] = event.timestamp
-        channels = self._local(record)
+        channels, failed = self._local(record)
         if self.params.webhook_url:
             self._ensure_worker()
-            await self._queue.put({"record": record, "channels": channels})
+            await self._queue.put({"record": record, "channels": channels, "failed": failed})
         else:
-            await self._delivered(record, channels, [])
+            await self._delivered(record, channels, failed)
 
-    def _local(self, record: dict[str, Any]) -> list[str]:
+    def _local(self, record: dict[str, Any]) -> tuple[list[str], list[str]]:
+        """The console and the file: the channels that took ``record``, and those that failed."""
         line = json.dumps(record, sort_keys=True, default=str)
-        channels = []
+        channels: list[str] = []
+        failed: list[str] = []
         if self.params.console == "log":
             self.ctx.log.log(
                 _LEVEL[record["severity"]],
@@ -293,12 +297,36 @@ class WolfBot(Bot[WolfParams]):
             sys.stdout.write(line + "\n")
             channels.append("console")
         if self.params.jsonl_path:
-            path = Path(self.params.jsonl_path)
+            if self._append(line):
+                channels.append("file")
+            else:
+                failed.append("file")
+        return channels, failed
+
+    def _append(self, line: str) -> bool:
+        """Append ``line`` to the alert file. A file that cannot be written (a full disk, a path made
+        read-only) fails that channel, as a failing webhook does, not the bot: the alert still reaches
+        the console and the webhook, ``system.alert.delivered`` lists ``file`` as failed, and
+        ``fileErrors`` counts it. One error line when the file starts failing, one when it works again
+        (a bot that failed instead would be restarted into the same error, alerting nobody)."""
+        path = Path(self.params.jsonl_path or "")
+        try:
             path.parent.mkdir(parents=True, exist_ok=True)
             with path.open("a", encoding="utf-8") as out:
                 out.write(line + "\n")
-            channels.append("file")
-        return channels
+        except OSError as exc:
+            self.counts["file_errors"] += 1
+            if not self._file_failing:
+                self._file_failing = True
+                self.ctx.log.error(
+                    "alert file cannot be written: alerts go on to the other channels",
+                    extra={"path": str(path), "error": exc.strerror or str(exc)},
+                )
+            return False
+        if self._file_failing:
+            self._file_failing = False
+            self.ctx.log.info("alert file written again", extra={"path": str(path)})
+        return True
 
     async def _webhook_worker(self) -> None:
         while True:
@@ -315,7 +343,7 @@ class WolfBot(Bot[WolfParams]):
         try:
             ok = await self._post_with_retry(item["record"])
             channels = item["channels"] + (["webhook"] if ok else [])
-            await self._delivered(item["record"], channels, [] if ok else ["webhook"])
+            await self._delivered(item["record"], channels, item["failed"] + ([] if ok else ["webhook"]))
         except Exception as exc:  # one line, no traceback: it could carry the URL
             self.ctx.log.error("webhook delivery failed: %s", _describe(exc, self.params.webhook_url or ""))
 
@@ -383,6 +411,7 @@ class WolfBot(Bot[WolfParams]):
             "webhookOk": self.counts["webhook_ok"],
             "webhookErrors": self.counts["webhook_errors"],
             "webhookDropped": self.counts["webhook_dropped"],
+            "fileErrors": self.counts["file_errors"],
         }
 
 
