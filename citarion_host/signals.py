@@ -1,5 +1,9 @@
-"""SIGINT/SIGTERM for ``citarion-host run``: the first stops the host cleanly, within a bound; the
-second ends the process at once.
+"""SIGINT/SIGTERM/SIGHUP for ``citarion-host run``: the first stops the host cleanly, within a bound;
+the second ends the process at once.
+
+SIGHUP is a stop like the others because its default killed the host where it stood: a closed
+terminal or a dropped SSH session lost the state since the last snapshot, the record's last chunk
+and the summary, without a word. A host started under ``nohup`` (SIGHUP ignored) keeps ignoring it.
 
 Why two mechanisms:
 
@@ -7,8 +11,8 @@ Why two mechanisms:
   ``stop`` event, and the host drains and stops every bot, each ``stop()`` bounded by
   ``[host] stop_timeout_s``. It also starts a *watchdog* thread: if the process is still shutting
   down after ``[host] shutdown_timeout_s``, it exits with status 1.
-* A second SIGINT or SIGTERM exits at once with ``128 + signal number`` (130 for SIGINT, 143 for
-  SIGTERM), as a shell reports a process killed by it.
+* A second SIGINT, SIGTERM or SIGHUP exits at once with ``128 + signal number`` (130 for SIGINT,
+  143 for SIGTERM, 129 for SIGHUP), as a shell reports a process killed by it.
 
 Why a thread: what overruns may be blocking the event loop itself (a bot calling ``time.sleep`` in
 ``stop()``), and then nothing in the loop runs, nor does a plain Python signal handler when the
@@ -37,7 +41,7 @@ from typing import Any
 __all__ = ["ShutdownSignals"]
 
 log = logging.getLogger("citarion_host.signals")
-_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class ShutdownSignals:
@@ -55,10 +59,13 @@ class ShutdownSignals:
         self._previous: dict[int, Any] = {}
         self._previous_wakeup_fd = -1
         self._pipe: tuple[int, int] | None = None  # the wakeup fd's pipe, after the first signal
+        #: The signals handled: each of ``_SIGNALS`` the process does not ignore (``nohup``).
+        self._signals: tuple[int, ...] = ()
 
     def install(self) -> None:
         loop = self._loop = asyncio.get_running_loop()
-        for signum in _SIGNALS:
+        self._signals = tuple(each for each in _SIGNALS if signal.getsignal(each) is not signal.SIG_IGN)
+        for signum in self._signals:
             self._previous[signum] = signal.getsignal(signum)
             loop.add_signal_handler(signum, self._first, signum)
 
@@ -68,7 +75,7 @@ class ShutdownSignals:
         if self._pipe is not None:
             return
         assert self._loop is not None
-        for each in _SIGNALS:
+        for each in self._signals:
             self._loop.remove_signal_handler(each)
             # While the main thread is free, this handler runs first; the watchdog sees it anyway.
             signal.signal(each, self._again)
@@ -83,13 +90,13 @@ class ShutdownSignals:
         was left, a bot's task that ignores its cancellation) stays bounded, and interruptible."""
         if self._pipe is None:
             if self._loop is not None:
-                for signum in _SIGNALS:
+                for signum in self._signals:
                     self._loop.remove_signal_handler(signum)
             return
         if self.received is not None:
             return
         signal.set_wakeup_fd(self._previous_wakeup_fd)
-        for signum in _SIGNALS:
+        for signum in self._signals:
             signal.signal(signum, self._previous.get(signum, signal.SIG_DFL))
         with contextlib.suppress(OSError):
             os.write(self._pipe[1], b"\0")  # not a signal number: the watchdog returns
@@ -118,7 +125,7 @@ class ShutdownSignals:
             self._exit(1)
             return
         signum = os.read(read, 1)[0]
-        if signum in _SIGNALS:
+        if signum in self._signals:
             self._again(signum, None)
         os.close(read)  # disarmed
 

@@ -12,6 +12,7 @@ import io
 import logging
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import sys
@@ -234,9 +235,9 @@ class HostRun:
     """``citarion-host run --config <config>`` as a process; its stderr read by a thread, so waiting
     for a line is bounded even when the host hangs without writing anything."""
 
-    def __init__(self, config: Path) -> None:
+    def __init__(self, config: Path, *, prefix: tuple[str, ...] = ()) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "citarion_host.cli", "run", "--config", str(config)],
+            [*prefix, sys.executable, "-m", "citarion_host.cli", "run", "--config", str(config)],
             cwd=config.parent,
             env={**os.environ, "PYTHONPATH": str(REPO)},
             stdout=subprocess.DEVNULL,
@@ -386,6 +387,60 @@ def test_a_second_signal_exits_at_once(tmp_path: Path, second: signal.Signals, l
     print(f"exit {code} {took:.2f}s after the second signal")
     assert code == 128 + second, stderr
     assert f"error: {second.name} again during shutdown: exiting at once" in stderr
+
+
+def test_sighup_stops_the_host_cleanly_and_a_second_exits_at_once(tmp_path: Path) -> None:
+    """A closed terminal (SIGHUP) killed the host where it stood: no stop, no last snapshots, no
+    summary, status 129 from the shell. Now it stops the host as SIGTERM does (status 0); a second
+    one during a stop that blocks exits at once with 129."""
+    config = tmp_path / "host.toml"
+    config.write_text(
+        "[host]\nprogress_interval_s = 0\nsummary = false\n"
+        + bot("recorder", "Recorder", subscribe='["market.>"]')
+    )
+    process = HostRun(config)
+    try:
+        process.wait_for("host started")
+        process.send_signal(signal.SIGHUP)
+        code, stderr, _ = process.finish()
+    finally:
+        process.kill()
+    assert code == 0, stderr
+    assert "stopping on SIGHUP (send it again to exit at once)" in stderr and "host stopped" in stderr
+    process = HostRun(hanging_stop(tmp_path, "block"))
+    try:
+        process.wait_for("host started")
+        process.send_signal(signal.SIGHUP)
+        process.wait_for("citarion_host.app: stopping")
+        process.send_signal(signal.SIGHUP)
+        code, stderr, _ = process.finish()
+    finally:
+        process.kill()
+    assert code == 129, stderr
+    assert "error: SIGHUP again during shutdown: exiting at once (status 129)" in stderr
+
+
+def test_a_host_started_under_nohup_ignores_sighup(tmp_path: Path) -> None:
+    """``nohup`` asks for SIGHUP to be ignored, and the host keeps it so. SIGHUP and SIGTERM are sent
+    together; the kernel delivers the lower number first, so a handled SIGHUP would be the stop's
+    reason: SIGTERM is."""
+    nohup = shutil.which("nohup")
+    assert nohup is not None, "coreutils' nohup"
+    config = tmp_path / "host.toml"
+    config.write_text(
+        "[host]\nprogress_interval_s = 0\nsummary = false\n"
+        + bot("recorder", "Recorder", subscribe='["market.>"]')
+    )
+    process = HostRun(config, prefix=(nohup,))
+    try:
+        process.wait_for("host started")
+        process.send_signal(signal.SIGHUP)
+        process.send_signal(signal.SIGTERM)
+        code, stderr, _ = process.finish()
+    finally:
+        process.kill()
+    assert code == 0, stderr
+    assert "stopping on SIGTERM" in stderr and "SIGHUP" not in stderr
 
 
 # -- plugin imports ------------------------------------------------------------------------------------
