@@ -362,7 +362,16 @@ class Host:
     async def _settle(self, after: str) -> bool:
         """Wait for the bus to settle, at most ``drain_timeout_s``. False past it: the bots left then
         stop without waiting for it again (a handler that does not return would cost that wait once
-        per bot, well past ``shutdown_timeout_s``)."""
+        per bot, well past ``shutdown_timeout_s``). False at once when the bus says it cannot do its
+        job (its connection problems: the store refuses, the stream is gone): each bot's last report
+        would wait ``publish_timeout_s`` for a store that does not take it."""
+        problems = self.bus.connection_problems()
+        if problems:
+            log.warning(
+                "stop: the bus cannot settle; the bots stop without waiting for it",
+                extra={"after": after, "bus": self.bus.name, "problem": problems[0]},
+            )
+            return False
         try:
             async with asyncio.timeout(self.config.host.drain_timeout_s):
                 await self.bus.settle()

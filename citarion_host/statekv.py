@@ -22,6 +22,7 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamManager
 from nats.js.errors import (
+    APIError,
     KeyDeletedError,
     KeyNotFoundError,
     NoKeysError,
@@ -32,7 +33,7 @@ from nats.js.errors import (
 from nats.js.kv import KeyValue
 
 from .bus.config import NatsSettings
-from .bus.nats.stream import ensure_bucket
+from .bus.nats.stream import INSUFFICIENT_RESOURCES, ensure_bucket
 from .errors import StateError
 
 __all__ = ["KvStore", "open_kv_store"]
@@ -115,6 +116,8 @@ class KvStore:
             try:
                 return await operation()
             except _TRANSIENT as exc:
+                if isinstance(exc, ServiceUnavailableError) and exc.err_code == INSUFFICIENT_RESOURCES:
+                    raise  # no storage left on the server: waiting 30 s per bot would not make any
                 if isinstance(exc, NoStreamResponseError) and not remade and await self._gone():
                     remade = await self._make_again()
                     if remade:
@@ -134,7 +137,7 @@ class KvStore:
         except (KeyNotFoundError, KeyDeletedError):
             return None
         except NatsError as exc:
-            raise StateError(f"bot {bot_id!r}: cannot read its state from {self.where}: {exc!r}") from exc
+            raise StateError(f"bot {bot_id!r}: cannot read its state from {self.where}: {_why(exc)}") from exc
         return entry.value
 
     async def save(self, bot_id: str, data: bytes) -> None:
@@ -147,7 +150,7 @@ class KvStore:
         try:
             await self._retrying(lambda: self._kv.put(bot_id, data), f"write {bot_id!r}")
         except NatsError as exc:
-            raise StateError(f"bot {bot_id!r}: cannot write its state to {self.where}: {exc!r}") from exc
+            raise StateError(f"bot {bot_id!r}: cannot write its state to {self.where}: {_why(exc)}") from exc
 
     async def delete(self, bot_id: str) -> bool:
         if await self.load(bot_id) is None:
@@ -184,3 +187,9 @@ async def open_kv_store(
     if not create:  # a reading tool: a bucket found gone is not made again
         return KvStore(kv, bucket, nc.max_payload)
     return KvStore(kv, bucket, nc.max_payload, bind, nc.jsm(timeout=settings.api_timeout_s))
+
+
+def _why(exc: NatsError) -> str:
+    """What went wrong, readable: a JetStream API error's code and description (its ``repr`` shows
+    neither: ``ServiceUnavailableError()``), else the error's ``repr``."""
+    return str(exc) if isinstance(exc, APIError) else repr(exc)

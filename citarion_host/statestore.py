@@ -144,6 +144,9 @@ class StateKeeper:
         self.latest: dict[str, Snapshot] = {}
         self.written = 0
         self.write_failures = 0
+        #: Bots whose last write failed, with the error: logged when it starts (or changes) and when
+        #: a write works again, not at every snapshot (one a second, per bot, while a store is down).
+        self._failing: dict[str, str] = {}
         self._pending: dict[str, bytes] = {}
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
@@ -231,10 +234,16 @@ class StateKeeper:
             self.written += 1
         except Exception as exc:  # the next snapshot tries again; the process keeps the latest meanwhile
             self.write_failures += 1
-            log.error(
-                "could not store a state snapshot",
-                extra={"bot": bot_id, "store": store.where, "error": str(exc) or repr(exc)},
-            )
+            error = str(exc) or repr(exc)
+            if self._failing.get(bot_id) != error:  # each failure counted; said when it starts or changes
+                self._failing[bot_id] = error
+                log.error(
+                    "could not store a state snapshot",
+                    extra={"bot": bot_id, "store": store.where, "error": error},
+                )
+        else:
+            if self._failing.pop(bot_id, None) is not None:
+                log.warning("state snapshot stored again", extra={"bot": bot_id, "store": store.where})
 
     def stats(self) -> dict[str, object]:
         return {

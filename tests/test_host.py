@@ -7,12 +7,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import nats
 import pytest
+from nats.js.errors import APIError
 
 from citarion_host.bus.base import EventBus
 from citarion_host.errors import ConfigError
 from citarion_host.events import Event
 from citarion_host.host import Host
+from citarion_host.natsserver import NatsServer
 from citarion_host.plugins import Plugins
 from citarion_host.settings import load_config
 from tests.bus.conftest import Collector, eventually
@@ -307,3 +310,42 @@ def test_bus_is_the_only_way_out(tmp_path: Path) -> None:
 
     assert not any(isinstance(v, EventBus) for v in vars(HostBotContext).values())
     assert Event  # imported for type use in helpers
+
+
+async def test_a_host_on_a_full_store_is_not_ready_and_stops_without_waiting_for_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The NATS server's JetStream storage full (another stream took it): the host's events are not
+    stored. The host says why it is not ready, and its stop does not wait for the store once per bot
+    (each bot's "stopped" report waited ``publish_timeout_s``: the demo's 11 bots took 110 s)."""
+    limit = tmp_path / "limit.conf"
+    limit.write_text("jetstream { max_file_store: 256KB }\n")
+    with NatsServer(config_file=limit) as server:
+        nc = await nats.connect(server.url)
+        try:
+            js = nc.jetstream()
+            await js.add_stream(name="junk", subjects=["junk.>"])
+            with pytest.raises(APIError):
+                for _ in range(100):  # 100 x 8 KB: past 256 KB
+                    await js.publish("junk.fill", b"x" * 8192)
+        finally:
+            await nc.close()
+        config = write(
+            tmp_path,
+            "[host]\ndrain_timeout_s = 2.0",
+            f'[backend]\ntype = "nats"\n[backend.nats]\nservers = ["{server.url}"]\npublish_timeout_s = 5.0',
+            *(bot(f"reader{n}", "Recorder", subscribe='["market.>"]') for n in range(3)),
+        )
+        host = await start_host(config)
+        try:
+            await eventually(lambda: not host.health().ready, timeout=10, what="the host not ready")
+            assert (
+                "JetStream refuses to store this host's events: insufficient resources (err_code 10023)"
+                in host.health().reasons
+            )
+        finally:
+            with caplog.at_level("WARNING", logger="citarion_host.host"):
+                await host.stop()
+    said = [r.getMessage() for r in caplog.records if r.name == "citarion_host.host"]
+    assert said.count("stop: the bus cannot settle; the bots stop without waiting for it") == 1
+    assert not [m for m in said if "did not settle in time" in m]

@@ -20,8 +20,8 @@ import pytest
 from citarion_host.bot import Bot
 from citarion_host.errors import ConfigError, StateError
 from citarion_host.reload import ConfigReloader
-from citarion_host.state import decode_snapshot, encode_snapshot, read_snapshot, state_spec
-from citarion_host.statestore import DirStore, write_atomically
+from citarion_host.state import Snapshot, decode_snapshot, encode_snapshot, read_snapshot, state_spec
+from citarion_host.statestore import DirStore, StateKeeper, write_atomically
 from tests.bus.conftest import eventually
 from tests.host_bots import Recorder
 from tests.state_bots import PydanticTally, Tally, TallyMigrated, TallyRenamed, Ticks
@@ -490,3 +490,30 @@ def test_state_show_and_reset_read_the_config_store(
     assert main(["state", "show", "--config", str(memory_only)]) == 1
     assert "keeps bot state in the host process only" in capsys.readouterr().err
     assert main(["state"]) == 2
+
+
+async def test_a_store_that_keeps_failing_is_said_once_per_bot_and_again_when_it_works(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A store that is down stays down for a while, and every stateful bot snapshots about once a
+    second: the failure was logged at every snapshot (one error line a second per bot, for as long
+    as it lasted). Now each is counted, said when it starts for a bot, and said when it works again."""
+    blocker = tmp_path / "state"
+    blocker.write_text("a file where the state directory should be")
+    keeper = StateKeeper(DirStore(blocker))
+    snapshot = Snapshot(bot="tally", type="tally", version=1, handled=1)
+    with caplog.at_level(logging.WARNING, logger="citarion_host.state"):
+        for n in range(5):
+            keeper.put(snapshot, b'{"n": %d}' % n)
+            await keeper.flush()
+        blocker.unlink()  # the operator mends it
+        keeper.put(snapshot, b'{"n": 5}')
+        await keeper.flush()
+        await keeper.close()
+    assert keeper.write_failures == 5 and keeper.written == 1
+    said = [(r.levelname, r.getMessage(), getattr(r, "bot", None)) for r in caplog.records]
+    assert said == [
+        ("ERROR", "could not store a state snapshot", "tally"),
+        ("WARNING", "state snapshot stored again", "tally"),
+    ]
+    assert (blocker / "tally.json").read_bytes() == b'{"n": 5}'

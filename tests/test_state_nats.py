@@ -293,3 +293,35 @@ async def test_a_state_write_that_finds_the_bucket_gone_makes_it_again_at_once(
         assert reader is not None and await reader.load("argus") == b"after"
     finally:
         await connection.close()
+
+
+async def test_a_state_write_with_no_storage_left_fails_at_once_and_says_why(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The server's JetStream storage full: a put is answered "insufficient resources" (503, as during
+    an election), which was retried for 30 s per snapshot (SIGTERM took minutes: one wait per bot) and
+    then reported as ``ServiceUnavailableError()``. No wait makes space: it fails at once, naming the
+    cause."""
+    from citarion_host.bus.config import NatsSettings
+    from citarion_host.errors import StateError
+    from citarion_host.statekv import open_kv_store
+
+    limit = tmp_path / "limit.conf"
+    limit.write_text("jetstream { max_file_store: 256KB }\n")
+    with NatsServer(config_file=limit) as server:
+        settings = NatsSettings(servers=[server.url], api_timeout_s=0.5)
+        connection = await nats.connect(server.url)
+        try:
+            store = await open_kv_store(connection, settings, "state-full")
+            assert store is not None
+            with (
+                caplog.at_level("WARNING", logger="citarion_host.state"),
+                pytest.raises(StateError) as raised,
+            ):
+                for n in range(100):  # 100 x 8 KB: past 256 KB
+                    await store.save(f"bot{n}", b"x" * 8192)
+            assert "cannot write its state to kv state-full" in str(raised.value)
+            assert "code=503 err_code=10023 description='insufficient resources'" in str(raised.value)
+            assert [r.getMessage() for r in caplog.records if "retrying" in r.getMessage()] == []
+        finally:
+            await connection.close()

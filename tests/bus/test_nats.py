@@ -13,6 +13,7 @@ import itertools
 import json
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import msgspec
 import nats
@@ -814,3 +815,50 @@ async def test_the_host_inbox_hands_back_the_object_this_process_posted(
     for event in kept:
         inbox.expect_echo(event, encode_event(event))
     assert list(inbox.echoes.values()) == kept[1:]
+
+
+async def test_a_store_without_storage_left_is_reported_and_the_bus_unfit_until_it_stores_again(
+    tmp_path: Path,
+) -> None:
+    """The server's JetStream storage limit reached (``max_file_store``): every publish is answered
+    "insufficient resources" (503, like an election) and was resent at info level until it gave up,
+    the host ready all along; the JetStream demo crawled at a few events a minute without saying why.
+    Now the first refusal is one error line, ``system.connection.store_refused``, a connection problem
+    (the host is not ready) and ``stats()["nats"]["store_refused"]``; the first event stored once
+    space is freed ends it (``system.connection.store_ok``)."""
+    limit = tmp_path / "limit.conf"
+    limit.write_text("jetstream { max_file_store: 256KB }\n")
+    with NatsServer(config_file=limit) as server:
+        settings = NatsSettings(servers=[server.url], publish_timeout_s=1.0)
+        async with NatsBus(settings) as bus:
+            status = Collector()
+            await bus.subscribe("system.connection.>", status)
+            padding = "x" * 4000
+            refused: PublishError | None = None
+            for _ in range(200):  # 200 x 4 KB: far past 256 KB
+                try:
+                    await bus.publish(
+                        make_event("trading.signal.generated", {**SIGNAL, "reason": padding}, source="GRD")
+                    )
+                except PublishError as exc:
+                    refused = exc
+                    break
+            assert refused is not None and "insufficient resources" in str(refused)
+            [problem] = bus.connection_problems()
+            assert (
+                problem
+                == "JetStream refuses to store this host's events: insufficient resources (err_code 10023)"
+            )
+            assert bus.stats()["nats"]["store_refused"] is True
+            await status.wait_for(1, timeout=5)
+            [report] = status.events
+            assert report.topic == "system.connection.store_refused" and report.payload.detail in problem
+            nc = await nats.connect(server.url)
+            try:
+                await nc.jsm().purge_stream(settings.stream)  # an operator frees space
+            finally:
+                await nc.close()
+            await bus.publish(signal(1))
+            assert bus.connection_problems() == [] and bus.stats()["nats"]["store_refused"] is False
+            await status.wait_for(2, timeout=5)
+            assert status.events[1].topic == "system.connection.store_ok"

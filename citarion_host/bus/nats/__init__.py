@@ -150,6 +150,7 @@ class NatsBus(EventBus):
                     ack_timeout=settings.publish_ack_timeout_s,
                     max_in_flight=settings.publish_max_in_flight,
                     on_unstored=self._unstored,
+                    on_refusal=self._store_refusal,
                 )
                 await self._publisher.start()
                 if settings.consumer_check_s > 0:
@@ -370,6 +371,9 @@ class NatsBus(EventBus):
         """The stream gone from the server (:meth:`_recover`); bots whose own connection is away
         (nats-py reconnects it) or closed for good."""
         problems = [self.stream_problem] if self.stream_problem is not None else []
+        refusal = self._publisher.refusal if self._publisher is not None else None
+        if refusal is not None:
+            problems.append(f"JetStream refuses to store this host's events: {refusal}")
         return problems + [
             f"bot {bot_id!r}: its own NATS connection is {lane.link.state}"
             for bot_id, lane in sorted(self._lanes.items())
@@ -516,6 +520,14 @@ class NatsBus(EventBus):
             f"max_event_bytes ({self.max_event_bytes}; the server's max_payload is {self.nc.max_payload}): "
             "not sent (docs/limits.md)"
         )
+
+    def _store_refusal(self, reason: str | None) -> None:
+        """The server refuses to store (no storage left), or stores again: reported on
+        ``system.connection.store_refused`` / ``store_ok`` (locally: the store is what fails); the host
+        is not ready meanwhile (:meth:`connection_problems`)."""
+        state, detail = ("store refused", reason) if reason is not None else ("store ok", "")
+        topic = "system.connection.store_refused" if reason is not None else "system.connection.store_ok"
+        self._tell_locally(topic, ConnectionStatus(backend="nats", state=state, detail=detail))
 
     def _unstored(self, items: list[Outgoing], reason: str) -> None:
         """Posted events the store never confirmed: counted, reported (to this host's subscribers: the
@@ -826,6 +838,7 @@ class NatsBus(EventBus):
             "unstored": self.unstored,
             "consumers_lost": self.consumers_lost,
             "stream_missing": self.stream_problem is not None,
+            "store_refused": self._publisher.refusal is not None if self._publisher else False,
             "reconnects": self.nc.stats.get("reconnects", 0),
             "isolation": self.settings.isolation,
             "permission_violations": self.permission_violations,

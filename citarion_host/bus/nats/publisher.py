@@ -40,6 +40,7 @@ from nats.errors import Error as NatsError
 
 from ...errors import PublishError
 from ._client import Wire
+from .stream import INSUFFICIENT_RESOURCES
 
 __all__ = ["JetStreamPublisher", "Outgoing"]
 
@@ -121,6 +122,7 @@ class JetStreamPublisher:
         ack_timeout: float,
         max_in_flight: int,
         on_unstored: Callable[[list[Outgoing], str], None],
+        on_refusal: Callable[[str | None], None] | None = None,
     ) -> None:
         self._nc = nc
         self._wire = wire
@@ -141,6 +143,10 @@ class JetStreamPublisher:
         self._prefix = ""
         self.duplicates = 0
         self.resent = 0
+        #: Why the server refuses to store anything (no storage left), from its answer until the next
+        #: message is stored; None while it stores. ``on_refusal`` hears each change.
+        self.refusal: str | None = None
+        self._on_refusal = on_refusal
 
     async def start(self) -> None:
         """Subscribe to the ack inbox (once per connection; nats-py resubscribes it after reconnects)."""
@@ -416,6 +422,8 @@ class JetStreamPublisher:
         if data.startswith(_ACK_PREFIX) and b'"error"' not in data:
             if data.endswith(b"true}") and b'"duplicate"' in data:  # '"duplicate": true' (server's spacing)
                 self.duplicates += 1
+            if self.refusal is not None:
+                self._refused(None)
             item.acked = True
             batch.remaining -= 1
             if batch.remaining == 0:
@@ -429,6 +437,8 @@ class JetStreamPublisher:
         except ValueError:
             error = {"description": data[:200].decode(errors="replace")}
         if error.get("code") == 503:
+            if error.get("err_code") == INSUFFICIENT_RESOURCES and self.refusal is None:
+                self._refused(f"{error.get('description')} (err_code {INSUFFICIENT_RESOURCES})")
             self._retry_later(batch, f"JetStream unavailable: {error.get('description')}")
             return
         if error.get("err_code") == _DUPLICATE_IN_PROCESS:
@@ -439,6 +449,22 @@ class JetStreamPublisher:
             f"{error.get('description', error)} (code {error.get('code')}, err_code {error.get('err_code')})"
         )
         batch.wake()
+
+    def _refused(self, reason: str | None) -> None:
+        """The server starts refusing to store for want of storage (``reason``), or stores again
+        (None): one line each way, and ``on_refusal`` (the bus: not ready while it lasts)."""
+        self.refusal = reason
+        if reason is not None:
+            log.error(
+                "JetStream refuses to store events: its storage is full; they are resent until"
+                " publish_timeout_s, then reported as not stored. Free space, raise the server's"
+                " max_file_store / max_memory_store, or give the stream a max_bytes it can hold",
+                extra={"reason": reason},
+            )
+        else:
+            log.warning("JetStream stores events again")
+        if self._on_refusal is not None:
+            self._on_refusal(reason)
 
     def _retry_later(self, batch: _Batch, reason: str) -> None:
         batch.reason = reason

@@ -40,6 +40,7 @@ from ...topics import TopicError, contains
 from ..config import NatsSettings
 
 __all__ = [
+    "INSUFFICIENT_RESOURCES",
     "ConsumerPlan",
     "consumer_config",
     "deliver_subject",
@@ -60,6 +61,10 @@ T = TypeVar("T")
 
 #: Prefix of the deterministic deliver subjects of durable consumers (outside every event domain).
 DELIVER_PREFIX = "_CIT.deliver"
+#: JetStream's "insufficient resources" (code 503, like "temporarily unavailable"): the server's
+#: JetStream storage limit (``max_file_store`` / ``max_memory_store``) or the account's is reached.
+#: It lasts until someone frees space, so it is reported as such, not waited out like an election.
+INSUFFICIENT_RESOURCES = 10023
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
 
