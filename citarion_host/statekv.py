@@ -158,6 +158,9 @@ class KvStore:
         await self._kv.purge(bot_id)  # purge, not delete: no history of the old state is kept
         return True
 
+    def release(self, bot_id: str | None = None) -> None:
+        """Nothing held: replicas fence their writers with leases (``replicas.py``)."""
+
     async def keys(self) -> list[str]:
         try:
             return sorted(await self._kv.keys())

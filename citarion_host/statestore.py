@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import os
 from pathlib import Path
@@ -29,6 +30,7 @@ log = logging.getLogger("citarion_host.state")
 
 _SUFFIX = ".json"
 _TEMP = ".tmp"
+_LOCK = ".lock"
 
 
 class StateStore(Protocol):
@@ -51,6 +53,11 @@ class StateStore(Protocol):
 
     async def keys(self) -> list[str]:
         """The bot ids that have a snapshot, sorted."""
+        ...
+
+    def release(self, bot_id: str | None = None) -> None:
+        """This process writes ``bot_id``'s snapshots no more (every bot's when None): give up what
+        it held to write them (:class:`DirStore`'s lock)."""
         ...
 
 
@@ -80,14 +87,23 @@ def write_atomically(path: Path, data: bytes) -> None:
 
 
 class DirStore:
-    """One ``<bot id>.json`` file per bot in a directory (created when missing). One host per directory.
+    """One ``<bot id>.json`` file per bot in a directory (created when missing).
 
     File work runs in a thread: an fsync takes milliseconds, which the event loop must not wait for.
+
+    One writer per bot: the first write of a bot takes an exclusive ``flock`` on ``.<bot id>.lock``
+    (holding the writer's pid), kept until :meth:`release` or the process ends (the kernel drops it
+    on a crash, ``kill -9`` included). Two hosts started on one directory with the same bots (a
+    service and a manual start, say) each overwrote the other's snapshots without a word, and a
+    restart resumed whichever wrote last; now the second one's writes are refused, naming the pid
+    that writes the bot. Hosts that share a directory for different bots (a split run, replicas of
+    which one is active) do not conflict.
     """
 
     def __init__(self, directory: str | Path) -> None:
         self.directory = Path(directory)
         self.where = f"dir {self.directory}"
+        self._locks: dict[str, int] = {}  # bot id -> descriptor of its lock file, while it is ours
 
     def _path(self, bot_id: str) -> Path:
         return self.directory / f"{bot_id}{_SUFFIX}"
@@ -111,11 +127,38 @@ class DirStore:
     def _save(self, bot_id: str, data: bytes) -> None:
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
+            if bot_id not in self._locks:
+                self._lock(bot_id)
             write_atomically(self._path(bot_id), data)
         except OSError as exc:
             raise StateError(
                 f"bot {bot_id!r}: cannot write {self._path(bot_id)}: {exc.strerror or exc}"
             ) from exc
+
+    def _lock(self, bot_id: str) -> None:
+        """Become the one writer of ``bot_id``'s file, or raise :class:`StateError` naming the other."""
+        descriptor = os.open(self.directory / f".{bot_id}{_LOCK}", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(descriptor, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(descriptor)
+            raise StateError(
+                f"bot {bot_id!r}: {self._path(bot_id)} is written by another process (pid {holder}):"
+                " two hosts run this bot on one [state] dir; this one does not write its state"
+            ) from None
+        except BaseException:
+            os.close(descriptor)
+            raise
+        os.ftruncate(descriptor, 0)
+        os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
+        self._locks[bot_id] = descriptor
+
+    def release(self, bot_id: str | None = None) -> None:
+        for each in [bot_id] if bot_id is not None else list(self._locks):
+            descriptor = self._locks.pop(each, None)
+            if descriptor is not None:
+                os.close(descriptor)  # closing the last descriptor drops the flock
 
     async def delete(self, bot_id: str) -> bool:
         try:
@@ -194,6 +237,8 @@ class StateKeeper:
         process holds the bot now (a replica's takeover reads the store; a fenced one writes nothing)."""
         self.latest.pop(bot_id, None)
         self._pending.pop(bot_id, None)
+        if self.store is not None:
+            self.store.release(bot_id)
 
     async def flush(self) -> None:
         """Return once every snapshot put so far is written (or failed, logged)."""
@@ -206,13 +251,15 @@ class StateKeeper:
         self.store = store
 
     async def close(self) -> None:
-        """Flush, then stop the writer."""
+        """Flush, then stop the writer and give up what the store held for writing."""
         await self.flush()
         writer, self._writer = self._writer, None
         if writer is not None:
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await writer
+        if self.store is not None:
+            self.store.release()
 
     async def _write_loop(self) -> None:
         while True:

@@ -517,3 +517,51 @@ async def test_a_store_that_keeps_failing_is_said_once_per_bot_and_again_when_it
         ("WARNING", "state snapshot stored again", "tally"),
     ]
     assert (blocker / "tally.json").read_bytes() == b'{"n": 5}'
+
+
+_SECOND_WRITER = """
+import asyncio, sys
+from citarion_host.errors import StateError
+from citarion_host.statestore import DirStore
+async def main():
+    store = DirStore(sys.argv[1])
+    try:
+        await store.save("tally", b'{"second": true}')
+    except StateError as exc:
+        print(exc)
+    await store.save("other", b'{"second": true}')  # a bot the first process does not write
+    print("other written")
+asyncio.run(main())
+"""
+
+
+async def test_two_processes_never_write_one_bots_state_in_one_directory(tmp_path: Path) -> None:
+    """Two hosts on one ``[state] dir`` with the same bot (a service and a manual start) overwrote
+    each other's snapshots without a word. The first writer of a bot holds its lock: the second's
+    writes are refused naming the first's pid, other bots are written, and once the first lets go
+    (its host stopped) the bot can be written by another process."""
+    store = DirStore(tmp_path)
+    await store.save("tally", b'{"first": true}')
+
+    def second() -> list[str]:
+        done = subprocess.run(
+            [sys.executable, "-c", _SECOND_WRITER, str(tmp_path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout.splitlines()
+
+    refused, written = second()
+    assert refused == (
+        f"bot 'tally': {tmp_path / 'tally.json'} is written by another process (pid {os.getpid()}):"
+        " two hosts run this bot on one [state] dir; this one does not write its state"
+    )
+    assert written == "other written"
+    assert await store.load("tally") == b'{"first": true}'
+    store.release()
+    assert second() == ["other written"]  # its "tally" write went through
+    assert await store.load("tally") == b'{"second": true}'
+    assert await store.keys() == ["other", "tally"], "lock files are no snapshots"
