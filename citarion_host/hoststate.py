@@ -45,7 +45,9 @@ async def open_store(config: HostConfig, bus: EventBus | None) -> StateStore | N
     kind = store_kind(config)
     if kind == "dir":
         assert config.state.dir is not None  # the settings refuse store = "dir" without a dir
-        return DirStore(config.state.dir)
+        store = DirStore(config.state.dir)
+        await asyncio.to_thread(store.check)  # refused now, not after a run that kept nothing
+        return store
     if kind == "kv":
         from .bus.nats import NatsBus  # lazily: the memory backend never needs nats-py
         from .statekv import open_kv_store

@@ -108,6 +108,20 @@ class DirStore:
     def _path(self, bot_id: str) -> Path:
         return self.directory / f"{bot_id}{_SUFFIX}"
 
+    def check(self) -> None:
+        """Make the directory and write a file in it, or raise :class:`StateError`: a host whose
+        ``[state] dir`` cannot be written ran to its end keeping nothing, one error line per bot."""
+        probe = self.directory / f".probe.{os.getpid()}{_TEMP}"
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            where = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(probe) else ""
+            raise StateError(
+                f"[state] dir: cannot write {str(self.directory)!r}: {exc.strerror or exc}{where}"
+            ) from None
+
     async def load(self, bot_id: str) -> bytes | None:
         return await asyncio.to_thread(self._load, bot_id)
 

@@ -40,6 +40,7 @@ FILES: dict[str, bytes] = {
     "bad-pattern.toml": GOOD.replace('"market.ticker.>"', '"market..x"').encode(),
     "inf.toml": b"[host]\ndrain_timeout_s = inf\n",
     "a-file": b"not a directory",
+    "bad-state-dir.toml": b'[state]\ndir = "/proc/nope/state"\n[logging]\nlevel = "ERROR"\n' + GOOD.encode(),
     "bad-record.toml": b'[host]\nrecord = "/proc/nope/events.jsonl"\n[logging]\nlevel = "ERROR"\n'
     + GOOD.encode(),
 }
@@ -76,6 +77,12 @@ CASES: list[tuple[list[str], dict[str, str], int, str]] = [
     (["run", "--config", "{d}/missing.toml"], {}, 1, "missing.toml: no such config file"),
     (["run", "--config", "{d}/latin1.toml"], {}, 1, "latin1.toml: not valid UTF-8: byte 0xe9 at line 2"),
     (["run", "--config", "{d}/good.toml", "--summary-json", "{d}/nope/s.json"], {}, 2, "no such directory"),
+    (
+        ["run", "--config", "{d}/bad-state-dir.toml"],
+        {},
+        1,
+        "error: [state] dir: cannot write '/proc/nope/state': No such file or directory (/proc/nope)",
+    ),
     (
         ["run", "--config", "{d}/bad-record.toml"],
         {},
