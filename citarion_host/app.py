@@ -130,7 +130,10 @@ async def run_host(
         if record and monitor.record_error is None:  # else the error below says what it holds
             print(f"events recorded to {record}", file=out)
     if summary_json is not None:
-        summary_json.write_text(json.dumps(summary, indent=2))
+        try:
+            summary_json.write_text(json.dumps(summary, indent=2))
+        except OSError as exc:  # the run is done: say which output failed, not only errno's words
+            raise RecordError(f"--summary-json {summary_json}: cannot write: {exc.strerror or exc}") from None
     if host.lost_reason is not None:
         raise BusError(f"{host.lost_reason}; the host stopped")
     if monitor.record_error is not None:  # what the run was asked to keep is not all there: exit 1

@@ -40,6 +40,11 @@ FILES: dict[str, bytes] = {
     "bad-pattern.toml": GOOD.replace('"market.ticker.>"', '"market..x"').encode(),
     "inf.toml": b"[host]\ndrain_timeout_s = inf\n",
     "a-file": b"not a directory",
+    "quiet-once.toml": (
+        b'[host]\nstop_on = "market.feed.completed"\nsummary = false\nprogress_interval_s = 0\n'
+        b'[logging]\nlevel = "ERROR"\n[[bots]]\nid = "lumi"\ncode = "LUM"\nplugin = "lumi-synthetic"\n'
+        b'publish = ["market.>"]\nparams = { bars = 5, speed = 0.0, symbols = ["BTCUSDT"], pumps = [] }\n'
+    ),
     "bad-state-dir.toml": b'[state]\ndir = "/proc/nope/state"\n[logging]\nlevel = "ERROR"\n' + GOOD.encode(),
     "bad-record.toml": b'[host]\nrecord = "/proc/nope/events.jsonl"\n[logging]\nlevel = "ERROR"\n'
     + GOOD.encode(),
@@ -77,6 +82,12 @@ CASES: list[tuple[list[str], dict[str, str], int, str]] = [
     (["run", "--config", "{d}/missing.toml"], {}, 1, "missing.toml: no such config file"),
     (["run", "--config", "{d}/latin1.toml"], {}, 1, "latin1.toml: not valid UTF-8: byte 0xe9 at line 2"),
     (["run", "--config", "{d}/good.toml", "--summary-json", "{d}/nope/s.json"], {}, 2, "no such directory"),
+    (
+        ["run", "--config", "{d}/quiet-once.toml", "--summary-json", "/dev/full"],
+        {},
+        1,
+        "error: --summary-json /dev/full: cannot write: No space left on device",
+    ),
     (
         ["run", "--config", "{d}/bad-state-dir.toml"],
         {},
