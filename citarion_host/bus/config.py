@@ -68,6 +68,13 @@ class NatsSettings(_Strict):
     reconnect_wait_s: float = Field(default=0.5, gt=0)
     reconnect_wait_max_s: float = Field(default=5.0, gt=0)
     max_reconnect_attempts: int = Field(default=-1, ge=-1, description="-1 = forever")
+    #: How often the connection pings the server, and how many pings may go unanswered before it is
+    #: taken as dead and reconnected (to another server of the list when there is one). nats-py's own
+    #: defaults (120 s, 2) left a server that stopped answering without closing the connection (frozen,
+    #: a link gone dead, a NAT that forgot it) unnoticed for up to six minutes: "connected" and ready,
+    #: every publish unstored meanwhile.
+    ping_interval_s: float = Field(default=5.0, gt=0)
+    max_outstanding_pings: int = Field(default=2, ge=1)
     ack_wait_s: float = Field(default=30.0, gt=0)
     max_deliver: int = Field(default=5, ge=1)
     nak_backoff_s: list[float] = Field(default_factory=lambda: [0.1, 0.5, 2.0, 5.0], min_length=1)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
+import signal as signals
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -862,3 +864,33 @@ async def test_a_store_without_storage_left_is_reported_and_the_bus_unfit_until_
             assert bus.connection_problems() == [] and bus.stats()["nats"]["store_refused"] is False
             await status.wait_for(2, timeout=5)
             assert status.events[1].topic == "system.connection.store_ok"
+
+
+async def test_a_server_that_stops_answering_is_found_dead_by_its_pings(nats_server: NatsServer) -> None:
+    """A server that stops answering without closing the connection (frozen here with SIGSTOP: the
+    kernel keeps the socket open; a dead link or a NAT that forgot the connection look the same) went
+    unnoticed for nats-py's 2 x 120 s of pings: the bus "connected", every publish unstored. With
+    ``ping_interval_s`` and ``max_outstanding_pings`` it is taken as dead within a few pings (reported
+    on ``system.connection.disconnected``), and reconnected once the server answers again."""
+    settings = NatsSettings(
+        servers=[nats_server.url],
+        ping_interval_s=0.2,
+        max_outstanding_pings=1,
+        reconnect_wait_s=0.1,
+        reconnect_wait_max_s=0.2,
+        connect_timeout_s=0.5,
+    )
+    async with NatsBus(settings) as bus:
+        status = Collector()
+        await bus.subscribe("system.connection.>", status)
+        os.kill(nats_server.pid, signals.SIGSTOP)
+        try:
+            await eventually(
+                lambda: bus.connection_state != "connected", timeout=10, what="the frozen server found dead"
+            )
+        finally:
+            os.kill(nats_server.pid, signals.SIGCONT)
+        await eventually(lambda: bus.connection_state == "connected", timeout=20, what="reconnected")
+        await status.wait_for(2, timeout=10)
+        assert [e.payload.state for e in status.events[:2]] == ["disconnected", "reconnected"]
+        await bus.publish(signal(1))  # and the bus goes on

@@ -62,6 +62,8 @@ def connection_options(settings: NatsSettings, **callbacks: Any) -> dict[str, An
         "connect_timeout": settings.connect_timeout_s,
         "reconnect_time_wait": settings.reconnect_wait_s,
         "max_reconnect_attempts": settings.max_reconnect_attempts,
+        "ping_interval": settings.ping_interval_s,
+        "max_outstanding_pings": settings.max_outstanding_pings,
         "reconnect_to_server_handler": backoff(settings),
         # Topics and patterns are validated by the catalog and the topics module before they get here.
         "skip_subject_validation": True,
