@@ -389,33 +389,41 @@ def test_a_second_signal_exits_at_once(tmp_path: Path, second: signal.Signals, l
     assert f"error: {second.name} again during shutdown: exiting at once" in stderr
 
 
-def test_sighup_stops_the_host_cleanly_and_a_second_exits_at_once(tmp_path: Path) -> None:
-    """A closed terminal (SIGHUP) killed the host where it stood: no stop, no last snapshots, no
-    summary, status 129 from the shell. Now it stops the host as SIGTERM does (status 0); a second
-    one during a stop that blocks exits at once with 129."""
+def recorder_only(tmp_path: Path) -> Path:
+    """A host that runs until it is stopped: one bot waiting for market events that never come."""
     config = tmp_path / "host.toml"
     config.write_text(
         "[host]\nprogress_interval_s = 0\nsummary = false\n"
         + bot("recorder", "Recorder", subscribe='["market.>"]')
     )
-    process = HostRun(config)
+    return config
+
+
+def signalled(config: Path, *signums: signal.Signals, prefix: tuple[str, ...] = ()) -> tuple[int, str]:
+    """Run ``config``, send ``signums`` once the host started (the next one once the shutdown began,
+    or at once with ``prefix``: what a wrapper such as ``nohup`` does to the signals is the point),
+    and return the exit status and stderr."""
+    process = HostRun(config, prefix=prefix)
     try:
         process.wait_for("host started")
-        process.send_signal(signal.SIGHUP)
+        for n, signum in enumerate(signums):
+            if n and not prefix:
+                process.wait_for("citarion_host.app: stopping")  # the shutdown began (armed)
+            process.send_signal(signum)
         code, stderr, _ = process.finish()
     finally:
         process.kill()
+    return code, stderr
+
+
+def test_sighup_stops_the_host_cleanly_and_a_second_exits_at_once(tmp_path: Path) -> None:
+    """A closed terminal (SIGHUP) killed the host where it stood: no stop, no last snapshots, no
+    summary, status 129 from the shell. Now it stops the host as SIGTERM does (status 0); a second
+    one during a stop that blocks exits at once with 129."""
+    code, stderr = signalled(recorder_only(tmp_path), signal.SIGHUP)
     assert code == 0, stderr
     assert "stopping on SIGHUP (send it again to exit at once)" in stderr and "host stopped" in stderr
-    process = HostRun(hanging_stop(tmp_path, "block"))
-    try:
-        process.wait_for("host started")
-        process.send_signal(signal.SIGHUP)
-        process.wait_for("citarion_host.app: stopping")
-        process.send_signal(signal.SIGHUP)
-        code, stderr, _ = process.finish()
-    finally:
-        process.kill()
+    code, stderr = signalled(hanging_stop(tmp_path, "block"), signal.SIGHUP, signal.SIGHUP)
     assert code == 129, stderr
     assert "error: SIGHUP again during shutdown: exiting at once (status 129)" in stderr
 
@@ -426,19 +434,7 @@ def test_a_host_started_under_nohup_ignores_sighup(tmp_path: Path) -> None:
     reason: SIGTERM is."""
     nohup = shutil.which("nohup")
     assert nohup is not None, "coreutils' nohup"
-    config = tmp_path / "host.toml"
-    config.write_text(
-        "[host]\nprogress_interval_s = 0\nsummary = false\n"
-        + bot("recorder", "Recorder", subscribe='["market.>"]')
-    )
-    process = HostRun(config, prefix=(nohup,))
-    try:
-        process.wait_for("host started")
-        process.send_signal(signal.SIGHUP)
-        process.send_signal(signal.SIGTERM)
-        code, stderr, _ = process.finish()
-    finally:
-        process.kill()
+    code, stderr = signalled(recorder_only(tmp_path), signal.SIGHUP, signal.SIGTERM, prefix=(nohup,))
     assert code == 0, stderr
     assert "stopping on SIGTERM" in stderr and "SIGHUP" not in stderr
 

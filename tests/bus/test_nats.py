@@ -16,6 +16,7 @@ import signal as signals
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import nats
@@ -556,17 +557,21 @@ async def test_a_topic_outside_the_stream_is_refused_at_once(stream: NatsSetting
         await bus.publish(signal(1))
 
 
-async def test_giving_up_on_the_connection_is_reported_and_publishes_fail_fast(
-    nats_server: NatsServer,
-) -> None:
-    settings = NatsSettings(
-        servers=[nats_server.url],
-        max_reconnect_attempts=1,
+def quick_reconnects(server: NatsServer, **settings: Any) -> NatsSettings:
+    """Settings for ``server`` that retry a lost connection every 50 ms (tests of outages)."""
+    return NatsSettings(
+        servers=[server.url],
         reconnect_wait_s=0.05,
         reconnect_wait_max_s=0.05,
         connect_timeout_s=0.2,
-        publish_timeout_s=30,
+        **settings,
     )
+
+
+async def test_giving_up_on_the_connection_is_reported_and_publishes_fail_fast(
+    nats_server: NatsServer,
+) -> None:
+    settings = quick_reconnects(nats_server, max_reconnect_attempts=1, publish_timeout_s=30)
     async with NatsBus(settings) as bus:
         status = Collector()
         await bus.subscribe("system.connection.>", status)
@@ -872,14 +877,7 @@ async def test_a_server_that_stops_answering_is_found_dead_by_its_pings(nats_ser
     unnoticed for nats-py's 2 x 120 s of pings: the bus "connected", every publish unstored. With
     ``ping_interval_s`` and ``max_outstanding_pings`` it is taken as dead within a few pings (reported
     on ``system.connection.disconnected``), and reconnected once the server answers again."""
-    settings = NatsSettings(
-        servers=[nats_server.url],
-        ping_interval_s=0.2,
-        max_outstanding_pings=1,
-        reconnect_wait_s=0.1,
-        reconnect_wait_max_s=0.2,
-        connect_timeout_s=0.5,
-    )
+    settings = quick_reconnects(nats_server, ping_interval_s=0.2, max_outstanding_pings=1)
     async with NatsBus(settings) as bus:
         status = Collector()
         await bus.subscribe("system.connection.>", status)
