@@ -68,7 +68,8 @@ class BotFigures:
 
 
 class RecordError(OSError):
-    """The record file cannot be opened (``[host] record``): the run does not start."""
+    """An output the run was asked for cannot be written: the record (``[host] record``: cannot be
+    opened, then the run does not start; or it stopped during the run) or ``--summary-json``."""
 
 
 class RunMonitor:
