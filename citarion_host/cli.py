@@ -512,7 +512,7 @@ def _state(args: argparse.Namespace) -> int:
                 _print_json(rows)
             else:
                 print(format_rows(rows, where, with_state=bool(args.bot)))
-            return 0
+            return 1 if any("error" in row for row in rows) else 0  # a script sees it too
         removed, where = asyncio.run(reset_states(config, args.bot))
         for bot_id in removed:
             print(f"reset {bot_id} ({where})")

@@ -58,18 +58,26 @@ def _no_store(config: HostConfig) -> str:
 
 
 async def show_states(config: HostConfig, bot: str | None = None) -> tuple[list[dict[str, Any]], str]:
-    """One row per stored state (or ``bot``'s), and where they were read."""
+    """One row per stored state (or ``bot``'s), and where they were read. Listing them all, a state
+    that cannot be read is a row with its ``error`` (the others are still shown: one cut-short file
+    hid every other state); asked for by name, it raises."""
     async with state_store(config) as store:
         if store is None:
             raise StateError(_no_store(config))
         bots = [bot] if bot else await store.keys()
-        rows = []
+        rows: list[dict[str, Any]] = []
         for bot_id in bots:
-            data = await store.load(bot_id)
-            if data is None:
-                raise StateError(f"no stored state for bot {bot_id!r} in {store.where}")
-            snapshot = read_snapshot(data, f"bot {bot_id!r}: the snapshot in {store.where}")
-            state = msgspec.json.decode(snapshot.state)
+            try:
+                data = await store.load(bot_id)
+                if data is None:
+                    raise StateError(f"no stored state for bot {bot_id!r} in {store.where}")
+                snapshot = read_snapshot(data, f"bot {bot_id!r}: the snapshot in {store.where}")
+                state = msgspec.json.decode(snapshot.state)
+            except (StateError, msgspec.DecodeError) as exc:
+                if bot:
+                    raise
+                rows.append({"bot": bot_id, "error": str(exc)})
+                continue
             rows.append(
                 {
                     "bot": bot_id,
@@ -105,6 +113,11 @@ def format_rows(rows: list[dict[str, Any]], where: str, *, with_state: bool) -> 
     """Text for ``state show``: one line per bot; the state itself as JSON with ``with_state``."""
     lines = [f"{len(rows)} stored state(s) in {where}"]
     for row in rows:
+        if "error" in row:
+            lines.append(
+                f"{row['bot']}: UNREADABLE: {row['error']} (state reset --bot {row['bot']} drops it)"
+            )
+            continue
         position = (
             f"seq {row['seq']} of {row['stream']}" if row["seq"] is not None else f"event {row['event_id']}"
         )

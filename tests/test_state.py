@@ -482,6 +482,16 @@ def test_state_show_and_reset_read_the_config_store(
     assert "tally: test-tally v1, 50 events, after event" in out and "ticks: test-ticks v1" in out
     assert main(["state", "show", "--config", str(path), "--bot", "tally"]) == 0
     assert '"count": 50' in capsys.readouterr().out
+    ticks_file = tmp_path / "state" / "ticks.json"
+    whole = ticks_file.read_bytes()
+    ticks_file.write_bytes(whole[:40])  # cut short: one unreadable state no longer hides the others
+    assert main(["state", "show", "--config", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "tally: test-tally v1, 50 events, after event" in out
+    assert "ticks: UNREADABLE: bot 'ticks': the snapshot in dir" in out and "(state reset --bot ticks" in out
+    assert main(["state", "show", "--config", str(path), "--bot", "ticks"]) == 1
+    assert "not a readable state snapshot" in capsys.readouterr().err
+    ticks_file.write_bytes(whole)
     assert main(["state", "reset", "--config", str(path), "--bot", "tally"]) == 0
     assert "reset tally" in capsys.readouterr().out
     assert main(["state", "show", "--config", str(path), "--bot", "tally"]) == 1
