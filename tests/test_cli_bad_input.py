@@ -328,3 +328,21 @@ def test_a_record_cut_short_keeps_whole_lines_and_the_run_its_summary(tmp_path: 
     last = done.stderr.splitlines()[-1]
     assert last.startswith("error: ") and "[host] record: the record" in last
     assert f"it holds the run's first {len(kept):,} events, {9_350 - len(kept):,} are missing" in last
+
+
+@pytest.mark.nats
+def test_run_whose_stream_the_server_refuses_says_why_in_one_line(
+    files: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The start fails after connecting (a stream of 3 replicas on a single server): closing the
+    connection it opened is the bus's own doing, so no "disconnected" warning, "closed for good"
+    error or failed report before the one line that says why (they said the server dropped us)."""
+    with NatsServer() as server:
+        config = nats_config(files / "replicas.toml", server.url)
+        config.write_text(config.read_text() + "replicas = 3\n")
+        code, _, err = run_cli(["run", "--config", str(config)], capsys)
+    assert code == 1 and "Traceback" not in err
+    lines = err.splitlines()
+    assert lines[-1].startswith("error: cannot create JetStream stream 'citarion-events': ")
+    assert "replicas > 1 not supported in non-clustered mode" in lines[-1]
+    assert [line for line in lines[:-1] if " warning " in line or " error " in line] == []

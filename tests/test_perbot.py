@@ -506,3 +506,29 @@ async def test_bots_own_connections_come_back_after_the_server_is_killed(
         f"after the kill: recorder handled {len(Recorder.seen['recorder'])}, "
         f"keeper {len(Recorder.seen['keeper'])} of {count}; unstored {bus.unstored}"
     )
+
+
+async def test_a_bots_events_refused_for_want_of_storage_make_the_host_not_ready(tmp_path: Path) -> None:
+    """Per-bot isolation: a bot's events go out through its own connection and publisher, so the
+    server's "insufficient resources" answer reaches that publisher, not the host's. The host is not
+    ready, naming the bot, as it is when its own publishes are refused."""
+    granted = tmp_path / "granted.toml"
+    granted.write_text(backend("nats://127.0.0.1:4222", tmp_path) + bots('["analytics.other.>"]'))
+    out = tmp_path / "deploy"
+    write_deployment(load_config(granted), out, DeployOptions(store_dir=str(out / "store"), check=False))
+    conf = out / "nats-server.conf"
+    conf.write_text(conf.read_text().replace("jetstream {\n", "jetstream {\n  max_memory_store: 4KB\n", 1))
+    with NatsServer.from_config(conf) as server:
+        config = tmp_path / "host.toml"
+        quick_stop = backend(server.url, out).replace(
+            "summary = false\n", "summary = false\ndrain_timeout_s = 2.0\n"
+        )
+        config.write_text(quick_stop + bots('["analytics.other.>"]'))
+        host = Host(load_config(config), plugins=Plugins())
+        await host.start()
+        try:
+            refused = "bot 'numbers': JetStream refuses to store its events: insufficient resources (err_code 10023)"
+            await eventually(lambda: refused in host.health().reasons, 30, "the bot's refusal in the health")
+            assert not host.health().ready
+        finally:
+            await host.stop()

@@ -158,6 +158,10 @@ class NatsBus(EventBus):
                         self._watch_consumers(settings.consumer_check_s), name="nats-consumer-watch"
                     )
         except BaseException:
+            # The start failed (a stream the server refuses, say): closing what it opened is ours, not
+            # the server dropping us. Its callbacks then stay quiet (as for a failed first connect):
+            # the start's own error says why, in one line.
+            self.connection_state = "new"
             await self.nc.close()
             raise
 
@@ -374,6 +378,11 @@ class NatsBus(EventBus):
         refusal = self._publisher.refusal if self._publisher is not None else None
         if refusal is not None:
             problems.append(f"JetStream refuses to store this host's events: {refusal}")
+        problems += [  # per-bot isolation: a bot's events go through its own publisher
+            f"bot {bot_id!r}: JetStream refuses to store its events: {lane.link.publisher.refusal}"
+            for bot_id, lane in sorted(self._lanes.items())
+            if lane.link.publisher is not None and lane.link.publisher.refusal is not None
+        ]
         return problems + [
             f"bot {bot_id!r}: its own NATS connection is {lane.link.state}"
             for bot_id, lane in sorted(self._lanes.items())
