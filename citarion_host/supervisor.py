@@ -511,6 +511,7 @@ class BotRunner:
         # The state as of the last event handled (a feed's: once its tasks stopped): what the next
         # start restores.
         await self._stop_bot(snapshot=snapshot)
+        self.final_stats["errors"] = self.errors  # a stop() that failed counts too
         if self.checkpoints is not None:  # with the snapshot taken at the stop
             self.final_stats["checkpoints"] = {**self.checkpoints.stats(), "suppressed": self.suppressed}
         if self.state != "failed":
@@ -553,8 +554,10 @@ class BotRunner:
                 await within(bot.stop(), self.settings.stop_timeout_s, "stop()", "[host] stop_timeout_s")
             except Overran as exc:
                 self._stop_overran(str(exc))
-            except Exception:
+            except Exception as exc:  # as a failed handler: counted, reported, the traceback logged
+                self.errors += 1
                 log.exception("bot stop failed", extra={"bot": self.config.id})
+                self._report("system.bot.error", "error", f"stop() failed: {type(exc).__name__}: {exc}")
 
     def stuck(self, reason: str) -> None:
         """The host's handler watch found this bot on one event for too long (``handlerwatch.py``):

@@ -72,3 +72,15 @@ class HangsAtStop(Bot):
 
     async def stop(self) -> None:
         await hang(self.params.how)
+
+
+class FailsAtStop(Bot):
+    """Starts, handles nothing, and its ``stop()`` raises."""
+
+    type_name = "test-fails-at-stop"
+
+    async def handle(self, event: Event) -> None:
+        return None
+
+    async def stop(self) -> None:
+        raise RuntimeError("the exchange session could not be closed")

@@ -53,7 +53,7 @@ def _reset_test_bots() -> Iterator[None]:
 
 
 def bot(bot_id: str, plugin: str, publish: str = "[]", subscribe: str = "[]", **params: object) -> str:
-    module = "tests.lifecycle_bots" if plugin.startswith("Hangs") else "tests.host_bots"
+    module = "tests.lifecycle_bots" if plugin.startswith(("Hangs", "Fails")) else "tests.host_bots"
     lines = [
         "[[bots]]",
         f'id = "{bot_id}"',
@@ -137,6 +137,28 @@ async def test_a_stop_that_never_returns_is_abandoned_after_stop_timeout(
     assert "stop() did not return within 0.5s ([host] stop_timeout_s)" in getattr(overran[0], "reason", "")
     reports = [e for e in Recorder.seen["recorder"] if e.topic == "system.bot.error"]
     assert [e.payload.bot_id for e in reports] == ["stuck"], "reported on system.bot.error too"
+
+
+async def test_a_stop_that_raises_is_reported_and_counted_and_the_host_stops(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bot's ``stop()`` that raises was logged with its traceback and nothing more: no report on
+    ``system.bot.*`` (where an overrun goes), no count in the bot's errors (the summary's column)."""
+    path = write(
+        tmp_path,
+        bot("recorder", "Recorder", subscribe='["system.bot.>"]'),  # stopped last (reverse start order)
+        bot("closer", "FailsAtStop", subscribe='["analytics.number.>"]'),
+    )
+    host = Host(load_config(path), plugins=Plugins())
+    await host.start()
+    await host.stop()
+    assert host.bus.closed and host.final_stats["closer"]["errors"] == 1
+    failed = [r for r in caplog.records if r.getMessage() == "bot stop failed"]
+    assert [getattr(r, "bot", None) for r in failed] == ["closer"] and failed[0].exc_info is not None
+    reports = [e for e in Recorder.seen["recorder"] if e.topic == "system.bot.error"]
+    assert [(e.payload.bot_id, e.payload.reason) for e in reports] == [
+        ("closer", "stop() failed: RuntimeError: the exchange session could not be closed")
+    ]
 
 
 # -- readiness ------------------------------------------------------------------------------------------
