@@ -34,6 +34,7 @@ from .bus import (
 )
 from .errors import (
     BackpressureTimeoutError,
+    BotExit,
     BusClosedError,
     BusError,
     CitarionError,
@@ -91,6 +92,7 @@ __all__ = [
     "BackpressureTimeoutError",
     "Bot",
     "BotContext",
+    "BotExit",
     "BotHarness",
     "BotInfo",
     "BotLifecycle",

@@ -5,7 +5,11 @@ coroutine and then *waits for it to finish*, so a ``stop()`` that catches ``Canc
 on waiting (a retry loop with a bare ``except``) holds the host for good. Here the coroutine runs as a
 task of its own: at the deadline it is cancelled and left behind, and the caller goes on. Code that
 blocks the event loop itself (``time.sleep``) cannot be bounded from inside the loop; the shutdown
-watchdog (``signals.py``) covers that case.
+watchdog (``signals.py``) covers that case, and the loop watch (``loopwatch.py``) says who holds it.
+
+And whatever that code raises: :func:`bot_code` turns a ``SystemExit`` (a bot's ``sys.exit()``) into
+a :class:`~citarion_host.errors.BotExit`, a failure like any other. asyncio lets ``SystemExit`` out of
+a task and ends the event loop with it, so one bot's ``sys.exit()`` ended the host.
 """
 
 from __future__ import annotations
@@ -15,7 +19,9 @@ import logging
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-__all__ = ["Overran", "limited", "within"]
+from .errors import BotExit
+
+__all__ = ["Overran", "bot_code", "limited", "within"]
 
 T = TypeVar("T")
 log = logging.getLogger("citarion_host.bounded")
@@ -23,6 +29,15 @@ log = logging.getLogger("citarion_host.bounded")
 
 class Overran(TimeoutError):
     """A bot's coroutine did not finish in its time; the message names what, the limit and its key."""
+
+
+async def bot_code(work: Coroutine[Any, Any, T]) -> T:
+    """``await work``; a ``SystemExit`` it raises comes out as :class:`BotExit` (for a bot's
+    ``start()``, ``stop()`` and spawned tasks; its ``handle`` is caught where the host calls it)."""
+    try:
+        return await work
+    except SystemExit as exc:
+        raise BotExit.of(exc) from exc
 
 
 async def within(work: Coroutine[Any, Any, T], timeout: float, what: str, key: str) -> T:

@@ -15,6 +15,7 @@
     ├── PublishNotAllowedError      a bot published outside its declared patterns
     ├── StateError                  a bot's state cannot be snapshotted, stored or restored (names
     │                               the bot and the field)
+    ├── BotExit                     a bot's code called ``sys.exit()``: that bot failed, the host goes on
     └── ConfigError                 invalid configuration (names file, bot id and key)
 
 Validation errors are ``ValueError`` subclasses defined next to what they validate:
@@ -29,6 +30,7 @@ from .findings import Finding
 
 __all__ = [
     "BackpressureTimeoutError",
+    "BotExit",
     "BusClosedError",
     "BusError",
     "CitarionError",
@@ -126,6 +128,22 @@ class ConfigError(CitarionError):
 
 def _as_finding(problem: Finding | str) -> Finding:
     return problem if isinstance(problem, Finding) else Finding("error", "", None, "", problem)
+
+
+class BotExit(CitarionError):
+    """A bot's code raised ``SystemExit`` (its own ``sys.exit()``, or a library's: an argument parser,
+    a CLI helper): a failure of that bot, reported and restarted like any other. Left as it was, it
+    went through asyncio, which lets ``SystemExit`` end the event loop, and one bot ended the host."""
+
+    @classmethod
+    def of(cls, exc: BaseException) -> Exception:
+        """``exc`` as the failure of a bot's code: a ``SystemExit`` becomes a :class:`BotExit`."""
+        if isinstance(exc, Exception):
+            return exc
+        code = exc.code if isinstance(exc, SystemExit) else None
+        failure = cls(f"the bot called sys.exit({'' if code is None else repr(code)})")
+        failure.__cause__ = exc
+        return failure
 
 
 class HandledFailure(CitarionError):

@@ -44,6 +44,7 @@ from .events import Event, EventCatalog
 from .handlerwatch import HandlerWatch
 from .health import UNREADY_TOPIC, Health
 from .hoststate import HostState
+from .loopwatch import LoopWatch
 from .plugins import Plugins
 from .registry import BotRegistry, load_registry
 from .replicas import Replicas
@@ -116,6 +117,7 @@ class Host:
         self.state = HostState()
         #: Reports a bot whose handler has been on one event for ``[host] handler_stuck_s``.
         self.handler_watch = HandlerWatch(self.runners)
+        self.loop_watch = LoopWatch(self.runners)
         #: Bots with ``replicas`` > 1 on NATS JetStream: their seats, standbys and takeovers.
         self.replicas = Replicas(self._runner, self._restore, self.state.keeper.drop_local)
         #: Per bot, once someone asked for handler durations (:meth:`time_handlers`): kept across
@@ -183,6 +185,8 @@ class Host:
         if self._checked is not self.loaded:  # run_host checks before opening anything
             self.check(self.loaded)
         role = split_role(self.loaded, self.placement, self.bus)
+        # First: a bot's start() that holds the loop is said too.
+        self.loop_watch.start(self.config.host.loop_blocked_s)
         if role == "follower":
             self._follow()  # before any subscription exists: they all take the follower's sequencer
         await self.bus.start()
@@ -331,6 +335,7 @@ class Host:
         for observer in self.observers:
             await observer.detach()
         await self.bus.close(drain=True, timeout=self.config.host.drain_timeout_s)
+        self.loop_watch.stop()  # last: a bot's stop() that holds the loop is said too
         log.info("host stopped")
 
     async def _stop_bots(self, coordinator: Coordinator | None = None) -> None:
@@ -358,6 +363,8 @@ class Host:
         """(Re)start the handler watch with ``config``'s ``handler_stuck_s``, on the current bus (its
         report says who waits: every bot in deterministic mode)."""
         self.handler_watch.start(config.host.handler_stuck_s, self.bus.sequencer is not None)
+        if config.host.loop_blocked_s != self.loop_watch.blocked_s:  # changed by a reload
+            self.loop_watch.start(config.host.loop_blocked_s)
 
     async def _settle(self, after: str) -> bool:
         """Wait for the bus to settle, at most ``drain_timeout_s``. False past it: the bots left then
@@ -690,4 +697,5 @@ class Host:
             "state": self.state.stats(),
             "replicas": self.replicas.stats(),
             "bots": {bot_id: r.stats() for bot_id, r in self.runners.items()},
+            "loop": self.loop_watch.stats(),
         }

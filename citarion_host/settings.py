@@ -99,6 +99,9 @@ class HostSettings(_Strict):
     #: A bot handling one event for longer is reported (``system.bot.stuck``) and the host is not
     #: ready until that handler returns (``handlerwatch.py``); 0: never.
     handler_stuck_s: float = Field(default=30.0, ge=0)
+    #: An event loop held this long (a bot's synchronous call) is said at once from a thread, and the
+    #: bot holding it counted and reported when it runs again (``loopwatch.py``); 0: never.
+    loop_blocked_s: float = Field(default=5.0, ge=0)
     #: After SIGINT/SIGTERM, the whole shutdown; past it the process exits with status 1.
     shutdown_timeout_s: float = Field(default=120.0, gt=0)
     #: A split deterministic run (``split.py``): how long the coordinator waits for the hosts of the

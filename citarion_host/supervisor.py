@@ -35,11 +35,11 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from .bot import Bot
-from .bounded import Overran, limited, within
+from .bounded import Overran, bot_code, limited, within
 from .bus import EventBus, PositionFinder, Subscription, delivery_position, position_finder
 from .checkpoint import Checkpoints
 from .context import GuardedContext
-from .errors import HandledFailure, SubscriptionRefusedError
+from .errors import BotExit, HandledFailure, SubscriptionRefusedError
 from .events import Event
 from .lineage import CURRENT_EVENT, handling
 from .payloads import BotLifecycle
@@ -114,7 +114,7 @@ class BusOutlet:
 
     def spawn(self, work: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         """Background work (a data feed) under supervision: if it raises, the bot restarts."""
-        return self._runner.tasks.spawn(work, name)
+        return self._runner.tasks.spawn(bot_code(work), name)
 
     async def settle(self, lag: bool = False) -> None:
         """Deterministic mode: wait until everything published so far is handled everywhere; with
@@ -342,9 +342,9 @@ class BotRunner:
                         self.quiet = self._replaying(checkpoints)
                     try:
                         await bot.handle(event)
-                    except Exception as exc:
+                    except (Exception, SystemExit) as exc:  # sys.exit() in a bot: that bot's failure
                         self.quiet = False
-                        await self._crashed(event, exc, where, checkpoints)
+                        await self._crashed(event, BotExit.of(exc), where, checkpoints)
                         return
                     finally:
                         self.quiet = False
@@ -363,11 +363,12 @@ class BotRunner:
             try:
                 await bot.handle(event)
                 self.handled += 1
-            except Exception as exc:
-                self._failed(event, exc)
+            except (Exception, SystemExit) as caught:  # sys.exit() in a bot: that bot's failure
+                failure = BotExit.of(caught)
+                self._failed(event, failure)
                 # On to the bus, already reported: a durable subscription then follows its retry
                 # policy (nak with backoff, max_deliver, dead letter) instead of acking a failure.
-                raise HandledFailure(f"bot {self.config.id!r} failed on {event.id}: {exc!r}") from exc
+                raise HandledFailure(f"bot {self.config.id!r} failed on {event.id}: {failure!r}") from failure
         finally:
             if timings is not None:
                 timings.observe(time.perf_counter() - started)
@@ -411,8 +412,8 @@ class BotRunner:
             try:
                 with handling(event):
                     await bot.handle(event)
-            except Exception as again:
-                exc = again
+            except (Exception, SystemExit) as again:
+                exc = BotExit.of(again)
                 continue
             finally:
                 self.quiet, self.suppress = False, 0
@@ -446,7 +447,9 @@ class BotRunner:
         checkpoints = self.checkpoints
         if checkpoints is not None:
             checkpoints.restore(bot)
-        await limited(bot.start(), self.settings.start_timeout_s, "start()", "[host] start_timeout_s")
+        await limited(
+            bot_code(bot.start()), self.settings.start_timeout_s, "start()", "[host] start_timeout_s"
+        )
         if checkpoints is not None:
             await self._replay(bot, checkpoints)
             checkpoints.take(bot)  # the restored state, checked encodable now rather than N events later
@@ -551,7 +554,9 @@ class BotRunner:
         bot, self.bot = self.bot, None
         if bot is not None:
             try:
-                await within(bot.stop(), self.settings.stop_timeout_s, "stop()", "[host] stop_timeout_s")
+                await within(
+                    bot_code(bot.stop()), self.settings.stop_timeout_s, "stop()", "[host] stop_timeout_s"
+                )
             except Overran as exc:
                 self._stop_overran(str(exc))
             except Exception as exc:  # as a failed handler: counted, reported, the traceback logged
@@ -570,6 +575,13 @@ class BotRunner:
         """The handler :meth:`stuck` named returned at last."""
         log.warning("bot handler moving again", extra={"bot": self.config.id, "reason": reason})
         self._report("system.bot.unstuck", "running", reason)
+
+    def held_loop(self, reason: str) -> None:
+        """The host's loop watch found this bot's code holding the event loop (``loopwatch.py``): a
+        fault of the bot's, counted in its errors and reported on ``system.bot.error`` once the loop
+        runs again (the watch logged it from its thread meanwhile)."""
+        self.errors += 1
+        self._report("system.bot.error", "error", reason)
 
     def _stop_overran(self, reason: str) -> None:
         """A bot's stop overran ``stop_timeout_s``: logged and reported on ``system.bot.error``; the

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import queue
+import sys
 import threading
-from typing import Any, ClassVar
+import time
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -160,6 +164,66 @@ class Crasher(Bot):
 
     async def handle(self, event: Event) -> None:
         raise RuntimeError(f"crash on {event.topic}")
+
+
+class Exiter(Bot):
+    """Calls ``sys.exit(3)`` in ``where``: ``handle`` (every event), ``start``, ``stop`` or a task it
+    spawns; ``starts`` counts its starts (class-level)."""
+
+    type_name = "test-exiter"
+    starts: ClassVar[int] = 0
+
+    class Params(_Params):
+        where: Literal["handle", "start", "stop", "task"] = "handle"
+
+    params: Params
+
+    async def start(self) -> None:
+        Exiter.starts += 1
+        if self.params.where == "start":
+            sys.exit(3)
+        if self.params.where == "task":
+            self.ctx.spawn(self._exit(), "exits")
+
+    async def _exit(self) -> None:
+        await asyncio.sleep(0)
+        sys.exit(3)
+
+    async def handle(self, event: Event) -> None:
+        if self.params.where == "handle":
+            sys.exit(3)
+
+    async def stop(self) -> None:
+        if self.params.where == "stop":
+            sys.exit(3)
+
+
+class Blocker(Bot):
+    """Holds the event loop: a synchronous ``time.sleep(sleep_s)`` in ``handle`` (``how``), once, on
+    its event number ``after`` (from 0): a bot making a blocking call in async code."""
+
+    type_name = "test-blocker"
+
+    class Params(_Params):
+        sleep_s: float = 1.0
+        how: Literal["sleep", "queue"] = "sleep"
+        after: int = 0
+
+    params: Params
+
+    def __init__(self, ctx: Any, params: Any) -> None:
+        super().__init__(ctx, params)
+        self.seen = 0
+
+    async def handle(self, event: Event) -> None:
+        self.seen += 1
+        if self.seen != self.params.after + 1:
+            return
+        if self.params.how == "sleep":
+            time.sleep(self.params.sleep_s)  # sleep: the line the loop watch names
+        else:
+            with contextlib.suppress(queue.Empty):
+                queue.Queue[None]().get(timeout=self.params.sleep_s)  # queue: the line the loop watch names
 
 
 class Trespasser(Bot):

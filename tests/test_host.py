@@ -19,7 +19,7 @@ from citarion_host.natsserver import NatsServer
 from citarion_host.plugins import Plugins
 from citarion_host.settings import load_config
 from tests.bus.conftest import Collector, eventually
-from tests.host_bots import Bars, Crasher, Held, Numbers, Recorder, Trespasser
+from tests.host_bots import Bars, Crasher, Exiter, Held, Numbers, Recorder, Trespasser
 
 FAST_RESTARTS = """
 [host]
@@ -38,6 +38,7 @@ def _reset_test_bots() -> Iterator[None]:
     Numbers.gate = None
     Numbers.sent = 0
     Crasher.starts = 0
+    Exiter.starts = 0
     Trespasser.refusals.clear()
     Bars.sent = 0
     Held.seen.clear()
@@ -276,6 +277,50 @@ async def test_a_bot_failing_to_start_is_retried(tmp_path: Path) -> None:
         assert Crasher.starts == 4
     finally:
         await host.stop()
+
+
+@pytest.mark.parametrize("where", ["handle", "start", "task"])
+async def test_a_bot_calling_sys_exit_fails_alone_and_the_host_runs_on(tmp_path: Path, where: str) -> None:
+    """``sys.exit()`` in a bot's code (its own, or a library's) went through asyncio, which lets
+    ``SystemExit`` end the event loop: one bot ended the host (exit status 3, every other bot with
+    it). Now it is that bot's failure (``BotExit``), restarted with backoff like any other."""
+    path = write(
+        tmp_path,
+        FAST_RESTARTS,
+        bot("numbers", "Numbers", publish='["analytics.number.>"]', count=40, pace_s=0.005),
+        bot("exiter", "Exiter", subscribe='["analytics.number.>"]', where=where),
+        bot("recorder", "Recorder", subscribe='["analytics.number.>"]'),
+    )
+    lifecycle = Collector()
+    host = Host(load_config(path), plugins=Plugins())
+    await host.bus.start()
+    await host.bus.subscribe("system.bot.>", lifecycle)
+    await host.start()
+    try:
+        await eventually(lambda: host.runners["exiter"].state == "failed", timeout=10, what="exiter failed")
+        await eventually(lambda: len(Recorder.seen["recorder"]) == 40, timeout=10, what="all 40 numbers")
+        assert Exiter.starts == 4  # first start + 3 restarts
+        reasons = [e.payload.reason or "" for e in lifecycle.events if e.payload.bot_id == "exiter"]
+        assert any("BotExit: the bot called sys.exit(3)" in reason for reason in reasons), reasons
+        assert host.runners["recorder"].state == "running" and host.runners["numbers"].state == "running"
+    finally:
+        await host.stop()
+    assert host.bus.closed
+
+
+async def test_a_bot_calling_sys_exit_in_stop_is_reported_and_the_host_stops(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        bot("watch", "Recorder", subscribe='["system.bot.>"]'),  # stopped last (reverse start order)
+        bot("exiter", "Exiter", subscribe='["analytics.number.>"]', where="stop"),
+    )
+    host = await start_host(path)
+    await host.stop()
+    assert host.bus.closed and host.final_stats["exiter"]["errors"] == 1
+    reports = [e for e in Recorder.seen["watch"] if e.topic == "system.bot.error"]
+    assert [(e.payload.bot_id, e.payload.reason) for e in reports] == [
+        ("exiter", "stop() failed: BotExit: the bot called sys.exit(3)")
+    ]
 
 
 async def test_invalid_config_refuses_to_start(tmp_path: Path) -> None:

@@ -411,6 +411,33 @@ def test_a_second_signal_exits_at_once(tmp_path: Path, second: signal.Signals, l
     assert f"error: {second.name} again during shutdown: exiting at once" in stderr
 
 
+def test_a_paused_process_is_not_a_blocked_loop(tmp_path: Path) -> None:
+    """``SIGSTOP`` stops the loop watch's thread with the loop (``loopwatch.py``): a thread that wakes
+    far later than it asked skips that look, so a host paused for longer than ``loop_blocked_s`` (a
+    suspended VM, a debugger, ``kill -STOP``) does not say its loop was blocked. A bot blocking the
+    loop after the pause is still said, once: the watch ran all along."""
+    config = write(
+        tmp_path,
+        "[host]\nprogress_interval_s = 0\nsummary = false\nloop_blocked_s = 0.5\n",
+        bot("numbers", "Numbers", publish='["analytics.number.>"]', count=100_000, pace_s=0.05),
+        bot("blocker", "Blocker", subscribe='["analytics.number.>"]', sleep_s=1.5, after=60),
+    )
+    process = HostRun(config)
+    try:
+        process.wait_for("host started")
+        process.send_signal(signal.SIGSTOP)
+        time.sleep(2.5)
+        process.send_signal(signal.SIGCONT)
+        process.wait_for("event loop running again")  # the blocker, about 3 s of running after the start
+        process.send_signal(signal.SIGTERM)
+        code, stderr, _ = process.finish()
+    finally:
+        process.kill()
+    assert code == 0, stderr
+    blocked = [line for line in stderr.splitlines() if "event loop blocked" in line]
+    assert len(blocked) == 1 and "bot=blocker" in blocked[0] and "in handle" in blocked[0], stderr
+
+
 def recorder_only(tmp_path: Path) -> Path:
     """A host that runs until it is stopped: one bot waiting for market events that never come."""
     config = tmp_path / "host.toml"
