@@ -268,6 +268,7 @@ class Plugins:
             target = getattr(target, part)
         if not (inspect.isclass(target) and issubclass(target, Bot)):
             raise PluginError(f"plugin {spec!r}: {attribute!r} is not a subclass of citarion_host.Bot")
+        _check_lifecycle(target, f"plugin {spec!r}")
         self._register_module_hooks(module, spec)
         self._paths[spec] = target
         return target
@@ -401,8 +402,24 @@ def _validated_bot_types(manager: pluggy.PluginManager, plugin: object, name: st
                 )
             if not bot_type.type_name:
                 raise PluginError(f"plugin {name!r}: bot type {bot_type.__qualname__} sets no type_name")
+            _check_lifecycle(bot_type, f"plugin {name!r}: bot type {bot_type.type_name!r}")
             found.append(bot_type)
     return found
+
+
+def _check_lifecycle(bot_type: type[Bot], what: str) -> None:
+    """A bot's ``handle``, ``start`` and ``stop`` are awaited by the host: each must be ``async def``.
+
+    Why here: a plain ``def handle`` ran (its side effects happened), then failed on every event with
+    "object NoneType can't be used in 'await' expression", the bot restarted and failed for good, and
+    ``check`` had said nothing. Said at load instead, so ``check`` and a reload refuse it by name."""
+    for method in ("handle", "start", "stop"):
+        function = getattr(bot_type, method, None)
+        if function is not None and not inspect.iscoroutinefunction(function):
+            raise PluginError(
+                f"{what}: {bot_type.__module__}.{bot_type.__qualname__}.{method} must be 'async def'"
+                " (the host awaits it), not a plain function"
+            )
 
 
 def _validate_payload_types(manager: pluggy.PluginManager, plugin: object, name: str) -> None:

@@ -226,6 +226,16 @@ class Blocker(Bot):
                 queue.Queue[None]().get(timeout=self.params.sleep_s)  # queue: the line the loop watch names
 
 
+class PlainHandle(Bot):
+    """A ``handle`` written as a plain ``def``: refused when loaded (the host awaits it)."""
+
+    type_name = "test-plain-handle"
+    handled: ClassVar[int] = 0
+
+    def handle(self, event: Event) -> None:  # type: ignore[override]
+        PlainHandle.handled += 1
+
+
 class Trespasser(Bot):
     """Tries to publish outside its declared patterns on every event."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -226,6 +227,37 @@ def test_a_plugin_returning_a_non_bot_type_is_refused_by_name_and_the_others_sti
         plugins.register(BadPayload(), name="bad-payload")
     assert set(plugins.bot_types()) == {"test-recorder"}
     assert plugins.resolve("test-recorder").__name__ == "Recorder"
+
+
+def test_a_bot_whose_handle_is_not_async_is_refused_when_loaded(tmp_path: Path) -> None:
+    """A plain ``def handle`` passed ``check``, then ran on every event (its side effects happened)
+    and failed each time with "object NoneType can't be used in 'await' expression" until the bot
+    was given up. Now loading it says what is wrong: through a plugin, a ``module:object`` path and
+    ``check`` alike."""
+    from citarion_host.errors import ConfigError
+    from citarion_host.hookspecs import hookimpl
+    from citarion_host.host import Host
+    from citarion_host.plugins import PluginError, Plugins
+    from citarion_host.settings import load_config
+    from tests.host_bots import PlainHandle
+
+    class Plain:
+        @hookimpl
+        def citarion_bot_types(self) -> list[type]:
+            return [PlainHandle]
+
+    said = "tests.host_bots.PlainHandle.handle must be 'async def' (the host awaits it), not a plain function"
+    with pytest.raises(PluginError, match=re.escape(f"plugin 'plain': bot type 'test-plain-handle': {said}")):
+        Plugins().register(Plain(), name="plain")
+    with pytest.raises(PluginError, match=re.escape(f"plugin 'tests.host_bots:PlainHandle': {said}")):
+        Plugins().resolve("tests.host_bots:PlainHandle")
+    config = tmp_path / "host.toml"
+    config.write_text('[[bots]]\nid = "plain"\ncode = "ORA"\nplugin = "tests.host_bots:PlainHandle"\n')
+    loaded = load_config(config)
+    with pytest.raises(ConfigError) as caught:
+        Host(loaded, plugins=Plugins()).check(loaded)
+    assert any("bot 'plain'" in problem and said in problem for problem in caught.value.problems)
+    assert PlainHandle.handled == 0
 
 
 def test_a_modules_hooks_are_found_as_pluggy_finds_them(
