@@ -114,7 +114,11 @@ class BusOutlet:
 
     def spawn(self, work: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         """Background work (a data feed) under supervision: if it raises, the bot restarts."""
-        return self._runner.tasks.spawn(bot_code(work), name)
+        task = self._runner.tasks.spawn(bot_code(work), name)
+        # A task cancelled before its first step never starts bot_code, so nothing awaits ``work``:
+        # closed here (a no-op once it ran), as asyncio closes a task's own coroutine.
+        task.add_done_callback(lambda _: work.close())
+        return task
 
     async def settle(self, lag: bool = False) -> None:
         """Deterministic mode: wait until everything published so far is handled everywhere; with
