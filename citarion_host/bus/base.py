@@ -828,6 +828,7 @@ class EventBus(abc.ABC):
                     "sequencer_waits": self.sequencer.waits,
                     "stalls": self.sequencer.stalls,
                     "redelivered_early": self.sequencer.redelivered,
+                    "long_cascades": self.sequencer.long_cascades,
                 }
                 if self.sequencer is not None
                 else {}

@@ -66,6 +66,15 @@ __all__ = ["Sequencer"]
 
 log = logging.getLogger("citarion_host.bus.sequencer")
 
+#: Handled events between two turns given to the rest of the event loop. Handlers that never wait
+#: (most of them) would otherwise keep the loop for a whole cascade: a loop between bots (a bot that
+#: receives what it publishes) held it for good, and the host ignored SIGINT and SIGTERM.
+YIELD_EVERY = 1024
+
+#: One external event's cascade this long (internal events handled in a row) is said once: a loop
+#: between bots, most likely (the demo's are a few dozen events at most).
+LONG_CASCADE = 100_000
+
 #: The sequencer whose handler is running in this context (its publishes are internal).
 _running: contextvars.ContextVar[Sequencer | None] = contextvars.ContextVar("sequencer", default=None)
 
@@ -122,6 +131,11 @@ class Sequencer:
         self._released = asyncio.Event()
         self._released.set()
         self.handled = 0
+        #: Internal events handled since the last external one (its cascade so far), that external
+        #: event, and how many cascades reached :data:`LONG_CASCADE` (each said once).
+        self._cascade = 0
+        self._origin: _Entry | _Pushed | None = None
+        self.long_cascades = 0
         #: Events whose deliveries had not all arrived when their turn came (on JetStream: each a wait
         #: for the store, a round trip the host spends idle; on memory never).
         self.waits = 0
@@ -315,6 +329,7 @@ class Sequencer:
         monitor's) called as it is. Every event on memory takes this path."""
         _running.set(self)  # this task's context: what its handlers publish is internal
         internal, external, by_id, observed = self._internal, self._external, self._by_id, self._observed
+        long_cascade, yield_every = LONG_CASCADE, YIELD_EVERY  # read on every event: locals
         try:
             while internal or external or observed:
                 if self._holds:
@@ -327,8 +342,12 @@ class Sequencer:
                         continue
                 if internal:
                     entry = self._head = internal.popleft()
+                    self._cascade += 1
+                    if self._cascade == long_cascade:
+                        self._long_cascade(entry)
                 else:
                     entry = self._head = external.popleft()
+                    self._cascade, self._origin = 0, entry
                     self._external_out += 1
                     if self._space_wanted:
                         self._space_wanted = False
@@ -390,6 +409,8 @@ class Sequencer:
                             subscription._active = False
                 self._head = None
                 self.handled += 1
+                if not self.handled % yield_every:
+                    await asyncio.sleep(0)  # the loop's turn: signals, timers, I/O
         finally:
             self._task = None
             self._head = None
@@ -397,6 +418,17 @@ class Sequencer:
                 log.warning("sequencer stopped with events left", extra={"pending": self.pending})
             self._idle.set()
             self._wake_pacers(everyone=True)  # idle: whatever they wait for was handled (or never comes)
+
+    def _long_cascade(self, entry: _Entry | _Pushed) -> None:
+        """Say once that one external event's cascade has run :data:`LONG_CASCADE` events: the next
+        external event (the feed's next bar) waits until it ends, which a loop never does."""
+        self.long_cascades += 1
+        origin = "" if self._origin is None else _described(self._origin)
+        log.error(
+            f"one event's cascade has run to {LONG_CASCADE:,} events: a loop between bots? (the next"
+            " event from outside the bots waits until it ends)",
+            extra={"origin": origin or None, "now": _described(entry)},
+        )
 
     def _defer_observers(self, entry: _Entry) -> list[tuple[Subscription, Any]]:
         """Queue ``entry`` for its observers (:meth:`observe`) behind what they still have to see, and
@@ -565,3 +597,9 @@ def _creation(arrival: tuple[Subscription, Any]) -> int:
 
 def _seq(subscription: Subscription) -> int:
     return subscription.seq
+
+
+def _described(entry: _Entry | _Pushed) -> str:
+    """``<topic> from <source>`` of a queued entry's event, for a log line."""
+    event = entry.event if isinstance(entry, _Entry) else entry[0]
+    return f"{event.topic} from {event.source}"

@@ -5,12 +5,16 @@ starts nothing meanwhile, and a :class:`Follower` holds its bots' deliveries for
 from __future__ import annotations
 
 import asyncio
+import logging
+import threading
 from collections.abc import Callable
 from typing import Any
 
-from citarion_host.bus import Subscription
+import pytest
+
+from citarion_host.bus import MemoryBus, Subscription
 from citarion_host.bus.nats.relay import Follower, collect
-from citarion_host.bus.sequencer import Sequencer
+from citarion_host.bus.sequencer import LONG_CASCADE, YIELD_EVERY, Sequencer
 from citarion_host.events import Event, make_event
 
 from .conftest import eventually
@@ -400,3 +404,46 @@ async def test_an_observers_lost_delivery_stalls_after_the_timeout_while_the_oth
     assert at_stall == [[("A", n) for n in range(8)]], "A was not held up, M saw nothing before"
     assert [n for who, n in seen if who == "M"] == list(range(8))
     assert sequencer.stalls == 1 and stalled == [(99, ["M"])]
+
+
+async def test_a_loop_between_handlers_leaves_the_event_loop_its_turns_and_is_said_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A handler that publishes what it receives (a bot subscribed to its own topic) never waits, and
+    the sequencer ran its cascade without giving the event loop a turn: the host held the loop for
+    good, SIGINT and SIGTERM (loop callbacks) were never run, and nothing said why. Now a timer of
+    the loop fires while the cascade runs (a turn every ``YIELD_EVERY`` events), and a cascade that
+    reaches ``LONG_CASCADE`` events is said once, with the event from outside it came from."""
+    caplog.set_level(logging.ERROR, "citarion_host.bus.sequencer")
+    looping = True
+    # Without the turns nothing on the loop can end the cascade: a thread does, so that the test
+    # fails (the timer fired only after the cascade) instead of hanging.
+    valve = threading.Event()
+    opener = threading.Timer(30.0, valve.set)
+    async with MemoryBus(deterministic=True) as bus:
+
+        async def echo(e: Event) -> None:
+            if looping and not valve.is_set():
+                await bus.publish(make_event("analytics.loop.echoed", {}, source="ORA"))
+
+        await bus.subscribe("analytics.loop.>", echo)
+        sequencer = bus.sequencer
+        assert sequencer is not None
+        seen_at: list[tuple[int, bool]] = []  # (events handled, still looping) when the timer fired
+        asyncio.get_running_loop().call_later(
+            0.05, lambda: seen_at.append((sequencer.handled, looping and not valve.is_set()))
+        )
+        opener.start()
+        try:
+            await bus.publish(make_event("analytics.loop.echoed", {}, source="LUM"))
+            await eventually(lambda: bus.stats()["long_cascades"] == 1, timeout=60, what="the long cascade")
+            looping = False
+            await bus.settle()
+        finally:
+            opener.cancel()
+        assert seen_at and seen_at[0][1] and 0 < seen_at[0][0] < LONG_CASCADE, seen_at
+        assert sequencer.handled > LONG_CASCADE > YIELD_EVERY
+        said = [r for r in caplog.records if "cascade has run to" in r.getMessage()]
+        assert len(said) == 1
+        assert said[0].origin == "analytics.loop.echoed from LUM"  # type: ignore[attr-defined]
+        assert said[0].now == "analytics.loop.echoed from ORA"  # type: ignore[attr-defined]
