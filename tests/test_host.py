@@ -235,12 +235,14 @@ async def test_publish_outside_declared_patterns_is_refused_and_counted(tmp_path
         await host.stop()
 
 
-async def test_crashing_bot_restarts_with_backoff_then_fails_others_unaffected(tmp_path: Path) -> None:
+async def failing_beside_others(tmp_path: Path, failing: str) -> tuple[Host, Collector]:
+    """A started host with fast restarts: 40 numbers to ``failing`` (a bot's config lines) and to a
+    recorder; ``system.bot.*`` collected from before the start."""
     path = write(
         tmp_path,
         FAST_RESTARTS,
         bot("numbers", "Numbers", publish='["analytics.number.>"]', count=40, pace_s=0.005),
-        bot("crasher", "Crasher", subscribe='["analytics.number.>"]'),
+        failing,
         bot("recorder", "Recorder", subscribe='["analytics.number.>"]'),
     )
     lifecycle = Collector()
@@ -248,6 +250,12 @@ async def test_crashing_bot_restarts_with_backoff_then_fails_others_unaffected(t
     await host.bus.start()
     await host.bus.subscribe("system.bot.>", lifecycle)
     await host.start()
+    return host, lifecycle
+
+
+async def test_crashing_bot_restarts_with_backoff_then_fails_others_unaffected(tmp_path: Path) -> None:
+    crasher = bot("crasher", "Crasher", subscribe='["analytics.number.>"]')
+    host, lifecycle = await failing_beside_others(tmp_path, crasher)
     try:
         await eventually(lambda: host.runners["crasher"].state == "failed", timeout=10, what="crasher failed")
         await eventually(lambda: len(Recorder.seen["recorder"]) == 40, timeout=10, what="all 40 numbers")
@@ -284,18 +292,8 @@ async def test_a_bot_calling_sys_exit_fails_alone_and_the_host_runs_on(tmp_path:
     """``sys.exit()`` in a bot's code (its own, or a library's) went through asyncio, which lets
     ``SystemExit`` end the event loop: one bot ended the host (exit status 3, every other bot with
     it). Now it is that bot's failure (``BotExit``), restarted with backoff like any other."""
-    path = write(
-        tmp_path,
-        FAST_RESTARTS,
-        bot("numbers", "Numbers", publish='["analytics.number.>"]', count=40, pace_s=0.005),
-        bot("exiter", "Exiter", subscribe='["analytics.number.>"]', where=where),
-        bot("recorder", "Recorder", subscribe='["analytics.number.>"]'),
-    )
-    lifecycle = Collector()
-    host = Host(load_config(path), plugins=Plugins())
-    await host.bus.start()
-    await host.bus.subscribe("system.bot.>", lifecycle)
-    await host.start()
+    exiter = bot("exiter", "Exiter", subscribe='["analytics.number.>"]', where=where)
+    host, lifecycle = await failing_beside_others(tmp_path, exiter)
     try:
         await eventually(lambda: host.runners["exiter"].state == "failed", timeout=10, what="exiter failed")
         await eventually(lambda: len(Recorder.seen["recorder"]) == 40, timeout=10, what="all 40 numbers")
