@@ -614,6 +614,9 @@ class Host:
             reasons.append(f"bus {bus.name!r} not connected ({state})")
         reasons += bus.connection_problems()  # e.g. a bot's own NATS connection (per-bot isolation)
         reasons += self.handler_watch.reasons()
+        cascade = bus.sequencer.problem() if bus.sequencer is not None else None
+        if cascade is not None:
+            reasons.append(cascade)
         waiting = self.relay is not None and self.relay.waiting
         if waiting:
             reasons.append(

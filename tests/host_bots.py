@@ -226,6 +226,17 @@ class Blocker(Bot):
                 queue.Queue[None]().get(timeout=self.params.sleep_s)  # queue: the line the loop watch names
 
 
+class Looper(Bot):
+    """Publishes what it receives while ``looping`` (class-level): a loop between bots in one bot."""
+
+    type_name = "test-looper"
+    looping: ClassVar[bool] = True
+
+    async def handle(self, event: Event) -> None:
+        if Looper.looping:
+            await self.ctx.publish("analytics.loop.echoed", {})
+
+
 class PlainHandle(Bot):
     """A ``handle`` written as a plain ``def``: refused when loaded (the host awaits it)."""
 

@@ -19,7 +19,7 @@ from citarion_host.natsserver import NatsServer
 from citarion_host.plugins import Plugins
 from citarion_host.settings import load_config
 from tests.bus.conftest import Collector, eventually
-from tests.host_bots import Bars, Crasher, Exiter, Held, Numbers, Recorder, Trespasser
+from tests.host_bots import Bars, Crasher, Exiter, Held, Looper, Numbers, Recorder, Trespasser
 
 FAST_RESTARTS = """
 [host]
@@ -39,6 +39,7 @@ def _reset_test_bots() -> Iterator[None]:
     Numbers.sent = 0
     Crasher.starts = 0
     Exiter.starts = 0
+    Looper.looping = True
     Trespasser.refusals.clear()
     Bars.sent = 0
     Held.seen.clear()
@@ -319,6 +320,36 @@ async def test_a_bot_calling_sys_exit_in_stop_is_reported_and_the_host_stops(tmp
     assert [(e.payload.bot_id, e.payload.reason) for e in reports] == [
         ("exiter", "stop() failed: BotExit: the bot called sys.exit(3)")
     ]
+
+
+async def test_a_loop_between_bots_makes_the_host_not_ready_and_it_still_stops(tmp_path: Path) -> None:
+    """A bot that receives what it publishes (``check`` warns) starts a cascade without end: the
+    next bar never comes. Before, the host held the event loop for good (only ``kill -9`` ended it)
+    and said nothing. Now it is not ready while the cascade runs, saying why, and ready again once
+    it ends."""
+    path = write(
+        tmp_path,
+        "[host]\ndrain_timeout_s = 0.5\n",
+        bot("bars", "Bars", publish='["analytics.number.>"]', count=3),
+        bot("looper", "Looper", publish='["analytics.loop.>"]', subscribe='["analytics.>"]'),
+    )
+    host = await start_host(path)
+    try:
+        await eventually(lambda: not host.health().ready, timeout=30, what="not ready")
+        [reason] = host.health().reasons
+        assert reason.startswith(
+            "deterministic mode: one event's cascade started by analytics.number.emitted from ORA has run "
+        ) and reason.endswith(
+            " events (a loop between bots?); the next event from outside the bots waits for its end"
+        )
+        assert host.bus.stats()["long_cascades"] == 1
+        Looper.looping = False  # the loop ends: the next bars come, the host is ready again
+        await eventually(lambda: host.health().ready, timeout=10, what="ready again")
+        await eventually(lambda: Bars.sent == 3, timeout=10, what="the other bars")
+    finally:
+        async with asyncio.timeout(20):
+            await host.stop()
+    assert host.bus.closed
 
 
 async def test_invalid_config_refuses_to_start(tmp_path: Path) -> None:

@@ -419,6 +419,17 @@ class Sequencer:
             self._idle.set()
             self._wake_pacers(everyone=True)  # idle: whatever they wait for was handled (or never comes)
 
+    def problem(self) -> str | None:
+        """Why the host cannot do its job now, from here: a cascade past :data:`LONG_CASCADE` events
+        still running (every event from outside the bots waits for it), else None."""
+        if self._cascade < LONG_CASCADE or self._task is None:
+            return None
+        origin = f" started by {_described(self._origin)}" if self._origin is not None else ""
+        return (
+            f"deterministic mode: one event's cascade{origin} has run {self._cascade:,} events (a loop"
+            " between bots?); the next event from outside the bots waits for its end"
+        )
+
     def _long_cascade(self, entry: _Entry | _Pushed) -> None:
         """Say once that one external event's cascade has run :data:`LONG_CASCADE` events: the next
         external event (the feed's next bar) waits until it ends, which a loop never does."""
