@@ -35,7 +35,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from .bot import Bot
-from .bounded import Overran, bot_code, limited, within
+from .bounded import Overran, bot_task, limited, within
 from .bus import EventBus, PositionFinder, Subscription, delivery_position, position_finder
 from .checkpoint import Checkpoints
 from .context import GuardedContext
@@ -114,11 +114,7 @@ class BusOutlet:
 
     def spawn(self, work: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         """Background work (a data feed) under supervision: if it raises, the bot restarts."""
-        task = self._runner.tasks.spawn(bot_code(work), name)
-        # A task cancelled before its first step never starts bot_code, so nothing awaits ``work``:
-        # closed here (a no-op once it ran), as asyncio closes a task's own coroutine.
-        task.add_done_callback(lambda _: work.close())
-        return task
+        return bot_task(work, lambda coroutine: self._runner.tasks.spawn(coroutine, name))
 
     async def settle(self, lag: bool = False) -> None:
         """Deterministic mode: wait until everything published so far is handled everywhere; with
@@ -451,9 +447,7 @@ class BotRunner:
         checkpoints = self.checkpoints
         if checkpoints is not None:
             checkpoints.restore(bot)
-        await limited(
-            bot_code(bot.start()), self.settings.start_timeout_s, "start()", "[host] start_timeout_s"
-        )
+        await limited(bot.start(), self.settings.start_timeout_s, "start()", "[host] start_timeout_s")
         if checkpoints is not None:
             await self._replay(bot, checkpoints)
             checkpoints.take(bot)  # the restored state, checked encodable now rather than N events later
@@ -558,9 +552,7 @@ class BotRunner:
         bot, self.bot = self.bot, None
         if bot is not None:
             try:
-                await within(
-                    bot_code(bot.stop()), self.settings.stop_timeout_s, "stop()", "[host] stop_timeout_s"
-                )
+                await within(bot.stop(), self.settings.stop_timeout_s, "stop()", "[host] stop_timeout_s")
             except Overran as exc:
                 self._stop_overran(str(exc))
             except Exception as exc:  # as a failed handler: counted, reported, the traceback logged
